@@ -1,0 +1,44 @@
+# Short named targets; `make setup` then `make test` is what CI runs.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+
+.PHONY: setup demo dev test test-rust test-python lint bench clean
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# Builds the extension (release) and installs fmfast with its test extra.
+setup: $(PY)
+	$(PY) -m pip install --quiet -e '.[test]'
+
+demo: setup
+	$(BIN)/fmfast demo
+
+# Debug build of the extension into the venv, for quick iterations.
+dev:
+	$(BIN)/maturin develop --quiet
+
+test: lint test-rust test-python
+
+test-rust:
+	cargo test -p fmfast-core --quiet
+
+test-python:
+	SAGEMAKER_SUPPRESS_V2_WARNING=1 $(BIN)/pytest -q
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets --quiet -- -D warnings
+	$(BIN)/ruff check python tests benches
+	$(BIN)/ruff format --check python tests benches
+	$(BIN)/python -m mypy.stubtest fmfast._fmfast --allowlist stubtest-allowlist.txt
+
+# Benchmarks for real (pytest-benchmark); `make test` only smoke-runs them once.
+bench:
+	SAGEMAKER_SUPPRESS_V2_WARNING=1 $(BIN)/pytest benches -q --benchmark-enable --benchmark-columns=mean,stddev,rounds
+
+clean:
+	cargo clean
+	rm -f python/fmfast/_fmfast*.so

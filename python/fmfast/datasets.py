@@ -1,0 +1,62 @@
+"""Synthetic MovieLens-shaped ratings: the embedded default data set of demos and tests.
+
+Users and items get low-rank taste vectors; who rates what follows skewed (Zipf-like) user
+activity and item popularity; ratings are the rounded, clipped low-rank score plus noise, 1 to 5.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+
+@dataclass(frozen=True)
+class Ratings:
+    """Rating triples: ``users[i]`` gave ``items[i]`` the rating ``ratings[i]``."""
+
+    users: np.ndarray
+    items: np.ndarray
+    ratings: np.ndarray
+    n_users: int
+    n_items: int
+
+    def one_hot(self) -> tuple[sp.csr_array, np.ndarray]:
+        """The classic FM encoding: one-hot user then one-hot item per rating, and the ratings."""
+        n = len(self.ratings)
+        rows = np.repeat(np.arange(n), 2)
+        cols = np.column_stack([self.users, self.n_users + self.items]).reshape(-1)
+        X = sp.csr_array(
+            (np.ones(2 * n, dtype=np.float32), (rows, cols)), shape=(n, self.n_users + self.n_items)
+        )
+        return X, self.ratings.astype(np.float32)
+
+
+def synthetic_ratings(
+    n_users: int = 943, n_items: int = 1682, n_ratings: int = 100_000, rank: int = 8, seed: int = 0
+) -> Ratings:
+    """Generate ratings shaped like MovieLens-100K (its sizes are the defaults).
+
+    Each (user, item) pair occurs at most once; the same seed gives the same data.
+    """
+    if n_ratings > n_users * n_items:
+        raise ValueError("more ratings than (user, item) pairs")
+    rng = np.random.default_rng(seed)
+    user_weight = rng.pareto(1.5, n_users) + 1
+    item_weight = 1.0 / np.arange(1, n_items + 1) ** 0.9
+    item_weight = item_weight[rng.permutation(n_items)]
+    pairs = np.empty(0, dtype=np.int64)
+    while len(pairs) < n_ratings:
+        draw = n_ratings - len(pairs)
+        users = rng.choice(n_users, size=2 * draw, p=user_weight / user_weight.sum())
+        items = rng.choice(n_items, size=2 * draw, p=item_weight / item_weight.sum())
+        pairs = np.unique(np.concatenate([pairs, users * n_items + items]))
+    pairs = rng.permutation(pairs)[:n_ratings]
+    users, items = pairs // n_items, pairs % n_items
+    user_factors = rng.normal(0, 1 / np.sqrt(rank), (n_users, rank))
+    item_factors = rng.normal(0, 1 / np.sqrt(rank), (n_items, rank))
+    score = 3.5 + (user_factors[users] * item_factors[items]).sum(1) * 1.2
+    score += rng.normal(0, 0.3, n_users)[users] + rng.normal(0, 0.4, n_items)[items]
+    ratings = np.clip(np.rint(score + rng.normal(0, 0.8, n_ratings)), 1, 5).astype(np.float32)
+    return Ratings(users.astype(np.int64), items.astype(np.int64), ratings, n_users, n_items)

@@ -1,0 +1,9 @@
+"""The exceptions fmfast raises, all subclasses of :class:`FmFastError`.
+
+They are created by the Rust extension so that errors raised deep in the core arrive as these
+types; this module re-exports them under a stable name.
+"""
+
+from fmfast._fmfast import FmFastError, InvalidInputError, ParseError, RecordIOError
+
+__all__ = ["FmFastError", "InvalidInputError", "ParseError", "RecordIOError"]

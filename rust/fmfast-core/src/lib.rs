@@ -1,0 +1,28 @@
+//! fmfast-core: the pure-Rust engine behind fmfast.
+//!
+//! * [`csr`]: validated, borrowed views of compressed-sparse-row matrices.
+//! * [`recordio`]: SageMaker's RecordIO-protobuf training format, encoded and decoded in parallel.
+//! * [`parallel`]: thread pools sized by the caller and the between-chunk progress/interrupt hook.
+//!
+//! Nothing here knows Python: functions take slices and return [`Result`].
+
+/// Runs `$body` with `$v` bound to the typed slice inside a [`csr::Values`], so that generic code
+/// is instantiated once per element type.
+macro_rules! with_values {
+    ($values:expr, $v:ident => $body:expr) => {
+        match $values {
+            $crate::csr::Values::F32($v) => $body,
+            $crate::csr::Values::F64($v) => $body,
+            $crate::csr::Values::I32($v) => $body,
+            $crate::csr::Values::I64($v) => $body,
+        }
+    };
+}
+
+pub mod csr;
+pub mod error;
+pub mod parallel;
+pub mod recordio;
+pub mod text;
+
+pub use error::{Error, Position, Result};

@@ -1,0 +1,494 @@
+//! Framed `aialgs.data.Record`s back into CSR arrays, in parallel, validating everything.
+//!
+//! A record's `features["values"]` tensor is sparse when it has keys or a shape (keys index
+//! the values, `shape = [n_cols]`) and dense otherwise (the values are the whole row). All
+//! records must agree on the feature dimension, the tensor types and whether labels are present.
+
+use rayon::prelude::*;
+
+use super::frame::Frame;
+use super::tensor::{unpacked_wire_type, TensorKind};
+use super::wire::{Cursor, LEN, VARINT};
+use crate::csr::CsrIndex;
+use crate::error::{Error, Result};
+use crate::parallel::Monitor;
+
+/// Records decoded by one parallel task.
+const TASK_RECORDS: usize = 4096;
+/// Records decoded between two progress reports.
+const BLOCK_RECORDS: usize = 1 << 17;
+
+/// A typed, owned array of tensor values.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FeatureValues {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    I32(Vec<i32>),
+}
+
+impl FeatureValues {
+    fn new(kind: TensorKind) -> Self {
+        match kind {
+            TensorKind::Float32 => FeatureValues::F32(Vec::new()),
+            TensorKind::Float64 => FeatureValues::F64(Vec::new()),
+            TensorKind::Int32 => FeatureValues::I32(Vec::new()),
+        }
+    }
+
+    /// The tensor type these values came from.
+    pub fn kind(&self) -> TensorKind {
+        match self {
+            FeatureValues::F32(_) => TensorKind::Float32,
+            FeatureValues::F64(_) => TensorKind::Float64,
+            FeatureValues::I32(_) => TensorKind::Int32,
+        }
+    }
+
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        match self {
+            FeatureValues::F32(v) => v.len(),
+            FeatureValues::F64(v) => v.len(),
+            FeatureValues::I32(v) => v.len(),
+        }
+    }
+
+    /// Whether there are no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends the elements of a `values` field (packed or not) from `cursor`.
+    fn read_field(&mut self, cursor: &mut Cursor, wire_type: u8) -> std::result::Result<(), String> {
+        let kind = self.kind();
+        if wire_type == LEN {
+            let bytes = cursor.len_delimited()?;
+            return self.extend_packed(bytes);
+        }
+        if wire_type != unpacked_wire_type(kind) {
+            return Err(format!("{} values have wire type {wire_type}", kind.name()));
+        }
+        match self {
+            FeatureValues::F32(v) => v.push(f32::from_le_bytes(fixed(cursor.take(4)?))),
+            FeatureValues::F64(v) => v.push(f64::from_le_bytes(fixed(cursor.take(8)?))),
+            FeatureValues::I32(v) => v.push(cursor.varint()? as i32),
+        }
+        Ok(())
+    }
+
+    fn extend_packed(&mut self, bytes: &[u8]) -> std::result::Result<(), String> {
+        let width = match self.kind() {
+            TensorKind::Float32 => 4,
+            TensorKind::Float64 => 8,
+            TensorKind::Int32 => 1,
+        };
+        if bytes.len() % width != 0 {
+            return Err(format!(
+                "packed {} values of {} bytes, not a multiple of {width}",
+                self.kind().name(),
+                bytes.len()
+            ));
+        }
+        match self {
+            FeatureValues::F32(v) => v.extend(bytes.chunks_exact(4).map(|b| f32::from_le_bytes(fixed(b)))),
+            FeatureValues::F64(v) => v.extend(bytes.chunks_exact(8).map(|b| f64::from_le_bytes(fixed(b)))),
+            FeatureValues::I32(v) => {
+                let mut cursor = Cursor::new(bytes);
+                while !cursor.is_done() {
+                    v.push(cursor.varint()? as i32);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn append(&mut self, other: FeatureValues) {
+        match (self, other) {
+            (FeatureValues::F32(a), FeatureValues::F32(b)) => a.extend(b),
+            (FeatureValues::F64(a), FeatureValues::F64(b)) => a.extend(b),
+            (FeatureValues::I32(a), FeatureValues::I32(b)) => a.extend(b),
+            _ => {}
+        }
+    }
+}
+
+/// `N` bytes from a slice that is known to hold exactly `N`.
+#[inline]
+fn fixed<const N: usize>(bytes: &[u8]) -> [u8; N] {
+    bytes.try_into().unwrap_or([0; N])
+}
+
+/// `indptr` and `indices` in the narrowest type scipy would use.
+#[derive(Debug)]
+pub enum Indices {
+    I32 { indptr: Vec<i32>, indices: Vec<i32> },
+    I64 { indptr: Vec<i64>, indices: Vec<i64> },
+}
+
+/// Decoded records: a CSR matrix and, when the records carry them, labels.
+#[derive(Debug)]
+pub struct Decoded {
+    /// Number of records (rows).
+    pub n_rows: usize,
+    /// Feature dimension shared by every record (0 for no records).
+    pub n_cols: u64,
+    /// Row pointers and column indices.
+    pub indices: Indices,
+    /// Stored values, typed as the records' feature tensors.
+    pub values: FeatureValues,
+    /// One label per record, typed as the label tensors.
+    pub labels: Option<FeatureValues>,
+}
+
+impl Decoded {
+    /// What every record shared.
+    pub fn signature(&self) -> Signature {
+        Signature {
+            n_cols: self.n_cols,
+            features: self.values.kind(),
+            labels: self.labels.as_ref().map(FeatureValues::kind),
+        }
+    }
+}
+
+/// What every record of a stream must share; the first record sets it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Signature {
+    /// Feature dimension.
+    pub n_cols: u64,
+    /// Tensor type of the features.
+    pub features: TensorKind,
+    /// Tensor type of the labels, `None` when records have no label.
+    pub labels: Option<TensorKind>,
+}
+
+impl Signature {
+    /// Errors unless `other` (seen at `record`/`offset`) agrees with `self`.
+    pub fn check(&self, other: &Signature, record: u64, offset: u64) -> Result<()> {
+        let differ = |what: String| Err(Error::recordio(record, offset, what));
+        if other.n_cols != self.n_cols {
+            return differ(format!(
+                "feature dimension {} differs from {} in earlier records",
+                other.n_cols, self.n_cols
+            ));
+        }
+        if other.features != self.features {
+            return differ(format!(
+                "features are a {}, earlier records a {}",
+                other.features.name(),
+                self.features.name()
+            ));
+        }
+        if other.labels != self.labels {
+            let name = |l: Option<TensorKind>| l.map_or("no label", TensorKind::name);
+            return differ(format!(
+                "label is {}, earlier records {}",
+                name(other.labels),
+                name(self.labels)
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The rows decoded by one task.
+struct Chunk<I> {
+    signature: Option<Signature>,
+    first: (u64, u64),
+    row_ends: Vec<I>,
+    indices: Vec<I>,
+    values: Option<FeatureValues>,
+    labels: Option<FeatureValues>,
+}
+
+/// A tensor's fields as found in one record.
+struct Tensor<'a> {
+    kind: TensorKind,
+    bytes: &'a [u8],
+}
+
+impl<I: CsrIndex> Chunk<I> {
+    fn new(first: &Frame) -> Self {
+        Chunk {
+            signature: None,
+            first: (first.record, first.offset),
+            row_ends: Vec::new(),
+            indices: Vec::new(),
+            values: None,
+            labels: None,
+        }
+    }
+
+    fn push(&mut self, frame: &Frame) -> Result<()> {
+        let at = |message: String| Error::recordio(frame.record, frame.offset, message);
+        let (features, label) = split_record(&frame.payload).map_err(at)?;
+        let features = features.ok_or_else(|| at("record has no features[\"values\"]".into()))?;
+        let label_kind = label.as_ref().map(|t| t.kind);
+        let n_cols = self.push_features(&features).map_err(at)?;
+        let signature = Signature {
+            n_cols,
+            features: features.kind,
+            labels: label_kind,
+        };
+        match &self.signature {
+            Some(first) => first.check(&signature, frame.record, frame.offset)?,
+            None => self.signature = Some(signature),
+        }
+        if let Some(label) = label {
+            let labels = self.labels.get_or_insert_with(|| FeatureValues::new(label.kind));
+            let before = labels.len();
+            read_tensor(&label, labels, &mut |_| Ok(()), &mut |_| Ok(())).map_err(at)?;
+            if labels.len() != before + 1 {
+                return Err(at(format!("label has {} values, expected 1", labels.len() - before)));
+            }
+        }
+        let end = I::from_u64(self.indices.len() as u64)
+            .ok_or_else(|| at("too many stored values for the index type".into()))?;
+        self.row_ends.push(end);
+        Ok(())
+    }
+
+    /// Appends one record's keys and values; returns its feature dimension.
+    fn push_features(&mut self, tensor: &Tensor) -> std::result::Result<u64, String> {
+        let values = self.values.get_or_insert_with(|| FeatureValues::new(tensor.kind));
+        if values.kind() != tensor.kind {
+            return Err(format!(
+                "features are a {}, earlier records a {}",
+                tensor.kind.name(),
+                values.kind().name()
+            ));
+        }
+        let values_before = values.len();
+        let keys_before = self.indices.len();
+        let mut shape = Vec::new();
+        let indices = &mut self.indices;
+        read_tensor(
+            tensor,
+            values,
+            &mut |key| {
+                indices.push(I::from_u64(key).ok_or_else(|| format!("key {key} is too large"))?);
+                Ok(())
+            },
+            &mut |dim| {
+                shape.push(dim);
+                Ok(())
+            },
+        )?;
+        let n_values = values.len() - values_before;
+        let n_keys = self.indices.len() - keys_before;
+        let n_cols = match (shape.as_slice(), n_keys) {
+            ([], 0) | ([_], 0) if n_values > 0 => {
+                // Dense: the values are the whole row.
+                if let [dim] = shape[..] {
+                    if dim != n_values as u64 {
+                        return Err(format!("dense tensor of {n_values} values has shape [{dim}]"));
+                    }
+                }
+                self.indices.extend((0..n_values as u64).filter_map(I::from_u64));
+                if self.indices.len() - keys_before != n_values {
+                    return Err(format!("dense tensor of {n_values} values is too wide"));
+                }
+                n_values as u64
+            }
+            ([], 0) => 0,
+            ([], _) => return Err("sparse tensor (with keys) has no shape".into()),
+            ([dim], _) => {
+                if n_keys != n_values {
+                    return Err(format!("{n_keys} keys but {n_values} values"));
+                }
+                if let Some(bad) = self.indices[keys_before..]
+                    .iter()
+                    .find(|k| k.to_u64().is_none_or(|k| k >= *dim))
+                {
+                    return Err(format!(
+                        "key {} is outside shape [{dim}]",
+                        bad.to_u64().unwrap_or(u64::MAX)
+                    ));
+                }
+                *dim
+            }
+            (dims, _) => return Err(format!("shape has {} dimensions, expected 1", dims.len())),
+        };
+        Ok(n_cols)
+    }
+}
+
+/// Finds `features["values"]` and `label["values"]` in a `Record`.
+fn split_record(payload: &[u8]) -> std::result::Result<(Option<Tensor<'_>>, Option<Tensor<'_>>), String> {
+    let mut cursor = Cursor::new(payload);
+    let (mut features, mut label) = (None, None);
+    while !cursor.is_done() {
+        let (field, wire_type) = cursor.key()?;
+        match field {
+            1 | 2 => {
+                if wire_type != LEN {
+                    return Err(format!("Record field {field} has wire type {wire_type}, expected 2"));
+                }
+                let entry = cursor.len_delimited()?;
+                if let Some(tensor) = values_entry(entry)? {
+                    let slot = if field == 1 { &mut features } else { &mut label };
+                    if slot.replace(tensor).is_some() {
+                        let map = if field == 1 { "features" } else { "label" };
+                        return Err(format!("{map}[\"values\"] appears twice"));
+                    }
+                }
+            }
+            _ => cursor.skip(wire_type)?,
+        }
+    }
+    Ok((features, label))
+}
+
+/// The tensor of a map entry whose key is "values", `None` for other keys.
+fn values_entry(entry: &[u8]) -> std::result::Result<Option<Tensor<'_>>, String> {
+    let mut cursor = Cursor::new(entry);
+    let (mut key, mut value): (&[u8], Option<&[u8]>) = (b"", None);
+    while !cursor.is_done() {
+        match cursor.key()? {
+            (1, LEN) => key = cursor.len_delimited()?,
+            (2, LEN) => value = Some(cursor.len_delimited()?),
+            (field @ (1 | 2), wire_type) => return Err(format!("map entry field {field} has wire type {wire_type}")),
+            (_, wire_type) => cursor.skip(wire_type)?,
+        }
+    }
+    if key != b"values" {
+        return Ok(None);
+    }
+    let mut cursor = Cursor::new(value.unwrap_or_default());
+    let mut tensor = None;
+    while !cursor.is_done() {
+        let (field, wire_type) = cursor.key()?;
+        match (TensorKind::from_field(field), field) {
+            (Some(kind), _) if wire_type == LEN => {
+                tensor = Some(Tensor {
+                    kind,
+                    bytes: cursor.len_delimited()?,
+                })
+            }
+            (Some(kind), _) => return Err(format!("{} has wire type {wire_type}", kind.name())),
+            (None, 9) => return Err("Bytes values are not supported (only Float32/Float64/Int32 tensors)".into()),
+            (None, _) => cursor.skip(wire_type)?,
+        }
+    }
+    tensor
+        .map(Some)
+        .ok_or_else(|| "Value holds no Float32/Float64/Int32 tensor".into())
+}
+
+type Sink<'s> = dyn FnMut(u64) -> std::result::Result<(), String> + 's;
+
+/// Reads a tensor message: values into `values`, keys and shape through their sinks.
+fn read_tensor(
+    tensor: &Tensor,
+    values: &mut FeatureValues,
+    keys: &mut Sink,
+    shape: &mut Sink,
+) -> std::result::Result<(), String> {
+    let mut cursor = Cursor::new(tensor.bytes);
+    while !cursor.is_done() {
+        let (field, wire_type) = cursor.key()?;
+        match field {
+            1 => values.read_field(&mut cursor, wire_type)?,
+            2 => read_varints(&mut cursor, wire_type, "keys", keys)?,
+            3 => read_varints(&mut cursor, wire_type, "shape", shape)?,
+            _ => cursor.skip(wire_type)?,
+        }
+    }
+    Ok(())
+}
+
+fn read_varints(cursor: &mut Cursor, wire_type: u8, what: &str, sink: &mut Sink) -> std::result::Result<(), String> {
+    match wire_type {
+        LEN => {
+            let mut packed = Cursor::new(cursor.len_delimited()?);
+            while !packed.is_done() {
+                sink(packed.varint()?)?;
+            }
+            Ok(())
+        }
+        VARINT => sink(cursor.varint()?),
+        _ => Err(format!("{what} have wire type {wire_type}, expected 0 or 2")),
+    }
+}
+
+/// Decodes `frames` into one CSR matrix, in parallel, reporting progress in records.
+pub fn decode_records(frames: &[Frame], monitor: &dyn Monitor) -> Result<Decoded> {
+    let payload_bytes: usize = frames.iter().map(|f| f.payload.len()).sum();
+    // Every stored value takes at least one payload byte, so this bounds nnz.
+    let n_cols = match frames.first() {
+        Some(first) => {
+            let mut probe = Chunk::<i64>::new(first);
+            probe.push(first)?;
+            probe.signature.map_or(0, |s| s.n_cols)
+        }
+        None => 0,
+    };
+    if n_cols <= i32::MAX as u64 && payload_bytes <= i32::MAX as usize {
+        let (indptr, indices, values, labels) = decode_as::<i32>(frames, monitor)?;
+        Ok(Decoded {
+            n_rows: frames.len(),
+            n_cols,
+            indices: Indices::I32 { indptr, indices },
+            values,
+            labels,
+        })
+    } else {
+        let (indptr, indices, values, labels) = decode_as::<i64>(frames, monitor)?;
+        Ok(Decoded {
+            n_rows: frames.len(),
+            n_cols,
+            indices: Indices::I64 { indptr, indices },
+            values,
+            labels,
+        })
+    }
+}
+
+type Parts<I> = (Vec<I>, Vec<I>, FeatureValues, Option<FeatureValues>);
+
+fn decode_as<I: CsrIndex>(frames: &[Frame], monitor: &dyn Monitor) -> Result<Parts<I>> {
+    let zero = I::from_u64(0).ok_or_else(|| Error::invalid("index type cannot hold 0"))?;
+    let mut indptr = Vec::with_capacity(frames.len() + 1);
+    indptr.push(zero);
+    let (mut indices, mut values, mut labels) = (Vec::new(), None::<FeatureValues>, None::<FeatureValues>);
+    let mut signature: Option<Signature> = None;
+    for (block, block_frames) in frames.chunks(BLOCK_RECORDS).enumerate() {
+        let chunks: Vec<Chunk<I>> = block_frames
+            .par_chunks(TASK_RECORDS)
+            .map(|task| {
+                let mut chunk = Chunk::new(&task[0]);
+                task.iter().try_for_each(|frame| chunk.push(frame))?;
+                Ok(chunk)
+            })
+            .collect::<Result<_>>()?;
+        for chunk in chunks {
+            let (Some(chunk_signature), Some(chunk_values)) = (chunk.signature, chunk.values) else {
+                continue;
+            };
+            match &signature {
+                Some(first) => first.check(&chunk_signature, chunk.first.0, chunk.first.1)?,
+                None => signature = Some(chunk_signature),
+            }
+            let base = indices.len() as u64;
+            for end in chunk.row_ends {
+                let end = end.to_u64().map(|e| e + base).and_then(I::from_u64);
+                indptr.push(end.ok_or_else(|| Error::invalid("too many stored values for the index type"))?);
+            }
+            indices.extend(chunk.indices);
+            append(&mut values, chunk_values);
+            if let Some(chunk_labels) = chunk.labels {
+                append(&mut labels, chunk_labels);
+            }
+        }
+        monitor.progress((block * BLOCK_RECORDS + block_frames.len()) as u64)?;
+    }
+    let values = values.unwrap_or_else(|| FeatureValues::new(TensorKind::Float32));
+    Ok((indptr, indices, values, labels))
+}
+
+fn append(into: &mut Option<FeatureValues>, more: FeatureValues) {
+    match into {
+        Some(values) => values.append(more),
+        None => *into = Some(more),
+    }
+}

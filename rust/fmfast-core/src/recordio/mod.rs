@@ -1,0 +1,24 @@
+//! SageMaker's RecordIO-protobuf format: `aialgs.data.Record` messages in RecordIO frames.
+//!
+//! * [`wire`]: protobuf varints and tags.
+//! * [`tensor`]: the three tensor element types and conversions into them.
+//! * [`frame`]: the RecordIO framing (magic, length, padding, continuation flags).
+//! * [`encode`]: rows (sparse or dense) and labels into framed records, in parallel.
+//! * [`decode`]: framed records back into CSR arrays, in parallel.
+//! * [`stream`]: bounded-memory batch reading from any `Read`.
+//! * [`file`]: atomic output files.
+
+pub mod decode;
+pub mod encode;
+pub mod file;
+pub mod frame;
+pub mod stream;
+pub mod tensor;
+pub mod wire;
+
+pub use decode::{decode_records, Decoded, FeatureValues};
+pub use encode::{encode_rows, EncodeOptions, Rows};
+pub use file::AtomicFile;
+pub use frame::{split_frames, Frame, MAGIC};
+pub use stream::RecordStream;
+pub use tensor::TensorKind;

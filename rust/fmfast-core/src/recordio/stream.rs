@@ -1,0 +1,117 @@
+//! Bounded-memory reading of a RecordIO stream from any `Read`, a batch of records at a time.
+
+use std::borrow::Cow;
+use std::io::Read;
+
+use super::decode::{decode_records, Decoded, Signature};
+use super::frame::{padded, Assembler, Frame, Header, HEADER};
+use crate::error::{Error, Result};
+use crate::parallel::Monitor;
+
+/// Reads whole records from a byte stream; memory is bounded by one batch.
+pub struct RecordStream<R> {
+    reader: R,
+    offset: u64,
+    record: u64,
+    signature: Option<Signature>,
+}
+
+impl<R: Read> RecordStream<R> {
+    /// Starts reading `reader` from its current position, counted as byte offset 0.
+    pub fn new(reader: R) -> Self {
+        RecordStream {
+            reader,
+            offset: 0,
+            record: 0,
+            signature: None,
+        }
+    }
+
+    /// Reads up to `max_records` records; fewer (or none) at the end of the stream.
+    pub fn read_frames(&mut self, max_records: usize) -> Result<Vec<Frame<'static>>> {
+        let mut frames = Vec::new();
+        let mut assembler = Assembler::default();
+        let mut start = self.offset;
+        while frames.len() < max_records {
+            let at = self.offset;
+            let Some(header) = self.read_header()? else {
+                if assembler.is_open() {
+                    return Err(Error::recordio(
+                        self.record,
+                        start,
+                        "multi-part record has no last part",
+                    ));
+                }
+                break;
+            };
+            let mut body = Vec::new();
+            // `take` + `read_to_end` grows the buffer only as data arrives: a hostile length
+            // cannot make us allocate more than the stream holds.
+            let wanted = padded(header.len) as u64;
+            (&mut self.reader).take(wanted).read_to_end(&mut body)?;
+            if (body.len() as u64) < wanted {
+                return Err(Error::recordio(
+                    self.record,
+                    at,
+                    format!(
+                        "length {} runs past the end of the data ({} bytes left)",
+                        header.len,
+                        body.len()
+                    ),
+                ));
+            }
+            self.offset += HEADER as u64 + wanted;
+            if !assembler.is_open() {
+                start = at;
+            }
+            body.truncate(header.len);
+            if let Some(payload) = assembler.push(header, &body, self.record, at)? {
+                let payload = Cow::Owned(payload.into_owned());
+                frames.push(Frame {
+                    record: self.record,
+                    offset: start,
+                    payload,
+                });
+                self.record += 1;
+            }
+        }
+        Ok(frames)
+    }
+
+    /// The next header, or `None` at a clean end of stream.
+    fn read_header(&mut self) -> Result<Option<Header>> {
+        let mut bytes = [0u8; HEADER];
+        let mut got = 0;
+        while got < HEADER {
+            match self.reader.read(&mut bytes[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        match got {
+            0 => Ok(None),
+            HEADER => Header::parse(bytes, self.record, self.offset).map(Some),
+            _ => Err(Error::recordio(
+                self.record,
+                self.offset,
+                format!("truncated header: {got} bytes left, 8 needed"),
+            )),
+        }
+    }
+
+    /// Decodes the next batch of up to `max_records` records, `None` at the end of the stream.
+    /// Every batch must agree with the first on feature dimension, tensor types and labels.
+    pub fn next_batch(&mut self, max_records: usize, monitor: &dyn Monitor) -> Result<Option<Decoded>> {
+        let frames = self.read_frames(max_records.max(1))?;
+        let Some(first) = frames.first() else { return Ok(None) };
+        let (record, offset) = (first.record, first.offset);
+        let decoded = decode_records(&frames, monitor)?;
+        match &self.signature {
+            Some(signature) => signature.check(&decoded.signature(), record, offset)?,
+            None => self.signature = Some(decoded.signature()),
+        }
+        Ok(Some(decoded))
+    }
+}

@@ -1,0 +1,1 @@
+//! Streaming parsers of text inputs (libSVM/libFM, CSV rating triples).

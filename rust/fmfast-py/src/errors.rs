@@ -1,0 +1,74 @@
+//! The `FmFastError` hierarchy, created here and re-exported by `fmfast/exceptions.py`, and the
+//! conversion of core errors into it.
+
+use fmfast_core::Error;
+use pyo3::exceptions::{PyException, PyKeyboardInterrupt, PyOSError};
+use pyo3::prelude::*;
+
+pyo3::create_exception!(
+    fmfast,
+    FmFastError,
+    PyException,
+    "Base class of every error fmfast raises."
+);
+pyo3::create_exception!(
+    fmfast,
+    InvalidInputError,
+    FmFastError,
+    "Arrays or arguments that are inconsistent, out of range or of an unsupported type."
+);
+pyo3::create_exception!(
+    fmfast,
+    RecordIOError,
+    FmFastError,
+    "A RecordIO-protobuf stream that is truncated, corrupt or unsupported; `.record` and `.offset` say where."
+);
+pyo3::create_exception!(
+    fmfast,
+    ParseError,
+    FmFastError,
+    "A line of a text input that cannot be parsed; `.line` says which (1-based)."
+);
+
+/// A core error on its way to Python.
+pub struct PyFmError(pub Error);
+
+impl From<Error> for PyFmError {
+    fn from(e: Error) -> Self {
+        PyFmError(e)
+    }
+}
+
+impl From<PyFmError> for PyErr {
+    fn from(PyFmError(e): PyFmError) -> PyErr {
+        let message = e.to_string();
+        match e {
+            Error::InvalidInput(_) => InvalidInputError::new_err(message),
+            Error::RecordIO { position, .. } => Python::attach(|py| {
+                let err = RecordIOError::new_err(message);
+                let value = err.value(py);
+                // Attributes make the position usable without parsing the message.
+                let _ = value.setattr("record", position.record);
+                let _ = value.setattr("offset", position.offset);
+                err
+            }),
+            Error::Parse { line, .. } => Python::attach(|py| {
+                let err = ParseError::new_err(message);
+                let _ = err.value(py).setattr("line", line);
+                err
+            }),
+            Error::Interrupted => PyKeyboardInterrupt::new_err(message),
+            Error::Io(io) => PyOSError::new_err(io.to_string()),
+        }
+    }
+}
+
+/// Adds the exception classes to the module.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("FmFastError", py.get_type::<FmFastError>())?;
+    m.add("InvalidInputError", py.get_type::<InvalidInputError>())?;
+    m.add("RecordIOError", py.get_type::<RecordIOError>())?;
+    m.add("ParseError", py.get_type::<ParseError>())?;
+    Ok(())
+}

@@ -1,0 +1,16 @@
+//! `fmfast._fmfast`: thin PyO3 wrappers around `fmfast-core`, one file per concept.
+
+use pyo3::prelude::*;
+
+mod arrays;
+mod detached;
+mod errors;
+mod recordio;
+
+#[pymodule]
+fn _fmfast(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    errors::register(m)?;
+    recordio::register(m)?;
+    Ok(())
+}

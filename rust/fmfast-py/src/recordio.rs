@@ -1,0 +1,279 @@
+//! Bindings of the RecordIO-protobuf codec: encode to bytes, write files atomically, decode
+//! buffers and files, and stream batches.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::sync::Mutex;
+
+use fmfast_core::csr::CsrView;
+use fmfast_core::recordio::decode::Decoded;
+use fmfast_core::recordio::encode::Layout;
+use fmfast_core::recordio::{decode_records, encode_rows, split_frames, AtomicFile, EncodeOptions, RecordStream, Rows};
+use fmfast_core::Error;
+use numpy::PyReadonlyArray1;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyTuple};
+
+use crate::arrays::{indices_to_numpy, tensor_kind, values_to_numpy, PyIndices, PyValues};
+use crate::detached::{run, PyMonitor};
+use crate::errors::{FmFastError, PyFmError};
+
+/// Rows and labels as borrowed from Python, ready to be validated and encoded off the GIL.
+struct Batch<'a> {
+    n_rows: usize,
+    n_cols: u64,
+    csr: Option<(IndexSlices<'a>, usize)>,
+    data: fmfast_core::csr::Values<'a>,
+    labels: Option<fmfast_core::csr::Values<'a>>,
+    options: EncodeOptions,
+}
+
+enum IndexSlices<'a> {
+    I32(&'a [i32], &'a [i32]),
+    I64(&'a [i64], &'a [i64]),
+}
+
+/// The Python-side arguments every encoding entry point shares.
+#[derive(FromPyObject)]
+struct EncodeArgs<'py> {
+    shape: (usize, u64),
+    csr: Option<PyIndices<'py>>,
+    data: PyValues<'py>,
+    labels: Option<PyValues<'py>>,
+    dtype: String,
+    label_dtype: String,
+    check_finite: bool,
+}
+
+impl<'py> EncodeArgs<'py> {
+    fn batch(&self) -> PyResult<Batch<'_>> {
+        let data = self.data.as_values()?;
+        let csr = match &self.csr {
+            Some(PyIndices::I32(p, i)) => Some((IndexSlices::I32(p.as_slice()?, i.as_slice()?), data.len())),
+            Some(PyIndices::I64(p, i)) => Some((IndexSlices::I64(p.as_slice()?, i.as_slice()?), data.len())),
+            None => None,
+        };
+        let options = EncodeOptions {
+            features: tensor_kind(&self.dtype)?,
+            labels: tensor_kind(&self.label_dtype)?,
+            check_finite: self.check_finite,
+        };
+        let labels = self.labels.as_ref().map(PyValues::as_values).transpose()?;
+        Ok(Batch {
+            n_rows: self.shape.0,
+            n_cols: self.shape.1,
+            csr,
+            data,
+            labels,
+            options,
+        })
+    }
+}
+
+impl Batch<'_> {
+    /// Validates the rows and encodes them, handing bytes to `sink` in order.
+    fn encode(
+        &self,
+        monitor: &PyMonitor,
+        sink: impl FnMut(&[u8]) -> fmfast_core::Result<()>,
+    ) -> fmfast_core::Result<()> {
+        let rows = match &self.csr {
+            Some((IndexSlices::I32(p, i), nnz)) => {
+                Rows::sparse(Layout::CsrI32(CsrView::new(p, i, *nnz, self.n_cols)?), self.data)
+            }
+            Some((IndexSlices::I64(p, i), nnz)) => {
+                Rows::sparse(Layout::CsrI64(CsrView::new(p, i, *nnz, self.n_cols)?), self.data)
+            }
+            None => Rows::dense(self.n_rows, self.n_cols as usize, self.data)?,
+        };
+        if rows.n_rows() != self.n_rows {
+            return Err(Error::invalid(format!(
+                "shape says {} rows, indptr holds {}",
+                self.n_rows,
+                rows.n_rows()
+            )));
+        }
+        encode_rows(&rows, self.labels, &self.options, monitor, sink)
+    }
+}
+
+/// Encodes rows (CSR when `csr` is given, else dense row-major) into RecordIO-protobuf bytes.
+#[pyfunction]
+#[pyo3(signature = (args, n_threads=0, progress=None))]
+fn encode<'py>(
+    py: Python<'py>,
+    args: EncodeArgs<'py>,
+    n_threads: usize,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let batch = args.batch()?;
+    let bytes = run(py, n_threads, progress, |monitor| {
+        let mut out = Vec::new();
+        batch.encode(monitor, |chunk| {
+            out.extend_from_slice(chunk);
+            Ok(())
+        })?;
+        Ok(out)
+    })?;
+    Ok(PyBytes::new(py, &bytes))
+}
+
+/// A RecordIO file written chunk after chunk and renamed into place by `commit`.
+#[pyclass(module = "fmfast._fmfast")]
+struct RecordIOFileWriter {
+    file: Option<AtomicFile>,
+}
+
+#[pymethods]
+impl RecordIOFileWriter {
+    #[new]
+    fn new(path: std::path::PathBuf) -> PyResult<Self> {
+        Ok(RecordIOFileWriter {
+            file: Some(AtomicFile::create(path).map_err(PyFmError)?),
+        })
+    }
+
+    /// Appends encoded rows.
+    #[pyo3(signature = (args, n_threads=0, progress=None))]
+    fn write(
+        &mut self,
+        py: Python<'_>,
+        args: EncodeArgs<'_>,
+        n_threads: usize,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<()> {
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| FmFastError::new_err("the writer is closed"))?;
+        let batch = args.batch()?;
+        run(py, n_threads, progress, |monitor| {
+            batch.encode(monitor, |chunk| Ok(file.write_all(chunk)?))
+        })
+    }
+
+    /// Makes the file appear under its name.
+    fn commit(&mut self, py: Python<'_>) -> PyResult<()> {
+        match self.file.take() {
+            Some(file) => py.detach(|| file.commit()).map_err(|e| PyFmError(e).into()),
+            None => Err(FmFastError::new_err("the writer is closed")),
+        }
+    }
+
+    /// Discards everything written; the target is left as it was.
+    fn abort(&mut self) {
+        self.file = None;
+    }
+}
+
+/// `(n_rows, n_cols, indptr, indices, data, labels)` as Python objects.
+fn decoded_tuple(py: Python<'_>, decoded: Decoded) -> PyResult<Bound<'_, PyTuple>> {
+    let (indptr, indices) = indices_to_numpy(py, decoded.indices);
+    let data = values_to_numpy(py, decoded.values);
+    let labels = decoded.labels.map(|l| values_to_numpy(py, l));
+    (decoded.n_rows, decoded.n_cols, indptr, indices, data, labels).into_pyobject(py)
+}
+
+/// Decodes a whole RecordIO stream held in a uint8 array.
+#[pyfunction]
+#[pyo3(signature = (buffer, n_threads=0, progress=None))]
+fn decode<'py>(
+    py: Python<'py>,
+    buffer: PyReadonlyArray1<'py, u8>,
+    n_threads: usize,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let bytes = buffer.as_slice()?;
+    let decoded = run(py, n_threads, progress, |monitor| {
+        decode_records(&split_frames(bytes, 0)?, monitor)
+    })?;
+    decoded_tuple(py, decoded)
+}
+
+/// Decodes a whole RecordIO file, mapped into memory.
+#[pyfunction]
+#[pyo3(signature = (path, n_threads=0, progress=None))]
+fn decode_file<'py>(
+    py: Python<'py>,
+    path: std::path::PathBuf,
+    n_threads: usize,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let decoded = run(py, n_threads, progress, |monitor| {
+        let file = File::open(&path)?;
+        if file.metadata()?.len() == 0 {
+            return decode_records(&[], monitor);
+        }
+        // SAFETY: the map is read-only and dropped before returning; as with any reader, a
+        // file truncated by another process meanwhile is outside what we can guard against.
+        let map = unsafe { memmap2::Mmap::map(&file)? };
+        decode_records(&split_frames(&map, 0)?, monitor)
+    })?;
+    decoded_tuple(py, decoded)
+}
+
+/// A Python binary file object read through `readinto`-free `read(n)` calls.
+struct PyFileReader(Py<PyAny>);
+
+impl Read for PyFileReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        Python::attach(|py| {
+            let chunk = self.0.call_method1(py, "read", (buf.len(),))?;
+            let chunk = chunk.bind(py).cast::<PyBytes>().map_err(PyErr::from)?.as_bytes();
+            let n = chunk.len().min(buf.len());
+            buf[..n].copy_from_slice(&chunk[..n]);
+            Ok::<_, PyErr>(n)
+        })
+        .map_err(std::io::Error::other)
+    }
+}
+
+/// Streams batches of decoded records from a path or a binary file object.
+#[pyclass(module = "fmfast._fmfast")]
+struct RecordIOReader {
+    stream: Mutex<RecordStream<Box<dyn Read + Send>>>,
+}
+
+#[pymethods]
+impl RecordIOReader {
+    #[new]
+    fn new(source: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let reader: Box<dyn Read + Send> = match source.extract::<std::path::PathBuf>() {
+            Ok(path) => Box::new(std::io::BufReader::with_capacity(1 << 20, File::open(path)?)),
+            Err(_) => Box::new(std::io::BufReader::with_capacity(
+                1 << 20,
+                PyFileReader(source.clone().unbind()),
+            )),
+        };
+        Ok(RecordIOReader {
+            stream: Mutex::new(RecordStream::new(reader)),
+        })
+    }
+
+    /// The next batch of at most `batch_size` records as a decoded tuple, or `None` at the end.
+    #[pyo3(signature = (batch_size, n_threads=0))]
+    fn next_batch<'py>(
+        &self,
+        py: Python<'py>,
+        batch_size: usize,
+        n_threads: usize,
+    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        let mut stream = self
+            .stream
+            .lock()
+            .map_err(|_| FmFastError::new_err("the reader is in use"))?;
+        let stream: &mut RecordStream<_> = &mut stream;
+        let decoded = run(py, n_threads, None, |monitor| stream.next_batch(batch_size, monitor))?;
+        decoded.map(|d| decoded_tuple(py, d)).transpose()
+    }
+}
+
+/// Adds the codec's functions and classes to the module.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(encode, m)?)?;
+    m.add_function(wrap_pyfunction!(decode, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_file, m)?)?;
+    m.add_class::<RecordIOFileWriter>()?;
+    m.add_class::<RecordIOReader>()?;
+    Ok(())
+}
