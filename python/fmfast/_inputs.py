@@ -77,7 +77,11 @@ def as_csr(X: Any) -> sp.csr_array | sp.csr_matrix:
         dense = np.asarray(X)
         if dense.ndim != 2:
             raise InvalidInputError(f"X must be 2-dimensional, got shape {dense.shape}")
-        csr = sp.csr_array(dense)
+        if dense.dtype.kind not in "biuf":
+            raise InvalidInputError(f"values of dtype {dense.dtype} are not supported")
+        csr = sp.csr_array(
+            dense if dense.itemsize >= 4 or dense.dtype.kind != "f" else dense.astype(np.float32)
+        )
     if csr.ndim != 2:
         raise InvalidInputError(f"X must be 2-dimensional, got shape {csr.shape}")
     return csr

@@ -53,6 +53,12 @@ def _prepare(
     label_dtype: DTypeArg | None,
     check_finite: bool,
 ) -> _Encoding:
+    label_array = None if labels is None else np.asarray(labels)
+    # dtype="auto" follows the SDK, which looks at the arrays as given, before any conversion.
+    features = tensor_dtype(dtype, _dtype_of(X), "values")
+    label_type = features
+    if label_array is not None and (label_dtype is not None or dtype == "auto"):
+        label_type = tensor_dtype(label_dtype or dtype, label_array.dtype, "labels")
     if layout == "sparse":
         csr = as_csr(X)
         shape, data, indices = csr.shape, csr.data, csr_indices(csr)
@@ -62,14 +68,14 @@ def _prepare(
     else:
         raise InvalidInputError(f"layout must be 'sparse' or 'dense', got {layout!r}")
     values = core_values(data, "values")
-    label_array = as_labels(labels, shape[0])
-    features = tensor_dtype(dtype, np.asarray(data).dtype, "values")
-    label_type = features
-    if label_array is not None and (label_dtype is not None or dtype == "auto"):
-        label_type = tensor_dtype(label_dtype or dtype, np.asarray(labels).dtype, "labels")
+    label_array = as_labels(label_array, shape[0])
     return _Encoding(
         (int(shape[0]), int(shape[1])), indices, values, label_array, features, label_type, check_finite
     )
+
+
+def _dtype_of(X: Any) -> np.dtype[Any]:
+    return X.dtype if hasattr(X, "dtype") else np.asarray(X).dtype
 
 
 def encode_recordio(

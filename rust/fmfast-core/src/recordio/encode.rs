@@ -236,12 +236,12 @@ fn checked_values_len<S: Scalar>(
 ) -> Result<usize> {
     if check_finite {
         if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
-            return Err(Error::invalid(format!("row {row}: {what} {bad} is not finite")));
+            return Err(Error::invalid(format!("row {row}: {what} {bad:?} is not finite")));
         }
     }
     packed_len(kind, values).map_err(|i| {
         Error::invalid(format!(
-            "row {row}: {what} {} does not fit in a {}",
+            "row {row}: {what} {:?} does not fit in a {}",
             values[i],
             kind.name()
         ))

@@ -29,6 +29,16 @@ pub fn padded(len: usize) -> usize {
     len.div_ceil(PAD) * PAD
 }
 
+/// The error for a frame whose payload (with padding) needs more bytes than the `left` that follow
+/// its header.
+pub fn past_end(record: u64, offset: u64, len: usize, left: usize) -> Error {
+    Error::recordio(
+        record,
+        offset,
+        format!("length {len} runs past the end of the data ({left} bytes left after the header)"),
+    )
+}
+
 /// A decoded frame header.
 #[derive(Clone, Copy, Debug)]
 pub struct Header {
@@ -150,15 +160,7 @@ pub fn split_frames(bytes: &[u8], base_offset: u64) -> Result<Vec<Frame<'_>>> {
         let body = pos + HEADER;
         let left = bytes.len() - body;
         if padded(header.len) > left {
-            return Err(Error::recordio(
-                record,
-                offset,
-                format!(
-                    "length {} (padded to {}) runs past the end of the data ({left} bytes left)",
-                    header.len,
-                    padded(header.len)
-                ),
-            ));
+            return Err(past_end(record, offset, header.len, left));
         }
         if !assembler.is_open() {
             start = pos;

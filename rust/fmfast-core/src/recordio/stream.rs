@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::io::Read;
 
 use super::decode::{decode_records, Decoded, Signature};
-use super::frame::{padded, Assembler, Frame, Header, HEADER};
+use super::frame::{padded, past_end, Assembler, Frame, Header, HEADER};
 use crate::error::{Error, Result};
 use crate::parallel::Monitor;
 
@@ -50,15 +50,7 @@ impl<R: Read> RecordStream<R> {
             let wanted = padded(header.len) as u64;
             (&mut self.reader).take(wanted).read_to_end(&mut body)?;
             if (body.len() as u64) < wanted {
-                return Err(Error::recordio(
-                    self.record,
-                    at,
-                    format!(
-                        "length {} runs past the end of the data ({} bytes left)",
-                        header.len,
-                        body.len()
-                    ),
-                ));
+                return Err(past_end(self.record, at, header.len, body.len()));
             }
             self.offset += HEADER as u64 + wanted;
             if !assembler.is_open() {

@@ -44,7 +44,7 @@ impl TensorKind {
 }
 
 /// An element type callers hand in, convertible to each tensor type.
-pub trait Scalar: Copy + Send + Sync + std::fmt::Display {
+pub trait Scalar: Copy + Send + Sync + std::fmt::Debug {
     /// As float32, `None` when a finite value is beyond float32's range.
     fn to_f32(self) -> Option<f32>;
     /// As float64 (always fits).
