@@ -8,7 +8,9 @@ use std::sync::Mutex;
 use fmfast_core::csr::CsrView;
 use fmfast_core::recordio::decode::Decoded;
 use fmfast_core::recordio::encode::Layout;
-use fmfast_core::recordio::{decode_records, encode_rows, split_frames, AtomicFile, EncodeOptions, RecordStream, Rows};
+use fmfast_core::recordio::{
+    decode_buffer, decode_records, encode_rows, AtomicFile, EncodeOptions, RecordStream, Rows,
+};
 use fmfast_core::Error;
 use numpy::PyReadonlyArray1;
 use pyo3::prelude::*;
@@ -75,7 +77,7 @@ impl Batch<'_> {
     fn encode(
         &self,
         monitor: &PyMonitor,
-        sink: impl FnMut(&[u8]) -> fmfast_core::Result<()>,
+        sink: impl FnMut(Vec<u8>) -> fmfast_core::Result<()> + Send,
     ) -> fmfast_core::Result<()> {
         let rows = match &self.csr {
             Some((IndexSlices::I32(p, i), nnz)) => {
@@ -107,15 +109,23 @@ fn encode<'py>(
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let batch = args.batch()?;
-    let bytes = run(py, n_threads, progress, |monitor| {
-        let mut out = Vec::new();
+    let chunks = run(py, n_threads, progress, |monitor| {
+        let mut chunks = Vec::new();
         batch.encode(monitor, |chunk| {
-            out.extend_from_slice(chunk);
+            chunks.push(chunk);
             Ok(())
         })?;
-        Ok(out)
+        Ok(chunks)
     })?;
-    Ok(PyBytes::new(py, &bytes))
+    // One copy, straight into the bytes object.
+    PyBytes::new_with(py, chunks.iter().map(Vec::len).sum(), |out| {
+        let mut at = 0;
+        for chunk in &chunks {
+            out[at..at + chunk.len()].copy_from_slice(chunk);
+            at += chunk.len();
+        }
+        Ok(())
+    })
 }
 
 /// A RecordIO file written chunk after chunk and renamed into place by `commit`.
@@ -148,7 +158,7 @@ impl RecordIOFileWriter {
             .ok_or_else(|| FmFastError::new_err("the writer is closed"))?;
         let batch = args.batch()?;
         run(py, n_threads, progress, |monitor| {
-            batch.encode(monitor, |chunk| Ok(file.write_all(chunk)?))
+            batch.encode(monitor, |chunk| Ok(file.write_all(&chunk)?))
         })
     }
 
@@ -184,9 +194,7 @@ fn decode<'py>(
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let bytes = buffer.as_slice()?;
-    let decoded = run(py, n_threads, progress, |monitor| {
-        decode_records(&split_frames(bytes, 0)?, monitor)
-    })?;
+    let decoded = run(py, n_threads, progress, |monitor| decode_buffer(bytes, monitor))?;
     decoded_tuple(py, decoded)
 }
 
@@ -206,8 +214,8 @@ fn decode_file<'py>(
         }
         // SAFETY: the map is read-only and dropped before returning; as with any reader, a
         // file truncated by another process meanwhile is outside what we can guard against.
-        let map = unsafe { memmap2::Mmap::map(&file)? };
-        decode_records(&split_frames(&map, 0)?, monitor)
+        let map = unsafe { memmap2::MmapOptions::new().populate().map(&file)? };
+        decode_buffer(&map, monitor)
     })?;
     decoded_tuple(py, decoded)
 }

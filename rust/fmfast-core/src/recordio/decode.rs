@@ -4,9 +4,11 @@
 //! the values, `shape = [n_cols]`) and dense otherwise (the values are the whole row). All
 //! records must agree on the feature dimension, the tensor types and whether labels are present.
 
+use std::ops::Deref;
+
 use rayon::prelude::*;
 
-use super::frame::Frame;
+use super::frame::{Frame, FrameScanner};
 use super::tensor::{unpacked_wire_type, TensorKind};
 use super::wire::{Cursor, LEN, VARINT};
 use crate::csr::CsrIndex;
@@ -28,10 +30,14 @@ pub enum FeatureValues {
 
 impl FeatureValues {
     fn new(kind: TensorKind) -> Self {
+        Self::with_capacity(kind, 0)
+    }
+
+    fn with_capacity(kind: TensorKind, capacity: usize) -> Self {
         match kind {
-            TensorKind::Float32 => FeatureValues::F32(Vec::new()),
-            TensorKind::Float64 => FeatureValues::F64(Vec::new()),
-            TensorKind::Int32 => FeatureValues::I32(Vec::new()),
+            TensorKind::Float32 => FeatureValues::F32(Vec::with_capacity(capacity)),
+            TensorKind::Float64 => FeatureValues::F64(Vec::with_capacity(capacity)),
+            TensorKind::Int32 => FeatureValues::I32(Vec::with_capacity(capacity)),
         }
     }
 
@@ -208,12 +214,15 @@ struct Tensor<'a> {
 }
 
 impl<I: CsrIndex> Chunk<I> {
-    fn new(first: &Frame) -> Self {
+    fn new(frames: &[Frame]) -> Self {
+        let first = frames.first().map_or((0, 0), |f| (f.record, f.offset));
+        // A guess that avoids regrowth for typical sparse float32 records (~9 bytes an entry).
+        let entries = frames.iter().map(|f| f.payload.len()).sum::<usize>() / 9;
         Chunk {
             signature: None,
-            first: (first.record, first.offset),
-            row_ends: Vec::new(),
-            indices: Vec::new(),
+            first,
+            row_ends: Vec::with_capacity(frames.len()),
+            indices: Vec::with_capacity(entries),
             values: None,
             labels: None,
         }
@@ -237,7 +246,7 @@ impl<I: CsrIndex> Chunk<I> {
         if let Some(label) = label {
             let labels = self.labels.get_or_insert_with(|| FeatureValues::new(label.kind));
             let before = labels.len();
-            read_tensor(&label, labels, &mut |_| Ok(()), &mut |_| Ok(())).map_err(at)?;
+            read_tensor::<i64>(&label, labels, &mut Vec::new(), &mut Vec::new()).map_err(at)?;
             if labels.len() != before + 1 {
                 return Err(at(format!("label has {} values, expected 1", labels.len() - before)));
             }
@@ -250,7 +259,10 @@ impl<I: CsrIndex> Chunk<I> {
 
     /// Appends one record's keys and values; returns its feature dimension.
     fn push_features(&mut self, tensor: &Tensor) -> std::result::Result<u64, String> {
-        let values = self.values.get_or_insert_with(|| FeatureValues::new(tensor.kind));
+        let capacity = self.indices.capacity();
+        let values = self
+            .values
+            .get_or_insert_with(|| FeatureValues::with_capacity(tensor.kind, capacity));
         if values.kind() != tensor.kind {
             return Err(format!(
                 "features are a {}, earlier records a {}",
@@ -261,19 +273,7 @@ impl<I: CsrIndex> Chunk<I> {
         let values_before = values.len();
         let keys_before = self.indices.len();
         let mut shape = Vec::new();
-        let indices = &mut self.indices;
-        read_tensor(
-            tensor,
-            values,
-            &mut |key| {
-                indices.push(I::from_u64(key).ok_or_else(|| format!("key {key} is too large"))?);
-                Ok(())
-            },
-            &mut |dim| {
-                shape.push(dim);
-                Ok(())
-            },
-        )?;
+        read_tensor(tensor, values, &mut self.indices, &mut shape)?;
         let n_values = values.len() - values_before;
         let n_keys = self.indices.len() - keys_before;
         let n_cols = match (shape.as_slice(), n_keys) {
@@ -375,29 +375,40 @@ fn values_entry(entry: &[u8]) -> std::result::Result<Option<Tensor<'_>>, String>
         .ok_or_else(|| "Value holds no Float32/Float64/Int32 tensor".into())
 }
 
-type Sink<'s> = dyn FnMut(u64) -> std::result::Result<(), String> + 's;
-
-/// Reads a tensor message: values into `values`, keys and shape through their sinks.
-fn read_tensor(
+/// Reads a tensor message: values into `values`, keys into `keys`, dimensions into `shape`.
+fn read_tensor<I: CsrIndex>(
     tensor: &Tensor,
     values: &mut FeatureValues,
-    keys: &mut Sink,
-    shape: &mut Sink,
+    keys: &mut Vec<I>,
+    shape: &mut Vec<u64>,
 ) -> std::result::Result<(), String> {
     let mut cursor = Cursor::new(tensor.bytes);
     while !cursor.is_done() {
         let (field, wire_type) = cursor.key()?;
         match field {
             1 => values.read_field(&mut cursor, wire_type)?,
-            2 => read_varints(&mut cursor, wire_type, "keys", keys)?,
-            3 => read_varints(&mut cursor, wire_type, "shape", shape)?,
+            2 => read_varints(&mut cursor, wire_type, "keys", |key| {
+                keys.push(I::from_u64(key).ok_or_else(|| format!("key {key} is too large"))?);
+                Ok(())
+            })?,
+            3 => read_varints(&mut cursor, wire_type, "shape", |dim| {
+                shape.push(dim);
+                Ok(())
+            })?,
             _ => cursor.skip(wire_type)?,
         }
     }
     Ok(())
 }
 
-fn read_varints(cursor: &mut Cursor, wire_type: u8, what: &str, sink: &mut Sink) -> std::result::Result<(), String> {
+/// Feeds the elements of a packed or unpacked varint field to `sink`.
+#[inline]
+fn read_varints(
+    cursor: &mut Cursor,
+    wire_type: u8,
+    what: &str,
+    mut sink: impl FnMut(u64) -> std::result::Result<(), String>,
+) -> std::result::Result<(), String> {
     match wire_type {
         LEN => {
             let mut packed = Cursor::new(cursor.len_delimited()?);
@@ -413,50 +424,75 @@ fn read_varints(cursor: &mut Cursor, wire_type: u8, what: &str, sink: &mut Sink)
 
 /// Decodes `frames` into one CSR matrix, in parallel, reporting progress in records.
 pub fn decode_records(frames: &[Frame], monitor: &dyn Monitor) -> Result<Decoded> {
-    let payload_bytes: usize = frames.iter().map(|f| f.payload.len()).sum();
-    // Every stored value takes at least one payload byte, so this bounds nnz.
-    let n_cols = match frames.first() {
-        Some(first) => {
-            let mut probe = Chunk::<i64>::new(first);
-            probe.push(first)?;
+    let payload_bytes = frames.iter().map(|f| f.payload.len()).sum();
+    let mut blocks = frames.chunks(BLOCK_RECORDS);
+    decode_blocks(|| Ok(blocks.next()), payload_bytes, monitor)
+}
+
+/// Decodes a whole RecordIO stream held in memory, a block of frames at a time.
+pub fn decode_buffer(bytes: &[u8], monitor: &dyn Monitor) -> Result<Decoded> {
+    let mut scanner = FrameScanner::new(bytes, 0);
+    decode_blocks(
+        || {
+            scanner
+                .next_block(BLOCK_RECORDS)
+                .map(|block| (!block.is_empty()).then_some(block))
+        },
+        bytes.len(),
+        monitor,
+    )
+}
+
+/// Decodes the blocks `next` yields; `size_bound` bounds the payload bytes in all of them.
+fn decode_blocks<'f, B: Deref<Target = [Frame<'f>]>>(
+    mut next: impl FnMut() -> Result<Option<B>>,
+    size_bound: usize,
+    monitor: &dyn Monitor,
+) -> Result<Decoded> {
+    let first = next()?;
+    let n_cols = match first.as_deref().and_then(<[Frame]>::first) {
+        Some(frame) => {
+            let mut probe = Chunk::<i64>::new(std::slice::from_ref(frame));
+            probe.push(frame)?;
             probe.signature.map_or(0, |s| s.n_cols)
         }
         None => 0,
     };
-    if n_cols <= i32::MAX as u64 && payload_bytes <= i32::MAX as usize {
-        let (indptr, indices, values, labels) = decode_as::<i32>(frames, monitor)?;
-        Ok(Decoded {
-            n_rows: frames.len(),
-            n_cols,
-            indices: Indices::I32 { indptr, indices },
-            values,
-            labels,
-        })
+    // Every stored value takes at least one payload byte, so `size_bound` also bounds nnz.
+    let decoded = if n_cols <= i32::MAX as u64 && size_bound <= i32::MAX as usize {
+        let (n_rows, indptr, indices, values, labels) = decode_as::<i32, B>(first, next, monitor)?;
+        (n_rows, Indices::I32 { indptr, indices }, values, labels)
     } else {
-        let (indptr, indices, values, labels) = decode_as::<i64>(frames, monitor)?;
-        Ok(Decoded {
-            n_rows: frames.len(),
-            n_cols,
-            indices: Indices::I64 { indptr, indices },
-            values,
-            labels,
-        })
-    }
+        let (n_rows, indptr, indices, values, labels) = decode_as::<i64, B>(first, next, monitor)?;
+        (n_rows, Indices::I64 { indptr, indices }, values, labels)
+    };
+    let (n_rows, indices, values, labels) = decoded;
+    Ok(Decoded {
+        n_rows,
+        n_cols,
+        indices,
+        values,
+        labels,
+    })
 }
 
-type Parts<I> = (Vec<I>, Vec<I>, FeatureValues, Option<FeatureValues>);
+type Parts<I> = (usize, Vec<I>, Vec<I>, FeatureValues, Option<FeatureValues>);
 
-fn decode_as<I: CsrIndex>(frames: &[Frame], monitor: &dyn Monitor) -> Result<Parts<I>> {
+fn decode_as<'f, I: CsrIndex, B: Deref<Target = [Frame<'f>]>>(
+    first: Option<B>,
+    mut next: impl FnMut() -> Result<Option<B>>,
+    monitor: &dyn Monitor,
+) -> Result<Parts<I>> {
     let zero = I::from_u64(0).ok_or_else(|| Error::invalid("index type cannot hold 0"))?;
-    let mut indptr = Vec::with_capacity(frames.len() + 1);
-    indptr.push(zero);
+    let mut indptr = vec![zero];
     let (mut indices, mut values, mut labels) = (Vec::new(), None::<FeatureValues>, None::<FeatureValues>);
     let mut signature: Option<Signature> = None;
-    for (block, block_frames) in frames.chunks(BLOCK_RECORDS).enumerate() {
-        let chunks: Vec<Chunk<I>> = block_frames
+    let mut block = first;
+    while let Some(frames) = block {
+        let chunks: Vec<Chunk<I>> = frames
             .par_chunks(TASK_RECORDS)
             .map(|task| {
-                let mut chunk = Chunk::new(&task[0]);
+                let mut chunk = Chunk::new(task);
                 task.iter().try_for_each(|frame| chunk.push(frame))?;
                 Ok(chunk)
             })
@@ -480,10 +516,11 @@ fn decode_as<I: CsrIndex>(frames: &[Frame], monitor: &dyn Monitor) -> Result<Par
                 append(&mut labels, chunk_labels);
             }
         }
-        monitor.progress((block * BLOCK_RECORDS + block_frames.len()) as u64)?;
+        monitor.progress((indptr.len() - 1) as u64)?;
+        block = next()?;
     }
     let values = values.unwrap_or_else(|| FeatureValues::new(TensorKind::Float32));
-    Ok((indptr, indices, values, labels))
+    Ok((indptr.len() - 1, indptr, indices, values, labels))
 }
 
 fn append(into: &mut Option<FeatureValues>, more: FeatureValues) {

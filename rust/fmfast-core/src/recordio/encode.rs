@@ -95,14 +95,14 @@ impl Default for EncodeOptions {
 }
 
 /// Encodes every row (with its label, when given) into framed records, handing the bytes to
-/// `sink` in order, in chunks. Everything is validated before the first byte reaches `sink`
+/// `sink` in order, in owned chunks. Everything is validated before the first byte reaches `sink`
 /// only per block; callers that need all-or-nothing output write to an [`super::AtomicFile`].
 pub fn encode_rows(
     rows: &Rows,
     labels: Option<Values>,
     options: &EncodeOptions,
     monitor: &dyn Monitor,
-    mut sink: impl FnMut(&[u8]) -> Result<()>,
+    mut sink: impl FnMut(Vec<u8>) -> Result<()> + Send,
 ) -> Result<()> {
     let n_rows = rows.n_rows();
     if let Some(labels) = labels {
@@ -110,27 +110,34 @@ pub fn encode_rows(
             return Err(Error::invalid(format!("{n_rows} rows but {} labels", labels.len())));
         }
     }
+    // Block i is handed to `sink` while block i + 1 is encoded, so writing overlaps encoding.
+    let mut pending: Vec<Vec<u8>> = Vec::new();
     let mut done = 0;
     while done < n_rows {
         let block_end = (done + BLOCK_ROWS).min(n_rows);
-        let chunks: Vec<Vec<u8>> = (done..block_end)
-            .step_by(TASK_ROWS)
-            .collect::<Vec<_>>()
-            .into_par_iter()
-            .map(|start| encode_range(rows, labels, options, start..(start + TASK_ROWS).min(block_end)))
-            .collect::<Result<_>>()?;
-        for chunk in &chunks {
-            sink(chunk)?;
-        }
+        let (written, encoded) = rayon::join(
+            || pending.drain(..).try_for_each(&mut sink),
+            || {
+                (done..block_end)
+                    .step_by(TASK_ROWS)
+                    .collect::<Vec<_>>()
+                    .into_par_iter()
+                    .map(|start| encode_range(rows, labels, options, start..(start + TASK_ROWS).min(block_end)))
+                    .collect::<Result<Vec<_>>>()
+            },
+        );
+        written?;
+        pending = encoded?;
         done = block_end;
         monitor.progress(done as u64)?;
     }
-    Ok(())
+    pending.into_iter().try_for_each(sink)
 }
 
 /// Encodes rows `range` into one buffer.
 fn encode_range(rows: &Rows, labels: Option<Values>, options: &EncodeOptions, range: Range<usize>) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
+    // Roughly the size of typical float32 rows, so that the buffer rarely has to grow.
+    let mut out = Vec::with_capacity(range.len() * 64);
     with_values!(rows.values, values => match rows.layout {
         Layout::CsrI32(csr) => encode_sparse(&mut out, csr, values, labels, options, range),
         Layout::CsrI64(csr) => encode_sparse(&mut out, csr, values, labels, options, range),

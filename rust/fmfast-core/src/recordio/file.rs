@@ -8,7 +8,7 @@ use tempfile::NamedTempFile;
 
 use crate::error::Result;
 
-/// A file being written atomically.
+/// A file being written atomically. Writes of 64 KiB or more go straight to the file.
 pub struct AtomicFile {
     target: PathBuf,
     writer: BufWriter<NamedTempFile>,
@@ -28,14 +28,14 @@ impl AtomicFile {
             .tempfile_in(dir)?;
         Ok(AtomicFile {
             target,
-            writer: BufWriter::with_capacity(1 << 20, temp),
+            writer: BufWriter::with_capacity(64 << 10, temp),
         })
     }
 
-    /// Flushes, syncs and renames the temporary file over the target.
+    /// Flushes and renames the temporary file over the target. Like `cp`, it does not fsync:
+    /// readers never see a partial file, but durability across power loss is the OS's.
     pub fn commit(self) -> Result<()> {
         let temp = self.writer.into_inner().map_err(|e| e.into_error())?;
-        temp.as_file().sync_all()?;
         temp.persist(&self.target).map_err(|e| e.error)?;
         Ok(())
     }

@@ -135,55 +135,77 @@ pub struct Frame<'a> {
     pub payload: Cow<'a, [u8]>,
 }
 
-/// Splits a whole RecordIO stream held in memory into records, borrowing whole-record payloads.
-/// `base_offset` is added to every reported offset.
+/// Walks a RecordIO stream held in memory, a block of records at a time, borrowing whole-record
+/// payloads (multi-part records are joined into owned buffers).
+pub struct FrameScanner<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    record: u64,
+    base_offset: u64,
+}
+
+impl<'a> FrameScanner<'a> {
+    /// Starts at the beginning of `bytes`; `base_offset` is added to every reported offset.
+    pub fn new(bytes: &'a [u8], base_offset: u64) -> Self {
+        FrameScanner {
+            bytes,
+            pos: 0,
+            record: 0,
+            base_offset,
+        }
+    }
+
+    /// The next `max_records` records (fewer at the end, none once done).
+    pub fn next_block(&mut self, max_records: usize) -> Result<Vec<Frame<'a>>> {
+        let bytes = self.bytes;
+        let mut frames = Vec::new();
+        let mut assembler = Assembler::default();
+        let mut start = self.pos;
+        while self.pos < bytes.len() && (frames.len() < max_records || assembler.is_open()) {
+            let (record, pos) = (self.record, self.pos);
+            let offset = self.base_offset + pos as u64;
+            let header_bytes: [u8; HEADER] =
+                bytes[pos..]
+                    .get(..HEADER)
+                    .and_then(|h| h.try_into().ok())
+                    .ok_or_else(|| {
+                        let left = bytes.len() - pos;
+                        Error::recordio(record, offset, format!("truncated header: {left} bytes left, 8 needed"))
+                    })?;
+            let header = Header::parse(header_bytes, record, offset)?;
+            let body = pos + HEADER;
+            let left = bytes.len() - body;
+            if padded(header.len) > left {
+                return Err(past_end(record, offset, header.len, left));
+            }
+            if !assembler.is_open() {
+                start = pos;
+            }
+            self.pos = body + padded(header.len);
+            if let Some(payload) = assembler.push(header, &bytes[body..body + header.len], record, offset)? {
+                frames.push(Frame {
+                    record,
+                    offset: self.base_offset + start as u64,
+                    payload,
+                });
+                self.record += 1;
+            }
+        }
+        if assembler.is_open() {
+            let offset = self.base_offset + start as u64;
+            return Err(Error::recordio(
+                self.record,
+                offset,
+                "multi-part record has no last part",
+            ));
+        }
+        Ok(frames)
+    }
+}
+
+/// Splits a whole RecordIO stream held in memory into records.
 pub fn split_frames(bytes: &[u8], base_offset: u64) -> Result<Vec<Frame<'_>>> {
-    let mut frames = Vec::new();
-    let mut assembler = Assembler::default();
-    let mut pos = 0usize;
-    let mut start = 0usize;
-    while pos < bytes.len() {
-        let record = frames.len() as u64;
-        let offset = base_offset + pos as u64;
-        let header_bytes: [u8; HEADER] =
-            bytes[pos..]
-                .get(..HEADER)
-                .and_then(|h| h.try_into().ok())
-                .ok_or_else(|| {
-                    Error::recordio(
-                        record,
-                        offset,
-                        format!("truncated header: {} bytes left, 8 needed", bytes.len() - pos),
-                    )
-                })?;
-        let header = Header::parse(header_bytes, record, offset)?;
-        let body = pos + HEADER;
-        let left = bytes.len() - body;
-        if padded(header.len) > left {
-            return Err(past_end(record, offset, header.len, left));
-        }
-        if !assembler.is_open() {
-            start = pos;
-        }
-        let payload = &bytes[body..body + header.len];
-        if let Some(payload) = assembler.push(header, payload, record, offset)? {
-            frames.push(Frame {
-                record,
-                offset: base_offset + start as u64,
-                payload,
-            });
-        }
-        pos = body + padded(header.len);
-    }
-    if assembler.is_open() {
-        let record = frames.len() as u64;
-        return Err(Error::recordio(
-            record,
-            base_offset + start as u64,
-            "multi-part record has no last part",
-        ));
-    }
-    Ok(frames)
+    FrameScanner::new(bytes, base_offset).next_block(usize::MAX)
 }
 
 #[cfg(test)]

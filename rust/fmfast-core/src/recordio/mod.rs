@@ -16,9 +16,9 @@ pub mod stream;
 pub mod tensor;
 pub mod wire;
 
-pub use decode::{decode_records, Decoded, FeatureValues};
+pub use decode::{decode_buffer, decode_records, Decoded, FeatureValues};
 pub use encode::{encode_rows, EncodeOptions, Rows};
 pub use file::AtomicFile;
-pub use frame::{split_frames, Frame, MAGIC};
+pub use frame::{split_frames, Frame, FrameScanner, MAGIC};
 pub use stream::RecordStream;
 pub use tensor::TensorKind;
