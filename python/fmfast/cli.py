@@ -66,7 +66,7 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    summary = inspect_recordio(args.file)
+    summary = inspect_recordio(args.file, progress=not args.quiet)
     print(f"records:        {summary.records:,}")
     print(f"feature_dim:    {summary.feature_dim:,}")
     print(f"non-zeros:      {summary.nonzeros:,}")
@@ -110,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     inspect = commands.add_parser("inspect", help="summarise a RecordIO file and check it suits SageMaker FM")
     inspect.add_argument("file")
+    inspect.add_argument("--quiet", action="store_true", help="no progress bar")
     inspect.set_defaults(run=_inspect)
     return parser
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from fmfast._progress import Progress, progress_callback
 from fmfast.recordio import DEFAULT_BATCH_SIZE, Source, iter_recordio
 
 
@@ -36,17 +39,26 @@ MAX_LISTED_LABELS = 10
 
 
 def inspect_recordio(
-    source: Source | os.PathLike[str], batch_size: int = DEFAULT_BATCH_SIZE
+    source: Source | os.PathLike[str], batch_size: int = DEFAULT_BATCH_SIZE, *, progress: Progress = None
 ) -> RecordIOSummary:
     """Stream through ``source`` and summarise it with bounded memory.
+
+    ``progress`` is ``True`` for a progress bar (in records) or a callable receiving the records read.
 
     Raises:
         RecordIOError: the stream is corrupt; nothing is summarised.
     """
+    with progress_callback(progress, None, "record") as callback:
+        return _summarise(iter_recordio(source, batch_size), callback)
+
+
+def _summarise(
+    batches: Iterator[tuple[Any, Any]], callback: Callable[[int], object] | None
+) -> RecordIOSummary:
     summary = RecordIOSummary()
     label_sum = 0.0
     distinct: set[float] = set()
-    for X, labels in iter_recordio(source, batch_size):
+    for X, labels in batches:
         summary.records += X.shape[0]
         summary.feature_dim = X.shape[1]
         summary.nonzeros += X.nnz
@@ -59,6 +71,8 @@ def inspect_recordio(
             label_sum += float(labels.sum(dtype=np.float64))
             if len(distinct) <= MAX_LISTED_LABELS:
                 distinct.update(np.unique(labels)[: MAX_LISTED_LABELS + 1].tolist())
+        if callback is not None:
+            callback(summary.records)
     if summary.label_dtype is not None and summary.records:
         summary.label_mean = label_sum / summary.records
         summary.label_values = sorted(distinct)[:MAX_LISTED_LABELS]

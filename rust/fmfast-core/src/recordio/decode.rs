@@ -205,6 +205,8 @@ struct Chunk<I> {
     indices: Vec<I>,
     values: Option<FeatureValues>,
     labels: Option<FeatureValues>,
+    /// Scratch space for one record's shape, reused so that records cost no allocation.
+    shape: Vec<u64>,
 }
 
 /// A tensor's fields as found in one record.
@@ -225,6 +227,7 @@ impl<I: CsrIndex> Chunk<I> {
             indices: Vec::with_capacity(entries),
             values: None,
             labels: None,
+            shape: Vec::new(),
         }
     }
 
@@ -272,8 +275,9 @@ impl<I: CsrIndex> Chunk<I> {
         }
         let values_before = values.len();
         let keys_before = self.indices.len();
-        let mut shape = Vec::new();
-        read_tensor(tensor, values, &mut self.indices, &mut shape)?;
+        let shape = &mut self.shape;
+        shape.clear();
+        read_tensor(tensor, values, &mut self.indices, shape)?;
         let n_values = values.len() - values_before;
         let n_keys = self.indices.len() - keys_before;
         let n_cols = match (shape.as_slice(), n_keys) {
