@@ -107,15 +107,6 @@ impl FeatureValues {
         }
         Ok(())
     }
-
-    fn append(&mut self, other: FeatureValues) {
-        match (self, other) {
-            (FeatureValues::F32(a), FeatureValues::F32(b)) => a.extend(b),
-            (FeatureValues::F64(a), FeatureValues::F64(b)) => a.extend(b),
-            (FeatureValues::I32(a), FeatureValues::I32(b)) => a.extend(b),
-            _ => {}
-        }
-    }
 }
 
 /// `N` bytes from a slice that is known to hold exactly `N`.
@@ -448,8 +439,8 @@ pub fn decode_buffer(bytes: &[u8], monitor: &dyn Monitor) -> Result<Decoded> {
 }
 
 /// Decodes the blocks `next` yields; `size_bound` bounds the payload bytes in all of them.
-fn decode_blocks<'f, B: Deref<Target = [Frame<'f>]>>(
-    mut next: impl FnMut() -> Result<Option<B>>,
+fn decode_blocks<'f, B: Deref<Target = [Frame<'f>]> + Send + Sync>(
+    mut next: impl FnMut() -> Result<Option<B>> + Send,
     size_bound: usize,
     monitor: &dyn Monitor,
 ) -> Result<Decoded> {
@@ -482,9 +473,9 @@ fn decode_blocks<'f, B: Deref<Target = [Frame<'f>]>>(
 
 type Parts<I> = (usize, Vec<I>, Vec<I>, FeatureValues, Option<FeatureValues>);
 
-fn decode_as<'f, I: CsrIndex, B: Deref<Target = [Frame<'f>]>>(
+fn decode_as<'f, I: CsrIndex, B: Deref<Target = [Frame<'f>]> + Send + Sync>(
     first: Option<B>,
-    mut next: impl FnMut() -> Result<Option<B>>,
+    mut next: impl FnMut() -> Result<Option<B>> + Send,
     monitor: &dyn Monitor,
 ) -> Result<Parts<I>> {
     let zero = I::from_u64(0).ok_or_else(|| Error::invalid("index type cannot hold 0"))?;
@@ -493,43 +484,93 @@ fn decode_as<'f, I: CsrIndex, B: Deref<Target = [Frame<'f>]>>(
     let mut signature: Option<Signature> = None;
     let mut block = first;
     while let Some(frames) = block {
-        let chunks: Vec<Chunk<I>> = frames
-            .par_chunks(TASK_RECORDS)
-            .map(|task| {
-                let mut chunk = Chunk::new(task);
-                task.iter().try_for_each(|frame| chunk.push(frame))?;
-                Ok(chunk)
-            })
-            .collect::<Result<_>>()?;
-        for chunk in chunks {
-            let (Some(chunk_signature), Some(chunk_values)) = (chunk.signature, chunk.values) else {
+        // The next block's frames are found while this block's records are decoded.
+        let (chunks, following) = rayon::join(
+            || {
+                frames
+                    .par_chunks(TASK_RECORDS)
+                    .map(|task| {
+                        let mut chunk = Chunk::new(task);
+                        task.iter().try_for_each(|frame| chunk.push(frame))?;
+                        Ok(chunk)
+                    })
+                    .collect::<Result<Vec<Chunk<I>>>>()
+            },
+            &mut next,
+        );
+        let chunks = chunks?;
+        let (mut block_indices, mut block_values, mut block_labels) = (Vec::new(), Vec::new(), Vec::new());
+        let mut block_nnz = 0;
+        for chunk in &chunks {
+            let (Some(chunk_signature), Some(chunk_values)) = (chunk.signature, &chunk.values) else {
                 continue;
             };
             match &signature {
                 Some(first) => first.check(&chunk_signature, chunk.first.0, chunk.first.1)?,
                 None => signature = Some(chunk_signature),
             }
-            let base = indices.len() as u64;
-            for end in chunk.row_ends {
+            let base = (indices.len() + block_nnz) as u64;
+            block_nnz += chunk.indices.len();
+            for end in &chunk.row_ends {
                 let end = end.to_u64().map(|e| e + base).and_then(I::from_u64);
                 indptr.push(end.ok_or_else(|| Error::invalid("too many stored values for the index type"))?);
             }
-            indices.extend(chunk.indices);
-            append(&mut values, chunk_values);
-            if let Some(chunk_labels) = chunk.labels {
-                append(&mut labels, chunk_labels);
-            }
+            block_indices.push(chunk.indices.as_slice());
+            block_values.push(chunk_values);
+            block_labels.extend(chunk.labels.as_ref());
         }
+        par_append(&mut indices, &block_indices);
+        par_append_values(&mut values, &block_values);
+        par_append_values(&mut labels, &block_labels);
         monitor.progress((indptr.len() - 1) as u64)?;
-        block = next()?;
+        block = following?;
     }
     let values = values.unwrap_or_else(|| FeatureValues::new(TensorKind::Float32));
     Ok((indptr.len() - 1, indptr, indices, values, labels))
 }
 
-fn append(into: &mut Option<FeatureValues>, more: FeatureValues) {
+/// Appends `parts` to `dst` in order, copying them in parallel (page faults included).
+fn par_append<T: Copy + Send + Sync>(dst: &mut Vec<T>, parts: &[&[T]]) {
+    let total = parts.iter().map(|p| p.len()).sum();
+    dst.reserve(total);
+    let mut spare = &mut dst.spare_capacity_mut()[..total];
+    let mut targets = Vec::with_capacity(parts.len());
+    for part in parts {
+        let (head, tail) = std::mem::take(&mut spare).split_at_mut(part.len());
+        targets.push(head);
+        spare = tail;
+    }
+    targets
+        .into_par_iter()
+        .zip(parts.par_iter())
+        .for_each(|(target, part)| {
+            for (slot, &value) in target.iter_mut().zip(part.iter()) {
+                slot.write(value);
+            }
+        });
+    // SAFETY: the targets tile the first `total` spare elements, and every one was written above.
+    unsafe { dst.set_len(dst.len() + total) };
+}
+
+/// Appends typed value arrays (all of one tensor type, as the signature checks ensured) to `into`.
+fn par_append_values(into: &mut Option<FeatureValues>, parts: &[&FeatureValues]) {
+    let Some(first) = parts.first() else { return };
+    let into = into.get_or_insert_with(|| FeatureValues::new(first.kind()));
+    macro_rules! typed {
+        ($variant:ident, $dst:expr) => {{
+            let slices: Vec<_> = parts
+                .iter()
+                .filter_map(|p| match p {
+                    FeatureValues::$variant(v) => Some(v.as_slice()),
+                    _ => None,
+                })
+                .collect();
+            par_append($dst, &slices)
+        }};
+    }
     match into {
-        Some(values) => values.append(more),
-        None => *into = Some(more),
+        FeatureValues::F32(dst) => typed!(F32, dst),
+        FeatureValues::F64(dst) => typed!(F64, dst),
+        FeatureValues::I32(dst) => typed!(I32, dst),
     }
 }
