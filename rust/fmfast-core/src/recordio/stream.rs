@@ -107,3 +107,65 @@ impl<R: Read> RecordStream<R> {
         Ok(Some(decoded))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parallel::Unmonitored;
+    use crate::recordio::frame::MAGIC;
+
+    /// A sparse float32 record with one entry `(key, value)` in a row of `n_cols`.
+    fn record(key: u8, value: f32, n_cols: u8) -> Vec<u8> {
+        let mut tensor = vec![0x0a, 4];
+        tensor.extend_from_slice(&value.to_le_bytes());
+        tensor.extend_from_slice(&[0x12, 1, key, 0x1a, 1, n_cols]);
+        let mut value_msg = vec![0x12, tensor.len() as u8];
+        value_msg.extend(tensor);
+        let mut entry = vec![0x0a, 6];
+        entry.extend_from_slice(b"values");
+        entry.extend_from_slice(&[0x12, value_msg.len() as u8]);
+        entry.extend(value_msg);
+        let mut payload = vec![0x0a, entry.len() as u8];
+        payload.extend(entry);
+        let mut out = MAGIC.to_le_bytes().to_vec();
+        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(&payload);
+        out.resize(8 + payload.len().div_ceil(4) * 4, 0);
+        out
+    }
+
+    #[test]
+    fn batches_cover_the_stream_in_order() {
+        let bytes: Vec<u8> = (0..5).flat_map(|i| record(i, f32::from(i), 8)).collect();
+        let mut stream = RecordStream::new(&bytes[..]);
+        let mut rows = Vec::new();
+        while let Some(batch) = stream.next_batch(2, &Unmonitored).unwrap() {
+            assert_eq!(batch.n_cols, 8);
+            rows.push(batch.n_rows);
+        }
+        assert_eq!(rows, [2, 2, 1]);
+    }
+
+    #[test]
+    fn a_later_batch_must_agree_with_the_first() {
+        let mut bytes = record(0, 1.0, 8);
+        bytes.extend(record(0, 1.0, 9));
+        let mut stream = RecordStream::new(&bytes[..]);
+        assert!(stream.next_batch(1, &Unmonitored).unwrap().is_some());
+        let err = stream.next_batch(1, &Unmonitored).unwrap_err().to_string();
+        assert!(err.starts_with("record 1 at byte offset 36:"), "{err}");
+        assert!(err.contains("feature dimension 9 differs from 8"), "{err}");
+    }
+
+    #[test]
+    fn a_hostile_length_is_an_error_not_an_allocation() {
+        let mut bytes = MAGIC.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&((1u32 << 29) - 1).to_le_bytes());
+        bytes.extend_from_slice(&[0; 16]);
+        let err = RecordStream::new(&bytes[..]).read_frames(1).err().unwrap().to_string();
+        assert!(
+            err.contains("length 536870911 runs past the end of the data (16 bytes left"),
+            "{err}"
+        );
+    }
+}
