@@ -271,3 +271,29 @@ def test_learns_synthetic_ratings() -> None:
     assert m.history_[-1]["rmse"] < 0.92 * float(np.std(y[train]))
     assert m.history_[-1]["rmse"] < m.history_[0]["rmse"]
     assert m.score(X[test], y[test]) > 0.05
+
+
+def test_progress_reports_rows_and_a_raising_callback_stops_training() -> None:
+    X, y = data(n=300)
+    seen: list[int] = []
+    fm(epochs=3, progress=seen.append).fit(X, y)
+    assert seen and seen[-1] == 900 and seen == sorted(seen)
+
+    m = fm().fit(X, y)
+    before = m.V_.copy()
+
+    def stop(done: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        m.set_params(progress=stop).partial_fit(X, y)
+    np.testing.assert_array_equal(m.V_, before)
+    assert len(m.history_) == 2
+
+
+def test_predict_accepts_every_layout() -> None:
+    X, y = data()
+    m = fm().fit(X, y)
+    expected = m.predict(X)
+    for layout in (X.tocsc(), X.tocoo(), X.toarray(), sp.csr_matrix(X), X.astype(np.float64)):
+        np.testing.assert_allclose(m.predict(layout), expected, rtol=1e-12)

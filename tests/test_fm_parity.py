@@ -7,6 +7,8 @@ import pytest
 import scipy.sparse as sp
 from fmfast import FactorizationMachine
 from fmfast import _reference as ref
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 RTOL, ATOL = 1e-5, 1e-12
 INITS = {
@@ -112,3 +114,61 @@ def test_input_layouts_train_identically(layout: str) -> None:
     got = model("regressor", "adam").fit(converted, y)
     np.testing.assert_array_equal(got.V_, expected.V_)
     np.testing.assert_array_equal(got.w_, expected.w_)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(1, 40),
+    d=st.integers(1, 8),
+    k=st.integers(1, 5),
+    batch=st.integers(1, 50),
+    density=st.floats(0.0, 1.0),
+    optimizer=st.sampled_from(["adam", "sgd", "adagrad"]),
+    predictor_type=st.sampled_from(["regressor", "binary_classifier"]),
+    clip=st.sampled_from([None, 0.05]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_random_problems_match_reference(
+    n: int,
+    d: int,
+    k: int,
+    batch: int,
+    density: float,
+    optimizer: str,
+    predictor_type: str,
+    clip: float | None,
+    seed: int,
+) -> None:
+    rng = np.random.default_rng(seed)
+    X = sp.random_array((n, d), density=density, rng=rng, format="csr", dtype=np.float64)
+    y = (
+        rng.integers(0, 2, n).astype(np.float64)
+        if predictor_type == "binary_classifier"
+        else rng.normal(size=n)
+    )
+    m = FactorizationMachine(
+        predictor_type,
+        k,
+        epochs=2,
+        mini_batch_size=batch,
+        optimizer=optimizer,
+        clip_gradient=clip,
+        linear_lr=0.05,
+        factors_lr=0.05,
+        factors_init_sigma=0.3,
+        random_state=seed,
+        n_threads=1,
+    ).fit(X, y)
+    state, history = ref.fit(X, y, m.get_params())
+    assert_same(m, state, history)
+
+
+def test_duplicate_entries_are_summed_like_the_reference() -> None:
+    rows, cols = np.array([0, 0, 1, 2, 2, 2]), np.array([1, 1, 0, 3, 2, 3])
+    X = sp.coo_array((np.array([1.0, 2.0, 1.0, 0.5, 1.0, 0.5]), (rows, cols)), shape=(3, 4))
+    y = np.array([1.0, 2.0, 3.0])
+    m = model("regressor", "adam", mini_batch_size=2).fit(X, y)
+    state, history = ref.fit(X, y, m.get_params())
+    assert_same(m, state, history)
+    summed = sp.csr_array(X.toarray())
+    np.testing.assert_array_equal(model("regressor", "adam", mini_batch_size=2).fit(summed, y).V_, m.V_)

@@ -251,6 +251,12 @@ fn train<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
         let mut stats = EpochStats::default();
         for (batch, start) in (0..n_rows).step_by(config.batch_size).enumerate() {
             let rows = start..(start + config.batch_size).min(n_rows);
+            let entries = data.x.row_range(rows.end - 1).end - data.x.row_range(start).start;
+            if u32::try_from(entries).is_err() {
+                return Err(Error::invalid(format!(
+                    "mini-batch {batch} holds {entries} entries, more than 2^32 - 1; lower mini_batch_size"
+                )));
+            }
             done += rows.len() as u64;
             state.t += 1;
             train_batch(data, rows, weights, state, config, &mut workspace, &mut stats).map_err(|what| {
@@ -284,26 +290,41 @@ fn train_batch<I: CsrIndex, T: Feature>(
     let (x, k, n) = (data.x, weights.k, rows.len());
     let start = rows.start;
 
-    // 1. Scores and s of every row, in parallel.
+    // 1. Scores and s of every row, in parallel; meanwhile (3.) the entries grouped by feature,
+    // which depend on X alone.
     ws.s.resize(n * k, 0.0);
     ws.scores.resize(n, 0.0);
     ws.g.resize(n, 0.0);
     let view = weights.view();
-    ws.s[..n * k]
-        .par_chunks_mut(ROWS_PER_TASK * k)
-        .zip(ws.scores[..n].par_chunks_mut(ROWS_PER_TASK))
-        .enumerate()
-        .for_each(|(task, (s, scores))| {
-            for (offset, (s, score)) in s.chunks_mut(k).zip(scores).enumerate() {
-                let row = start + task * ROWS_PER_TASK + offset;
-                *score = view.score_row(x.row_indices(row), &data.values[x.row_range(row)], s);
-            }
-        });
+    let Workspace {
+        s,
+        scores,
+        g,
+        keys,
+        entry_row,
+        features,
+        starts,
+    } = ws;
+    rayon::join(
+        || {
+            s[..n * k]
+                .par_chunks_mut(ROWS_PER_TASK * k)
+                .zip(scores[..n].par_chunks_mut(ROWS_PER_TASK))
+                .enumerate()
+                .for_each(|(task, (s, scores))| {
+                    for (offset, (s, score)) in s.chunks_mut(k).zip(scores).enumerate() {
+                        let row = start + task * ROWS_PER_TASK + offset;
+                        *score = view.score_row(x.row_indices(row), &data.values[x.row_range(row)], s);
+                    }
+                });
+        },
+        || group_entries(x, rows.clone(), keys, entry_row, features, starts),
+    );
 
     // 2. Loss statistics and gradient scales, in row order.
     let rescale = config.optimizer.rescale_grad.unwrap_or(1.0 / n as f64);
     let mut bias_grad = 0.0;
-    for (offset, (&score, g)) in ws.scores[..n].iter().zip(&mut ws.g[..n]).enumerate() {
+    for (offset, (&score, g)) in scores[..n].iter().zip(&mut g[..n]).enumerate() {
         let row = start + offset;
         if !score.is_finite() {
             return Err(format!("the prediction for row {row}"));
@@ -332,34 +353,7 @@ fn train_batch<I: CsrIndex, T: Feature>(
     }
     stats.rows += n as u64;
 
-    // 3. The batch's entries grouped by feature.
     let first_entry = x.row_range(start).start;
-    ws.keys.clear();
-    ws.entry_row.clear();
-    for offset in 0..n {
-        let range = x.row_range(start + offset);
-        for (entry, column) in range.clone().zip(x.row_indices(start + offset)) {
-            let feature = column.to_u64().unwrap_or(0);
-            let entry = u64::try_from(entry - first_entry).unwrap_or(u64::MAX);
-            if entry > u64::from(u32::MAX) {
-                return Err("the entry count of a mini-batch (over 2^32)".to_string());
-            }
-            ws.keys.push(feature << 32 | entry);
-            ws.entry_row.push(offset as u32);
-        }
-    }
-    ws.keys.sort_unstable();
-    ws.features.clear();
-    ws.starts.clear();
-    for (position, key) in ws.keys.iter().enumerate() {
-        let feature = (key >> 32) as u32;
-        if ws.features.last() != Some(&feature) {
-            ws.features.push(feature);
-            ws.starts.push(position as u32);
-        }
-    }
-    ws.starts.push(ws.keys.len() as u32);
-
     // 4. Bias, then the rows of the features present, in parallel.
     let optimizer = &config.optimizer;
     let t = state.t;
@@ -382,20 +376,53 @@ fn train_batch<I: CsrIndex, T: Feature>(
     };
     let update = Update {
         k,
-        keys: &ws.keys,
-        entry_row: &ws.entry_row,
+        keys,
+        entry_row,
         values: &data.values[first_entry..],
-        g: &ws.g,
-        s: &ws.s,
+        g,
+        s,
         linear: optimizer.rule(optimizer.linear, t),
         factors: optimizer.rule(optimizer.factors, t),
     };
-    finite &= update.rows(&ws.features, &ws.starts, target);
+    finite &= update.rows(features, starts, target);
     if finite {
         Ok(())
     } else {
         Err("a weight".to_string())
     }
+}
+
+/// Fills `keys` with `feature << 32 | entry` (entry counted from the batch's first entry, which
+/// [`train`] keeps below 2^32) sorted, `entry_row` with each entry's batch row, and `features` /
+/// `starts` with the distinct features and where their entries start in `keys`.
+fn group_entries<I: CsrIndex>(
+    x: &CsrView<'_, I>,
+    rows: Range<usize>,
+    keys: &mut Vec<u64>,
+    entry_row: &mut Vec<u32>,
+    features: &mut Vec<u32>,
+    starts: &mut Vec<u32>,
+) {
+    let first_entry = x.row_range(rows.start).start;
+    keys.clear();
+    entry_row.clear();
+    for (offset, row) in rows.enumerate() {
+        for (entry, column) in x.row_range(row).zip(x.row_indices(row)) {
+            keys.push(column.to_u64().unwrap_or(0) << 32 | (entry - first_entry) as u64);
+            entry_row.push(offset as u32);
+        }
+    }
+    keys.sort_unstable();
+    features.clear();
+    starts.clear();
+    for (position, key) in keys.iter().enumerate() {
+        let feature = (key >> 32) as u32;
+        if features.last() != Some(&feature) {
+            features.push(feature);
+            starts.push(position as u32);
+        }
+    }
+    starts.push(keys.len() as u32);
 }
 
 /// The first and second state slots of a `[slot][weight]` array of `len` weights per slot.
