@@ -45,9 +45,9 @@ def initial_state(params: dict[str, Any], feature_dim: int) -> dict[str, Any]:
         "bias": _draw(rng, params, "bias", (1,)),
         "linear": _draw(rng, params, "linear", (d,)),
         "factors": _draw(rng, params, "factors", (d, k)),
-        "bias_state": np.zeros((slots, 1)),
-        "linear_state": np.zeros((slots, d)),
-        "factors_state": np.zeros((slots, d, k)),
+        "bias_state": np.zeros((1, slots)),
+        "linear_state": np.zeros((d, slots)),
+        "factors_state": np.zeros((d, slots, k)),
         "t": 0,
     }
 
@@ -55,12 +55,14 @@ def initial_state(params: dict[str, Any], feature_dim: int) -> dict[str, Any]:
 def sigmoid(z: np.ndarray) -> np.ndarray:
     """The logistic function 1 / (1 + e^-z), without overflow."""
     e = np.exp(-np.abs(z))
-    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    result: np.ndarray = np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    return result
 
 
 def log_loss(z: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Log loss of sigmoid(z) against y ∈ {0, 1}, from the logit z."""
-    return np.maximum(z, 0.0) - z * y + np.log1p(np.exp(-np.abs(z)))
+    result: np.ndarray = np.maximum(z, 0.0) - z * y + np.log1p(np.exp(-np.abs(z)))
+    return result
 
 
 def scores(X: sp.csr_array, state: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -86,7 +88,11 @@ def _update(
     rows: np.ndarray | slice,
     grad: np.ndarray,
 ) -> None:
-    """One optimizer step on ``weight[rows]`` (and ``slots[:, rows]``) with gradient ``grad``."""
+    """One optimizer step on ``weight[rows]`` and its state ``slots[rows]`` with gradient ``grad``.
+
+    ``slots`` has the slot axis second: ``slots[rows, 0]`` is Adam's m (AdaGrad's h), ``slots[rows, 1]``
+    Adam's v.
+    """
     lr, wd = params[f"{group}_lr"], params[f"{group}_wd"]
     clip = params["clip_gradient"]
     w = weight[rows]
@@ -97,16 +103,16 @@ def _update(
         eps = 1e-8 if params["eps"] is None else params["eps"]
         g = grad + wd * w
         g = g if clip is None else np.clip(g, -clip, clip)
-        m = BETA1 * slots[0][rows] + (1 - BETA1) * g
-        v = BETA2 * slots[1][rows] + (1 - BETA2) * g * g
+        m = BETA1 * slots[rows, 0] + (1 - BETA1) * g
+        v = BETA2 * slots[rows, 1] + (1 - BETA2) * g * g
         lr_t = lr * (math.sqrt(1 - BETA2**t) / (1 - BETA1**t))
-        slots[0][rows], slots[1][rows] = m, v
+        slots[rows, 0], slots[rows, 1] = m, v
         weight[rows] = w - lr_t * m / (np.sqrt(v) + eps)
     else:  # adagrad
         eps = 1e-7 if params["eps"] is None else params["eps"]
         g = grad if clip is None else np.clip(grad, -clip, clip)
-        h = slots[0][rows] + g * g
-        slots[0][rows] = h
+        h = slots[rows, 0] + g * g
+        slots[rows, 0] = h
         weight[rows] = w - lr * (g / np.sqrt(h + eps) + wd * w)
 
 
@@ -182,5 +188,6 @@ def fit(
                 params, "linear", t, state["linear"], state["linear_state"], present, grad_linear[present]
             )
             _update(params, "factors", t, V, state["factors_state"], present, grad_factors[present])
-        history.append(metrics(params["predictor_type"], loss_sum, n, tuple(int(c) for c in confusion)))
+        tp, fp, tn, fn = (int(c) for c in confusion)
+        history.append(metrics(params["predictor_type"], loss_sum, n, (tp, fp, tn, fn)))
     return state, history

@@ -50,7 +50,11 @@ _STATE_ARRAYS = ("bias", "linear", "factors", "bias_state", "linear_state", "fac
 
 @dataclass
 class _TrainState:
-    """Weights and optimizer state; the Rust core reads these attributes and updates them in place."""
+    """Weights and optimizer state; the Rust core reads these attributes and updates them in place.
+
+    State is weight-major, ``(1, slots)``, ``(d, slots)`` and ``(d, slots, k)``, with Adam's slots
+    ``(m, v)``, AdaGrad's ``(h,)`` and none for SGD, so that one row's state is contiguous.
+    """
 
     bias: np.ndarray
     linear: np.ndarray
@@ -64,7 +68,7 @@ class _TrainState:
         return replace(self, **{name: getattr(self, name).copy() for name in _STATE_ARRAYS})
 
 
-@dataclass(frozen=True)
+@dataclass
 class _TrainConfig:
     """Hyperparameters as the Rust core reads them (attribute names match its ``Hyperparameters``)."""
 
@@ -146,7 +150,8 @@ def _labels(y: Any, n_rows: int, predictor_type: str) -> np.ndarray:
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     e = np.exp(-np.abs(z))
-    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    result: np.ndarray = np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    return result
 
 
 def _metrics(
@@ -367,14 +372,23 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
                 raise InvalidInputError(f"{name} must be None or a finite number > 0, got {value!r}")
 
     def _config(self, epochs: int) -> _TrainConfig:
-        optional = {name: getattr(self, name) for name in ("clip_gradient", "eps", "rescale_grad")}
+        def optional(value: float | None) -> float | None:
+            return None if value is None else float(value)
+
         return _TrainConfig(
             predictor_type=self.predictor_type,
             optimizer=self.optimizer,
             epochs=int(epochs),
             mini_batch_size=int(self.mini_batch_size),
-            **{f"{g}_{kind}": float(getattr(self, f"{g}_{kind}")) for g in _GROUPS for kind in ("lr", "wd")},
-            **{name: None if value is None else float(value) for name, value in optional.items()},
+            bias_lr=float(self.bias_lr),
+            linear_lr=float(self.linear_lr),
+            factors_lr=float(self.factors_lr),
+            bias_wd=float(self.bias_wd),
+            linear_wd=float(self.linear_wd),
+            factors_wd=float(self.factors_wd),
+            clip_gradient=optional(self.clip_gradient),
+            eps=optional(self.eps),
+            rescale_grad=optional(self.rescale_grad),
         )
 
     def _initial_state(self, feature_dim: int) -> _TrainState:
@@ -394,9 +408,9 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
             bias=draw("bias", (1,)),
             linear=draw("linear", (d,)),
             factors=draw("factors", (d, k)),
-            bias_state=np.zeros((slots, 1)),
-            linear_state=np.zeros((slots, d)),
-            factors_state=np.zeros((slots, d, k)),
+            bias_state=np.zeros((1, slots)),
+            linear_state=np.zeros((d, slots)),
+            factors_state=np.zeros((d, slots, k)),
             t=0,
         )
 
@@ -429,7 +443,7 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
                     f"X has {rows.n_cols} columns but the model has feature_dim {state.linear.shape[0]}"
                 )
             if (
-                state.bias_state.shape[0] != _OPTIMIZERS[self.optimizer]
+                state.bias_state.shape[1] != _OPTIMIZERS[self.optimizer]
                 or state.factors.shape[1] != self.num_factors
             ):
                 raise InvalidInputError(
@@ -587,7 +601,7 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
         saved as ``None`` (a Generator ``random_state``) or ``False`` (a ``progress`` callable).
         """
         state = self._fitted_state()
-        header = {
+        header: dict[str, Any] = {
             "format": MODEL_FORMAT,
             "version": MODEL_FORMAT_VERSION,
             "fmfast_version": _fmfast.__version__,
@@ -638,9 +652,9 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
             "bias": (1,),
             "linear": (d,),
             "factors": (d, k),
-            "bias_state": (slots, 1),
-            "linear_state": (slots, d),
-            "factors_state": (slots, d, k),
+            "bias_state": (1, slots),
+            "linear_state": (d, slots),
+            "factors_state": (d, slots, k),
         }
         for name, shape in expected.items():
             array = getattr(state, name)

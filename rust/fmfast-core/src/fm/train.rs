@@ -45,8 +45,10 @@ pub struct TrainConfig {
     pub optimizer: Optimizer,
 }
 
-/// Optimizer state owned by the caller, laid out `[slot][weight]` with
-/// [`super::OptimizerKind::n_slots`] slots (Adam: m then v; AdaGrad: h; SGD: none).
+/// Optimizer state owned by the caller, weight-major: the [`super::OptimizerKind::n_slots`] slots
+/// (Adam: m then v; AdaGrad: h; SGD: none) of a row sit together, `[feature][slot]` for the
+/// linear weights and `[feature][slot][factor]` for the factors, so one update touches adjacent
+/// memory.
 pub struct OptimizerState<'a> {
     pub(crate) bias: &'a mut [f64],
     pub(crate) linear: &'a mut [f64],
@@ -56,7 +58,7 @@ pub struct OptimizerState<'a> {
 }
 
 impl<'a> OptimizerState<'a> {
-    /// State of `n_slots × 1` (bias), `n_slots × d` (linear) and `n_slots × d × k` (factors)
+    /// State of `n_slots` (bias), `d × n_slots` (linear) and `d × n_slots × k` (factors)
     /// values, checked against the weights by [`fit_epochs`].
     pub fn new(bias: &'a mut [f64], linear: &'a mut [f64], factors: &'a mut [f64], t: u64) -> Self {
         OptimizerState {
@@ -364,18 +366,17 @@ fn train_batch<I: CsrIndex, T: Feature>(
         bias_first,
         bias_second,
     );
-    let d = weights.linear.len();
-    let (linear_first, linear_second) = slots(state.linear, d);
-    let (factor_first, factor_second) = slots(state.factors, d * k);
+    let n_slots = optimizer.kind.n_slots();
     let target = Rows {
         base: 0,
         linear: weights.linear,
         factors: weights.factors,
-        linear_slots: [linear_first, linear_second],
-        factor_slots: [factor_first, factor_second],
+        linear_state: state.linear,
+        factor_state: state.factors,
     };
     let update = Update {
         k,
+        n_slots,
         keys,
         entry_row,
         values: &data.values[first_entry..],
@@ -425,28 +426,10 @@ fn group_entries<I: CsrIndex>(
     starts.push(keys.len() as u32);
 }
 
-/// The first and second state slots of a `[slot][weight]` array of `len` weights per slot.
+/// The first state slot of one weight group's row and the rest (the second slot, or nothing).
 fn slots(state: &mut [f64], len: usize) -> (&mut [f64], &mut [f64]) {
     let at = len.min(state.len());
     state.split_at_mut(at)
-}
-
-/// Splits a state slot at `at`, keeping an absent (empty) slot empty on both sides.
-fn split_slot(slot: &mut [f64], at: usize) -> (&mut [f64], &mut [f64]) {
-    if slot.is_empty() {
-        (&mut [], &mut [])
-    } else {
-        slot.split_at_mut(at)
-    }
-}
-
-/// `slot[range]`, or an empty slice for an absent slot.
-fn slot_part(slot: &mut [f64], range: Range<usize>) -> &mut [f64] {
-    if slot.is_empty() {
-        &mut []
-    } else {
-        &mut slot[range]
-    }
 }
 
 /// The rows of `w`, `V` and their state from feature `base` on, split between tasks.
@@ -454,34 +437,32 @@ struct Rows<'a> {
     base: usize,
     linear: &'a mut [f64],
     factors: &'a mut [f64],
-    linear_slots: [&'a mut [f64]; 2],
-    factor_slots: [&'a mut [f64]; 2],
+    linear_state: &'a mut [f64],
+    factor_state: &'a mut [f64],
 }
 
 impl<'a> Rows<'a> {
     /// Rows before `feature`, and rows from `feature` on.
-    fn split_at(self, feature: usize, k: usize) -> (Rows<'a>, Rows<'a>) {
+    fn split_at(self, feature: usize, k: usize, n_slots: usize) -> (Rows<'a>, Rows<'a>) {
         let at = feature - self.base;
         let (linear_low, linear_high) = self.linear.split_at_mut(at);
         let (factors_low, factors_high) = self.factors.split_at_mut(at * k);
-        let [l0, l1] = self.linear_slots;
-        let [f0, f1] = self.factor_slots;
-        let ((l0_low, l0_high), (l1_low, l1_high)) = (split_slot(l0, at), split_slot(l1, at));
-        let ((f0_low, f0_high), (f1_low, f1_high)) = (split_slot(f0, at * k), split_slot(f1, at * k));
+        let (linear_state_low, linear_state_high) = self.linear_state.split_at_mut(at * n_slots);
+        let (factor_state_low, factor_state_high) = self.factor_state.split_at_mut(at * n_slots * k);
         (
             Rows {
                 base: self.base,
                 linear: linear_low,
                 factors: factors_low,
-                linear_slots: [l0_low, l1_low],
-                factor_slots: [f0_low, f1_low],
+                linear_state: linear_state_low,
+                factor_state: factor_state_low,
             },
             Rows {
                 base: feature,
                 linear: linear_high,
                 factors: factors_high,
-                linear_slots: [l0_high, l1_high],
-                factor_slots: [f0_high, f1_high],
+                linear_state: linear_state_high,
+                factor_state: factor_state_high,
             },
         )
     }
@@ -490,6 +471,7 @@ impl<'a> Rows<'a> {
 /// What the per-feature gradient and update read.
 struct Update<'a, T> {
     k: usize,
+    n_slots: usize,
     keys: &'a [u64],
     entry_row: &'a [u32],
     /// Values from the batch's first entry on.
@@ -508,7 +490,7 @@ impl<T: Feature> Update<'_, T> {
             return self.leaf(features, starts, rows);
         }
         let mid = features.len() / 2;
-        let (low, high) = rows.split_at(features[mid] as usize, self.k);
+        let (low, high) = rows.split_at(features[mid] as usize, self.k, self.n_slots);
         let (a, b) = rayon::join(
             || self.rows(&features[..mid], &starts[..=mid], low),
             || self.rows(&features[mid..], &starts[mid..], high),
@@ -516,7 +498,7 @@ impl<T: Feature> Update<'_, T> {
         a && b
     }
 
-    fn leaf(&self, features: &[u32], starts: &[u32], mut rows: Rows<'_>) -> bool {
+    fn leaf(&self, features: &[u32], starts: &[u32], rows: Rows<'_>) -> bool {
         let k = self.k;
         let mut grad = vec![0.0; k];
         let mut finite = true;
@@ -536,20 +518,14 @@ impl<T: Feature> Update<'_, T> {
                     *acc += gx * (s - v * x);
                 }
             }
-            let [l0, l1] = &mut rows.linear_slots;
-            finite &= self.linear.apply(
-                &[linear_grad],
-                &mut rows.linear[i..=i],
-                slot_part(l0, i..i + 1),
-                slot_part(l1, i..i + 1),
-            );
-            let [f0, f1] = &mut rows.factor_slots;
-            finite &= self.factors.apply(
-                &grad,
-                &mut rows.factors[factors.clone()],
-                slot_part(f0, factors.clone()),
-                slot_part(f1, factors),
-            );
+            let slots = self.n_slots;
+            let (first, second) = self::slots(&mut rows.linear_state[i * slots..(i + 1) * slots], 1);
+            finite &= self
+                .linear
+                .apply(&[linear_grad], &mut rows.linear[i..=i], first, second);
+            let state = &mut rows.factor_state[i * slots * k..(i + 1) * slots * k];
+            let (first, second) = self::slots(state, k);
+            finite &= self.factors.apply(&grad, &mut rows.factors[factors], first, second);
         }
         finite
     }
@@ -744,11 +720,11 @@ mod tests {
         let (last, k) = (p.d - 1, p.k);
         assert_eq!(fitted.linear[last].to_bits(), p.linear[last].to_bits());
         assert_eq!(fitted.factors[last * k..], p.factors[last * k..]);
-        // Adam state: m then v, each d (linear) or d·k (factors) long; absent rows stay zero.
-        assert_eq!(fitted.state[1][last], 0.0);
-        assert_eq!(fitted.state[1][p.d + last], 0.0);
-        assert!(fitted.state[2][last * k..(last + 1) * k].iter().all(|&m| m == 0.0));
-        assert!(fitted.state[2][(p.d + last) * k..].iter().all(|&v| v == 0.0));
+        // Adam state, weight-major: (m, v) per linear weight, (m row, v row) per factor row;
+        // absent rows stay zero.
+        assert_eq!(fitted.state[1][2 * last..], [0.0, 0.0]);
+        assert!(fitted.state[2][2 * last * k..].iter().all(|&m| m == 0.0));
+        assert!(fitted.state[2][..2 * last * k].iter().any(|&m| m != 0.0));
         assert!(fitted.linear[..last].iter().zip(&p.linear).all(|(a, b)| a != b));
     }
 
