@@ -294,3 +294,14 @@ def test_predict_accepts_every_layout() -> None:
     expected = m.predict(X)
     for layout in (X.tocsc(), X.tocoo(), X.toarray(), sp.csr_matrix(X), X.astype(np.float64)):
         np.testing.assert_allclose(m.predict(layout), expected, rtol=1e-12)
+
+
+def test_hyperparameter_names_match_the_sagemaker_sdk() -> None:
+    from sagemaker.amazon.factorization_machines import FactorizationMachines
+    from sagemaker.amazon.hyperparameter import Hyperparameter
+
+    sdk = {name for name, value in vars(FactorizationMachines).items() if isinstance(value, Hyperparameter)}
+    ours = set(FactorizationMachine("regressor", 2).get_params())
+    assert len(sdk) == 24 and sdk <= ours
+    # mini_batch_size is an argument of the SDK's fit(); the rest are local-only.
+    assert ours - sdk == {"mini_batch_size", "optimizer", "n_threads", "random_state", "progress"}

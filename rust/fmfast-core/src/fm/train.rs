@@ -11,8 +11,9 @@
 //! 2. In row order, on the calling thread: the loss statistics and the per-row gradient scale
 //!    `g_r = ∂ℓ/∂ŷ · sample_weight · rescale_grad` (∂ℓ/∂ŷ = ŷ − y for the regressor,
 //!    σ(ŷ) − y for the classifier); the bias gradient `Σ_r g_r`.
-//! 3. The batch's (feature, entry) pairs, sorted by feature then entry: the distinct features in
-//!    ascending order, each with its entries in row order.
+//! 3. Concurrently with 1., as it depends on X alone: the batch's (feature, entry) pairs sorted by
+//!    feature then entry, giving the distinct features in ascending order, each with its entries
+//!    in row order.
 //! 4. In parallel over disjoint ranges of those features: `∂/∂wᵢ = Σ_r g_r x_ri` and
 //!    `∂/∂v_if = Σ_r g_r x_ri (s_rf − v_if x_ri)`, summed in row order, then the optimizer update
 //!    of row `i` of `w` and `V` and of its state ([`super::optim`]). Rows of absent features are
@@ -246,6 +247,15 @@ fn train<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
     monitor: &M,
 ) -> Result<Vec<EpochStats>> {
     let n_rows = data.x.n_rows();
+    for (batch, start) in (0..n_rows).step_by(config.batch_size).enumerate() {
+        let end = (start + config.batch_size).min(n_rows);
+        let entries = data.x.row_range(end - 1).end - data.x.row_range(start).start;
+        if u32::try_from(entries).is_err() {
+            return Err(Error::invalid(format!(
+                "mini-batch {batch} holds {entries} entries, more than 2^32 - 1; lower mini_batch_size"
+            )));
+        }
+    }
     let mut workspace = Workspace::default();
     let mut all_stats = Vec::with_capacity(config.epochs);
     let (mut done, mut reported) = (0u64, 0u64);
@@ -253,12 +263,6 @@ fn train<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
         let mut stats = EpochStats::default();
         for (batch, start) in (0..n_rows).step_by(config.batch_size).enumerate() {
             let rows = start..(start + config.batch_size).min(n_rows);
-            let entries = data.x.row_range(rows.end - 1).end - data.x.row_range(start).start;
-            if u32::try_from(entries).is_err() {
-                return Err(Error::invalid(format!(
-                    "mini-batch {batch} holds {entries} entries, more than 2^32 - 1; lower mini_batch_size"
-                )));
-            }
             done += rows.len() as u64;
             state.t += 1;
             train_batch(data, rows, weights, state, config, &mut workspace, &mut stats).map_err(|what| {
@@ -355,8 +359,8 @@ fn train_batch<I: CsrIndex, T: Feature>(
     }
     stats.rows += n as u64;
 
-    let first_entry = x.row_range(start).start;
     // 4. Bias, then the rows of the features present, in parallel.
+    let first_entry = x.row_range(start).start;
     let optimizer = &config.optimizer;
     let t = state.t;
     let (bias_first, bias_second) = slots(state.bias, 1);
