@@ -12,6 +12,8 @@ class FmFastError(Exception): ...
 class InvalidInputError(FmFastError): ...
 class RecordIOError(FmFastError): ...
 class ParseError(FmFastError): ...
+class DivergenceError(FmFastError): ...
+class ModelFormatError(FmFastError): ...
 
 class _EncodeArgs(Protocol):
     shape: tuple[int, int]
@@ -40,3 +42,51 @@ class RecordIOFileWriter:
 class RecordIOReader:
     def __new__(cls, source: Any) -> RecordIOReader: ...
     def next_batch(self, batch_size: int, n_threads: int = 0) -> _Decoded | None: ...
+
+class _FmTrainState(Protocol):
+    bias: np.ndarray
+    linear: np.ndarray
+    factors: np.ndarray
+    bias_state: np.ndarray
+    linear_state: np.ndarray
+    factors_state: np.ndarray
+    t: int
+
+class _FmConfig(Protocol):
+    predictor_type: str
+    optimizer: str
+    epochs: int
+    mini_batch_size: int
+    bias_lr: float
+    linear_lr: float
+    factors_lr: float
+    bias_wd: float
+    linear_wd: float
+    factors_wd: float
+    clip_gradient: float | None
+    eps: float | None
+    rescale_grad: float | None
+
+_EpochStats = tuple[int, float, int, int, int, int]
+
+def fm_fit_epochs(
+    n_cols: int,
+    csr: tuple[np.ndarray, np.ndarray],
+    data: np.ndarray,
+    labels: np.ndarray,
+    sample_weight: np.ndarray | None,
+    state: _FmTrainState,
+    config: _FmConfig,
+    n_threads: int = 0,
+    progress: _Progress = None,
+) -> tuple[int, list[_EpochStats]]: ...
+def fm_predict(
+    n_cols: int,
+    csr: tuple[np.ndarray, np.ndarray],
+    data: np.ndarray,
+    bias: float,
+    linear: np.ndarray,
+    factors: np.ndarray,
+    n_threads: int = 0,
+    progress: _Progress = None,
+) -> np.ndarray: ...

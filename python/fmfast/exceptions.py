@@ -4,6 +4,20 @@ They are created by the Rust extension so that errors raised deep in the core ar
 types; this module re-exports them under a stable name.
 """
 
-from fmfast._fmfast import FmFastError, InvalidInputError, ParseError, RecordIOError
+from fmfast._fmfast import (
+    DivergenceError,
+    FmFastError,
+    InvalidInputError,
+    ModelFormatError,
+    ParseError,
+    RecordIOError,
+)
 
-__all__ = ["FmFastError", "InvalidInputError", "ParseError", "RecordIOError"]
+__all__ = [
+    "DivergenceError",
+    "FmFastError",
+    "InvalidInputError",
+    "ModelFormatError",
+    "ParseError",
+    "RecordIOError",
+]

@@ -23,6 +23,9 @@ pub enum Error {
     /// A line of a text input (libSVM, CSV) could not be parsed.
     #[error("line {line}: {message}")]
     Parse { line: u64, message: String },
+    /// Training produced a non-finite prediction, loss or weight.
+    #[error("training diverged in epoch {epoch}, mini-batch {batch}: {what} is not finite; lower the learning rates or set clip_gradient")]
+    Diverged { epoch: u64, batch: u64, what: String },
     /// The caller asked to stop (Ctrl-C) between two chunks of work.
     #[error("interrupted")]
     Interrupted,

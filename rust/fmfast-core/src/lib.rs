@@ -2,6 +2,7 @@
 //!
 //! * [`csr`]: validated, borrowed views of compressed-sparse-row matrices.
 //! * [`recordio`]: SageMaker's RecordIO-protobuf training format, encoded and decoded in parallel.
+//! * [`fm`]: Factorization Machines at SageMaker's semantics: scoring, gradients, optimizers, training.
 //! * [`parallel`]: thread pools sized by the caller and the between-chunk progress/interrupt hook.
 //!
 //! Nothing here knows Python: functions take slices and return [`Result`].
@@ -21,6 +22,7 @@ macro_rules! with_values {
 
 pub mod csr;
 pub mod error;
+pub mod fm;
 pub mod parallel;
 pub mod recordio;
 pub mod text;

@@ -29,6 +29,18 @@ pyo3::create_exception!(
     FmFastError,
     "A line of a text input that cannot be parsed; `.line` says which (1-based)."
 );
+pyo3::create_exception!(
+    fmfast,
+    DivergenceError,
+    FmFastError,
+    "Training produced a non-finite prediction or weight; `.epoch` and `.batch` say where (0-based)."
+);
+pyo3::create_exception!(
+    fmfast,
+    ModelFormatError,
+    FmFastError,
+    "A saved model file that is damaged, of another format or of an unsupported format version."
+);
 
 /// A core error on its way to Python.
 pub struct PyFmError(pub Error);
@@ -57,6 +69,13 @@ impl From<PyFmError> for PyErr {
                 let _ = err.value(py).setattr("line", line);
                 err
             }),
+            Error::Diverged { epoch, batch, .. } => Python::attach(|py| {
+                let err = DivergenceError::new_err(message);
+                let value = err.value(py);
+                let _ = value.setattr("epoch", epoch);
+                let _ = value.setattr("batch", batch);
+                err
+            }),
             Error::Interrupted => PyKeyboardInterrupt::new_err(message),
             Error::Io(io) => PyOSError::new_err(io.to_string()),
         }
@@ -70,5 +89,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("InvalidInputError", py.get_type::<InvalidInputError>())?;
     m.add("RecordIOError", py.get_type::<RecordIOError>())?;
     m.add("ParseError", py.get_type::<ParseError>())?;
+    m.add("DivergenceError", py.get_type::<DivergenceError>())?;
+    m.add("ModelFormatError", py.get_type::<ModelFormatError>())?;
     Ok(())
 }

@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 mod arrays;
 mod detached;
 mod errors;
+mod fm;
 mod recordio;
 
 #[pymodule]
@@ -12,5 +13,6 @@ fn _fmfast(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     errors::register(m)?;
     recordio::register(m)?;
+    fm::register(m)?;
     Ok(())
 }

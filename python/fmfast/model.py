@@ -1,0 +1,670 @@
+"""Factorization Machines with Amazon SageMaker's hyperparameters, trained locally by the Rust core.
+
+:class:`FactorizationMachine` takes SageMaker FM's hyperparameter names and defaults and follows
+its semantics: MXNet's Adam (or SGD, AdaGrad) with per-group learning rates and L2 weight decay,
+mini-batches in stored row order, lazy updates of the rows of the features present in a batch,
+and SageMaker's metric names. It is scikit-learn compatible (``get_params``/``set_params``,
+``fit``/``predict``/``score``) without depending on scikit-learn.
+
+Design choices, shared with the NumPy reference :mod:`fmfast._reference`:
+
+* Weights are drawn in Python from ``np.random.default_rng(random_state)`` (bias, then ``w``,
+  then ``V``) and handed to Rust, which keeps nothing between calls.
+* Rows are visited in stored order each epoch, without shuffling (SageMaker reads its training
+  channel sequentially); shuffle the rows yourself if you want otherwise.
+* Results are bit-identical for every ``n_threads``: the core sums every gradient in row order.
+* Weights and optimizer state are float64.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import os
+import zipfile
+import zlib
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from fmfast import _fmfast
+from fmfast._atomic import atomic_output
+from fmfast._inputs import as_csr, csr_indices
+from fmfast._progress import Progress, progress_callback
+from fmfast.exceptions import InvalidInputError, ModelFormatError
+
+#: Name written into (and required from) the header of saved models.
+MODEL_FORMAT = "fmfast.FactorizationMachine"
+#: Version of the saved-model layout this fmfast writes and reads.
+MODEL_FORMAT_VERSION = 1
+
+_PREDICTOR_TYPES = ("regressor", "binary_classifier")
+_OPTIMIZERS = {"sgd": 0, "adam": 2, "adagrad": 1}
+_INIT_METHODS = ("normal", "uniform", "constant")
+_GROUPS = ("bias", "linear", "factors")
+_STATE_ARRAYS = ("bias", "linear", "factors", "bias_state", "linear_state", "factors_state")
+
+
+@dataclass
+class _TrainState:
+    """Weights and optimizer state; the Rust core reads these attributes and updates them in place.
+
+    State is weight-major, ``(1, slots)``, ``(d, slots)`` and ``(d, slots, k)``, with Adam's slots
+    ``(m, v)``, AdaGrad's ``(h,)`` and none for SGD, so that one row's state is contiguous.
+    """
+
+    bias: np.ndarray
+    linear: np.ndarray
+    factors: np.ndarray
+    bias_state: np.ndarray
+    linear_state: np.ndarray
+    factors_state: np.ndarray
+    t: int
+
+    def copy(self) -> _TrainState:
+        return replace(self, **{name: getattr(self, name).copy() for name in _STATE_ARRAYS})
+
+
+@dataclass
+class _TrainConfig:
+    """Hyperparameters as the Rust core reads them (attribute names match its ``Hyperparameters``)."""
+
+    predictor_type: str
+    optimizer: str
+    epochs: int
+    mini_batch_size: int
+    bias_lr: float
+    linear_lr: float
+    factors_lr: float
+    bias_wd: float
+    linear_wd: float
+    factors_wd: float
+    clip_gradient: float | None
+    eps: float | None
+    rescale_grad: float | None
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """CSR rows as the core borrows them."""
+
+    n_rows: int
+    n_cols: int
+    indices: tuple[np.ndarray, np.ndarray]
+    data: np.ndarray
+
+
+def _prepare_rows(X: Any) -> _Rows:
+    """Any matrix as canonical CSR with float32/float64 values; copies only when needed."""
+    csr = X if isinstance(X, sp.csr_array | sp.csr_matrix) else as_csr(X)
+    if csr.ndim != 2:
+        raise InvalidInputError(f"X must be 2-dimensional, got shape {csr.shape}")
+    if not csr.has_canonical_format:
+        csr = csr.copy()
+        csr.sum_duplicates()
+    data = csr.data
+    if data.dtype not in (np.float32, np.float64):
+        if data.dtype.kind not in "biuf":
+            raise InvalidInputError(f"X of dtype {data.dtype} is not numeric")
+        data = data.astype(np.float64)
+    n_rows, n_cols = csr.shape
+    return _Rows(int(n_rows), int(n_cols), csr_indices(csr), np.ascontiguousarray(data))
+
+
+def _check_finite(rows: _Rows) -> None:
+    bad = np.flatnonzero(~np.isfinite(rows.data))
+    if bad.size:
+        row = int(np.searchsorted(rows.indices[0], bad[0], side="right")) - 1
+        raise InvalidInputError(f"X holds a non-finite value in row {row}: {rows.data[bad[0]]}")
+
+
+def _vector(values: Any, n_rows: int, what: str) -> np.ndarray:
+    array = np.asarray(values)
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1:
+        raise InvalidInputError(f"{what} must be a vector, got shape {array.shape}")
+    if array.shape[0] != n_rows:
+        raise InvalidInputError(f"X has {n_rows} rows but {what} has {array.shape[0]} values")
+    if array.dtype.kind not in "biuf":
+        raise InvalidInputError(f"{what} of dtype {array.dtype} is not numeric")
+    return np.ascontiguousarray(array, dtype=np.float64)
+
+
+def _labels(y: Any, n_rows: int, predictor_type: str) -> np.ndarray:
+    labels = _vector(y, n_rows, "y")
+    bad = np.flatnonzero(~np.isfinite(labels))
+    if bad.size:
+        raise InvalidInputError(f"label of row {bad[0]} is not finite: {labels[bad[0]]}")
+    if predictor_type == "binary_classifier":
+        bad = np.flatnonzero((labels != 0.0) & (labels != 1.0))
+        if bad.size:
+            raise InvalidInputError(
+                f"label of row {bad[0]} is {labels[bad[0]]}; binary_classifier labels must be 0 or 1"
+            )
+    return labels
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    e = np.exp(-np.abs(z))
+    result: np.ndarray = np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    return result
+
+
+def _metrics(
+    predictor_type: str, n: int, loss_sum: float, tp: int, fp: int, tn: int, fn: int
+) -> dict[str, float]:
+    if predictor_type == "regressor":
+        return {"rmse": math.sqrt(loss_sum / n)}
+    denominator = 2 * tp + fp + fn
+    return {
+        "binary_classification_accuracy": (tp + tn) / n,
+        "binary_classification_cross_entropy": loss_sum / n,
+        "binary_f_beta": 2 * tp / denominator if denominator else 0.0,
+    }
+
+
+def _json_safe(value: Any) -> Any:
+    """Parameters that survive JSON; a callable ``progress`` or a Generator seed do not."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, np.integer | np.floating):
+        return value.item()
+    return None
+
+
+class FactorizationMachine:
+    """A Factorization Machine with SageMaker FM's hyperparameters and defaults.
+
+    The model scores a row ``x`` as ``ŷ = w0 + Σ wᵢxᵢ + ½ Σ_f [(Σᵢ v_if xᵢ)² - Σᵢ v_if² xᵢ²]``.
+    ``predictor_type="regressor"`` minimises squared error; ``"binary_classifier"`` minimises the
+    log loss of ``sigmoid(ŷ)`` against labels 0/1 and predicts label 1 when ``sigmoid(ŷ) ≥ 0.5``.
+
+    Parameters
+    ----------
+    predictor_type : {"regressor", "binary_classifier"}
+        The task.
+    num_factors : int
+        Dimension ``k`` of the factors.
+    epochs : int
+        Passes over the data per :meth:`fit`.
+    mini_batch_size : int
+        Rows per gradient step; the gradient is averaged over the batch unless ``rescale_grad``
+        is set.
+    bias_lr, linear_lr, factors_lr : float
+        Learning rates of ``w0``, ``w`` and ``V``.
+    bias_wd, linear_wd, factors_wd : float
+        L2 weight decay of each group, added to the gradient as ``wd·w``.
+    bias_init_method, linear_init_method, factors_init_method : {"normal", "uniform", "constant"}
+        How each group is initialised: ``normal(0, *_init_sigma)``,
+        ``uniform(-*_init_scale, *_init_scale)`` or ``*_init_value``.
+    bias_init_scale, bias_init_sigma, bias_init_value, linear_init_scale, linear_init_sigma, \
+linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : float or None
+        Parameters of the initialisers (``*_init_scale`` and ``*_init_value`` are required by
+        ``uniform`` and ``constant``).
+    clip_gradient : float or None
+        Clip gradients to ``±clip_gradient``.
+    eps : float or None
+        Adam's (default 1e-8) or AdaGrad's (default 1e-7) ε.
+    rescale_grad : float or None
+        Gradient scale; ``None`` averages over the mini-batch.
+    optimizer : {"adam", "sgd", "adagrad"}
+        Update rule (SageMaker FM uses Adam).
+    n_threads : int
+        Threads for training and scoring; 0 uses every core (capped by ``FMFAST_NUM_THREADS``).
+        Results do not depend on it.
+    random_state : int, numpy Generator or None
+        Seed of the initial weights.
+    progress : bool or callable
+        ``True`` draws a progress bar; a callable receives the number of rows done.
+
+    Attributes
+    ----------
+    w0_, w_, V_ : float, ndarray, ndarray
+        The fitted bias, linear weights ``(d,)`` and factors ``(d, k)``.
+    feature_dim_ : int
+        Number of features ``d`` (inferred from ``X``); also ``n_features_in_``.
+    history_ : list of dict
+        Training metrics of each epoch, under SageMaker's names, gathered during each pass.
+    n_updates_ : int
+        Mini-batch updates so far (Adam's ``t``).
+    """
+
+    def __init__(
+        self,
+        predictor_type: str,
+        num_factors: int,
+        *,
+        epochs: int = 1,
+        mini_batch_size: int = 1000,
+        bias_lr: float = 0.1,
+        linear_lr: float = 0.001,
+        factors_lr: float = 0.0001,
+        bias_wd: float = 0.01,
+        linear_wd: float = 0.001,
+        factors_wd: float = 0.00001,
+        bias_init_method: str = "normal",
+        bias_init_scale: float | None = None,
+        bias_init_sigma: float = 0.01,
+        bias_init_value: float | None = None,
+        linear_init_method: str = "normal",
+        linear_init_scale: float | None = None,
+        linear_init_sigma: float = 0.01,
+        linear_init_value: float | None = None,
+        factors_init_method: str = "normal",
+        factors_init_scale: float | None = None,
+        factors_init_sigma: float = 0.001,
+        factors_init_value: float | None = None,
+        clip_gradient: float | None = None,
+        eps: float | None = None,
+        rescale_grad: float | None = None,
+        optimizer: str = "adam",
+        n_threads: int = 0,
+        random_state: int | np.random.Generator | None = None,
+        progress: Progress = False,
+    ) -> None:
+        self.predictor_type = predictor_type
+        self.num_factors = num_factors
+        self.epochs = epochs
+        self.mini_batch_size = mini_batch_size
+        self.bias_lr = bias_lr
+        self.linear_lr = linear_lr
+        self.factors_lr = factors_lr
+        self.bias_wd = bias_wd
+        self.linear_wd = linear_wd
+        self.factors_wd = factors_wd
+        self.bias_init_method = bias_init_method
+        self.bias_init_scale = bias_init_scale
+        self.bias_init_sigma = bias_init_sigma
+        self.bias_init_value = bias_init_value
+        self.linear_init_method = linear_init_method
+        self.linear_init_scale = linear_init_scale
+        self.linear_init_sigma = linear_init_sigma
+        self.linear_init_value = linear_init_value
+        self.factors_init_method = factors_init_method
+        self.factors_init_scale = factors_init_scale
+        self.factors_init_sigma = factors_init_sigma
+        self.factors_init_value = factors_init_value
+        self.clip_gradient = clip_gradient
+        self.eps = eps
+        self.rescale_grad = rescale_grad
+        self.optimizer = optimizer
+        self.n_threads = n_threads
+        self.random_state = random_state
+        self.progress = progress
+
+    # -- scikit-learn protocol -------------------------------------------------------------------
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        signature = inspect.signature(cls.__init__)
+        return [name for name in signature.parameters if name != "self"]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor arguments, as given (scikit-learn's ``get_params``)."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> FactorizationMachine:
+        """Set constructor arguments by name; unknown names raise :class:`InvalidInputError`."""
+        valid = set(self._param_names())
+        for name, value in params.items():
+            if name not in valid:
+                raise InvalidInputError(f"invalid parameter {name!r} for {type(self).__name__}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = inspect.signature(type(self).__init__).parameters
+        shown = [
+            f"{name}={value!r}"
+            for name, value in self.get_params().items()
+            if defaults[name].default is inspect.Parameter.empty or value is not defaults[name].default
+        ]
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+    # -- validation ------------------------------------------------------------------------------
+
+    def _check_params(self) -> None:
+        if self.predictor_type not in _PREDICTOR_TYPES:
+            raise InvalidInputError(
+                f"predictor_type must be 'regressor' or 'binary_classifier', got {self.predictor_type!r}"
+            )
+        if self.optimizer not in _OPTIMIZERS:
+            raise InvalidInputError(f"optimizer must be 'adam', 'sgd' or 'adagrad', got {self.optimizer!r}")
+        for name in ("num_factors", "epochs", "mini_batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+                raise InvalidInputError(f"{name} must be an integer >= 1, got {value!r}")
+        if (
+            isinstance(self.n_threads, bool)
+            or not isinstance(self.n_threads, int | np.integer)
+            or self.n_threads < 0
+        ):
+            raise InvalidInputError(f"n_threads must be an integer >= 0, got {self.n_threads!r}")
+        for group in _GROUPS:
+            for kind in ("lr", "wd"):
+                value = getattr(self, f"{group}_{kind}")
+                if not isinstance(value, int | float | np.number) or not (
+                    math.isfinite(value) and value >= 0
+                ):
+                    raise InvalidInputError(f"{group}_{kind} must be a finite number >= 0, got {value!r}")
+            method = getattr(self, f"{group}_init_method")
+            if method not in _INIT_METHODS:
+                raise InvalidInputError(
+                    f"{group}_init_method must be 'normal', 'uniform' or 'constant', got {method!r}"
+                )
+            needed = {"normal": "sigma", "uniform": "scale", "constant": "value"}[method]
+            value = getattr(self, f"{group}_init_{needed}")
+            if not isinstance(value, int | float | np.number) or not math.isfinite(value):
+                raise InvalidInputError(
+                    f"{group}_init_method={method!r} needs a finite {group}_init_{needed}, got {value!r}"
+                )
+            if needed != "value" and value < 0:
+                raise InvalidInputError(f"{group}_init_{needed} must be >= 0, got {value!r}")
+        for name in ("clip_gradient", "eps", "rescale_grad"):
+            value = getattr(self, name)
+            if value is not None and not (
+                isinstance(value, int | float | np.number) and 0 < value < math.inf
+            ):
+                raise InvalidInputError(f"{name} must be None or a finite number > 0, got {value!r}")
+
+    def _config(self, epochs: int) -> _TrainConfig:
+        def optional(value: float | None) -> float | None:
+            return None if value is None else float(value)
+
+        return _TrainConfig(
+            predictor_type=self.predictor_type,
+            optimizer=self.optimizer,
+            epochs=int(epochs),
+            mini_batch_size=int(self.mini_batch_size),
+            bias_lr=float(self.bias_lr),
+            linear_lr=float(self.linear_lr),
+            factors_lr=float(self.factors_lr),
+            bias_wd=float(self.bias_wd),
+            linear_wd=float(self.linear_wd),
+            factors_wd=float(self.factors_wd),
+            clip_gradient=optional(self.clip_gradient),
+            eps=optional(self.eps),
+            rescale_grad=optional(self.rescale_grad),
+        )
+
+    def _initial_state(self, feature_dim: int) -> _TrainState:
+        rng = np.random.default_rng(self.random_state)
+
+        def draw(group: str, shape: tuple[int, ...]) -> np.ndarray:
+            method = getattr(self, f"{group}_init_method")
+            if method == "normal":
+                return rng.normal(0.0, float(getattr(self, f"{group}_init_sigma")), shape)
+            if method == "uniform":
+                scale = float(getattr(self, f"{group}_init_scale"))
+                return rng.uniform(-scale, scale, shape)
+            return np.full(shape, float(getattr(self, f"{group}_init_value")))
+
+        d, k, slots = feature_dim, int(self.num_factors), _OPTIMIZERS[self.optimizer]
+        return _TrainState(
+            bias=draw("bias", (1,)),
+            linear=draw("linear", (d,)),
+            factors=draw("factors", (d, k)),
+            bias_state=np.zeros((1, slots)),
+            linear_state=np.zeros((d, slots)),
+            factors_state=np.zeros((d, slots, k)),
+            t=0,
+        )
+
+    def _fitted_state(self) -> _TrainState:
+        state: _TrainState | None = getattr(self, "_state", None)
+        if state is None:
+            raise InvalidInputError(f"this {type(self).__name__} is not fitted yet; call fit first")
+        return state
+
+    # -- training --------------------------------------------------------------------------------
+
+    def _train(
+        self,
+        X: Any,
+        y: Any,
+        sample_weight: Any,
+        state: _TrainState | None,
+        history: list[dict[str, float]],
+        epochs: int,
+    ) -> None:
+        self._check_params()
+        rows = _prepare_rows(X)
+        if rows.n_rows == 0:
+            raise InvalidInputError("X has no rows")
+        if state is None:
+            state = self._initial_state(rows.n_cols)
+        else:
+            if rows.n_cols != state.linear.shape[0]:
+                raise InvalidInputError(
+                    f"X has {rows.n_cols} columns but the model has feature_dim {state.linear.shape[0]}"
+                )
+            if (
+                state.bias_state.shape[1] != _OPTIMIZERS[self.optimizer]
+                or state.factors.shape[1] != self.num_factors
+            ):
+                raise InvalidInputError(
+                    "optimizer or num_factors changed since the model was fitted; call fit"
+                )
+            state = state.copy()
+        labels = _labels(y, rows.n_rows, self.predictor_type)
+        weights = None if sample_weight is None else _vector(sample_weight, rows.n_rows, "sample_weight")
+        with progress_callback(self.progress, epochs * rows.n_rows, "rows") as callback:
+            state.t, stats = _fmfast.fm_fit_epochs(
+                rows.n_cols,
+                rows.indices,
+                rows.data,
+                labels,
+                weights,
+                state,
+                self._config(epochs),
+                n_threads=int(self.n_threads),
+                progress=callback,
+            )
+        history = list(history)
+        for epoch_stats in stats:
+            history.append({"epoch": len(history), **_metrics(self.predictor_type, *epoch_stats)})
+        self._state = state
+        self.history_ = history
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> FactorizationMachine:
+        """Train from freshly initialised weights for ``epochs`` passes over ``X``.
+
+        ``X`` may be any scipy sparse matrix or a dense array (a canonical CSR matrix with float32
+        or float64 values is used without copying); ``y`` holds one label per row (0/1 for the
+        classifier); ``sample_weight`` optionally scales each row's gradient.
+        """
+        self._train(X, y, sample_weight, None, [], int(self.epochs))
+        return self
+
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> FactorizationMachine:
+        """One more pass over ``X``, continuing from the current weights and optimizer state.
+
+        An unfitted model is initialised first, as by :meth:`fit`.
+        """
+        state: _TrainState | None = getattr(self, "_state", None)
+        self._train(X, y, sample_weight, state, self.history_ if state is not None else [], 1)
+        return self
+
+    # -- fitted model ----------------------------------------------------------------------------
+
+    @property
+    def w0_(self) -> float:
+        """Fitted bias."""
+        return float(self._fitted_state().bias[0])
+
+    @property
+    def w_(self) -> np.ndarray:
+        """Fitted linear weights, shape ``(feature_dim,)``."""
+        return self._fitted_state().linear
+
+    @property
+    def V_(self) -> np.ndarray:
+        """Fitted factors, shape ``(feature_dim, num_factors)``."""
+        return self._fitted_state().factors
+
+    @property
+    def feature_dim_(self) -> int:
+        """Number of features the model was fitted on."""
+        return int(self._fitted_state().linear.shape[0])
+
+    @property
+    def n_features_in_(self) -> int:
+        """Number of features the model was fitted on (scikit-learn's name)."""
+        return self.feature_dim_
+
+    @property
+    def n_updates_(self) -> int:
+        """Mini-batch updates applied so far."""
+        return int(self._fitted_state().t)
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Raw scores ŷ of the rows of ``X`` (logits for the classifier)."""
+        state = self._fitted_state()
+        rows = _prepare_rows(X)
+        _check_finite(rows)
+        if rows.n_cols != state.linear.shape[0]:
+            raise InvalidInputError(
+                f"X has {rows.n_cols} columns but the model has feature_dim {state.linear.shape[0]}"
+            )
+        with progress_callback(self.progress, rows.n_rows, "rows") as callback:
+            return _fmfast.fm_predict(
+                rows.n_cols,
+                rows.indices,
+                rows.data,
+                float(state.bias[0]),
+                state.linear,
+                state.factors,
+                n_threads=int(self.n_threads),
+                progress=callback,
+            )
+
+    def predict(self, X: Any) -> np.ndarray:
+        """SageMaker's ``score``: ŷ for the regressor, the probability ``sigmoid(ŷ)`` for the classifier."""
+        raw = self.decision_function(X)
+        return raw if self.predictor_type == "regressor" else _sigmoid(raw)
+
+    def predict_label(self, X: Any) -> np.ndarray:
+        """SageMaker's ``predicted_label`` of the classifier: 1 where ``sigmoid(ŷ) ≥ 0.5``, else 0."""
+        if self.predictor_type != "binary_classifier":
+            raise InvalidInputError("predict_label needs predictor_type='binary_classifier'; use predict")
+        return (self.predict(X) >= 0.5).astype(np.int64)
+
+    def evaluate(self, X: Any, y: Any) -> dict[str, float]:
+        """SageMaker's test metrics of ``X`` against ``y``, under SageMaker's names.
+
+        ``rmse`` for the regressor; ``binary_classification_accuracy``,
+        ``binary_classification_cross_entropy`` and ``binary_f_beta`` (F1 at 0.5) for the classifier.
+        """
+        raw = self.decision_function(X)
+        labels = _labels(y, raw.shape[0], self.predictor_type)
+        if raw.shape[0] == 0:
+            raise InvalidInputError("X has no rows")
+        if self.predictor_type == "regressor":
+            return _metrics("regressor", raw.shape[0], float(((raw - labels) ** 2).sum()), 0, 0, 0, 0)
+        loss = np.maximum(raw, 0.0) - raw * labels + np.log1p(np.exp(-np.abs(raw)))
+        predicted, truth = _sigmoid(raw) >= 0.5, labels == 1.0
+        return _metrics(
+            "binary_classifier",
+            raw.shape[0],
+            float(loss.sum()),
+            int((predicted & truth).sum()),
+            int((predicted & ~truth).sum()),
+            int((~predicted & ~truth).sum()),
+            int((~predicted & truth).sum()),
+        )
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """scikit-learn's score: R² for the regressor, accuracy for the classifier."""
+        n_rows = _prepare_rows(X).n_rows
+        labels = _labels(y, n_rows, self.predictor_type)
+        weights = (
+            np.ones(n_rows) if sample_weight is None else _vector(sample_weight, n_rows, "sample_weight")
+        )
+        if self.predictor_type == "binary_classifier":
+            return float(np.average(self.predict_label(X) == labels, weights=weights))
+        residual = float((weights * (labels - self.predict(X)) ** 2).sum())
+        total = float((weights * (labels - np.average(labels, weights=weights)) ** 2).sum())
+        return 1.0 - residual / total if total > 0 else 0.0
+
+    # -- persistence -----------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the model to ``path`` (exactly that name, no suffix added).
+
+        The file is an ``.npz`` of float64 arrays with a JSON header (format name and version,
+        hyperparameters, history), written atomically: it appears whole or not at all. Optimizer
+        state is included, so :meth:`partial_fit` can continue. Parameters JSON cannot hold are
+        saved as ``None`` (a Generator ``random_state``) or ``False`` (a ``progress`` callable).
+        """
+        state = self._fitted_state()
+        header: dict[str, Any] = {
+            "format": MODEL_FORMAT,
+            "version": MODEL_FORMAT_VERSION,
+            "fmfast_version": _fmfast.__version__,
+            "params": {name: _json_safe(value) for name, value in self.get_params().items()},
+            "n_updates": int(state.t),
+            "history": self.history_,
+        }
+        header["params"]["progress"] = bool(header["params"]["progress"])
+        arrays = {name: getattr(state, name) for name in _STATE_ARRAYS}
+        encoded = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+        with atomic_output(path) as out:
+            np.savez(out, header=encoded, **arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> FactorizationMachine:
+        """Read a model written by :meth:`save`.
+
+        A damaged file, another format or another format version raises
+        :class:`fmfast.ModelFormatError`; a missing or unreadable file raises :class:`OSError`.
+        """
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                header = json.loads(npz["header"].tobytes().decode())
+                arrays = {name: npz[name] for name in _STATE_ARRAYS if name in npz.files}
+        except (ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+            raise ModelFormatError(f"{os.fspath(path)!r} is not a readable fmfast model file: {e}") from e
+        if not isinstance(header, dict) or header.get("format") != MODEL_FORMAT:
+            found = header.get("format") if isinstance(header, dict) else None
+            raise ModelFormatError(f"{os.fspath(path)!r} holds format {found!r}, not {MODEL_FORMAT!r}")
+        if header.get("version") != MODEL_FORMAT_VERSION:
+            raise ModelFormatError(
+                f"{os.fspath(path)!r} has format version {header.get('version')!r}; "
+                f"this fmfast reads version {MODEL_FORMAT_VERSION}"
+            )
+        try:
+            model = cls(**header["params"])
+            model._check_params()
+            state = _TrainState(**{name: arrays[name] for name in _STATE_ARRAYS}, t=int(header["n_updates"]))
+            history = [dict(entry) for entry in header["history"]]
+        except (KeyError, TypeError, ValueError, InvalidInputError) as e:
+            raise ModelFormatError(f"{os.fspath(path)!r} has an invalid header or arrays: {e}") from e
+        d, k, slots = (
+            state.linear.shape[0] if state.linear.ndim == 1 else -1,
+            model.num_factors,
+            _OPTIMIZERS[model.optimizer],
+        )
+        expected = {
+            "bias": (1,),
+            "linear": (d,),
+            "factors": (d, k),
+            "bias_state": (1, slots),
+            "linear_state": (d, slots),
+            "factors_state": (d, slots, k),
+        }
+        for name, shape in expected.items():
+            array = getattr(state, name)
+            if array.shape != shape or array.dtype != np.float64:
+                raise ModelFormatError(
+                    f"{os.fspath(path)!r}: array {name!r} has shape {array.shape} and dtype {array.dtype}, "
+                    f"expected {shape} float64"
+                )
+        for name in _STATE_ARRAYS:
+            setattr(state, name, np.ascontiguousarray(getattr(state, name)))
+        model._state = state
+        model.history_ = history
+        return model

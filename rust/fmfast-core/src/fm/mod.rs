@@ -1,0 +1,76 @@
+//! Factorization Machines at Amazon SageMaker's semantics.
+//!
+//! The model scores a row `x` as
+//!
+//! ```text
+//! ŷ = w0 + Σᵢ wᵢ xᵢ + ½ Σ_f [(Σᵢ v_if xᵢ)² − Σᵢ v_if² xᵢ²]
+//! ```
+//!
+//! in O(k · nnz). A regressor minimises ½(ŷ − y)²; a binary classifier minimises the log loss of
+//! σ(ŷ) against labels 0/1.
+//!
+//! * [`model`]: borrowed weights ([`Weights`], [`WeightsMut`]) and scoring ([`predict`]).
+//! * [`optim`]: MXNet's SGD, Adam and AdaGrad with lazy (row-sparse) updates.
+//! * [`train`]: mini-batch training ([`fit_epochs`]), deterministic and parallel.
+//!
+//! Weights and optimizer state are `f64` slices owned by the caller: nothing is kept between
+//! calls. Feature values may be any [`crate::csr::Values`] type; they are read as `f64`.
+
+pub mod model;
+pub mod optim;
+pub mod train;
+
+pub use model::{predict, Task, Weights, WeightsMut};
+pub use optim::{Group, Optimizer, OptimizerKind};
+pub use train::{fit_epochs, EpochStats, OptimizerState, TrainConfig};
+
+/// A feature value type, read as `f64`.
+pub trait Feature: Copy + Send + Sync + 'static {
+    /// The value as `f64`.
+    fn to_f64(self) -> f64;
+}
+
+impl Feature for f32 {
+    #[inline]
+    fn to_f64(self) -> f64 {
+        f64::from(self)
+    }
+}
+
+impl Feature for f64 {
+    #[inline]
+    fn to_f64(self) -> f64 {
+        self
+    }
+}
+
+impl Feature for i32 {
+    #[inline]
+    fn to_f64(self) -> f64 {
+        f64::from(self)
+    }
+}
+
+impl Feature for i64 {
+    #[inline]
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+}
+
+/// σ(z), computed without overflow for large |z|.
+#[inline]
+pub fn sigmoid(z: f64) -> f64 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// Log loss of σ(z) against label `y` ∈ {0, 1}: `max(z, 0) − z·y + ln(1 + e^−|z|)`.
+#[inline]
+pub fn log_loss(z: f64, y: f64) -> f64 {
+    z.max(0.0) - z * y + (-z.abs()).exp().ln_1p()
+}

@@ -1,0 +1,278 @@
+//! MXNet's SGD, Adam and AdaGrad as SageMaker FM uses them, applied lazily to the rows present in
+//! a mini-batch.
+//!
+//! `g` below is the batch gradient with `rescale_grad` applied (the mean over the batch when unset),
+//! `clip(·)` clamps to `±clip_gradient` when it is set, `wd` and `lr` are the parameter group's
+//! (bias, linear or factors):
+//!
+//! * SGD: `w ← w − lr·(clip(g) + wd·w)` (no state).
+//! * Adam: `g' = clip(g + wd·w)`, `m ← β1·m + (1−β1)·g'`, `v ← β2·v + (1−β2)·g'²`,
+//!   `w ← w − lr_t·m / (√v + ε)` with `lr_t = lr·√(1−β2ᵗ)/(1−β1ᵗ)`, `t` the number of updates so
+//!   far including this one, counted per parameter array (every array is updated every batch, so
+//!   it is the global batch count). State: `m`, `v`. Default ε = 1e-8.
+//! * AdaGrad: `g' = clip(g)`, `h ← h + g'²`, `w ← w − lr·(g'/√(h + ε) + wd·w)`. State: `h`.
+//!   Default ε = 1e-7.
+//!
+//! Lazy: rows of `w` and `V` whose feature does not occur in the batch keep their weights *and*
+//! state (no decay, no moment update); the bias is updated every batch.
+
+use crate::error::{Error, Result};
+
+/// Which update rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptimizerKind {
+    /// Plain stochastic gradient descent (no momentum).
+    Sgd,
+    /// Adam with bias correction.
+    Adam,
+    /// AdaGrad.
+    AdaGrad,
+}
+
+impl OptimizerKind {
+    /// Parses `"sgd"`, `"adam"` or `"adagrad"`.
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "sgd" => Ok(OptimizerKind::Sgd),
+            "adam" => Ok(OptimizerKind::Adam),
+            "adagrad" => Ok(OptimizerKind::AdaGrad),
+            other => Err(Error::invalid(format!(
+                "optimizer must be 'sgd', 'adam' or 'adagrad', got {other:?}"
+            ))),
+        }
+    }
+
+    /// State values kept per weight: 0 (SGD), 2 (Adam: m, v), 1 (AdaGrad: h).
+    pub fn n_slots(self) -> usize {
+        match self {
+            OptimizerKind::Sgd => 0,
+            OptimizerKind::Adam => 2,
+            OptimizerKind::AdaGrad => 1,
+        }
+    }
+
+    /// ε used when `eps` is unset.
+    pub fn default_eps(self) -> f64 {
+        match self {
+            OptimizerKind::AdaGrad => 1e-7,
+            _ => 1e-8,
+        }
+    }
+}
+
+/// Learning rate and L2 weight decay of one parameter group.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Group {
+    /// Learning rate.
+    pub lr: f64,
+    /// L2 weight decay, added to the gradient as `wd·w`.
+    pub wd: f64,
+}
+
+/// Optimizer hyperparameters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Optimizer {
+    /// The update rule.
+    pub kind: OptimizerKind,
+    /// Bias group (`bias_lr`, `bias_wd`).
+    pub bias: Group,
+    /// Linear group (`linear_lr`, `linear_wd`).
+    pub linear: Group,
+    /// Factors group (`factors_lr`, `factors_wd`).
+    pub factors: Group,
+    /// Adam's β1 (0.9).
+    pub beta1: f64,
+    /// Adam's β2 (0.999).
+    pub beta2: f64,
+    /// ε; `None`: [`OptimizerKind::default_eps`].
+    pub eps: Option<f64>,
+    /// Clip gradients to ±this; `None`: no clipping.
+    pub clip_gradient: Option<f64>,
+    /// Gradient scale; `None`: 1 / rows in the batch.
+    pub rescale_grad: Option<f64>,
+}
+
+impl Optimizer {
+    /// SageMaker's defaults for `kind`.
+    pub fn new(kind: OptimizerKind) -> Self {
+        Optimizer {
+            kind,
+            bias: Group { lr: 0.1, wd: 0.01 },
+            linear: Group { lr: 0.001, wd: 0.001 },
+            factors: Group {
+                lr: 0.0001,
+                wd: 0.00001,
+            },
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: None,
+            clip_gradient: None,
+            rescale_grad: None,
+        }
+    }
+
+    /// Checks every value is finite and in range.
+    pub fn validate(&self) -> Result<()> {
+        let groups = [("bias", self.bias), ("linear", self.linear), ("factors", self.factors)];
+        for (name, group) in groups {
+            if !(group.lr.is_finite() && group.lr >= 0.0) {
+                return Err(Error::invalid(format!(
+                    "{name}_lr must be finite and >= 0, got {}",
+                    group.lr
+                )));
+            }
+            if !(group.wd.is_finite() && group.wd >= 0.0) {
+                return Err(Error::invalid(format!(
+                    "{name}_wd must be finite and >= 0, got {}",
+                    group.wd
+                )));
+            }
+        }
+        for (name, beta) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if !(0.0..1.0).contains(&beta) {
+                return Err(Error::invalid(format!("{name} must lie in [0, 1), got {beta}")));
+            }
+        }
+        let positive = [
+            ("eps", self.eps),
+            ("clip_gradient", self.clip_gradient),
+            ("rescale_grad", self.rescale_grad),
+        ];
+        for (name, value) in positive {
+            if let Some(value) = value {
+                if !(value.is_finite() && value > 0.0) {
+                    return Err(Error::invalid(format!("{name} must be finite and > 0, got {value}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The rule of one group for update number `t` (1-based).
+    pub(crate) fn rule(&self, group: Group, t: u64) -> Rule {
+        let lr = match self.kind {
+            OptimizerKind::Adam => {
+                // As MXNet: lr *= sqrt(1 - beta2^t) / (1 - beta1^t).
+                let t = t as f64;
+                group.lr * ((1.0 - self.beta2.powf(t)).sqrt() / (1.0 - self.beta1.powf(t)))
+            }
+            _ => group.lr,
+        };
+        Rule {
+            kind: self.kind,
+            lr,
+            wd: group.wd,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps.unwrap_or_else(|| self.kind.default_eps()),
+            clip: self.clip_gradient.unwrap_or(f64::INFINITY),
+        }
+    }
+}
+
+/// One group's update at one step, with Adam's bias correction folded into `lr`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Rule {
+    kind: OptimizerKind,
+    lr: f64,
+    wd: f64,
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+    clip: f64,
+}
+
+impl Rule {
+    /// Updates `weights` with `grads` (same length); `first`/`second` are the state slots (empty
+    /// when the rule keeps fewer). Returns whether every updated weight is finite.
+    #[inline]
+    pub(crate) fn apply(&self, grads: &[f64], weights: &mut [f64], first: &mut [f64], second: &mut [f64]) -> bool {
+        let Rule {
+            lr,
+            wd,
+            beta1,
+            beta2,
+            eps,
+            clip,
+            ..
+        } = *self;
+        let mut finite = true;
+        match self.kind {
+            OptimizerKind::Sgd => {
+                for (w, &g) in weights.iter_mut().zip(grads) {
+                    *w -= lr * (g.clamp(-clip, clip) + wd * *w);
+                    finite &= w.is_finite();
+                }
+            }
+            OptimizerKind::Adam => {
+                let state = first.iter_mut().zip(second.iter_mut());
+                for ((w, &g), (m, v)) in weights.iter_mut().zip(grads).zip(state) {
+                    let g = (g + wd * *w).clamp(-clip, clip);
+                    *m = beta1 * *m + (1.0 - beta1) * g;
+                    *v = beta2 * *v + (1.0 - beta2) * g * g;
+                    *w -= lr * *m / (v.sqrt() + eps);
+                    finite &= w.is_finite();
+                }
+            }
+            OptimizerKind::AdaGrad => {
+                for ((w, &g), h) in weights.iter_mut().zip(grads).zip(first.iter_mut()) {
+                    let g = g.clamp(-clip, clip);
+                    *h += g * g;
+                    *w -= lr * (g / (*h + eps).sqrt() + wd * *w);
+                    finite &= w.is_finite();
+                }
+            }
+        }
+        finite
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adam_first_step_moves_by_about_lr() {
+        let mut optimizer = Optimizer::new(OptimizerKind::Adam);
+        optimizer.linear = Group { lr: 0.1, wd: 0.0 };
+        let rule = optimizer.rule(optimizer.linear, 1);
+        let (mut w, mut m, mut v) = ([1.0, 1.0], [0.0, 0.0], [0.0, 0.0]);
+        assert!(rule.apply(&[2.0, -0.5], &mut w, &mut m, &mut v));
+        // m = 0.1 g, v = 0.001 g², lr_t = 0.1 · √0.001 / 0.1: the step is 0.1 · sign(g).
+        assert!((w[0] - 0.9).abs() < 1e-7 && (w[1] - 1.1).abs() < 1e-7, "{w:?}");
+        assert!((m[0] - 0.2).abs() < 1e-15 && (v[1] - 0.00025).abs() < 1e-15);
+    }
+
+    #[test]
+    fn sgd_and_adagrad_clip_and_decay() {
+        let mut optimizer = Optimizer::new(OptimizerKind::Sgd);
+        optimizer.clip_gradient = Some(1.0);
+        let group = Group { lr: 0.5, wd: 0.1 };
+        let mut w = [2.0];
+        optimizer.rule(group, 1).apply(&[10.0], &mut w, &mut [], &mut []);
+        assert!((w[0] - (2.0 - 0.5 * (1.0 + 0.2))).abs() < 1e-15);
+
+        optimizer.kind = OptimizerKind::AdaGrad;
+        let (mut w, mut h) = ([2.0], [3.0]);
+        optimizer.rule(group, 7).apply(&[-10.0], &mut w, &mut h, &mut []);
+        assert_eq!(h[0], 4.0);
+        let expected = 2.0 - 0.5 * (-1.0 / (4.0f64 + 1e-7).sqrt() + 0.2);
+        assert!((w[0] - expected).abs() < 1e-15);
+    }
+
+    #[test]
+    fn validation_names_the_parameter() {
+        let mut optimizer = Optimizer::new(OptimizerKind::Adam);
+        optimizer.factors.lr = f64::NAN;
+        assert!(optimizer.validate().err().unwrap().to_string().contains("factors_lr"));
+        let mut optimizer = Optimizer::new(OptimizerKind::Adam);
+        optimizer.clip_gradient = Some(0.0);
+        assert!(optimizer
+            .validate()
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("clip_gradient"));
+        assert!(OptimizerKind::parse("rmsprop").is_err());
+    }
+}
