@@ -24,7 +24,9 @@ import math
 import os
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,6 +37,7 @@ from fmfast._atomic import atomic_output
 from fmfast._inputs import as_csr, csr_indices
 from fmfast._progress import Progress, progress_callback
 from fmfast.exceptions import InvalidInputError, ModelFormatError
+from fmfast.recordio import iter_recordio
 
 #: Name written into (and required from) the header of saved models.
 MODEL_FORMAT = "fmfast.FactorizationMachine"
@@ -165,6 +168,42 @@ def _metrics(
         "binary_classification_cross_entropy": loss_sum / n,
         "binary_f_beta": 2 * tp / denominator if denominator else 0.0,
     }
+
+
+_EpochStats = tuple[int, float, int, int, int, int]
+#: Mini-batches in each batch read from RecordIO input while training.
+_MINI_BATCHES_PER_READ = 64
+
+
+def _add_stats(a: _EpochStats, b: _EpochStats) -> _EpochStats:
+    return (a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3], a[4] + b[4], a[5] + b[5])
+
+
+def _history(
+    history: list[dict[str, float]], predictor_type: str, stats: list[_EpochStats]
+) -> list[dict[str, float]]:
+    """``history`` followed by one entry of training metrics per epoch of ``stats``."""
+    history = list(history)
+    for epoch_stats in stats:
+        history.append({"epoch": len(history), **_metrics(predictor_type, *epoch_stats)})
+    return history
+
+
+def _is_recordio_source(X: Any) -> bool:
+    return isinstance(X, str | os.PathLike)
+
+
+def _recordio_batches(source: str | os.PathLike[str], batch_size: int) -> Iterator[tuple[Any, Any]]:
+    """``(X, labels)`` batches of a RecordIO file, or of every file of a directory in name order."""
+    path = Path(source)
+    if path.is_dir():
+        files = sorted(
+            p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix != ".json"
+        )
+    else:
+        files = [path]
+    for file in files:
+        yield from iter_recordio(file, batch_size)
 
 
 def _json_safe(value: Any) -> Any:
@@ -423,14 +462,12 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
     # -- training --------------------------------------------------------------------------------
 
     def _train(
-        self,
-        X: Any,
-        y: Any,
-        sample_weight: Any,
-        state: _TrainState | None,
-        history: list[dict[str, float]],
-        epochs: int,
-    ) -> None:
+        self, X: Any, y: Any, sample_weight: Any, state: _TrainState | None, epochs: int
+    ) -> list[_EpochStats]:
+        """Train ``epochs`` passes over ``X`` from ``state`` (fresh weights when ``None``).
+
+        The new weights become the model's; returns each epoch's additive statistics.
+        """
         self._check_params()
         rows = _prepare_rows(X)
         if rows.n_rows == 0:
@@ -464,29 +501,87 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
                 n_threads=int(self.n_threads),
                 progress=callback,
             )
-        history = list(history)
-        for epoch_stats in stats:
-            history.append({"epoch": len(history), **_metrics(self.predictor_type, *epoch_stats)})
         self._state = state
-        self.history_ = history
+        return [tuple(epoch) for epoch in stats]  # type: ignore[misc]
 
-    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> FactorizationMachine:
+    def _train_epoch(self, X: Any, y: Any, sample_weight: Any) -> _EpochStats:
+        """One pass over ``X`` (a matrix, or RecordIO streamed batch by batch) from the current weights."""
+        if not _is_recordio_source(X):
+            return self._train(X, y, sample_weight, getattr(self, "_state", None), 1)[0]
+        if y is not None or sample_weight is not None:
+            raise InvalidInputError("labels come from the RecordIO records: pass y=None and no sample_weight")
+        # Whole mini-batches per streamed batch, so the updates are those of the data in memory.
+        total: _EpochStats = (0, 0.0, 0, 0, 0, 0)
+        for X_batch, labels in _recordio_batches(X, int(self.mini_batch_size) * _MINI_BATCHES_PER_READ):
+            if labels is None:
+                raise InvalidInputError(f"the records of {X} carry no labels")
+            stats = self._train(X_batch, labels, None, getattr(self, "_state", None), 1)[0]
+            total = _add_stats(total, stats)
+        if total[0] == 0:
+            raise InvalidInputError(f"{X} holds no records")
+        return total
+
+    def fit(
+        self,
+        X: Any,
+        y: Any = None,
+        sample_weight: Any = None,
+        *,
+        eval_set: tuple[Any, Any] | None = None,
+        early_stopping_rounds: int | None = None,
+    ) -> FactorizationMachine:
         """Train from freshly initialised weights for ``epochs`` passes over ``X``.
 
-        ``X`` may be any scipy sparse matrix or a dense array (a canonical CSR matrix with float32
-        or float64 values is used without copying); ``y`` holds one label per row (0/1 for the
-        classifier); ``sample_weight`` optionally scales each row's gradient.
+        Args:
+            X: any scipy sparse matrix or dense array (a canonical CSR matrix with float32 or float64
+                values is used without copying), or the path of a RecordIO-protobuf file or of a
+                directory of them (shards, read in name order), streamed with bounded memory; the
+                labels then come from the records.
+            y: one label per row (0/1 for the classifier); ``None`` for RecordIO input.
+            sample_weight: optionally scales each row's gradient.
+            eval_set: ``(X_eval, y_eval)`` evaluated after every epoch; its metrics join
+                ``history_`` with an ``eval_`` prefix. SageMaker has no such channel: an extra.
+            early_stopping_rounds: stop when the eval loss (``rmse``, or the cross entropy of
+                the classifier) has not improved for this many epochs, and keep the weights of
+                the best epoch (``best_epoch_``). Needs ``eval_set``.
         """
-        self._train(X, y, sample_weight, None, [], int(self.epochs))
+        if early_stopping_rounds is not None and (eval_set is None or early_stopping_rounds < 1):
+            raise InvalidInputError("early_stopping_rounds needs an eval_set and must be at least 1")
+        self._state = None
+        self.best_epoch_: int | None = None
+        if eval_set is None and not _is_recordio_source(X):
+            self.history_ = _history(
+                [], self.predictor_type, self._train(X, y, sample_weight, None, int(self.epochs))
+            )
+            return self
+        history: list[dict[str, float]] = []
+        best: tuple[float, int, _TrainState] | None = None
+        for epoch in range(int(self.epochs)):
+            history = _history(history, self.predictor_type, [self._train_epoch(X, y, sample_weight)])
+            if eval_set is None:
+                continue
+            metrics = self.evaluate(*eval_set)
+            history[-1].update({f"eval_{name}": value for name, value in metrics.items()})
+            if early_stopping_rounds is None:
+                continue
+            loss = metrics.get("rmse", metrics.get("binary_classification_cross_entropy", math.inf))
+            if best is None or loss < best[0]:
+                best = (loss, epoch, self._fitted_state().copy())
+            elif epoch - best[1] >= early_stopping_rounds:
+                break
+        if best is not None:
+            self._state, self.best_epoch_ = best[2], best[1]
+        self.history_ = history
         return self
 
-    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> FactorizationMachine:
+    def partial_fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> FactorizationMachine:
         """One more pass over ``X``, continuing from the current weights and optimizer state.
 
-        An unfitted model is initialised first, as by :meth:`fit`.
+        ``X`` is a matrix or RecordIO input, as in :meth:`fit`. An unfitted model is initialised
+        first, as by :meth:`fit`.
         """
-        state: _TrainState | None = getattr(self, "_state", None)
-        self._train(X, y, sample_weight, state, self.history_ if state is not None else [], 1)
+        history = self.history_ if getattr(self, "_state", None) is not None else []
+        self.history_ = _history(history, self.predictor_type, [self._train_epoch(X, y, sample_weight)])
         return self
 
     # -- fitted model ----------------------------------------------------------------------------

@@ -1,0 +1,89 @@
+"""Training with an eval set, early stopping, and straight from RecordIO files and shards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import fmfast
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from fmfast import FactorizationMachine, InvalidInputError
+
+
+def data(n: int = 3000, d: int = 40, seed: int = 0) -> tuple[sp.csr_array, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = sp.random_array((n, d), density=0.1, rng=rng, format="csr", dtype=np.float32)
+    return X, (X @ rng.normal(size=d) + rng.normal(0, 0.3, n)).astype(np.float32)
+
+
+def fm(**params: object) -> FactorizationMachine:
+    base: dict[str, object] = {"epochs": 4, "mini_batch_size": 50, "random_state": 0, "linear_lr": 0.05}
+    base.update(params)
+    return FactorizationMachine("regressor", 4, **base)  # type: ignore[arg-type]
+
+
+def assert_same_model(a: FactorizationMachine, b: FactorizationMachine) -> None:
+    assert a.w0_ == b.w0_
+    np.testing.assert_array_equal(a.w_, b.w_)
+    np.testing.assert_array_equal(a.V_, b.V_)
+
+
+def test_eval_set_adds_eval_metrics_without_changing_training() -> None:
+    X, y = data()
+    plain = fm().fit(X[:2000], y[:2000])
+    watched = fm().fit(X[:2000], y[:2000], eval_set=(X[2000:], y[2000:]))
+    assert_same_model(plain, watched)
+    assert [h["rmse"] for h in watched.history_] == [h["rmse"] for h in plain.history_]
+    final = watched.evaluate(X[2000:], y[2000:])["rmse"]
+    assert watched.history_[-1]["eval_rmse"] == pytest.approx(final)
+    assert watched.best_epoch_ is None
+
+
+def test_early_stopping_keeps_the_best_epoch() -> None:
+    X, y = data()
+    # A learning rate this large overshoots after a few epochs, so the eval loss turns up.
+    model = fm(epochs=30, linear_lr=0.5, bias_lr=0.5).fit(
+        X[:2000], y[:2000], eval_set=(X[2000:], y[2000:]), early_stopping_rounds=2
+    )
+    losses = [h["eval_rmse"] for h in model.history_]
+    best = int(np.argmin(losses))
+    assert model.best_epoch_ == best
+    assert len(losses) == min(30, best + 3)
+    assert model.evaluate(X[2000:], y[2000:])["rmse"] == pytest.approx(losses[best])
+
+
+def test_early_stopping_needs_an_eval_set() -> None:
+    X, y = data(100)
+    with pytest.raises(InvalidInputError, match="needs an eval_set"):
+        fm().fit(X, y, early_stopping_rounds=3)
+
+
+def test_fit_from_a_recordio_file_equals_fit_in_memory(tmp_path: Path) -> None:
+    X, y = data(5000)
+    fmfast.write_recordio(tmp_path / "train.recordio", X, y)
+    in_memory = fm(mini_batch_size=10).fit(X, y)
+    streamed = fm(mini_batch_size=10).fit(tmp_path / "train.recordio")
+    assert_same_model(in_memory, streamed)
+    assert [h["rmse"] for h in streamed.history_] == pytest.approx([h["rmse"] for h in in_memory.history_])
+
+
+def test_fit_from_a_directory_of_shards(tmp_path: Path) -> None:
+    X, y = data(4000)
+    fmfast.write_recordio_shards(tmp_path, X, y, n_shards=2, manifest_prefix="s3://bucket/train/")
+    sharded = fm(mini_batch_size=100).fit(str(tmp_path))
+    in_memory = fm(mini_batch_size=100).fit(X, y)
+    # Each shard of 2,000 rows is a whole number of mini-batches, so the updates are the same.
+    assert_same_model(in_memory, sharded)
+    more = fm(mini_batch_size=100).fit(X, y).partial_fit(tmp_path)
+    assert len(more.history_) == 5
+
+
+def test_recordio_input_refuses_separate_labels(tmp_path: Path) -> None:
+    X, y = data(100)
+    fmfast.write_recordio(tmp_path / "train.recordio", X, y)
+    with pytest.raises(InvalidInputError, match="labels come from the RecordIO records"):
+        fm().fit(tmp_path / "train.recordio", y)
+    fmfast.write_recordio(tmp_path / "unlabelled.recordio", X)
+    with pytest.raises(InvalidInputError, match="carry no labels"):
+        fm().fit(tmp_path / "unlabelled.recordio")
