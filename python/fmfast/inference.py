@@ -229,11 +229,11 @@ def _checked_csr(values: np.ndarray, keys: np.ndarray, indptr: np.ndarray, featu
         X.sort_indices()
     repeated = np.flatnonzero(np.diff(X.indices) == 0)
     if repeated.size:
-        rows = np.searchsorted(X.indptr, repeated + 1, side="right") - 1
-        firsts = X.indptr[rows + 1] > repeated + 1
-        if firsts.any():
-            i = int(rows[np.argmax(firsts)])
-            raise InvalidInputError(f"instance {i} repeats a key")
+        # Equal neighbours repeat a key only when both lie in the same row.
+        rows = np.searchsorted(X.indptr, repeated, side="right") - 1
+        same_row = rows == np.searchsorted(X.indptr, repeated + 1, side="right") - 1
+        if same_row.any():
+            raise InvalidInputError(f"instance {int(rows[np.argmax(same_row)])} repeats a key")
     return X
 
 
@@ -265,6 +265,8 @@ def _recordio_request(body: Body, feature_dim: int) -> sp.csr_array:
         X, _ = read_recordio(bytes(body) if not isinstance(body, str) else body.encode())
     except RecordIOError as error:
         raise InvalidInputError(f"body is not valid RecordIO-protobuf: {error}") from error
+    if X.shape[0] == 0:
+        return sp.csr_array((0, feature_dim), dtype=np.float32)
     if X.shape[1] != feature_dim:
         if X.shape[1] > feature_dim:
             outside = np.flatnonzero(X.indices >= feature_dim)
