@@ -5,6 +5,10 @@
   replacements for the SageMaker SDK writers (:func:`write_spmatrix_to_sparse_tensor`,
   :func:`write_numpy_to_dense_tensor`).
 * Factorization Machines at SageMaker's semantics, trained locally: :class:`FactorizationMachine`.
+* SageMaker FM models: :func:`read_sagemaker_model`, :func:`write_sagemaker_model`,
+  :class:`SageMakerFM`, and MXNet ``.params`` files (:func:`load_params`, :func:`dump_params`).
+* SageMaker FM inference wire formats: :func:`parse_request`, :func:`serialize_request`,
+  :func:`parse_response`, :func:`serialize_response`.
 * Synthetic MovieLens-shaped ratings for demos and tests: :func:`fmfast.datasets.synthetic_ratings`.
 """
 
@@ -16,10 +20,14 @@ from fmfast.exceptions import (
     ModelFormatError,
     ParseError,
     RecordIOError,
+    UnsupportedContentTypeError,
 )
+from fmfast.inference import parse_request, parse_response, serialize_request, serialize_response
 from fmfast.model import FactorizationMachine
+from fmfast.mxnet_params import dump_params, load_params
 from fmfast.recordio import RecordIOWriter, encode_recordio, iter_recordio, read_recordio, write_recordio
 from fmfast.sagemaker_compat import write_numpy_to_dense_tensor, write_spmatrix_to_sparse_tensor
+from fmfast.sagemaker_model import SageMakerFM, read_sagemaker_model, write_sagemaker_model
 from fmfast.shards import write_recordio_shards
 
 __all__ = [
@@ -31,12 +39,22 @@ __all__ = [
     "ParseError",
     "RecordIOError",
     "RecordIOWriter",
+    "SageMakerFM",
+    "UnsupportedContentTypeError",
     "__version__",
+    "dump_params",
     "encode_recordio",
     "iter_recordio",
+    "load_params",
+    "parse_request",
+    "parse_response",
     "read_recordio",
+    "read_sagemaker_model",
+    "serialize_request",
+    "serialize_response",
     "write_numpy_to_dense_tensor",
     "write_recordio",
     "write_recordio_shards",
+    "write_sagemaker_model",
     "write_spmatrix_to_sparse_tensor",
 ]

@@ -1,17 +1,34 @@
 """The exceptions fmfast raises, all subclasses of :class:`FmFastError`.
 
-They are created by the Rust extension so that errors raised deep in the core arrive as these
-types; this module re-exports them under a stable name.
+Most are created by the Rust extension so that errors raised deep in the core arrive as these
+types; this module re-exports them under a stable name. The model-file and inference errors are
+raised only by Python code and are defined here.
 """
 
-from fmfast._fmfast import (
-    DivergenceError,
-    FmFastError,
-    InvalidInputError,
-    ModelFormatError,
-    ParseError,
-    RecordIOError,
-)
+from __future__ import annotations
+
+from fmfast._fmfast import DivergenceError, FmFastError, InvalidInputError, ParseError, RecordIOError
+
+
+class ModelFormatError(FmFastError):
+    """A model file (MXNet ``.params``, ``model_algo-1`` zip, ``model.tar.gz``) that cannot be read.
+
+    Raised for corrupt, truncated, hostile or unsupported content. ``offset`` is the byte offset
+    in the ``.params`` data where the problem was found, or ``None`` when it is not about a byte
+    position (an archive member, a missing weight).
+    """
+
+    def __init__(self, message: str, offset: int | None = None) -> None:
+        super().__init__(message if offset is None else f"{message} (at byte offset {offset})")
+        self.offset = offset
+
+
+class UnsupportedContentTypeError(FmFastError):
+    """A request ``Content-Type`` or response ``Accept`` type that SageMaker FM does not speak.
+
+    Distinct from :class:`InvalidInputError` so that a server can answer 415 rather than 400.
+    """
+
 
 __all__ = [
     "DivergenceError",
@@ -20,4 +37,5 @@ __all__ = [
     "ModelFormatError",
     "ParseError",
     "RecordIOError",
+    "UnsupportedContentTypeError",
 ]

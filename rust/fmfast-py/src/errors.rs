@@ -35,12 +35,6 @@ pyo3::create_exception!(
     FmFastError,
     "Training produced a non-finite prediction or weight; `.epoch` and `.batch` say where (0-based)."
 );
-pyo3::create_exception!(
-    fmfast,
-    ModelFormatError,
-    FmFastError,
-    "A saved model file that is damaged, of another format or of an unsupported format version."
-);
 
 /// A core error on its way to Python.
 pub struct PyFmError(pub Error);
@@ -90,6 +84,5 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("RecordIOError", py.get_type::<RecordIOError>())?;
     m.add("ParseError", py.get_type::<ParseError>())?;
     m.add("DivergenceError", py.get_type::<DivergenceError>())?;
-    m.add("ModelFormatError", py.get_type::<ModelFormatError>())?;
     Ok(())
 }
