@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: setup demo dev test test-rust test-python lint bench clean
+.PHONY: setup demo dev test test-rust test-python lint bench bench-report clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -38,6 +38,11 @@ lint:
 # Benchmarks for real (pytest-benchmark); `make test` only smoke-runs them once.
 bench:
 	SAGEMAKER_SUPPRESS_V2_WARNING=1 $(BIN)/pytest benches -q --benchmark-enable --benchmark-columns=mean,stddev,rounds
+
+# One-run report (fmfast vs SDK vs raw disk writes, peak memory of streaming) with ratios and targets.
+# BENCH_REPORT_ARGS: e.g. `--rows 200000`, `--json report.json`.
+bench-report:
+	SAGEMAKER_SUPPRESS_V2_WARNING=1 $(PY) benches/report.py $(BENCH_REPORT_ARGS)
 
 clean:
 	cargo clean
