@@ -1,4 +1,4 @@
-"""Benchmark configuration: collect ``bench_*.py``, choose sizes, share data between benchmarks.
+"""Benchmark configuration: choose sizes, share data between benchmarks.
 
 With ``--benchmark-disable`` (the default in ``pyproject.toml``) every benchmark runs once on the
 small size, as a smoke test; ``make bench`` (``--benchmark-enable``) adds the large size for
@@ -10,19 +10,12 @@ overridden with comma-separated row counts in ``FMFAST_BENCH_ROWS`` and ``FMFAST
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 from workloads import Data
 
 SMALL_ROWS = 20_000
 LARGE_ROWS = 1_000_000
-
-
-def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Module | None:
-    if file_path.suffix == ".py" and file_path.name.startswith("bench_"):
-        return pytest.Module.from_parent(parent, path=file_path)
-    return None
 
 
 def benchmarks_enabled(config: pytest.Config) -> bool:
@@ -36,7 +29,7 @@ def _rows(variable: str, default: list[int]) -> list[int]:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Parametrise ``(implementation, threads, rows)``; the SDK is single-threaded and small only."""
-    if "implementation" not in metafunc.fixturenames:
+    if not {"implementation", "threads", "rows"} <= set(metafunc.fixturenames):
         return
     enabled = benchmarks_enabled(metafunc.config)
     fast_rows = _rows("FMFAST_BENCH_ROWS", [SMALL_ROWS, LARGE_ROWS] if enabled else [SMALL_ROWS])
