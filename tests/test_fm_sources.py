@@ -87,3 +87,32 @@ def test_recordio_input_refuses_separate_labels(tmp_path: Path) -> None:
     fmfast.write_recordio(tmp_path / "unlabelled.recordio", X)
     with pytest.raises(InvalidInputError, match="carry no labels"):
         fm().fit(tmp_path / "unlabelled.recordio")
+
+
+GOLDEN = Path(__file__).parent / "data" / "mxnet-golden"
+
+
+@pytest.mark.parametrize("predictor_type", ["regressor", "binary_classifier"])
+def test_a_sagemaker_artifact_predicts_like_mxnet(predictor_type: str) -> None:
+    model = FactorizationMachine.from_sagemaker(GOLDEN / "sagemaker" / predictor_type / "model.tar.gz")
+    truth = np.load(GOLDEN / "truth" / f"forward_{predictor_type}.npz")
+    X = sp.csr_array(
+        (truth["x_csr_data"], truth["x_csr_indices"], truth["x_csr_indptr"]), shape=tuple(truth["x_shape"])
+    )
+    assert model.predictor_type == predictor_type and model.num_factors == 4
+    np.testing.assert_allclose(model.predict(X), truth["pred_numpy"].reshape(-1), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.predict(X), truth["pred_mxnet"].reshape(-1), rtol=1e-5, atol=1e-5)
+
+
+def test_to_sagemaker_round_trips_and_keeps_training(tmp_path: Path) -> None:
+    X, y = data(500)
+    model = fm(epochs=2).fit(X, y)
+    model.to_sagemaker(tmp_path / "model.tar.gz")
+    artifact = fmfast.read_sagemaker_model(tmp_path / "model.tar.gz")
+    np.testing.assert_array_equal(artifact.V, model.V_.astype(np.float32))
+    np.testing.assert_array_equal(artifact.w, model.w_.astype(np.float32))
+    assert artifact.hyperparameters["mini_batch_size"] == 50
+    back = FactorizationMachine.from_sagemaker(tmp_path / "model.tar.gz")
+    assert back.get_params()["linear_lr"] == 0.05 and back.epochs == 2
+    np.testing.assert_allclose(back.predict(X), model.predict(X), rtol=1e-5, atol=1e-5)
+    assert len(back.partial_fit(X, y).history_) == 1

@@ -38,6 +38,7 @@ from fmfast._inputs import as_csr, csr_indices
 from fmfast._progress import Progress, progress_callback
 from fmfast.exceptions import InvalidInputError, ModelFormatError
 from fmfast.recordio import iter_recordio
+from fmfast.sagemaker_model import SageMakerFM, read_sagemaker_model, write_sagemaker_model
 
 #: Name written into (and required from) the header of saved models.
 MODEL_FORMAT = "fmfast.FactorizationMachine"
@@ -442,11 +443,16 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
                 return rng.uniform(-scale, scale, shape)
             return np.full(shape, float(getattr(self, f"{group}_init_value")))
 
-        d, k, slots = feature_dim, int(self.num_factors), _OPTIMIZERS[self.optimizer]
+        d, k = feature_dim, int(self.num_factors)
+        return self._state_from(draw("bias", (1,)), draw("linear", (d,)), draw("factors", (d, k)))
+
+    def _state_from(self, bias: np.ndarray, linear: np.ndarray, factors: np.ndarray) -> _TrainState:
+        """Weights with fresh (zero) optimizer state."""
+        (d, k), slots = factors.shape, _OPTIMIZERS[self.optimizer]
         return _TrainState(
-            bias=draw("bias", (1,)),
-            linear=draw("linear", (d,)),
-            factors=draw("factors", (d, k)),
+            bias=np.asarray(bias, dtype=np.float64).reshape(1),
+            linear=np.asarray(linear, dtype=np.float64).reshape(d),
+            factors=np.asarray(factors, dtype=np.float64).reshape(d, k).copy(),
             bias_state=np.zeros((1, slots)),
             linear_state=np.zeros((d, slots)),
             factors_state=np.zeros((d, slots, k)),
@@ -686,6 +692,48 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
         return 1.0 - residual / total if total > 0 else 0.0
 
     # -- persistence -----------------------------------------------------------------------------
+
+    @classmethod
+    def from_sagemaker(cls, source: Any, **params: Any) -> FactorizationMachine:
+        """A fitted model from a SageMaker FM artifact (``model.tar.gz``, ``model_algo-1``, params file).
+
+        Hyperparameters come from the artifact's ``meta.json`` where they are known ones, then
+        from ``params``. The weights are SageMaker's exactly; optimizer state starts fresh, so
+        :meth:`partial_fit` continues training with new moments. Nothing in the artifact is executed.
+
+        Raises:
+            ModelFormatError: a damaged, hostile or unsupported artifact.
+        """
+        artifact = read_sagemaker_model(source)
+        known = set(cls._param_names())
+        settings = {k: v for k, v in artifact.hyperparameters.items() if k in known}
+        settings.update(params)
+        settings["predictor_type"] = artifact.predictor_type
+        settings["num_factors"] = artifact.num_factors
+        model = cls(**settings)
+        model._check_params()
+        model._state = model._state_from(np.array([artifact.w0]), artifact.w, artifact.V)
+        model.history_ = []
+        return model
+
+    def to_sagemaker(self, path: str | os.PathLike[str]) -> None:
+        """Write the model as a SageMaker FM ``model.tar.gz`` (float32 weights), atomically.
+
+        The artifact loads in MXNet (``mx.nd.load`` / the AWS notebook's ``Module.load`` steps)
+        and back through :meth:`from_sagemaker`; its ``meta.json`` carries the hyperparameters.
+        """
+        state = self._fitted_state()
+        hyperparameters = {k: v for k, v in self.get_params().items() if _json_safe(v) is not None}
+        write_sagemaker_model(
+            path,
+            SageMakerFM(
+                w0=float(state.bias[0]),
+                w=state.linear,
+                V=state.factors,
+                predictor_type=self.predictor_type,
+                hyperparameters=hyperparameters,
+            ),
+        )
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the model to ``path`` (exactly that name, no suffix added).
