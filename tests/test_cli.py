@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import fmfast
 import numpy as np
 import scipy.sparse as sp
@@ -45,3 +47,44 @@ def test_errors_are_reported_not_raised(tmp_path, capsys):
     (tmp_path / "bad.recordio").write_bytes(b"\0" * 12)
     assert main(["inspect", str(tmp_path / "bad.recordio")]) == 2
     assert "bad magic" in capsys.readouterr().err
+
+
+def test_predict_scores_a_recordio_file_with_a_sagemaker_model(tmp_path):
+    artifact = Path(__file__).parent / "data" / "mxnet-golden" / "sagemaker" / "regressor" / "model.tar.gz"
+    truth = np.load(Path(__file__).parent / "data" / "mxnet-golden" / "truth" / "forward_regressor.npz")
+    X = sp.csr_array(
+        (truth["x_csr_data"], truth["x_csr_indices"], truth["x_csr_indptr"]), shape=tuple(truth["x_shape"])
+    )
+    fmfast.write_recordio(tmp_path / "requests.recordio", X)
+    for accept, name in [("application/jsonlines", "out.jsonl"), ("application/json", "out.json")]:
+        out = tmp_path / name
+        assert (
+            main(
+                ["predict", str(artifact), str(tmp_path / "requests.recordio"), str(out), "--accept", accept]
+            )
+            == 0
+        )
+        scores = [p["score"] for p in fmfast.parse_response(out.read_bytes(), accept)["predictions"]]
+        np.testing.assert_allclose(scores, truth["pred_numpy"].reshape(-1), rtol=1e-5, atol=1e-5)
+
+
+def test_predict_with_a_saved_fmfast_model_and_json_requests(tmp_path):
+    X = sp.random(40, 6, density=0.5, format="csr", dtype=np.float32, random_state=1)
+    y = (np.arange(40) % 2).astype(np.float32)
+    model = fmfast.FactorizationMachine("binary_classifier", 2, epochs=2, random_state=0).fit(X, y)
+    model.save(tmp_path / "model.fmfast")
+    (tmp_path / "requests.json").write_bytes(fmfast.serialize_request(X, "application/json"))
+    code = main(
+        [
+            "predict",
+            str(tmp_path / "model.fmfast"),
+            str(tmp_path / "requests.json"),
+            str(tmp_path / "out.jsonl"),
+        ]
+    )
+    assert code == 0
+    predictions = fmfast.parse_response((tmp_path / "out.jsonl").read_bytes(), "application/jsonlines")[
+        "predictions"
+    ]
+    np.testing.assert_allclose([p["score"] for p in predictions], model.predict(X), rtol=1e-6)
+    assert [p["predicted_label"] for p in predictions] == model.predict_label(X).astype(float).tolist()

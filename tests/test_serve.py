@@ -166,3 +166,33 @@ def test_a_burst_of_concurrent_requests(endpoint):
         results = list(pool.map(call, batches))
     for rows, got in zip(batches, results, strict=True):
         assert_predictions(got, expected_predictions(model, rows))
+
+
+def test_the_serve_command_serves_a_sagemaker_artifact(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    artifact = (
+        Path(__file__).parent / "data" / "mxnet-golden" / "sagemaker" / "binary_classifier" / "model.tar.gz"
+    )
+    port = free_port()
+    command = [sys.executable, "-m", "fmfast.cli", "serve", str(artifact), "--port", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/ping", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, "fmfast serve did not come up"
+            time.sleep(0.1)
+        body = {"instances": [{"data": {"features": {"keys": [], "shape": [50], "values": []}}}]}
+        prediction = httpx.post(f"http://127.0.0.1:{port}/invocations", json=body).json()["predictions"][0]
+        assert prediction["score"] == pytest.approx(0.0372752, rel=1e-5)  # sigmoid(w0) for an empty row
+        assert prediction["predicted_label"] == 0.0
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

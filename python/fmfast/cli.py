@@ -7,6 +7,8 @@ Examples::
     fmfast convert train.libsvm train.recordio    # libSVM/libFM text
     fmfast convert X.npz train.recordio --labels y.npy
     fmfast inspect train.recordio
+    fmfast serve model.tar.gz --port 8080             # a local endpoint with the SageMaker contract
+    fmfast predict model.fmfast requests.recordio responses.jsonl   # batch transform
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from fmfast.convert import FORMATS, convert_file
 from fmfast.datasets import synthetic_ratings
 from fmfast.exceptions import FmFastError
 from fmfast.inspect import inspect_recordio
+from fmfast.model import FactorizationMachine
+from fmfast.transform import load_model, transform_file
 
 
 def _megabytes(n_bytes: int) -> str:
@@ -83,6 +87,36 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0 if summary.fm_trainable else 1
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from fmfast.serve import serve
+
+    model = load_model(args.model)
+    print(
+        f"serving a {model.predictor_type} of feature_dim {model.feature_dim_} on http://{args.host}:{args.port}"
+    )
+    serve(_Scorer(model), host=args.host, port=args.port, max_body_bytes=args.max_body_bytes)
+    return 0
+
+
+class _Scorer:
+    """A fitted :class:`FactorizationMachine` as the endpoint sees it."""
+
+    def __init__(self, model: FactorizationMachine) -> None:
+        self.model = model
+        self.predictor_type = model.predictor_type
+        self.feature_dim = model.feature_dim_
+
+    def predict(self, X: object) -> np.ndarray:
+        return self.model.predict(X)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    model = load_model(args.model)
+    count = transform_file(model, args.input, args.output, content_type=args.content_type, accept=args.accept)
+    print(f"scored {count:,} instances into {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``fmfast`` command."""
     parser = argparse.ArgumentParser(
@@ -112,6 +146,21 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("file")
     inspect.add_argument("--quiet", action="store_true", help="no progress bar")
     inspect.set_defaults(run=_inspect)
+
+    serve = commands.add_parser("serve", help="serve a model over HTTP with the SageMaker container contract")
+    serve.add_argument("model", help="an fmfast model file or a SageMaker FM model.tar.gz")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--max-body-bytes", type=int, default=6 * 1024 * 1024)
+    serve.set_defaults(run=_serve)
+
+    predict = commands.add_parser("predict", help="batch transform: score a file of requests into a file")
+    predict.add_argument("model", help="an fmfast model file or a SageMaker FM model.tar.gz")
+    predict.add_argument("input", help="requests: .recordio, .json or .jsonl (or pass --content-type)")
+    predict.add_argument("output")
+    predict.add_argument("--content-type", help="request type (default: from the input's suffix)")
+    predict.add_argument("--accept", default="application/jsonlines", help="response type")
+    predict.set_defaults(run=_predict)
     return parser
 
 

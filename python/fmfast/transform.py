@@ -1,0 +1,83 @@
+"""Batch transform: score a file of requests into a file of responses, as SageMaker batch transform does.
+
+The request format follows the input's content type (RecordIO-protobuf input is streamed batch by
+batch); the output is written atomically in the ``accept`` type.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fmfast._atomic import atomic_output
+from fmfast.exceptions import InvalidInputError, ModelFormatError
+from fmfast.inference import (
+    JSON,
+    JSONLINES,
+    RECORDIO,
+    normalize_content_type,
+    parse_request,
+    serialize_response,
+)
+from fmfast.model import FactorizationMachine
+from fmfast.recordio import iter_recordio
+
+_SUFFIX_TYPES = {
+    ".json": JSON,
+    ".jsonl": JSONLINES,
+    ".jsonlines": JSONLINES,
+    ".recordio": RECORDIO,
+    ".pbr": RECORDIO,
+}
+
+
+def load_model(path: str | os.PathLike[str]) -> FactorizationMachine:
+    """An fmfast model file (:meth:`FactorizationMachine.save`) or a SageMaker FM artifact."""
+    name = os.fspath(path)
+    if Path(name).is_dir() or name.endswith((".tar.gz", ".tgz", ".params")):
+        return FactorizationMachine.from_sagemaker(path)
+    try:
+        return FactorizationMachine.load(path)
+    except ModelFormatError:
+        return FactorizationMachine.from_sagemaker(path)
+
+
+def content_type_of(path: str | os.PathLike[str]) -> str:
+    """The request content type a file name suggests."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in _SUFFIX_TYPES:
+        raise InvalidInputError(f"cannot tell the content type of {path}; pass it explicitly")
+    return _SUFFIX_TYPES[suffix]
+
+
+def transform_file(
+    model: FactorizationMachine,
+    source: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    *,
+    content_type: str | None = None,
+    accept: str = JSONLINES,
+    batch_size: int = 65_536,
+) -> int:
+    """Score every instance of ``source`` and write the responses to ``target``; returns the count."""
+    content_type = normalize_content_type(content_type or content_type_of(source))
+    accept = normalize_content_type(accept)
+    feature_dim = model.feature_dim_
+    if content_type == RECORDIO and accept != JSON:
+        # Streams: JSON lines and RecordIO responses concatenate batch by batch.
+        count = 0
+        with atomic_output(target) as out:
+            for X, _ in iter_recordio(source, batch_size):
+                if X.shape[1] != feature_dim:
+                    raise InvalidInputError(f"records have {X.shape[1]} features, the model {feature_dim}")
+                out.write(serialize_response(model.predict(X), model.predictor_type, accept))
+                count += X.shape[0]
+        return count
+    X = parse_request(Path(source).read_bytes(), content_type, feature_dim)
+    scores: Any = model.predict(X) if X.shape[0] else np.zeros(0)
+    with atomic_output(target) as out:
+        out.write(serialize_response(scores, model.predictor_type, accept))
+    return int(X.shape[0])
