@@ -40,3 +40,19 @@ class RecordIOFileWriter:
 class RecordIOReader:
     def __new__(cls, source: Any) -> RecordIOReader: ...
     def next_batch(self, batch_size: int, n_threads: int = 0) -> _Decoded | None: ...
+
+def convert_libsvm(
+    source: os.PathLike[str] | str,
+    target: os.PathLike[str] | str,
+    n_features: int | None = None,
+    zero_based: bool | None = None,
+    n_threads: int = 0,
+    progress: _Progress = None,
+) -> tuple[int, int]: ...
+def convert_ratings_csv(
+    source: os.PathLike[str] | str,
+    target: os.PathLike[str] | str,
+    delimiter: str | None = None,
+    n_threads: int = 0,
+    progress: _Progress = None,
+) -> tuple[int, list[str], list[str]]: ...

@@ -6,11 +6,13 @@ mod arrays;
 mod detached;
 mod errors;
 mod recordio;
+mod text;
 
 #[pymodule]
 fn _fmfast(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     errors::register(m)?;
     recordio::register(m)?;
+    text::register(m)?;
     Ok(())
 }
