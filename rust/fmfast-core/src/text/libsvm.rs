@@ -16,7 +16,6 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::num::IntErrorKind;
 use std::path::Path;
 
 use super::lines::{for_each_block, parse_error, parse_f32, parse_pieces, shown, Piece, RowBlock, BLOCK_BYTES};
@@ -142,59 +141,126 @@ impl Scan {
     }
 }
 
-/// A line's label and its feature tokens, `None` for a blank or comment-only line.
-fn split_line(text: &str) -> Option<(&str, std::str::SplitAsciiWhitespace<'_>)> {
-    let content = text.split_once('#').map_or(text, |(content, _)| content);
-    let mut tokens = content.split_ascii_whitespace();
-    let label = tokens.next()?;
-    Some((label, tokens))
+/// Walks the text of a piece token by token, one line at a time, in a single pass over its bytes.
+struct Cursor<'a> {
+    text: &'a str,
+    pos: usize,
+}
+
+/// Bytes that separate tokens within a line (ASCII whitespace but the line feed).
+#[inline]
+fn is_blank(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\x0C')
+}
+
+impl<'a> Cursor<'a> {
+    fn new(text: &'a str) -> Self {
+        Cursor { text, pos: 0 }
+    }
+
+    /// Whether every line has been read.
+    fn at_end(&self) -> bool {
+        self.pos >= self.text.len()
+    }
+
+    /// The next token of the current line; `None` at the line's end (a comment starts with
+    /// `#`), after which the cursor stands at the start of the next line.
+    #[inline]
+    fn token(&mut self) -> Option<&'a str> {
+        let bytes = self.text.as_bytes();
+        while let Some(&b) = bytes.get(self.pos) {
+            match b {
+                b'\n' => {
+                    self.pos += 1;
+                    return None;
+                }
+                b'#' => {
+                    self.pos = bytes[self.pos..]
+                        .iter()
+                        .position(|&b| b == b'\n')
+                        .map_or(bytes.len(), |p| self.pos + p + 1);
+                    return None;
+                }
+                b if is_blank(b) => self.pos += 1,
+                _ => break,
+            }
+        }
+        let start = self.pos;
+        while let Some(&b) = bytes.get(self.pos) {
+            if b == b'\n' || b == b'#' || is_blank(b) {
+                break;
+            }
+            self.pos += 1;
+        }
+        // Cut at ASCII bytes, so always at character boundaries.
+        self.text.get(start..self.pos).filter(|t| !t.is_empty())
+    }
 }
 
 /// The index and value text of an `index:value` token; `None` for a `qid:` token.
 #[inline]
 fn feature(token: &str, line: u64) -> Result<Option<(u64, &str)>> {
-    let (index, value) = token
-        .split_once(':')
-        .ok_or_else(|| parse_error(line, format!("expected index:value, got {}", shown(token))))?;
-    if index == "qid" {
+    let bytes = token.as_bytes();
+    // The index's digits are read while looking for the colon, in one pass.
+    let (mut parsed, mut digits) = (0u64, true);
+    let mut colon = None;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b':' {
+            colon = Some(i);
+            break;
+        }
+        let digit = b.wrapping_sub(b'0');
+        digits &= digit <= 9;
+        parsed = parsed.wrapping_mul(10).wrapping_add(u64::from(digit));
+    }
+    let Some(colon) = colon else {
+        return Err(parse_error(line, format!("expected index:value, got {}", shown(token))));
+    };
+    if &bytes[..colon] == b"qid" {
         return Ok(None);
     }
-    match index.parse::<u64>() {
-        Ok(index) if index <= MAX_INDEX => Ok(Some((index, value))),
-        Err(e) if *e.kind() != IntErrorKind::PosOverflow => Err(parse_error(
+    if !digits || colon == 0 {
+        return Err(parse_error(
             line,
             format!("feature index in {} is not a non-negative integer", shown(token)),
-        )),
-        _ => Err(parse_error(
+        ));
+    }
+    // Up to 19 digits cannot wrap a u64.
+    if colon > 19 || parsed > MAX_INDEX {
+        return Err(parse_error(
             line,
             format!("feature index in {} is too large", shown(token)),
-        )),
+        ));
     }
+    Ok(Some((parsed, token.get(colon + 1..).unwrap_or_default())))
 }
 
 /// Pass 1 over one piece: the largest index and where index 0 first appears.
 fn scan_piece(piece: &Piece<'_>, zero_based: Option<bool>) -> Result<Scan> {
     let mut scan = Scan::default();
-    for line in piece.text_lines() {
-        let (number, text) = line?;
-        let Some((_, tokens)) = split_line(text) else {
+    let mut cursor = Cursor::new(piece.text()?);
+    let mut number = piece.first_line;
+    while !cursor.at_end() {
+        let line = number;
+        number += 1;
+        if cursor.token().is_none() {
             continue;
-        };
-        for token in tokens {
-            let Some((index, _)) = feature(token, number)? else {
+        }
+        while let Some(token) = cursor.token() {
+            let Some((index, _)) = feature(token, line)? else {
                 continue;
             };
             if scan.max.is_none_or(|(max, _)| index > max) {
-                scan.max = Some((index, number));
+                scan.max = Some((index, line));
             }
             if index == 0 && scan.first_zero.is_none() {
                 if zero_based == Some(false) {
                     return Err(parse_error(
-                        number,
+                        line,
                         format!("feature index 0 in {} but indices are 1-based", shown(token)),
                     ));
                 }
-                scan.first_zero = Some(number);
+                scan.first_zero = Some(line);
             }
         }
     }
@@ -212,14 +278,17 @@ struct Columns {
 /// Pass 2 over one piece: its rows, parsed and encoded.
 fn encode_piece(piece: &Piece<'_>, columns: &Columns) -> Result<(u64, Vec<u8>)> {
     let mut rows = RowBlock::new();
-    for line in piece.text_lines() {
-        let (number, text) = line?;
-        let Some((label, tokens)) = split_line(text) else {
+    let mut cursor = Cursor::new(piece.text()?);
+    let mut next = piece.first_line;
+    while !cursor.at_end() {
+        let number = next;
+        next += 1;
+        let Some(label) = cursor.token() else {
             continue;
         };
         let label = parse_f32(label, "label", number)?;
         let start = rows.indices.len();
-        for token in tokens {
+        while let Some(token) = cursor.token() {
             let Some((index, value)) = feature(token, number)? else {
                 continue;
             };
@@ -396,6 +465,14 @@ mod tests {
             panic!("no float32 labels")
         };
         assert!(labels[0] == 1.0 && labels[1].is_nan());
+    }
+
+    #[test]
+    fn comments_may_touch_tokens_and_lines_may_lack_an_end() {
+        let (summary, bytes) =
+            convert("2 1:3#note\r\n \t\r\n#only a comment\n4\t2:5", LibsvmOptions::default()).unwrap();
+        assert_eq!((summary.n_rows, summary.n_cols), (2, 2));
+        check_decodes(&bytes, 2, &[(2.0, &[(0, 3.0)]), (4.0, &[(1, 5.0)])]);
     }
 
     #[test]
