@@ -13,6 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{self, Read, Write};
 use std::path::Path;
 
@@ -20,6 +21,38 @@ use super::lines::{for_each_block, parse_error, parse_f32, parse_pieces, shown, 
 use crate::error::{Error, Result};
 use crate::parallel::Monitor;
 use crate::recordio::AtomicFile;
+
+/// Hash sets and maps of ids, hashed with [`IdHasher`].
+type IdSet<K> = HashSet<K, BuildHasherDefault<IdHasher>>;
+type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
+/// A fast multiplicative hasher for short ids (FxHash-like, with a murmur3 finaliser so that
+/// every bit of the output depends on the input). Ids come from the user's own file, so
+/// SipHash's resistance to crafted collisions buys nothing here, and it was a tenth of the run.
+#[derive(Clone, Copy, Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0xf135_7aea_2e62_a9c5;
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+        }
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
+}
 
 /// Delimiters tried, in order, on the first line.
 const DETECTED: [&str; 3] = ["::", "\t", ","];
@@ -80,7 +113,7 @@ fn write_in_blocks<R: Read>(
         return Err(Error::invalid("the delimiter is empty"));
     }
     let mut dialect: Option<Dialect> = None;
-    let (mut users, mut items) = (HashSet::<String>::new(), HashSet::<String>::new());
+    let (mut users, mut items) = (Ids::<String>::default(), Ids::<String>::default());
     let size = for_each_block(open()?, block_bytes, 0, monitor, |pieces| {
         let dialect = match &mut dialect {
             Some(dialect) => dialect,
@@ -90,17 +123,12 @@ fn write_in_blocks<R: Read>(
             },
         };
         for (piece_users, piece_items) in parse_pieces(pieces, |p| collect_piece(p, dialect))? {
-            for (ids, found) in [(&mut users, piece_users), (&mut items, piece_items)] {
-                for id in found {
-                    if !ids.contains(id) {
-                        ids.insert(id.to_owned());
-                    }
-                }
-            }
+            users.merge(piece_users);
+            items.merge(piece_items);
         }
         Ok(())
     })?;
-    let (users, items) = (ordered(users), ordered(items));
+    let (users, items) = (users.ordered(), items.ordered());
     let Some(dialect) = dialect else {
         // No non-blank line: no ratings.
         return Ok(RatingsSummary {
@@ -148,12 +176,26 @@ fn detect(number: u64, text: &str, delimiter: Option<&str>) -> Result<Dialect> {
     })
 }
 
+/// The text before and after the first `delimiter`.
+#[inline]
+fn cut<'a>(text: &'a str, delimiter: &str) -> Option<(&'a str, &'a str)> {
+    match delimiter.as_bytes() {
+        // A one-byte delimiter is searched for with memchr rather than a substring searcher.
+        &[byte] if byte.is_ascii() => text.split_once(char::from(byte)),
+        _ => text.split_once(delimiter),
+    }
+}
+
 /// The user, item and rating fields of a line, trimmed.
 #[inline]
 fn fields<'a>(text: &'a str, delimiter: &str, line: u64) -> Result<(&'a str, &'a str, &'a str)> {
-    let mut split = text.split(delimiter).map(str::trim_ascii);
-    match (split.next(), split.next(), split.next()) {
-        (Some(user), Some(item), Some(rating)) => {
+    let split = cut(text, delimiter).and_then(|(user, rest)| {
+        let (item, rest) = cut(rest, delimiter)?;
+        let rating = cut(rest, delimiter).map_or(rest, |(rating, _)| rating);
+        Some((user.trim_ascii(), item.trim_ascii(), rating.trim_ascii()))
+    });
+    match split {
+        Some((user, item, rating)) => {
             for (what, id) in [("user", user), ("item", item)] {
                 if id.is_empty() {
                     return Err(parse_error(line, format!("empty {what} id in {}", shown(text))));
@@ -161,44 +203,100 @@ fn fields<'a>(text: &'a str, delimiter: &str, line: u64) -> Result<(&'a str, &'a
             }
             Ok((user, item, rating))
         }
-        _ => Err(parse_error(
+        None => Err(parse_error(
             line,
             format!("expected user{delimiter}item{delimiter}rating, got {}", shown(text)).replace('\t', "\\t"),
         )),
     }
 }
 
-/// The data lines of a piece as `(line, user, item, rating)`, header skipped, ratings parsed.
-fn ratings<'a>(
+/// Calls `visit(line, user, item, rating)` for each data line of a piece (header and blank lines
+/// skipped, ratings parsed).
+fn for_each_rating<'a>(
     piece: &Piece<'a>,
-    dialect: &'a Dialect,
-) -> impl Iterator<Item = Result<(u64, &'a str, &'a str, f32)>> + 'a {
-    piece.text_lines().filter_map(move |line| {
-        let parsed = line.and_then(|(number, text)| {
-            if Some(number) == dialect.header {
-                return Ok(None);
-            }
-            let (user, item, rating) = fields(text, &dialect.delimiter, number)?;
-            Ok(Some((number, user, item, parse_f32(rating, "rating", number)?)))
-        });
-        parsed.transpose()
-    })
+    dialect: &Dialect,
+    mut visit: impl FnMut(u64, &'a str, &'a str, f32) -> Result<()>,
+) -> Result<()> {
+    let text = piece.text()?;
+    let text = text.strip_suffix('\n').unwrap_or(text);
+    for (line, number) in text.split('\n').zip(piece.first_line..) {
+        if line.trim_ascii().is_empty() || Some(number) == dialect.header {
+            continue;
+        }
+        let (user, item, rating) = fields(line, &dialect.delimiter, number)?;
+        visit(number, user, item, parse_f32(rating, "rating", number)?)?;
+    }
+    Ok(())
 }
 
 /// Pass 1 over one piece: the distinct user and item ids in it.
-fn collect_piece<'a>(piece: &Piece<'a>, dialect: &'a Dialect) -> Result<(HashSet<&'a str>, HashSet<&'a str>)> {
-    let (mut users, mut items) = (HashSet::new(), HashSet::new());
-    for rating in ratings(piece, dialect) {
-        let (_, user, item, _) = rating?;
+fn collect_piece<'a>(piece: &Piece<'a>, dialect: &Dialect) -> Result<(Ids<&'a str>, Ids<&'a str>)> {
+    let (mut users, mut items) = (Ids::default(), Ids::default());
+    for_each_rating(piece, dialect, |_, user, item, _| {
         users.insert(user);
         items.insert(item);
-    }
+        Ok(())
+    })?;
     Ok((users, items))
 }
 
-/// Ids in numeric order when all are integers, else in text order.
-fn ordered(ids: HashSet<String>) -> Vec<String> {
-    let mut ids: Vec<String> = ids.into_iter().collect();
+/// The value of an id written as a plain integer (`-12`, `0`, `345`; not `+3`, `07` or `-0`),
+/// which no other such id shares, so it can be kept and looked up as a number.
+#[inline]
+fn canonical_int(id: &str) -> Option<i64> {
+    let digits = id.strip_prefix('-').unwrap_or(id).as_bytes();
+    let plain = match digits {
+        [] => false,
+        [b'0'] => digits.len() == id.len(),
+        [b'0', ..] => false,
+        _ => digits.len() <= 18 && digits.iter().all(u8::is_ascii_digit),
+    };
+    if plain {
+        id.parse().ok()
+    } else {
+        None
+    }
+}
+
+/// Distinct ids: plain integers (see [`canonical_int`]) as numbers, which are cheaper to hash
+/// and compare than text, and every other id as text.
+#[derive(Debug, Default)]
+struct Ids<S> {
+    numbers: IdSet<i64>,
+    texts: IdSet<S>,
+}
+
+impl<'a> Ids<&'a str> {
+    #[inline]
+    fn insert(&mut self, id: &'a str) {
+        match canonical_int(id) {
+            Some(number) => self.numbers.insert(number),
+            None => self.texts.insert(id),
+        };
+    }
+}
+
+impl Ids<String> {
+    /// Adds the ids of a piece.
+    fn merge(&mut self, piece: Ids<&str>) {
+        self.numbers.extend(piece.numbers);
+        for id in piece.texts {
+            if !self.texts.contains(id) {
+                self.texts.insert(id.to_owned());
+            }
+        }
+    }
+
+    /// The ids in numeric order when all are integers, else in text order.
+    fn ordered(self) -> Vec<String> {
+        let ids = self.numbers.into_iter().map(|n| n.to_string());
+        ordered(ids.chain(self.texts).collect())
+    }
+}
+
+/// `ids` in numeric order when all are integers (ties, such as `7` and `07`, by text), else in
+/// text order.
+fn ordered(mut ids: Vec<String>) -> Vec<String> {
     let numbers: Option<Vec<i64>> = ids.iter().map(|id| id.parse::<i64>().ok()).collect();
     match numbers {
         Some(numbers) => {
@@ -213,30 +311,81 @@ fn ordered(ids: HashSet<String>) -> Vec<String> {
     }
 }
 
+/// Columns of plain-integer ids: a table indexed by `id - min` when the ids are dense enough,
+/// else a hash map.
+enum NumberColumns {
+    Dense { min: i64, columns: Vec<i64> },
+    Sparse(IdMap<i64, i64>),
+}
+
+/// The column of each id of one vocabulary.
+struct Columns<'a> {
+    numbers: NumberColumns,
+    texts: IdMap<&'a str, i64>,
+}
+
+impl<'a> Columns<'a> {
+    /// Ids `ids` in columns `first..first + ids.len()`.
+    fn new(ids: &'a [String], first: usize) -> Self {
+        let mut numbers = Vec::new();
+        let mut texts = IdMap::default();
+        for (j, id) in ids.iter().enumerate() {
+            let column = (first + j) as i64;
+            match canonical_int(id) {
+                Some(number) => numbers.push((number, column)),
+                None => {
+                    texts.insert(id.as_str(), column);
+                }
+            }
+        }
+        let (min, max) = numbers
+            .iter()
+            .fold((i64::MAX, i64::MIN), |(lo, hi), &(n, _)| (lo.min(n), hi.max(n)));
+        let span = (max as i128 - min as i128 + 1).max(0) as u128;
+        let numbers = if span <= (4 * numbers.len() + 1024) as u128 {
+            let mut columns = vec![-1; span as usize];
+            for (number, column) in numbers {
+                columns[(number - min) as usize] = column;
+            }
+            NumberColumns::Dense { min, columns }
+        } else {
+            NumberColumns::Sparse(numbers.into_iter().collect())
+        };
+        Columns { numbers, texts }
+    }
+
+    #[inline]
+    fn get(&self, id: &str) -> Option<i64> {
+        match (canonical_int(id), &self.numbers) {
+            (Some(n), NumberColumns::Dense { min, columns }) => {
+                let at = usize::try_from(n.checked_sub(*min)?).ok()?;
+                columns.get(at).copied().filter(|&c| c >= 0)
+            }
+            (Some(n), NumberColumns::Sparse(map)) => map.get(&n).copied(),
+            (None, _) => self.texts.get(id).copied(),
+        }
+    }
+}
+
 /// Column of each user and item id.
 struct OneHot<'a> {
-    users: HashMap<&'a str, i64>,
-    items: HashMap<&'a str, i64>,
+    users: Columns<'a>,
+    items: Columns<'a>,
     n_cols: u64,
 }
 
 impl<'a> OneHot<'a> {
     fn new(users: &'a [String], items: &'a [String]) -> Self {
-        let index = |ids: &'a [String], first: usize| -> HashMap<&'a str, i64> {
-            ids.iter()
-                .enumerate()
-                .map(|(j, id)| (id.as_str(), (first + j) as i64))
-                .collect()
-        };
         OneHot {
-            users: index(users, 0),
-            items: index(items, users.len()),
+            users: Columns::new(users, 0),
+            items: Columns::new(items, users.len()),
             n_cols: (users.len() + items.len()) as u64,
         }
     }
 
-    fn column(ids: &HashMap<&str, i64>, id: &str, what: &str, line: u64) -> Result<i64> {
-        ids.get(id).copied().ok_or_else(|| {
+    #[inline]
+    fn column(ids: &Columns<'_>, id: &str, what: &str, line: u64) -> Result<i64> {
+        ids.get(id).ok_or_else(|| {
             parse_error(
                 line,
                 format!(
@@ -251,13 +400,13 @@ impl<'a> OneHot<'a> {
 /// Pass 2 over one piece: its one-hot rows, encoded.
 fn encode_piece(piece: &Piece<'_>, dialect: &Dialect, columns: &OneHot<'_>) -> Result<(u64, Vec<u8>)> {
     let mut rows = RowBlock::new();
-    for rating in ratings(piece, dialect) {
-        let (number, user, item, rating) = rating?;
+    for_each_rating(piece, dialect, |number, user, item, rating| {
         rows.indices.push(OneHot::column(&columns.users, user, "user", number)?);
         rows.indices.push(OneHot::column(&columns.items, item, "item", number)?);
         rows.values.extend([1.0, 1.0]);
         rows.end_row(rating);
-    }
+        Ok(())
+    })?;
     let bytes = rows.encode(columns.n_cols)?;
     Ok((rows.n_rows() as u64, bytes))
 }
@@ -357,10 +506,41 @@ mod tests {
 
     #[test]
     fn orders_integer_ids_numerically_with_ties_by_text() {
-        let ids = HashSet::from(["10", "-3", "07", "7", "2"].map(String::from));
+        let ids = ["10", "-3", "07", "7", "2"].map(String::from).to_vec();
         assert_eq!(ordered(ids), strings(&["-3", "2", "07", "7", "10"]));
-        let ids = HashSet::from(["10", "9", "x"].map(String::from));
+        let ids = ["10", "9", "x"].map(String::from).to_vec();
         assert_eq!(ordered(ids), strings(&["10", "9", "x"]));
+    }
+
+    #[test]
+    fn keeps_plain_integers_as_numbers_and_the_rest_as_text() {
+        for (id, want) in [("0", Some(0)), ("-12", Some(-12)), ("345", Some(345))] {
+            assert_eq!(canonical_int(id), want, "{id}");
+        }
+        for id in ["", "-", "-0", "07", "+3", "1.5", "x1", "1234567890123456789"] {
+            assert_eq!(canonical_int(id), None, "{id}");
+        }
+        let mut ids = Ids::<String>::default();
+        let mut piece = Ids::default();
+        for id in ["7", "07", "b", "-1", "7"] {
+            piece.insert(id);
+        }
+        ids.merge(piece);
+        assert_eq!(ids.ordered(), strings(&["-1", "07", "7", "b"]));
+        let vocabulary = strings(&["-1", "07", "7", "b", "100"]);
+        let columns = Columns::new(&vocabulary, 10);
+        assert!(matches!(columns.numbers, NumberColumns::Dense { .. }));
+        let found: Vec<_> = ["-1", "07", "7", "b", "100", "8", "+7", "c"]
+            .map(|id| columns.get(id))
+            .to_vec();
+        assert_eq!(
+            found,
+            [Some(10), Some(11), Some(12), Some(13), Some(14), None, None, None]
+        );
+        let sparse = strings(&["1", "1000000000000"]);
+        let columns = Columns::new(&sparse, 0);
+        assert!(matches!(columns.numbers, NumberColumns::Sparse(_)));
+        assert_eq!((columns.get("1000000000000"), columns.get("2")), (Some(1), None));
     }
 
     #[test]
