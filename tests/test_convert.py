@@ -248,6 +248,27 @@ def test_ratings_in_each_dialect_become_one_hot_rows(tmp_path: Path, name: str, 
     assert target.read_bytes() == reference.read_bytes()
 
 
+def test_many_ratings_with_text_and_numeric_ids_across_pieces(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    n = 40_000
+    users = [str(u) for u in rng.integers(1, 3000, n)]
+    items = [f"tt{i:07d}" for i in rng.integers(0, 900, n)]
+    users[:3] = ["7", "07", "-2"]
+    ratings = (rng.integers(1, 11, n) / 2).tolist()
+    triples = list(zip(users, items, ratings, strict=True))
+    text = "user_id,item_id,rating\n" + "".join(f"{u},{i},{r}\n" for u, i, r in triples)
+    assert len(text) > 2 * 256 * 1024  # several pieces parsed in parallel
+    source, target = write(tmp_path, "many.csv", text), tmp_path / "many.recordio"
+    seen: list[int] = []
+    columns = convert_ratings_csv(source, target, n_threads=2, progress=seen.append)
+    X, y, users_order, items_order = ratings_expected(triples)
+    assert (columns.users, columns.items) == (users_order, items_order)
+    assert columns.users[0] == "-2"
+    assert columns.users.index("07") + 1 == columns.users.index("7")
+    assert_same(target, X, y)
+    assert seen[-1] == 2 * source.stat().st_size
+
+
 def test_ratings_with_a_given_delimiter(tmp_path: Path) -> None:
     source, target = write(tmp_path, "r.txt", "u1;i,1;4\nu2;i,2;5\n"), tmp_path / "out.recordio"
     columns = convert_ratings_csv(source, target, delimiter=";")

@@ -74,6 +74,7 @@ pub fn write_libsvm<R: Read>(
     write_libsvm_in_blocks(open, out, options, monitor, BLOCK_BYTES)
 }
 
+/// [`write_libsvm`] reading blocks of `block_bytes` (small in tests, to cross block ends).
 fn write_libsvm_in_blocks<R: Read>(
     mut open: impl FnMut() -> io::Result<R>,
     out: &mut dyn Write,
