@@ -141,6 +141,8 @@ def test_empty_libsvm_gives_an_empty_file(tmp_path: Path) -> None:
         ("1 2:1 2:3\n", {}, 1, "feature index 2 appears twice"),
         ("1 1:1\n1 0:1\n", {"zero_based": False}, 2, "feature index 0 .* but indices are 1-based"),
         ("1 1:1\n1 9:1\n", {"n_features": 4}, 2, "feature index 9 needs 9 features but n_features is 4"),
+        ("1 1:1\n1 4:1\n", {"n_features": 4, "zero_based": True}, 2, "index 4 needs 5 features"),
+        ("1 1:1\n1 0:1\n", {"n_features": 4, "zero_based": False}, 2, "but indices are 1-based"),
     ],
 )
 def test_libsvm_parse_errors_name_the_line_and_leave_nothing(
@@ -169,6 +171,10 @@ def test_progress_counts_bytes_over_both_passes(tmp_path: Path) -> None:
     assert seen[-1] == 2 * source.stat().st_size
     assert seen == sorted(seen)
     convert_libsvm(source, target, progress=True)
+    seen.clear()
+    convert_libsvm(source, target, n_features=10, zero_based=False, progress=seen.append)
+    assert seen[-1] == source.stat().st_size, "a single pass when nothing is left to infer"
+    assert_same(target, *libsvm_expected(LIBSVM, zero_based=False, n_features=10))
 
 
 def test_a_progress_callback_error_stops_the_conversion(tmp_path: Path) -> None:

@@ -103,13 +103,15 @@ def convert_libsvm(
             index 0 is an error), ``None`` to guess: 0-based iff some index is 0.
         n_threads: worker threads, 0 for all cores (capped by ``FMFAST_NUM_THREADS``).
         progress: ``True`` for a progress bar, or a callable receiving the bytes read so far,
-            over both passes (twice the file size at the end).
+            over both passes (twice the file size at the end), or over the single pass made
+            when ``n_features`` and ``zero_based`` are both given.
 
     Raises:
         ParseError: a malformed line; ``.line`` is its 1-based number. No output is left behind.
         OSError: the source cannot be read or the target written.
     """
-    total = 2 * os.path.getsize(source)
+    passes = 1 if n_features is not None and zero_based is not None else 2
+    total = passes * os.path.getsize(source)
     with progress_callback(progress, total, "B") as callback:
         n_rows, n_cols = _fmfast.convert_libsvm(source, target, n_features, zero_based, n_threads, callback)
     return n_rows, n_cols

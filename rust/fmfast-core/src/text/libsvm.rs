@@ -11,8 +11,9 @@
 //! * labels and values are parsed as `f32` (`nan` and `inf` are accepted, as Rust parses them);
 //!   explicit zeros are kept.
 //!
-//! Pass 1 reads the indices only, to find the feature dimension and the base; pass 2 parses every
-//! line and encodes it. Both work on one bounded block at a time, in parallel pieces.
+//! Pass 1 reads the indices only, to find the feature dimension and the base (it is skipped when
+//! both are given); pass 2 parses every line and encodes it. Both work on one bounded block at a
+//! time, in parallel pieces.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -50,7 +51,8 @@ pub struct LibsvmSummary {
 
 /// Converts the libSVM/libFM file `source` into a RecordIO file at `target`, which appears only
 /// when the whole file converted. `monitor` gets the bytes read, over both passes (so twice the
-/// file size at the end).
+/// file size at the end), or over the only pass when `n_features` and `zero_based` are both
+/// given (then nothing is left for a first pass to find).
 pub fn convert_libsvm(
     source: &Path,
     target: &Path,
@@ -82,28 +84,34 @@ fn write_libsvm_in_blocks<R: Read>(
     monitor: &dyn Monitor,
     block_bytes: usize,
 ) -> Result<LibsvmSummary> {
-    let mut scan = Scan::default();
-    let size = for_each_block(open()?, block_bytes, 0, monitor, |pieces| {
-        for piece in parse_pieces(pieces, |p| scan_piece(p, options.zero_based))? {
-            scan.merge(piece);
+    // With the dimension and the base given, there is nothing for a first pass to find.
+    let (n_cols, zero_based, size) = match (options.n_features, options.zero_based) {
+        (Some(n_features), Some(zero_based)) => (n_features, zero_based, 0),
+        _ => {
+            let mut scan = Scan::default();
+            let size = for_each_block(open()?, block_bytes, 0, monitor, |pieces| {
+                for piece in parse_pieces(pieces, |p| scan_piece(p, options.zero_based))? {
+                    scan.merge(piece);
+                }
+                Ok(())
+            })?;
+            let zero_based = options.zero_based.unwrap_or(scan.first_zero.is_some());
+            // One-based files have no index 0 (refused in pass 1, or the base would be zero).
+            let needed = scan.max.map_or(0, |(index, _)| index + 1 - u64::from(!zero_based));
+            let n_cols = match (options.n_features, scan.max) {
+                (Some(n), Some((index, line))) if n < needed => {
+                    return Err(parse_error(
+                        line,
+                        format!("feature index {index} needs {needed} features but n_features is {n}"),
+                    ))
+                }
+                (Some(n), _) => n,
+                (None, _) => needed,
+            };
+            (n_cols, zero_based, size)
         }
-        Ok(())
-    })?;
-
-    let zero_based = options.zero_based.unwrap_or(scan.first_zero.is_some());
-    let base = u64::from(!zero_based);
-    // One-based files have no index 0 (refused in pass 1, or the base would be zero).
-    let needed = scan.max.map_or(0, |(index, _)| index + 1 - base);
-    let n_cols = match (options.n_features, scan.max) {
-        (Some(n), Some((index, line))) if n < needed => {
-            return Err(parse_error(
-                line,
-                format!("feature index {index} needs {needed} features but n_features is {n}"),
-            ))
-        }
-        (Some(n), _) => n,
-        (None, _) => needed,
     };
+    let base = u64::from(!zero_based);
 
     let layout = Columns { base, n_cols };
     let mut n_rows = 0u64;
@@ -293,19 +301,25 @@ fn encode_piece(piece: &Piece<'_>, columns: &Columns) -> Result<(u64, Vec<u8>)> 
             let Some((index, value)) = feature(token, number)? else {
                 continue;
             };
-            let column = index
-                .checked_sub(columns.base)
-                .filter(|&c| c < columns.n_cols)
-                .ok_or_else(|| {
-                    parse_error(
+            let column = match index.checked_sub(columns.base) {
+                Some(column) if column < columns.n_cols => column,
+                Some(column) => {
+                    let needed = column + 1;
+                    return Err(parse_error(
                         number,
                         format!(
-                            "feature index {index} in {} is outside the {} features",
-                            shown(token),
+                            "feature index {index} needs {needed} features but n_features is {}",
                             columns.n_cols
                         ),
-                    )
-                })?;
+                    ));
+                }
+                None => {
+                    return Err(parse_error(
+                        number,
+                        format!("feature index 0 in {} but indices are 1-based", shown(token)),
+                    ))
+                }
+            };
             rows.values.push(parse_f32(value, "value", number)?);
             rows.indices.push(column as i64);
         }
@@ -451,6 +465,14 @@ mod tests {
         let (summary, bytes) = convert(text, one).unwrap();
         assert_eq!((summary.n_cols, summary.zero_based), (3, false));
         check_decodes(&bytes, 3, &[(1.0, &[(0, 1.0), (2, 1.0)])]);
+        // Both given: a single pass.
+        let mut opened = 0;
+        let open = || {
+            opened += 1;
+            Ok(text.as_bytes())
+        };
+        write_libsvm(open, &mut Vec::new(), &one, &Unmonitored).unwrap();
+        assert_eq!(opened, 1);
     }
 
     #[test]
@@ -521,7 +543,31 @@ mod tests {
                 "feature index 7 needs 7 features but n_features is 5",
             ),
         ];
-        for (text, options, line, message) in cases {
+        let given = |zero_based| LibsvmOptions {
+            zero_based: Some(zero_based),
+            n_features: Some(5),
+        };
+        let single_pass = [
+            (
+                "1 1:1\n1 0:1\n",
+                given(false),
+                2,
+                "feature index 0 in \"0:1\" but indices are 1-based",
+            ),
+            (
+                "1 1:1\n1 7:1\n",
+                given(false),
+                2,
+                "feature index 7 needs 7 features but n_features is 5",
+            ),
+            (
+                "1 1:1\n1 5:1\n",
+                given(true),
+                2,
+                "feature index 5 needs 6 features but n_features is 5",
+            ),
+        ];
+        for (text, options, line, message) in cases.into_iter().chain(single_pass) {
             let (got_line, got) = parse_err(text, options);
             assert_eq!(got_line, line, "{text:?}: {got}");
             assert!(got.contains(message), "{text:?}: {got:?} lacks {message:?}");
