@@ -9,11 +9,11 @@ import fmfast
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from conftest import random_csr
 from fmfast.shards import MANIFEST_NAME
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from samples import random_csr
 
 
 def assert_same_csr(a, b):

@@ -8,12 +8,12 @@ import fmfast
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from conftest import GOLDEN, golden_cases, golden_input, random_csr
 from sagemaker.amazon.common import (
     read_records,
     write_numpy_to_dense_tensor,
     write_spmatrix_to_sparse_tensor,
 )
+from samples import GOLDEN, golden_cases, golden_input, random_csr
 
 
 def sdk_bytes(writer, array, labels=None) -> bytes:

@@ -89,3 +89,18 @@ def fm_predict(
     n_threads: int = 0,
     progress: _Progress = None,
 ) -> np.ndarray: ...
+def convert_libsvm(
+    source: os.PathLike[str] | str,
+    target: os.PathLike[str] | str,
+    n_features: int | None = None,
+    zero_based: bool | None = None,
+    n_threads: int = 0,
+    progress: _Progress = None,
+) -> tuple[int, int]: ...
+def convert_ratings_csv(
+    source: os.PathLike[str] | str,
+    target: os.PathLike[str] | str,
+    delimiter: str | None = None,
+    n_threads: int = 0,
+    progress: _Progress = None,
+) -> tuple[int, list[str], list[str]]: ...

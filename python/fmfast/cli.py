@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from fmfast import read_recordio, write_recordio
-from fmfast.convert import FORMATS, convert_file
+from fmfast.convert import FORMATS, columns_path, convert_file, detect_format
 from fmfast.datasets import synthetic_ratings
 from fmfast.exceptions import FmFastError
 from fmfast.inspect import inspect_recordio
@@ -57,15 +57,21 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
+    delimiter = {"tab": "\t", "\\t": "\t"}.get(args.delimiter, args.delimiter)
+    kind = detect_format(args.input) if args.format == "auto" else args.format
     rows = convert_file(
         args.input,
         args.output,
-        format=args.format,
+        format=kind,
         labels=args.labels,
         n_features=args.n_features,
+        zero_based=args.zero_based,
+        delimiter=delimiter,
         progress=not args.quiet,
     )
     print(f"wrote {rows:,} records to {args.output} ({_megabytes(Path(args.output).stat().st_size)})")
+    if kind == "csv":
+        print(f"column ids in {columns_path(args.output)}")
     return 0
 
 
@@ -138,6 +144,21 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--labels", help=".npy labels for an .npz input")
     convert.add_argument(
         "--n-features", type=int, help="feature dimension of libSVM input (default: inferred)"
+    )
+    base = convert.add_mutually_exclusive_group()
+    base.add_argument(
+        "--zero-based",
+        dest="zero_based",
+        action="store_const",
+        const=True,
+        help="libSVM indices start at 0 (the default for libfm; libsvm guesses: 0-based iff an index is 0)",
+    )
+    base.add_argument(
+        "--one-based", dest="zero_based", action="store_const", const=False, help="libSVM indices start at 1"
+    )
+    convert.add_argument(
+        "--delimiter",
+        help="field separator of CSV input, 'tab' for a tab (default: '::', tab or ',' detected)",
     )
     convert.add_argument("--quiet", action="store_true", help="no progress bar")
     convert.set_defaults(run=_convert)

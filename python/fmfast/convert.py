@@ -1,27 +1,158 @@
-"""File conversion to RecordIO-protobuf: the engine behind ``fmfast convert``."""
+"""File conversion to RecordIO-protobuf: the engine behind ``fmfast convert``.
+
+Text inputs are parsed and encoded by the Rust core, streaming, in two passes over the file (the
+first finds the feature dimension or the vocabularies, the second writes), so memory stays
+bounded by a block of lines whatever the file size. Every output appears whole or not at all.
+
+* ``libsvm``: ``label index:value ...`` lines, 1-based indices (or 0-based when some index is 0,
+  as scikit-learn's ``load_svmlight_file`` guesses); ``#`` comments, ``qid:`` tokens skipped.
+* ``libfm``: the same lines with 0-based indices.
+* ``csv``: ``user,item,rating`` triples (also tab- or ``::``-separated, extra columns ignored, an
+  optional header) written as one-hot rows; the column ids go to ``<target>.columns.json``.
+* ``npz``: a scipy sparse matrix saved by ``scipy.sparse.save_npz``, labels from a ``.npy``.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
-from fmfast._progress import Progress
+from fmfast import _fmfast
+from fmfast._atomic import atomic_output
+from fmfast._progress import Progress, progress_callback
 from fmfast.exceptions import InvalidInputError
 from fmfast.recordio import write_recordio
 
 #: Input formats ``convert_file`` understands.
-FORMATS = ("npz",)
+FORMATS = ("libsvm", "libfm", "csv", "npz")
+
+_SUFFIXES = {
+    ".libsvm": "libsvm",
+    ".svm": "libsvm",
+    ".txt": "libsvm",
+    ".libfm": "libfm",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".dat": "csv",
+    ".data": "csv",
+    ".inter": "csv",
+    ".npz": "npz",
+}
 
 
 def detect_format(path: str | os.PathLike[str]) -> str:
-    """Guess an input format from the file name."""
-    suffix = Path(path).suffix.lower()
-    if suffix == ".npz":
-        return "npz"
-    raise InvalidInputError(f"cannot tell the format of {path}; pass format= one of {', '.join(FORMATS)}")
+    """Guess an input format from the file name's suffix.
+
+    ``.libsvm``, ``.svm``, ``.txt``: libsvm; ``.libfm``: libfm; ``.csv``, ``.tsv``, ``.dat``,
+    ``.data``, ``.inter``: csv; ``.npz``: npz.
+
+    Raises:
+        InvalidInputError: the suffix is none of those.
+    """
+    kind = _SUFFIXES.get(Path(path).suffix.lower())
+    if kind is None:
+        raise InvalidInputError(f"cannot tell the format of {path}; pass format= one of {', '.join(FORMATS)}")
+    return kind
+
+
+def columns_path(target: str | os.PathLike[str]) -> Path:
+    """Where :func:`convert_ratings_csv` saves the column ids of ``target``: ``<target>.columns.json``."""
+    return Path(f"{os.fspath(target)}.columns.json")
+
+
+@dataclass(frozen=True)
+class RatingsColumns:
+    """What :func:`convert_ratings_csv` wrote: the record count and the id of every column.
+
+    Column ``j < len(users)`` is user ``users[j]``; column ``len(users) + j`` is item ``items[j]``.
+    """
+
+    n_rows: int
+    users: list[str]
+    items: list[str]
+
+    @property
+    def n_cols(self) -> int:
+        """The feature dimension: one column per user, then one per item."""
+        return len(self.users) + len(self.items)
+
+
+def convert_libsvm(
+    source: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    *,
+    n_features: int | None = None,
+    zero_based: bool | None = None,
+    n_threads: int = 0,
+    progress: Progress = None,
+) -> tuple[int, int]:
+    """Convert a libSVM/libFM text file to a RecordIO file; returns ``(n_rows, n_cols)``.
+
+    Args:
+        source: lines ``label index:value index:value ...``; text after ``#`` is a comment, blank
+            lines are skipped, ``qid:`` tokens are ignored, a row's indices may come in any order
+            but must be unique. Labels and values are read as float32.
+        target: the RecordIO file to write (float32 features and labels, sparse records).
+        n_features: feature dimension; default the largest column + 1. It must exceed every column.
+        zero_based: ``True`` for 0-based indices (libFM), ``False`` for 1-based (libSVM, where
+            index 0 is an error), ``None`` to guess: 0-based iff some index is 0.
+        n_threads: worker threads, 0 for all cores (capped by ``FMFAST_NUM_THREADS``).
+        progress: ``True`` for a progress bar, or a callable receiving the bytes read so far,
+            over both passes (twice the file size at the end), or over the single pass made
+            when ``n_features`` and ``zero_based`` are both given.
+
+    Raises:
+        ParseError: a malformed line; ``.line`` is its 1-based number. No output is left behind.
+        OSError: the source cannot be read or the target written.
+    """
+    passes = 1 if n_features is not None and zero_based is not None else 2
+    total = passes * os.path.getsize(source)
+    with progress_callback(progress, total, "B") as callback:
+        n_rows, n_cols = _fmfast.convert_libsvm(source, target, n_features, zero_based, n_threads, callback)
+    return n_rows, n_cols
+
+
+def convert_ratings_csv(
+    source: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    *,
+    delimiter: str | None = None,
+    n_threads: int = 0,
+    progress: Progress = None,
+) -> RatingsColumns:
+    """Convert ``user,item,rating`` triples to one-hot RecordIO rows, and save the column ids.
+
+    Each rating becomes a record with value 1 in its user's column and in its item's column
+    (after all user columns) and the rating as label. The ids are written, atomically, to
+    :func:`columns_path` ``(target)`` as ``{"users": [...], "items": [...]}``.
+
+    Args:
+        source: one rating per line; columns after the third (a timestamp) are ignored. The first
+            line is a header when its third field is not a number. Fields are trimmed; there is no
+            quoting. Ids are ordered numerically when all are integers, otherwise as text.
+        target: the RecordIO file to write (float32 features and labels, sparse records).
+        delimiter: the field separator; ``None`` detects ``::``, a tab or ``,`` (in that order)
+            in the first line.
+        n_threads: worker threads, 0 for all cores (capped by ``FMFAST_NUM_THREADS``).
+        progress: ``True`` for a progress bar, or a callable receiving the bytes read so far,
+            over both passes (twice the file size at the end).
+
+    Raises:
+        ParseError: a malformed line; ``.line`` is its 1-based number. No output is left behind.
+        InvalidInputError: an empty delimiter.
+        OSError: the source cannot be read or the targets written.
+    """
+    total = 2 * os.path.getsize(source)
+    with progress_callback(progress, total, "B") as callback:
+        n_rows, users, items = _fmfast.convert_ratings_csv(source, target, delimiter, n_threads, callback)
+    with atomic_output(columns_path(target)) as out:
+        out.write(json.dumps({"users": users, "items": items}).encode())
+    return RatingsColumns(n_rows, users, items)
 
 
 def convert_file(
@@ -31,13 +162,56 @@ def convert_file(
     format: str = "auto",
     labels: str | os.PathLike[str] | None = None,
     n_features: int | None = None,
+    zero_based: bool | None = None,
+    delimiter: str | None = None,
+    n_threads: int = 0,
     progress: Progress = None,
 ) -> int:
-    """Convert ``source`` to a RecordIO file at ``target``; returns the number of records."""
+    """Convert ``source`` to a RecordIO file at ``target``; returns the number of records.
+
+    Args:
+        source: the input file.
+        target: the RecordIO file to write; it appears only once the conversion succeeded.
+        format: one of :data:`FORMATS`, or ``"auto"`` to pick it with :func:`detect_format`.
+        labels: ``.npy`` labels for an ``npz`` input.
+        n_features: feature dimension of a ``libsvm``/``libfm`` input (default: inferred).
+        zero_based: index base of a ``libsvm`` input (default: guessed, see
+            :func:`convert_libsvm`); ``libfm`` is 0-based unless this says otherwise.
+        delimiter: field separator of a ``csv`` input (default: detected).
+        n_threads: worker threads for text inputs, 0 for all cores.
+        progress: ``True`` for a progress bar, or a callable receiving the units done.
+
+    Raises:
+        InvalidInputError: an unknown format, or an option that does not apply to it.
+        ParseError: a malformed line of a text input, with its ``.line``.
+    """
     kind = detect_format(source) if format == "auto" else format
-    if kind != "npz":
-        raise InvalidInputError(f"unknown format {kind!r}")
+    if kind not in FORMATS:
+        raise InvalidInputError(f"unknown format {kind!r}; expected one of {', '.join(FORMATS)}")
+    given = {"labels": labels, "n_features": n_features, "zero_based": zero_based, "delimiter": delimiter}
+    allowed = {
+        "libsvm": {"n_features", "zero_based"},
+        "libfm": {"n_features", "zero_based"},
+        "csv": {"delimiter"},
+    }
+    misplaced = [
+        name
+        for name, value in given.items()
+        if value is not None and name not in allowed.get(kind, {"labels"})
+    ]
+    if misplaced:
+        raise InvalidInputError(f"{', '.join(misplaced)} does not apply to {kind} input")
+    if kind in ("libsvm", "libfm"):
+        base = zero_based if zero_based is not None or kind == "libsvm" else True
+        n_rows, _ = convert_libsvm(
+            source, target, n_features=n_features, zero_based=base, n_threads=n_threads, progress=progress
+        )
+        return n_rows
+    if kind == "csv":
+        return convert_ratings_csv(
+            source, target, delimiter=delimiter, n_threads=n_threads, progress=progress
+        ).n_rows
     X = sp.load_npz(source)
     y = None if labels is None else np.load(labels)
-    write_recordio(target, X, y, progress=progress)
+    write_recordio(target, X, y, n_threads=n_threads, progress=progress)
     return int(X.shape[0])

@@ -7,6 +7,7 @@ mod detached;
 mod errors;
 mod fm;
 mod recordio;
+mod text;
 
 #[pymodule]
 fn _fmfast(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -14,5 +15,6 @@ fn _fmfast(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     recordio::register(m)?;
     fm::register(m)?;
+    text::register(m)?;
     Ok(())
 }

@@ -1,4 +1,4 @@
-"""Shared fixtures: the SageMaker SDK golden vectors and random matrices."""
+"""Test data: the SageMaker SDK golden vectors and random matrices."""
 
 from __future__ import annotations
 
