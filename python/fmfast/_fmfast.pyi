@@ -104,3 +104,13 @@ def convert_ratings_csv(
     n_threads: int = 0,
     progress: _Progress = None,
 ) -> tuple[int, list[str], list[str]]: ...
+def top_k(
+    query_vectors: np.ndarray,
+    query_offsets: np.ndarray,
+    item_vectors: np.ndarray,
+    item_offsets: np.ndarray,
+    k: int,
+    exclude: tuple[np.ndarray, np.ndarray] | None = None,
+    n_threads: int = 0,
+    progress: _Progress = None,
+) -> tuple[np.ndarray, np.ndarray]: ...

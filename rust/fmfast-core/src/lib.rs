@@ -26,5 +26,6 @@ pub mod fm;
 pub mod parallel;
 pub mod recordio;
 pub mod text;
+pub mod topk;
 
 pub use error::{Error, Position, Result};

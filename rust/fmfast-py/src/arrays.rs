@@ -36,6 +36,40 @@ pub enum PyIndices<'py> {
     I64(PyReadonlyArray1<'py, i64>, PyReadonlyArray1<'py, i64>),
 }
 
+/// `indptr` and `indices` borrowed as slices, validated later (off the interpreter lock).
+pub enum IndexSlices<'a> {
+    I32(&'a [i32], &'a [i32]),
+    I64(&'a [i64], &'a [i64]),
+}
+
+impl<'a> IndexSlices<'a> {
+    /// Borrows both arrays; a strided array is an error.
+    pub fn new(csr: &'a PyIndices<'_>) -> PyResult<Self> {
+        Ok(match csr {
+            PyIndices::I32(p, i) => IndexSlices::I32(p.as_slice()?, i.as_slice()?),
+            PyIndices::I64(p, i) => IndexSlices::I64(p.as_slice()?, i.as_slice()?),
+        })
+    }
+}
+
+/// Validates a [`fmfast_core::csr::CsrView`] of `$nnz` entries and `$n_cols` columns over
+/// [`IndexSlices`], and runs `$body` with it bound to `$x` (instantiated per index type).
+macro_rules! with_csr {
+    ($slices:expr, $nnz:expr, $n_cols:expr, $x:ident => $body:expr) => {
+        match $slices {
+            $crate::arrays::IndexSlices::I32(p, i) => {
+                let $x = fmfast_core::csr::CsrView::new(p, i, $nnz, $n_cols)?;
+                $body
+            }
+            $crate::arrays::IndexSlices::I64(p, i) => {
+                let $x = fmfast_core::csr::CsrView::new(p, i, $nnz, $n_cols)?;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_csr;
+
 /// Parses a tensor type name as the Python API spells it.
 pub fn tensor_kind(name: &str) -> PyResult<TensorKind> {
     match name {

@@ -3,7 +3,7 @@
 //! The Python estimator owns every array (weights and optimizer state); `fit_epochs` borrows them
 //! mutably and updates them in place with the interpreter released.
 
-use fmfast_core::csr::{CsrView, Values};
+use fmfast_core::csr::Values;
 use fmfast_core::fm::{
     self, EpochStats, Group, Optimizer, OptimizerKind, OptimizerState, Task, TrainConfig, Weights, WeightsMut,
 };
@@ -11,40 +11,9 @@ use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2, PyReadwri
 use numpy::{PyReadwriteArray3, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
-use crate::arrays::{PyIndices, PyValues};
+use crate::arrays::{with_csr, IndexSlices, PyIndices, PyValues};
 use crate::detached::run;
 use crate::errors::InvalidInputError;
-
-/// `indptr` and `indices` borrowed as slices.
-enum IndexSlices<'a> {
-    I32(&'a [i32], &'a [i32]),
-    I64(&'a [i64], &'a [i64]),
-}
-
-impl<'a> IndexSlices<'a> {
-    fn new(csr: &'a PyIndices<'_>) -> PyResult<Self> {
-        Ok(match csr {
-            PyIndices::I32(p, i) => IndexSlices::I32(p.as_slice()?, i.as_slice()?),
-            PyIndices::I64(p, i) => IndexSlices::I64(p.as_slice()?, i.as_slice()?),
-        })
-    }
-}
-
-/// Validates the CSR view (off the interpreter lock) and runs `$body` with it bound to `$x`.
-macro_rules! with_csr {
-    ($slices:expr, $values:expr, $n_cols:expr, $x:ident => $body:expr) => {
-        match $slices {
-            IndexSlices::I32(p, i) => {
-                let $x = CsrView::new(p, i, $values.len(), $n_cols)?;
-                $body
-            }
-            IndexSlices::I64(p, i) => {
-                let $x = CsrView::new(p, i, $values.len(), $n_cols)?;
-                $body
-            }
-        }
-    };
-}
 
 /// The weights and optimizer state, read from the attributes of the estimator's `_TrainState`.
 #[derive(FromPyObject)]
@@ -155,7 +124,7 @@ fn fit_epochs(
     run(py, n_threads, progress, |monitor| {
         let mut weights = WeightsMut::new(bias, linear, factors, num_factors)?;
         let mut opt_state = OptimizerState::new(bias_state, linear_state, factors_state, t);
-        let stats = with_csr!(indices, values, n_cols, x => fm::fit_epochs(
+        let stats = with_csr!(indices, values.len(), n_cols, x => fm::fit_epochs(
             &x,
             values,
             labels,
@@ -190,7 +159,7 @@ fn predict<'py>(
     let (linear, factors) = (linear.as_slice()?, factors.as_slice()?);
     let scores = run(py, n_threads, progress, |monitor| {
         let weights = Weights::new(bias, linear, factors, num_factors)?;
-        with_csr!(indices, values, n_cols, x => fm::predict(&x, values, &weights, monitor))
+        with_csr!(indices, values.len(), n_cols, x => fm::predict(&x, values, &weights, monitor))
     })?;
     Ok(scores.into_pyarray(py))
 }

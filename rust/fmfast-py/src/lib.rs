@@ -8,6 +8,7 @@ mod errors;
 mod fm;
 mod recordio;
 mod text;
+mod topk;
 
 #[pymodule]
 fn _fmfast(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -16,5 +17,6 @@ fn _fmfast(m: &Bound<'_, PyModule>) -> PyResult<()> {
     recordio::register(m)?;
     fm::register(m)?;
     text::register(m)?;
+    topk::register(m)?;
     Ok(())
 }

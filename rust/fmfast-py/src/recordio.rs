@@ -16,7 +16,7 @@ use numpy::PyReadonlyArray1;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 
-use crate::arrays::{indices_to_numpy, tensor_kind, values_to_numpy, PyIndices, PyValues};
+use crate::arrays::{indices_to_numpy, tensor_kind, values_to_numpy, IndexSlices, PyIndices, PyValues};
 use crate::detached::{run, PyMonitor};
 use crate::errors::{FmFastError, PyFmError};
 
@@ -24,15 +24,10 @@ use crate::errors::{FmFastError, PyFmError};
 struct Batch<'a> {
     n_rows: usize,
     n_cols: u64,
-    csr: Option<(IndexSlices<'a>, usize)>,
+    csr: Option<IndexSlices<'a>>,
     data: fmfast_core::csr::Values<'a>,
     labels: Option<fmfast_core::csr::Values<'a>>,
     options: EncodeOptions,
-}
-
-enum IndexSlices<'a> {
-    I32(&'a [i32], &'a [i32]),
-    I64(&'a [i64], &'a [i64]),
 }
 
 /// The Python-side arguments every encoding entry point shares.
@@ -50,11 +45,7 @@ struct EncodeArgs<'py> {
 impl<'py> EncodeArgs<'py> {
     fn batch(&self) -> PyResult<Batch<'_>> {
         let data = self.data.as_values()?;
-        let csr = match &self.csr {
-            Some(PyIndices::I32(p, i)) => Some((IndexSlices::I32(p.as_slice()?, i.as_slice()?), data.len())),
-            Some(PyIndices::I64(p, i)) => Some((IndexSlices::I64(p.as_slice()?, i.as_slice()?), data.len())),
-            None => None,
-        };
+        let csr = self.csr.as_ref().map(IndexSlices::new).transpose()?;
         let options = EncodeOptions {
             features: tensor_kind(&self.dtype)?,
             labels: tensor_kind(&self.label_dtype)?,
@@ -79,12 +70,13 @@ impl Batch<'_> {
         monitor: &PyMonitor,
         sink: impl FnMut(Vec<u8>) -> fmfast_core::Result<()> + Send,
     ) -> fmfast_core::Result<()> {
+        let nnz = self.data.len();
         let rows = match &self.csr {
-            Some((IndexSlices::I32(p, i), nnz)) => {
-                Rows::sparse(Layout::CsrI32(CsrView::new(p, i, *nnz, self.n_cols)?), self.data)
+            Some(IndexSlices::I32(p, i)) => {
+                Rows::sparse(Layout::CsrI32(CsrView::new(p, i, nnz, self.n_cols)?), self.data)
             }
-            Some((IndexSlices::I64(p, i), nnz)) => {
-                Rows::sparse(Layout::CsrI64(CsrView::new(p, i, *nnz, self.n_cols)?), self.data)
+            Some(IndexSlices::I64(p, i)) => {
+                Rows::sparse(Layout::CsrI64(CsrView::new(p, i, nnz, self.n_cols)?), self.data)
             }
             None => Rows::dense(self.n_rows, self.n_cols as usize, self.data)?,
         };
