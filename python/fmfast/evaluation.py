@@ -168,7 +168,9 @@ def _check_recommended(recommended: np.ndarray, k: int | None) -> np.ndarray:
     return rec
 
 
-def _relevant_keys(relevant: Sequence[np.ndarray] | sp.sparray | sp.spmatrix, n_users: int) -> tuple:
+def _relevant_keys(
+    relevant: Sequence[np.ndarray] | sp.sparray | sp.spmatrix, n_users: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Relevant (user, item) pairs as ``(user rows, items)``, duplicates removed."""
     if sp.issparse(relevant):
         matrix = sp.coo_array(relevant)

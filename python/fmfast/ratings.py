@@ -82,7 +82,7 @@ _COLUMN_NAMES = {
 def _parse_error(path: str | os.PathLike[str], line: int, message: str) -> ParseError:
     """A :class:`ParseError` naming ``path`` and the 1-based ``line``, with ``.line`` set."""
     err = ParseError(f"{os.fspath(path)}, line {line}: {message}")
-    err.line = line
+    err.line = line  # type: ignore[attr-defined]
     return err
 
 
