@@ -2,22 +2,67 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import fmfast
 import numpy as np
+import pytest
 import scipy.sparse as sp
 from fmfast.cli import main
 
 
-def test_demo_round_trips_generated_ratings(tmp_path, capsys):
+def test_demo_runs_the_whole_pipeline(tmp_path, capsys):
     out = tmp_path / "demo.recordio"
-    assert main(["demo", "--ratings", "5000", "--quiet", "--out", str(out)]) == 0
+    assert main(["demo", "--ratings", "5000", "--epochs", "3", "--quiet", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "identical: True" in printed
+    assert "identical: True" in printed and "top-10 for user 0:" in printed
+    assert "test RMSE" in printed and "most popular: precision@10" in printed
     X, y = fmfast.read_recordio(out)
-    assert X.shape == (5000, 943 + 1682) and set(np.unique(y)) <= {1, 2, 3, 4, 5}
+    assert X.shape == (4000, 943 + 1682) and set(np.unique(y)) <= {1, 2, 3, 4, 5}
     assert (X.sum(axis=1) == 2).all()
+
+
+def test_train_evaluate_recommend_from_converted_ratings(tmp_path, capsys):
+    ratings = fmfast.datasets.synthetic_ratings(n_users=30, n_items=40, n_ratings=600, seed=1)
+    lines = [
+        f"u{u},i{i},{r:g}" for u, i, r in zip(ratings.users, ratings.items, ratings.ratings, strict=True)
+    ]
+    (tmp_path / "ratings.csv").write_text("user,item,rating\n" + "\n".join(lines) + "\n")
+    train, model = tmp_path / "train.recordio", tmp_path / "model.fmfast"
+    assert main(["convert", str(tmp_path / "ratings.csv"), str(train), "--quiet"]) == 0
+    code = main(
+        [
+            "train",
+            str(train),
+            str(model),
+            "--num-factors",
+            "4",
+            "-H",
+            "epochs=3",
+            "-H",
+            "linear_lr=0.01",
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    history = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [entry["epoch"] for entry in history] == [0, 1, 2]
+    assert main(["evaluate", str(model), str(train)]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["rmse"] == pytest.approx(
+        fmfast.FactorizationMachine.load(model).evaluate(*fmfast.read_recordio(train))["rmse"]
+    )
+    columns = str(train) + ".columns.json"
+    assert (
+        main(["recommend", str(model), columns, "--user", "u3", "-k", "5", "--exclude-seen", str(train)]) == 0
+    )
+    result = json.loads(capsys.readouterr().out)
+    seen = {f"i{i}" for u, i in zip(ratings.users, ratings.items, strict=True) if u == 3}
+    recommended = [r["item"] for r in result["recommendations"]]
+    assert result["user"] == "u3" and len(recommended) == 5 and not seen & set(recommended)
+    assert main(["recommend", str(model), columns, "--user", "nobody"]) == 2
+    assert "unknown user ids: nobody" in capsys.readouterr().err
 
 
 def test_convert_npz_then_inspect(tmp_path, capsys):

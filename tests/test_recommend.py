@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from fmfast import FactorizationMachine, InvalidInputError
-from fmfast.recommend import one_hot, recommend, similar_items
+from fmfast.recommend import one_hot, recommend, side_sums, similar_items
 
 N_USERS, N_ITEMS, N_SIDE = 40, 120, 5
 
@@ -94,7 +94,7 @@ def test_similar_items_by_cosine():
     model = fitted()
     items_X = item_rows(np.random.default_rng(4))
     similar, cosines = similar_items(model, items_X, [0, 7], k=4)
-    _, vectors = fmfast.recommend.side_sums(model.w_, model.V_, items_X)
+    _, vectors = side_sums(model.w_, model.V_, items_X)
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     for row, item in enumerate([0, 7]):
         cos = unit @ unit[item]

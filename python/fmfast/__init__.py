@@ -9,6 +9,8 @@
   :class:`SageMakerFM`, and MXNet ``.params`` files (:func:`load_params`, :func:`dump_params`).
 * SageMaker FM inference wire formats: :func:`parse_request`, :func:`serialize_request`,
   :func:`parse_response`, :func:`serialize_response`.
+* Recommendation: rating loaders (:func:`load_ratings`), exact top-K by the FM algebra
+  (:func:`recommend`, :func:`similar_items`), splits and metrics in :mod:`fmfast.evaluation`.
 * Synthetic MovieLens-shaped ratings for demos and tests: :func:`fmfast.datasets.synthetic_ratings`.
 """
 
@@ -25,6 +27,8 @@ from fmfast.exceptions import (
 from fmfast.inference import parse_request, parse_response, serialize_request, serialize_response
 from fmfast.model import FactorizationMachine
 from fmfast.mxnet_params import dump_params, load_params
+from fmfast.ratings import load_ratings
+from fmfast.recommend import recommend, similar_items
 from fmfast.recordio import RecordIOWriter, encode_recordio, iter_recordio, read_recordio, write_recordio
 from fmfast.sagemaker_compat import write_numpy_to_dense_tensor, write_spmatrix_to_sparse_tensor
 from fmfast.sagemaker_model import SageMakerFM, read_sagemaker_model, write_sagemaker_model
@@ -46,12 +50,15 @@ __all__ = [
     "encode_recordio",
     "iter_recordio",
     "load_params",
+    "load_ratings",
     "parse_request",
     "parse_response",
     "read_recordio",
     "read_sagemaker_model",
+    "recommend",
     "serialize_request",
     "serialize_response",
+    "similar_items",
     "write_numpy_to_dense_tensor",
     "write_recordio",
     "write_recordio_shards",

@@ -1,8 +1,8 @@
-"""The ``fmfast`` command line: ``demo``, ``convert`` and ``inspect``.
+"""The ``fmfast`` command line: demo, convert, inspect, train, evaluate, recommend, serve, predict.
 
 Examples::
 
-    fmfast demo                                   # generate ratings, write RecordIO, read back
+    fmfast demo                                   # ratings -> RecordIO -> train -> evaluate -> top-10
     fmfast convert ratings.csv train.recordio     # user,item,rating triples -> one-hot FM rows
     fmfast convert train.libsvm train.recordio    # libSVM/libFM text
     fmfast convert X.npz train.recordio --labels y.npy
@@ -14,20 +14,26 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from fmfast import read_recordio, write_recordio
 from fmfast.convert import FORMATS, columns_path, convert_file, detect_format
 from fmfast.datasets import synthetic_ratings
-from fmfast.exceptions import FmFastError
+from fmfast.evaluation import ndcg_at_k, precision_at_k, random_split
+from fmfast.exceptions import FmFastError, InvalidInputError
 from fmfast.inspect import inspect_recordio
 from fmfast.model import FactorizationMachine
+from fmfast.ratings import load_ratings
+from fmfast.recommend import most_popular, one_hot, recommend
 from fmfast.transform import load_model, transform_file
 
 
@@ -35,25 +41,160 @@ def _megabytes(n_bytes: int) -> str:
     return f"{n_bytes / 1e6:,.1f} MB"
 
 
+#: Settings tuned on a validation split of MovieLens-100K (benches/movielens_accuracy.py).
+DEMO_HYPERPARAMETERS = {
+    "mini_batch_size": 100,
+    "bias_lr": 0.001,
+    "linear_lr": 0.001,
+    "factors_lr": 0.001,
+    "linear_wd": 0.001,
+    "factors_wd": 0.001,
+    "factors_init_sigma": 0.01,
+}
+
+
+def _timed(work: Callable[[], object]) -> tuple[Any, float]:
+    start = time.perf_counter()
+    result = work()
+    return result, time.perf_counter() - start
+
+
 def _demo(args: argparse.Namespace) -> int:
-    ratings = synthetic_ratings(n_ratings=args.ratings, seed=args.seed)
+    if args.ratings_file:
+        ratings = load_ratings(args.ratings_file).to_ratings()
+        source = args.ratings_file
+    else:
+        ratings = synthetic_ratings(n_ratings=args.ratings, seed=args.seed)
+        source = "generated MovieLens-shaped ratings"
     X, y = ratings.one_hot()
-    print(f"ratings: {len(y):,} from {ratings.n_users:,} users on {ratings.n_items:,} items")
-    print(f"features: {X.shape[0]:,} rows x {X.shape[1]:,} columns (one-hot user + item)")
+    n_users, n_items = ratings.n_users, ratings.n_items
+    print(f"{source}: {len(y):,} ratings from {n_users:,} users on {n_items:,} items")
+    train, test = random_split(len(y), test_fraction=0.2, seed=42)
+    summary: list[tuple[str, str]] = []
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(args.out) if args.out else Path(scratch) / "train.recordio"
-        start = time.perf_counter()
-        write_recordio(path, X, y, progress=not args.quiet)
-        wrote = time.perf_counter() - start
-        size = path.stat().st_size
-        start = time.perf_counter()
-        X_back, y_back = read_recordio(path)
-        read = time.perf_counter() - start
-        same = (X_back != X).nnz == 0 and np.array_equal(y_back, y)
-    rows = X.shape[0]
-    print(f"wrote {path.name}: {_megabytes(size)} in {wrote:.3f} s ({rows / wrote:,.0f} rows/s)")
-    print(f"read back: {rows:,} rows in {read:.3f} s ({rows / read:,.0f} rows/s); identical: {same}")
+        _, wrote = _timed(lambda: write_recordio(path, X[train], y[train], progress=not args.quiet))
+        (X_back, y_back), read = _timed(lambda: read_recordio(path))
+        same = (X_back != X[train]).nnz == 0 and np.array_equal(y_back, y[train])
+        summary.append(("RecordIO written", f"{_megabytes(path.stat().st_size)} in {wrote:.3f} s"))
+        summary.append(("RecordIO read back", f"{read:.3f} s, identical: {same}"))
+        model = FactorizationMachine(
+            "regressor",
+            8,
+            epochs=args.epochs,
+            random_state=0,
+            progress=not args.quiet,
+            **DEMO_HYPERPARAMETERS,
+        )
+        _, trained = _timed(lambda: model.fit(path))
+    test_rmse = model.evaluate(X[test], y[test])["rmse"]
+    baseline = float(np.sqrt(np.mean((y[test] - y[train].mean()) ** 2)))
+    summary.append((f"FM trained from RecordIO, {args.epochs} epochs", f"{trained:.2f} s"))
+    summary.append(("test RMSE (predicting the mean)", f"{test_rmse:.4f} ({baseline:.4f})"))
+
+    users, items = ratings.users, ratings.items
+    seen = sp.csr_array((np.ones(len(train)), (users[train], items[train])), shape=(n_users, n_items))
+    liked = test[y[test] >= 4]
+    relevant = sp.csr_array((np.ones(len(liked)), (users[liked], items[liked])), shape=(n_users, n_items))
+    d = X.shape[1]
+    (top, scores), ranked = _timed(
+        lambda: recommend(
+            model,
+            one_hot(np.arange(n_users), 0, d),
+            one_hot(np.arange(n_items), n_users, d),
+            10,
+            exclude=seen,
+        )
+    )
+    popularity = np.bincount(items[train], minlength=n_items).astype(np.float32)
+    popular, _ = most_popular(popularity, seen, 10)
+    for name, lists in (("FM", top), ("most popular", popular)):
+        precision, ndcg = precision_at_k(lists, relevant), ndcg_at_k(lists, relevant)
+        summary.append(
+            (f"{name}: precision@10 / NDCG@10 (test ratings >= 4)", f"{precision:.4f} / {ndcg:.4f}")
+        )
+    summary.append(("top-10 for every user", f"{ranked:.3f} s"))
+
+    print()
+    for user in range(min(3, n_users)):
+        shown = ", ".join(
+            f"{item} ({score:.2f})" for item, score in zip(top[user], scores[user], strict=True)
+        )
+        print(f"top-10 for user {user}: {shown}")
+    print()
+    width = max(len(name) for name, _ in summary)
+    for name, value in summary:
+        print(f"{name:<{width}}  {value}")
     return 0 if same else 1
+
+
+def _train(args: argparse.Namespace) -> int:
+    hyperparameters = dict(_hyperparameter(text) for text in args.hyperparameter)
+    model = FactorizationMachine(
+        args.predictor_type, args.num_factors, progress=not args.quiet, **hyperparameters
+    )
+    eval_set = None
+    if args.validation:
+        eval_set = read_recordio(args.validation)
+    model.fit(args.train, eval_set=eval_set, early_stopping_rounds=args.early_stopping_rounds)
+    model.save(args.model) if not args.sagemaker else model.to_sagemaker(args.model)
+    for entry in model.history_:
+        print(json.dumps(entry))
+    print(f"wrote {args.model}")
+    return 0
+
+
+def _hyperparameter(text: str) -> tuple[str, Any]:
+    name, _, value = text.partition("=")
+    if not value:
+        raise InvalidInputError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    model = load_model(args.model)
+    X, y = read_recordio(args.data)
+    if y is None:
+        raise InvalidInputError(f"{args.data} has no labels to evaluate against")
+    print(json.dumps(model.evaluate(X, y), indent=1))
+    return 0
+
+
+def _recommend(args: argparse.Namespace) -> int:
+    model = load_model(args.model)
+    columns = json.loads(Path(args.columns).read_text())
+    user_ids, item_ids = [str(u) for u in columns["users"]], [str(i) for i in columns["items"]]
+    lookup = {user: code for code, user in enumerate(user_ids)}
+    unknown = [user for user in args.user if user not in lookup]
+    if unknown:
+        raise InvalidInputError(f"unknown user ids: {', '.join(unknown)}")
+    codes = np.array([lookup[user] for user in args.user], dtype=np.int64)
+    d = len(user_ids) + len(item_ids)
+    exclude = None
+    if args.exclude_seen:
+        X_seen, _ = read_recordio(args.exclude_seen)
+        pairs = X_seen.indices.reshape(-1, 2)
+        seen = sp.csr_array(
+            (np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1] - len(user_ids))),
+            shape=(len(user_ids), len(item_ids)),
+        )
+        exclude = seen[codes]
+    top, scores = recommend(
+        model,
+        one_hot(codes, 0, d),
+        one_hot(np.arange(len(item_ids)), len(user_ids), d),
+        args.k,
+        exclude=exclude,
+    )
+    for user, items, values in zip(args.user, top, scores, strict=True):
+        ranked = [
+            {"item": item_ids[i], "score": float(v)} for i, v in zip(items, values, strict=True) if i >= 0
+        ]
+        print(json.dumps({"user": user, "recommendations": ranked}))
+    return 0
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -130,8 +271,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    demo = commands.add_parser("demo", help="convert generated MovieLens-shaped ratings to RecordIO and back")
-    demo.add_argument("--ratings", type=int, default=100_000, help="number of ratings (default 100,000)")
+    demo = commands.add_parser(
+        "demo", help="ratings -> RecordIO -> FM training -> evaluation -> top-10 (default: generated ratings)"
+    )
+    demo.add_argument(
+        "--ratings", type=int, default=100_000, help="number of generated ratings (default 100,000)"
+    )
+    demo.add_argument(
+        "--ratings-file", help="use this ratings file (u.data, ratings.dat, ratings.csv, .inter)"
+    )
+    demo.add_argument("--epochs", type=int, default=30)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--out", help="keep the RecordIO file here (default: a temporary directory)")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -167,6 +316,47 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("file")
     inspect.add_argument("--quiet", action="store_true", help="no progress bar")
     inspect.set_defaults(run=_inspect)
+
+    train = commands.add_parser(
+        "train",
+        help="train an FM on RecordIO (a file or a directory of shards)",
+        epilog="example: fmfast train train.recordio model.fmfast --num-factors 8 -H epochs=20",
+    )
+    train.add_argument("train", help="training RecordIO file or directory of shards")
+    train.add_argument("model", help="where to write the model")
+    train.add_argument("--predictor-type", default="regressor", choices=["regressor", "binary_classifier"])
+    train.add_argument("--num-factors", type=int, default=64)
+    train.add_argument(
+        "-H", "--hyperparameter", action="append", default=[], help="NAME=VALUE, SageMaker names"
+    )
+    train.add_argument("--validation", help="RecordIO evaluated after every epoch")
+    train.add_argument("--early-stopping-rounds", type=int)
+    train.add_argument("--sagemaker", action="store_true", help="write a SageMaker model.tar.gz instead")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="SageMaker's test metrics of a model on labelled RecordIO"
+    )
+    evaluate.add_argument("model", help="an fmfast model file or a SageMaker FM model.tar.gz")
+    evaluate.add_argument("data", help="labelled RecordIO file")
+    evaluate.set_defaults(run=_evaluate)
+
+    recommend_cmd = commands.add_parser(
+        "recommend",
+        help="top-K items for users of a one-hot user + item model",
+        epilog="example: fmfast recommend model.fmfast train.recordio.columns.json --user 196 -k 10",
+    )
+    recommend_cmd.add_argument("model")
+    recommend_cmd.add_argument(
+        "columns", help="the .columns.json that `fmfast convert` wrote for the ratings"
+    )
+    recommend_cmd.add_argument("--user", action="append", required=True, help="a user id (repeatable)")
+    recommend_cmd.add_argument("-k", type=int, default=10)
+    recommend_cmd.add_argument(
+        "--exclude-seen", help="RecordIO of the training ratings: skip items already rated"
+    )
+    recommend_cmd.set_defaults(run=_recommend)
 
     serve = commands.add_parser("serve", help="serve a model over HTTP with the SageMaker container contract")
     serve.add_argument("model", help="an fmfast model file or a SageMaker FM model.tar.gz")

@@ -20,6 +20,30 @@ from fmfast._progress import Progress, progress_callback
 from fmfast.exceptions import InvalidInputError
 
 
+def _top_k(
+    query_vectors: np.ndarray,
+    query_offsets: np.ndarray,
+    item_vectors: np.ndarray,
+    item_offsets: np.ndarray,
+    k: int,
+    exclude: sp.csr_array | None,
+    n_threads: int = 0,
+    progress: Any = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The Rust kernel: best ``k`` of ``query_offset + item_offset + ⟨query, item⟩``, as ``(n, k)`` arrays."""
+    flat_items, flat_scores = _fmfast.top_k(
+        *(
+            np.ascontiguousarray(a, dtype=np.float32)
+            for a in (query_vectors, query_offsets, item_vectors, item_offsets)
+        ),
+        k,
+        None if exclude is None else csr_indices(exclude),
+        n_threads,
+        progress,
+    )
+    return flat_items.reshape(-1, k), flat_scores.reshape(-1, k).astype(np.float64)
+
+
 def model_weights(model: Any) -> tuple[float, np.ndarray, np.ndarray]:
     """``(w0, w, V)`` of a fitted :class:`fmfast.FactorizationMachine` or a :class:`fmfast.SageMakerFM`."""
     if hasattr(model, "V_"):
@@ -103,20 +127,10 @@ def recommend(
         item_offsets, item_vectors = item_offsets[item_ids], item_vectors[item_ids]
         if exclude_csr is not None:
             exclude_csr = exclude_csr[:, item_ids]
-    exclusions = None if exclude_csr is None else csr_indices(exclude_csr)
     with progress_callback(progress, queries.shape[0], "query") as callback:
-        flat_items, flat_scores = _fmfast.top_k(
-            np.ascontiguousarray(query_vectors, dtype=np.float32),
-            np.ascontiguousarray(query_offsets + w0, dtype=np.float32),
-            np.ascontiguousarray(item_vectors, dtype=np.float32),
-            np.ascontiguousarray(item_offsets, dtype=np.float32),
-            k,
-            exclusions,
-            n_threads,
-            callback,
+        ranked, scores = _top_k(
+            query_vectors, query_offsets + w0, item_vectors, item_offsets, k, exclude_csr, n_threads, callback
         )
-    ranked = flat_items.reshape(-1, k)
-    scores = flat_scores.reshape(-1, k).astype(np.float64)
     ranked = np.where(ranked >= 0, item_ids[np.maximum(ranked, 0)], -1)
     if getattr(model, "predictor_type", "regressor") == "binary_classifier":
         scores = 1 / (1 + np.exp(-scores))
@@ -140,14 +154,14 @@ def similar_items(
     itself = sp.csr_array(
         (np.ones(len(query)), query, np.arange(len(query) + 1)), shape=(len(query), len(unit))
     )
-    flat_items, flat_scores = _fmfast.top_k(
-        unit[query],
-        np.zeros(len(query), np.float32),
-        unit,
-        np.zeros(len(unit), np.float32),
-        k,
-        csr_indices(itself),
-        n_threads,
-        None,
-    )
-    return flat_items.reshape(-1, k), flat_scores.reshape(-1, k).astype(np.float64)
+    return _top_k(unit[query], np.zeros(len(query)), unit, np.zeros(len(unit)), k, itself, n_threads)
+
+
+def most_popular(popularity: Any, exclude: Any, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """The usual top-K baseline: the ``k`` items of highest ``popularity`` each user has not seen.
+
+    ``exclude`` is a users x items sparse matrix of seen items; returns ``(items, popularity)``.
+    """
+    seen = sp.csr_array(as_csr(exclude))
+    n_users, n_items = seen.shape
+    return _top_k(np.zeros((n_users, 1)), np.zeros(n_users), np.zeros((n_items, 1)), popularity, k, seen)
