@@ -237,15 +237,20 @@ def _checked_csr(values: np.ndarray, keys: np.ndarray, indptr: np.ndarray, featu
     return X
 
 
-def _json_instances(text: str) -> list[Any]:
+def _json_list(text: str, key: str, what: str) -> list[Any]:
+    """The list under ``key`` of a JSON object, or an error saying what was expected."""
     try:
         body = json.loads(text)
     except ValueError as error:
         raise InvalidInputError(f"body is not valid JSON: {error}") from error
-    if not isinstance(body, dict) or not isinstance(body.get("instances"), list):
-        raise InvalidInputError('JSON body must be an object with an "instances" list')
-    instances: list[Any] = body["instances"]
-    return instances
+    if not isinstance(body, dict) or not isinstance(body.get(key), list):
+        raise InvalidInputError(f'JSON {what} must be an object with an "{key}" list')
+    items: list[Any] = body[key]
+    return items
+
+
+def _json_instances(text: str) -> list[Any]:
+    return _json_list(text, "instances", "body")
 
 
 def _jsonlines_instances(text: str) -> list[Any]:
@@ -496,13 +501,7 @@ def parse_response(body: Body, content_type: str | None = JSON) -> dict[str, lis
         if not all(isinstance(line, dict) for line in lines):
             raise InvalidInputError("every JSON line of a response must be an object")
         return {"predictions": lines}
-    try:
-        parsed = json.loads(text)
-    except ValueError as error:
-        raise InvalidInputError(f"body is not valid JSON: {error}") from error
-    if not isinstance(parsed, dict) or not isinstance(parsed.get("predictions"), list):
-        raise InvalidInputError('JSON response must be an object with a "predictions" list')
-    return parsed
+    return {"predictions": _json_list(text, "predictions", "response")}
 
 
 __all__ = [
