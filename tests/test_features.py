@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -10,7 +13,7 @@ from fmfast.exceptions import InvalidInputError
 from fmfast.features import BlockInfo, FeatureEncoder
 
 
-def _columns(n: int = 200, seed: int = 0) -> dict[str, object]:
+def _columns(n: int = 200, seed: int = 0) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     rated = [rng.choice(50, size=rng.integers(0, 6), replace=False) + 1000 for _ in range(n)]
     age = rng.uniform(10, 80, n)
@@ -25,9 +28,9 @@ def _columns(n: int = 200, seed: int = 0) -> dict[str, object]:
     }
 
 
-def _encoder(**kwargs: object) -> FeatureEncoder:
+def _encoder(**kwargs: Any) -> FeatureEncoder:
     return (
-        FeatureEncoder(**kwargs)  # type: ignore[arg-type]
+        FeatureEncoder(**kwargs)
         .one_hot("user")
         .one_hot("genre")
         .implicit("rated")
@@ -37,9 +40,9 @@ def _encoder(**kwargs: object) -> FeatureEncoder:
     )
 
 
-def _expected(cols: dict[str, object]) -> sp.csr_array:
+def _expected(cols: dict[str, Any]) -> sp.csr_array:
     """The same matrix built by hand with NumPy and SciPy (COO, duplicates summed)."""
-    n = len(cols["user"])  # type: ignore[arg-type]
+    n = len(cols["user"])
     rows: list[int] = []
     colix: list[int] = []
     vals: list[float] = []
@@ -53,8 +56,8 @@ def _expected(cols: dict[str, object]) -> sp.csr_array:
         offset += len(vocab)
     for name, normalize in (("rated", True), ("tags", False)):
         lists = cols[name]
-        vocab = np.unique(np.concatenate([np.asarray(r) for r in lists]))  # type: ignore[union-attr]
-        for r, ids in enumerate(lists):  # type: ignore[arg-type]
+        vocab = np.unique(np.concatenate([np.asarray(r) for r in lists]))
+        for r, ids in enumerate(lists):
             for i in ids:
                 rows.append(r)
                 colix.append(offset + int(np.searchsorted(vocab, i)))
@@ -141,7 +144,7 @@ def test_object_and_string_ids_agree() -> None:
     _same(a, b)
 
 
-def test_save_load_identity(tmp_path) -> None:
+def test_save_load_identity(tmp_path: Path) -> None:
     cols = _columns(seed=3)
     enc = _encoder(handle_unknown="ignore")
     X = enc.fit_transform(cols)
@@ -205,3 +208,11 @@ def test_many_rows_parallel() -> None:
     vocab = np.unique(ids)
     np.testing.assert_array_equal(X.indices[::2], np.searchsorted(vocab, ids))
     np.testing.assert_array_equal(np.diff(X.indptr), 2)
+
+
+def test_zero_rows() -> None:
+    enc = FeatureEncoder().one_hot("u").implicit("r").numeric("x")
+    enc.fit({"u": [1, 2], "r": [[1], [2, 3]], "x": [0.0, 2.0]})
+    X = enc.transform({"u": [], "r": [], "x": []})
+    assert X.shape == (0, enc.n_features)
+    assert X.nnz == 0
