@@ -24,6 +24,7 @@ from fmfast.exceptions import (
     RecordIOError,
     UnsupportedContentTypeError,
 )
+from fmfast.features import FeatureEncoder
 from fmfast.inference import parse_request, parse_response, serialize_request, serialize_response
 from fmfast.model import FactorizationMachine
 from fmfast.mxnet_params import dump_params, load_params
@@ -37,6 +38,7 @@ from fmfast.shards import write_recordio_shards
 __all__ = [
     "DivergenceError",
     "FactorizationMachine",
+    "FeatureEncoder",
     "FmFastError",
     "InvalidInputError",
     "ModelFormatError",

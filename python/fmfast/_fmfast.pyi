@@ -114,3 +114,11 @@ def top_k(
     n_threads: int = 0,
     progress: _Progress = None,
 ) -> tuple[np.ndarray, np.ndarray]: ...
+
+_FeatureBlock = (
+    tuple[np.ndarray, int, int] | tuple[np.ndarray, int] | tuple[np.ndarray, np.ndarray, int, int, bool]
+)
+
+def assemble_features(
+    blocks: list[_FeatureBlock], n_rows: int, n_threads: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...

@@ -3,6 +3,7 @@
 //! * [`csr`]: validated, borrowed views of compressed-sparse-row matrices.
 //! * [`recordio`]: SageMaker's RecordIO-protobuf training format, encoded and decoded in parallel.
 //! * [`fm`]: Factorization Machines at SageMaker's semantics: scoring, gradients, optimizers, training.
+//! * [`features`]: assembling a CSR feature matrix from one-hot, multi-hot and numeric blocks.
 //! * [`parallel`]: thread pools sized by the caller and the between-chunk progress/interrupt hook.
 //!
 //! Nothing here knows Python: functions take slices and return [`Result`].
@@ -22,6 +23,7 @@ macro_rules! with_values {
 
 pub mod csr;
 pub mod error;
+pub mod features;
 pub mod fm;
 pub mod parallel;
 pub mod recordio;

@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 mod arrays;
 mod detached;
 mod errors;
+mod features;
 mod fm;
 mod recordio;
 mod text;
@@ -18,5 +19,6 @@ fn _fmfast(m: &Bound<'_, PyModule>) -> PyResult<()> {
     fm::register(m)?;
     text::register(m)?;
     topk::register(m)?;
+    features::register(m)?;
     Ok(())
 }
