@@ -1,4 +1,4 @@
-# Short named targets; `make setup` then `make test` is what CI runs.
+# Short named targets; `make setup` then `make test` is what CI runs (`make test` alone sets up too).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
@@ -9,9 +9,16 @@ $(PY):
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-# Builds the extension (release) and installs fmfast with its test extra.
-setup: $(PY)
+# Builds the extension (release) and installs fmfast with its test extra; again only when the
+# Rust sources or the dependencies change (the Python package is installed editable).
+INSTALLED := $(VENV)/.installed
+RUST_SOURCES := $(shell find rust -name '*.rs' -o -name Cargo.toml)
+
+$(INSTALLED): $(PY) pyproject.toml Cargo.toml Cargo.lock $(RUST_SOURCES)
 	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+setup: $(INSTALLED)
 
 demo: setup
 	$(BIN)/fmfast demo
@@ -25,10 +32,10 @@ test: lint test-rust test-python
 test-rust:
 	cargo test -p fmfast-core --quiet
 
-test-python:
+test-python: $(INSTALLED)
 	SAGEMAKER_SUPPRESS_V2_WARNING=1 $(BIN)/pytest -q
 
-lint:
+lint: $(INSTALLED)
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
 	$(BIN)/ruff check python tests benches
