@@ -23,9 +23,10 @@ setup: $(INSTALLED)
 demo: setup
 	$(BIN)/fmfast demo
 
-# Debug build of the extension into the venv, for quick iterations.
+# Debug build of the extension into the venv, for quick iterations (the test targets then use it).
 dev:
 	$(BIN)/maturin develop --quiet
+	touch $(INSTALLED)
 
 test: lint test-rust test-python
 

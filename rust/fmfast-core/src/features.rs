@@ -7,9 +7,13 @@
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::parallel::Monitor;
 
 /// Rows assembled by one parallel task.
 const ROW_CHUNK: usize = 4096;
+
+/// Rows assembled between two progress reports (and Ctrl-C checks).
+const BLOCK_ROWS: usize = 64 * ROW_CHUNK;
 
 /// One block of columns of the assembled matrix.
 #[derive(Debug, Clone, Copy)]
@@ -171,15 +175,23 @@ fn assemble_rows(blocks: &[Block], rows: std::ops::Range<usize>) -> Result<Chunk
 }
 
 /// Assembles `n_rows` rows from `blocks` into CSR arrays `(indptr, indices, data)`, columns sorted
-/// within each row. Runs on the current rayon pool; errors name the row and the block (by index).
-pub fn assemble(blocks: &[Block], n_rows: usize) -> Result<(Vec<i64>, Vec<i64>, Vec<f32>)> {
+/// within each row. Runs on the current rayon pool, reporting the rows done to `monitor` between
+/// blocks; errors name the row and the block (by index).
+pub fn assemble(blocks: &[Block], n_rows: usize, monitor: &dyn Monitor) -> Result<(Vec<i64>, Vec<i64>, Vec<f32>)> {
     for (b, block) in blocks.iter().enumerate() {
         block.validate(b, n_rows)?;
     }
-    let chunks = (0..n_rows.div_ceil(ROW_CHUNK))
-        .into_par_iter()
-        .map(|c| assemble_rows(blocks, c * ROW_CHUNK..((c + 1) * ROW_CHUNK).min(n_rows)))
-        .collect::<Result<Vec<Chunk>>>()?;
+    let mut chunks = Vec::with_capacity(n_rows.div_ceil(ROW_CHUNK));
+    for first in (0..n_rows).step_by(BLOCK_ROWS) {
+        let end = (first + BLOCK_ROWS).min(n_rows);
+        let block = (first..end)
+            .into_par_iter()
+            .step_by(ROW_CHUNK)
+            .map(|start| assemble_rows(blocks, start..(start + ROW_CHUNK).min(end)))
+            .collect::<Result<Vec<Chunk>>>()?;
+        chunks.extend(block);
+        monitor.progress(end as u64)?;
+    }
     let nnz: usize = chunks.iter().map(|c| c.indices.len()).sum();
     let mut indptr = Vec::with_capacity(n_rows + 1);
     let (mut indices, mut data) = (Vec::with_capacity(nnz), Vec::with_capacity(nnz));
@@ -199,6 +211,7 @@ pub fn assemble(blocks: &[Block], n_rows: usize) -> Result<(Vec<i64>, Vec<i64>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parallel::Unmonitored;
 
     #[test]
     fn one_hot_multi_hot_and_numeric() {
@@ -223,7 +236,7 @@ mod tests {
                 size: 2,
             },
         ];
-        let (indptr, indices, data) = assemble(&blocks, 3).unwrap();
+        let (indptr, indices, data) = assemble(&blocks, 3, &Unmonitored).unwrap();
         assert_eq!(indptr, vec![0, 4, 4, 3 + 4]);
         assert_eq!(indices, vec![0, 2, 3, 5, 0, 1, 4]);
         assert_eq!(data, vec![0.5, 1.0, 1.0, 1.0, -2.0, 1.0, 2.0]);
@@ -239,7 +252,7 @@ mod tests {
             size: 4,
             normalize: true,
         }];
-        let (indptr, indices, data) = assemble(&blocks, 2).unwrap();
+        let (indptr, indices, data) = assemble(&blocks, 2, &Unmonitored).unwrap();
         assert_eq!(indptr, vec![0, 3, 4]);
         assert_eq!(indices, vec![10, 11, 13, 12]);
         let w = 1.0 / 3f32.sqrt();
@@ -248,7 +261,7 @@ mod tests {
 
     #[test]
     fn many_rows_across_chunks_keep_order() {
-        let n = ROW_CHUNK * 3 + 17;
+        let n = BLOCK_ROWS * 2 + ROW_CHUNK + 17;
         let codes: Vec<i64> = (0..n as i64).map(|r| r % 7).collect();
         let values: Vec<f32> = (0..n).map(|r| r as f32).collect();
         let blocks = [
@@ -262,13 +275,41 @@ mod tests {
                 column: 0,
             },
         ];
-        let (indptr, indices, data) = crate::parallel::with_threads(4, || assemble(&blocks, n)).unwrap();
+        let (indptr, indices, data) = crate::parallel::with_threads(4, || assemble(&blocks, n, &Unmonitored)).unwrap();
         assert_eq!(indptr.len(), n + 1);
         for r in 0..n {
             assert_eq!(indptr[r], 2 * r as i64);
             assert_eq!(&indices[2 * r..2 * r + 2], &[0, 1 + (r as i64 % 7)]);
             assert_eq!(data[2 * r], r as f32);
         }
+    }
+
+    #[test]
+    fn reports_progress_between_blocks_and_stops_on_request() {
+        struct StopAfterFirst(std::sync::Mutex<Vec<u64>>);
+        impl Monitor for StopAfterFirst {
+            fn progress(&self, done: u64) -> Result<()> {
+                let mut seen = self.0.lock().map_err(|_| Error::Interrupted)?;
+                seen.push(done);
+                if seen.len() > 1 {
+                    return Err(Error::Interrupted);
+                }
+                Ok(())
+            }
+        }
+        let n = BLOCK_ROWS * 3;
+        let values = vec![1.0f32; n];
+        let monitor = StopAfterFirst(std::sync::Mutex::new(Vec::new()));
+        let result = assemble(
+            &[Block::Numeric {
+                values: &values,
+                column: 0,
+            }],
+            n,
+            &monitor,
+        );
+        assert!(matches!(result, Err(Error::Interrupted)));
+        assert_eq!(*monitor.0.lock().unwrap(), [BLOCK_ROWS as u64, 2 * BLOCK_ROWS as u64]);
     }
 
     #[test]
@@ -285,7 +326,7 @@ mod tests {
                 size: 5,
             },
         ];
-        let err = assemble(&blocks, 2).unwrap_err().to_string();
+        let err = assemble(&blocks, 2, &Unmonitored).unwrap_err().to_string();
         assert!(err.contains("row 1, block 1"), "{err}");
         let bad = [-2];
         let err = assemble(
@@ -295,6 +336,7 @@ mod tests {
                 size: 5,
             }],
             1,
+            &Unmonitored,
         )
         .unwrap_err()
         .to_string();
@@ -309,6 +351,7 @@ mod tests {
                 column: 0,
             }],
             2,
+            &Unmonitored,
         )
         .unwrap_err();
         assert!(err.to_string().contains("1 values for 2 rows"));
@@ -321,20 +364,20 @@ mod tests {
             size: 1,
             normalize: false,
         };
-        assert!(assemble(&[block], 1).is_err());
+        assert!(assemble(&[block], 1, &Unmonitored).is_err());
         let big = Block::OneHot {
             codes: &[0],
             offset: u64::MAX,
             size: 2,
         };
-        assert!(assemble(&[big], 1).is_err());
+        assert!(assemble(&[big], 1, &Unmonitored).is_err());
     }
 
     #[test]
     fn empty_input() {
-        let (indptr, indices, data) = assemble(&[], 0).unwrap();
+        let (indptr, indices, data) = assemble(&[], 0, &Unmonitored).unwrap();
         assert_eq!((indptr, indices.len(), data.len()), (vec![0], 0, 0));
-        let (indptr, _, _) = assemble(&[], 2).unwrap();
+        let (indptr, _, _) = assemble(&[], 2, &Unmonitored).unwrap();
         assert_eq!(indptr, vec![0, 0, 0]);
     }
 }

@@ -59,7 +59,7 @@ fn assemble_features<'py>(
     n_threads: usize,
 ) -> PyResult<Assembled<'py>> {
     let slices = blocks.iter().map(PyBlock::as_block).collect::<PyResult<Vec<_>>>()?;
-    let (indptr, indices, data) = run(py, n_threads, None, |_monitor| assemble(&slices, n_rows))?;
+    let (indptr, indices, data) = run(py, n_threads, None, |monitor| assemble(&slices, n_rows, monitor))?;
     Ok((indptr.into_pyarray(py), indices.into_pyarray(py), data.into_pyarray(py)))
 }
 
