@@ -18,8 +18,12 @@ def test_demo_runs_the_whole_pipeline(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "identical: True" in printed and "top-10 for user 0:" in printed
     assert "test RMSE" in printed and "most popular: precision@10" in printed
+    assert "ranking FM: precision@10" in printed and "the random 10 ratings of each user" in printed
+    ratings = fmfast.datasets.synthetic_ratings(n_ratings=5000, seed=0)
+    train, _ = fmfast.evaluation.leave_n_out(ratings.users, 10, seed=0)
     X, y = fmfast.read_recordio(out)
-    assert X.shape == (4000, 943 + 1682) and set(np.unique(y)) <= {1, 2, 3, 4, 5}
+    assert X.shape == (len(train), 943 + 1682) and set(np.unique(y)) <= {1, 2, 3, 4, 5}
+    np.testing.assert_array_equal(y, ratings.ratings[train])
     assert (X.sum(axis=1) == 2).all()
 
 

@@ -10,7 +10,8 @@
 * SageMaker FM inference wire formats: :func:`parse_request`, :func:`serialize_request`,
   :func:`parse_response`, :func:`serialize_response`.
 * Recommendation: rating loaders (:func:`load_ratings`), exact top-K by the FM algebra
-  (:func:`recommend`, :func:`similar_items`), splits and metrics in :mod:`fmfast.evaluation`.
+  (:func:`recommend`, :func:`similar_items`), splits and metrics in :mod:`fmfast.evaluation`,
+  implicit-feedback training pairs for ranking in :mod:`fmfast.implicit`.
 * Synthetic MovieLens-shaped ratings for demos and tests: :func:`fmfast.datasets.synthetic_ratings`.
 """
 

@@ -24,13 +24,21 @@ class Ratings:
 
     def one_hot(self) -> tuple[sp.csr_array, np.ndarray]:
         """The classic FM encoding: one-hot user then one-hot item per rating, and the ratings."""
-        n = len(self.ratings)
-        rows = np.repeat(np.arange(n), 2)
-        cols = np.column_stack([self.users, self.n_users + self.items]).reshape(-1)
-        X = sp.csr_array(
-            (np.ones(2 * n, dtype=np.float32), (rows, cols)), shape=(n, self.n_users + self.n_items)
+        return user_item_one_hot(self.users, self.items, self.n_users, self.n_items), self.ratings.astype(
+            np.float32
         )
-        return X, self.ratings.astype(np.float32)
+
+
+def user_item_one_hot(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int) -> sp.csr_array:
+    """One row per pair: a 1 in column ``users[i]`` and in column ``n_users + items[i]`` (float32)."""
+    n = len(users)
+    columns = np.column_stack([users, n_users + np.asarray(items)]).reshape(-1)
+    indptr = np.arange(0, 2 * n + 1, 2, dtype=np.int64)
+    return sp.csr_array((np.ones(2 * n, dtype=np.float32), columns, indptr), shape=(n, n_users + n_items))
+
+
+#: How strongly taste decides which pairs are rated (logit per unit of taste).
+_SELECTION = 8.0
 
 
 def synthetic_ratings(
@@ -38,6 +46,10 @@ def synthetic_ratings(
 ) -> Ratings:
     """Generate ratings shaped like MovieLens-100K (its sizes are the defaults).
 
+    Users and items have skewed activity and popularity; ratings come from low-rank tastes plus
+    user and item biases and noise, rounded to 1..5. As in real data, users rate what appeals to
+    them: a (user, item) pair drawn by activity and popularity is kept with a probability that
+    grows with the user's taste for the item, so which items a user rated carries signal too.
     Each (user, item) pair occurs at most once; the same seed gives the same data.
     """
     if n_ratings > n_users * n_items:
@@ -46,17 +58,22 @@ def synthetic_ratings(
     user_weight = rng.pareto(1.5, n_users) + 1
     item_weight = 1.0 / np.arange(1, n_items + 1) ** 0.9
     item_weight = item_weight[rng.permutation(n_items)]
-    pairs = np.empty(0, dtype=np.int64)
-    while len(pairs) < n_ratings:
-        draw = n_ratings - len(pairs)
-        users = rng.choice(n_users, size=2 * draw, p=user_weight / user_weight.sum())
-        items = rng.choice(n_items, size=2 * draw, p=item_weight / item_weight.sum())
-        pairs = np.unique(np.concatenate([pairs, users * n_items + items]))
-    pairs = rng.permutation(pairs)[:n_ratings]
-    users, items = pairs // n_items, pairs % n_items
     user_factors = rng.normal(0, 1 / np.sqrt(rank), (n_users, rank))
     item_factors = rng.normal(0, 1 / np.sqrt(rank), (n_items, rank))
-    score = 3.5 + (user_factors[users] * item_factors[items]).sum(1) * 1.2
+
+    def taste(users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return 1.2 * (user_factors[users] * item_factors[items]).sum(1)
+
+    pairs = np.empty(0, dtype=np.int64)
+    while len(pairs) < n_ratings:
+        draw = 4 * (n_ratings - len(pairs))
+        users = rng.choice(n_users, size=draw, p=user_weight / user_weight.sum())
+        items = rng.choice(n_items, size=draw, p=item_weight / item_weight.sum())
+        kept = rng.random(draw) < 1 / (1 + np.exp(-_SELECTION * taste(users, items)))
+        pairs = np.unique(np.concatenate([pairs, users[kept] * n_items + items[kept]]))
+    pairs = rng.permutation(pairs)[:n_ratings]
+    users, items = pairs // n_items, pairs % n_items
+    score = 3.5 + taste(users, items)
     score += rng.normal(0, 0.3, n_users)[users] + rng.normal(0, 0.4, n_items)[items]
     ratings = np.clip(np.rint(score + rng.normal(0, 0.8, n_ratings)), 1, 5).astype(np.float32)
     return Ratings(users.astype(np.int64), items.astype(np.int64), ratings, n_users, n_items)
