@@ -71,6 +71,7 @@ unsafe fn score(block: &QueryBlock, panel: &Panel) -> Hits {
     let mut hits = Hits {
         scores: [[0.0; NR]; MR],
         mask: [0; MR],
+        any: 0,
     };
     for (r, acc_r) in acc.iter().enumerate() {
         let (us, uo, t) = (
@@ -91,6 +92,7 @@ unsafe fn score(block: &QueryBlock, panel: &Panel) -> Hits {
             mask |= (_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(x[g], t)) as u32) << (8 * g);
         }
         hits.mask[r] = mask;
+        hits.any |= mask;
         if mask != 0 {
             for (g, &xg) in x.iter().enumerate() {
                 // SAFETY: each score row holds NR floats, written as NR/8 groups of 8.

@@ -59,6 +59,8 @@ pub(super) struct Panel<'a> {
 pub(super) struct Hits {
     pub scores: [[f32; NR]; MR],
     pub mask: [u32; MR],
+    /// The OR of `mask`: zero when nothing passed (the common case, tested first).
+    pub any: u32,
 }
 
 /// A kernel: `score` computes [`Hits`] (inlined into the scan loop).
@@ -87,6 +89,7 @@ impl MicroKernel for Portable {
         let mut hits = Hits {
             scores: [[0.0; NR]; MR],
             mask: [0; MR],
+            any: 0,
         };
         for (r, acc_r) in acc.iter().enumerate() {
             for (j, &dot) in acc_r.iter().enumerate() {
@@ -94,6 +97,7 @@ impl MicroKernel for Portable {
                 hits.scores[r][j] = x;
                 hits.mask[r] |= u32::from(x >= block.thresholds[r]) << j;
             }
+            hits.any |= hits.mask[r];
         }
         hits
     }

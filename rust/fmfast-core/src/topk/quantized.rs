@@ -66,8 +66,11 @@ pub(super) fn quantize(s: &[f32], qmax: i32, q: &mut [i16]) -> Option<Row> {
     let (limit, a) = (f64::from(qmax), f64::from(scale));
     for (out, &x) in q.iter_mut().zip(s) {
         let x = f64::from(x);
+        // Rounds half away from zero through an integer conversion (no libm call); any rounding
+        // would do, since the error is measured below.
         let code = if a > 0.0 {
-            (x / a).round().clamp(-limit, limit)
+            let c = x / a;
+            ((c + 0.5f64.copysign(c)) as i64 as f64).clamp(-limit, limit)
         } else {
             0.0
         };

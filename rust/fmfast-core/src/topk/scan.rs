@@ -208,7 +208,7 @@ impl<'a> Pass<'a> {
                     thresholds: &self.thresholds[block],
                 };
                 let hits = kernel.score(&queries, &items);
-                if hits.mask != [0; MR] {
+                if hits.any != 0 {
                     self.take(block, panel, &hits.scores, &hits.mask);
                 }
             }
