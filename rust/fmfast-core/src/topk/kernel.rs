@@ -21,20 +21,24 @@ pub(super) enum Kernel {
 impl Kernel {
     /// The fastest kernel this CPU supports.
     pub fn detect() -> Self {
-        #[cfg(target_arch = "x86_64")]
-        if let Some(token) = super::avx2::Avx2::detect() {
-            return Kernel::Avx2(token);
-        }
-        Kernel::Portable
+        Self::avx2().unwrap_or(Kernel::Portable)
     }
 
     /// Every kernel this CPU supports (for tests).
     #[cfg(test)]
     pub fn available() -> Vec<Self> {
-        let mut kernels = vec![Kernel::Portable];
-        #[cfg(target_arch = "x86_64")]
-        kernels.extend(super::avx2::Avx2::detect().map(Kernel::Avx2));
-        kernels
+        [Some(Kernel::Portable), Self::avx2()].into_iter().flatten().collect()
+    }
+
+    /// The AVX2 kernel, where the CPU has AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    fn avx2() -> Option<Self> {
+        super::avx2::Avx2::detect().map(Kernel::Avx2)
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn avx2() -> Option<Self> {
+        None
     }
 }
 
