@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 import pytest
+from conftest import benchmarks_enabled
 from fmfast import _fmfast
 
 TOP = 10
@@ -20,7 +21,7 @@ def sizes(config: pytest.Config) -> tuple[int, int]:
     if "FMFAST_BENCH_TOPK" in os.environ:
         users, items = os.environ["FMFAST_BENCH_TOPK"].split(",")
         return int(users), int(items)
-    return (2_000, 500) if config.getoption("benchmark_disable") else (100_000, 20_000)
+    return (100_000, 20_000) if benchmarks_enabled(config) else (2_000, 500)
 
 
 def numpy_top_k(users, user_offsets, items, item_offsets, k, block=2048):

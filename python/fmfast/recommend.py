@@ -3,8 +3,10 @@
 For a query (user, context) ``x_u`` and an item ``x_i`` on disjoint feature columns the FM score is
 ``w0 + c_u + c_i + ⟨s_u, s_i⟩`` with ``s = Σ v x`` and ``c = w·x + ½(‖s‖² - Σ v²x²)``: per-side
 sums computed once, then an exact top-K over every (query, item) pair in Rust, in parallel, one
-block of queries at a time, so the full score matrix never exists. The result is what scoring
-every pair through ``predict`` and sorting would give (ties: lower item index first).
+block of queries at a time, so the full score matrix never exists: an int16 first pass with a
+proven error bound keeps the few items that can still make a query's top ``k``, and those are
+rescored exactly. The result is what scoring every pair through ``predict`` and sorting would give
+(ties: lower item index first).
 """
 
 from __future__ import annotations
