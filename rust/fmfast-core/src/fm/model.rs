@@ -72,7 +72,7 @@ impl<'a> Weights<'a> {
     }
 
     /// ŷ of one row; leaves `s_f = Σᵢ v_if xᵢ` in `s` (length k).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn score_row<I: CsrIndex, T: Feature>(&self, columns: &[I], values: &[T], s: &mut [f64]) -> f64 {
         let k = self.k;
         s.fill(0.0);
