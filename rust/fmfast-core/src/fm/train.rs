@@ -6,18 +6,19 @@
 //! sequentially and does not shuffle; callers who want shuffling permute the rows themselves.
 //!
 //! # One mini-batch
-//! 1. In parallel over chunks of rows: ŷ and `s_f = Σᵢ v_if xᵢ` of every row, with the weights as
-//!    they were before the batch.
-//! 2. In row order, on the calling thread: the loss statistics and the per-row gradient scale
+//! The threads (at most one per [`MIN_PARALLEL_ROWS`] batch rows) stay up for the whole call and
+//! meet at a spinning barrier twice a batch; no per-batch task is spawned and nothing is sorted.
+//! 1. Each thread, over its contiguous share of the rows: ŷ and `s_f = Σᵢ v_if xᵢ` with the
+//!    weights as they were before the batch, the loss, and the gradient scale
 //!    `g_r = ∂ℓ/∂ŷ · sample_weight · rescale_grad` (∂ℓ/∂ŷ = ŷ − y for the regressor,
-//!    σ(ŷ) − y for the classifier); the bias gradient `Σ_r g_r`.
-//! 3. Concurrently with 1., as it depends on X alone: the batch's (feature, entry) pairs sorted by
-//!    feature then entry, giving the distinct features in ascending order, each with its entries
-//!    in row order.
-//! 4. In parallel over disjoint ranges of those features: `∂/∂wᵢ = Σ_r g_r x_ri` and
-//!    `∂/∂v_if = Σ_r g_r x_ri (s_rf − v_if x_ri)`, summed in row order, then the optimizer update
-//!    of row `i` of `w` and `V` and of its state ([`super::optim`]). Rows of absent features are
-//!    never touched.
+//!    σ(ŷ) − y for the classifier). The weights of rows a few ahead are prefetched.
+//! 2. Thread 0 adds the loss statistics and the bias gradient `Σ_r g_r` in row order and updates
+//!    the bias. Every thread walks all the batch's entries in row order and keeps those of the
+//!    features it owns (a hash of the feature picks the owner), summing
+//!    `∂/∂wᵢ = Σ_r g_r x_ri` and `∂/∂v_if = Σ_r g_r x_ri (s_rf − v_if x_ri)` into a slot per
+//!    feature (found through a per-feature mark, so nothing is sorted); then it applies the
+//!    optimizer update to row `i` of `w` and `V` and of its state ([`super::optim`]), prefetching
+//!    the rows of the features a few ahead. Rows of absent features are never touched.
 //!
 //! Every sum is taken in row order whatever the thread count, so results are bit-identical for
 //! any `n_threads`, not only for a fixed one.
@@ -414,8 +415,10 @@ impl SpinBarrier {
 }
 
 /// Rows (phase 1) and features (phase 2) looked ahead when prefetching weights and state.
-const PREFETCH_ROWS: usize = 8;
-const PREFETCH_FEATURES: usize = 8;
+const PREFETCH_ROWS: usize = 16;
+const PREFETCH_FEATURES: usize = 16;
+/// Factor state values a feature up to which phase 1 prefetches the state as well.
+const SMALL_STATE: usize = 32;
 
 /// Asks the CPU to start loading the cache lines of `len` values from `ptr` (a hint: no effect
 /// on results). The model is far larger than the caches and each batch touches rows spread
@@ -571,7 +574,7 @@ impl<I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'_, I, T, M> {
     /// Phase 1 for batch rows `share` (of `n` from `start`): `s`, ŷ, loss and `g_r`.
     #[inline(always)]
     fn score_rows(&self, start: usize, share: Range<usize>, n: usize) {
-        let (data, k, m) = (self.data, self.k, &self.model);
+        let (data, k, m, ns) = (self.data, self.k, &self.model, self.n_slots);
         let x = data.x;
         // SAFETY: no thread writes the weights in this phase; each writes its own rows of scratch.
         let view = unsafe {
@@ -605,6 +608,12 @@ impl<I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'_, I, T, M> {
                     prefetch(m.linear.0.wrapping_add(i), 1);
                     prefetch(m.factors.0.wrapping_add(i * k), k);
                     prefetch(self.marks.as_ptr().wrapping_add(i), 1);
+                    // A small state too (a few lines a feature: the batch's fits the cache until
+                    // phase 2); a large one is prefetched in phase 2 only.
+                    if ns * k <= SMALL_STATE {
+                        prefetch(m.linear_state.0.wrapping_add(i * ns), ns);
+                        prefetch(m.factor_state.0.wrapping_add(i * ns * k), ns * k);
+                    }
                 }
             }
             let score = view.score_row(x.row_indices(row), &data.values[x.row_range(row)], s);
