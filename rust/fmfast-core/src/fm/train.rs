@@ -24,7 +24,8 @@
 //! any `n_threads`, not only for a fixed one.
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use rayon::prelude::*;
 
@@ -250,31 +251,135 @@ fn train<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
         outcome: vec![0; batch_rows],
     };
     let marks: Vec<AtomicU32> = (0..weights.linear.len()).map(|_| AtomicU32::new(NO_SLOT)).collect();
+    let schedule = Schedule::new(n_rows, config, threads);
     let trainer = Trainer {
         data,
         config,
         monitor,
         k,
         n_slots: config.optimizer.kind.n_slots(),
-        threads,
+        schedule,
         model: SharedModel::new(weights, state),
         scratch: SharedScratch::new(&mut scratch),
         marks: &marks,
-        barrier: SpinBarrier::new(threads),
+        claimed: AtomicU64::new(0),
+        finished: AtomicU64::new(0),
         bad_score: AtomicBool::new(false),
-        bad_weight: AtomicBool::new(false),
         stop: AtomicBool::new(false),
+        failure: Mutex::new(None),
+        stats: Mutex::new(vec![EpochStats::default(); config.epochs]),
         t0: state.t,
     };
-    let (result, t) = if threads == 1 {
-        trainer.run(0)
+    if threads == 1 {
+        trainer.run();
     } else {
-        let mut outcomes =
-            rayon::broadcast(|context| (context.index() < threads).then(|| trainer.run(context.index())));
-        outcomes.swap_remove(0).unwrap_or((Ok(Vec::new()), trainer.t0))
-    };
-    state.t = t;
-    result
+        rayon::broadcast(|context| {
+            if context.index() < threads {
+                trainer.run();
+            }
+        });
+    }
+    let t0 = trainer.t0;
+    let failure = trainer.failure.into_inner().unwrap_or_else(|e| e.into_inner());
+    let all_stats = trainer.stats.into_inner().unwrap_or_else(|e| e.into_inner());
+    if let Some((err, t)) = failure {
+        state.t = t;
+        return Err(err);
+    }
+    state.t = t0 + (schedule.batches * config.epochs) as u64;
+    monitor.progress((n_rows * config.epochs) as u64)?;
+    Ok(all_stats)
+}
+
+/// Which batch, phase and share of it a task is, from its number; every thread computes the same.
+///
+/// A batch is `a_tasks(n)` phase-1 tasks (consecutive rows) then `parts` phase-2 tasks (the
+/// features whose [`owner`] among `parts` is the task's). A task may start once every task
+/// numbered before its phase's first has finished.
+#[derive(Clone, Copy)]
+struct Schedule {
+    n_rows: usize,
+    batch_size: usize,
+    epochs: usize,
+    /// Batches an epoch.
+    batches: usize,
+    rows_per_task: usize,
+    parts: usize,
+    per_full_batch: usize,
+    per_epoch: usize,
+}
+
+/// A task: phase 1 over rows `rows` of the batch, or phase 2 over feature part `part`.
+struct Job {
+    epoch: usize,
+    batch: usize,
+    /// The batch's rows.
+    rows: Range<usize>,
+    /// Phase 1: the share of the batch (offsets); phase 2: `None`.
+    share: Option<Range<usize>>,
+    part: usize,
+    /// Number of the first task of this task's phase.
+    phase_start: u64,
+}
+
+impl Schedule {
+    fn new(n_rows: usize, config: &TrainConfig, threads: usize) -> Self {
+        let batch_size = config.batch_size.min(n_rows.max(1));
+        let (rows_per_task, parts) = if threads == 1 {
+            (batch_size, 1)
+        } else {
+            (batch_size.div_ceil(2 * threads).max(MIN_PARALLEL_ROWS / 2), 2 * threads)
+        };
+        let batches = n_rows.div_ceil(config.batch_size);
+        let last = n_rows - (batches.max(1) - 1) * config.batch_size;
+        let per_full_batch = config.batch_size.div_ceil(rows_per_task) + parts;
+        let per_last_batch = last.div_ceil(rows_per_task) + parts;
+        Schedule {
+            n_rows,
+            batch_size: config.batch_size,
+            epochs: config.epochs,
+            batches,
+            rows_per_task,
+            parts,
+            per_full_batch,
+            per_epoch: (batches.max(1) - 1) * per_full_batch + per_last_batch,
+        }
+    }
+
+    fn total(&self) -> u64 {
+        (self.per_epoch * self.epochs) as u64
+    }
+
+    fn job(&self, id: u64) -> Job {
+        let id = id as usize;
+        let (epoch, within) = (id / self.per_epoch, id % self.per_epoch);
+        let batch = (within / self.per_full_batch).min(self.batches - 1);
+        let offset = within - batch * self.per_full_batch;
+        let start = batch * self.batch_size;
+        let rows = start..(start + self.batch_size).min(self.n_rows);
+        let a_tasks = rows.len().div_ceil(self.rows_per_task);
+        let first = epoch * self.per_epoch + batch * self.per_full_batch;
+        if offset < a_tasks {
+            let share = offset * self.rows_per_task..((offset + 1) * self.rows_per_task).min(rows.len());
+            Job {
+                epoch,
+                batch,
+                rows,
+                share: Some(share),
+                part: 0,
+                phase_start: first as u64,
+            }
+        } else {
+            Job {
+                epoch,
+                batch,
+                rows,
+                share: None,
+                part: offset - a_tasks,
+                phase_start: (first + a_tasks) as u64,
+            }
+        }
+    }
 }
 
 /// Batch rows per thread below which training uses fewer threads.
@@ -374,46 +479,6 @@ impl SharedScratch {
     }
 }
 
-/// A reusable barrier for a fixed number of threads that spins, then yields.
-struct SpinBarrier {
-    threads: usize,
-    arrived: AtomicUsize,
-    generation: AtomicUsize,
-}
-
-impl SpinBarrier {
-    fn new(threads: usize) -> Self {
-        SpinBarrier {
-            threads,
-            arrived: AtomicUsize::new(0),
-            generation: AtomicUsize::new(0),
-        }
-    }
-
-    /// Returns once every thread has called `wait` (as many times); everything written before by
-    /// any thread is visible after.
-    fn wait(&self) {
-        if self.threads == 1 {
-            return;
-        }
-        let generation = self.generation.load(Ordering::Acquire);
-        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.threads {
-            self.arrived.store(0, Ordering::Relaxed);
-            self.generation.fetch_add(1, Ordering::Release);
-            return;
-        }
-        let mut spins = 0u32;
-        while self.generation.load(Ordering::Acquire) == generation {
-            if spins < SPINS_BEFORE_YIELD {
-                spins += 1;
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
-        }
-    }
-}
-
 /// Rows (phase 1) and features (phase 2) looked ahead when prefetching weights and state.
 const PREFETCH_ROWS: usize = 16;
 const PREFETCH_FEATURES: usize = 16;
@@ -465,110 +530,144 @@ struct Slots {
 
 /// Training state shared by the threads.
 ///
-/// Every thread runs [`Trainer::run`] and meets the others at a barrier twice a batch:
+/// The work is a fixed sequence of tasks ([`Schedule`]) that the threads claim in order from a
+/// counter; a task waits (spinning, then yielding) until every task of the phases before its
+/// own has finished. Per batch:
 ///
-/// 1. each scores its share of the batch's rows (contiguous) with the weights as they were
-///    before the batch, writing its rows of the scratch buffers;
-/// 2. thread 0 adds up the loss statistics and the bias gradient in row order and updates the
-///    bias; every thread walks all the batch's entries in row order, takes those of the features
-///    it owns ([`owner`]), sums their gradients and updates their rows of `w`, `V` and state.
+/// 1. phase 1, a few tasks of consecutive rows: `s`, ŷ, loss and `g_r` with the weights as they
+///    were before the batch, written to those rows of the scratch buffers;
+/// 2. phase 2, one task per part of the features ([`owner`]): the task of part 0 also adds up the
+///    loss statistics and the bias gradient in row order and updates the bias; each walks all
+///    the batch's entries in row order, takes those of its features, sums their gradients and
+///    updates their rows of `w`, `V` and state.
 ///
-/// Each feature's gradient is summed in row order by one thread, whatever the thread count, so
-/// results are bit-identical for any `n_threads`.
+/// Which thread runs a task does not matter: each feature's gradient is summed in row order by
+/// one task, so results are bit-identical for any `n_threads`; and a thread that the operating
+/// system pauses holds up the others only while it is inside a task.
 struct Trainer<'a, I, T, M: ?Sized> {
     data: &'a Data<'a, I, T>,
     config: &'a TrainConfig,
     monitor: &'a M,
     k: usize,
     n_slots: usize,
-    threads: usize,
+    schedule: Schedule,
     model: SharedModel,
     scratch: SharedScratch,
-    /// Per feature: its slot in its owner's [`Slots`] during a batch, else [`NO_SLOT`].
+    /// Per feature: its slot in its task's [`Slots`] during a batch, else [`NO_SLOT`].
     marks: &'a [AtomicU32],
-    barrier: SpinBarrier,
+    /// Tasks claimed so far (the next task's number).
+    claimed: AtomicU64,
+    /// Tasks finished so far.
+    finished: AtomicU64,
     bad_score: AtomicBool,
-    bad_weight: AtomicBool,
     stop: AtomicBool,
+    /// The error that stopped training, with the update count at that point.
+    failure: Mutex<Option<(Error, u64)>>,
+    stats: Mutex<Vec<EpochStats>>,
     t0: u64,
 }
 
-type RunResult = (Result<Vec<EpochStats>>, u64);
-
 impl<I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'_, I, T, M> {
-    /// The work of thread `tid`; thread 0's result is the training's (the others return empty
-    /// statistics) with the final update count.
-    fn run(&self, tid: usize) -> RunResult {
+    /// Claims and runs tasks until none is left or training stops.
+    fn run(&self) {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2.
-            return unsafe { self.run_avx2(tid) };
+            return unsafe { self.run_avx2() };
         }
-        self.run_body(tid)
+        self.run_body();
     }
 
     /// [`Trainer::run_body`] compiled for AVX2 (4 lanes of `f64`). No fused multiply-adds, so
     /// results are those of the portable build.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn run_avx2(&self, tid: usize) -> RunResult {
-        self.run_body(tid)
+    unsafe fn run_avx2(&self) {
+        self.run_body();
     }
 
     #[inline(always)]
-    fn run_body(&self, tid: usize) -> RunResult {
-        let config = self.config;
-        let n_rows = self.data.x.n_rows();
+    fn run_body(&self) {
+        let schedule = &self.schedule;
         let mut slots = Slots::default();
-        let mut all_stats = Vec::with_capacity(config.epochs);
-        let (mut done, mut reported, mut t) = (0u64, 0u64, self.t0);
-        let mut stopped = None;
-        for epoch in 0..config.epochs {
-            let mut stats = EpochStats::default();
-            for (batch, start) in (0..n_rows).step_by(config.batch_size).enumerate() {
-                let rows = start..(start + config.batch_size).min(n_rows);
-                let n = rows.len();
-                done += n as u64;
-                t += 1;
-                let diverged = |what: String| Error::Diverged {
-                    epoch: epoch as u64,
-                    batch: batch as u64,
-                    what,
-                };
-                self.score_rows(rows.start, n * tid / self.threads..n * (tid + 1) / self.threads, n);
-                self.barrier.wait();
-                if self.bad_score.load(Ordering::Relaxed) {
-                    return (self.first_bad_score(rows).map_err(diverged).map(|()| Vec::new()), t);
-                }
-                if tid == 0 && !self.add_stats_and_update_bias(n, t, &mut stats) {
-                    self.bad_weight.store(true, Ordering::Relaxed);
-                }
-                if !self.update_features(tid, rows, t, &mut slots) {
-                    self.bad_weight.store(true, Ordering::Relaxed);
-                }
-                if tid == 0 && done - reported >= PROGRESS_ROWS {
-                    reported = done;
-                    if let Err(err) = self.monitor.progress(done) {
-                        stopped = Some(err);
-                        self.stop.store(true, Ordering::Relaxed);
-                    }
-                }
-                self.barrier.wait();
-                if self.bad_weight.load(Ordering::Relaxed) {
-                    return (Err(diverged("a weight".to_string())), t);
-                }
-                if self.stop.load(Ordering::Relaxed) {
-                    return (Err(stopped.unwrap_or(Error::Interrupted)), t);
+        loop {
+            let id = self.claimed.fetch_add(1, Ordering::Relaxed);
+            if id >= schedule.total() || self.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let task = schedule.job(id);
+            if !self.wait_for(task.phase_start) {
+                return;
+            }
+            self.run_task(&task, &mut slots);
+            self.finished.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// Waits until `count` tasks have finished; `false` when training stopped meanwhile.
+    fn wait_for(&self, count: u64) -> bool {
+        let mut spins = 0u32;
+        while self.finished.load(Ordering::Acquire) < count {
+            if self.stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            if spins < SPINS_BEFORE_YIELD {
+                spins += 1;
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        !self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Records the error that stops training (the first one wins).
+    fn fail(&self, err: Error, t: u64) {
+        if let Ok(mut failure) = self.failure.lock() {
+            failure.get_or_insert((err, t));
+        }
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    #[inline(always)]
+    fn run_task(&self, task: &Job, slots: &mut Slots) {
+        let schedule = &self.schedule;
+        let n = task.rows.len();
+        if let Some(share) = &task.share {
+            self.score_rows(task.rows.start, share.clone(), n);
+            return;
+        }
+        let t = self.t0 + (task.epoch * schedule.batches + task.batch + 1) as u64;
+        let diverged = |what: String| Error::Diverged {
+            epoch: task.epoch as u64,
+            batch: task.batch as u64,
+            what,
+        };
+        if self.bad_score.load(Ordering::Relaxed) {
+            if task.part == 0 {
+                if let Err(what) = self.first_bad_score(task.rows.clone()) {
+                    self.fail(diverged(what), t);
                 }
             }
-            all_stats.push(stats);
+            return;
         }
-        if tid == 0 {
+        let mut finite = true;
+        if task.part == 0 {
+            let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+            finite &= self.add_stats_and_update_bias(n, t, &mut stats[task.epoch]);
+        }
+        finite &= self.update_features(task.part, schedule.parts, task.rows.clone(), t, slots);
+        if !finite {
+            self.fail(diverged("a weight".to_string()), t);
+            return;
+        }
+        let done = (task.epoch * schedule.n_rows + task.rows.end) as u64;
+        let before = done - n as u64;
+        if task.part == 0 && done / PROGRESS_ROWS > before / PROGRESS_ROWS {
             if let Err(err) = self.monitor.progress(done) {
-                return (Err(err), t);
+                self.fail(err, t);
             }
         }
-        (Ok(all_stats), t)
     }
 
     /// Phase 1 for batch rows `share` (of `n` from `start`): `s`, ŷ, loss and `g_r`.
@@ -695,10 +794,11 @@ impl<I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'_, I, T, M> {
             .apply(&[bias_grad], bias, first, second)
     }
 
-    /// Phase 2 for the features thread `tid` owns: gradients summed in row order, then updates.
+    /// Phase 2 for the features of part `part` of `parts`: gradients summed in row order, then
+    /// updates.
     #[inline(always)]
-    fn update_features(&self, tid: usize, rows: Range<usize>, t: u64, slots: &mut Slots) -> bool {
-        let (data, k, m, threads) = (self.data, self.k, &self.model, self.threads);
+    fn update_features(&self, part: usize, parts: usize, rows: Range<usize>, t: u64, slots: &mut Slots) -> bool {
+        let (data, k, m) = (self.data, self.k, &self.model);
         let x = data.x;
         let n = rows.len();
         // SAFETY: after the barrier the scratch buffers are only read.
@@ -712,7 +812,7 @@ impl<I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'_, I, T, M> {
             for (column, &value) in x.row_indices(row).iter().zip(&data.values[range]) {
                 // Columns were validated against d when the view was built.
                 let i = column.to_u64().unwrap_or(0) as usize;
-                if threads > 1 && owner(i, threads) != tid {
+                if parts > 1 && owner(i, parts) != part {
                     continue;
                 }
                 let mut slot = self.marks[i].load(Ordering::Relaxed);
