@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: setup demo dev test test-rust test-python lint bench bench-report clean
+.PHONY: setup demo dev test test-rust test-python lint bench bench-report bench-fm clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -51,6 +51,11 @@ bench:
 # BENCH_REPORT_ARGS: e.g. `--rows 200000`, `--json report.json`.
 bench-report:
 	SAGEMAKER_SUPPRESS_V2_WARNING=1 $(PY) benches/report.py $(BENCH_REPORT_ARGS)
+
+# FM training speed (5M generated ratings, and MovieLens-100K when FMFAST_MOVIELENS is set): fmfast on
+# 1 and 2 threads vs the NumPy reference, same run. BENCH_FM_ARGS: e.g. `--repeat 5 --json fm.json`.
+bench-fm: setup
+	$(PY) benches/fm_speed_report.py $(BENCH_FM_ARGS)
 
 clean:
 	cargo clean

@@ -16,44 +16,11 @@ implementation, threads and size in ``extra_info`` so a report can print ratios.
 
 from __future__ import annotations
 
-import io
-import os
-import zipfile
-from functools import cache
-
-import fmfast.datasets
 import numpy as np
 import pytest
-import scipy.sparse as sp
 from fmfast import FactorizationMachine
 from fmfast import _reference as ref
-
-_INTER = "recbole/dataset_example/ml-100k/ml-100k.inter"
-
-
-@cache
-def movielens() -> tuple[str, sp.csr_array, np.ndarray]:
-    """(source name, one-hot user+item CSR, ratings) of MovieLens-100K or its synthetic stand-in."""
-    path = os.environ.get("FMFAST_MOVIELENS")
-    if not path:
-        X, y = fmfast.datasets.synthetic_ratings().one_hot()
-        return "synthetic-100k", X, y
-    if path.endswith(".whl"):
-        with zipfile.ZipFile(path) as wheel:
-            text = wheel.read(_INTER).decode()
-    else:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    table = np.loadtxt(io.StringIO(text), skiprows=1, usecols=(0, 1, 2))
-    users = np.unique(table[:, 0], return_inverse=True)[1]
-    items = np.unique(table[:, 1], return_inverse=True)[1]
-    n, n_users = len(table), int(users.max()) + 1
-    rows = np.repeat(np.arange(n), 2)
-    cols = np.column_stack([users, n_users + items]).reshape(-1)
-    shape = (n, n_users + int(items.max()) + 1)
-    X = sp.csr_array((np.ones(2 * n, dtype=np.float32), (rows, cols)), shape=shape)
-    return "ml-100k", X, table[:, 2].astype(np.float32)
-
+from workloads import movielens
 
 PARAMS = {"epochs": 1, "mini_batch_size": 1000, "random_state": 0}
 

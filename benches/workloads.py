@@ -7,12 +7,16 @@ values and labels, from a fixed seed.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
+import zipfile
+from functools import cache
 from pathlib import Path
 from typing import IO, Any
 
 import fmfast
+import fmfast.datasets
 import numpy as np
 import scipy.sparse as sp
 
@@ -102,3 +106,51 @@ class Data:
         self.encoded = fmfast.encode_recordio(self.X, self.labels)
         self.path = directory / f"input-{rows}.recordio"
         self.path.write_bytes(self.encoded)
+
+
+#: The issue's training-speed set: 100,000 users x 20,000 items, 5,000,000 ratings.
+RATINGS_USERS, RATINGS_ITEMS, RATINGS_ROWS = 100_000, 20_000, 5_000_000
+
+
+def ratings_one_hot(
+    n_ratings: int = RATINGS_ROWS,
+    n_users: int = RATINGS_USERS,
+    n_items: int = RATINGS_ITEMS,
+    seed: int = SEED,
+) -> tuple[sp.csr_array, np.ndarray]:
+    """Low-rank ratings plus noise (:func:`fmfast.datasets.synthetic_ratings`) as one-hot user + item rows.
+
+    Smaller ``n_ratings`` scale the users and items down with it (at least 1,000 and 200), so a
+    smoke run keeps the shape of the full set.
+    """
+    scale = n_ratings / RATINGS_ROWS
+    if scale < 1.0:
+        n_users, n_items = max(1_000, int(n_users * scale)), max(200, int(n_items * scale))
+    return fmfast.datasets.synthetic_ratings(n_users, n_items, n_ratings, seed=seed).one_hot()
+
+
+_INTER = "recbole/dataset_example/ml-100k/ml-100k.inter"
+
+
+@cache
+def movielens() -> tuple[str, sp.csr_array, np.ndarray]:
+    """(source name, one-hot user+item CSR, ratings) of MovieLens-100K or its synthetic stand-in."""
+    path = os.environ.get("FMFAST_MOVIELENS")
+    if not path:
+        X, y = fmfast.datasets.synthetic_ratings().one_hot()
+        return "synthetic-100k", X, y
+    if path.endswith(".whl"):
+        with zipfile.ZipFile(path) as wheel:
+            text = wheel.read(_INTER).decode()
+    else:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    table = np.loadtxt(io.StringIO(text), skiprows=1, usecols=(0, 1, 2))
+    users = np.unique(table[:, 0], return_inverse=True)[1]
+    items = np.unique(table[:, 1], return_inverse=True)[1]
+    n, n_users = len(table), int(users.max()) + 1
+    rows = np.repeat(np.arange(n), 2)
+    cols = np.column_stack([users, n_users + items]).reshape(-1)
+    shape = (n, n_users + int(items.max()) + 1)
+    X = sp.csr_array((np.ones(2 * n, dtype=np.float32), (rows, cols)), shape=shape)
+    return "ml-100k", X, table[:, 2].astype(np.float32)

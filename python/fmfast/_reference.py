@@ -158,7 +158,12 @@ def fit(
         for start in range(0, n, batch):
             Xb, yb = X[start : start + batch], y[start : start + batch]
             state["t"] += 1
-            y_hat, s = scores(Xb, state)
+            # The batch over its present columns only, so a batch costs O(k * nnz), not O(k * d).
+            present, columns = np.unique(Xb.indices, return_inverse=True)
+            Xb = sp.csr_array((Xb.data, columns.reshape(-1), Xb.indptr), shape=(Xb.shape[0], len(present)))
+            V = state["factors"][present]
+            local = {"bias": state["bias"], "linear": state["linear"][present], "factors": V}
+            y_hat, s = scores(Xb, local)
             if not np.isfinite(y_hat).all():
                 raise FloatingPointError("training diverged")
             if params["predictor_type"] == "regressor":
@@ -178,16 +183,12 @@ def fit(
                 ]
             rescale = params["rescale_grad"] or 1.0 / Xb.shape[0]
             g = dloss * weights[start : start + batch] * rescale
-            present = np.unique(Xb.indices)
-            V = state["factors"]
             grad_linear = Xb.T @ g
             grad_factors = Xb.T @ (g[:, None] * s) - (Xb.multiply(Xb).T @ g)[:, None] * V
             t = state["t"]
             _update(params, "bias", t, state["bias"], state["bias_state"], slice(None), np.array([g.sum()]))
-            _update(
-                params, "linear", t, state["linear"], state["linear_state"], present, grad_linear[present]
-            )
-            _update(params, "factors", t, V, state["factors_state"], present, grad_factors[present])
+            _update(params, "linear", t, state["linear"], state["linear_state"], present, grad_linear)
+            _update(params, "factors", t, state["factors"], state["factors_state"], present, grad_factors)
         tp, fp, tn, fn = (int(c) for c in confusion)
         history.append(metrics(params["predictor_type"], loss_sum, n, (tp, fp, tn, fn)))
     return state, history

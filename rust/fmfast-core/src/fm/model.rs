@@ -72,7 +72,11 @@ impl<'a> Weights<'a> {
     }
 
     /// ŷ of one row; leaves `s_f = Σᵢ v_if xᵢ` in `s` (length k).
-    #[inline]
+    ///
+    /// `Σ_f v_if² xᵢ²` is taken as `xᵢ² · Σ_f v_if²` and every sum over f in four interleaved
+    /// lanes ([`sum_of_squares`]), so that the loops vectorise and no long chain of dependent
+    /// additions remains.
+    #[inline(always)]
     pub(crate) fn score_row<I: CsrIndex, T: Feature>(&self, columns: &[I], values: &[T], s: &mut [f64]) -> f64 {
         let k = self.k;
         s.fill(0.0);
@@ -83,15 +87,33 @@ impl<'a> Weights<'a> {
             let i = column.to_u64().unwrap_or(0) as usize;
             let x = x.to_f64();
             linear += self.linear[i] * x;
-            for (sf, &v) in s.iter_mut().zip(&self.factors[i * k..(i + 1) * k]) {
-                let vx = v * x;
-                *sf += vx;
-                squares += vx * vx;
+            let v = &self.factors[i * k..(i + 1) * k];
+            for (sf, &v) in s.iter_mut().zip(v) {
+                *sf += v * x;
             }
+            squares += x * x * sum_of_squares(v);
         }
-        let sum_sq: f64 = s.iter().map(|sf| sf * sf).sum();
-        linear + 0.5 * (sum_sq - squares)
+        linear + 0.5 * (sum_of_squares(s) - squares)
     }
+}
+
+/// `Σ aᵢ²`, summed in four lanes (`i mod 4`) combined as `(l0 + l1) + (l2 + l3)`, then the
+/// remainder in order: a fixed order, whatever the thread count.
+#[inline(always)]
+pub(crate) fn sum_of_squares(a: &[f64]) -> f64 {
+    let mut lanes = [0.0; 4];
+    let chunks = a.chunks_exact(4);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (lane, &value) in lanes.iter_mut().zip(chunk) {
+            *lane += value * value;
+        }
+    }
+    let mut total = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+    for &value in rest {
+        total += value * value;
+    }
+    total
 }
 
 /// Mutable weights, updated in place by training.

@@ -185,7 +185,7 @@ pub(crate) struct Rule {
 impl Rule {
     /// Updates `weights` with `grads` (same length); `first`/`second` are the state slots (empty
     /// when the rule keeps fewer). Returns whether every updated weight is finite.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn apply(&self, grads: &[f64], weights: &mut [f64], first: &mut [f64], second: &mut [f64]) -> bool {
         let Rule {
             lr,

@@ -6,28 +6,31 @@
 //! sequentially and does not shuffle; callers who want shuffling permute the rows themselves.
 //!
 //! # One mini-batch
-//! 1. In parallel over chunks of rows: ŷ and `s_f = Σᵢ v_if xᵢ` of every row, with the weights as
-//!    they were before the batch.
-//! 2. In row order, on the calling thread: the loss statistics and the per-row gradient scale
+//! The threads (at most one per [`MIN_PARALLEL_ROWS`] batch rows) stay up for the whole call and
+//! meet at a spinning barrier twice a batch; no per-batch task is spawned and nothing is sorted.
+//! 1. Each thread, over its contiguous share of the rows: ŷ and `s_f = Σᵢ v_if xᵢ` with the
+//!    weights as they were before the batch, the loss, and the gradient scale
 //!    `g_r = ∂ℓ/∂ŷ · sample_weight · rescale_grad` (∂ℓ/∂ŷ = ŷ − y for the regressor,
-//!    σ(ŷ) − y for the classifier); the bias gradient `Σ_r g_r`.
-//! 3. Concurrently with 1., as it depends on X alone: the batch's (feature, entry) pairs sorted by
-//!    feature then entry, giving the distinct features in ascending order, each with its entries
-//!    in row order.
-//! 4. In parallel over disjoint ranges of those features: `∂/∂wᵢ = Σ_r g_r x_ri` and
-//!    `∂/∂v_if = Σ_r g_r x_ri (s_rf − v_if x_ri)`, summed in row order, then the optimizer update
-//!    of row `i` of `w` and `V` and of its state ([`super::optim`]). Rows of absent features are
-//!    never touched.
+//!    σ(ŷ) − y for the classifier). The weights of rows a few ahead are prefetched.
+//! 2. Thread 0 adds the loss statistics and the bias gradient `Σ_r g_r` in row order and updates
+//!    the bias. Every thread walks all the batch's entries in row order and keeps those of the
+//!    features it owns (a hash of the feature picks the owner), summing
+//!    `∂/∂wᵢ = Σ_r g_r x_ri` and `∂/∂v_if = Σ_r g_r x_ri (s_rf − v_if x_ri)` into a slot per
+//!    feature (found through a per-feature mark, so nothing is sorted); then it applies the
+//!    optimizer update to row `i` of `w` and `V` and of its state ([`super::optim`]), prefetching
+//!    the rows of the features a few ahead. Rows of absent features are never touched.
 //!
 //! Every sum is taken in row order whatever the thread count, so results are bit-identical for
 //! any `n_threads`, not only for a fixed one.
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use rayon::prelude::*;
 
-use super::model::{check_values, Task, WeightsMut};
-use super::optim::{Optimizer, Rule};
+use super::model::{check_values, Task, Weights, WeightsMut};
+use super::optim::Optimizer;
 use super::{log_loss, sigmoid, Feature};
 use crate::csr::{CsrIndex, CsrView, Values};
 use crate::error::{Error, Result};
@@ -90,10 +93,6 @@ pub struct EpochStats {
 
 /// Rows between two progress reports.
 const PROGRESS_ROWS: u64 = 1 << 16;
-/// Rows per rayon task when scoring a batch.
-const ROWS_PER_TASK: usize = 64;
-/// Distinct features per rayon task when updating.
-const FEATURES_PER_TASK: usize = 64;
 
 /// Trains for `config.epochs` passes over `x`, updating `weights` and `state` in place, and
 /// returns the statistics of each epoch. `labels` (and `sample_weight`, which scales each row's
@@ -220,25 +219,6 @@ struct Data<'a, I, T> {
     sample_weight: Option<&'a [f64]>,
 }
 
-/// Buffers reused from one mini-batch to the next.
-#[derive(Default)]
-struct Workspace {
-    /// `s_rf`, batch rows × k.
-    s: Vec<f64>,
-    /// ŷ of each batch row.
-    scores: Vec<f64>,
-    /// `g_r` of each batch row.
-    g: Vec<f64>,
-    /// `feature << 32 | entry`, entry counted from the batch's first entry; sorted.
-    keys: Vec<u64>,
-    /// Batch row of each entry.
-    entry_row: Vec<u32>,
-    /// Distinct features of the batch, ascending.
-    features: Vec<u32>,
-    /// `keys[starts[u]..starts[u + 1]]` are the entries of `features[u]`.
-    starts: Vec<u32>,
-}
-
 fn train<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
     data: &Data<'_, I, T>,
     weights: &mut WeightsMut<'_>,
@@ -256,283 +236,652 @@ fn train<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
             )));
         }
     }
-    let mut workspace = Workspace::default();
-    let mut all_stats = Vec::with_capacity(config.epochs);
-    let (mut done, mut reported) = (0u64, 0u64);
-    for epoch in 0..config.epochs {
-        let mut stats = EpochStats::default();
-        for (batch, start) in (0..n_rows).step_by(config.batch_size).enumerate() {
-            let rows = start..(start + config.batch_size).min(n_rows);
-            done += rows.len() as u64;
-            state.t += 1;
-            train_batch(data, rows, weights, state, config, &mut workspace, &mut stats).map_err(|what| {
-                Error::Diverged {
-                    epoch: epoch as u64,
-                    batch: batch as u64,
-                    what,
-                }
-            })?;
-            if done - reported >= PROGRESS_ROWS {
-                monitor.progress(done)?;
-                reported = done;
+    let batch_rows = config.batch_size.min(n_rows);
+    let threads = if batch_rows < MIN_PARALLEL_ROWS {
+        1
+    } else {
+        rayon::current_num_threads().clamp(1, batch_rows / MIN_PARALLEL_ROWS)
+    };
+    let k = weights.k;
+    let mut scratch = Scratch {
+        s: vec![0.0; batch_rows * k],
+        scores: vec![0.0; batch_rows],
+        g: vec![0.0; batch_rows],
+        loss: vec![0.0; batch_rows],
+        outcome: vec![0; batch_rows],
+    };
+    let marks: Vec<AtomicU32> = (0..weights.linear.len()).map(|_| AtomicU32::new(NO_SLOT)).collect();
+    let schedule = Schedule::new(n_rows, config, threads);
+    let trainer = Trainer {
+        data,
+        config,
+        monitor,
+        k,
+        n_slots: config.optimizer.kind.n_slots(),
+        schedule,
+        model: SharedModel::new(weights, state),
+        scratch: SharedScratch::new(&mut scratch),
+        marks: &marks,
+        claimed: AtomicU64::new(0),
+        finished: AtomicU64::new(0),
+        bad_score: AtomicBool::new(false),
+        stop: AtomicBool::new(false),
+        failure: Mutex::new(None),
+        stats: Mutex::new(vec![EpochStats::default(); config.epochs]),
+        t0: state.t,
+    };
+    if threads == 1 {
+        trainer.run();
+    } else {
+        rayon::broadcast(|context| {
+            if context.index() < threads {
+                trainer.run();
             }
-        }
-        all_stats.push(stats);
+        });
     }
-    monitor.progress(done)?;
+    let t0 = trainer.t0;
+    let failure = trainer.failure.into_inner().unwrap_or_else(|e| e.into_inner());
+    let all_stats = trainer.stats.into_inner().unwrap_or_else(|e| e.into_inner());
+    if let Some((err, t)) = failure {
+        state.t = t;
+        return Err(err);
+    }
+    state.t = t0 + (schedule.batches * config.epochs) as u64;
+    monitor.progress((n_rows * config.epochs) as u64)?;
     Ok(all_stats)
 }
 
-/// One mini-batch; `Err` names what became non-finite.
-fn train_batch<I: CsrIndex, T: Feature>(
-    data: &Data<'_, I, T>,
+/// Which batch, phase and share of it a task is, from its number; every thread computes the same.
+///
+/// A batch is `a_tasks(n)` phase-1 tasks (consecutive rows) then `parts` phase-2 tasks (the
+/// features whose [`owner`] among `parts` is the task's). A task may start once every task
+/// numbered before its phase's first has finished.
+#[derive(Clone, Copy)]
+struct Schedule {
+    n_rows: usize,
+    batch_size: usize,
+    epochs: usize,
+    /// Batches an epoch.
+    batches: usize,
+    rows_per_task: usize,
+    parts: usize,
+    per_full_batch: usize,
+    per_epoch: usize,
+}
+
+/// A task: phase 1 over rows `rows` of the batch, or phase 2 over feature part `part`.
+struct Job {
+    epoch: usize,
+    batch: usize,
+    /// The batch's rows.
     rows: Range<usize>,
-    weights: &mut WeightsMut<'_>,
-    state: &mut OptimizerState<'_>,
-    config: &TrainConfig,
-    ws: &mut Workspace,
-    stats: &mut EpochStats,
-) -> std::result::Result<(), String> {
-    let (x, k, n) = (data.x, weights.k, rows.len());
-    let start = rows.start;
+    /// Phase 1: the share of the batch (offsets); phase 2: `None`.
+    share: Option<Range<usize>>,
+    part: usize,
+    /// Number of the first task of this task's phase.
+    phase_start: u64,
+}
 
-    // 1. Scores and s of every row, in parallel; meanwhile (3.) the entries grouped by feature,
-    // which depend on X alone.
-    ws.s.resize(n * k, 0.0);
-    ws.scores.resize(n, 0.0);
-    ws.g.resize(n, 0.0);
-    let view = weights.view();
-    let Workspace {
-        s,
-        scores,
-        g,
-        keys,
-        entry_row,
-        features,
-        starts,
-    } = ws;
-    rayon::join(
-        || {
-            s[..n * k]
-                .par_chunks_mut(ROWS_PER_TASK * k)
-                .zip(scores[..n].par_chunks_mut(ROWS_PER_TASK))
-                .enumerate()
-                .for_each(|(task, (s, scores))| {
-                    for (offset, (s, score)) in s.chunks_mut(k).zip(scores).enumerate() {
-                        let row = start + task * ROWS_PER_TASK + offset;
-                        *score = view.score_row(x.row_indices(row), &data.values[x.row_range(row)], s);
-                    }
-                });
-        },
-        || group_entries(x, rows.clone(), keys, entry_row, features, starts),
-    );
-
-    // 2. Loss statistics and gradient scales, in row order.
-    let rescale = config.optimizer.rescale_grad.unwrap_or(1.0 / n as f64);
-    let mut bias_grad = 0.0;
-    for (offset, (&score, g)) in scores[..n].iter().zip(&mut g[..n]).enumerate() {
-        let row = start + offset;
-        if !score.is_finite() {
-            return Err(format!("the prediction for row {row}"));
-        }
-        let y = data.labels[row];
-        let dloss = match config.task {
-            Task::Regressor => {
-                stats.loss_sum += (score - y) * (score - y);
-                score - y
-            }
-            Task::BinaryClassifier => {
-                let p = sigmoid(score);
-                stats.loss_sum += log_loss(score, y);
-                match (p >= 0.5, y == 1.0) {
-                    (true, true) => stats.true_positives += 1,
-                    (true, false) => stats.false_positives += 1,
-                    (false, false) => stats.true_negatives += 1,
-                    (false, true) => stats.false_negatives += 1,
-                }
-                p - y
-            }
+impl Schedule {
+    fn new(n_rows: usize, config: &TrainConfig, threads: usize) -> Self {
+        let batch_size = config.batch_size.min(n_rows.max(1));
+        let (rows_per_task, parts) = if threads == 1 {
+            (batch_size, 1)
+        } else {
+            (batch_size.div_ceil(2 * threads).max(MIN_PARALLEL_ROWS / 2), 2 * threads)
         };
-        let weight = data.sample_weight.map_or(1.0, |w| w[row]);
-        *g = dloss * weight * rescale;
-        bias_grad += *g;
-    }
-    stats.rows += n as u64;
-
-    // 4. Bias, then the rows of the features present, in parallel.
-    let first_entry = x.row_range(start).start;
-    let optimizer = &config.optimizer;
-    let t = state.t;
-    let (bias_first, bias_second) = slots(state.bias, 1);
-    let mut finite = optimizer.rule(optimizer.bias, t).apply(
-        &[bias_grad],
-        std::slice::from_mut(weights.bias),
-        bias_first,
-        bias_second,
-    );
-    let n_slots = optimizer.kind.n_slots();
-    let target = Rows {
-        base: 0,
-        linear: weights.linear,
-        factors: weights.factors,
-        linear_state: state.linear,
-        factor_state: state.factors,
-    };
-    let update = Update {
-        k,
-        n_slots,
-        keys,
-        entry_row,
-        values: &data.values[first_entry..],
-        g,
-        s,
-        linear: optimizer.rule(optimizer.linear, t),
-        factors: optimizer.rule(optimizer.factors, t),
-    };
-    finite &= update.rows(features, starts, target);
-    if finite {
-        Ok(())
-    } else {
-        Err("a weight".to_string())
-    }
-}
-
-/// Fills `keys` with `feature << 32 | entry` (entry counted from the batch's first entry, which
-/// [`train`] keeps below 2^32) sorted, `entry_row` with each entry's batch row, and `features` /
-/// `starts` with the distinct features and where their entries start in `keys`.
-fn group_entries<I: CsrIndex>(
-    x: &CsrView<'_, I>,
-    rows: Range<usize>,
-    keys: &mut Vec<u64>,
-    entry_row: &mut Vec<u32>,
-    features: &mut Vec<u32>,
-    starts: &mut Vec<u32>,
-) {
-    let first_entry = x.row_range(rows.start).start;
-    keys.clear();
-    entry_row.clear();
-    for (offset, row) in rows.enumerate() {
-        for (entry, column) in x.row_range(row).zip(x.row_indices(row)) {
-            keys.push(column.to_u64().unwrap_or(0) << 32 | (entry - first_entry) as u64);
-            entry_row.push(offset as u32);
+        let batches = n_rows.div_ceil(config.batch_size);
+        let last = n_rows - (batches.max(1) - 1) * config.batch_size;
+        let per_full_batch = config.batch_size.div_ceil(rows_per_task) + parts;
+        let per_last_batch = last.div_ceil(rows_per_task) + parts;
+        Schedule {
+            n_rows,
+            batch_size: config.batch_size,
+            epochs: config.epochs,
+            batches,
+            rows_per_task,
+            parts,
+            per_full_batch,
+            per_epoch: (batches.max(1) - 1) * per_full_batch + per_last_batch,
         }
     }
-    keys.sort_unstable();
-    features.clear();
-    starts.clear();
-    for (position, key) in keys.iter().enumerate() {
-        let feature = (key >> 32) as u32;
-        if features.last() != Some(&feature) {
-            features.push(feature);
-            starts.push(position as u32);
+
+    fn total(&self) -> u64 {
+        (self.per_epoch * self.epochs) as u64
+    }
+
+    fn job(&self, id: u64) -> Job {
+        let id = id as usize;
+        let (epoch, within) = (id / self.per_epoch, id % self.per_epoch);
+        let batch = (within / self.per_full_batch).min(self.batches - 1);
+        let offset = within - batch * self.per_full_batch;
+        let start = batch * self.batch_size;
+        let rows = start..(start + self.batch_size).min(self.n_rows);
+        let a_tasks = rows.len().div_ceil(self.rows_per_task);
+        let first = epoch * self.per_epoch + batch * self.per_full_batch;
+        if offset < a_tasks {
+            let share = offset * self.rows_per_task..((offset + 1) * self.rows_per_task).min(rows.len());
+            Job {
+                epoch,
+                batch,
+                rows,
+                share: Some(share),
+                part: 0,
+                phase_start: first as u64,
+            }
+        } else {
+            Job {
+                epoch,
+                batch,
+                rows,
+                share: None,
+                part: offset - a_tasks,
+                phase_start: (first + a_tasks) as u64,
+            }
         }
     }
-    starts.push(keys.len() as u32);
 }
 
-/// The first state slot of one weight group's row and the rest (the second slot, or nothing).
-fn slots(state: &mut [f64], len: usize) -> (&mut [f64], &mut [f64]) {
-    let at = len.min(state.len());
-    state.split_at_mut(at)
+/// Batch rows per thread below which training uses fewer threads.
+const MIN_PARALLEL_ROWS: usize = 64;
+/// `marks` value of a feature without a gradient slot.
+const NO_SLOT: u32 = u32::MAX;
+/// Busy-wait rounds at a barrier before yielding the core to others.
+const SPINS_BEFORE_YIELD: u32 = 1 << 8;
+
+/// Per-batch buffers, one entry (or `k`) per batch row.
+struct Scratch {
+    /// `s_rf`, rows × k.
+    s: Vec<f64>,
+    /// ŷ of each row.
+    scores: Vec<f64>,
+    /// `g_r` of each row.
+    g: Vec<f64>,
+    /// Loss of each row.
+    loss: Vec<f64>,
+    /// Classifier: 0 true positive, 1 false positive, 2 true negative, 3 false negative.
+    outcome: Vec<u8>,
 }
 
-/// The rows of `w`, `V` and their state from feature `base` on, split between tasks.
-struct Rows<'a> {
-    base: usize,
-    linear: &'a mut [f64],
-    factors: &'a mut [f64],
-    linear_state: &'a mut [f64],
-    factor_state: &'a mut [f64],
-}
+/// A raw pointer shared between the training threads.
+#[derive(Clone, Copy)]
+struct Ptr<E>(*mut E);
 
-impl<'a> Rows<'a> {
-    /// Rows before `feature`, and rows from `feature` on.
-    fn split_at(self, feature: usize, k: usize, n_slots: usize) -> (Rows<'a>, Rows<'a>) {
-        let at = feature - self.base;
-        let (linear_low, linear_high) = self.linear.split_at_mut(at);
-        let (factors_low, factors_high) = self.factors.split_at_mut(at * k);
-        let (linear_state_low, linear_state_high) = self.linear_state.split_at_mut(at * n_slots);
-        let (factor_state_low, factor_state_high) = self.factor_state.split_at_mut(at * n_slots * k);
-        (
-            Rows {
-                base: self.base,
-                linear: linear_low,
-                factors: factors_low,
-                linear_state: linear_state_low,
-                factor_state: factor_state_low,
-            },
-            Rows {
-                base: feature,
-                linear: linear_high,
-                factors: factors_high,
-                linear_state: linear_state_high,
-                factor_state: factor_state_high,
-            },
-        )
+// SAFETY: the threads access disjoint parts, or read only, between barriers (see `Trainer`).
+unsafe impl<E: Send> Send for Ptr<E> {}
+unsafe impl<E: Send> Sync for Ptr<E> {}
+
+impl<E> Ptr<E> {
+    fn of(slice: &mut [E]) -> Self {
+        Ptr(slice.as_mut_ptr())
+    }
+
+    /// `len` elements from `at`.
+    ///
+    /// # Safety
+    /// In bounds of the original slice, and no other live reference to them is written to.
+    #[inline(always)]
+    unsafe fn slice<'a>(self, at: usize, len: usize) -> &'a [E] {
+        std::slice::from_raw_parts(self.0.add(at), len)
+    }
+
+    /// # Safety
+    /// As [`Ptr::slice`], and no other live reference to them at all.
+    #[inline(always)]
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn slice_mut<'a>(self, at: usize, len: usize) -> &'a mut [E] {
+        std::slice::from_raw_parts_mut(self.0.add(at), len)
     }
 }
 
-/// What the per-feature gradient and update read.
-struct Update<'a, T> {
+/// The weights and optimizer state, as raw pointers (lengths checked by [`check_config`]).
+struct SharedModel {
+    d: usize,
+    bias: Ptr<f64>,
+    linear: Ptr<f64>,
+    factors: Ptr<f64>,
+    bias_state: Ptr<f64>,
+    linear_state: Ptr<f64>,
+    factor_state: Ptr<f64>,
+}
+
+impl SharedModel {
+    fn new(weights: &mut WeightsMut<'_>, state: &mut OptimizerState<'_>) -> Self {
+        SharedModel {
+            d: weights.linear.len(),
+            bias: Ptr(std::ptr::from_mut(weights.bias)),
+            linear: Ptr::of(weights.linear),
+            factors: Ptr::of(weights.factors),
+            bias_state: Ptr::of(state.bias),
+            linear_state: Ptr::of(state.linear),
+            factor_state: Ptr::of(state.factors),
+        }
+    }
+}
+
+struct SharedScratch {
+    s: Ptr<f64>,
+    scores: Ptr<f64>,
+    g: Ptr<f64>,
+    loss: Ptr<f64>,
+    outcome: Ptr<u8>,
+}
+
+impl SharedScratch {
+    fn new(scratch: &mut Scratch) -> Self {
+        SharedScratch {
+            s: Ptr::of(&mut scratch.s),
+            scores: Ptr::of(&mut scratch.scores),
+            g: Ptr::of(&mut scratch.g),
+            loss: Ptr::of(&mut scratch.loss),
+            outcome: Ptr::of(&mut scratch.outcome),
+        }
+    }
+}
+
+/// Rows (phase 1) and features (phase 2) looked ahead when prefetching weights and state.
+const PREFETCH_ROWS: usize = 16;
+const PREFETCH_FEATURES: usize = 16;
+/// Factor state values a feature up to which phase 1 prefetches the state as well.
+const SMALL_STATE: usize = 32;
+
+/// Asks the CPU to start loading the cache lines of `len` values from `ptr` (a hint: no effect
+/// on results). The model is far larger than the caches and each batch touches rows spread
+/// over all of it, so training waits on memory unless the loads are started ahead.
+#[inline(always)]
+fn prefetch<E>(ptr: *const E, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let bytes = len * std::mem::size_of::<E>();
+        if bytes == 0 {
+            return;
+        }
+        let start = ptr.cast::<i8>();
+        // Every 64-byte line from the one holding the first byte to the one holding the last.
+        let mut offset = -((start as usize % 64) as isize);
+        while offset < bytes as isize {
+            // SAFETY: prefetching never faults; the address is only a hint.
+            unsafe { _mm_prefetch(start.wrapping_offset(offset), _MM_HINT_T0) };
+            offset += 64;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (ptr, len);
+}
+
+/// Which thread updates feature `i` when `threads` share the work: a multiplicative hash, so
+/// that consecutive features (one-hot blocks) spread evenly.
+#[inline(always)]
+fn owner(i: usize, threads: usize) -> usize {
+    ((u64::from((i as u32).wrapping_mul(0x9e37_79b9)) * threads as u64) >> 32) as usize
+}
+
+/// Gradient slots of the features one thread updates in the current batch.
+#[derive(Default)]
+struct Slots {
+    /// The features, in order of first occurrence.
+    features: Vec<u32>,
+    /// `∂/∂wᵢ` of each.
+    linear: Vec<f64>,
+    /// `∂/∂vᵢ` of each, k apiece.
+    factors: Vec<f64>,
+}
+
+/// Training state shared by the threads.
+///
+/// The work is a fixed sequence of tasks ([`Schedule`]) that the threads claim in order from a
+/// counter; a task waits (spinning, then yielding) until every task of the phases before its
+/// own has finished. Per batch:
+///
+/// 1. phase 1, a few tasks of consecutive rows: `s`, ŷ, loss and `g_r` with the weights as they
+///    were before the batch, written to those rows of the scratch buffers;
+/// 2. phase 2, one task per part of the features ([`owner`]): the task of part 0 also adds up the
+///    loss statistics and the bias gradient in row order and updates the bias; each walks all
+///    the batch's entries in row order, takes those of its features, sums their gradients and
+///    updates their rows of `w`, `V` and state.
+///
+/// Which thread runs a task does not matter: each feature's gradient is summed in row order by
+/// one task, so results are bit-identical for any `n_threads`; and a thread that the operating
+/// system pauses holds up the others only while it is inside a task.
+struct Trainer<'a, I, T, M: ?Sized> {
+    data: &'a Data<'a, I, T>,
+    config: &'a TrainConfig,
+    monitor: &'a M,
     k: usize,
     n_slots: usize,
-    keys: &'a [u64],
-    entry_row: &'a [u32],
-    /// Values from the batch's first entry on.
-    values: &'a [T],
-    g: &'a [f64],
-    s: &'a [f64],
-    linear: Rule,
-    factors: Rule,
+    schedule: Schedule,
+    model: SharedModel,
+    scratch: SharedScratch,
+    /// Per feature: its slot in its task's [`Slots`] during a batch, else [`NO_SLOT`].
+    marks: &'a [AtomicU32],
+    /// Tasks claimed so far (the next task's number).
+    claimed: AtomicU64,
+    /// Tasks finished so far.
+    finished: AtomicU64,
+    bad_score: AtomicBool,
+    stop: AtomicBool,
+    /// The error that stopped training, with the update count at that point.
+    failure: Mutex<Option<(Error, u64)>>,
+    stats: Mutex<Vec<EpochStats>>,
+    t0: u64,
 }
 
-impl<T: Feature> Update<'_, T> {
-    /// Updates the rows of `features` (ascending, all at or after `rows.base`), splitting the
-    /// work in halves; returns whether every updated weight is finite.
-    fn rows(&self, features: &[u32], starts: &[u32], rows: Rows<'_>) -> bool {
-        if features.len() <= FEATURES_PER_TASK {
-            return self.leaf(features, starts, rows);
+impl<I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'_, I, T, M> {
+    /// Claims and runs tasks until none is left or training stops.
+    fn run(&self) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2.
+            return unsafe { self.run_avx2() };
         }
-        let mid = features.len() / 2;
-        let (low, high) = rows.split_at(features[mid] as usize, self.k, self.n_slots);
-        let (a, b) = rayon::join(
-            || self.rows(&features[..mid], &starts[..=mid], low),
-            || self.rows(&features[mid..], &starts[mid..], high),
-        );
-        a && b
+        self.run_body();
     }
 
-    fn leaf(&self, features: &[u32], starts: &[u32], rows: Rows<'_>) -> bool {
-        let k = self.k;
-        let mut grad = vec![0.0; k];
+    /// [`Trainer::run_body`] compiled for AVX2 (4 lanes of `f64`). No fused multiply-adds, so
+    /// results are those of the portable build.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn run_avx2(&self) {
+        self.run_body();
+    }
+
+    #[inline(always)]
+    fn run_body(&self) {
+        let schedule = &self.schedule;
+        let mut slots = Slots::default();
+        loop {
+            let id = self.claimed.fetch_add(1, Ordering::Relaxed);
+            if id >= schedule.total() || self.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let task = schedule.job(id);
+            if !self.wait_for(task.phase_start) {
+                return;
+            }
+            self.run_task(&task, &mut slots);
+            self.finished.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// Waits until `count` tasks have finished; `false` when training stopped meanwhile.
+    fn wait_for(&self, count: u64) -> bool {
+        let mut spins = 0u32;
+        while self.finished.load(Ordering::Acquire) < count {
+            if self.stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            if spins < SPINS_BEFORE_YIELD {
+                spins += 1;
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        !self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Records the error that stops training (the first one wins).
+    fn fail(&self, err: Error, t: u64) {
+        if let Ok(mut failure) = self.failure.lock() {
+            failure.get_or_insert((err, t));
+        }
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    #[inline(always)]
+    fn run_task(&self, task: &Job, slots: &mut Slots) {
+        let schedule = &self.schedule;
+        let n = task.rows.len();
+        if let Some(share) = &task.share {
+            self.score_rows(task.rows.start, share.clone(), n);
+            return;
+        }
+        let t = self.t0 + (task.epoch * schedule.batches + task.batch + 1) as u64;
+        let diverged = |what: String| Error::Diverged {
+            epoch: task.epoch as u64,
+            batch: task.batch as u64,
+            what,
+        };
+        if self.bad_score.load(Ordering::Relaxed) {
+            if task.part == 0 {
+                if let Err(what) = self.first_bad_score(task.rows.clone()) {
+                    self.fail(diverged(what), t);
+                }
+            }
+            return;
+        }
         let mut finite = true;
-        for (u, &feature) in features.iter().enumerate() {
-            let i = feature as usize - rows.base;
-            let factors = i * k..(i + 1) * k;
-            let mut linear_grad = 0.0;
-            grad.fill(0.0);
-            let v = &rows.factors[factors.clone()];
-            for &key in &self.keys[starts[u] as usize..starts[u + 1] as usize] {
-                let entry = (key & u64::from(u32::MAX)) as usize;
-                let row = self.entry_row[entry] as usize;
-                let x = self.values[entry].to_f64();
-                let gx = self.g[row] * x;
-                linear_grad += gx;
-                for ((acc, &s), &v) in grad.iter_mut().zip(&self.s[row * k..(row + 1) * k]).zip(v) {
+        if task.part == 0 {
+            let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+            finite &= self.add_stats_and_update_bias(n, t, &mut stats[task.epoch]);
+        }
+        finite &= self.update_features(task.part, schedule.parts, task.rows.clone(), t, slots);
+        if !finite {
+            self.fail(diverged("a weight".to_string()), t);
+            return;
+        }
+        let done = (task.epoch * schedule.n_rows + task.rows.end) as u64;
+        let before = done - n as u64;
+        if task.part == 0 && done / PROGRESS_ROWS > before / PROGRESS_ROWS {
+            if let Err(err) = self.monitor.progress(done) {
+                self.fail(err, t);
+            }
+        }
+    }
+
+    /// Phase 1 for batch rows `share` (of `n` from `start`): `s`, ŷ, loss and `g_r`.
+    #[inline(always)]
+    fn score_rows(&self, start: usize, share: Range<usize>, n: usize) {
+        let (data, k, m, ns) = (self.data, self.k, &self.model, self.n_slots);
+        let x = data.x;
+        // SAFETY: no thread writes the weights in this phase; each writes its own rows of scratch.
+        let view = unsafe {
+            Weights {
+                bias: *m.bias.0,
+                linear: m.linear.slice(0, m.d),
+                factors: m.factors.slice(0, m.d * k),
+                k,
+            }
+        };
+        let rescale = self.config.optimizer.rescale_grad.unwrap_or(1.0 / n as f64);
+        let sc = &self.scratch;
+        let (first, len) = (share.start, share.len());
+        // SAFETY: `share` lies within the batch, which fits the buffers; the shares are disjoint.
+        let (s, scores, g, loss, outcome) = unsafe {
+            (
+                sc.s.slice_mut(first * k, len * k),
+                sc.scores.slice_mut(first, len),
+                sc.g.slice_mut(first, len),
+                sc.loss.slice_mut(first, len),
+                sc.outcome.slice_mut(first, len),
+            )
+        };
+        let mut bad = false;
+        let end = start + first + len;
+        for (offset, s) in s.chunks_exact_mut(k).enumerate() {
+            let row = start + first + offset;
+            if row + PREFETCH_ROWS < end {
+                for column in x.row_indices(row + PREFETCH_ROWS) {
+                    let i = column.to_u64().unwrap_or(0) as usize;
+                    prefetch(m.linear.0.wrapping_add(i), 1);
+                    prefetch(m.factors.0.wrapping_add(i * k), k);
+                    prefetch(self.marks.as_ptr().wrapping_add(i), 1);
+                    // A small state too (a few lines a feature: the batch's fits the cache until
+                    // phase 2); a large one is prefetched in phase 2 only.
+                    if ns * k <= SMALL_STATE {
+                        prefetch(m.linear_state.0.wrapping_add(i * ns), ns);
+                        prefetch(m.factor_state.0.wrapping_add(i * ns * k), ns * k);
+                    }
+                }
+            }
+            let score = view.score_row(x.row_indices(row), &data.values[x.row_range(row)], s);
+            scores[offset] = score;
+            if !score.is_finite() {
+                bad = true;
+                continue;
+            }
+            let y = data.labels[row];
+            let dloss = match self.config.task {
+                Task::Regressor => {
+                    loss[offset] = (score - y) * (score - y);
+                    score - y
+                }
+                Task::BinaryClassifier => {
+                    let p = sigmoid(score);
+                    loss[offset] = log_loss(score, y);
+                    outcome[offset] = match (p >= 0.5, y == 1.0) {
+                        (true, true) => 0,
+                        (true, false) => 1,
+                        (false, false) => 2,
+                        (false, true) => 3,
+                    };
+                    p - y
+                }
+            };
+            let weight = data.sample_weight.map_or(1.0, |w| w[row]);
+            g[offset] = dloss * weight * rescale;
+        }
+        if bad {
+            self.bad_score.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// The divergence message of the first non-finite score of the batch.
+    fn first_bad_score(&self, rows: Range<usize>) -> std::result::Result<(), String> {
+        // SAFETY: after the barrier; nothing writes the scores.
+        let scores = unsafe { self.scratch.scores.slice(0, rows.len()) };
+        match scores.iter().position(|s| !s.is_finite()) {
+            Some(offset) => Err(format!("the prediction for row {}", rows.start + offset)),
+            None => Ok(()),
+        }
+    }
+
+    /// Thread 0, phase 2: statistics and bias gradient in row order, then the bias update.
+    #[inline(always)]
+    fn add_stats_and_update_bias(&self, n: usize, t: u64, stats: &mut EpochStats) -> bool {
+        let (sc, m) = (&self.scratch, &self.model);
+        // SAFETY: after the barrier, only read; the bias and its state are thread 0's alone.
+        let (g, loss, outcome, bias, bias_state) = unsafe {
+            (
+                sc.g.slice(0, n),
+                sc.loss.slice(0, n),
+                sc.outcome.slice(0, n),
+                m.bias.slice_mut(0, 1),
+                m.bias_state.slice_mut(0, self.n_slots),
+            )
+        };
+        let mut bias_grad = 0.0;
+        for (&gr, &l) in g.iter().zip(loss) {
+            stats.loss_sum += l;
+            bias_grad += gr;
+        }
+        if self.config.task == Task::BinaryClassifier {
+            let mut counts = [0u64; 4];
+            for &o in outcome {
+                counts[usize::from(o)] += 1;
+            }
+            stats.true_positives += counts[0];
+            stats.false_positives += counts[1];
+            stats.true_negatives += counts[2];
+            stats.false_negatives += counts[3];
+        }
+        stats.rows += n as u64;
+        let optimizer = &self.config.optimizer;
+        let (first, second) = slots(bias_state, 1);
+        optimizer
+            .rule(optimizer.bias, t)
+            .apply(&[bias_grad], bias, first, second)
+    }
+
+    /// Phase 2 for the features of part `part` of `parts`: gradients summed in row order, then
+    /// updates.
+    #[inline(always)]
+    fn update_features(&self, part: usize, parts: usize, rows: Range<usize>, t: u64, slots: &mut Slots) -> bool {
+        let (data, k, m) = (self.data, self.k, &self.model);
+        let x = data.x;
+        let n = rows.len();
+        // SAFETY: after the barrier the scratch buffers are only read.
+        let (s, g) = unsafe { (self.scratch.s.slice(0, n * k), self.scratch.g.slice(0, n)) };
+        slots.features.clear();
+        slots.linear.clear();
+        slots.factors.clear();
+        for (offset, (s, &gr)) in s.chunks_exact(k).zip(g).enumerate() {
+            let row = rows.start + offset;
+            let range = x.row_range(row);
+            for (column, &value) in x.row_indices(row).iter().zip(&data.values[range]) {
+                // Columns were validated against d when the view was built.
+                let i = column.to_u64().unwrap_or(0) as usize;
+                if parts > 1 && owner(i, parts) != part {
+                    continue;
+                }
+                let mut slot = self.marks[i].load(Ordering::Relaxed);
+                if slot == NO_SLOT {
+                    slot = slots.features.len() as u32;
+                    self.marks[i].store(slot, Ordering::Relaxed);
+                    slots.features.push(i as u32);
+                    slots.linear.push(0.0);
+                    slots.factors.resize(slots.factors.len() + k, 0.0);
+                }
+                let slot = slot as usize;
+                let x = value.to_f64();
+                let gx = gr * x;
+                slots.linear[slot] += gx;
+                // SAFETY: row i of V is this thread's; it is written only after this loop.
+                let v = unsafe { m.factors.slice(i * k, k) };
+                let grad = &mut slots.factors[slot * k..(slot + 1) * k];
+                for ((acc, &s), &v) in grad.iter_mut().zip(s).zip(v) {
                     *acc += gx * (s - v * x);
                 }
             }
-            let slots = self.n_slots;
-            let (first, second) = self::slots(&mut rows.linear_state[i * slots..(i + 1) * slots], 1);
-            finite &= self
-                .linear
-                .apply(&[linear_grad], &mut rows.linear[i..=i], first, second);
-            let state = &mut rows.factor_state[i * slots * k..(i + 1) * slots * k];
-            let (first, second) = self::slots(state, k);
-            finite &= self.factors.apply(&grad, &mut rows.factors[factors], first, second);
+        }
+        let optimizer = &self.config.optimizer;
+        let (linear_rule, factor_rule) = (
+            optimizer.rule(optimizer.linear, t),
+            optimizer.rule(optimizer.factors, t),
+        );
+        let ns = self.n_slots;
+        let mut finite = true;
+        let ahead = slots
+            .features
+            .iter()
+            .skip(PREFETCH_FEATURES)
+            .map(Some)
+            .chain(std::iter::repeat(None));
+        let features = slots.features.iter().zip(ahead);
+        for (((&i, next), &linear_grad), grad) in features.zip(&slots.linear).zip(slots.factors.chunks_exact(k)) {
+            if let Some(&next) = next {
+                let next = next as usize;
+                prefetch(m.linear.0.wrapping_add(next), 1);
+                prefetch(m.linear_state.0.wrapping_add(next * ns), ns);
+                prefetch(m.factors.0.wrapping_add(next * k), k);
+                prefetch(m.factor_state.0.wrapping_add(next * ns * k), ns * k);
+            }
+            let i = i as usize;
+            self.marks[i].store(NO_SLOT, Ordering::Relaxed);
+            // SAFETY: feature i is this thread's alone (`owner`) and appears once in `features`.
+            let (w, w_state, v, v_state) = unsafe {
+                (
+                    m.linear.slice_mut(i, 1),
+                    m.linear_state.slice_mut(i * ns, ns),
+                    m.factors.slice_mut(i * k, k),
+                    m.factor_state.slice_mut(i * ns * k, ns * k),
+                )
+            };
+            let (first, second) = self::slots(w_state, 1);
+            finite &= linear_rule.apply(&[linear_grad], w, first, second);
+            let (first, second) = self::slots(v_state, k);
+            finite &= factor_rule.apply(grad, v, first, second);
         }
         finite
     }
+}
+
+/// The first state slot of one weight group's row and the rest (the second slot, or nothing).
+#[inline(always)]
+fn slots(state: &mut [f64], len: usize) -> (&mut [f64], &mut [f64]) {
+    let at = len.min(state.len());
+    state.split_at_mut(at)
 }
 
 #[cfg(test)]
@@ -735,8 +1084,9 @@ mod tests {
     #[test]
     fn results_are_identical_for_every_thread_count() {
         for kind in [OptimizerKind::Sgd, OptimizerKind::Adam, OptimizerKind::AdaGrad] {
-            let p = problem(300, 12, 5, Task::BinaryClassifier, 5);
-            let config = config(Task::BinaryClassifier, kind, 2, 32);
+            // Batches of 300 rows: up to 4 threads share each batch (MIN_PARALLEL_ROWS).
+            let p = problem(1000, 40, 5, Task::BinaryClassifier, 5);
+            let config = config(Task::BinaryClassifier, kind, 2, 300);
             let one = p.fit(&config, 1).unwrap();
             for threads in [2, 3, 4] {
                 assert_eq!(one, p.fit(&config, threads).unwrap(), "{kind:?}, {threads} threads");
