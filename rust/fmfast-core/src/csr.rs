@@ -134,7 +134,18 @@ pub enum Values<'a> {
     I64(&'a [i64]),
 }
 
-impl Values<'_> {
+impl<'a> Values<'a> {
+    /// The elements in `range` (which must lie within the array).
+    #[inline]
+    pub fn slice(&self, range: std::ops::Range<usize>) -> Values<'a> {
+        match *self {
+            Values::F32(v) => Values::F32(&v[range]),
+            Values::F64(v) => Values::F64(&v[range]),
+            Values::I32(v) => Values::I32(&v[range]),
+            Values::I64(v) => Values::I64(&v[range]),
+        }
+    }
+
     /// Number of elements.
     pub fn len(&self) -> usize {
         match self {

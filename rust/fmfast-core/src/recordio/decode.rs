@@ -16,9 +16,12 @@ use crate::error::{Error, Result};
 use crate::parallel::Monitor;
 
 /// Records decoded by one parallel task.
-const TASK_RECORDS: usize = 4096;
-/// Records decoded between two progress reports.
-const BLOCK_RECORDS: usize = 1 << 17;
+const TASK_RECORDS: usize = 1024;
+/// Records decoded between two progress reports (and Ctrl-C checks).
+const PROGRESS_RECORDS: usize = 1 << 17;
+/// Records decoded in parallel before their values are appended to the output arrays: few
+/// enough that the tasks' intermediate arrays stay in the CPU caches until they are copied.
+const BLOCK_RECORDS: usize = 1 << 13;
 
 /// A typed, owned array of tensor values.
 #[derive(Clone, Debug, PartialEq)]
@@ -31,6 +34,21 @@ pub enum FeatureValues {
 impl FeatureValues {
     fn new(kind: TensorKind) -> Self {
         Self::with_capacity(kind, 0)
+    }
+
+    /// `spare` emptied when it holds `kind` values (keeping its allocation), else new values.
+    fn reuse(spare: &mut Option<FeatureValues>, kind: TensorKind, capacity: usize) -> Self {
+        match spare.take() {
+            Some(mut values) if values.kind() == kind => {
+                match &mut values {
+                    FeatureValues::F32(v) => v.clear(),
+                    FeatureValues::F64(v) => v.clear(),
+                    FeatureValues::I32(v) => v.clear(),
+                }
+                values
+            }
+            _ => Self::with_capacity(kind, capacity),
+        }
     }
 
     fn with_capacity(kind: TensorKind, capacity: usize) -> Self {
@@ -198,6 +216,8 @@ struct Chunk<I> {
     labels: Option<FeatureValues>,
     /// Scratch space for one record's shape, reused so that records cost no allocation.
     shape: Vec<u64>,
+    /// The value arrays of the previous task this chunk decoded, reused by the next.
+    spare: (Option<FeatureValues>, Option<FeatureValues>),
 }
 
 /// A tensor's fields as found in one record.
@@ -208,17 +228,36 @@ struct Tensor<'a> {
 
 impl<I: CsrIndex> Chunk<I> {
     fn new(frames: &[Frame]) -> Self {
-        let first = frames.first().map_or((0, 0), |f| (f.record, f.offset));
-        // A guess that avoids regrowth for typical sparse float32 records (~9 bytes an entry).
-        let entries = frames.iter().map(|f| f.payload.len()).sum::<usize>() / 9;
-        Chunk {
+        let mut chunk = Chunk {
             signature: None,
-            first,
-            row_ends: Vec::with_capacity(frames.len()),
-            indices: Vec::with_capacity(entries),
+            first: (0, 0),
+            row_ends: Vec::new(),
+            indices: Vec::new(),
             values: None,
             labels: None,
             shape: Vec::new(),
+            spare: (None, None),
+        };
+        chunk.reset(frames);
+        chunk
+    }
+
+    /// Empties the chunk for decoding `frames`, keeping its allocations (so that a chunk reused
+    /// from block to block writes to memory that is already mapped and cached).
+    fn reset(&mut self, frames: &[Frame]) {
+        self.signature = None;
+        self.first = frames.first().map_or((0, 0), |f| (f.record, f.offset));
+        self.row_ends.clear();
+        self.row_ends.reserve(frames.len());
+        self.indices.clear();
+        // A guess that avoids regrowth for typical sparse float32 records (~9 bytes an entry).
+        self.indices
+            .reserve(frames.iter().map(|f| f.payload.len()).sum::<usize>() / 9);
+        if let Some(values) = self.values.take() {
+            self.spare.0 = Some(values);
+        }
+        if let Some(labels) = self.labels.take() {
+            self.spare.1 = Some(labels);
         }
     }
 
@@ -238,7 +277,10 @@ impl<I: CsrIndex> Chunk<I> {
             None => self.signature = Some(signature),
         }
         if let Some(label) = label {
-            let labels = self.labels.get_or_insert_with(|| FeatureValues::new(label.kind));
+            let spare = &mut self.spare.1;
+            let labels = self
+                .labels
+                .get_or_insert_with(|| FeatureValues::reuse(spare, label.kind, 0));
             let before = labels.len();
             read_tensor::<i64>(&label, labels, &mut Vec::new(), &mut Vec::new()).map_err(at)?;
             if labels.len() != before + 1 {
@@ -254,9 +296,10 @@ impl<I: CsrIndex> Chunk<I> {
     /// Appends one record's keys and values; returns its feature dimension.
     fn push_features(&mut self, tensor: &Tensor) -> std::result::Result<u64, String> {
         let capacity = self.indices.capacity();
+        let spare = &mut self.spare.0;
         let values = self
             .values
-            .get_or_insert_with(|| FeatureValues::with_capacity(tensor.kind, capacity));
+            .get_or_insert_with(|| FeatureValues::reuse(spare, tensor.kind, capacity));
         if values.kind() != tensor.kind {
             return Err(format!(
                 "features are a {}, earlier records a {}",
@@ -483,25 +526,34 @@ fn decode_as<'f, I: CsrIndex, B: Deref<Target = [Frame<'f>]> + Send + Sync>(
     let (mut indices, mut values, mut labels) = (Vec::new(), None::<FeatureValues>, None::<FeatureValues>);
     let mut signature: Option<Signature> = None;
     let mut block = first;
+    // Reused from block to block.
+    let mut all_chunks: Vec<Chunk<I>> = Vec::new();
     while let Some(frames) = block {
+        let n_tasks = frames.len().div_ceil(TASK_RECORDS);
+        if all_chunks.len() < n_tasks {
+            all_chunks.resize_with(n_tasks, || Chunk::new(&[]));
+        }
+        let chunks = &mut all_chunks[..n_tasks];
         // The next block's frames are found while this block's records are decoded.
-        let (chunks, following) = rayon::join(
+        let (decoded, following) = rayon::join(
             || {
-                frames
-                    .par_chunks(TASK_RECORDS)
-                    .map(|task| {
-                        let mut chunk = Chunk::new(task);
-                        task.iter().try_for_each(|frame| chunk.push(frame))?;
-                        Ok(chunk)
+                chunks
+                    .par_iter_mut()
+                    .zip(frames.par_chunks(TASK_RECORDS))
+                    .map(|(chunk, task)| {
+                        chunk.reset(task);
+                        task.iter().try_for_each(|frame| chunk.push(frame))
                     })
-                    .collect::<Result<Vec<Chunk<I>>>>()
+                    .collect::<Vec<Result<()>>>()
             },
             &mut next,
         );
-        let chunks = chunks?;
+        // The first error in record order, whatever the thread count.
+        decoded.into_iter().collect::<Result<()>>()?;
+        let chunks = &all_chunks[..n_tasks];
         let (mut block_indices, mut block_values, mut block_labels) = (Vec::new(), Vec::new(), Vec::new());
         let mut block_nnz = 0;
-        for chunk in &chunks {
+        for chunk in chunks {
             let (Some(chunk_signature), Some(chunk_values)) = (chunk.signature, &chunk.values) else {
                 continue;
             };
@@ -522,7 +574,11 @@ fn decode_as<'f, I: CsrIndex, B: Deref<Target = [Frame<'f>]> + Send + Sync>(
         par_append(&mut indices, &block_indices);
         par_append_values(&mut values, &block_values);
         par_append_values(&mut labels, &block_labels);
-        monitor.progress((indptr.len() - 1) as u64)?;
+        let done = indptr.len() - 1;
+        let last = matches!(following, Ok(None));
+        if last || done / PROGRESS_RECORDS != (done - frames.len()) / PROGRESS_RECORDS {
+            monitor.progress(done as u64)?;
+        }
         block = following?;
     }
     let values = values.unwrap_or_else(|| FeatureValues::new(TensorKind::Float32));
