@@ -262,6 +262,9 @@ impl<I: CsrIndex> Chunk<I> {
     }
 
     fn push(&mut self, frame: &Frame) -> Result<()> {
+        if self.push_canonical(&frame.payload) {
+            return Ok(());
+        }
         let at = |message: String| Error::recordio(frame.record, frame.offset, message);
         let (features, label) = split_record(&frame.payload).map_err(at)?;
         let features = features.ok_or_else(|| at("record has no features[\"values\"]".into()))?;
@@ -291,6 +294,59 @@ impl<I: CsrIndex> Chunk<I> {
             .ok_or_else(|| at("too many stored values for the index type".into()))?;
         self.row_ends.push(end);
         Ok(())
+    }
+
+    /// The fast path for records laid out exactly as the SageMaker SDK writes sparse float32 rows
+    /// (see [`canonical`]): appends the record and returns `true` when it is valid and agrees
+    /// with the chunk, else changes nothing and returns `false` so that the general path decodes
+    /// it (and reports what is wrong with it).
+    fn push_canonical(&mut self, payload: &[u8]) -> bool {
+        let Some(record) = canonical(payload) else {
+            return false;
+        };
+        let float32 = |v: &Option<FeatureValues>| v.as_ref().is_none_or(|v| v.kind() == TensorKind::Float32);
+        let signature = Signature {
+            n_cols: record.dim,
+            features: TensorKind::Float32,
+            labels: record.label.map(|_| TensorKind::Float32),
+        };
+        if !float32(&self.values) || !float32(&self.labels) || self.signature.is_some_and(|s| s != signature) {
+            return false;
+        }
+        let keys_before = self.indices.len();
+        let mut keys = Cursor::new(record.keys);
+        while !keys.is_done() {
+            match keys.varint().ok().filter(|&k| k < record.dim).and_then(I::from_u64) {
+                Some(key) => self.indices.push(key),
+                None => break,
+            }
+        }
+        let n_values = record.values.len() / 4;
+        let end = I::from_u64(self.indices.len() as u64);
+        let (true, Some(end)) = (keys.is_done() && self.indices.len() - keys_before == n_values, end) else {
+            self.indices.truncate(keys_before);
+            return false;
+        };
+        let capacity = self.indices.capacity();
+        let spare = &mut self.spare.0;
+        let values = self
+            .values
+            .get_or_insert_with(|| FeatureValues::reuse(spare, TensorKind::Float32, capacity));
+        if let FeatureValues::F32(values) = values {
+            values.extend(record.values.chunks_exact(4).map(|b| f32::from_le_bytes(fixed(b))));
+        }
+        if let Some(label) = record.label {
+            let spare = &mut self.spare.1;
+            let labels = self
+                .labels
+                .get_or_insert_with(|| FeatureValues::reuse(spare, TensorKind::Float32, 0));
+            if let FeatureValues::F32(labels) = labels {
+                labels.push(f32::from_le_bytes(label));
+            }
+        }
+        self.signature = Some(signature);
+        self.row_ends.push(end);
+        true
     }
 
     /// Appends one record's keys and values; returns its feature dimension.
@@ -349,6 +405,78 @@ impl<I: CsrIndex> Chunk<I> {
         };
         Ok(n_cols)
     }
+}
+
+/// A sparse float32 record in the exact layout the SageMaker SDK writes.
+struct Canonical<'a> {
+    /// Packed float32 values (a multiple of 4 bytes).
+    values: &'a [u8],
+    /// Packed varint keys.
+    keys: &'a [u8],
+    /// The one dimension of the shape.
+    dim: u64,
+    /// The one float32 label, when there is one.
+    label: Option<[u8; 4]>,
+}
+
+/// `payload` as a [`Canonical`] record: `features {"values": Value {float32_tensor {values?, keys?,
+/// shape: [dim]}}}` then optionally `label {"values": Value {float32_tensor {values: [label]}}}`,
+/// each field once, in this order, with nothing else; `None` for anything else (valid or not),
+/// which the general decoder then handles.
+#[inline]
+fn canonical(payload: &[u8]) -> Option<Canonical<'_>> {
+    const FLOAT32_TENSOR: u8 = (2 << 3) | LEN;
+    let mut record = Cursor::new(payload);
+    let tensor = canonical_entry(&mut record, (1 << 3) | LEN, FLOAT32_TENSOR)?;
+    let label = if record.is_done() {
+        None
+    } else {
+        match canonical_entry(&mut record, (2 << 3) | LEN, FLOAT32_TENSOR)? {
+            &[0x0a, 4, b0, b1, b2, b3] => Some([b0, b1, b2, b3]),
+            _ => return None,
+        }
+    };
+    if !record.is_done() {
+        return None;
+    }
+    let mut tensor = Cursor::new(tensor);
+    let mut field = |tag: u8| match tensor.eat(tag) {
+        true => tensor.len_delimited().ok(),
+        false => Some(&[][..]),
+    };
+    let (values, keys) = (field((1 << 3) | LEN)?, field((2 << 3) | LEN)?);
+    if !tensor.eat((3 << 3) | LEN) {
+        return None;
+    }
+    let mut shape = Cursor::new(tensor.len_delimited().ok()?);
+    let dim = shape.varint().ok()?;
+    if !shape.is_done() || !tensor.is_done() || values.len() % 4 != 0 {
+        return None;
+    }
+    Some(Canonical {
+        values,
+        keys,
+        dim,
+        label,
+    })
+}
+
+/// The tensor of a map entry `{"values": Value {<tensor_tag>: tensor}}` under `entry_tag`.
+#[inline(always)]
+fn canonical_entry<'a>(cursor: &mut Cursor<'a>, entry_tag: u8, tensor_tag: u8) -> Option<&'a [u8]> {
+    if !cursor.eat(entry_tag) {
+        return None;
+    }
+    let mut entry = Cursor::new(cursor.len_delimited().ok()?);
+    if !(entry.eat((1 << 3) | LEN) && entry.eat(6) && entry.take(6).ok()? == b"values" && entry.eat((2 << 3) | LEN)) {
+        return None;
+    }
+    let mut value = Cursor::new(entry.len_delimited().ok()?);
+    if !entry.is_done() || !value.eat(tensor_tag) {
+        return None;
+    }
+    let tensor = value.len_delimited().ok()?;
+    value.is_done().then_some(tensor)
 }
 
 /// Finds `features["values"]` and `label["values"]` in a `Record`.

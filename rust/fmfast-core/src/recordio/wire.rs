@@ -161,6 +161,14 @@ impl<'a> Cursor<'a> {
         Err(bad_varint(rest.len() < 10))
     }
 
+    /// Consumes the next byte if it is `byte`.
+    #[inline(always)]
+    pub fn eat(&mut self, byte: u8) -> bool {
+        let next = self.bytes.get(self.pos) == Some(&byte);
+        self.pos += usize::from(next);
+        next
+    }
+
     /// Reads a field key, returning (field number, wire type).
     #[inline(always)]
     pub fn key(&mut self) -> Result<(u64, u8), String> {
