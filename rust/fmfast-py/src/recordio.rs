@@ -5,9 +5,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::sync::Mutex;
 
-use fmfast_core::csr::CsrView;
 use fmfast_core::recordio::decode::Decoded;
-use fmfast_core::recordio::encode::Layout;
 use fmfast_core::recordio::{
     decode_buffer, decode_records, encode_into, encode_rows, encoded_size, AtomicFile, EncodeOptions, RecordStream,
     Rows,
@@ -67,14 +65,10 @@ impl<'py> EncodeArgs<'py> {
 impl Batch<'_> {
     /// The rows the arrays hold, validated.
     fn rows(&self) -> fmfast_core::Result<Rows<'_>> {
-        let nnz = self.data.len();
+        // The column indices are checked as they are encoded (one pass over them, not two).
         let rows = match &self.csr {
-            Some(IndexSlices::I32(p, i)) => {
-                Rows::sparse(Layout::CsrI32(CsrView::new(p, i, nnz, self.n_cols)?), self.data)
-            }
-            Some(IndexSlices::I64(p, i)) => {
-                Rows::sparse(Layout::CsrI64(CsrView::new(p, i, nnz, self.n_cols)?), self.data)
-            }
+            Some(IndexSlices::I32(p, i)) => Rows::csr(p, i, self.data, self.n_cols)?,
+            Some(IndexSlices::I64(p, i)) => Rows::csr(p, i, self.data, self.n_cols)?,
             None => Rows::dense(self.n_rows, self.n_cols as usize, self.data)?,
         };
         if rows.n_rows() != self.n_rows {

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use super::frame::{padded, HEADER, MAGIC, MAX_PAYLOAD};
 use super::tensor::{packed_len, put_packed, Scalar, TensorKind};
 use super::wire::{len_field_size, varint_len, Put};
-use crate::csr::{CsrIndex, CsrView, Values};
+use crate::csr::{column_error, CsrIndex, CsrView, Values};
 use crate::error::{Error, Result};
 use crate::parallel::Monitor;
 
@@ -39,6 +39,18 @@ pub enum Layout<'a> {
     Dense { n_rows: usize, n_cols: usize },
 }
 
+impl<'a> From<CsrView<'a, i32>> for Layout<'a> {
+    fn from(view: CsrView<'a, i32>) -> Self {
+        Layout::CsrI32(view)
+    }
+}
+
+impl<'a> From<CsrView<'a, i64>> for Layout<'a> {
+    fn from(view: CsrView<'a, i64>) -> Self {
+        Layout::CsrI64(view)
+    }
+}
+
 /// The rows to encode: a layout plus the values it indexes.
 #[derive(Clone, Copy)]
 pub struct Rows<'a> {
@@ -50,6 +62,19 @@ impl<'a> Rows<'a> {
     /// Sparse rows; `values` must have one entry per stored index (checked by [`CsrView::new`]).
     pub fn sparse(layout: Layout<'a>, values: Values<'a>) -> Self {
         Rows { layout, values }
+    }
+
+    /// Sparse rows from CSR arrays, checked as [`CsrView::new`] does, except that the column
+    /// indices are checked by the encoder as it writes them (same error, one pass fewer).
+    pub fn csr<I: CsrIndex>(indptr: &'a [I], indices: &'a [I], values: Values<'a>, n_cols: u64) -> Result<Self>
+    where
+        CsrView<'a, I>: Into<Layout<'a>>,
+    {
+        let view = CsrView::new_columns_unchecked(indptr, indices, values.len(), n_cols)?;
+        Ok(Rows {
+            layout: view.into(),
+            values,
+        })
     }
 
     /// Dense row-major rows; `values` must hold exactly `n_rows * n_cols` entries.
@@ -359,6 +384,7 @@ fn encode_sparse<I: CsrIndex, S: Scalar>(
 ) -> Result<()> {
     // Each row's keys are written as varints here first, which also gives their size.
     let mut keys = Vec::new();
+    let n_cols = csr.n_cols();
     for row in range {
         let row_keys = csr.row_indices(row);
         let most = 10 * row_keys.len();
@@ -367,12 +393,16 @@ fn encode_sparse<I: CsrIndex, S: Scalar>(
         }
         let mut put = Put::new(&mut keys);
         for &k in row_keys {
-            put.varint(key(k));
+            // Checked here rather than in a pass of its own (see `Rows::csr`).
+            match k.to_u64() {
+                Some(column) if column < n_cols => put.varint(column),
+                _ => return Err(column_error(row, k, n_cols)),
+            }
         }
         let n_key_bytes = put.pos();
         let features = Features {
             values: &values[csr.row_range(row)],
-            keys: Some((&keys[..n_key_bytes], csr.n_cols())),
+            keys: Some((&keys[..n_key_bytes], n_cols)),
         };
         put_record(out, row, &features, labels, options)?;
     }
@@ -449,12 +479,6 @@ impl<S: Scalar> Features<'_, S> {
             out.varint(n_cols);
         }
     }
-}
-
-/// A validated CSR column index as the `uint64` key it is written as.
-#[inline]
-fn key<I: CsrIndex>(k: I) -> u64 {
-    k.to_u64().unwrap_or(0)
 }
 
 /// Bytes of the packed values, or an error naming the row and the value that does not fit.
@@ -570,4 +594,73 @@ fn write_record<S: Scalar>(
         with_values!(label, l => put_packed(out, options.labels, l, label_len));
     }
     out.zero_rest();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parallel::Unmonitored;
+
+    fn encoded(rows: &Rows, labels: Option<Values>) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        encode_rows(rows, labels, &EncodeOptions::default(), &Unmonitored, |chunk| {
+            out.extend_from_slice(chunk);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    #[test]
+    fn csr_rows_check_their_columns_while_encoding() {
+        let (indptr, values) = ([0i64, 1, 2], [1.0f32, 2.0]);
+        let labels = Some(Values::F32(&[0.0, 1.0]));
+        let good = Rows::csr(&indptr, &[1, 2], Values::F32(&values), 3).unwrap();
+        let view = CsrView::new(&indptr, &[1i64, 2], 2, 3).unwrap();
+        let checked = Rows::sparse(Layout::CsrI64(view), Values::F32(&values));
+        assert_eq!(encoded(&good, labels).unwrap(), encoded(&checked, labels).unwrap());
+        for (indices, message) in [
+            ([1i64, 3], "row 1 has column 3, outside 0..3"),
+            ([-1, 0], "row 0 has column a negative index"),
+        ] {
+            let rows = Rows::csr(&indptr, &indices, Values::F32(&values), 3).unwrap();
+            let err = encoded(&rows, labels).unwrap_err().to_string();
+            assert!(err.contains(message), "{err}");
+            let err = encoded_size(&rows, labels, &EncodeOptions::default())
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(err.contains(message), "{err}");
+        }
+        let err = Rows::csr(&indptr, &[0i64], Values::F32(&values), 3)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("1 indices but 2 values"), "{err}");
+    }
+
+    #[test]
+    fn encoding_in_place_matches_the_stream() {
+        let indptr: Vec<i32> = (0..=5000).map(|r| r * 3).collect();
+        let indices: Vec<i32> = (0..15000).map(|i| (i * 7919) % 300_000).collect();
+        let mut sorted = indices.clone();
+        sorted.chunks_mut(3).for_each(|row| row.sort_unstable());
+        let values: Vec<f64> = (0..15000).map(|i| f64::from(i) / 7.0).collect();
+        let labels: Vec<i64> = (0..5000).collect();
+        let rows = Rows::csr(&indptr, &sorted, Values::F64(&values), 300_000).unwrap();
+        let labels = Some(Values::I64(&labels));
+        let streamed = encoded(&rows, labels).unwrap();
+        let size = encoded_size(&rows, labels, &EncodeOptions::default()).unwrap();
+        assert_eq!(size.total(), streamed.len());
+        let mut in_place = vec![0xaa; size.total()];
+        encode_into(
+            &rows,
+            labels,
+            &EncodeOptions::default(),
+            &size,
+            &Unmonitored,
+            &mut in_place,
+        )
+        .unwrap();
+        assert_eq!(in_place, streamed);
+    }
 }

@@ -134,7 +134,7 @@ pub fn packed_len<S: Scalar>(kind: TensorKind, values: &[S]) -> Result<usize, us
 
 /// Writes `values` in the packed layout of a `kind` tensor; each must fit (see [`packed_len`]),
 /// and `bytes` must be what [`packed_len`] returned.
-#[inline]
+#[inline(always)]
 pub fn put_packed<S: Scalar>(out: &mut Put, kind: TensorKind, values: &[S], bytes: usize) {
     match kind {
         TensorKind::Float32 => {
