@@ -18,12 +18,13 @@ use crate::parallel::Monitor;
 
 /// Rows between two progress reports (and Ctrl-C checks).
 const BLOCK_ROWS: usize = 1 << 17;
-/// Rows encoded between two hand-overs to the sink: small enough that the buffers of the stage
-/// being written and of the stage being encoded stay in the CPU caches (~4 MB each for typical
-/// float32 rows), and a divisor of [`BLOCK_ROWS`].
-const STAGE_ROWS: usize = 1 << 15;
+/// Rows encoded between two hand-overs to the sink (a divisor of [`BLOCK_ROWS`]): the buffers of
+/// the stage being written and of the stage being encoded (~8 MB each for typical float32 rows)
+/// mostly stay in the last-level cache, while stages are few enough (one synchronisation each)
+/// that a thread descheduled on a busy machine rarely holds the other one up.
+const STAGE_ROWS: usize = 1 << 16;
 /// Rows encoded by one parallel task.
-const TASK_ROWS: usize = 2048;
+const TASK_ROWS: usize = 4096;
 
 /// The map key SageMaker algorithms use for both features and labels.
 const VALUES_KEY: &[u8] = b"values";
