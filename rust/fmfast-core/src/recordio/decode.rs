@@ -317,16 +317,10 @@ impl<I: CsrIndex> Chunk<I> {
             return false;
         }
         let keys_before = self.indices.len();
-        let mut keys = Cursor::new(record.keys);
-        while !keys.is_done() {
-            match keys.varint().ok().filter(|&k| k < record.dim).and_then(I::from_u64) {
-                Some(key) => self.indices.push(key),
-                None => break,
-            }
-        }
         let n_values = record.values.len() / 4;
+        let keys_ok = push_keys(record.keys, record.dim, n_values, &mut self.indices);
         let end = I::from_u64(self.indices.len() as u64);
-        let (true, Some(end)) = (keys.is_done() && self.indices.len() - keys_before == n_values, end) else {
+        let (true, Some(end)) = (keys_ok && self.indices.len() - keys_before == n_values, end) else {
             self.indices.truncate(keys_before);
             return false;
         };
@@ -408,6 +402,37 @@ impl<I: CsrIndex> Chunk<I> {
         };
         Ok(n_cols)
     }
+}
+
+/// Appends packed varint `keys`, each below `dim` and representable as `I`, to `out` (whose
+/// capacity is made to hold `expected` more); `false` as soon as one is not (or is malformed).
+#[inline(always)]
+fn push_keys<I: CsrIndex>(mut keys: &[u8], dim: u64, expected: usize, out: &mut Vec<I>) -> bool {
+    out.reserve(expected);
+    while !keys.is_empty() {
+        // Keys of up to 21 bits (3 bytes) are decoded without the general loop.
+        let (key, used) = match *keys {
+            [b0, ..] if b0 < 0x80 => (u64::from(b0), 1),
+            [b0, b1, ..] if b1 < 0x80 => (u64::from(b0 & 0x7f) | (u64::from(b1) << 7), 2),
+            [b0, b1, b2, ..] if b2 < 0x80 => (
+                u64::from(b0 & 0x7f) | (u64::from(b1 & 0x7f) << 7) | (u64::from(b2) << 14),
+                3,
+            ),
+            _ => {
+                let mut cursor = Cursor::new(keys);
+                match cursor.varint() {
+                    Ok(key) => (key, cursor.position()),
+                    Err(_) => return false,
+                }
+            }
+        };
+        match I::from_u64(key) {
+            Some(k) if key < dim => out.push(k),
+            _ => return false,
+        }
+        keys = keys.get(used..).unwrap_or_default();
+    }
+    true
 }
 
 /// A sparse float32 record in the exact layout the SageMaker SDK writes.

@@ -164,6 +164,12 @@ impl<'a> Cursor<'a> {
         Err(bad_varint(rest.len() < 10))
     }
 
+    /// Bytes read so far.
+    #[inline(always)]
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
     /// Consumes the next byte if it is `byte`.
     #[inline(always)]
     pub fn eat(&mut self, byte: u8) -> bool {
