@@ -41,6 +41,19 @@ impl<'a, I: CsrIndex> CsrView<'a, I> {
     /// Checks that `indptr` starts at 0, never decreases and ends at `nnz`, that `nnz` values are
     /// given, and that every column index lies in `0..n_cols`.
     pub fn new(indptr: &'a [I], indices: &'a [I], nnz_values: usize, n_cols: u64) -> Result<Self> {
+        let view = Self::new_columns_unchecked(indptr, indices, nnz_values, n_cols)?;
+        view.check_columns()?;
+        Ok(view)
+    }
+
+    /// [`CsrView::new`] without the check of the column indices, for a consumer that checks
+    /// each one itself as it reads it (with [`column_error`]), saving a pass over `indices`.
+    pub(crate) fn new_columns_unchecked(
+        indptr: &'a [I],
+        indices: &'a [I],
+        nnz_values: usize,
+        n_cols: u64,
+    ) -> Result<Self> {
         let nnz = indices.len();
         if nnz_values != nnz {
             return Err(Error::invalid(format!(
@@ -65,13 +78,11 @@ impl<'a, I: CsrIndex> CsrView<'a, I> {
                 "invalid CSR: indptr ends at {previous} but there are {nnz} indices"
             )));
         }
-        let view = CsrView {
+        Ok(CsrView {
             indptr,
             indices,
             n_cols,
-        };
-        view.check_columns()?;
-        Ok(view)
+        })
     }
 
     fn check_columns(&self) -> Result<()> {
@@ -87,13 +98,7 @@ impl<'a, I: CsrIndex> CsrView<'a, I> {
                         .iter()
                         .find(|c| c.to_u64().is_none_or(|c| c >= self.n_cols));
                     if let Some(&bad) = bad {
-                        let shown = bad
-                            .to_u64()
-                            .map_or_else(|| "a negative index".to_string(), |c| c.to_string());
-                        return Err(Error::invalid(format!(
-                            "invalid CSR: row {row} has column {shown}, outside 0..{}",
-                            self.n_cols
-                        )));
+                        return Err(column_error(row, bad, self.n_cols));
                     }
                 }
                 Ok(())
@@ -125,6 +130,18 @@ impl<'a, I: CsrIndex> CsrView<'a, I> {
     }
 }
 
+/// The error for column index `bad` of row `row` outside `0..n_cols`.
+#[cold]
+#[inline(never)]
+pub(crate) fn column_error<I: CsrIndex>(row: usize, bad: I, n_cols: u64) -> Error {
+    let shown = bad
+        .to_u64()
+        .map_or_else(|| "a negative index".to_string(), |c| c.to_string());
+    Error::invalid(format!(
+        "invalid CSR: row {row} has column {shown}, outside 0..{n_cols}"
+    ))
+}
+
 /// A borrowed array of feature or label values in one of the element types callers hand in.
 #[derive(Clone, Copy, Debug)]
 pub enum Values<'a> {
@@ -134,7 +151,18 @@ pub enum Values<'a> {
     I64(&'a [i64]),
 }
 
-impl Values<'_> {
+impl<'a> Values<'a> {
+    /// The elements in `range` (which must lie within the array).
+    #[inline]
+    pub fn slice(&self, range: std::ops::Range<usize>) -> Values<'a> {
+        match *self {
+            Values::F32(v) => Values::F32(&v[range]),
+            Values::F64(v) => Values::F64(&v[range]),
+            Values::I32(v) => Values::I32(&v[range]),
+            Values::I64(v) => Values::I64(&v[range]),
+        }
+    }
+
     /// Number of elements.
     pub fn len(&self) -> usize {
         match self {

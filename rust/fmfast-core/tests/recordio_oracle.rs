@@ -83,7 +83,7 @@ fn encode(rows: &Rows, labels: Option<Values>, options: &EncodeOptions, threads:
     let mut out = Vec::new();
     with_threads(threads, || {
         encode_rows(rows, labels, options, &Unmonitored, |chunk| {
-            out.extend_from_slice(&chunk);
+            out.extend_from_slice(chunk);
             Ok(())
         })
     })

@@ -5,11 +5,10 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::sync::Mutex;
 
-use fmfast_core::csr::CsrView;
 use fmfast_core::recordio::decode::Decoded;
-use fmfast_core::recordio::encode::Layout;
 use fmfast_core::recordio::{
-    decode_buffer, decode_records, encode_rows, AtomicFile, EncodeOptions, RecordStream, Rows,
+    decode_buffer, decode_records, encode_into, encode_rows, encoded_size, AtomicFile, EncodeOptions, RecordStream,
+    Rows,
 };
 use fmfast_core::Error;
 use numpy::PyReadonlyArray1;
@@ -64,20 +63,12 @@ impl<'py> EncodeArgs<'py> {
 }
 
 impl Batch<'_> {
-    /// Validates the rows and encodes them, handing bytes to `sink` in order.
-    fn encode(
-        &self,
-        monitor: &PyMonitor,
-        sink: impl FnMut(Vec<u8>) -> fmfast_core::Result<()> + Send,
-    ) -> fmfast_core::Result<()> {
-        let nnz = self.data.len();
+    /// The rows the arrays hold, validated.
+    fn rows(&self) -> fmfast_core::Result<Rows<'_>> {
+        // The column indices are checked as they are encoded (one pass over them, not two).
         let rows = match &self.csr {
-            Some(IndexSlices::I32(p, i)) => {
-                Rows::sparse(Layout::CsrI32(CsrView::new(p, i, nnz, self.n_cols)?), self.data)
-            }
-            Some(IndexSlices::I64(p, i)) => {
-                Rows::sparse(Layout::CsrI64(CsrView::new(p, i, nnz, self.n_cols)?), self.data)
-            }
+            Some(IndexSlices::I32(p, i)) => Rows::csr(p, i, self.data, self.n_cols)?,
+            Some(IndexSlices::I64(p, i)) => Rows::csr(p, i, self.data, self.n_cols)?,
             None => Rows::dense(self.n_rows, self.n_cols as usize, self.data)?,
         };
         if rows.n_rows() != self.n_rows {
@@ -87,7 +78,16 @@ impl Batch<'_> {
                 rows.n_rows()
             )));
         }
-        encode_rows(&rows, self.labels, &self.options, monitor, sink)
+        Ok(rows)
+    }
+
+    /// Validates the rows and encodes them, handing bytes to `sink` in order.
+    fn encode(
+        &self,
+        monitor: &PyMonitor,
+        sink: impl FnMut(&[u8]) -> fmfast_core::Result<()> + Send,
+    ) -> fmfast_core::Result<()> {
+        encode_rows(&self.rows()?, self.labels, &self.options, monitor, sink)
     }
 }
 
@@ -101,22 +101,17 @@ fn encode<'py>(
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let batch = args.batch()?;
-    let chunks = run(py, n_threads, progress, |monitor| {
-        let mut chunks = Vec::new();
-        batch.encode(monitor, |chunk| {
-            chunks.push(chunk);
-            Ok(())
-        })?;
-        Ok(chunks)
+    // A first pass validates and sizes every record; the second writes them in place, in
+    // parallel, straight into the bytes object (no intermediate buffers, no copy).
+    let (rows, size) = run(py, n_threads, None, |_| {
+        let rows = batch.rows()?;
+        let size = encoded_size(&rows, batch.labels, &batch.options)?;
+        Ok((rows, size))
     })?;
-    // One copy, straight into the bytes object.
-    PyBytes::new_with(py, chunks.iter().map(Vec::len).sum(), |out| {
-        let mut at = 0;
-        for chunk in &chunks {
-            out[at..at + chunk.len()].copy_from_slice(chunk);
-            at += chunk.len();
-        }
-        Ok(())
+    PyBytes::new_with(py, size.total(), |out| {
+        run(py, n_threads, progress, |monitor| {
+            encode_into(&rows, batch.labels, &batch.options, &size, monitor, out)
+        })
     })
 }
 
@@ -150,7 +145,7 @@ impl RecordIOFileWriter {
             .ok_or_else(|| FmFastError::new_err("the writer is closed"))?;
         let batch = args.batch()?;
         run(py, n_threads, progress, |monitor| {
-            batch.encode(monitor, |chunk| Ok(file.write_all(&chunk)?))
+            batch.encode(monitor, |chunk| Ok(file.write_all(chunk)?))
         })
     }
 

@@ -17,8 +17,14 @@ use crate::parallel::Monitor;
 
 /// Records decoded by one parallel task.
 const TASK_RECORDS: usize = 4096;
-/// Records decoded between two progress reports.
-const BLOCK_RECORDS: usize = 1 << 17;
+/// Records decoded between two progress reports (and Ctrl-C checks).
+const PROGRESS_RECORDS: usize = 1 << 17;
+/// Records decoded in parallel before their values are appended to the output arrays: few
+/// enough that the tasks' intermediate arrays (reused from block to block, ~6 MB for typical
+/// float32 records) mostly stay in the last-level cache until they are copied, many enough that
+/// the synchronisations between blocks are rare (on a busy machine each one can wait for a
+/// descheduled thread).
+const BLOCK_RECORDS: usize = 1 << 16;
 
 /// A typed, owned array of tensor values.
 #[derive(Clone, Debug, PartialEq)]
@@ -31,6 +37,21 @@ pub enum FeatureValues {
 impl FeatureValues {
     fn new(kind: TensorKind) -> Self {
         Self::with_capacity(kind, 0)
+    }
+
+    /// `spare` emptied when it holds `kind` values (keeping its allocation), else new values.
+    fn reuse(spare: &mut Option<FeatureValues>, kind: TensorKind, capacity: usize) -> Self {
+        match spare.take() {
+            Some(mut values) if values.kind() == kind => {
+                match &mut values {
+                    FeatureValues::F32(v) => v.clear(),
+                    FeatureValues::F64(v) => v.clear(),
+                    FeatureValues::I32(v) => v.clear(),
+                }
+                values
+            }
+            _ => Self::with_capacity(kind, capacity),
+        }
     }
 
     fn with_capacity(kind: TensorKind, capacity: usize) -> Self {
@@ -198,6 +219,8 @@ struct Chunk<I> {
     labels: Option<FeatureValues>,
     /// Scratch space for one record's shape, reused so that records cost no allocation.
     shape: Vec<u64>,
+    /// The value arrays of the previous task this chunk decoded, reused by the next.
+    spare: (Option<FeatureValues>, Option<FeatureValues>),
 }
 
 /// A tensor's fields as found in one record.
@@ -208,21 +231,43 @@ struct Tensor<'a> {
 
 impl<I: CsrIndex> Chunk<I> {
     fn new(frames: &[Frame]) -> Self {
-        let first = frames.first().map_or((0, 0), |f| (f.record, f.offset));
-        // A guess that avoids regrowth for typical sparse float32 records (~9 bytes an entry).
-        let entries = frames.iter().map(|f| f.payload.len()).sum::<usize>() / 9;
-        Chunk {
+        let mut chunk = Chunk {
             signature: None,
-            first,
-            row_ends: Vec::with_capacity(frames.len()),
-            indices: Vec::with_capacity(entries),
+            first: (0, 0),
+            row_ends: Vec::new(),
+            indices: Vec::new(),
             values: None,
             labels: None,
             shape: Vec::new(),
+            spare: (None, None),
+        };
+        chunk.reset(frames);
+        chunk
+    }
+
+    /// Empties the chunk for decoding `frames`, keeping its allocations (so that a chunk reused
+    /// from block to block writes to memory that is already mapped and cached).
+    fn reset(&mut self, frames: &[Frame]) {
+        self.signature = None;
+        self.first = frames.first().map_or((0, 0), |f| (f.record, f.offset));
+        self.row_ends.clear();
+        self.row_ends.reserve(frames.len());
+        self.indices.clear();
+        // A guess that avoids regrowth for typical sparse float32 records (~9 bytes an entry).
+        self.indices
+            .reserve(frames.iter().map(|f| f.payload.len()).sum::<usize>() / 9);
+        if let Some(values) = self.values.take() {
+            self.spare.0 = Some(values);
+        }
+        if let Some(labels) = self.labels.take() {
+            self.spare.1 = Some(labels);
         }
     }
 
     fn push(&mut self, frame: &Frame) -> Result<()> {
+        if self.push_canonical(&frame.payload) {
+            return Ok(());
+        }
         let at = |message: String| Error::recordio(frame.record, frame.offset, message);
         let (features, label) = split_record(&frame.payload).map_err(at)?;
         let features = features.ok_or_else(|| at("record has no features[\"values\"]".into()))?;
@@ -238,7 +283,10 @@ impl<I: CsrIndex> Chunk<I> {
             None => self.signature = Some(signature),
         }
         if let Some(label) = label {
-            let labels = self.labels.get_or_insert_with(|| FeatureValues::new(label.kind));
+            let spare = &mut self.spare.1;
+            let labels = self
+                .labels
+                .get_or_insert_with(|| FeatureValues::reuse(spare, label.kind, 0));
             let before = labels.len();
             read_tensor::<i64>(&label, labels, &mut Vec::new(), &mut Vec::new()).map_err(at)?;
             if labels.len() != before + 1 {
@@ -251,12 +299,60 @@ impl<I: CsrIndex> Chunk<I> {
         Ok(())
     }
 
+    /// The fast path for records laid out exactly as the SageMaker SDK writes sparse float32 rows
+    /// (see [`canonical`]): appends the record and returns `true` when it is valid and agrees
+    /// with the chunk, else changes nothing and returns `false` so that the general path decodes
+    /// it (and reports what is wrong with it).
+    fn push_canonical(&mut self, payload: &[u8]) -> bool {
+        let Some(record) = canonical(payload) else {
+            return false;
+        };
+        let float32 = |v: &Option<FeatureValues>| v.as_ref().is_none_or(|v| v.kind() == TensorKind::Float32);
+        let signature = Signature {
+            n_cols: record.dim,
+            features: TensorKind::Float32,
+            labels: record.label.map(|_| TensorKind::Float32),
+        };
+        if !float32(&self.values) || !float32(&self.labels) || self.signature.is_some_and(|s| s != signature) {
+            return false;
+        }
+        let keys_before = self.indices.len();
+        let n_values = record.values.len() / 4;
+        let keys_ok = push_keys(record.keys, record.dim, n_values, &mut self.indices);
+        let end = I::from_u64(self.indices.len() as u64);
+        let (true, Some(end)) = (keys_ok && self.indices.len() - keys_before == n_values, end) else {
+            self.indices.truncate(keys_before);
+            return false;
+        };
+        let capacity = self.indices.capacity();
+        let spare = &mut self.spare.0;
+        let values = self
+            .values
+            .get_or_insert_with(|| FeatureValues::reuse(spare, TensorKind::Float32, capacity));
+        if let FeatureValues::F32(values) = values {
+            values.extend(record.values.chunks_exact(4).map(|b| f32::from_le_bytes(fixed(b))));
+        }
+        if let Some(label) = record.label {
+            let spare = &mut self.spare.1;
+            let labels = self
+                .labels
+                .get_or_insert_with(|| FeatureValues::reuse(spare, TensorKind::Float32, 0));
+            if let FeatureValues::F32(labels) = labels {
+                labels.push(f32::from_le_bytes(label));
+            }
+        }
+        self.signature = Some(signature);
+        self.row_ends.push(end);
+        true
+    }
+
     /// Appends one record's keys and values; returns its feature dimension.
     fn push_features(&mut self, tensor: &Tensor) -> std::result::Result<u64, String> {
         let capacity = self.indices.capacity();
+        let spare = &mut self.spare.0;
         let values = self
             .values
-            .get_or_insert_with(|| FeatureValues::with_capacity(tensor.kind, capacity));
+            .get_or_insert_with(|| FeatureValues::reuse(spare, tensor.kind, capacity));
         if values.kind() != tensor.kind {
             return Err(format!(
                 "features are a {}, earlier records a {}",
@@ -306,6 +402,109 @@ impl<I: CsrIndex> Chunk<I> {
         };
         Ok(n_cols)
     }
+}
+
+/// Appends packed varint `keys`, each below `dim` and representable as `I`, to `out` (whose
+/// capacity is made to hold `expected` more); `false` as soon as one is not (or is malformed).
+#[inline(always)]
+fn push_keys<I: CsrIndex>(mut keys: &[u8], dim: u64, expected: usize, out: &mut Vec<I>) -> bool {
+    out.reserve(expected);
+    while !keys.is_empty() {
+        // Keys of up to 21 bits (3 bytes) are decoded without the general loop.
+        let (key, used) = match *keys {
+            [b0, ..] if b0 < 0x80 => (u64::from(b0), 1),
+            [b0, b1, ..] if b1 < 0x80 => (u64::from(b0 & 0x7f) | (u64::from(b1) << 7), 2),
+            [b0, b1, b2, ..] if b2 < 0x80 => (
+                u64::from(b0 & 0x7f) | (u64::from(b1 & 0x7f) << 7) | (u64::from(b2) << 14),
+                3,
+            ),
+            _ => {
+                let mut cursor = Cursor::new(keys);
+                match cursor.varint() {
+                    Ok(key) => (key, cursor.position()),
+                    Err(_) => return false,
+                }
+            }
+        };
+        match I::from_u64(key) {
+            Some(k) if key < dim => out.push(k),
+            _ => return false,
+        }
+        keys = keys.get(used..).unwrap_or_default();
+    }
+    true
+}
+
+/// A sparse float32 record in the exact layout the SageMaker SDK writes.
+struct Canonical<'a> {
+    /// Packed float32 values (a multiple of 4 bytes).
+    values: &'a [u8],
+    /// Packed varint keys.
+    keys: &'a [u8],
+    /// The one dimension of the shape.
+    dim: u64,
+    /// The one float32 label, when there is one.
+    label: Option<[u8; 4]>,
+}
+
+/// `payload` as a [`Canonical`] record: `features {"values": Value {float32_tensor {values?, keys?,
+/// shape: [dim]}}}` then optionally `label {"values": Value {float32_tensor {values: [label]}}}`,
+/// each field once, in this order, with nothing else; `None` for anything else (valid or not),
+/// which the general decoder then handles.
+#[inline]
+fn canonical(payload: &[u8]) -> Option<Canonical<'_>> {
+    const FLOAT32_TENSOR: u8 = (2 << 3) | LEN;
+    let mut record = Cursor::new(payload);
+    let tensor = canonical_entry(&mut record, (1 << 3) | LEN, FLOAT32_TENSOR)?;
+    let label = if record.is_done() {
+        None
+    } else {
+        match canonical_entry(&mut record, (2 << 3) | LEN, FLOAT32_TENSOR)? {
+            &[0x0a, 4, b0, b1, b2, b3] => Some([b0, b1, b2, b3]),
+            _ => return None,
+        }
+    };
+    if !record.is_done() {
+        return None;
+    }
+    let mut tensor = Cursor::new(tensor);
+    let mut field = |tag: u8| match tensor.eat(tag) {
+        true => tensor.len_delimited().ok(),
+        false => Some(&[][..]),
+    };
+    let (values, keys) = (field((1 << 3) | LEN)?, field((2 << 3) | LEN)?);
+    if !tensor.eat((3 << 3) | LEN) {
+        return None;
+    }
+    let mut shape = Cursor::new(tensor.len_delimited().ok()?);
+    let dim = shape.varint().ok()?;
+    if !shape.is_done() || !tensor.is_done() || values.len() % 4 != 0 {
+        return None;
+    }
+    Some(Canonical {
+        values,
+        keys,
+        dim,
+        label,
+    })
+}
+
+/// The tensor of a map entry `{"values": Value {<tensor_tag>: tensor}}` under `entry_tag`.
+#[inline(always)]
+fn canonical_entry<'a>(cursor: &mut Cursor<'a>, entry_tag: u8, tensor_tag: u8) -> Option<&'a [u8]> {
+    if !cursor.eat(entry_tag) {
+        return None;
+    }
+    let mut entry = Cursor::new(cursor.len_delimited().ok()?);
+    if !(entry.eat((1 << 3) | LEN) && entry.eat(6) && entry.take(6).ok()? == b"values" && entry.eat((2 << 3) | LEN)) {
+        return None;
+    }
+    let mut value = Cursor::new(entry.len_delimited().ok()?);
+    if !entry.is_done() || !value.eat(tensor_tag) {
+        return None;
+    }
+    let tensor = value.len_delimited().ok()?;
+    value.is_done().then_some(tensor)
 }
 
 /// Finds `features["values"]` and `label["values"]` in a `Record`.
@@ -483,25 +682,34 @@ fn decode_as<'f, I: CsrIndex, B: Deref<Target = [Frame<'f>]> + Send + Sync>(
     let (mut indices, mut values, mut labels) = (Vec::new(), None::<FeatureValues>, None::<FeatureValues>);
     let mut signature: Option<Signature> = None;
     let mut block = first;
+    // Reused from block to block.
+    let mut all_chunks: Vec<Chunk<I>> = Vec::new();
     while let Some(frames) = block {
+        let n_tasks = frames.len().div_ceil(TASK_RECORDS);
+        if all_chunks.len() < n_tasks {
+            all_chunks.resize_with(n_tasks, || Chunk::new(&[]));
+        }
+        let chunks = &mut all_chunks[..n_tasks];
         // The next block's frames are found while this block's records are decoded.
-        let (chunks, following) = rayon::join(
+        let (decoded, following) = rayon::join(
             || {
-                frames
-                    .par_chunks(TASK_RECORDS)
-                    .map(|task| {
-                        let mut chunk = Chunk::new(task);
-                        task.iter().try_for_each(|frame| chunk.push(frame))?;
-                        Ok(chunk)
+                chunks
+                    .par_iter_mut()
+                    .zip(frames.par_chunks(TASK_RECORDS))
+                    .map(|(chunk, task)| {
+                        chunk.reset(task);
+                        task.iter().try_for_each(|frame| chunk.push(frame))
                     })
-                    .collect::<Result<Vec<Chunk<I>>>>()
+                    .collect::<Vec<Result<()>>>()
             },
             &mut next,
         );
-        let chunks = chunks?;
+        // The first error in record order, whatever the thread count.
+        decoded.into_iter().collect::<Result<()>>()?;
+        let chunks = &all_chunks[..n_tasks];
         let (mut block_indices, mut block_values, mut block_labels) = (Vec::new(), Vec::new(), Vec::new());
         let mut block_nnz = 0;
-        for chunk in &chunks {
+        for chunk in chunks {
             let (Some(chunk_signature), Some(chunk_values)) = (chunk.signature, &chunk.values) else {
                 continue;
             };
@@ -522,7 +730,11 @@ fn decode_as<'f, I: CsrIndex, B: Deref<Target = [Frame<'f>]> + Send + Sync>(
         par_append(&mut indices, &block_indices);
         par_append_values(&mut values, &block_values);
         par_append_values(&mut labels, &block_labels);
-        monitor.progress((indptr.len() - 1) as u64)?;
+        let done = indptr.len() - 1;
+        let last = matches!(following, Ok(None));
+        if last || done / PROGRESS_RECORDS != (done - frames.len()) / PROGRESS_RECORDS {
+            monitor.progress(done as u64)?;
+        }
         block = following?;
     }
     let values = values.unwrap_or_else(|| FeatureValues::new(TensorKind::Float32));
@@ -572,5 +784,102 @@ fn par_append_values(into: &mut Option<FeatureValues>, parts: &[&FeatureValues])
         FeatureValues::F32(dst) => typed!(F32, dst),
         FeatureValues::F64(dst) => typed!(F64, dst),
         FeatureValues::I32(dst) => typed!(I32, dst),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parallel::Unmonitored;
+    use crate::recordio::frame::MAGIC;
+
+    /// A length-delimited field.
+    fn field(tag: u8, body: &[u8]) -> Vec<u8> {
+        assert!(body.len() < 128);
+        [&[tag, body.len() as u8][..], body].concat()
+    }
+
+    /// `Record { <map>: {"values": Value {float32_tensor: tensor}} ... }` framed; `tensor` and
+    /// `label` are the tensors' field bytes.
+    fn record(tensor: &[u8], label: Option<&[u8]>) -> Vec<u8> {
+        let entry = |tag: u8, tensor: &[u8]| {
+            let value = field(0x12, tensor);
+            field(tag, &[field(0x0a, b"values"), field(0x12, &value)].concat())
+        };
+        let mut payload = entry(0x0a, tensor);
+        if let Some(label) = label {
+            payload.extend(entry(0x12, label));
+        }
+        let mut out = MAGIC.to_le_bytes().to_vec();
+        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(&payload);
+        out.resize(8 + payload.len().div_ceil(4) * 4, 0);
+        out
+    }
+
+    fn values(v: &[f32]) -> Vec<u8> {
+        field(0x0a, &v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_the_general_decoder() {
+        let (vals, keys, shape) = (values(&[1.5, 2.5]), field(0x12, &[1, 3]), field(0x1a, &[4]));
+        let label = values(&[7.0]);
+        // Canonical, then the same record with its tensor fields in another order (general path).
+        let canonical = record(&[&vals[..], &keys, &shape].concat(), Some(&label));
+        let reordered = record(&[&shape[..], &keys, &vals].concat(), Some(&label));
+        let decode = |bytes: &[u8]| decode_buffer(bytes, &Unmonitored).unwrap();
+        let (a, b) = (decode(&canonical), decode(&[&reordered[..], &canonical].concat()));
+        assert_eq!((a.n_rows, a.n_cols, b.n_rows, b.n_cols), (1, 4, 2, 4));
+        let Indices::I32 { indptr, indices } = b.indices else {
+            panic!("int32 indices expected")
+        };
+        assert_eq!((indptr, indices), (vec![0, 2, 4], vec![1, 3, 1, 3]));
+        assert_eq!(b.values, FeatureValues::F32(vec![1.5, 2.5, 1.5, 2.5]));
+        assert_eq!(b.labels, Some(FeatureValues::F32(vec![7.0, 7.0])));
+        assert_eq!(a.labels, Some(FeatureValues::F32(vec![7.0])));
+    }
+
+    #[test]
+    fn canonical_records_with_bad_contents_get_the_general_errors() {
+        let (vals, shape) = (values(&[1.5, 2.5]), field(0x1a, &[4]));
+        let good = record(&[&vals[..], &field(0x12, &[1, 3]), &shape].concat(), None);
+        let cases = [
+            (
+                record(&[&vals[..], &field(0x12, &[1, 4]), &shape].concat(), None),
+                "key 4 is outside shape [4]",
+            ),
+            (
+                record(&[&vals[..], &field(0x12, &[1]), &shape].concat(), None),
+                "1 keys but 2 values",
+            ),
+            (
+                record(&[&vals[..], &field(0x12, &[1, 3]), &field(0x1a, &[5])].concat(), None),
+                "dimension 5 differs",
+            ),
+            (
+                record(
+                    &[&vals[..], &field(0x12, &[1, 3]), &shape].concat(),
+                    Some(&values(&[1.0, 2.0])),
+                ),
+                "label is Float32Tensor, earlier records no label",
+            ),
+        ];
+        for (bad, message) in cases {
+            let err = decode_buffer(&[&good[..], &bad].concat(), &Unmonitored)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(message), "{err} lacks {message}");
+            assert!(
+                err.starts_with(&format!("record 1 at byte offset {}", good.len())),
+                "{err}"
+            );
+        }
+        let two_labels = record(
+            &[&vals[..], &field(0x12, &[1, 3]), &shape].concat(),
+            Some(&values(&[1.0, 2.0])),
+        );
+        let err = decode_buffer(&two_labels, &Unmonitored).unwrap_err().to_string();
+        assert!(err.contains("label has 2 values, expected 1"), "{err}");
     }
 }

@@ -9,15 +9,20 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::frame::{put_frame_header, MAX_PAYLOAD, PAD};
+use super::frame::{padded, HEADER, MAGIC, MAX_PAYLOAD};
 use super::tensor::{packed_len, put_packed, Scalar, TensorKind};
-use super::wire::{len_field_size, put_len_header, put_varint, varint_len};
-use crate::csr::{CsrIndex, CsrView, Values};
+use super::wire::{len_field_size, varint_len, Put};
+use crate::csr::{column_error, CsrIndex, CsrView, Values};
 use crate::error::{Error, Result};
 use crate::parallel::Monitor;
 
-/// Rows handed to the encoder between two progress reports.
+/// Rows between two progress reports (and Ctrl-C checks).
 const BLOCK_ROWS: usize = 1 << 17;
+/// Rows encoded between two hand-overs to the sink (a divisor of [`BLOCK_ROWS`]): the buffers of
+/// the stage being written and of the stage being encoded (~8 MB each for typical float32 rows)
+/// mostly stay in the last-level cache, while stages are few enough (one synchronisation each)
+/// that a thread descheduled on a busy machine rarely holds the other one up.
+const STAGE_ROWS: usize = 1 << 16;
 /// Rows encoded by one parallel task.
 const TASK_ROWS: usize = 4096;
 
@@ -35,6 +40,18 @@ pub enum Layout<'a> {
     Dense { n_rows: usize, n_cols: usize },
 }
 
+impl<'a> From<CsrView<'a, i32>> for Layout<'a> {
+    fn from(view: CsrView<'a, i32>) -> Self {
+        Layout::CsrI32(view)
+    }
+}
+
+impl<'a> From<CsrView<'a, i64>> for Layout<'a> {
+    fn from(view: CsrView<'a, i64>) -> Self {
+        Layout::CsrI64(view)
+    }
+}
+
 /// The rows to encode: a layout plus the values it indexes.
 #[derive(Clone, Copy)]
 pub struct Rows<'a> {
@@ -46,6 +63,19 @@ impl<'a> Rows<'a> {
     /// Sparse rows; `values` must have one entry per stored index (checked by [`CsrView::new`]).
     pub fn sparse(layout: Layout<'a>, values: Values<'a>) -> Self {
         Rows { layout, values }
+    }
+
+    /// Sparse rows from CSR arrays, checked as [`CsrView::new`] does, except that the column
+    /// indices are checked by the encoder as it writes them (same error, one pass fewer).
+    pub fn csr<I: CsrIndex>(indptr: &'a [I], indices: &'a [I], values: Values<'a>, n_cols: u64) -> Result<Self>
+    where
+        CsrView<'a, I>: Into<Layout<'a>>,
+    {
+        let view = CsrView::new_columns_unchecked(indptr, indices, values.len(), n_cols)?;
+        Ok(Rows {
+            layout: view.into(),
+            values,
+        })
     }
 
     /// Dense row-major rows; `values` must hold exactly `n_rows * n_cols` entries.
@@ -95,69 +125,285 @@ impl Default for EncodeOptions {
 }
 
 /// Encodes every row (with its label, when given) into framed records, handing the bytes to
-/// `sink` in order, in owned chunks. Everything is validated before the first byte reaches `sink`
-/// only per block; callers that need all-or-nothing output write to an [`super::AtomicFile`].
+/// `sink` in order, a task's worth of rows at a time. Everything is validated before the first
+/// byte reaches `sink` only per stage; callers that need all-or-nothing output write to an
+/// [`super::AtomicFile`].
+///
+/// The buffers are reused from stage to stage, and stage `i` is handed to `sink` while stage
+/// `i + 1` is encoded, so writing overlaps encoding and memory stays bounded.
 pub fn encode_rows(
     rows: &Rows,
     labels: Option<Values>,
     options: &EncodeOptions,
     monitor: &dyn Monitor,
-    mut sink: impl FnMut(Vec<u8>) -> Result<()> + Send,
+    mut sink: impl FnMut(&[u8]) -> Result<()> + Send,
 ) -> Result<()> {
     let n_rows = rows.n_rows();
-    if let Some(labels) = labels {
-        if labels.len() != n_rows {
-            return Err(Error::invalid(format!("{n_rows} rows but {} labels", labels.len())));
-        }
-    }
-    // Block i is handed to `sink` while block i + 1 is encoded, so writing overlaps encoding.
-    let mut pending: Vec<Vec<u8>> = Vec::new();
+    check_labels(n_rows, labels)?;
+    let (mut writing, mut encoding) = (Vec::<StageBuffer>::new(), Vec::<StageBuffer>::new());
+    let mut n_writing = 0;
     let mut done = 0;
     while done < n_rows {
-        let block_end = (done + BLOCK_ROWS).min(n_rows);
+        let stage = done..(done + STAGE_ROWS).min(n_rows);
+        let tasks = task_ranges(stage.clone());
+        if encoding.len() < tasks.len() {
+            encoding.resize_with(tasks.len(), StageBuffer::default);
+        }
         let (written, encoded) = rayon::join(
-            || pending.drain(..).try_for_each(&mut sink),
+            || writing[..n_writing].iter().try_for_each(|buf| sink(buf.bytes())),
             || {
-                (done..block_end)
-                    .step_by(TASK_ROWS)
-                    .collect::<Vec<_>>()
-                    .into_par_iter()
-                    .map(|start| encode_range(rows, labels, options, start..(start + TASK_ROWS).min(block_end)))
-                    .collect::<Result<Vec<_>>>()
+                let results: Vec<Result<()>> = encoding[..tasks.len()]
+                    .par_iter_mut()
+                    .zip(tasks.par_iter())
+                    .map(|(buf, range)| {
+                        buf.used = 0;
+                        encode_range(rows, labels, options, range.clone(), buf)
+                    })
+                    .collect();
+                first_error(results)
             },
         );
         written?;
-        pending = encoded?;
-        done = block_end;
-        monitor.progress(done as u64)?;
+        encoded?;
+        std::mem::swap(&mut writing, &mut encoding);
+        n_writing = tasks.len();
+        done = stage.end;
+        if done % BLOCK_ROWS == 0 || done == n_rows {
+            monitor.progress(done as u64)?;
+        }
     }
-    pending.into_iter().try_for_each(sink)
+    writing[..n_writing].iter().try_for_each(|buf| sink(buf.bytes()))
 }
 
-/// Encodes rows `range` into one buffer.
-fn encode_range(rows: &Rows, labels: Option<Values>, options: &EncodeOptions, range: Range<usize>) -> Result<Vec<u8>> {
-    // Roughly the size of typical float32 rows, so that the buffer rarely has to grow.
-    let mut out = Vec::with_capacity(range.len() * 64);
+/// The exact encoded size of every row, validated, ready for [`encode_into`].
+pub struct EncodedSize {
+    tasks: Vec<usize>,
+}
+
+impl EncodedSize {
+    /// Total bytes of the encoded rows.
+    pub fn total(&self) -> usize {
+        self.tasks.iter().sum()
+    }
+}
+
+/// Validates every row and computes the bytes [`encode_into`] will write, in parallel.
+pub fn encoded_size(rows: &Rows, labels: Option<Values>, options: &EncodeOptions) -> Result<EncodedSize> {
+    check_labels(rows.n_rows(), labels)?;
+    let results: Vec<Result<usize>> = task_ranges(0..rows.n_rows())
+        .into_par_iter()
+        .map(|range| {
+            let mut size = SizeOnly(0);
+            encode_range(rows, labels, options, range, &mut size)?;
+            Ok(size.0)
+        })
+        .collect();
+    let tasks = results.into_iter().collect::<Result<Vec<_>>>()?;
+    Ok(EncodedSize { tasks })
+}
+
+/// Encodes every row into `out`, which must be exactly [`EncodedSize::total`] bytes, in parallel,
+/// each task writing its own part of `out` in place.
+pub fn encode_into(
+    rows: &Rows,
+    labels: Option<Values>,
+    options: &EncodeOptions,
+    size: &EncodedSize,
+    monitor: &dyn Monitor,
+    out: &mut [u8],
+) -> Result<()> {
+    let changed = || Error::invalid("the input arrays changed while they were being encoded");
+    let n_rows = rows.n_rows();
+    let ranges = task_ranges(0..n_rows);
+    if out.len() != size.total() || ranges.len() != size.tasks.len() {
+        return Err(changed());
+    }
+    let mut parts = Vec::with_capacity(ranges.len());
+    let mut rest = out;
+    for &len in &size.tasks {
+        let (head, tail) = std::mem::take(&mut rest).split_at_mut(len);
+        parts.push(head);
+        rest = tail;
+    }
+    let tasks_per_block = BLOCK_ROWS / TASK_ROWS;
+    for (block, (ranges, parts)) in ranges
+        .chunks(tasks_per_block)
+        .zip(parts.chunks_mut(tasks_per_block))
+        .enumerate()
+    {
+        let results: Vec<Result<()>> = parts
+            .par_iter_mut()
+            .zip(ranges.par_iter())
+            .map(|(part, range)| {
+                let mut slot = InPlace(std::mem::take(part));
+                encode_range(rows, labels, options, range.clone(), &mut slot)?;
+                if slot.0.is_empty() {
+                    Ok(())
+                } else {
+                    Err(changed())
+                }
+            })
+            .collect();
+        first_error(results)?;
+        monitor.progress(((block + 1) * BLOCK_ROWS).min(n_rows) as u64)?;
+    }
+    Ok(())
+}
+
+fn check_labels(n_rows: usize, labels: Option<Values>) -> Result<()> {
+    match labels {
+        Some(labels) if labels.len() != n_rows => {
+            Err(Error::invalid(format!("{n_rows} rows but {} labels", labels.len())))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `range` cut into the rows of parallel tasks.
+fn task_ranges(range: Range<usize>) -> Vec<Range<usize>> {
+    range
+        .clone()
+        .step_by(TASK_ROWS)
+        .map(|start| start..(start + TASK_ROWS).min(range.end))
+        .collect()
+}
+
+/// The first error in task order (so that it does not depend on the thread count).
+fn first_error(results: Vec<Result<()>>) -> Result<()> {
+    results.into_iter().collect()
+}
+
+/// Where the records of one task go: each record asks for exactly its size and fills all of it.
+trait Out {
+    /// The next `len` bytes; `None` when a size computed beforehand no longer holds.
+    fn next(&mut self, len: usize) -> Option<&mut [u8]>;
+}
+
+/// A buffer reused from stage to stage: `buf` only grows, and its first `used` bytes hold the
+/// records encoded so far (the rest is left over from earlier stages and gets overwritten).
+#[derive(Default)]
+struct StageBuffer {
+    buf: Vec<u8>,
+    used: usize,
+}
+
+impl StageBuffer {
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.used]
+    }
+}
+
+impl Out for StageBuffer {
+    #[inline]
+    fn next(&mut self, len: usize) -> Option<&mut [u8]> {
+        let start = self.used;
+        self.used += len;
+        if self.buf.len() < self.used {
+            self.buf.resize(self.used.max(2 * self.buf.len()), 0);
+        }
+        self.buf.get_mut(start..self.used)
+    }
+}
+
+/// Fills a slice sized beforehand by [`encoded_size`].
+struct InPlace<'a>(&'a mut [u8]);
+
+impl Out for InPlace<'_> {
+    #[inline]
+    fn next(&mut self, len: usize) -> Option<&mut [u8]> {
+        if len > self.0.len() {
+            return None;
+        }
+        let (head, tail) = std::mem::take(&mut self.0).split_at_mut(len);
+        self.0 = tail;
+        Some(head)
+    }
+}
+
+/// Only counts bytes (and validates): the first pass of encoding in place.
+struct SizeOnly(usize);
+
+/// Encodes rows `range` into `out`.
+fn encode_range(
+    rows: &Rows,
+    labels: Option<Values>,
+    options: &EncodeOptions,
+    range: Range<usize>,
+    out: &mut impl Sink,
+) -> Result<()> {
     with_values!(rows.values, values => match rows.layout {
-        Layout::CsrI32(csr) => encode_sparse(&mut out, csr, values, labels, options, range),
-        Layout::CsrI64(csr) => encode_sparse(&mut out, csr, values, labels, options, range),
-        Layout::Dense { n_cols, .. } => encode_dense(&mut out, n_cols, values, labels, options, range),
-    })?;
-    Ok(out)
+        Layout::CsrI32(csr) => encode_sparse(out, csr, values, labels, options, range),
+        Layout::CsrI64(csr) => encode_sparse(out, csr, values, labels, options, range),
+        Layout::Dense { n_cols, .. } => encode_dense(out, n_cols, values, labels, options, range),
+    })
+}
+
+/// What [`put_record`] hands a planned record to: a place to write it, or a byte count.
+trait Sink {
+    /// Writes (or counts) one record of `plan`.
+    fn record<S: Scalar>(
+        &mut self,
+        plan: &Plan,
+        features: &Features<S>,
+        label: Option<Values>,
+        options: &EncodeOptions,
+    ) -> Result<()>;
+}
+
+impl<O: Out> Sink for O {
+    #[inline]
+    fn record<S: Scalar>(
+        &mut self,
+        plan: &Plan,
+        features: &Features<S>,
+        label: Option<Values>,
+        options: &EncodeOptions,
+    ) -> Result<()> {
+        let out = self
+            .next(plan.framed())
+            .ok_or_else(|| Error::invalid("the input arrays changed while they were being encoded"))?;
+        write_record(&mut Put::new(out), plan, features, label, options);
+        Ok(())
+    }
+}
+
+impl Sink for SizeOnly {
+    #[inline]
+    fn record<S: Scalar>(&mut self, plan: &Plan, _: &Features<S>, _: Option<Values>, _: &EncodeOptions) -> Result<()> {
+        self.0 += plan.framed();
+        Ok(())
+    }
 }
 
 fn encode_sparse<I: CsrIndex, S: Scalar>(
-    out: &mut Vec<u8>,
+    out: &mut impl Sink,
     csr: CsrView<I>,
     values: &[S],
     labels: Option<Values>,
     options: &EncodeOptions,
     range: Range<usize>,
 ) -> Result<()> {
+    // Each row's keys are written as varints here first, which also gives their size.
+    let mut keys = Vec::new();
+    let n_cols = csr.n_cols();
     for row in range {
+        let row_keys = csr.row_indices(row);
+        let most = 10 * row_keys.len();
+        if keys.len() < most {
+            keys.resize(most, 0);
+        }
+        let mut put = Put::new(&mut keys);
+        for &k in row_keys {
+            // Checked here rather than in a pass of its own (see `Rows::csr`).
+            match k.to_u64() {
+                Some(column) if column < n_cols => put.varint(column),
+                _ => return Err(column_error(row, k, n_cols)),
+            }
+        }
+        let n_key_bytes = put.pos();
         let features = Features {
             values: &values[csr.row_range(row)],
-            keys: Some((csr.row_indices(row), csr.n_cols())),
+            keys: Some((&keys[..n_key_bytes], n_cols)),
         };
         put_record(out, row, &features, labels, options)?;
     }
@@ -165,7 +411,7 @@ fn encode_sparse<I: CsrIndex, S: Scalar>(
 }
 
 fn encode_dense<S: Scalar>(
-    out: &mut Vec<u8>,
+    out: &mut impl Sink,
     n_cols: usize,
     values: &[S],
     labels: Option<Values>,
@@ -173,7 +419,7 @@ fn encode_dense<S: Scalar>(
     range: Range<usize>,
 ) -> Result<()> {
     for row in range {
-        let features = Features::<S, i32> {
+        let features = Features {
             values: &values[row * n_cols..(row + 1) * n_cols],
             keys: None,
         };
@@ -182,58 +428,62 @@ fn encode_dense<S: Scalar>(
     Ok(())
 }
 
-/// One row's features: its values and, when sparse, its column keys and the column count.
-struct Features<'a, S, I> {
+/// One row's features: its values and, when sparse, its column keys (already encoded as packed
+/// varints) and the column count.
+struct Features<'a, S> {
     values: &'a [S],
-    keys: Option<(&'a [I], u64)>,
+    keys: Option<(&'a [u8], u64)>,
 }
 
-/// Byte counts of a tensor's packed fields, computed once and used for both size and content.
-struct TensorSizes {
+/// A record's byte counts, computed once and used for both its size and its content.
+struct Plan {
+    /// Packed feature values.
     values: usize,
+    /// Packed feature keys.
     keys: usize,
+    /// The feature tensor message.
+    tensor: usize,
+    /// Packed label value, when there is a label.
+    label: Option<usize>,
+    /// The `Record` message.
+    payload: usize,
 }
 
-impl<S: Scalar, I: CsrIndex> Features<'_, S, I> {
-    fn sizes(&self, row: usize, options: &EncodeOptions) -> Result<TensorSizes> {
-        let values = checked_values_len(row, "value", self.values, options.features, options.check_finite)?;
-        let keys = self
-            .keys
-            .map_or(0, |(keys, _)| keys.iter().map(|&k| varint_len(key(k))).sum());
-        Ok(TensorSizes { values, keys })
+impl Plan {
+    /// Bytes of the framed record: header, payload and padding.
+    #[inline]
+    fn framed(&self) -> usize {
+        HEADER + padded(self.payload)
     }
+}
 
+impl<S: Scalar> Features<'_, S> {
     /// Size of the `Float32Tensor`/`Float64Tensor`/`Int32Tensor` message.
-    fn tensor_len(&self, sizes: &TensorSizes) -> usize {
+    #[inline]
+    fn tensor_len(&self, values: usize, keys: usize) -> usize {
         let shape = self.keys.map_or(0, |(_, n_cols)| len_field_size(varint_len(n_cols)));
-        len_field_size(sizes.values) + len_field_size(sizes.keys) + shape
+        len_field_size(values) + len_field_size(keys) + shape
     }
 
-    fn put_tensor(&self, out: &mut Vec<u8>, sizes: &TensorSizes, kind: TensorKind) {
-        if sizes.values > 0 {
-            put_len_header(out, 1, sizes.values);
-            put_packed(out, kind, self.values);
+    #[inline]
+    fn put_tensor(&self, out: &mut Put, plan: &Plan, kind: TensorKind) {
+        if plan.values > 0 {
+            out.len_header(1, plan.values);
+            put_packed(out, kind, self.values, plan.values);
         }
         if let Some((keys, n_cols)) = self.keys {
-            if sizes.keys > 0 {
-                put_len_header(out, 2, sizes.keys);
-                for &k in keys {
-                    put_varint(out, key(k));
-                }
+            if plan.keys > 0 {
+                out.len_header(2, plan.keys);
+                out.bytes(keys);
             }
-            put_len_header(out, 3, varint_len(n_cols));
-            put_varint(out, n_cols);
+            out.len_header(3, varint_len(n_cols));
+            out.varint(n_cols);
         }
     }
-}
-
-/// A validated CSR column index as the `uint64` key it is written as.
-#[inline]
-fn key<I: CsrIndex>(k: I) -> u64 {
-    k.to_u64().unwrap_or(0)
 }
 
 /// Bytes of the packed values, or an error naming the row and the value that does not fit.
+#[inline(always)]
 fn checked_values_len<S: Scalar>(
     row: usize,
     what: &str,
@@ -241,69 +491,177 @@ fn checked_values_len<S: Scalar>(
     kind: TensorKind,
     check_finite: bool,
 ) -> Result<usize> {
-    if check_finite {
-        if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
-            return Err(Error::invalid(format!("row {row}: {what} {bad:?} is not finite")));
-        }
+    if check_finite && !values.iter().all(|v| v.is_finite()) {
+        return Err(not_finite(row, what, values));
     }
-    packed_len(kind, values).map_err(|i| {
-        Error::invalid(format!(
-            "row {row}: {what} {:?} does not fit in a {}",
-            values[i],
-            kind.name()
-        ))
-    })
+    packed_len(kind, values).map_err(|i| does_not_fit(row, what, values, i, kind))
+}
+
+#[cold]
+#[inline(never)]
+fn not_finite<S: Scalar>(row: usize, what: &str, values: &[S]) -> Error {
+    let bad = values.iter().find(|v| !v.is_finite());
+    let shown = bad.map_or_else(String::new, |bad| format!("{bad:?} "));
+    Error::invalid(format!("row {row}: {what} {shown}is not finite"))
+}
+
+#[cold]
+#[inline(never)]
+fn does_not_fit<S: Scalar>(row: usize, what: &str, values: &[S], i: usize, kind: TensorKind) -> Error {
+    Error::invalid(format!(
+        "row {row}: {what} {:?} does not fit in a {}",
+        values[i],
+        kind.name()
+    ))
 }
 
 /// Size of a map entry `{key: "values", value: Value{tensor}}` around a tensor of `tensor_len`.
+#[inline]
 fn entry_len(tensor_len: usize) -> usize {
     let value_len = 1 + varint_len(tensor_len as u64) + tensor_len;
     len_field_size(VALUES_KEY.len()) + 1 + varint_len(value_len as u64) + value_len
 }
 
-/// Appends `map_field { "values": Value { kind: <tensor of tensor_len bytes> } }`'s header.
-fn put_entry_header(out: &mut Vec<u8>, map_field: u8, kind: TensorKind, tensor_len: usize) {
-    put_len_header(out, map_field, entry_len(tensor_len));
-    put_len_header(out, 1, VALUES_KEY.len());
-    out.extend_from_slice(VALUES_KEY);
-    put_len_header(out, 2, 1 + varint_len(tensor_len as u64) + tensor_len);
-    put_len_header(out, kind.field(), tensor_len);
+/// Writes `map_field { "values": Value { kind: <tensor of tensor_len bytes> } }`'s header.
+#[inline(always)]
+fn put_entry_header(out: &mut Put, map_field: u8, kind: TensorKind, tensor_len: usize) {
+    out.len_header(map_field, entry_len(tensor_len));
+    out.len_header(1, VALUES_KEY.len());
+    out.bytes(VALUES_KEY);
+    out.len_header(2, 1 + varint_len(tensor_len as u64) + tensor_len);
+    out.len_header(kind.field(), tensor_len);
 }
 
-/// Appends one framed record.
-fn put_record<S: Scalar, I: CsrIndex>(
-    out: &mut Vec<u8>,
+/// Validates and sizes one record, and hands it to `out`.
+#[inline]
+fn put_record<S: Scalar>(
+    out: &mut impl Sink,
     row: usize,
-    features: &Features<S, I>,
+    features: &Features<S>,
     labels: Option<Values>,
     options: &EncodeOptions,
 ) -> Result<()> {
-    let sizes = features.sizes(row, options)?;
-    let tensor_len = features.tensor_len(&sizes);
-    let label_len = match labels {
-        Some(labels) => Some(with_values!(labels, l => {
-            checked_values_len(row, "label", &l[row..=row], options.labels, options.check_finite)
+    let values = checked_values_len(row, "value", features.values, options.features, options.check_finite)?;
+    let keys = features.keys.map_or(0, |(keys, _)| keys.len());
+    let tensor = features.tensor_len(values, keys);
+    let label_values = labels.map(|labels| labels.slice(row..row + 1));
+    let label = match label_values {
+        Some(l) => Some(with_values!(l, l => {
+            checked_values_len(row, "label", l, options.labels, options.check_finite)
         })?),
         None => None,
     };
-    let mut payload = len_field_size(entry_len(tensor_len));
-    if let Some(label_len) = label_len {
-        payload += len_field_size(entry_len(len_field_size(label_len)));
+    let mut payload = len_field_size(entry_len(tensor));
+    if let Some(label) = label {
+        payload += len_field_size(entry_len(len_field_size(label)));
     }
     if payload > MAX_PAYLOAD {
-        return Err(Error::invalid(format!(
-            "row {row}: a record of {payload} bytes exceeds RecordIO's limit"
-        )));
+        return Err(too_large(row, payload));
     }
-    out.reserve(8 + payload + PAD);
-    put_frame_header(out, payload);
-    put_entry_header(out, 1, options.features, tensor_len);
-    features.put_tensor(out, &sizes, options.features);
-    if let (Some(labels), Some(label_len)) = (labels, label_len) {
+    let plan = Plan {
+        values,
+        keys,
+        tensor,
+        label,
+        payload,
+    };
+    out.record(&plan, features, label_values, options)
+}
+
+#[cold]
+#[inline(never)]
+fn too_large(row: usize, payload: usize) -> Error {
+    Error::invalid(format!(
+        "row {row}: a record of {payload} bytes exceeds RecordIO's limit"
+    ))
+}
+
+/// Writes one framed record of `plan` into `out`, which holds exactly `plan.framed()` bytes.
+#[inline]
+fn write_record<S: Scalar>(
+    out: &mut Put,
+    plan: &Plan,
+    features: &Features<S>,
+    label: Option<Values>,
+    options: &EncodeOptions,
+) {
+    out.bytes(&MAGIC.to_le_bytes());
+    out.bytes(&(plan.payload as u32).to_le_bytes());
+    put_entry_header(out, 1, options.features, plan.tensor);
+    features.put_tensor(out, plan, options.features);
+    if let (Some(label), Some(label_len)) = (label, plan.label) {
         put_entry_header(out, 2, options.labels, len_field_size(label_len));
-        put_len_header(out, 1, label_len);
-        with_values!(labels, l => put_packed(out, options.labels, &l[row..=row]));
+        out.len_header(1, label_len);
+        with_values!(label, l => put_packed(out, options.labels, l, label_len));
     }
-    out.resize(out.len() + (PAD - payload % PAD) % PAD, 0);
-    Ok(())
+    out.zero_rest();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parallel::Unmonitored;
+
+    fn encoded(rows: &Rows, labels: Option<Values>) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        encode_rows(rows, labels, &EncodeOptions::default(), &Unmonitored, |chunk| {
+            out.extend_from_slice(chunk);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    #[test]
+    fn csr_rows_check_their_columns_while_encoding() {
+        let (indptr, values) = ([0i64, 1, 2], [1.0f32, 2.0]);
+        let labels = Some(Values::F32(&[0.0, 1.0]));
+        let good = Rows::csr(&indptr, &[1, 2], Values::F32(&values), 3).unwrap();
+        let view = CsrView::new(&indptr, &[1i64, 2], 2, 3).unwrap();
+        let checked = Rows::sparse(Layout::CsrI64(view), Values::F32(&values));
+        assert_eq!(encoded(&good, labels).unwrap(), encoded(&checked, labels).unwrap());
+        for (indices, message) in [
+            ([1i64, 3], "row 1 has column 3, outside 0..3"),
+            ([-1, 0], "row 0 has column a negative index"),
+        ] {
+            let rows = Rows::csr(&indptr, &indices, Values::F32(&values), 3).unwrap();
+            let err = encoded(&rows, labels).unwrap_err().to_string();
+            assert!(err.contains(message), "{err}");
+            let err = encoded_size(&rows, labels, &EncodeOptions::default())
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(err.contains(message), "{err}");
+        }
+        let err = Rows::csr(&indptr, &[0i64], Values::F32(&values), 3)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("1 indices but 2 values"), "{err}");
+    }
+
+    #[test]
+    fn encoding_in_place_matches_the_stream() {
+        let indptr: Vec<i32> = (0..=5000).map(|r| r * 3).collect();
+        let indices: Vec<i32> = (0..15000).map(|i| (i * 7919) % 300_000).collect();
+        let mut sorted = indices.clone();
+        sorted.chunks_mut(3).for_each(|row| row.sort_unstable());
+        let values: Vec<f64> = (0..15000).map(|i| f64::from(i) / 7.0).collect();
+        let labels: Vec<i64> = (0..5000).collect();
+        let rows = Rows::csr(&indptr, &sorted, Values::F64(&values), 300_000).unwrap();
+        let labels = Some(Values::I64(&labels));
+        let streamed = encoded(&rows, labels).unwrap();
+        let size = encoded_size(&rows, labels, &EncodeOptions::default()).unwrap();
+        assert_eq!(size.total(), streamed.len());
+        let mut in_place = vec![0xaa; size.total()];
+        encode_into(
+            &rows,
+            labels,
+            &EncodeOptions::default(),
+            &size,
+            &Unmonitored,
+            &mut in_place,
+        )
+        .unwrap();
+        assert_eq!(in_place, streamed);
+    }
 }

@@ -17,7 +17,7 @@ pub mod tensor;
 pub mod wire;
 
 pub use decode::{decode_buffer, decode_records, Decoded, FeatureValues};
-pub use encode::{encode_rows, EncodeOptions, Rows};
+pub use encode::{encode_into, encode_rows, encoded_size, EncodeOptions, EncodedSize, Rows};
 pub use file::AtomicFile;
 pub use frame::{split_frames, Frame, FrameScanner, MAGIC};
 pub use stream::RecordStream;

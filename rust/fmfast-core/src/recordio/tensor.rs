@@ -1,6 +1,6 @@
 //! The tensor element types of `aialgs.data.Value` and conversion of caller values into them.
 
-use super::wire::{self, put_varint, varint_len};
+use super::wire::{self, varint_len, Put};
 
 /// Which tensor of the `Value` oneof a record uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,22 +132,24 @@ pub fn packed_len<S: Scalar>(kind: TensorKind, values: &[S]) -> Result<usize, us
     }
 }
 
-/// Appends `values` in the packed layout of a `kind` tensor; each must fit (see [`packed_len`]).
-pub fn put_packed<S: Scalar>(out: &mut Vec<u8>, kind: TensorKind, values: &[S]) {
+/// Writes `values` in the packed layout of a `kind` tensor; each must fit (see [`packed_len`]),
+/// and `bytes` must be what [`packed_len`] returned.
+#[inline(always)]
+pub fn put_packed<S: Scalar>(out: &mut Put, kind: TensorKind, values: &[S], bytes: usize) {
     match kind {
         TensorKind::Float32 => {
-            for v in values {
-                out.extend_from_slice(&v.to_f32().unwrap_or(f32::NAN).to_le_bytes());
+            for (slot, v) in out.take(bytes).chunks_exact_mut(4).zip(values) {
+                slot.copy_from_slice(&v.to_f32().unwrap_or(f32::NAN).to_le_bytes());
             }
         }
         TensorKind::Float64 => {
-            for v in values {
-                out.extend_from_slice(&v.to_f64().to_le_bytes());
+            for (slot, v) in out.take(bytes).chunks_exact_mut(8).zip(values) {
+                slot.copy_from_slice(&v.to_f64().to_le_bytes());
             }
         }
         TensorKind::Int32 => {
             for v in values {
-                put_varint(out, v.to_i32().unwrap_or(0) as i64 as u64);
+                out.varint(v.to_i32().unwrap_or(0) as i64 as u64);
             }
         }
     }

@@ -18,8 +18,10 @@ pub const fn tag(field: u8, wire_type: u8) -> u8 {
 /// Bytes that `v` takes as a varint.
 #[inline]
 pub fn varint_len(v: u64) -> usize {
-    // 1 byte per started group of 7 bits; 0 takes one byte.
-    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+    // 1 byte per started group of 7 bits (0 takes one byte): ceil(bits / 7), computed without a
+    // division as (9 * bits + 64) / 64, which agrees with it for every bits in 1..=64.
+    let bits = 64 - (v | 1).leading_zeros() as usize;
+    (9 * bits + 64) >> 6
 }
 
 /// Appends `v` as a varint.
@@ -49,6 +51,85 @@ pub fn put_len_header(out: &mut Vec<u8>, field: u8, len: usize) {
     put_varint(out, len as u64);
 }
 
+/// Writes into a buffer whose exact size was computed beforehand (so that no write reallocates or
+/// checks capacity byte by byte); writing past its end is a bug in that computation.
+pub struct Put<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
+}
+
+impl<'a> Put<'a> {
+    /// Starts writing at the beginning of `buf`.
+    #[inline(always)]
+    pub fn new(buf: &'a mut [u8]) -> Self {
+        Put { buf, pos: 0 }
+    }
+
+    /// Bytes written so far.
+    #[inline(always)]
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// Writes one byte.
+    #[inline(always)]
+    pub fn byte(&mut self, b: u8) {
+        self.buf[self.pos] = b;
+        self.pos += 1;
+    }
+
+    /// Writes `bytes`.
+    #[inline(always)]
+    pub fn bytes(&mut self, bytes: &[u8]) {
+        self.take(bytes.len()).copy_from_slice(bytes);
+    }
+
+    /// The next `n` bytes, to be filled by the caller.
+    #[inline(always)]
+    pub fn take(&mut self, n: usize) -> &mut [u8] {
+        let start = self.pos;
+        self.pos += n;
+        &mut self.buf[start..start + n]
+    }
+
+    /// Writes `v` as a varint.
+    #[inline(always)]
+    pub fn varint(&mut self, mut v: u64) {
+        // Column keys and lengths mostly take 1 to 3 bytes: those are written in one go.
+        if v < 1 << 7 {
+            return self.byte(v as u8);
+        }
+        if v < 1 << 14 {
+            return self.bytes(&[(v as u8) | 0x80, (v >> 7) as u8]);
+        }
+        if v < 1 << 21 {
+            return self.bytes(&[(v as u8) | 0x80, ((v >> 7) as u8) | 0x80, (v >> 14) as u8]);
+        }
+        while v >= 0x80 {
+            self.byte((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.byte(v as u8);
+    }
+
+    /// Writes the tag and length of a length-delimited field.
+    #[inline(always)]
+    pub fn len_header(&mut self, field: u8, len: usize) {
+        self.byte(tag(field, LEN));
+        self.varint(len as u64);
+    }
+
+    /// Fills the rest of the buffer with zeros.
+    #[inline(always)]
+    pub fn zero_rest(&mut self) {
+        // Usually the 0 to 3 bytes of a record's padding: not worth a call to memset.
+        for byte in &mut self.buf[self.pos..] {
+            *byte = 0;
+        }
+        self.pos = self.buf.len();
+    }
+}
+
 /// A cursor over protobuf bytes that reports malformed input as a message (the caller adds where).
 pub struct Cursor<'a> {
     bytes: &'a [u8],
@@ -62,53 +143,63 @@ impl<'a> Cursor<'a> {
     }
 
     /// Whether everything has been read.
-    #[inline]
+    #[inline(always)]
     pub fn is_done(&self) -> bool {
         self.pos >= self.bytes.len()
     }
 
     /// Reads a varint.
-    #[inline]
+    #[inline(always)]
     pub fn varint(&mut self) -> Result<u64, String> {
+        let rest = self.bytes.get(self.pos..).unwrap_or_default();
         let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let byte = *self.bytes.get(self.pos).ok_or("truncated varint")?;
-            self.pos += 1;
-            value |= u64::from(byte & 0x7f) << shift;
+        for (i, &byte) in rest.iter().take(10).enumerate() {
+            value |= u64::from(byte & 0x7f) << (7 * i);
             if byte < 0x80 {
+                self.pos += i + 1;
                 return Ok(value);
             }
         }
-        Err("varint longer than 10 bytes".into())
+        self.pos += rest.len().min(10);
+        Err(bad_varint(rest.len() < 10))
+    }
+
+    /// Bytes read so far.
+    #[inline(always)]
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Consumes the next byte if it is `byte`.
+    #[inline(always)]
+    pub fn eat(&mut self, byte: u8) -> bool {
+        let next = self.bytes.get(self.pos) == Some(&byte);
+        self.pos += usize::from(next);
+        next
     }
 
     /// Reads a field key, returning (field number, wire type).
-    #[inline]
+    #[inline(always)]
     pub fn key(&mut self) -> Result<(u64, u8), String> {
         let key = self.varint()?;
         Ok((key >> 3, (key & 7) as u8))
     }
 
     /// Reads `n` raw bytes.
-    #[inline]
+    #[inline(always)]
     pub fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len());
-        let end = end.ok_or_else(|| {
-            format!(
-                "field of {n} bytes runs past the end of its message ({} left)",
-                self.bytes.len() - self.pos
-            )
-        })?;
+        let end = end.ok_or_else(|| past_end(n, self.bytes.len() - self.pos))?;
         let out = &self.bytes[self.pos..end];
         self.pos = end;
         Ok(out)
     }
 
     /// Reads the payload of a length-delimited field.
-    #[inline]
+    #[inline(always)]
     pub fn len_delimited(&mut self) -> Result<&'a [u8], String> {
         let n = self.varint()?;
-        let n = usize::try_from(n).map_err(|_| format!("length {n} is too large"))?;
+        let n = usize::try_from(n).map_err(|_| too_large(n))?;
         self.take(n)
     }
 
@@ -124,20 +215,82 @@ impl<'a> Cursor<'a> {
     }
 }
 
+#[cold]
+#[inline(never)]
+fn past_end(n: usize, left: usize) -> String {
+    format!("field of {n} bytes runs past the end of its message ({left} left)")
+}
+
+#[cold]
+#[inline(never)]
+fn too_large(n: u64) -> String {
+    format!("length {n} is too large")
+}
+
+#[cold]
+#[inline(never)]
+fn bad_varint(truncated: bool) -> String {
+    if truncated {
+        "truncated varint".into()
+    } else {
+        "varint longer than 10 bytes".into()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn varints_round_trip_with_their_lengths() {
-        for v in [0u64, 1, 127, 128, 16_383, 16_384, u32::MAX as u64, u64::MAX] {
+        for v in [
+            0u64,
+            1,
+            127,
+            128,
+            16_383,
+            16_384,
+            2_097_151,
+            2_097_152,
+            u32::MAX as u64,
+            u64::MAX,
+        ] {
             let mut out = Vec::new();
             put_varint(&mut out, v);
             assert_eq!(out.len(), varint_len(v), "{v}");
+            let mut buf = vec![0; out.len()];
+            Put::new(&mut buf).varint(v);
+            assert_eq!(buf, out, "{v}");
             let mut cursor = Cursor::new(&out);
             assert_eq!(cursor.varint().unwrap(), v);
             assert!(cursor.is_done());
         }
+    }
+
+    #[test]
+    fn varint_len_is_one_byte_per_started_group_of_seven_bits() {
+        for bits in 1..=64u32 {
+            for v in [1u64 << (bits - 1), u64::MAX >> (64 - bits)] {
+                assert_eq!(varint_len(v), bits.div_ceil(7) as usize, "{v}");
+            }
+        }
+        assert_eq!(varint_len(0), 1);
+    }
+
+    #[test]
+    fn put_writes_what_the_vec_helpers_append() {
+        let mut expected = Vec::new();
+        put_len_header(&mut expected, 3, 300);
+        put_varint(&mut expected, u64::MAX);
+        expected.extend_from_slice(b"ab\0\0");
+        let mut buf = [0xffu8; 17];
+        let mut put = Put::new(&mut buf);
+        put.len_header(3, 300);
+        put.varint(u64::MAX);
+        put.bytes(b"ab");
+        put.zero_rest();
+        assert_eq!(put.pos(), 17);
+        assert_eq!(&buf[..], &expected[..]);
     }
 
     #[test]

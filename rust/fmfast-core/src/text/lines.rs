@@ -240,7 +240,7 @@ impl RowBlock {
             &EncodeOptions::default(),
             &Unmonitored,
             |chunk| {
-                out.extend_from_slice(&chunk);
+                out.extend_from_slice(chunk);
                 Ok(())
             },
         )?;
