@@ -614,12 +614,8 @@ mod tests {
                     });
                     (
                         Problem {
-                            dim,
-                            qv,
-                            qo,
-                            iv,
-                            io,
                             exclude,
+                            ..Problem::new(dim, qv, qo, iv, io)
                         },
                         k,
                     )
