@@ -140,7 +140,6 @@ def measure_memory(X: Any, y: np.ndarray, k: int, optimizer: str) -> dict[str, A
         "peak_growth_mib": peak / 1024,
         "model_mib": model_bytes / MIB,
         "optimizer_state_mib": state_bytes / MIB,
-        "labels_f64_mib": X.shape[0] * 8 / MIB,
         "x_mib": x_bytes / MIB,
     }
 
@@ -171,8 +170,7 @@ def render(report: dict[str, Any]) -> str:
             f"Memory ({m.get('optimizer')}, k = {m.get('k')}): X not copied: {m['x_not_copied']}; "
             f"peak RSS growth {m.get('peak_growth_mib', float('nan')):.1f} MiB vs model "
             f"{m.get('model_mib', float('nan')):.1f} MiB + optimizer state "
-            f"{m.get('optimizer_state_mib', float('nan')):.1f} MiB (+ labels as float64 "
-            f"{m.get('labels_f64_mib', float('nan')):.1f} MiB; X itself {m.get('x_mib', float('nan')):.1f} MiB)"
+            f"{m.get('optimizer_state_mib', float('nan')):.1f} MiB (X itself {m.get('x_mib', float('nan')):.1f} MiB)"
         )
     return "\n".join(lines)
 

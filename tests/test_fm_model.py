@@ -305,3 +305,19 @@ def test_hyperparameter_names_match_the_sagemaker_sdk() -> None:
     assert len(sdk) == 24 and sdk <= ours
     # mini_batch_size is an argument of the SDK's fit(); the rest are local-only.
     assert ours - sdk == {"mini_batch_size", "optimizer", "n_threads", "random_state", "progress"}
+
+
+@pytest.mark.parametrize("classifier", [False, True])
+def test_float32_labels_train_as_their_float64_values_without_a_copy(classifier: bool) -> None:
+    X, y = data(classifier=classifier)
+    y32 = y.astype(np.float32)
+    params = {"predictor_type": "binary_classifier"} if classifier else {}
+    narrow, wide = fm(**params).fit(X, y32), fm(**params).fit(X, y32.astype(np.float64))
+    np.testing.assert_array_equal(narrow.predict(X), wide.predict(X))
+    assert narrow.history_ == wide.history_
+    labels = fmfast.model._labels(y32, len(y32), "regressor")
+    assert labels.dtype == np.float32 and np.shares_memory(labels, y32)
+    bad = y32.copy()
+    bad[5] = np.nan
+    with pytest.raises(InvalidInputError, match="label of row 5 is not finite"):
+        fm(**params).fit(X, bad)

@@ -39,6 +39,7 @@ def user_item_one_hot(users: np.ndarray, items: np.ndarray, n_users: int, n_item
 
 #: How strongly taste decides which pairs are rated (logit per unit of taste).
 _SELECTION = 8.0
+_TASTE_CHUNK = 1 << 18
 
 
 def synthetic_ratings(
@@ -62,7 +63,11 @@ def synthetic_ratings(
     item_factors = rng.normal(0, 1 / np.sqrt(rank), (n_items, rank))
 
     def taste(users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        return 1.2 * (user_factors[users] * item_factors[items]).sum(1)
+        out = np.empty(len(users))
+        for start in range(0, len(users), _TASTE_CHUNK):  # bounded temporaries for large draws
+            chunk = slice(start, start + _TASTE_CHUNK)
+            out[chunk] = (user_factors[users[chunk]] * item_factors[items[chunk]]).sum(1)
+        return 1.2 * out
 
     pairs = np.empty(0, dtype=np.int64)
     while len(pairs) < n_ratings:

@@ -125,7 +125,7 @@ def _check_finite(rows: _Rows) -> None:
         raise InvalidInputError(f"X holds a non-finite value in row {row}: {rows.data[bad[0]]}")
 
 
-def _vector(values: Any, n_rows: int, what: str) -> np.ndarray:
+def _vector(values: Any, n_rows: int, what: str, dtypes: tuple[type, ...] = (np.float64,)) -> np.ndarray:
     array = np.asarray(values)
     if array.ndim == 2 and array.shape[1] == 1:
         array = array[:, 0]
@@ -135,11 +135,12 @@ def _vector(values: Any, n_rows: int, what: str) -> np.ndarray:
         raise InvalidInputError(f"X has {n_rows} rows but {what} has {array.shape[0]} values")
     if array.dtype.kind not in "biuf":
         raise InvalidInputError(f"{what} of dtype {array.dtype} is not numeric")
-    return np.ascontiguousarray(array, dtype=np.float64)
+    return np.ascontiguousarray(array, dtype=array.dtype if array.dtype in dtypes else np.float64)
 
 
 def _labels(y: Any, n_rows: int, predictor_type: str) -> np.ndarray:
-    labels = _vector(y, n_rows, "y")
+    # float32 labels (what read_recordio returns) are passed to the core as they are: no copy.
+    labels = _vector(y, n_rows, "y", (np.float32, np.float64))
     bad = np.flatnonzero(~np.isfinite(labels))
     if bad.size:
         raise InvalidInputError(f"label of row {bad[0]} is not finite: {labels[bad[0]]}")

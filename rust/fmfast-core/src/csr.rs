@@ -177,6 +177,17 @@ impl<'a> Values<'a> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Element `i` as `f64` (which must lie within the array).
+    #[inline]
+    pub fn get(&self, i: usize) -> f64 {
+        match *self {
+            Values::F32(v) => f64::from(v[i]),
+            Values::F64(v) => v[i],
+            Values::I32(v) => f64::from(v[i]),
+            Values::I64(v) => v[i] as f64,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -97,7 +97,7 @@ fn fit_epochs(
     n_cols: u64,
     csr: PyIndices<'_>,
     data: PyValues<'_>,
-    labels: PyReadonlyArray1<'_, f64>,
+    labels: PyValues<'_>,
     sample_weight: Option<PyReadonlyArray1<'_, f64>>,
     mut state: TrainState<'_>,
     config: Hyperparameters,
@@ -108,7 +108,7 @@ fn fit_epochs(
     let num_factors = state.factors.shape()[1];
     let indices = IndexSlices::new(&csr)?;
     let values = data.as_values()?;
-    let labels = labels.as_slice()?;
+    let labels = labels.as_values()?;
     let sample_weight = sample_weight.as_ref().map(|w| w.as_slice()).transpose()?;
     let t = state.t;
     let bias = state

@@ -96,7 +96,7 @@ const PROGRESS_ROWS: u64 = 1 << 16;
 
 /// Trains for `config.epochs` passes over `x`, updating `weights` and `state` in place, and
 /// returns the statistics of each epoch. `labels` (and `sample_weight`, which scales each row's
-/// gradient) hold one value per row.
+/// gradient) hold one value per row; the labels keep their own dtype (float32 labels are not copied).
 ///
 /// Non-finite predictions or weights stop training with [`Error::Diverged`]; the weights are then
 /// left as they were at that point.
@@ -104,7 +104,7 @@ const PROGRESS_ROWS: u64 = 1 << 16;
 pub fn fit_epochs<I: CsrIndex, M: Monitor + ?Sized>(
     x: &CsrView<'_, I>,
     values: Values<'_>,
-    labels: &[f64],
+    labels: Values<'_>,
     sample_weight: Option<&[f64]>,
     weights: &mut WeightsMut<'_>,
     state: &mut OptimizerState<'_>,
@@ -153,24 +153,24 @@ fn check_config(config: &TrainConfig, weights: &WeightsMut<'_>, state: &Optimize
     Ok(())
 }
 
-fn check_rows(n_rows: usize, labels: &[f64], sample_weight: Option<&[f64]>, task: Task) -> Result<()> {
+fn check_rows(n_rows: usize, labels: Values<'_>, sample_weight: Option<&[f64]>, task: Task) -> Result<()> {
     if labels.len() != n_rows {
         return Err(Error::invalid(format!(
             "X has {n_rows} rows but y has {} labels",
             labels.len()
         )));
     }
-    if let Some(row) = labels.iter().position(|y| !y.is_finite()) {
+    if let Some(row) = (0..n_rows).find(|&row| !labels.get(row).is_finite()) {
         return Err(Error::invalid(format!(
             "label of row {row} is not finite: {}",
-            labels[row]
+            labels.get(row)
         )));
     }
     if task == Task::BinaryClassifier {
-        if let Some(row) = labels.iter().position(|&y| y != 0.0 && y != 1.0) {
+        if let Some(row) = (0..n_rows).find(|&row| !matches!(labels.get(row), 0.0 | 1.0)) {
             return Err(Error::invalid(format!(
                 "label of row {row} is {}; binary_classifier labels must be 0 or 1",
-                labels[row]
+                labels.get(row)
             )));
         }
     }
@@ -215,7 +215,7 @@ fn check_finite<I: CsrIndex, T: Feature>(x: &CsrView<'_, I>, values: &[T]) -> Re
 struct Data<'a, I, T> {
     x: &'a CsrView<'a, I>,
     values: &'a [T],
-    labels: &'a [f64],
+    labels: Values<'a>,
     sample_weight: Option<&'a [f64]>,
 }
 
@@ -721,7 +721,7 @@ impl<I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'_, I, T, M> {
                 bad = true;
                 continue;
             }
-            let y = data.labels[row];
+            let y = data.labels.get(row);
             let dloss = match self.config.task {
                 Task::Regressor => {
                     loss[offset] = (score - y) * (score - y);
@@ -973,7 +973,7 @@ mod tests {
                 fit_epochs(
                     &x,
                     Values::F64(&self.values),
-                    &self.labels,
+                    Values::F64(&self.labels),
                     None,
                     &mut weights,
                     &mut state,
@@ -1118,6 +1118,25 @@ mod tests {
             Err(Error::Diverged { epoch, what, .. }) => assert!(epoch < 50 && !what.is_empty()),
             other => panic!("expected divergence, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn float32_labels_are_checked_like_float64_ones() {
+        let labels = [0.0f32, 1.0, f32::NAN];
+        let err = check_rows(3, Values::F32(&labels), None, Task::Regressor)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("label of row 2 is not finite"), "{err}");
+        let labels = [0.0f32, 0.5, 1.0];
+        let err = check_rows(3, Values::F32(&labels), None, Task::BinaryClassifier)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("label of row 1 is 0.5"), "{err}");
+        assert!(check_rows(3, Values::F32(&labels), None, Task::Regressor).is_ok());
+        let err = check_rows(2, Values::F32(&labels), None, Task::Regressor)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("2 rows but y has 3 labels"), "{err}");
     }
 
     #[test]
