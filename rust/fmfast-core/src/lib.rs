@@ -4,6 +4,7 @@
 //! * [`recordio`]: SageMaker's RecordIO-protobuf training format, encoded and decoded in parallel.
 //! * [`fm`]: Factorization Machines at SageMaker's semantics: scoring, gradients, optimizers, training.
 //! * [`features`]: assembling a CSR feature matrix from one-hot, multi-hot and numeric blocks.
+//! * [`memory`]: hints to the OS about the large output arrays we fill.
 //! * [`parallel`]: thread pools sized by the caller and the between-chunk progress/interrupt hook.
 //!
 //! Nothing here knows Python: functions take slices and return [`Result`].
@@ -25,6 +26,7 @@ pub mod csr;
 pub mod error;
 pub mod features;
 pub mod fm;
+pub mod memory;
 pub mod parallel;
 pub mod recordio;
 pub mod text;

@@ -13,6 +13,7 @@ use super::tensor::{unpacked_wire_type, TensorKind};
 use super::wire::{Cursor, LEN, VARINT};
 use crate::csr::CsrIndex;
 use crate::error::{Error, Result};
+use crate::memory::advise_huge_pages;
 use crate::parallel::Monitor;
 
 /// Records decoded by one parallel task.
@@ -654,10 +655,10 @@ fn decode_blocks<'f, B: Deref<Target = [Frame<'f>]> + Send + Sync>(
     };
     // Every stored value takes at least one payload byte, so `size_bound` also bounds nnz.
     let decoded = if n_cols <= i32::MAX as u64 && size_bound <= i32::MAX as usize {
-        let (n_rows, indptr, indices, values, labels) = decode_as::<i32, B>(first, next, monitor)?;
+        let (n_rows, indptr, indices, values, labels) = decode_as::<i32, B>(first, next, size_bound, monitor)?;
         (n_rows, Indices::I32 { indptr, indices }, values, labels)
     } else {
-        let (n_rows, indptr, indices, values, labels) = decode_as::<i64, B>(first, next, monitor)?;
+        let (n_rows, indptr, indices, values, labels) = decode_as::<i64, B>(first, next, size_bound, monitor)?;
         (n_rows, Indices::I64 { indptr, indices }, values, labels)
     };
     let (n_rows, indices, values, labels) = decoded;
@@ -675,6 +676,7 @@ type Parts<I> = (usize, Vec<I>, Vec<I>, FeatureValues, Option<FeatureValues>);
 fn decode_as<'f, I: CsrIndex, B: Deref<Target = [Frame<'f>]> + Send + Sync>(
     first: Option<B>,
     mut next: impl FnMut() -> Result<Option<B>> + Send,
+    size_bound: usize,
     monitor: &dyn Monitor,
 ) -> Result<Parts<I>> {
     let zero = I::from_u64(0).ok_or_else(|| Error::invalid("index type cannot hold 0"))?;
@@ -727,9 +729,17 @@ fn decode_as<'f, I: CsrIndex, B: Deref<Target = [Frame<'f>]> + Send + Sync>(
             block_values.push(chunk_values);
             block_labels.extend(chunk.labels.as_ref());
         }
-        par_append(&mut indices, &block_indices);
-        par_append_values(&mut values, &block_values);
-        par_append_values(&mut labels, &block_labels);
+        // The first block sizes the output arrays for the whole stream (see `extrapolate`).
+        let (mut nnz_estimate, mut rows_estimate) = (0, 0);
+        if indices.capacity() == 0 {
+            let payload_bytes = frames.iter().map(|f| f.payload.len()).sum();
+            nnz_estimate = extrapolate(block_nnz, payload_bytes, size_bound);
+            rows_estimate = extrapolate(frames.len(), payload_bytes, size_bound);
+        }
+        reserve_output(&mut indptr, rows_estimate + 1);
+        par_append(&mut indices, &block_indices, nnz_estimate);
+        par_append_values(&mut values, &block_values, nnz_estimate);
+        par_append_values(&mut labels, &block_labels, rows_estimate);
         let done = indptr.len() - 1;
         let last = matches!(following, Ok(None));
         if last || done / PROGRESS_RECORDS != (done - frames.len()) / PROGRESS_RECORDS {
@@ -741,8 +751,28 @@ fn decode_as<'f, I: CsrIndex, B: Deref<Target = [Frame<'f>]> + Send + Sync>(
     Ok((indptr.len() - 1, indptr, indices, values, labels))
 }
 
-/// Appends `parts` to `dst` in order, copying them in parallel (page faults included).
-fn par_append<T: Copy + Send + Sync>(dst: &mut Vec<T>, parts: &[&[T]]) {
+/// `part`, seen in the first `part_bytes` payload bytes, scaled to `size_bound` bytes (and at most
+/// `size_bound`: every value and every record takes at least one byte). Overestimates cost only
+/// address space: pages never written are never mapped.
+fn extrapolate(part: usize, part_bytes: usize, size_bound: usize) -> usize {
+    let scaled = part as f64 * size_bound as f64 / part_bytes.max(1) as f64;
+    (scaled.ceil() as usize).clamp(part, size_bound.max(part))
+}
+
+/// Makes room for `capacity` elements in all in `dst`, in one allocation backed by huge pages
+/// where the system allows it (output arrays are fresh memory: each 4 KiB page would otherwise
+/// cost a page fault). Later growth, should the estimate fall short, is ordinary `Vec` growth.
+fn reserve_output<T>(dst: &mut Vec<T>, capacity: usize) {
+    if capacity > dst.capacity() {
+        dst.reserve_exact(capacity - dst.len());
+        advise_huge_pages(dst.spare_capacity_mut());
+    }
+}
+
+/// Appends `parts` to `dst` in order, copying them in parallel (page faults included); `capacity`
+/// is passed to [`reserve_output`] first.
+fn par_append<T: Copy + Send + Sync>(dst: &mut Vec<T>, parts: &[&[T]], capacity: usize) {
+    reserve_output(dst, capacity);
     let total = parts.iter().map(|p| p.len()).sum();
     dst.reserve(total);
     let mut spare = &mut dst.spare_capacity_mut()[..total];
@@ -764,8 +794,9 @@ fn par_append<T: Copy + Send + Sync>(dst: &mut Vec<T>, parts: &[&[T]]) {
     unsafe { dst.set_len(dst.len() + total) };
 }
 
-/// Appends typed value arrays (all of one tensor type, as the signature checks ensured) to `into`.
-fn par_append_values(into: &mut Option<FeatureValues>, parts: &[&FeatureValues]) {
+/// Appends typed value arrays (all of one tensor type, as the signature checks ensured) to `into`,
+/// with room for `capacity` values.
+fn par_append_values(into: &mut Option<FeatureValues>, parts: &[&FeatureValues], capacity: usize) {
     let Some(first) = parts.first() else { return };
     let into = into.get_or_insert_with(|| FeatureValues::new(first.kind()));
     macro_rules! typed {
@@ -777,7 +808,7 @@ fn par_append_values(into: &mut Option<FeatureValues>, parts: &[&FeatureValues])
                     _ => None,
                 })
                 .collect();
-            par_append($dst, &slices)
+            par_append($dst, &slices, capacity)
         }};
     }
     match into {
@@ -838,6 +869,45 @@ mod tests {
         assert_eq!(b.values, FeatureValues::F32(vec![1.5, 2.5, 1.5, 2.5]));
         assert_eq!(b.labels, Some(FeatureValues::F32(vec![7.0, 7.0])));
         assert_eq!(a.labels, Some(FeatureValues::F32(vec![7.0])));
+    }
+
+    #[test]
+    fn output_arrays_grow_past_the_first_blocks_estimate() {
+        // The first block's records hold one value, the later ones 20: the output arrays sized
+        // from the first block must grow, and nothing may be lost when they do.
+        let row = |n: u8| {
+            let vals: Vec<f32> = (0..n).map(f32::from).collect();
+            let keys: Vec<u8> = (0..n).collect();
+            record(
+                &[&values(&vals)[..], &field(0x12, &keys), &field(0x1a, &[64])].concat(),
+                None,
+            )
+        };
+        let (sparse, dense) = (row(1), row(20));
+        let n_dense = 3 * TASK_RECORDS;
+        let mut bytes = sparse.repeat(BLOCK_RECORDS);
+        bytes.extend(dense.repeat(n_dense));
+        let decoded = decode_buffer(&bytes, &Unmonitored).unwrap();
+        let Indices::I32 { indptr, indices } = decoded.indices else {
+            panic!("int32 indices expected")
+        };
+        assert_eq!((decoded.n_rows, decoded.n_cols), (BLOCK_RECORDS + n_dense, 64));
+        assert_eq!(indptr.last().copied(), Some((BLOCK_RECORDS + 20 * n_dense) as i32));
+        assert_eq!(&indices[BLOCK_RECORDS - 1..BLOCK_RECORDS + 2], &[0, 0, 1]);
+        let FeatureValues::F32(values) = decoded.values else {
+            panic!("float32 values expected")
+        };
+        assert_eq!(values.last(), Some(&19.0));
+    }
+
+    #[test]
+    fn extrapolation_is_bounded_by_the_input() {
+        assert_eq!(extrapolate(10, 100, 1000), 100);
+        assert_eq!(extrapolate(10, 100, 150), 15);
+        // Never below what was seen, never above the bound otherwise.
+        assert_eq!(extrapolate(10, 100, 5), 10);
+        assert_eq!(extrapolate(10, 1, 100), 100);
+        assert_eq!(extrapolate(0, 0, 1000), 0);
     }
 
     #[test]
