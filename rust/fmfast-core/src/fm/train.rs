@@ -192,7 +192,15 @@ fn check_rows(n_rows: usize, labels: Values<'_>, sample_weight: Option<&[f64]>, 
 }
 
 fn check_finite<I: CsrIndex, T: Feature>(x: &CsrView<'_, I>, values: &[T]) -> Result<()> {
-    let Some(at) = values.par_iter().position_first(|v| !v.to_f64().is_finite()) else {
+    // Whole chunks are tested without early exits (so that the test vectorises), and only the
+    // first bad chunk is searched: a per-value `position_first` cost a quarter of an epoch.
+    const CHUNK: usize = 1 << 16;
+    let finite = |v: &T| v.to_f64().is_finite();
+    let bad_chunk = values
+        .par_chunks(CHUNK)
+        .position_first(|chunk| !chunk.iter().fold(true, |all, v| all & finite(v)));
+    let Some(at) = bad_chunk.and_then(|c| Some(c * CHUNK + values[c * CHUNK..].iter().position(|v| !finite(v))?))
+    else {
         return Ok(());
     };
     // The first row whose entries end after `at`.
@@ -1156,5 +1164,20 @@ mod tests {
         let mut bad = config.clone();
         bad.batch_size = 0;
         assert!(p.fit(&bad, 1).err().unwrap().to_string().contains("mini_batch_size"));
+    }
+
+    #[test]
+    fn the_first_non_finite_value_is_found_past_the_first_chunk() {
+        // One entry a row, so the row is the value's index; two bad values, in different chunks.
+        let n = 200_000;
+        let indptr: Vec<i64> = (0..=n as i64).collect();
+        let indices = vec![0i64; n];
+        let mut values = vec![1.0f32; n];
+        let x = CsrView::new(&indptr, &indices, n, 1).unwrap();
+        assert!(check_finite(&x, &values).is_ok());
+        values[150_001] = f32::NAN;
+        values[70_000] = f32::INFINITY;
+        let err = check_finite(&x, &values).unwrap_err().to_string();
+        assert!(err.contains("non-finite value in row 70000: inf"), "{err}");
     }
 }
