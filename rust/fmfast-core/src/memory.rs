@@ -2,6 +2,8 @@
 
 use std::mem::MaybeUninit;
 
+use rayon::prelude::*;
+
 /// Size of a transparent huge page on x86-64 and most aarch64 Linux systems.
 #[cfg(target_os = "linux")]
 const HUGE_PAGE: usize = 2 << 20;
@@ -24,4 +26,35 @@ pub fn advise_huge_pages<T>(buffer: &mut [MaybeUninit<T>]) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = buffer;
+}
+
+/// Zeroes `buffer` on the current rayon pool, after [`advise_huge_pages`], and returns it as
+/// initialised bytes: a fresh output buffer of hundreds of MB that one thread would otherwise zero
+/// (and page-fault in) before the parallel work that fills it.
+pub fn zeroed_in_parallel(buffer: &mut [MaybeUninit<u8>]) -> &mut [u8] {
+    advise_huge_pages(buffer);
+    buffer
+        .par_chunks_mut(1 << 20)
+        .for_each(|chunk| chunk.fill(MaybeUninit::new(0)));
+    // SAFETY: every byte was initialised just above, and `MaybeUninit<u8>` has the layout of `u8`.
+    unsafe { &mut *(buffer as *mut [MaybeUninit<u8>] as *mut [u8]) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_come_back_zeroed_whatever_their_size() {
+        for len in [0, 1, 4095, (1 << 20) + 3, 5 << 20] {
+            let mut storage: Vec<u8> = Vec::with_capacity(len);
+            let bytes = zeroed_in_parallel(&mut storage.spare_capacity_mut()[..len]);
+            assert_eq!(bytes.len(), len);
+            assert!(bytes.iter().all(|&b| b == 0));
+            bytes.fill(7);
+            // SAFETY: all `len` bytes were written through `bytes`.
+            unsafe { storage.set_len(len) };
+            assert!(storage.iter().all(|&b| b == 7));
+        }
+    }
 }
