@@ -1,4 +1,4 @@
-//! Hints to the operating system about large output arrays we are about to fill.
+//! Large fresh output buffers: huge-page hints to the operating system, and zeroing in parallel.
 
 use std::mem::MaybeUninit;
 
