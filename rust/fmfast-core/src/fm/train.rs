@@ -14,7 +14,7 @@
 //!    σ(ŷ) − y for the classifier). The weights of rows a few ahead are prefetched.
 //! 2. Thread 0 adds the loss statistics and the bias gradient `Σ_r g_r` in row order and updates
 //!    the bias. Every thread walks all the batch's entries in row order and keeps those of the
-//!    features it owns (a hash of the feature picks the owner), summing
+//!    features it owns (a hash of the feature's block of [`OWNER_BLOCK`] picks the owner), summing
 //!    `∂/∂wᵢ = Σ_r g_r x_ri` and `∂/∂v_if = Σ_r g_r x_ri (s_rf − v_if x_ri)` into a slot per
 //!    feature (found through a per-feature mark, so nothing is sorted); then it applies the
 //!    optimizer update to row `i` of `w` and `V` and of its state ([`super::optim`]), prefetching
@@ -518,12 +518,19 @@ fn prefetch<E>(ptr: *const E, len: usize) {
     let _ = (ptr, len);
 }
 
-/// Which thread updates feature `i` when `threads` share the work: a multiplicative hash, so
-/// that consecutive features (one-hot blocks) spread evenly.
+/// Which part of the features, among `parts`, feature `i` belongs to: a multiplicative hash of
+/// its block of [`OWNER_BLOCK`] consecutive features, so that one-hot blocks spread evenly while
+/// the marks, weights and state of neighbouring features, which share cache lines, are written by
+/// one task (per-feature ownership had two cores writing the same lines: false sharing).
 #[inline(always)]
-fn owner(i: usize, threads: usize) -> usize {
-    ((u64::from((i as u32).wrapping_mul(0x9e37_79b9)) * threads as u64) >> 32) as usize
+fn owner(i: usize, parts: usize) -> usize {
+    let block = (i / OWNER_BLOCK) as u32;
+    ((u64::from(block.wrapping_mul(0x9e37_79b9)) * parts as u64) >> 32) as usize
 }
+
+/// Consecutive features that one phase-2 task updates together (two cache lines of marks, four of
+/// linear weights).
+const OWNER_BLOCK: usize = 32;
 
 /// Gradient slots of the features one thread updates in the current batch.
 #[derive(Default)]
@@ -1092,14 +1099,27 @@ mod tests {
     #[test]
     fn results_are_identical_for_every_thread_count() {
         for kind in [OptimizerKind::Sgd, OptimizerKind::Adam, OptimizerKind::AdaGrad] {
-            // Batches of 300 rows: up to 4 threads share each batch (MIN_PARALLEL_ROWS).
-            let p = problem(1000, 40, 5, Task::BinaryClassifier, 5);
+            // Batches of 300 rows: up to 4 threads share each batch (MIN_PARALLEL_ROWS); 400
+            // features make 13 blocks of `OWNER_BLOCK` for the phase-2 parts to share.
+            let p = problem(1000, 400, 5, Task::BinaryClassifier, 5);
             let config = config(Task::BinaryClassifier, kind, 2, 300);
             let one = p.fit(&config, 1).unwrap();
             for threads in [2, 3, 4] {
                 assert_eq!(one, p.fit(&config, threads).unwrap(), "{kind:?}, {threads} threads");
             }
         }
+    }
+
+    #[test]
+    fn owners_keep_blocks_together_and_spread_them() {
+        let parts = 4;
+        let mut counts = [0usize; 4];
+        for block in 0..1000 {
+            let first = owner(block * OWNER_BLOCK, parts);
+            assert!((0..OWNER_BLOCK).all(|j| owner(block * OWNER_BLOCK + j, parts) == first));
+            counts[first] += 1;
+        }
+        assert!(counts.iter().all(|&c| (200..300).contains(&c)), "{counts:?}");
     }
 
     #[test]
