@@ -39,6 +39,7 @@ test-python: $(INSTALLED)
 lint: $(INSTALLED)
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
+	RUSTDOCFLAGS="-D warnings" cargo doc -p fmfast-core --no-deps --quiet
 	$(BIN)/ruff check python tests benches
 	$(BIN)/ruff format --check python tests benches
 	$(BIN)/python -m mypy.stubtest fmfast._fmfast --allowlist stubtest-allowlist.txt

@@ -6,7 +6,7 @@
 //! sequentially and does not shuffle; callers who want shuffling permute the rows themselves.
 //!
 //! # One mini-batch
-//! The threads (at most one per [`MIN_PARALLEL_ROWS`] batch rows) stay up for the whole call and
+//! The threads (at most one per `MIN_PARALLEL_ROWS` batch rows) stay up for the whole call and
 //! meet at a spinning barrier twice a batch; no per-batch task is spawned and nothing is sorted.
 //! 1. Each thread, over its contiguous share of the rows: ŷ and `s_f = Σᵢ v_if xᵢ` with the
 //!    weights as they were before the batch, the loss, and the gradient scale
@@ -14,7 +14,7 @@
 //!    σ(ŷ) − y for the classifier). The weights of rows a few ahead are prefetched.
 //! 2. Thread 0 adds the loss statistics and the bias gradient `Σ_r g_r` in row order and updates
 //!    the bias. Every thread walks all the batch's entries in row order and keeps those of the
-//!    features it owns (a hash of the feature's block of [`OWNER_BLOCK`] picks the owner), summing
+//!    features it owns (a hash of the feature's block of `OWNER_BLOCK` picks the owner), summing
 //!    `∂/∂wᵢ = Σ_r g_r x_ri` and `∂/∂v_if = Σ_r g_r x_ri (s_rf − v_if x_ri)` into a slot per
 //!    feature (found through a per-feature mark, so nothing is sorted); then it applies the
 //!    optimizer update to row `i` of `w` and `V` and of its state ([`super::optim`]), prefetching

@@ -6,7 +6,7 @@
 //! * [`encode`]: rows (sparse or dense) and labels into framed records, in parallel.
 //! * [`decode`]: framed records back into CSR arrays, in parallel.
 //! * [`stream`]: bounded-memory batch reading from any `Read`.
-//! * [`file`]: atomic output files.
+//! * [`file`](mod@file): atomic output files.
 
 pub mod decode;
 pub mod encode;

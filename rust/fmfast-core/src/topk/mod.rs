@@ -5,11 +5,11 @@
 //! columns as `c_u + c_i + ⟨s_u, s_i⟩`, where `s = Σ v x` and `c = w·x + ½(‖s‖² − Σ v²x²)` (plus
 //! `w0` on one side): per-side sums computed once, then this kernel.
 //!
-//! The exact score of a pair is [`exact_score`]; the result is the `k` best pairs by that score
+//! The exact score of a pair is `exact_score`; the result is the `k` best pairs by that score
 //! (ties: lower item index first), as an exhaustive scan would rank them. Two ways get there:
 //!
-//! * [`scan`] (the default): a first pass over every item with int16 inner products
-//!   ([`quantized`], [`kernel`]) whose error is bounded rigorously keeps only the items that can
+//! * `scan` (the default): a first pass over every item with int16 inner products
+//!   (`quantized`, `kernel`) whose error is bounded rigorously keeps only the items that can
 //!   still reach a query's `k`-th best exact score, and those few are rescored exactly;
 //! * the exhaustive scan below, for inputs the first pass cannot bound (non-finite or extreme
 //!   values), and as the reference the tests compare the first pass to.
