@@ -761,10 +761,10 @@ fn extrapolate(part: usize, part_bytes: usize, size_bound: usize) -> usize {
 
 /// Makes room for `capacity` elements in all in `dst`, in one allocation backed by huge pages
 /// where the system allows it (output arrays are fresh memory: each 4 KiB page would otherwise
-/// cost a page fault). Later growth, should the estimate fall short, is ordinary `Vec` growth.
+/// cost a page fault). Later growth, should the estimate fall short, is ordinary `Vec` growth; so
+/// is all growth when the system refuses the estimate's address space.
 fn reserve_output<T>(dst: &mut Vec<T>, capacity: usize) {
-    if capacity > dst.capacity() {
-        dst.reserve_exact(capacity - dst.len());
+    if capacity > dst.capacity() && dst.try_reserve_exact(capacity - dst.len()).is_ok() {
         advise_huge_pages(dst.spare_capacity_mut());
     }
 }
@@ -898,6 +898,15 @@ mod tests {
             panic!("float32 values expected")
         };
         assert_eq!(values.last(), Some(&19.0));
+    }
+
+    #[test]
+    fn an_estimate_the_system_refuses_is_skipped() {
+        let mut v: Vec<u64> = vec![1];
+        reserve_output(&mut v, usize::MAX / 4);
+        assert_eq!(v, [1]);
+        reserve_output(&mut v, 1000);
+        assert!(v.capacity() >= 1000);
     }
 
     #[test]
