@@ -729,13 +729,15 @@ fn decode_as<'f, I: CsrIndex, B: Deref<Target = [Frame<'f>]> + Send + Sync>(
             block_values.push(chunk_values);
             block_labels.extend(chunk.labels.as_ref());
         }
-        // The first block sizes the output arrays for the whole stream (see `extrapolate`).
-        let (mut nnz_estimate, mut rows_estimate) = (0, 0);
-        if indices.capacity() == 0 {
+        // The first block with values sizes the output arrays for the whole stream (see
+        // `extrapolate`); later blocks ask for nothing more than they append.
+        let (nnz_estimate, rows_estimate) = if indices.capacity() == 0 {
             let payload_bytes = frames.iter().map(|f| f.payload.len()).sum();
-            nnz_estimate = extrapolate(block_nnz, payload_bytes, size_bound);
-            rows_estimate = extrapolate(frames.len(), payload_bytes, size_bound);
-        }
+            let estimate = |part| extrapolate(part, payload_bytes, size_bound);
+            (estimate(block_nnz), estimate(frames.len()))
+        } else {
+            (0, 0)
+        };
         reserve_output(&mut indptr, rows_estimate + 1);
         par_append(&mut indices, &block_indices, nnz_estimate);
         par_append_values(&mut values, &block_values, nnz_estimate);
