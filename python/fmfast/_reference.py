@@ -11,7 +11,9 @@ It follows the same definitions as the Rust core, written for readability rather
 * optimizers: MXNet's SGD, Adam (bias-corrected with the update count ``t``) and AdaGrad, with
   lazy updates of the rows of ``w`` and ``V`` whose feature occurs in the batch.
 
-Everything is float64. Functions take and return plain dictionaries of arrays.
+Everything is float64 except the optimizer state, which is float32 as in MXNet: each new state
+value is computed in float64, the weight step uses it as computed, and it is rounded when
+stored. Functions take and return plain dictionaries of arrays.
 """
 
 from __future__ import annotations
@@ -45,9 +47,9 @@ def initial_state(params: dict[str, Any], feature_dim: int) -> dict[str, Any]:
         "bias": _draw(rng, params, "bias", (1,)),
         "linear": _draw(rng, params, "linear", (d,)),
         "factors": _draw(rng, params, "factors", (d, k)),
-        "bias_state": np.zeros((1, slots)),
-        "linear_state": np.zeros((d, slots)),
-        "factors_state": np.zeros((d, slots, k)),
+        "bias_state": np.zeros((1, slots), np.float32),
+        "linear_state": np.zeros((d, slots), np.float32),
+        "factors_state": np.zeros((d, slots, k), np.float32),
         "t": 0,
     }
 
@@ -90,9 +92,10 @@ def _update(
 ) -> None:
     """One optimizer step on ``weight[rows]`` and its state ``slots[rows]`` with gradient ``grad``.
 
-    ``slots`` has the slot axis second: ``slots[rows, 0]`` is Adam's m (AdaGrad's h), ``slots[rows, 1]``
-    Adam's v.
+    ``slots`` (float32) has the slot axis second: ``slots[rows, 0]`` is Adam's m (AdaGrad's h),
+    ``slots[rows, 1]`` Adam's v.
     """
+    state = slots[rows].astype(np.float64)
     lr, wd = params[f"{group}_lr"], params[f"{group}_wd"]
     clip = params["clip_gradient"]
     w = weight[rows]
@@ -103,15 +106,15 @@ def _update(
         eps = 1e-8 if params["eps"] is None else params["eps"]
         g = grad + wd * w
         g = g if clip is None else np.clip(g, -clip, clip)
-        m = BETA1 * slots[rows, 0] + (1 - BETA1) * g
-        v = BETA2 * slots[rows, 1] + (1 - BETA2) * g * g
+        m = BETA1 * state[:, 0] + (1 - BETA1) * g
+        v = BETA2 * state[:, 1] + (1 - BETA2) * g * g
         lr_t = lr * (math.sqrt(1 - BETA2**t) / (1 - BETA1**t))
         slots[rows, 0], slots[rows, 1] = m, v
         weight[rows] = w - lr_t * m / (np.sqrt(v) + eps)
     else:  # adagrad
         eps = 1e-7 if params["eps"] is None else params["eps"]
         g = grad if clip is None else np.clip(grad, -clip, clip)
-        h = slots[rows, 0] + g * g
+        h = state[:, 0] + g * g
         slots[rows, 0] = h
         weight[rows] = w - lr * (g / np.sqrt(h + eps) + wd * w)
 

@@ -13,7 +13,8 @@ Design choices, shared with the NumPy reference :mod:`fmfast._reference`:
 * Rows are visited in stored order each epoch, without shuffling (SageMaker reads its training
   channel sequentially); shuffle the rows yourself if you want otherwise.
 * Results are bit-identical for every ``n_threads``: the core sums every gradient in row order.
-* Weights and optimizer state are float64.
+* Weights are float64; optimizer state is float32, as MXNet keeps it (each new value is computed
+  in float64 and rounded when stored).
 """
 
 from __future__ import annotations
@@ -42,8 +43,11 @@ from fmfast.sagemaker_model import SageMakerFM, read_sagemaker_model, write_sage
 
 #: Name written into (and required from) the header of saved models.
 MODEL_FORMAT = "fmfast.FactorizationMachine"
-#: Version of the saved-model layout this fmfast writes and reads.
-MODEL_FORMAT_VERSION = 1
+#: Version of the saved-model layout this fmfast writes.
+MODEL_FORMAT_VERSION = 2
+#: Optimizer-state dtype of each saved-model version this fmfast reads (version 1 kept it float64;
+#: it is rounded to float32 on loading).
+_STATE_DTYPES: dict[int, type] = {1: np.float64, 2: np.float32}
 
 _PREDICTOR_TYPES = ("regressor", "binary_classifier")
 _OPTIMIZERS = {"sgd": 0, "adam": 2, "adagrad": 1}
@@ -56,8 +60,9 @@ _STATE_ARRAYS = ("bias", "linear", "factors", "bias_state", "linear_state", "fac
 class _TrainState:
     """Weights and optimizer state; the Rust core reads these attributes and updates them in place.
 
-    State is weight-major, ``(1, slots)``, ``(d, slots)`` and ``(d, slots, k)``, with Adam's slots
-    ``(m, v)``, AdaGrad's ``(h,)`` and none for SGD, so that one row's state is contiguous.
+    Weights are float64, state float32. State is weight-major, ``(1, slots)``, ``(d, slots)`` and
+    ``(d, slots, k)``, with Adam's slots ``(m, v)``, AdaGrad's ``(h,)`` and none for SGD, so that
+    one row's state is contiguous.
     """
 
     bias: np.ndarray
@@ -454,9 +459,9 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
             bias=np.asarray(bias, dtype=np.float64).reshape(1),
             linear=np.asarray(linear, dtype=np.float64).reshape(d),
             factors=np.asarray(factors, dtype=np.float64).reshape(d, k).copy(),
-            bias_state=np.zeros((1, slots)),
-            linear_state=np.zeros((d, slots)),
-            factors_state=np.zeros((d, slots, k)),
+            bias_state=np.zeros((1, slots), np.float32),
+            linear_state=np.zeros((d, slots), np.float32),
+            factors_state=np.zeros((d, slots, k), np.float32),
             t=0,
         )
 
@@ -739,10 +744,11 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the model to ``path`` (exactly that name, no suffix added).
 
-        The file is an ``.npz`` of float64 arrays with a JSON header (format name and version,
-        hyperparameters, history), written atomically: it appears whole or not at all. Optimizer
-        state is included, so :meth:`partial_fit` can continue. Parameters JSON cannot hold are
-        saved as ``None`` (a Generator ``random_state``) or ``False`` (a ``progress`` callable).
+        The file is an ``.npz`` of arrays (weights float64, optimizer state float32) with a JSON
+        header (format name and version, hyperparameters, history), written atomically: it
+        appears whole or not at all. Optimizer state is included, so :meth:`partial_fit` can
+        continue. Parameters JSON cannot hold are saved as ``None`` (a Generator ``random_state``)
+        or ``False`` (a ``progress`` callable).
         """
         state = self._fitted_state()
         header: dict[str, Any] = {
@@ -763,8 +769,9 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
     def load(cls, path: str | os.PathLike[str]) -> FactorizationMachine:
         """Read a model written by :meth:`save`.
 
-        A damaged file, another format or another format version raises
-        :class:`fmfast.ModelFormatError`; a missing or unreadable file raises :class:`OSError`.
+        Files of format version 1 (float64 optimizer state) load too. A damaged file, another
+        format or an unknown format version raises :class:`fmfast.ModelFormatError`; a missing or
+        unreadable file raises :class:`OSError`.
         """
         try:
             with np.load(path, allow_pickle=False) as npz:
@@ -775,10 +782,11 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
         if not isinstance(header, dict) or header.get("format") != MODEL_FORMAT:
             found = header.get("format") if isinstance(header, dict) else None
             raise ModelFormatError(f"{os.fspath(path)!r} holds format {found!r}, not {MODEL_FORMAT!r}")
-        if header.get("version") != MODEL_FORMAT_VERSION:
+        state_dtype = _STATE_DTYPES.get(header.get("version"))
+        if state_dtype is None:
             raise ModelFormatError(
                 f"{os.fspath(path)!r} has format version {header.get('version')!r}; "
-                f"this fmfast reads version {MODEL_FORMAT_VERSION}"
+                f"this fmfast reads versions {', '.join(map(str, _STATE_DTYPES))}"
             )
         try:
             model = cls(**header["params"])
@@ -801,14 +809,15 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
             "factors_state": (d, slots, k),
         }
         for name, shape in expected.items():
-            array = getattr(state, name)
-            if array.shape != shape or array.dtype != np.float64:
+            is_state = name.endswith("_state")
+            array, dtype = getattr(state, name), np.dtype(state_dtype if is_state else np.float64)
+            if array.shape != shape or array.dtype != dtype:
                 raise ModelFormatError(
                     f"{os.fspath(path)!r}: array {name!r} has shape {array.shape} and dtype {array.dtype}, "
-                    f"expected {shape} float64"
+                    f"expected {shape} {dtype}"
                 )
-        for name in _STATE_ARRAYS:
-            setattr(state, name, np.ascontiguousarray(getattr(state, name)))
+            # Contiguous (a file may hold Fortran-order arrays), the state as float32.
+            setattr(state, name, np.ascontiguousarray(array, np.float32 if is_state else None))
         model._state = state
         model.history_ = history
         return model

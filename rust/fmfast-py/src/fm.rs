@@ -21,9 +21,9 @@ struct TrainState<'py> {
     bias: PyReadwriteArray1<'py, f64>,
     linear: PyReadwriteArray1<'py, f64>,
     factors: PyReadwriteArray2<'py, f64>,
-    bias_state: PyReadwriteArray2<'py, f64>,
-    linear_state: PyReadwriteArray2<'py, f64>,
-    factors_state: PyReadwriteArray3<'py, f64>,
+    bias_state: PyReadwriteArray2<'py, f32>,
+    linear_state: PyReadwriteArray2<'py, f32>,
+    factors_state: PyReadwriteArray3<'py, f32>,
     t: u64,
 }
 

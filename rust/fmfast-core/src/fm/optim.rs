@@ -13,6 +13,10 @@
 //! * AdaGrad: `g' = clip(g)`, `h ← h + g'²`, `w ← w − lr·(g'/√(h + ε) + wd·w)`. State: `h`.
 //!   Default ε = 1e-7.
 //!
+//! The state is stored as `f32`, as MXNet stores it (in the weights' dtype, float32 in SageMaker
+//! FM), which halves the memory each update touches; the arithmetic is `f64`, each new state value
+//! is rounded to `f32` when stored, and the weight step uses the value before rounding.
+//!
 //! Lazy: rows of `w` and `V` whose feature does not occur in the batch keep their weights *and*
 //! state (no decay, no moment update); the bias is updated every batch.
 
@@ -186,7 +190,7 @@ impl Rule {
     /// Updates `weights` with `grads` (same length); `first`/`second` are the state slots (empty
     /// when the rule keeps fewer). Returns whether every updated weight is finite.
     #[inline(always)]
-    pub(crate) fn apply(&self, grads: &[f64], weights: &mut [f64], first: &mut [f64], second: &mut [f64]) -> bool {
+    pub(crate) fn apply(&self, grads: &[f64], weights: &mut [f64], first: &mut [f32], second: &mut [f32]) -> bool {
         let Rule {
             lr,
             wd,
@@ -208,17 +212,20 @@ impl Rule {
                 let state = first.iter_mut().zip(second.iter_mut());
                 for ((w, &g), (m, v)) in weights.iter_mut().zip(grads).zip(state) {
                     let g = (g + wd * *w).clamp(-clip, clip);
-                    *m = beta1 * *m + (1.0 - beta1) * g;
-                    *v = beta2 * *v + (1.0 - beta2) * g * g;
-                    *w -= lr * *m / (v.sqrt() + eps);
+                    let m1 = beta1 * f64::from(*m) + (1.0 - beta1) * g;
+                    let v1 = beta2 * f64::from(*v) + (1.0 - beta2) * g * g;
+                    *m = m1 as f32;
+                    *v = v1 as f32;
+                    *w -= lr * m1 / (v1.sqrt() + eps);
                     finite &= w.is_finite();
                 }
             }
             OptimizerKind::AdaGrad => {
                 for ((w, &g), h) in weights.iter_mut().zip(grads).zip(first.iter_mut()) {
                     let g = g.clamp(-clip, clip);
-                    *h += g * g;
-                    *w -= lr * (g / (*h + eps).sqrt() + wd * *w);
+                    let h1 = f64::from(*h) + g * g;
+                    *h = h1 as f32;
+                    *w -= lr * (g / (h1 + eps).sqrt() + wd * *w);
                     finite &= w.is_finite();
                 }
             }
@@ -241,6 +248,19 @@ mod tests {
         // m = 0.1 g, v = 0.001 g², lr_t = 0.1 · √0.001 / 0.1: the step is 0.1 · sign(g).
         assert!((w[0] - 0.9).abs() < 1e-7 && (w[1] - 1.1).abs() < 1e-7, "{w:?}");
         assert!((m[0] - 0.2).abs() < 1e-15 && (v[1] - 0.00025).abs() < 1e-15);
+    }
+
+    #[test]
+    fn state_is_rounded_to_f32_and_the_step_uses_it_unrounded() {
+        let optimizer = Optimizer::new(OptimizerKind::Adam);
+        let group = Group { lr: 0.1, wd: 0.0 };
+        let (mut w, mut m, mut v) = ([0.0], [0.0f32], [0.0f32]);
+        optimizer.rule(group, 1).apply(&[0.1], &mut w, &mut m, &mut v);
+        let (m64, v64): (f64, f64) = ((1.0 - 0.9) * 0.1, (1.0 - 0.999) * 0.1 * 0.1);
+        assert_eq!((m[0], v[0]), (m64 as f32, v64 as f32));
+        // Rounding m and v to f32 would move the step by ~1e-8 of itself.
+        let step = 0.1 * ((1.0 - 0.999f64).sqrt() / (1.0 - 0.9)) * m64 / (v64.sqrt() + 1e-8);
+        assert!((w[0] + step).abs() < 1e-14 * step, "{} vs {}", w[0], -step);
     }
 
     #[test]

@@ -49,14 +49,14 @@ pub struct TrainConfig {
     pub optimizer: Optimizer,
 }
 
-/// Optimizer state owned by the caller, weight-major: the [`super::OptimizerKind::n_slots`] slots
+/// Optimizer state (`f32`, see [`super::optim`]) owned by the caller, weight-major: the [`super::OptimizerKind::n_slots`] slots
 /// (Adam: m then v; AdaGrad: h; SGD: none) of a row sit together, `[feature][slot]` for the
 /// linear weights and `[feature][slot][factor]` for the factors, so one update touches adjacent
 /// memory.
 pub struct OptimizerState<'a> {
-    pub(crate) bias: &'a mut [f64],
-    pub(crate) linear: &'a mut [f64],
-    pub(crate) factors: &'a mut [f64],
+    pub(crate) bias: &'a mut [f32],
+    pub(crate) linear: &'a mut [f32],
+    pub(crate) factors: &'a mut [f32],
     /// Updates applied so far (Adam's `t`); incremented once per mini-batch.
     pub t: u64,
 }
@@ -64,7 +64,7 @@ pub struct OptimizerState<'a> {
 impl<'a> OptimizerState<'a> {
     /// State of `n_slots` (bias), `d × n_slots` (linear) and `d × n_slots × k` (factors)
     /// values, checked against the weights by [`fit_epochs`].
-    pub fn new(bias: &'a mut [f64], linear: &'a mut [f64], factors: &'a mut [f64], t: u64) -> Self {
+    pub fn new(bias: &'a mut [f32], linear: &'a mut [f32], factors: &'a mut [f32], t: u64) -> Self {
         OptimizerState {
             bias,
             linear,
@@ -448,9 +448,9 @@ struct SharedModel {
     bias: Ptr<f64>,
     linear: Ptr<f64>,
     factors: Ptr<f64>,
-    bias_state: Ptr<f64>,
-    linear_state: Ptr<f64>,
-    factor_state: Ptr<f64>,
+    bias_state: Ptr<f32>,
+    linear_state: Ptr<f32>,
+    factor_state: Ptr<f32>,
 }
 
 impl SharedModel {
@@ -894,7 +894,7 @@ impl<I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'_, I, T, M> {
 
 /// The first state slot of one weight group's row and the rest (the second slot, or nothing).
 #[inline(always)]
-fn slots(state: &mut [f64], len: usize) -> (&mut [f64], &mut [f64]) {
+fn slots(state: &mut [f32], len: usize) -> (&mut [f32], &mut [f32]) {
     let at = len.min(state.len());
     state.split_at_mut(at)
 }
@@ -1020,7 +1020,7 @@ mod tests {
         bias: f64,
         linear: Vec<f64>,
         factors: Vec<f64>,
-        state: [Vec<f64>; 3],
+        state: [Vec<f32>; 3],
         stats: Vec<EpochStats>,
     }
 
