@@ -108,7 +108,7 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["model.fm"]
 
 
-def test_load_reads_version_1_files_with_float64_state(tmp_path: Path) -> None:
+def test_load_reads_version_1_files_of_float64_arrays(tmp_path: Path) -> None:
     X, y = data()
     m = fm(epochs=2).fit(X, y)
     m.save(tmp_path / "v2.npz")
@@ -116,19 +116,17 @@ def test_load_reads_version_1_files_with_float64_state(tmp_path: Path) -> None:
         arrays = {key: npz[key] for key in npz.files}
     header = json.loads(arrays["header"].tobytes()) | {"version": 1}
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-    for name in ("bias_state", "linear_state", "factors_state"):
+    for name in ("bias", "linear", "factors", "bias_state", "linear_state", "factors_state"):
         assert arrays[name].dtype == np.float32
         arrays[name] = arrays[name].astype(np.float64)
     np.savez(tmp_path / "v1.npz", **arrays)
-    # A version-2 file with float64 state is damaged, not old.
+    # A version-2 file of float64 arrays is damaged, not old.
     np.savez(tmp_path / "v2_wide.npz", **(arrays | {"header": np.load(tmp_path / "v2.npz")["header"]}))
-    with pytest.raises(
-        ModelFormatError, match=r"'bias_state' has shape .* and dtype float64, expected .* float32"
-    ):
+    with pytest.raises(ModelFormatError, match=r"'bias' has shape .* and dtype float64, expected .* float32"):
         FactorizationMachine.load(tmp_path / "v2_wide.npz")
 
     old = FactorizationMachine.load(tmp_path / "v1.npz")
-    assert old._fitted_state().factors_state.dtype == np.float32
+    assert old.V_.dtype == old._fitted_state().factors_state.dtype == np.float32
     np.testing.assert_array_equal(old.predict(X), m.predict(X))
     np.testing.assert_array_equal(old.partial_fit(X, y).V_, m.partial_fit(X, y).V_)
 

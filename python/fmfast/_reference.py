@@ -6,14 +6,15 @@ It follows the same definitions as the Rust core, written for readability rather
   ``½(ŷ - y)²``, the classifier's the log loss of ``sigmoid(ŷ)`` with labels 0/1;
 * initialisation: ``np.random.default_rng(random_state)`` draws the bias ``(1,)``, then ``w``
   ``(d,)``, then ``V`` ``(d, k)``, each ``normal(0, sigma)``, ``uniform(-scale, scale)`` or
-  ``constant(value)``;
+  ``constant(value)``, rounded to float32;
 * batch order: rows in stored order, consecutive mini-batches, no shuffling;
 * optimizers: MXNet's SGD, Adam (bias-corrected with the update count ``t``) and AdaGrad, with
   lazy updates of the rows of ``w`` and ``V`` whose feature occurs in the batch.
 
-Everything is float64 except the optimizer state, which is float32 as in MXNet: each new state
-value is computed in float64, the weight step uses it as computed, and it is rounded when
-stored. Functions take and return plain dictionaries of arrays.
+Weights and optimizer state are stored as float32, as SageMaker FM (MXNet) stores them; every
+computation is float64 from their stored values, and each new weight and state value is rounded
+to float32 when stored (the weight step uses the new state as computed, before rounding).
+Functions take and return plain dictionaries of arrays.
 """
 
 from __future__ import annotations
@@ -44,9 +45,9 @@ def initial_state(params: dict[str, Any], feature_dim: int) -> dict[str, Any]:
     rng = np.random.default_rng(params["random_state"])
     d, k, slots = feature_dim, params["num_factors"], SLOTS[params["optimizer"]]
     return {
-        "bias": _draw(rng, params, "bias", (1,)),
-        "linear": _draw(rng, params, "linear", (d,)),
-        "factors": _draw(rng, params, "factors", (d, k)),
+        "bias": _draw(rng, params, "bias", (1,)).astype(np.float32),
+        "linear": _draw(rng, params, "linear", (d,)).astype(np.float32),
+        "factors": _draw(rng, params, "factors", (d, k)).astype(np.float32),
         "bias_state": np.zeros((1, slots), np.float32),
         "linear_state": np.zeros((d, slots), np.float32),
         "factors_state": np.zeros((d, slots, k), np.float32),
@@ -68,11 +69,12 @@ def log_loss(z: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def scores(X: sp.csr_array, state: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Raw scores ŷ of the rows of ``X`` and ``s = X V``."""
-    V = state["factors"]
+    """Raw scores ŷ of the rows of ``X`` and ``s = X V``, in float64."""
+    V = state["factors"].astype(np.float64)
     s = X @ V
     squares = X.multiply(X) @ (V * V).sum(axis=1)
-    y_hat = state["bias"][0] + X @ state["linear"] + 0.5 * ((s * s).sum(axis=1) - squares)
+    linear = state["linear"].astype(np.float64)
+    y_hat = float(state["bias"][0]) + X @ linear + 0.5 * ((s * s).sum(axis=1) - squares)
     return np.asarray(y_hat), np.asarray(s)
 
 
@@ -92,13 +94,14 @@ def _update(
 ) -> None:
     """One optimizer step on ``weight[rows]`` and its state ``slots[rows]`` with gradient ``grad``.
 
-    ``slots`` (float32) has the slot axis second: ``slots[rows, 0]`` is Adam's m (AdaGrad's h),
+    Computed in float64; the float32 arrays round the new values when they are assigned.
+    ``slots`` has the slot axis second: ``slots[rows, 0]`` is Adam's m (AdaGrad's h),
     ``slots[rows, 1]`` Adam's v.
     """
     state = slots[rows].astype(np.float64)
     lr, wd = params[f"{group}_lr"], params[f"{group}_wd"]
     clip = params["clip_gradient"]
-    w = weight[rows]
+    w = weight[rows].astype(np.float64)
     if params["optimizer"] == "sgd":
         g = grad if clip is None else np.clip(grad, -clip, clip)
         weight[rows] = w - lr * (g + wd * w)
@@ -164,7 +167,7 @@ def fit(
             # The batch over its present columns only, so a batch costs O(k * nnz), not O(k * d).
             present, columns = np.unique(Xb.indices, return_inverse=True)
             Xb = sp.csr_array((Xb.data, columns.reshape(-1), Xb.indptr), shape=(Xb.shape[0], len(present)))
-            V = state["factors"][present]
+            V = state["factors"][present].astype(np.float64)
             local = {"bias": state["bias"], "linear": state["linear"][present], "factors": V}
             y_hat, s = scores(Xb, local)
             if not np.isfinite(y_hat).all():

@@ -9,12 +9,13 @@ and SageMaker's metric names. It is scikit-learn compatible (``get_params``/``se
 Design choices, shared with the NumPy reference :mod:`fmfast._reference`:
 
 * Weights are drawn in Python from ``np.random.default_rng(random_state)`` (bias, then ``w``,
-  then ``V``) and handed to Rust, which keeps nothing between calls.
+  then ``V``, in float64, then rounded to float32) and handed to Rust, which keeps nothing
+  between calls.
 * Rows are visited in stored order each epoch, without shuffling (SageMaker reads its training
   channel sequentially); shuffle the rows yourself if you want otherwise.
 * Results are bit-identical for every ``n_threads``: the core sums every gradient in row order.
-* Weights are float64; optimizer state is float32, as MXNet keeps it (each new value is computed
-  in float64 and rounded when stored).
+* Weights and optimizer state are float32, as SageMaker FM (MXNet) keeps them; the core computes
+  in float64 and rounds each new value when it stores it.
 """
 
 from __future__ import annotations
@@ -45,9 +46,9 @@ from fmfast.sagemaker_model import SageMakerFM, read_sagemaker_model, write_sage
 MODEL_FORMAT = "fmfast.FactorizationMachine"
 #: Version of the saved-model layout this fmfast writes.
 MODEL_FORMAT_VERSION = 2
-#: Optimizer-state dtype of each saved-model version this fmfast reads (version 1 kept it float64;
-#: it is rounded to float32 on loading).
-_STATE_DTYPES: dict[int, type] = {1: np.float64, 2: np.float32}
+#: Array dtype of each saved-model version this fmfast reads (version 1 arrays are float64; they
+#: are rounded to float32 on loading).
+_ARRAY_DTYPES: dict[int, type] = {1: np.float64, 2: np.float32}
 
 _PREDICTOR_TYPES = ("regressor", "binary_classifier")
 _OPTIMIZERS = {"sgd": 0, "adam": 2, "adagrad": 1}
@@ -60,7 +61,7 @@ _STATE_ARRAYS = ("bias", "linear", "factors", "bias_state", "linear_state", "fac
 class _TrainState:
     """Weights and optimizer state; the Rust core reads these attributes and updates them in place.
 
-    Weights are float64, state float32. State is weight-major, ``(1, slots)``, ``(d, slots)`` and
+    Every array is float32. State is weight-major, ``(1, slots)``, ``(d, slots)`` and
     ``(d, slots, k)``, with Adam's slots ``(m, v)``, AdaGrad's ``(h,)`` and none for SGD, so that
     one row's state is contiguous.
     """
@@ -456,9 +457,10 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
         """Weights with fresh (zero) optimizer state."""
         (d, k), slots = factors.shape, _OPTIMIZERS[self.optimizer]
         return _TrainState(
-            bias=np.asarray(bias, dtype=np.float64).reshape(1),
-            linear=np.asarray(linear, dtype=np.float64).reshape(d),
-            factors=np.asarray(factors, dtype=np.float64).reshape(d, k).copy(),
+            # Copies: the core updates the weights in place.
+            bias=np.array(bias, dtype=np.float32).reshape(1),
+            linear=np.array(linear, dtype=np.float32).reshape(d),
+            factors=np.array(factors, dtype=np.float32).reshape(d, k),
             bias_state=np.zeros((1, slots), np.float32),
             linear_state=np.zeros((d, slots), np.float32),
             factors_state=np.zeros((d, slots, k), np.float32),
@@ -605,12 +607,12 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
 
     @property
     def w_(self) -> np.ndarray:
-        """Fitted linear weights, shape ``(feature_dim,)``."""
+        """Fitted linear weights, float32, shape ``(feature_dim,)``."""
         return self._fitted_state().linear
 
     @property
     def V_(self) -> np.ndarray:
-        """Fitted factors, shape ``(feature_dim, num_factors)``."""
+        """Fitted factors, float32, shape ``(feature_dim, num_factors)``."""
         return self._fitted_state().factors
 
     @property
@@ -744,9 +746,9 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the model to ``path`` (exactly that name, no suffix added).
 
-        The file is an ``.npz`` of arrays (weights float64, optimizer state float32) with a JSON
-        header (format name and version, hyperparameters, history), written atomically: it
-        appears whole or not at all. Optimizer state is included, so :meth:`partial_fit` can
+        The file is an ``.npz`` of float32 arrays (weights and optimizer state) with a JSON header
+        (format name and version, hyperparameters, history), written atomically: it appears whole
+        or not at all. Optimizer state is included, so :meth:`partial_fit` can
         continue. Parameters JSON cannot hold are saved as ``None`` (a Generator ``random_state``)
         or ``False`` (a ``progress`` callable).
         """
@@ -769,7 +771,7 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
     def load(cls, path: str | os.PathLike[str]) -> FactorizationMachine:
         """Read a model written by :meth:`save`.
 
-        Files of format version 1 (float64 optimizer state) load too. A damaged file, another
+        Files of format version 1 (float64 arrays) load too, rounded to float32. A damaged file, another
         format or an unknown format version raises :class:`fmfast.ModelFormatError`; a missing or
         unreadable file raises :class:`OSError`.
         """
@@ -782,11 +784,11 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
         if not isinstance(header, dict) or header.get("format") != MODEL_FORMAT:
             found = header.get("format") if isinstance(header, dict) else None
             raise ModelFormatError(f"{os.fspath(path)!r} holds format {found!r}, not {MODEL_FORMAT!r}")
-        state_dtype = _STATE_DTYPES.get(header.get("version"))
-        if state_dtype is None:
+        dtype = _ARRAY_DTYPES.get(header.get("version"))
+        if dtype is None:
             raise ModelFormatError(
                 f"{os.fspath(path)!r} has format version {header.get('version')!r}; "
-                f"this fmfast reads versions {', '.join(map(str, _STATE_DTYPES))}"
+                f"this fmfast reads versions {', '.join(map(str, _ARRAY_DTYPES))}"
             )
         try:
             model = cls(**header["params"])
@@ -809,15 +811,14 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
             "factors_state": (d, slots, k),
         }
         for name, shape in expected.items():
-            is_state = name.endswith("_state")
-            array, dtype = getattr(state, name), np.dtype(state_dtype if is_state else np.float64)
+            array = getattr(state, name)
             if array.shape != shape or array.dtype != dtype:
                 raise ModelFormatError(
                     f"{os.fspath(path)!r}: array {name!r} has shape {array.shape} and dtype {array.dtype}, "
-                    f"expected {shape} {dtype}"
+                    f"expected {shape} {np.dtype(dtype)}"
                 )
-            # Contiguous (a file may hold Fortran-order arrays), the state as float32.
-            setattr(state, name, np.ascontiguousarray(array, np.float32 if is_state else None))
+            # Contiguous (a file may hold Fortran-order arrays) and float32.
+            setattr(state, name, np.ascontiguousarray(array, np.float32))
         model._state = state
         model.history_ = history
         return model

@@ -18,9 +18,9 @@ use crate::errors::InvalidInputError;
 /// The weights and optimizer state, read from the attributes of the estimator's `_TrainState`.
 #[derive(FromPyObject)]
 struct TrainState<'py> {
-    bias: PyReadwriteArray1<'py, f64>,
-    linear: PyReadwriteArray1<'py, f64>,
-    factors: PyReadwriteArray2<'py, f64>,
+    bias: PyReadwriteArray1<'py, f32>,
+    linear: PyReadwriteArray1<'py, f32>,
+    factors: PyReadwriteArray2<'py, f32>,
     bias_state: PyReadwriteArray2<'py, f32>,
     linear_state: PyReadwriteArray2<'py, f32>,
     factors_state: PyReadwriteArray3<'py, f32>,
@@ -148,8 +148,8 @@ fn predict<'py>(
     csr: PyIndices<'py>,
     data: PyValues<'py>,
     bias: f64,
-    linear: PyReadonlyArray1<'py, f64>,
-    factors: PyReadonlyArray2<'py, f64>,
+    linear: PyReadonlyArray1<'py, f32>,
+    factors: PyReadonlyArray2<'py, f32>,
     n_threads: usize,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {

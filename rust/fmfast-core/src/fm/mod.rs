@@ -13,8 +13,8 @@
 //! * [`optim`]: MXNet's SGD, Adam and AdaGrad with lazy (row-sparse) updates.
 //! * [`train`]: mini-batch training ([`fit_epochs`]), deterministic and parallel.
 //!
-//! Weights (`f64`) and optimizer state (`f32`, as MXNet keeps it) are slices owned by the caller:
-//! nothing is kept between calls. Feature values may be any [`crate::csr::Values`] type; they are read as `f64`.
+//! Weights and optimizer state are `f32` slices, as SageMaker FM stores them, owned by the caller:
+//! nothing is kept between calls. Every computation on them is `f64` ([`optim`]). Feature values may be any [`crate::csr::Values`] type; they are read as `f64`.
 
 pub mod model;
 pub mod optim;

@@ -29,18 +29,19 @@ impl Task {
     }
 }
 
-/// Read-only weights: bias `w0`, linear weights `w` (d) and factors `V` (d × k, row-major).
+/// Read-only weights: bias `w0`, linear weights `w` (d) and factors `V` (d × k, row-major), stored
+/// as `f32` like SageMaker FM's and read as `f64`.
 #[derive(Clone, Copy)]
 pub struct Weights<'a> {
     pub(crate) bias: f64,
-    pub(crate) linear: &'a [f64],
-    pub(crate) factors: &'a [f64],
+    pub(crate) linear: &'a [f32],
+    pub(crate) factors: &'a [f32],
     pub(crate) k: usize,
 }
 
 impl<'a> Weights<'a> {
     /// Checks that `factors` holds `linear.len() × num_factors` values and `num_factors ≥ 1`.
-    pub fn new(bias: f64, linear: &'a [f64], factors: &'a [f64], num_factors: usize) -> Result<Self> {
+    pub fn new(bias: f64, linear: &'a [f32], factors: &'a [f32], num_factors: usize) -> Result<Self> {
         check_shapes(linear.len(), factors.len(), num_factors)?;
         Ok(Weights {
             bias,
@@ -86,10 +87,10 @@ impl<'a> Weights<'a> {
             // Columns were validated against d when the view was built.
             let i = column.to_u64().unwrap_or(0) as usize;
             let x = x.to_f64();
-            linear += self.linear[i] * x;
+            linear += f64::from(self.linear[i]) * x;
             let v = &self.factors[i * k..(i + 1) * k];
             for (sf, &v) in s.iter_mut().zip(v) {
-                *sf += v * x;
+                *sf += f64::from(v) * x;
             }
             squares += x * x * sum_of_squares(v);
         }
@@ -100,17 +101,19 @@ impl<'a> Weights<'a> {
 /// `Σ aᵢ²`, summed in four lanes (`i mod 4`) combined as `(l0 + l1) + (l2 + l3)`, then the
 /// remainder in order: a fixed order, whatever the thread count.
 #[inline(always)]
-pub(crate) fn sum_of_squares(a: &[f64]) -> f64 {
+pub(crate) fn sum_of_squares<T: Copy + Into<f64>>(a: &[T]) -> f64 {
     let mut lanes = [0.0; 4];
     let chunks = a.chunks_exact(4);
     let rest = chunks.remainder();
     for chunk in chunks {
         for (lane, &value) in lanes.iter_mut().zip(chunk) {
+            let value: f64 = value.into();
             *lane += value * value;
         }
     }
     let mut total = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
     for &value in rest {
+        let value: f64 = value.into();
         total += value * value;
     }
     total
@@ -118,15 +121,15 @@ pub(crate) fn sum_of_squares(a: &[f64]) -> f64 {
 
 /// Mutable weights, updated in place by training.
 pub struct WeightsMut<'a> {
-    pub(crate) bias: &'a mut f64,
-    pub(crate) linear: &'a mut [f64],
-    pub(crate) factors: &'a mut [f64],
+    pub(crate) bias: &'a mut f32,
+    pub(crate) linear: &'a mut [f32],
+    pub(crate) factors: &'a mut [f32],
     pub(crate) k: usize,
 }
 
 impl<'a> WeightsMut<'a> {
     /// Checks that `factors` holds `linear.len() × num_factors` values and `num_factors ≥ 1`.
-    pub fn new(bias: &'a mut f64, linear: &'a mut [f64], factors: &'a mut [f64], num_factors: usize) -> Result<Self> {
+    pub fn new(bias: &'a mut f32, linear: &'a mut [f32], factors: &'a mut [f32], num_factors: usize) -> Result<Self> {
         check_shapes(linear.len(), factors.len(), num_factors)?;
         Ok(WeightsMut {
             bias,
@@ -139,7 +142,7 @@ impl<'a> WeightsMut<'a> {
     /// A read-only view of the current weights.
     pub fn view(&self) -> Weights<'_> {
         Weights {
-            bias: *self.bias,
+            bias: f64::from(*self.bias),
             linear: self.linear,
             factors: self.factors,
             k: self.k,
@@ -226,9 +229,10 @@ mod tests {
         let k = w.k;
         let mut y = w.bias;
         for (i, xi) in dense.iter().enumerate() {
-            y += w.linear[i] * xi;
+            y += f64::from(w.linear[i]) * xi;
             for (j, xj) in dense.iter().enumerate().skip(i + 1) {
-                let dot: f64 = (0..k).map(|f| w.factors[i * k + f] * w.factors[j * k + f]).sum();
+                let v = |i: usize, f: usize| f64::from(w.factors[i * k + f]);
+                let dot: f64 = (0..k).map(|f| v(i, f) * v(j, f)).sum();
                 y += dot * xi * xj;
             }
         }
@@ -238,8 +242,8 @@ mod tests {
     #[test]
     fn predict_matches_the_pairwise_definition() {
         let (d, k) = (5, 3);
-        let linear: Vec<f64> = (0..d).map(|i| 0.1 * i as f64 - 0.2).collect();
-        let factors: Vec<f64> = (0..d * k).map(|i| ((i * 7 % 11) as f64 - 5.0) / 10.0).collect();
+        let linear: Vec<f32> = (0..d).map(|i| 0.1 * i as f32 - 0.2).collect();
+        let factors: Vec<f32> = (0..d * k).map(|i| ((i * 7 % 11) as f32 - 5.0) / 10.0).collect();
         let w = Weights::new(0.3, &linear, &factors, k).unwrap();
         let indptr = [0i64, 3, 3, 5];
         let indices = [0i64, 2, 4, 1, 3];

@@ -445,9 +445,9 @@ impl<E> Ptr<E> {
 /// The weights and optimizer state, as raw pointers (lengths checked by [`check_config`]).
 struct SharedModel {
     d: usize,
-    bias: Ptr<f64>,
-    linear: Ptr<f64>,
-    factors: Ptr<f64>,
+    bias: Ptr<f32>,
+    linear: Ptr<f32>,
+    factors: Ptr<f32>,
     bias_state: Ptr<f32>,
     linear_state: Ptr<f32>,
     factor_state: Ptr<f32>,
@@ -693,7 +693,7 @@ impl<I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'_, I, T, M> {
         // SAFETY: no thread writes the weights in this phase; each writes its own rows of scratch.
         let view = unsafe {
             Weights {
-                bias: *m.bias.0,
+                bias: f64::from(*m.bias.0),
                 linear: m.linear.slice(0, m.d),
                 factors: m.factors.slice(0, m.d * k),
                 k,
@@ -846,7 +846,7 @@ impl<I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'_, I, T, M> {
                 let v = unsafe { m.factors.slice(i * k, k) };
                 let grad = &mut slots.factors[slot * k..(slot + 1) * k];
                 for ((acc, &s), &v) in grad.iter_mut().zip(s).zip(v) {
-                    *acc += gx * (s - v * x);
+                    *acc += gx * (s - f64::from(v) * x);
                 }
             }
         }
@@ -902,7 +902,7 @@ fn slots(state: &mut [f32], len: usize) -> (&mut [f32], &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fm::{predict, Group, OptimizerKind, Weights};
+    use crate::fm::{Group, OptimizerKind};
     use crate::parallel::{with_threads, Unmonitored};
 
     /// A small deterministic pseudo-random sequence in [-1, 1) (SplitMix64).
@@ -926,9 +926,9 @@ mod tests {
         labels: Vec<f64>,
         d: usize,
         k: usize,
-        bias: f64,
-        linear: Vec<f64>,
-        factors: Vec<f64>,
+        bias: f32,
+        linear: Vec<f32>,
+        factors: Vec<f32>,
     }
 
     /// `n` rows over `d` features, the last feature never present.
@@ -955,9 +955,9 @@ mod tests {
             labels,
             d,
             k,
-            bias: rng.next() * 0.1,
-            linear: (0..d).map(|_| rng.next() * 0.3).collect(),
-            factors: (0..d * k).map(|_| rng.next() * 0.3).collect(),
+            bias: (rng.next() * 0.1) as f32,
+            linear: (0..d).map(|_| (rng.next() * 0.3) as f32).collect(),
+            factors: (0..d * k).map(|_| (rng.next() * 0.3) as f32).collect(),
         }
     }
 
@@ -999,27 +999,42 @@ mod tests {
             Ok(fitted)
         }
 
-        /// Mean loss over all rows (½ squared error or log loss) with the given weights.
+        /// Mean loss over all rows (½ squared error or log loss), by the pairwise definition in
+        /// `f64` from `f64` weights, so that finite differences are not lost to `f32` rounding.
         fn loss(&self, task: Task, bias: f64, linear: &[f64], factors: &[f64]) -> f64 {
-            let w = Weights::new(bias, linear, factors, self.k).unwrap();
-            let scores = predict(&self.view(), Values::F64(&self.values), &w, &Unmonitored).unwrap();
-            let total: f64 = scores
-                .iter()
-                .zip(&self.labels)
-                .map(|(&z, &y)| match task {
-                    Task::Regressor => 0.5 * (z - y) * (z - y),
-                    Task::BinaryClassifier => log_loss(z, y),
+            let (x, k) = (self.view(), self.k);
+            let total: f64 = (0..x.n_rows())
+                .map(|row| {
+                    let entries: Vec<(usize, f64)> = x
+                        .row_indices(row)
+                        .iter()
+                        .map(|&i| i as usize)
+                        .zip(self.values[x.row_range(row)].iter().copied())
+                        .collect();
+                    let mut z = bias;
+                    for (a, &(i, xi)) in entries.iter().enumerate() {
+                        z += linear[i] * xi;
+                        for &(j, xj) in &entries[a + 1..] {
+                            let dot: f64 = (0..k).map(|f| factors[i * k + f] * factors[j * k + f]).sum();
+                            z += dot * xi * xj;
+                        }
+                    }
+                    let y = self.labels[row];
+                    match task {
+                        Task::Regressor => 0.5 * (z - y) * (z - y),
+                        Task::BinaryClassifier => log_loss(z, y),
+                    }
                 })
                 .sum();
-            total / scores.len() as f64
+            total / x.n_rows() as f64
         }
     }
 
     #[derive(Debug, PartialEq)]
     struct Fitted {
-        bias: f64,
-        linear: Vec<f64>,
-        factors: Vec<f64>,
+        bias: f32,
+        linear: Vec<f32>,
+        factors: Vec<f32>,
         state: [Vec<f32>; 3],
         stats: Vec<EpochStats>,
     }
@@ -1042,7 +1057,11 @@ mod tests {
             let unit = Group { lr: 1.0, wd: 0.0 };
             (config.optimizer.bias, config.optimizer.linear, config.optimizer.factors) = (unit, unit, unit);
             let fitted = p.fit(&config, 2).unwrap();
+            let wide = |a: &[f32]| a.iter().map(|&w| f64::from(w)).collect::<Vec<f64>>();
+            let (bias, linear, factors) = (f64::from(p.bias), wide(&p.linear), wide(&p.factors));
+            let (new_linear, new_factors) = (wide(&fitted.linear), wide(&fitted.factors));
             let h = 1e-6;
+            // The step is rounded to f32 when stored (~3e-8 here), far inside the tolerance.
             let check = |analytic: f64, plus: f64, minus: f64, what: String| {
                 let numeric = (plus - minus) / (2.0 * h);
                 assert!(
@@ -1050,33 +1069,30 @@ mod tests {
                     "{what}: {analytic} vs {numeric}"
                 );
             };
-            let bias_plus = p.loss(task, p.bias + h, &p.linear, &p.factors);
-            let bias_minus = p.loss(task, p.bias - h, &p.linear, &p.factors);
-            check(p.bias - fitted.bias, bias_plus, bias_minus, format!("{task:?} bias"));
+            let bias_plus = p.loss(task, bias + h, &linear, &factors);
+            let bias_minus = p.loss(task, bias - h, &linear, &factors);
+            check(
+                bias - f64::from(fitted.bias),
+                bias_plus,
+                bias_minus,
+                format!("{task:?} bias"),
+            );
             for i in 0..p.d {
-                let (mut plus, mut minus) = (p.linear.clone(), p.linear.clone());
+                let (mut plus, mut minus) = (linear.clone(), linear.clone());
                 plus[i] += h;
                 minus[i] -= h;
                 let (lp, lm) = (
-                    p.loss(task, p.bias, &plus, &p.factors),
-                    p.loss(task, p.bias, &minus, &p.factors),
+                    p.loss(task, bias, &plus, &factors),
+                    p.loss(task, bias, &minus, &factors),
                 );
-                check(p.linear[i] - fitted.linear[i], lp, lm, format!("{task:?} w[{i}]"));
+                check(linear[i] - new_linear[i], lp, lm, format!("{task:?} w[{i}]"));
             }
             for j in 0..p.d * p.k {
-                let (mut plus, mut minus) = (p.factors.clone(), p.factors.clone());
+                let (mut plus, mut minus) = (factors.clone(), factors.clone());
                 plus[j] += h;
                 minus[j] -= h;
-                let (lp, lm) = (
-                    p.loss(task, p.bias, &p.linear, &plus),
-                    p.loss(task, p.bias, &p.linear, &minus),
-                );
-                check(
-                    p.factors[j] - fitted.factors[j],
-                    lp,
-                    lm,
-                    format!("{task:?} V.flat[{j}]"),
-                );
+                let (lp, lm) = (p.loss(task, bias, &linear, &plus), p.loss(task, bias, &linear, &minus));
+                check(factors[j] - new_factors[j], lp, lm, format!("{task:?} V.flat[{j}]"));
             }
         }
     }
