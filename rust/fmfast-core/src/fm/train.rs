@@ -15,10 +15,12 @@
 //! 2. Thread 0 adds the loss statistics and the bias gradient `Σ_r g_r` in row order and updates
 //!    the bias. Every thread walks all the batch's entries in row order and keeps those of the
 //!    features it owns (a hash of the feature's block of `OWNER_BLOCK` picks the owner), summing
-//!    `∂/∂wᵢ = Σ_r g_r x_ri` and `∂/∂v_if = Σ_r g_r x_ri (s_rf − v_if x_ri)` into a slot per
-//!    feature (found through a per-feature mark, so nothing is sorted); then it applies the
-//!    optimizer update to row `i` of `w` and `V` and of its state ([`super::optim`]), prefetching
-//!    the rows of the features a few ahead. Rows of absent features are never touched.
+//!    `∂/∂wᵢ = Σ_r g_r x_ri`, `Σ_r g_r x_ri²` and `Σ_r g_r x_ri s_rf` into a slot per feature
+//!    (found through a per-feature mark, so nothing is sorted); then it forms
+//!    `∂/∂v_if = Σ_r g_r x_ri s_rf − v_if Σ_r g_r x_ri²` (so `V` is read once a feature, not once
+//!    an entry) and applies the optimizer update to row `i` of `w` and `V` and of its state
+//!    ([`super::optim`]), prefetching the rows of the features a few ahead. Rows of absent
+//!    features are never touched.
 //!
 //! Every sum is taken in row order whatever the thread count, so results are bit-identical for
 //! any `n_threads`, not only for a fixed one.
@@ -537,9 +539,11 @@ const OWNER_BLOCK: usize = 32;
 struct Slots {
     /// The features, in order of first occurrence.
     features: Vec<u32>,
-    /// `∂/∂wᵢ` of each.
+    /// `∂/∂wᵢ = Σ_r g_r x_ri` of each.
     linear: Vec<f64>,
-    /// `∂/∂vᵢ` of each, k apiece.
+    /// `Σ_r g_r x_ri²` of each.
+    squares: Vec<f64>,
+    /// `Σ_r g_r x_ri s_r` of each, k apiece; `∂/∂vᵢ` is this less `squares · vᵢ`.
     factors: Vec<f64>,
 }
 
@@ -820,6 +824,7 @@ impl<I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'_, I, T, M> {
         let (s, g) = unsafe { (self.scratch.s.slice(0, n * k), self.scratch.g.slice(0, n)) };
         slots.features.clear();
         slots.linear.clear();
+        slots.squares.clear();
         slots.factors.clear();
         for (offset, (s, &gr)) in s.chunks_exact(k).zip(g).enumerate() {
             let row = rows.start + offset;
@@ -836,17 +841,17 @@ impl<I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'_, I, T, M> {
                     self.marks[i].store(slot, Ordering::Relaxed);
                     slots.features.push(i as u32);
                     slots.linear.push(0.0);
+                    slots.squares.push(0.0);
                     slots.factors.resize(slots.factors.len() + k, 0.0);
                 }
                 let slot = slot as usize;
                 let x = value.to_f64();
                 let gx = gr * x;
                 slots.linear[slot] += gx;
-                // SAFETY: row i of V is this thread's; it is written only after this loop.
-                let v = unsafe { m.factors.slice(i * k, k) };
+                slots.squares[slot] += gx * x;
                 let grad = &mut slots.factors[slot * k..(slot + 1) * k];
-                for ((acc, &s), &v) in grad.iter_mut().zip(s).zip(v) {
-                    *acc += gx * (s - f64::from(v) * x);
+                for (acc, &s) in grad.iter_mut().zip(s) {
+                    *acc += gx * s;
                 }
             }
         }
@@ -863,8 +868,8 @@ impl<I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'_, I, T, M> {
             .skip(PREFETCH_FEATURES)
             .map(Some)
             .chain(std::iter::repeat(None));
-        let features = slots.features.iter().zip(ahead);
-        for (((&i, next), &linear_grad), grad) in features.zip(&slots.linear).zip(slots.factors.chunks_exact(k)) {
+        let features = slots.features.iter().zip(ahead).zip(&slots.linear).zip(&slots.squares);
+        for ((((&i, next), &linear_grad), &squares), grad) in features.zip(slots.factors.chunks_exact_mut(k)) {
             if let Some(&next) = next {
                 let next = next as usize;
                 prefetch(m.linear.0.wrapping_add(next), 1);
@@ -885,6 +890,9 @@ impl<I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'_, I, T, M> {
             };
             let (first, second) = self::slots(w_state, 1);
             finite &= linear_rule.apply(&[linear_grad], w, first, second);
+            for (grad, &v) in grad.iter_mut().zip(v.iter()) {
+                *grad -= squares * f64::from(v);
+            }
             let (first, second) = self::slots(v_state, k);
             finite &= factor_rule.apply(grad, v, first, second);
         }
