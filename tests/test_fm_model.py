@@ -50,17 +50,17 @@ def test_absent_features_stay_bit_identical() -> None:
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd", "adagrad"])
 def test_deterministic_for_a_seed_and_identical_across_thread_counts(optimizer: str) -> None:
-    X, y = data(n=3000, d=40, classifier=True)
-    runs = [
-        fm(predictor_type="binary_classifier", optimizer=optimizer, n_threads=t).fit(X, y)
-        for t in (1, 1, 2, 4)
-    ]
+    # Batches of 256 rows, so that up to 4 threads share each; 157 batches an epoch, so that
+    # n_threads=0 times segments on all threads and on one and may switch between them.
+    X, y = data(n=40_000, d=40, classifier=True)
+    params = {"predictor_type": "binary_classifier", "optimizer": optimizer, "mini_batch_size": 256}
+    runs = [fm(**params, n_threads=t).fit(X, y) for t in (1, 1, 2, 4, 0)]
     for other in runs[1:]:
         # Every sum is taken in row order: the tolerance is zero, not just "close".
         assert other.V_.tobytes() == runs[0].V_.tobytes()
         assert other.w_.tobytes() == runs[0].w_.tobytes()
         assert other.history_ == runs[0].history_
-    different = fm(predictor_type="binary_classifier", optimizer=optimizer, random_state=1).fit(X, y)
+    different = fm(**params, random_state=1).fit(X, y)
     assert not np.array_equal(different.V_, runs[0].V_)
 
 

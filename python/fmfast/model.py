@@ -261,8 +261,9 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
     optimizer : {"adam", "sgd", "adagrad"}
         Update rule (SageMaker FM uses Adam).
     n_threads : int
-        Threads for training and scoring; 0 uses every core (capped by ``FMFAST_NUM_THREADS``).
-        Results do not depend on it.
+        Threads for training and scoring; 0 uses every core (capped by ``FMFAST_NUM_THREADS``),
+        and training then times stretches of batches on all of them and on one and keeps
+        whichever is faster (more threads do not always pay). Results do not depend on it.
     random_state : int, numpy Generator or None
         Seed of the initial weights.
     progress : bool or callable

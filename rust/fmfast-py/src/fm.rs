@@ -46,7 +46,8 @@ struct Hyperparameters {
 }
 
 impl Hyperparameters {
-    fn config(&self) -> PyResult<TrainConfig> {
+    /// The core's configuration; `adaptive_threads` when the caller left the thread count to fmfast.
+    fn config(&self, adaptive_threads: bool) -> PyResult<TrainConfig> {
         let core = |e: fmfast_core::Error| InvalidInputError::new_err(e.to_string());
         let mut optimizer = Optimizer::new(OptimizerKind::parse(&self.optimizer).map_err(core)?);
         optimizer.bias = Group {
@@ -69,6 +70,7 @@ impl Hyperparameters {
             epochs: self.epochs,
             batch_size: self.mini_batch_size,
             optimizer,
+            adaptive_threads,
         })
     }
 }
@@ -104,7 +106,8 @@ fn fit_epochs(
     n_threads: usize,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<(u64, Vec<PyEpochStats>)> {
-    let config = config.config()?;
+    // n_threads = 0 leaves the count to fmfast: all cores, or one where measurement says so.
+    let config = config.config(n_threads == 0)?;
     let num_factors = state.factors.shape()[1];
     let indices = IndexSlices::new(&csr)?;
     let values = data.as_values()?;

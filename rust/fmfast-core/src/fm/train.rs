@@ -5,9 +5,15 @@
 //! `batch_size` rows (the last one may be shorter). SageMaker FM reads its RecordIO channel
 //! sequentially and does not shuffle; callers who want shuffling permute the rows themselves.
 //!
+//! # Threads
+//! An epoch is trained in segments of `SEGMENT_BATCHES` batches. The threads of a segment (at most
+//! one per `MIN_PARALLEL_ROWS` batch rows) stay up for the whole segment and meet at a spinning
+//! barrier twice a batch; no per-batch task is spawned and nothing is sorted. With
+//! [`TrainConfig::adaptive_threads`], each segment runs on all the threads or on one, whichever
+//! measured faster: two threads can lose to one when a batch is little work (small `k`, a model
+//! that fits the caches) or when the cores are shared, as on small virtual machines.
+//!
 //! # One mini-batch
-//! The threads (at most one per `MIN_PARALLEL_ROWS` batch rows) stay up for the whole call and
-//! meet at a spinning barrier twice a batch; no per-batch task is spawned and nothing is sorted.
 //! 1. Each thread, over its contiguous share of the rows: ŷ and `s_f = Σᵢ v_if xᵢ` with the
 //!    weights as they were before the batch, the loss, and the gradient scale
 //!    `g_r = ∂ℓ/∂ŷ · sample_weight · rescale_grad` (∂ℓ/∂ŷ = ŷ − y for the regressor,
@@ -23,11 +29,12 @@
 //!    features are never touched.
 //!
 //! Every sum is taken in row order whatever the thread count, so results are bit-identical for
-//! any `n_threads`, not only for a fixed one.
+//! any `n_threads`, not only for a fixed one, and for any choice of the adaptive thread count.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::Instant;
 
 use rayon::prelude::*;
 
@@ -49,6 +56,10 @@ pub struct TrainConfig {
     pub batch_size: usize,
     /// Update rule and its hyperparameters.
     pub optimizer: Optimizer,
+    /// Let measurement decide, every few dozen batches, whether the pool's threads or a single one
+    /// train them (more threads do not always pay: small batches, small `k`, shared cores); with
+    /// `false`, every thread of the pool takes part. Results are the same either way.
+    pub adaptive_threads: bool,
 }
 
 /// Optimizer state (`f32`, see [`super::optim`]) owned by the caller, weight-major: the [`super::OptimizerKind::n_slots`] slots
@@ -247,7 +258,7 @@ fn train<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
         }
     }
     let batch_rows = config.batch_size.min(n_rows);
-    let threads = if batch_rows < MIN_PARALLEL_ROWS {
+    let max_threads = if batch_rows < MIN_PARALLEL_ROWS {
         1
     } else {
         rayon::current_num_threads().clamp(1, batch_rows / MIN_PARALLEL_ROWS)
@@ -261,62 +272,129 @@ fn train<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
         outcome: vec![0; batch_rows],
     };
     let marks: Vec<AtomicU32> = (0..weights.linear.len()).map(|_| AtomicU32::new(NO_SLOT)).collect();
-    let schedule = Schedule::new(n_rows, config, threads);
-    let trainer = Trainer {
-        data,
-        config,
-        monitor,
-        k,
-        n_slots: config.optimizer.kind.n_slots(),
-        schedule,
-        model: SharedModel::new(weights, state),
-        scratch: SharedScratch::new(&mut scratch),
-        marks: &marks,
-        claimed: AtomicU64::new(0),
-        finished: AtomicU64::new(0),
-        bad_score: AtomicBool::new(false),
-        stop: AtomicBool::new(false),
-        failure: Mutex::new(None),
-        stats: Mutex::new(vec![EpochStats::default(); config.epochs]),
-        t0: state.t,
-    };
-    if threads == 1 {
-        trainer.run();
-    } else {
-        rayon::broadcast(|context| {
-            if context.index() < threads {
+    let (model, scratch) = (SharedModel::new(weights, state), SharedScratch::new(&mut scratch));
+    let stats = Mutex::new(vec![EpochStats::default(); config.epochs]);
+    let (t0, batches) = (state.t, n_rows.div_ceil(config.batch_size));
+    let mut chooser = ThreadChooser::new(max_threads, config.adaptive_threads);
+    for epoch in 0..config.epochs {
+        for first in (0..batches).step_by(SEGMENT_BATCHES) {
+            let segment = first..(first + SEGMENT_BATCHES).min(batches);
+            let threads = chooser.next();
+            let trainer = Trainer {
+                data,
+                config,
+                monitor,
+                k,
+                n_slots: config.optimizer.kind.n_slots(),
+                schedule: Schedule::new(n_rows, config, threads, epoch, segment.clone()),
+                model,
+                scratch,
+                marks: &marks,
+                claimed: AtomicU64::new(0),
+                finished: AtomicU64::new(0),
+                bad_score: AtomicBool::new(false),
+                stop: AtomicBool::new(false),
+                failure: Mutex::new(None),
+                stats: &stats,
+                t0,
+            };
+            let started = Instant::now();
+            if threads == 1 {
                 trainer.run();
+            } else {
+                rayon::broadcast(|context| {
+                    if context.index() < threads {
+                        trainer.run();
+                    }
+                });
             }
-        });
+            if let Some((err, t)) = trainer.failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
+                state.t = t;
+                return Err(err);
+            }
+            let rows = (segment.end * config.batch_size).min(n_rows) - segment.start * config.batch_size;
+            chooser.record(started.elapsed().as_secs_f64() / rows as f64);
+        }
     }
-    let t0 = trainer.t0;
-    let failure = trainer.failure.into_inner().unwrap_or_else(|e| e.into_inner());
-    let all_stats = trainer.stats.into_inner().unwrap_or_else(|e| e.into_inner());
-    if let Some((err, t)) = failure {
-        state.t = t;
-        return Err(err);
-    }
-    state.t = t0 + (schedule.batches * config.epochs) as u64;
+    state.t = t0 + (batches * config.epochs) as u64;
     monitor.progress((n_rows * config.epochs) as u64)?;
-    Ok(all_stats)
+    Ok(stats.into_inner().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// Batches of an epoch trained by one crew of threads; [`ThreadChooser`] picks each crew's size.
+const SEGMENT_BATCHES: usize = 64;
+/// Segments between two measurements of both thread counts.
+const CHOOSER_CYCLE: usize = 16;
+/// One thread is chosen only when it took less than this share of the time a row took on all:
+/// a single short measurement is noisy, and the extra threads usually pay.
+const ONE_THREAD_MARGIN: f64 = 0.9;
+
+/// Chooses how many threads train each segment. With `adaptive` off it is always `max`; with it
+/// on, the first two segments of every [`CHOOSER_CYCLE`] run on `max` threads and on one thread,
+/// and the rest of the cycle on one thread only if that was clearly faster ([`ONE_THREAD_MARGIN`]).
+/// Results do not depend on the choice: they are identical for every thread count.
+struct ThreadChooser {
+    max: usize,
+    adaptive: bool,
+    /// Segments trained so far.
+    segments: usize,
+    /// Seconds per row measured on one thread and on `max` threads at the start of this cycle.
+    one: f64,
+    all: f64,
+}
+
+impl ThreadChooser {
+    fn new(max: usize, adaptive: bool) -> Self {
+        ThreadChooser {
+            max,
+            adaptive: adaptive && max > 1,
+            segments: 0,
+            one: 0.0,
+            all: 0.0,
+        }
+    }
+
+    fn next(&self) -> usize {
+        match self.segments % CHOOSER_CYCLE {
+            _ if !self.adaptive => self.max,
+            0 => self.max,
+            1 => 1,
+            _ if self.one < ONE_THREAD_MARGIN * self.all => 1,
+            _ => self.max,
+        }
+    }
+
+    /// Takes the time per row of the segment just trained. Only the two measuring segments of a
+    /// cycle count: they ran back to back, so the machine's state was alike for both.
+    fn record(&mut self, seconds_per_row: f64) {
+        match self.segments % CHOOSER_CYCLE {
+            0 => self.all = seconds_per_row,
+            1 => self.one = seconds_per_row,
+            _ => {}
+        }
+        self.segments += 1;
+    }
 }
 
 /// Which batch, phase and share of it a task is, from its number; every thread computes the same.
 ///
-/// A batch is `a_tasks(n)` phase-1 tasks (consecutive rows) then `parts` phase-2 tasks (the
-/// features whose [`owner`] among `parts` is the task's). A task may start once every task
-/// numbered before its phase's first has finished.
+/// The tasks cover batches `first..first + count` of one epoch. A batch is `a_tasks(n)` phase-1
+/// tasks (consecutive rows) then `parts` phase-2 tasks (the features whose [`owner`] among `parts`
+/// is the task's). A task may start once every task numbered before its phase's first has
+/// finished.
 #[derive(Clone, Copy)]
 struct Schedule {
     n_rows: usize,
     batch_size: usize,
-    epochs: usize,
     /// Batches an epoch.
     batches: usize,
+    epoch: usize,
+    first: usize,
+    count: usize,
     rows_per_task: usize,
     parts: usize,
     per_full_batch: usize,
-    per_epoch: usize,
+    total: usize,
 }
 
 /// A task: phase 1 over rows `rows` of the batch, or phase 2 over feature part `part`.
@@ -333,42 +411,44 @@ struct Job {
 }
 
 impl Schedule {
-    fn new(n_rows: usize, config: &TrainConfig, threads: usize) -> Self {
+    fn new(n_rows: usize, config: &TrainConfig, threads: usize, epoch: usize, batches: Range<usize>) -> Self {
         let batch_size = config.batch_size.min(n_rows.max(1));
         let (rows_per_task, parts) = if threads == 1 {
             (batch_size, 1)
         } else {
             (batch_size.div_ceil(2 * threads).max(MIN_PARALLEL_ROWS / 2), 2 * threads)
         };
-        let batches = n_rows.div_ceil(config.batch_size);
-        let last = n_rows - (batches.max(1) - 1) * config.batch_size;
+        // Only an epoch's last batch may be short, and it can only be a segment's last.
+        let last = (batches.end * config.batch_size).min(n_rows) - (batches.end - 1) * config.batch_size;
         let per_full_batch = config.batch_size.div_ceil(rows_per_task) + parts;
         let per_last_batch = last.div_ceil(rows_per_task) + parts;
         Schedule {
             n_rows,
             batch_size: config.batch_size,
-            epochs: config.epochs,
-            batches,
+            batches: n_rows.div_ceil(config.batch_size),
+            epoch,
+            first: batches.start,
+            count: batches.len(),
             rows_per_task,
             parts,
             per_full_batch,
-            per_epoch: (batches.max(1) - 1) * per_full_batch + per_last_batch,
+            total: (batches.len() - 1) * per_full_batch + per_last_batch,
         }
     }
 
     fn total(&self) -> u64 {
-        (self.per_epoch * self.epochs) as u64
+        self.total as u64
     }
 
     fn job(&self, id: u64) -> Job {
         let id = id as usize;
-        let (epoch, within) = (id / self.per_epoch, id % self.per_epoch);
-        let batch = (within / self.per_full_batch).min(self.batches - 1);
-        let offset = within - batch * self.per_full_batch;
+        let local = (id / self.per_full_batch).min(self.count - 1);
+        let (batch, offset) = (self.first + local, id - local * self.per_full_batch);
         let start = batch * self.batch_size;
         let rows = start..(start + self.batch_size).min(self.n_rows);
         let a_tasks = rows.len().div_ceil(self.rows_per_task);
-        let first = epoch * self.per_epoch + batch * self.per_full_batch;
+        let first = local * self.per_full_batch;
+        let epoch = self.epoch;
         if offset < a_tasks {
             let share = offset * self.rows_per_task..((offset + 1) * self.rows_per_task).min(rows.len());
             Job {
@@ -445,6 +525,7 @@ impl<E> Ptr<E> {
 }
 
 /// The weights and optimizer state, as raw pointers (lengths checked by [`check_config`]).
+#[derive(Clone, Copy)]
 struct SharedModel {
     d: usize,
     bias: Ptr<f32>,
@@ -469,6 +550,7 @@ impl SharedModel {
     }
 }
 
+#[derive(Clone, Copy)]
 struct SharedScratch {
     s: Ptr<f64>,
     scores: Ptr<f64>,
@@ -582,7 +664,7 @@ struct Trainer<'a, I, T, M: ?Sized> {
     stop: AtomicBool,
     /// The error that stopped training, with the update count at that point.
     failure: Mutex<Option<(Error, u64)>>,
-    stats: Mutex<Vec<EpochStats>>,
+    stats: &'a Mutex<Vec<EpochStats>>,
     t0: u64,
 }
 
@@ -1053,6 +1135,7 @@ mod tests {
             epochs,
             batch_size,
             optimizer: Optimizer::new(kind),
+            adaptive_threads: false,
         }
     }
 
@@ -1132,6 +1215,42 @@ mod tests {
                 assert_eq!(one, p.fit(&config, threads).unwrap(), "{kind:?}, {threads} threads");
             }
         }
+    }
+
+    #[test]
+    fn adaptive_threads_change_nothing_but_speed() {
+        // 40 batches an epoch: two segments each, so the chooser runs some on 2 threads, some on 1.
+        let p = problem(40 * 128, 40, 3, Task::Regressor, 8);
+        let mut config = config(Task::Regressor, OptimizerKind::Adam, 2, 128);
+        let fixed = p.fit(&config, 1).unwrap();
+        config.adaptive_threads = true;
+        assert_eq!(fixed, p.fit(&config, 2).unwrap());
+    }
+
+    #[test]
+    fn the_chooser_measures_both_counts_then_keeps_the_faster() {
+        let mut chooser = ThreadChooser::new(4, true);
+        assert_eq!(chooser.next(), 4);
+        chooser.record(2.0);
+        assert_eq!(chooser.next(), 1);
+        chooser.record(1.0);
+        for _ in 2..CHOOSER_CYCLE {
+            assert_eq!(chooser.next(), 1);
+            // Later segments do not move the choice, however they went.
+            chooser.record(9.0);
+        }
+        // A new cycle measures both again: one thread is faster, but not by the margin.
+        assert_eq!(chooser.next(), 4);
+        chooser.record(1.0);
+        assert_eq!(chooser.next(), 1);
+        chooser.record(0.95);
+        assert_eq!(chooser.next(), 4);
+
+        let mut fixed = ThreadChooser::new(4, false);
+        fixed.record(9.0);
+        fixed.record(1.0);
+        assert_eq!(fixed.next(), 4);
+        assert_eq!(ThreadChooser::new(1, true).next(), 1);
     }
 
     #[test]
