@@ -322,23 +322,26 @@ fn train<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
 }
 
 /// Batches of an epoch trained by one crew of threads; [`ThreadChooser`] picks each crew's size.
-const SEGMENT_BATCHES: usize = 64;
+const SEGMENT_BATCHES: usize = 16;
 /// Segments between two measurements of both thread counts.
-const CHOOSER_CYCLE: usize = 16;
+const CHOOSER_CYCLE: usize = 32;
+/// Measuring segments at the start of a cycle: all threads, one, all, one.
+const PROBES: usize = 4;
 /// One thread is chosen only when it took less than this share of the time a row took on all:
-/// a single short measurement is noisy, and the extra threads usually pay.
+/// short measurements are noisy, and the extra threads usually pay.
 const ONE_THREAD_MARGIN: f64 = 0.9;
 
-/// Chooses how many threads train each segment. With `adaptive` off it is always `max`; with it
-/// on, the first two segments of every [`CHOOSER_CYCLE`] run on `max` threads and on one thread,
-/// and the rest of the cycle on one thread only if that was clearly faster ([`ONE_THREAD_MARGIN`]).
-/// Results do not depend on the choice: they are identical for every thread count.
+/// Chooses how many threads train each segment. With `adaptive` off it is always `max`. With it
+/// on, each [`CHOOSER_CYCLE`] starts with [`PROBES`] segments alternately on `max` threads and on
+/// one, and runs the rest on one thread only if its faster probe beat the faster probe on `max`
+/// by [`ONE_THREAD_MARGIN`] (the faster of two, so that a moment's slowdown of the machine does
+/// not decide). Results do not depend on the choice: they are identical for every thread count.
 struct ThreadChooser {
     max: usize,
     adaptive: bool,
     /// Segments trained so far.
     segments: usize,
-    /// Seconds per row measured on one thread and on `max` threads at the start of this cycle.
+    /// The least seconds per row measured in this cycle on one thread and on `max` threads.
     one: f64,
     all: f64,
 }
@@ -349,28 +352,33 @@ impl ThreadChooser {
             max,
             adaptive: adaptive && max > 1,
             segments: 0,
-            one: 0.0,
-            all: 0.0,
+            one: f64::INFINITY,
+            all: f64::INFINITY,
         }
     }
 
     fn next(&self) -> usize {
         match self.segments % CHOOSER_CYCLE {
             _ if !self.adaptive => self.max,
-            0 => self.max,
-            1 => 1,
+            probe if probe < PROBES => [self.max, 1][probe % 2],
             _ if self.one < ONE_THREAD_MARGIN * self.all => 1,
             _ => self.max,
         }
     }
 
-    /// Takes the time per row of the segment just trained. Only the two measuring segments of a
-    /// cycle count: they ran back to back, so the machine's state was alike for both.
+    /// Takes the time per row of the segment just trained (only the probes' count).
     fn record(&mut self, seconds_per_row: f64) {
-        match self.segments % CHOOSER_CYCLE {
-            0 => self.all = seconds_per_row,
-            1 => self.one = seconds_per_row,
-            _ => {}
+        let position = self.segments % CHOOSER_CYCLE;
+        if position == 0 {
+            (self.one, self.all) = (f64::INFINITY, f64::INFINITY);
+        }
+        if position < PROBES {
+            let best = if position % 2 == 0 {
+                &mut self.all
+            } else {
+                &mut self.one
+            };
+            *best = best.min(seconds_per_row);
         }
         self.segments += 1;
     }
@@ -1219,7 +1227,7 @@ mod tests {
 
     #[test]
     fn adaptive_threads_change_nothing_but_speed() {
-        // 40 batches an epoch: two segments each, so the chooser runs some on 2 threads, some on 1.
+        // 40 batches an epoch: three segments each, so the chooser runs some on 2 threads, some on 1.
         let p = problem(40 * 128, 40, 3, Task::Regressor, 8);
         let mut config = config(Task::Regressor, OptimizerKind::Adam, 2, 128);
         let fixed = p.fit(&config, 1).unwrap();
@@ -1230,20 +1238,21 @@ mod tests {
     #[test]
     fn the_chooser_measures_both_counts_then_keeps_the_faster() {
         let mut chooser = ThreadChooser::new(4, true);
-        assert_eq!(chooser.next(), 4);
-        chooser.record(2.0);
-        assert_eq!(chooser.next(), 1);
-        chooser.record(1.0);
-        for _ in 2..CHOOSER_CYCLE {
+        // Probes: 4 threads took 2.0 then (a slow moment) 9.0, one thread 1.0 and 1.5.
+        for (threads, seconds) in [(4, 2.0), (1, 1.0), (4, 9.0), (1, 1.5)] {
+            assert_eq!(chooser.next(), threads);
+            chooser.record(seconds);
+        }
+        for _ in PROBES..CHOOSER_CYCLE {
             assert_eq!(chooser.next(), 1);
             // Later segments do not move the choice, however they went.
             chooser.record(9.0);
         }
         // A new cycle measures both again: one thread is faster, but not by the margin.
-        assert_eq!(chooser.next(), 4);
-        chooser.record(1.0);
-        assert_eq!(chooser.next(), 1);
-        chooser.record(0.95);
+        for (threads, seconds) in [(4, 1.0), (1, 0.95), (4, 1.2), (1, 0.97)] {
+            assert_eq!(chooser.next(), threads);
+            chooser.record(seconds);
+        }
         assert_eq!(chooser.next(), 4);
 
         let mut fixed = ThreadChooser::new(4, false);
