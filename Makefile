@@ -54,7 +54,7 @@ bench-report:
 	SAGEMAKER_SUPPRESS_V2_WARNING=1 $(PY) benches/report.py $(BENCH_REPORT_ARGS)
 
 # FM training speed (5M generated ratings, and MovieLens-100K when FMFAST_MOVIELENS is set): fmfast on
-# 1 and 2 threads vs the NumPy reference, same run. BENCH_FM_ARGS: e.g. `--repeat 5 --json fm.json`.
+# 1 and 2 threads and the default n_threads=0 vs the NumPy reference, same run. BENCH_FM_ARGS: e.g. `--repeat 5`.
 bench-fm: setup
 	$(PY) benches/fm_speed_report.py $(BENCH_FM_ARGS)
 
