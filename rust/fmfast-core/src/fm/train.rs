@@ -6,7 +6,7 @@
 //! sequentially and does not shuffle; callers who want shuffling permute the rows themselves.
 //!
 //! # Threads
-//! An epoch is trained in segments of `SEGMENT_BATCHES` batches. The threads of a segment (at most
+//! An epoch is trained in segments of about `SEGMENT_ROWS` rows. The threads of a segment (at most
 //! one per `MIN_PARALLEL_ROWS` batch rows) stay up for the whole segment and meet at a spinning
 //! barrier twice a batch; no per-batch task is spawned and nothing is sorted. With
 //! [`TrainConfig::adaptive_threads`], each segment runs on all the threads or on one, whichever
@@ -276,9 +276,10 @@ fn train<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
     let stats = Mutex::new(vec![EpochStats::default(); config.epochs]);
     let (t0, batches) = (state.t, n_rows.div_ceil(config.batch_size));
     let mut chooser = ThreadChooser::new(max_threads, config.adaptive_threads);
+    let segment_batches = (SEGMENT_ROWS / config.batch_size).max(1);
     for epoch in 0..config.epochs {
-        for first in (0..batches).step_by(SEGMENT_BATCHES) {
-            let segment = first..(first + SEGMENT_BATCHES).min(batches);
+        for first in (0..batches).step_by(segment_batches) {
+            let segment = first..(first + segment_batches).min(batches);
             let threads = chooser.next();
             let trainer = Trainer {
                 data,
@@ -321,10 +322,11 @@ fn train<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
     Ok(stats.into_inner().unwrap_or_else(|e| e.into_inner()))
 }
 
-/// Batches of an epoch trained by one crew of threads; [`ThreadChooser`] picks each crew's size.
-const SEGMENT_BATCHES: usize = 16;
+/// Rows of an epoch trained by one crew of threads (whole batches, at least one; 16 batches of
+/// SageMaker's default size); [`ThreadChooser`] picks each crew's size.
+const SEGMENT_ROWS: usize = 16_000;
 /// Segments between two measurements of both thread counts.
-const CHOOSER_CYCLE: usize = 32;
+const CHOOSER_CYCLE: usize = 64;
 /// Measuring segments at the start of a cycle: all threads, one, all, one.
 const PROBES: usize = 4;
 /// One thread is chosen only when it took less than this share of the time a row took on all:
@@ -1227,8 +1229,8 @@ mod tests {
 
     #[test]
     fn adaptive_threads_change_nothing_but_speed() {
-        // 40 batches an epoch: three segments each, so the chooser runs some on 2 threads, some on 1.
-        let p = problem(40 * 128, 40, 3, Task::Regressor, 8);
+        // Three segments an epoch (of 125 batches), so the chooser runs some on 2 threads, some on 1.
+        let p = problem(3 * SEGMENT_ROWS, 4, 3, Task::Regressor, 8);
         let mut config = config(Task::Regressor, OptimizerKind::Adam, 2, 128);
         let fixed = p.fit(&config, 1).unwrap();
         config.adaptive_threads = true;
