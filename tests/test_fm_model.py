@@ -64,6 +64,16 @@ def test_deterministic_for_a_seed_and_identical_across_thread_counts(optimizer: 
     assert not np.array_equal(different.V_, runs[0].V_)
 
 
+def test_trained_arrays_start_on_cache_lines(tmp_path: Path) -> None:
+    X, y = data()
+    m = fm().fit(X, y)
+    m.save(tmp_path / "m.npz")
+    for model in (m, m.partial_fit(X, y), FactorizationMachine.load(tmp_path / "m.npz")):
+        for name in ("linear", "factors", "linear_state", "factors_state"):
+            array = getattr(model._state, name)
+            assert array.ctypes.data % 64 == 0 and array.flags.c_contiguous, name
+
+
 def test_predict_is_identical_across_thread_counts() -> None:
     X, y = data(n=5000, d=30)
     m = fm().fit(X, y)
