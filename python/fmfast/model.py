@@ -55,18 +55,30 @@ _OPTIMIZERS = {"sgd": 0, "adam": 2, "adagrad": 1}
 _INIT_METHODS = ("normal", "uniform", "constant")
 _GROUPS = ("bias", "linear", "factors")
 _STATE_ARRAYS = ("bias", "linear", "factors", "bias_state", "linear_state", "factors_state")
+#: Values drawn at a time when initialising weights.
+_DRAW_BLOCK = 1 << 16
 #: Byte alignment of the arrays training updates in place: a row of V or of its state that starts
 #: on a cache line spans no more lines than its size needs (NumPy's large arrays start 16 bytes
 #: into a line, so a 64-byte row of Adam state at k = 8 spanned two).
 _ALIGNMENT = 64
 
 
-def _aligned(values: Any, shape: tuple[int, ...]) -> np.ndarray:
-    """A new C-contiguous float32 array of ``shape`` holding ``values``, starting on a 64-byte boundary."""
+def _aligned_zeros(shape: tuple[int, ...]) -> np.ndarray:
+    """C-contiguous float32 zeros starting on a 64-byte boundary.
+
+    Like ``np.zeros``, a large array takes no memory until it is written: the optimizer state of
+    features training never sees stays unallocated, and the peak during ``fit`` holds no zeroed
+    copy next to the drawn weights.
+    """
     nbytes = math.prod(shape) * np.dtype(np.float32).itemsize
-    buffer = np.empty(nbytes + _ALIGNMENT, dtype=np.uint8)
+    buffer = np.zeros(nbytes + _ALIGNMENT, dtype=np.uint8)
     start = -buffer.ctypes.data % _ALIGNMENT
-    array = buffer[start : start + nbytes].view(np.float32).reshape(shape)
+    return buffer[start : start + nbytes].view(np.float32).reshape(shape)
+
+
+def _aligned(values: np.ndarray) -> np.ndarray:
+    """A C-contiguous float32 copy of ``values`` starting on a 64-byte boundary."""
+    array = _aligned_zeros(values.shape)
     array[...] = values
     return array
 
@@ -90,7 +102,7 @@ class _TrainState:
 
     def copy(self) -> _TrainState:
         arrays = {name: getattr(self, name) for name in _STATE_ARRAYS}
-        return replace(self, **{name: _aligned(array, array.shape) for name, array in arrays.items()})
+        return replace(self, **{name: _aligned(array) for name, array in arrays.items()})
 
 
 @dataclass
@@ -457,7 +469,7 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
     def _initial_state(self, feature_dim: int) -> _TrainState:
         rng = np.random.default_rng(self.random_state)
 
-        def draw(group: str, shape: tuple[int, ...]) -> np.ndarray:
+        def sample(group: str, shape: tuple[int, ...]) -> np.ndarray:
             method = getattr(self, f"{group}_init_method")
             if method == "normal":
                 return rng.normal(0.0, float(getattr(self, f"{group}_init_sigma")), shape)
@@ -466,20 +478,32 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
                 return rng.uniform(-scale, scale, shape)
             return np.full(shape, float(getattr(self, f"{group}_init_value")))
 
+        def draw(group: str, shape: tuple[int, ...]) -> np.ndarray:
+            # Drawn in float64 blocks of rows (the same numbers as one draw of the whole array)
+            # and rounded into place, so that no float64 copy of V is ever held.
+            weights = _aligned_zeros(shape)
+            rows = max(1, _DRAW_BLOCK // max(1, math.prod(shape[1:])))
+            for start in range(0, shape[0], rows):
+                block = weights[start : start + rows]
+                block[...] = sample(group, block.shape)
+            return weights
+
         d, k = feature_dim, int(self.num_factors)
         return self._state_from(draw("bias", (1,)), draw("linear", (d,)), draw("factors", (d, k)))
 
     def _state_from(self, bias: np.ndarray, linear: np.ndarray, factors: np.ndarray) -> _TrainState:
-        """Weights with fresh (zero) optimizer state."""
+        """Weights with fresh (zero) optimizer state.
+
+        The weights must be float32, 64-byte aligned and not shared: the core updates them in place.
+        """
         (d, k), slots = factors.shape, _OPTIMIZERS[self.optimizer]
         return _TrainState(
-            # Copies: the core updates the weights in place.
-            bias=_aligned(np.reshape(bias, 1), (1,)),
-            linear=_aligned(np.reshape(linear, d), (d,)),
-            factors=_aligned(factors, (d, k)),
-            bias_state=_aligned(0.0, (1, slots)),
-            linear_state=_aligned(0.0, (d, slots)),
-            factors_state=_aligned(0.0, (d, slots, k)),
+            bias=bias,
+            linear=linear,
+            factors=factors,
+            bias_state=_aligned_zeros((1, slots)),
+            linear_state=_aligned_zeros((d, slots)),
+            factors_state=_aligned_zeros((d, slots, k)),
             t=0,
         )
 
@@ -736,7 +760,8 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
         settings["num_factors"] = artifact.num_factors
         model = cls(**settings)
         model._check_params()
-        model._state = model._state_from(np.array([artifact.w0]), artifact.w, artifact.V)
+        weights = (np.array([artifact.w0]), artifact.w, artifact.V)
+        model._state = model._state_from(*(_aligned(np.asarray(w, np.float32)) for w in weights))
         model.history_ = []
         return model
 
@@ -833,7 +858,7 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
                     f"{os.fspath(path)!r}: array {name!r} has shape {array.shape} and dtype {array.dtype}, "
                     f"expected {shape} {np.dtype(dtype)}"
                 )
-            setattr(state, name, _aligned(array, shape))
+            setattr(state, name, _aligned(array))
         model._state = state
         model.history_ = history
         return model
