@@ -248,15 +248,7 @@ fn train<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
     monitor: &M,
 ) -> Result<Vec<EpochStats>> {
     let n_rows = data.x.n_rows();
-    for (batch, start) in (0..n_rows).step_by(config.batch_size).enumerate() {
-        let end = (start + config.batch_size).min(n_rows);
-        let entries = data.x.row_range(end - 1).end - data.x.row_range(start).start;
-        if u32::try_from(entries).is_err() {
-            return Err(Error::invalid(format!(
-                "mini-batch {batch} holds {entries} entries, more than 2^32 - 1; lower mini_batch_size"
-            )));
-        }
-    }
+    check_batch_entries(data.x, config.batch_size)?;
     let batch_rows = config.batch_size.min(n_rows);
     let max_threads = if batch_rows < MIN_PARALLEL_ROWS {
         1
@@ -300,16 +292,7 @@ fn train<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
                 t0,
             };
             let started = Instant::now();
-            if threads == 1 {
-                trainer.run();
-            } else {
-                rayon::broadcast(|context| {
-                    if context.index() < threads {
-                        trainer.run();
-                    }
-                });
-            }
-            if let Some((err, t)) = trainer.failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            if let Some((err, t)) = trainer.run_on(threads) {
                 state.t = t;
                 return Err(err);
             }
@@ -320,6 +303,21 @@ fn train<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
     state.t = t0 + (batches * config.epochs) as u64;
     monitor.progress((n_rows * config.epochs) as u64)?;
     Ok(stats.into_inner().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// Checks that every mini-batch's entries can be counted in `u32` (the gradient slots' marks).
+fn check_batch_entries<I: CsrIndex>(x: &CsrView<'_, I>, batch_size: usize) -> Result<()> {
+    let n_rows = x.n_rows();
+    for (batch, start) in (0..n_rows).step_by(batch_size).enumerate() {
+        let end = (start + batch_size).min(n_rows);
+        let entries = x.row_range(end - 1).end - x.row_range(start).start;
+        if u32::try_from(entries).is_err() {
+            return Err(Error::invalid(format!(
+                "mini-batch {batch} holds {entries} entries, more than 2^32 - 1; lower mini_batch_size"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Rows of an epoch trained by one crew of threads (whole batches, at least one; 16 batches of
@@ -679,6 +677,21 @@ struct Trainer<'a, I, T, M: ?Sized> {
 }
 
 impl<I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'_, I, T, M> {
+    /// Runs the segment on `threads` threads of the current pool; returns the error that stopped
+    /// it, with the update count at that point.
+    fn run_on(self, threads: usize) -> Option<(Error, u64)> {
+        if threads == 1 {
+            self.run();
+        } else {
+            rayon::broadcast(|context| {
+                if context.index() < threads {
+                    self.run();
+                }
+            });
+        }
+        self.failure.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Claims and runs tasks until none is left or training stops.
     fn run(&self) {
         #[cfg(target_arch = "x86_64")]
