@@ -14,7 +14,8 @@
 //! * [`train`]: mini-batch training ([`fit_epochs`]), deterministic and parallel.
 //!
 //! Weights and optimizer state are `f32` slices, as SageMaker FM stores them, owned by the caller:
-//! nothing is kept between calls. Every computation on them is `f64` ([`optim`]). Feature values may be any [`crate::csr::Values`] type; they are read as `f64`.
+//! nothing is kept between calls. Every computation on them is `f64` ([`optim`]). Feature values
+//! may be any [`crate::csr::Values`] type; they are read as `f64`.
 
 pub mod model;
 pub mod optim;

@@ -219,24 +219,32 @@ fn predict_typed<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
     Ok(scores)
 }
 
+/// ŷ of a row given as `(feature, value)` entries, by the O(k · n²) definition
+/// `w0 + Σ wᵢxᵢ + Σ_{i<j} ⟨vᵢ, vⱼ⟩ xᵢxⱼ`, from `f64` weights: the oracle of the scoring and
+/// gradient tests.
+#[cfg(test)]
+pub(crate) fn pairwise_score(bias: f64, linear: &[f64], factors: &[f64], k: usize, entries: &[(usize, f64)]) -> f64 {
+    let mut y = bias;
+    for (a, &(i, xi)) in entries.iter().enumerate() {
+        y += linear[i] * xi;
+        for &(j, xj) in &entries[a + 1..] {
+            let dot: f64 = (0..k).map(|f| factors[i * k + f] * factors[j * k + f]).sum();
+            y += dot * xi * xj;
+        }
+    }
+    y
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::parallel::{with_threads, Unmonitored};
 
-    /// ŷ by the O(k · n²) definition: w0 + Σ wᵢxᵢ + Σ_{i<j} ⟨vᵢ, vⱼ⟩ xᵢxⱼ.
+    /// ŷ of a dense row by [`pairwise_score`].
     fn brute_force(w: &Weights<'_>, dense: &[f64]) -> f64 {
-        let k = w.k;
-        let mut y = w.bias;
-        for (i, xi) in dense.iter().enumerate() {
-            y += f64::from(w.linear[i]) * xi;
-            for (j, xj) in dense.iter().enumerate().skip(i + 1) {
-                let v = |i: usize, f: usize| f64::from(w.factors[i * k + f]);
-                let dot: f64 = (0..k).map(|f| v(i, f) * v(j, f)).sum();
-                y += dot * xi * xj;
-            }
-        }
-        y
+        let wide = |a: &[f32]| a.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
+        let entries: Vec<(usize, f64)> = dense.iter().copied().enumerate().collect();
+        pairwise_score(w.bias, &wide(w.linear), &wide(w.factors), w.k, &entries)
     }
 
     #[test]

@@ -1015,6 +1015,7 @@ fn slots(state: &mut [f32], len: usize) -> (&mut [f32], &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fm::model::pairwise_score;
     use crate::fm::{Group, OptimizerKind};
     use crate::parallel::{with_threads, Unmonitored};
 
@@ -1112,10 +1113,10 @@ mod tests {
             Ok(fitted)
         }
 
-        /// Mean loss over all rows (½ squared error or log loss), by the pairwise definition in
-        /// `f64` from `f64` weights, so that finite differences are not lost to `f32` rounding.
+        /// Mean loss over all rows (½ squared error or log loss), by [`pairwise_score`] from `f64`
+        /// weights, so that finite differences are not lost to `f32` rounding.
         fn loss(&self, task: Task, bias: f64, linear: &[f64], factors: &[f64]) -> f64 {
-            let (x, k) = (self.view(), self.k);
+            let x = self.view();
             let total: f64 = (0..x.n_rows())
                 .map(|row| {
                     let entries: Vec<(usize, f64)> = x
@@ -1124,14 +1125,7 @@ mod tests {
                         .map(|&i| i as usize)
                         .zip(self.values[x.row_range(row)].iter().copied())
                         .collect();
-                    let mut z = bias;
-                    for (a, &(i, xi)) in entries.iter().enumerate() {
-                        z += linear[i] * xi;
-                        for &(j, xj) in &entries[a + 1..] {
-                            let dot: f64 = (0..k).map(|f| factors[i * k + f] * factors[j * k + f]).sum();
-                            z += dot * xi * xj;
-                        }
-                    }
+                    let z = pairwise_score(bias, linear, factors, self.k, &entries);
                     let y = self.labels[row];
                     match task {
                         Task::Regressor => 0.5 * (z - y) * (z - y),
