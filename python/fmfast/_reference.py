@@ -70,10 +70,10 @@ def log_loss(z: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def scores(X: sp.csr_array, state: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """Raw scores ŷ of the rows of ``X`` and ``s = X V``, in float64."""
-    V = state["factors"].astype(np.float64)
+    V = np.asarray(state["factors"], dtype=np.float64)
     s = X @ V
     squares = X.multiply(X) @ (V * V).sum(axis=1)
-    linear = state["linear"].astype(np.float64)
+    linear = np.asarray(state["linear"], dtype=np.float64)
     y_hat = float(state["bias"][0]) + X @ linear + 0.5 * ((s * s).sum(axis=1) - squares)
     return np.asarray(y_hat), np.asarray(s)
 

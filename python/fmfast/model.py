@@ -101,8 +101,7 @@ class _TrainState:
     t: int
 
     def copy(self) -> _TrainState:
-        arrays = {name: getattr(self, name) for name in _STATE_ARRAYS}
-        return replace(self, **{name: _aligned(array) for name, array in arrays.items()})
+        return replace(self, **{name: _aligned(getattr(self, name)) for name in _STATE_ARRAYS})
 
 
 @dataclass
@@ -761,7 +760,7 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
         model = cls(**settings)
         model._check_params()
         weights = (np.array([artifact.w0]), artifact.w, artifact.V)
-        model._state = model._state_from(*(_aligned(np.asarray(w, np.float32)) for w in weights))
+        model._state = model._state_from(*(_aligned(w) for w in weights))
         model.history_ = []
         return model
 
@@ -789,9 +788,9 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
 
         The file is an ``.npz`` of float32 arrays (weights and optimizer state) with a JSON header
         (format name and version, hyperparameters, history), written atomically: it appears whole
-        or not at all. Optimizer state is included, so :meth:`partial_fit` can
-        continue. Parameters JSON cannot hold are saved as ``None`` (a Generator ``random_state``)
-        or ``False`` (a ``progress`` callable).
+        or not at all. Optimizer state is included, so :meth:`partial_fit` can continue.
+        Parameters JSON cannot hold are saved as ``None`` (a Generator ``random_state``) or
+        ``False`` (a ``progress`` callable).
         """
         state = self._fitted_state()
         header: dict[str, Any] = {
@@ -812,9 +811,9 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
     def load(cls, path: str | os.PathLike[str]) -> FactorizationMachine:
         """Read a model written by :meth:`save`.
 
-        Files of format version 1 (float64 arrays) load too, rounded to float32. A damaged file, another
-        format or an unknown format version raises :class:`fmfast.ModelFormatError`; a missing or
-        unreadable file raises :class:`OSError`.
+        Files of format version 1 (float64 arrays) load too, rounded to float32. A damaged file,
+        another format or an unknown format version raises :class:`fmfast.ModelFormatError`; a
+        missing or unreadable file raises :class:`OSError`.
         """
         try:
             with np.load(path, allow_pickle=False) as npz:
