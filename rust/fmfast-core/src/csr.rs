@@ -123,6 +123,12 @@ impl<'a, I: CsrIndex> CsrView<'a, I> {
         at(row)..at(row + 1)
     }
 
+    /// Column indices of all entries.
+    #[inline]
+    pub fn indices(&self) -> &'a [I] {
+        self.indices
+    }
+
     /// Column indices of row `row`.
     #[inline]
     pub fn row_indices(&self, row: usize) -> &'a [I] {

@@ -262,6 +262,8 @@ fn train<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
         g: vec![0.0; batch_rows],
         loss: vec![0.0; batch_rows],
         outcome: vec![0; batch_rows],
+        // At most 2·threads phase-1 tasks a batch (`Schedule::new`), each sorting for 2·threads parts.
+        entries: vec![Vec::new(); 4 * max_threads * max_threads],
     };
     let marks: Vec<AtomicU32> = (0..weights.linear.len()).map(|_| AtomicU32::new(NO_SLOT)).collect();
     let (model, scratch) = (SharedModel::new(weights, state), SharedScratch::new(&mut scratch));
@@ -428,6 +430,8 @@ impl Schedule {
         };
         // Only an epoch's last batch may be short, and it can only be a segment's last.
         let last = (batches.end * config.batch_size).min(n_rows) - (batches.end - 1) * config.batch_size;
+        // `Scratch::entries` holds 2·threads lists for each of these tasks.
+        debug_assert!(batch_size.div_ceil(rows_per_task) <= 2 * threads);
         let per_full_batch = config.batch_size.div_ceil(rows_per_task) + parts;
         let per_last_batch = last.div_ceil(rows_per_task) + parts;
         Schedule {
@@ -499,11 +503,22 @@ struct Scratch {
     loss: Vec<f64>,
     /// Classifier: 0 true positive, 1 false positive, 2 true negative, 3 false negative.
     outcome: Vec<u8>,
+    /// With several parts, per phase-1 task and part (`task * parts + part`): the task's entries
+    /// of that part's features in row order, as (row, entry) offsets in the batch.
+    entries: Vec<Vec<(u32, u32)>>,
 }
 
 /// A raw pointer shared between the training threads.
-#[derive(Clone, Copy)]
 struct Ptr<E>(*mut E);
+
+// By hand: a derive would require `E: Copy` (the entry lists are `Vec`s).
+impl<E> Clone for Ptr<E> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<E> Copy for Ptr<E> {}
 
 // SAFETY: the threads access disjoint parts, or read only, between barriers (see `Trainer`).
 unsafe impl<E: Send> Send for Ptr<E> {}
@@ -565,6 +580,7 @@ struct SharedScratch {
     g: Ptr<f64>,
     loss: Ptr<f64>,
     outcome: Ptr<u8>,
+    entries: Ptr<Vec<(u32, u32)>>,
 }
 
 impl SharedScratch {
@@ -575,6 +591,7 @@ impl SharedScratch {
             g: Ptr::of(&mut scratch.g),
             loss: Ptr::of(&mut scratch.loss),
             outcome: Ptr::of(&mut scratch.outcome),
+            entries: Ptr::of(&mut scratch.entries),
         }
     }
 }
@@ -644,11 +661,12 @@ struct Slots {
 /// own has finished. Per batch:
 ///
 /// 1. phase 1, a few tasks of consecutive rows: `s`, ŷ, loss and `g_r` with the weights as they
-///    were before the batch, written to those rows of the scratch buffers;
+///    were before the batch, written to those rows of the scratch buffers; with several parts,
+///    each task also sorts its rows' entries by the part their feature belongs to;
 /// 2. phase 2, one task per part of the features ([`owner`]): the task of part 0 also adds up the
-///    loss statistics and the bias gradient in row order and updates the bias; each walks all
-///    the batch's entries in row order, takes those of its features, sums their gradients and
-///    updates their rows of `w`, `V` and state.
+///    loss statistics and the bias gradient in row order and updates the bias; each takes the
+///    batch's entries of its features in row order, sums their gradients and updates their rows
+///    of `w`, `V` and state.
 ///
 /// Which thread runs a task does not matter: each feature's gradient is summed in row order by
 /// one task, so results are bit-identical for any `n_threads`; and a thread that the operating
@@ -759,6 +777,9 @@ impl<I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'_, I, T, M> {
         let n = task.rows.len();
         if let Some(share) = &task.share {
             self.score_rows(task.rows.start, share.clone(), n);
+            if schedule.parts > 1 {
+                self.sort_entries(task.rows.start, share.clone());
+            }
             return;
         }
         let t = self.t0 + (task.epoch * schedule.batches + task.batch + 1) as u64;
@@ -780,7 +801,8 @@ impl<I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'_, I, T, M> {
             let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
             finite &= self.add_stats_and_update_bias(n, t, &mut stats[task.epoch]);
         }
-        finite &= self.update_features(task.part, schedule.parts, task.rows.clone(), t, slots);
+        self.add_gradients(task.part, schedule.parts, task.rows.clone(), slots);
+        finite &= self.update_features(t, slots);
         if !finite {
             self.fail(diverged("a weight".to_string()), t);
             return;
@@ -918,48 +940,95 @@ impl<I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'_, I, T, M> {
             .apply(&[bias_grad], bias, first, second)
     }
 
-    /// Phase 2 for the features of part `part` of `parts`: gradients summed in row order, then
-    /// updates.
+    /// Phase 1, with several parts: files the entries of batch rows `share` (the batch starts at
+    /// row `start`) under the part their feature belongs to, so that a phase-2 task reads only
+    /// its own part's entries.
     #[inline(always)]
-    fn update_features(&self, part: usize, parts: usize, rows: Range<usize>, t: u64, slots: &mut Slots) -> bool {
-        let (data, k, m) = (self.data, self.k, &self.model);
+    fn sort_entries(&self, start: usize, share: Range<usize>) {
+        let (x, parts) = (self.data.x, self.schedule.parts);
+        let task = share.start / self.schedule.rows_per_task;
+        // SAFETY: this task's lists (`Scratch::entries`, sized for the schedule) are its alone.
+        let lists = unsafe { self.scratch.entries.slice_mut(task * parts, parts) };
+        for list in lists.iter_mut() {
+            list.clear();
+        }
+        let first_entry = x.row_range(start).start;
+        for offset in share {
+            let range = x.row_range(start + offset);
+            for (entry, column) in range.zip(x.row_indices(start + offset)) {
+                let i = column.to_u64().unwrap_or(0) as usize;
+                // Offsets fit u32: rows by the batch size, entries by `check_batch_entries`.
+                lists[owner(i, parts)].push((offset as u32, (entry - first_entry) as u32));
+            }
+        }
+    }
+
+    /// Phase 2, first half: sums the gradients of part `part` of `parts`'s features in row order.
+    #[inline(always)]
+    fn add_gradients(&self, part: usize, parts: usize, rows: Range<usize>, slots: &mut Slots) {
+        let (data, k) = (self.data, self.k);
         let x = data.x;
         let n = rows.len();
         // SAFETY: after the barrier the scratch buffers are only read.
         let (s, g) = unsafe { (self.scratch.s.slice(0, n * k), self.scratch.g.slice(0, n)) };
+        let row_s = |offset: usize| &s[offset * k..(offset + 1) * k];
         slots.features.clear();
         slots.linear.clear();
         slots.squares.clear();
         slots.factors.clear();
-        for (offset, (s, &gr)) in s.chunks_exact(k).zip(g).enumerate() {
-            let row = rows.start + offset;
-            let range = x.row_range(row);
-            for (column, &value) in x.row_indices(row).iter().zip(&data.values[range]) {
-                // Columns were validated against d when the view was built.
-                let i = column.to_u64().unwrap_or(0) as usize;
-                if parts > 1 && owner(i, parts) != part {
-                    continue;
-                }
-                let mut slot = self.marks[i].load(Ordering::Relaxed);
-                if slot == NO_SLOT {
-                    slot = slots.features.len() as u32;
-                    self.marks[i].store(slot, Ordering::Relaxed);
-                    slots.features.push(i as u32);
-                    slots.linear.push(0.0);
-                    slots.squares.push(0.0);
-                    slots.factors.resize(slots.factors.len() + k, 0.0);
-                }
-                let slot = slot as usize;
-                let x = value.to_f64();
-                let gx = gr * x;
-                slots.linear[slot] += gx;
-                slots.squares[slot] += gx * x;
-                let grad = &mut slots.factors[slot * k..(slot + 1) * k];
-                for (acc, &s) in grad.iter_mut().zip(s) {
-                    *acc += gx * s;
+        if parts == 1 {
+            for (offset, &gr) in g.iter().enumerate() {
+                let row = rows.start + offset;
+                let values = &data.values[x.row_range(row)];
+                for (&column, &value) in x.row_indices(row).iter().zip(values) {
+                    self.add_entry(column, value, row_s(offset), gr, slots);
                 }
             }
+            return;
         }
+        let entries = x.row_range(rows.start).start..x.row_range(rows.end - 1).end;
+        let (columns, values) = (&x.indices()[entries.clone()], &data.values[entries]);
+        let tasks = n.div_ceil(self.schedule.rows_per_task);
+        for task in 0..tasks {
+            // SAFETY: after the barrier the lists are only read.
+            let list = unsafe { self.scratch.entries.slice(task * parts + part, 1) };
+            for &(offset, entry) in &list[0] {
+                let (offset, entry) = (offset as usize, entry as usize);
+                self.add_entry(columns[entry], values[entry], row_s(offset), g[offset], slots);
+            }
+        }
+    }
+
+    /// Adds one entry's gradient (`column`, `value`, and its row's `s` and `g_r`) to the slots.
+    #[inline(always)]
+    fn add_entry(&self, column: I, value: T, s: &[f64], gr: f64, slots: &mut Slots) {
+        // Columns were validated against d when the view was built.
+        let i = column.to_u64().unwrap_or(0) as usize;
+        let x = value.to_f64();
+        let gx = gr * x;
+        let slot = self.marks[i].load(Ordering::Relaxed);
+        if slot == NO_SLOT {
+            // The feature's first entry in the batch starts its sums (no zeroing first).
+            self.marks[i].store(slots.features.len() as u32, Ordering::Relaxed);
+            slots.features.push(i as u32);
+            slots.linear.push(gx);
+            slots.squares.push(gx * x);
+            slots.factors.extend(s.iter().map(|&s| gx * s));
+            return;
+        }
+        let slot = slot as usize;
+        slots.linear[slot] += gx;
+        slots.squares[slot] += gx * x;
+        let grad = &mut slots.factors[slot * self.k..(slot + 1) * self.k];
+        for (acc, &s) in grad.iter_mut().zip(s) {
+            *acc += gx * s;
+        }
+    }
+
+    /// Phase 2, second half: updates the rows of `w`, `V` and state of the slots' features.
+    #[inline(always)]
+    fn update_features(&self, t: u64, slots: &mut Slots) -> bool {
+        let (k, m) = (self.k, &self.model);
         let optimizer = &self.config.optimizer;
         let (linear_rule, factor_rule) = (
             optimizer.rule(optimizer.linear, t),
