@@ -8,7 +8,7 @@
 //! # Threads
 //! An epoch is trained in segments of about `SEGMENT_ROWS` rows. The threads of a segment (at most
 //! one per `MIN_PARALLEL_ROWS` batch rows) stay up for the whole segment and meet at a spinning
-//! barrier twice a batch; no per-batch task is spawned and nothing is sorted. With
+//! barrier twice a batch; no per-batch task is spawned. With
 //! [`TrainConfig::adaptive_threads`], each segment runs on all the threads or on one, whichever
 //! measured faster: two threads can lose to one when a batch is little work (small `k`, a model
 //! that fits the caches) or when the cores are shared, as on small virtual machines.
@@ -17,12 +17,13 @@
 //! 1. Each thread, over its contiguous share of the rows: ŷ and `s_f = Σᵢ v_if xᵢ` with the
 //!    weights as they were before the batch, the loss, and the gradient scale
 //!    `g_r = ∂ℓ/∂ŷ · sample_weight · rescale_grad` (∂ℓ/∂ŷ = ŷ − y for the regressor,
-//!    σ(ŷ) − y for the classifier). The weights of rows a few ahead are prefetched.
+//!    σ(ŷ) − y for the classifier). The weights of rows a few ahead are prefetched. With several
+//!    threads, each also files its rows' entries under the part of the features that owns them
+//!    (a hash of the feature's block of `OWNER_BLOCK` picks the part).
 //! 2. Thread 0 adds the loss statistics and the bias gradient `Σ_r g_r` in row order and updates
-//!    the bias. Every thread walks all the batch's entries in row order and keeps those of the
-//!    features it owns (a hash of the feature's block of `OWNER_BLOCK` picks the owner), summing
+//!    the bias. For each part, one thread takes the part's entries in row order, summing
 //!    `∂/∂wᵢ = Σ_r g_r x_ri`, `Σ_r g_r x_ri²` and `Σ_r g_r x_ri s_rf` into a slot per feature
-//!    (found through a per-feature mark, so nothing is sorted); then it forms
+//!    (found through a per-feature mark, so nothing is sorted by feature); then it forms
 //!    `∂/∂v_if = Σ_r g_r x_ri s_rf − v_if Σ_r g_r x_ri²` (so `V` is read once a feature, not once
 //!    an entry) and applies the optimizer update to row `i` of `w` and `V` and of its state
 //!    ([`super::optim`]), prefetching the rows of the features a few ahead. Rows of absent
