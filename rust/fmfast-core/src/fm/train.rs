@@ -853,16 +853,16 @@ impl<I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'_, I, T, M> {
                     let i = column.to_u64().unwrap_or(0) as usize;
                     prefetch(m.linear.0.wrapping_add(i), 1);
                     prefetch(m.factors.0.wrapping_add(i * k), k);
-                    // The marks only for this thread's own phase 2: with several parts, another
-                    // thread may write them, and reading them here would move their line twice.
+                    // The marks, and a small state (a few lines a feature: the batch's fits the
+                    // cache until phase 2), only for this thread's own phase 2: with several
+                    // parts, another thread may write them, and reading them here would move
+                    // their lines twice. A large state is prefetched in phase 2 only.
                     if self.schedule.parts == 1 {
                         prefetch(self.marks.as_ptr().wrapping_add(i), 1);
-                    }
-                    // A small state too (a few lines a feature: the batch's fits the cache until
-                    // phase 2); a large one is prefetched in phase 2 only.
-                    if ns * k <= SMALL_STATE {
-                        prefetch(m.linear_state.0.wrapping_add(i * ns), ns);
-                        prefetch(m.factor_state.0.wrapping_add(i * ns * k), ns * k);
+                        if ns * k <= SMALL_STATE {
+                            prefetch(m.linear_state.0.wrapping_add(i * ns), ns);
+                            prefetch(m.factor_state.0.wrapping_add(i * ns * k), ns * k);
+                        }
                     }
                 }
             }
