@@ -1309,6 +1309,35 @@ mod tests {
     }
 
     #[test]
+    fn sparse_rows_give_identical_results_for_every_thread_count() {
+        // Rows like user + item one-hot ones, every fifth empty and every seventh naming its user
+        // twice: each part's entry lists hold few entries a row, some rows none.
+        let mut p = problem(1000, 400, 4, Task::Regressor, 6);
+        let mut rng = Rng(11);
+        let (mut indptr, mut indices) = (vec![0i64], vec![]);
+        for row in 0..1000 {
+            if row % 5 != 0 {
+                let user = ((rng.next() + 1.0) * 100.0) as i64;
+                let item = 200 + ((rng.next() + 1.0) * 99.0) as i64;
+                indices.extend([user, item]);
+                if row % 7 == 0 {
+                    indices.push(user);
+                }
+            }
+            indptr.push(indices.len() as i64);
+        }
+        p.values = (0..indices.len()).map(|_| rng.next() + 1.5).collect();
+        (p.indptr, p.indices) = (indptr, indices);
+        for kind in [OptimizerKind::Sgd, OptimizerKind::Adam] {
+            let config = config(Task::Regressor, kind, 2, 300);
+            let one = p.fit(&config, 1).unwrap();
+            for threads in [2, 3, 4] {
+                assert_eq!(one, p.fit(&config, threads).unwrap(), "{kind:?}, {threads} threads");
+            }
+        }
+    }
+
+    #[test]
     fn adaptive_threads_change_nothing_but_speed() {
         // Three segments an epoch (of 125 batches), so the chooser runs some on 2 threads, some on 1.
         let p = problem(3 * SEGMENT_ROWS, 4, 3, Task::Regressor, 8);
