@@ -647,12 +647,9 @@ const OWNER_BLOCK: usize = 32;
 struct Slots {
     /// The features, in order of first occurrence.
     features: Vec<u32>,
-    /// `∂/∂wᵢ = Σ_r g_r x_ri` of each.
-    linear: Vec<f64>,
-    /// `Σ_r g_r x_ri²` of each.
-    squares: Vec<f64>,
-    /// `Σ_r g_r x_ri s_r` of each, k apiece; `∂/∂vᵢ` is this less `squares · vᵢ`.
-    factors: Vec<f64>,
+    /// `k + 2` sums of each, side by side: `∂/∂wᵢ = Σ_r g_r x_ri`, `Σ_r g_r x_ri²`, then
+    /// `Σ_r g_r x_ri s_r` (`∂/∂vᵢ` is this less `Σ_r g_r x_ri² · vᵢ`).
+    sums: Vec<f64>,
 }
 
 /// Training state shared by the threads.
@@ -978,9 +975,7 @@ impl<I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'_, I, T, M> {
         let (s, g) = unsafe { (self.scratch.s.slice(0, n * k), self.scratch.g.slice(0, n)) };
         let row_s = |offset: usize| &s[offset * k..(offset + 1) * k];
         slots.features.clear();
-        slots.linear.clear();
-        slots.squares.clear();
-        slots.factors.clear();
+        slots.sums.clear();
         if parts == 1 {
             for (offset, &gr) in g.iter().enumerate() {
                 let row = rows.start + offset;
@@ -1016,16 +1011,15 @@ impl<I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'_, I, T, M> {
             // The feature's first entry in the batch starts its sums (no zeroing first).
             self.marks[i].store(slots.features.len() as u32, Ordering::Relaxed);
             slots.features.push(i as u32);
-            slots.linear.push(gx);
-            slots.squares.push(gx * x);
-            slots.factors.extend(s.iter().map(|&s| gx * s));
+            slots.sums.extend([gx, gx * x]);
+            slots.sums.extend(s.iter().map(|&s| gx * s));
             return;
         }
-        let slot = slot as usize;
-        slots.linear[slot] += gx;
-        slots.squares[slot] += gx * x;
-        let grad = &mut slots.factors[slot * self.k..(slot + 1) * self.k];
-        for (acc, &s) in grad.iter_mut().zip(s) {
+        let stride = self.k + 2;
+        let sums = &mut slots.sums[slot as usize * stride..(slot as usize + 1) * stride];
+        sums[0] += gx;
+        sums[1] += gx * x;
+        for (acc, &s) in sums[2..].iter_mut().zip(s) {
             *acc += gx * s;
         }
     }
@@ -1047,8 +1041,10 @@ impl<I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'_, I, T, M> {
             .skip(PREFETCH_FEATURES)
             .map(Some)
             .chain(std::iter::repeat(None));
-        let features = slots.features.iter().zip(ahead).zip(&slots.linear).zip(&slots.squares);
-        for ((((&i, next), &linear_grad), &squares), grad) in features.zip(slots.factors.chunks_exact_mut(k)) {
+        let features = slots.features.iter().zip(ahead);
+        for ((&i, next), sums) in features.zip(slots.sums.chunks_exact_mut(k + 2)) {
+            let (head, grad) = sums.split_at_mut(2);
+            let (linear_grad, squares) = (head[0], head[1]);
             if let Some(&next) = next {
                 let next = next as usize;
                 prefetch(m.linear.0.wrapping_add(next), 1);
