@@ -12,13 +12,18 @@
 //! * [`model`]: borrowed weights ([`Weights`], [`WeightsMut`]) and scoring ([`predict`]).
 //! * [`optim`]: MXNet's SGD, Adam and AdaGrad with lazy (row-sparse) updates.
 //! * [`train`]: mini-batch training ([`fit_epochs`]), deterministic and parallel.
+//!   [`train`] cuts each epoch into segments; `schedule` numbers the tasks of a segment's batches
+//!   and chooses how many threads run them; `batch` holds those threads and the two phases of a
+//!   mini-batch.
 //!
 //! Weights and optimizer state are `f32` slices, as SageMaker FM stores them, owned by the caller:
 //! nothing is kept between calls. Every computation on them is `f64` ([`optim`]). Feature values
 //! may be any [`crate::csr::Values`] type; they are read as `f64`.
 
+mod batch;
 pub mod model;
 pub mod optim;
+mod schedule;
 pub mod train;
 
 pub use model::{predict, Task, Weights, WeightsMut};

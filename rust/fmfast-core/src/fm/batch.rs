@@ -1,0 +1,637 @@
+//! The threads of one segment ([`Trainer`]): the two phases of each mini-batch, the buffers the
+//! threads share, prefetching, and which part of the features each phase-2 task updates
+//! ([`owner`]).
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use super::model::{Task, Weights, WeightsMut};
+use super::schedule::{Job, Schedule};
+use super::train::{EpochStats, OptimizerState, TrainConfig};
+use super::{log_loss, sigmoid, Feature};
+use crate::csr::{CsrIndex, CsrView, Values};
+use crate::error::Error;
+use crate::parallel::Monitor;
+
+/// The training data, validated.
+pub(super) struct Data<'a, I, T> {
+    pub(super) x: &'a CsrView<'a, I>,
+    pub(super) values: &'a [T],
+    pub(super) labels: Values<'a>,
+    pub(super) sample_weight: Option<&'a [f64]>,
+}
+
+/// Rows between two progress reports.
+const PROGRESS_ROWS: u64 = 1 << 16;
+/// `marks` value of a feature without a gradient slot.
+pub(super) const NO_SLOT: u32 = u32::MAX;
+/// Busy-wait rounds at a barrier before yielding the core to others.
+const SPINS_BEFORE_YIELD: u32 = 1 << 8;
+
+/// Per-batch buffers, one entry (or `k`) per batch row.
+pub(super) struct Scratch {
+    /// `s_rf`, rows × k.
+    pub(super) s: Vec<f64>,
+    /// ŷ of each row.
+    pub(super) scores: Vec<f64>,
+    /// `g_r` of each row.
+    pub(super) g: Vec<f64>,
+    /// Loss of each row.
+    pub(super) loss: Vec<f64>,
+    /// Classifier: 0 true positive, 1 false positive, 2 true negative, 3 false negative.
+    pub(super) outcome: Vec<u8>,
+    /// With several parts, per phase-1 task and part (`task * parts + part`): the task's entries
+    /// of that part's features in row order, as (row, entry) offsets in the batch.
+    pub(super) entries: Vec<Vec<(u32, u32)>>,
+}
+
+/// A raw pointer shared between the training threads.
+struct Ptr<E>(*mut E);
+
+// By hand: a derive would require `E: Copy` (the entry lists are `Vec`s).
+impl<E> Clone for Ptr<E> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<E> Copy for Ptr<E> {}
+
+// SAFETY: the threads access disjoint parts, or read only, between barriers (see `Trainer`).
+unsafe impl<E: Send> Send for Ptr<E> {}
+unsafe impl<E: Send> Sync for Ptr<E> {}
+
+impl<E> Ptr<E> {
+    fn of(slice: &mut [E]) -> Self {
+        Ptr(slice.as_mut_ptr())
+    }
+
+    /// `len` elements from `at`.
+    ///
+    /// # Safety
+    /// In bounds of the original slice, and no other live reference to them is written to.
+    #[inline(always)]
+    unsafe fn slice<'a>(self, at: usize, len: usize) -> &'a [E] {
+        std::slice::from_raw_parts(self.0.add(at), len)
+    }
+
+    /// # Safety
+    /// As [`Ptr::slice`], and no other live reference to them at all.
+    #[inline(always)]
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn slice_mut<'a>(self, at: usize, len: usize) -> &'a mut [E] {
+        std::slice::from_raw_parts_mut(self.0.add(at), len)
+    }
+}
+
+/// The weights and optimizer state, as raw pointers (lengths checked by [`check_config`]).
+#[derive(Clone, Copy)]
+pub(super) struct SharedModel {
+    d: usize,
+    bias: Ptr<f32>,
+    linear: Ptr<f32>,
+    factors: Ptr<f32>,
+    bias_state: Ptr<f32>,
+    linear_state: Ptr<f32>,
+    factor_state: Ptr<f32>,
+}
+
+impl SharedModel {
+    pub(super) fn new(weights: &mut WeightsMut<'_>, state: &mut OptimizerState<'_>) -> Self {
+        SharedModel {
+            d: weights.linear.len(),
+            bias: Ptr(std::ptr::from_mut(weights.bias)),
+            linear: Ptr::of(weights.linear),
+            factors: Ptr::of(weights.factors),
+            bias_state: Ptr::of(state.bias),
+            linear_state: Ptr::of(state.linear),
+            factor_state: Ptr::of(state.factors),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+pub(super) struct SharedScratch {
+    s: Ptr<f64>,
+    scores: Ptr<f64>,
+    g: Ptr<f64>,
+    loss: Ptr<f64>,
+    outcome: Ptr<u8>,
+    entries: Ptr<Vec<(u32, u32)>>,
+}
+
+impl SharedScratch {
+    pub(super) fn new(scratch: &mut Scratch) -> Self {
+        SharedScratch {
+            s: Ptr::of(&mut scratch.s),
+            scores: Ptr::of(&mut scratch.scores),
+            g: Ptr::of(&mut scratch.g),
+            loss: Ptr::of(&mut scratch.loss),
+            outcome: Ptr::of(&mut scratch.outcome),
+            entries: Ptr::of(&mut scratch.entries),
+        }
+    }
+}
+
+/// Rows (phase 1) and features (phase 2) looked ahead when prefetching weights and state.
+const PREFETCH_ROWS: usize = 16;
+const PREFETCH_FEATURES: usize = 16;
+/// Factor state values a feature up to which phase 1 prefetches the state as well.
+const SMALL_STATE: usize = 32;
+
+/// Asks the CPU to start loading the cache lines of `len` values from `ptr` (a hint: no effect
+/// on results). The model is far larger than the caches and each batch touches rows spread
+/// over all of it, so training waits on memory unless the loads are started ahead.
+#[inline(always)]
+fn prefetch<E>(ptr: *const E, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let bytes = len * std::mem::size_of::<E>();
+        if bytes == 0 {
+            return;
+        }
+        let start = ptr.cast::<i8>();
+        // Every 64-byte line from the one holding the first byte to the one holding the last.
+        let mut offset = -((start as usize % 64) as isize);
+        while offset < bytes as isize {
+            // SAFETY: prefetching never faults; the address is only a hint.
+            unsafe { _mm_prefetch(start.wrapping_offset(offset), _MM_HINT_T0) };
+            offset += 64;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (ptr, len);
+}
+
+/// Which part of the features, among `parts`, feature `i` belongs to: a multiplicative hash of
+/// its block of [`OWNER_BLOCK`] consecutive features, so that one-hot blocks spread evenly while
+/// the marks, weights and state of neighbouring features, which share cache lines, are written by
+/// one task (per-feature ownership had two cores writing the same lines: false sharing).
+#[inline(always)]
+fn owner(i: usize, parts: usize) -> usize {
+    let block = (i / OWNER_BLOCK) as u32;
+    ((u64::from(block.wrapping_mul(0x9e37_79b9)) * parts as u64) >> 32) as usize
+}
+
+/// Consecutive features that one phase-2 task updates together (two cache lines of marks, four of
+/// linear weights).
+const OWNER_BLOCK: usize = 32;
+
+/// Gradient slots of the features one thread updates in the current batch.
+#[derive(Default)]
+struct Slots {
+    /// The features, in order of first occurrence.
+    features: Vec<u32>,
+    /// `k + 2` sums of each, side by side: `∂/∂wᵢ = Σ_r g_r x_ri`, `Σ_r g_r x_ri²`, then
+    /// `Σ_r g_r x_ri s_r` (`∂/∂vᵢ` is this less `Σ_r g_r x_ri² · vᵢ`).
+    sums: Vec<f64>,
+}
+
+/// Training state shared by the threads.
+///
+/// The work is a fixed sequence of tasks ([`Schedule`]) that the threads claim in order from a
+/// counter; a task waits (spinning, then yielding) until every task of the phases before its
+/// own has finished. Per batch:
+///
+/// 1. phase 1, a few tasks of consecutive rows: `s`, ŷ, loss and `g_r` with the weights as they
+///    were before the batch, written to those rows of the scratch buffers; with several parts,
+///    each task also sorts its rows' entries by the part their feature belongs to;
+/// 2. phase 2, one task per part of the features ([`owner`]): the task of part 0 also adds up the
+///    loss statistics and the bias gradient in row order and updates the bias; each takes the
+///    batch's entries of its features in row order, sums their gradients and updates their rows
+///    of `w`, `V` and state.
+///
+/// Which thread runs a task does not matter: each feature's gradient is summed in row order by
+/// one task, so results are bit-identical for any `n_threads`; and a thread that the operating
+/// system pauses holds up the others only while it is inside a task.
+pub(super) struct Trainer<'a, I, T, M: ?Sized> {
+    pub(super) data: &'a Data<'a, I, T>,
+    pub(super) config: &'a TrainConfig,
+    pub(super) monitor: &'a M,
+    pub(super) k: usize,
+    pub(super) n_slots: usize,
+    pub(super) schedule: Schedule,
+    pub(super) model: SharedModel,
+    pub(super) scratch: SharedScratch,
+    /// Per feature: its slot in its task's [`Slots`] during a batch, else [`NO_SLOT`].
+    pub(super) marks: &'a [AtomicU32],
+    /// Tasks claimed so far (the next task's number).
+    pub(super) claimed: AtomicU64,
+    /// Tasks finished so far.
+    pub(super) finished: AtomicU64,
+    pub(super) bad_score: AtomicBool,
+    pub(super) stop: AtomicBool,
+    /// The error that stopped training, with the update count at that point.
+    pub(super) failure: Mutex<Option<(Error, u64)>>,
+    pub(super) stats: &'a Mutex<Vec<EpochStats>>,
+    pub(super) t0: u64,
+}
+
+impl<I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'_, I, T, M> {
+    /// Runs the segment on `threads` threads of the current pool; returns the error that stopped
+    /// it, with the update count at that point.
+    pub(super) fn run_on(self, threads: usize) -> Option<(Error, u64)> {
+        if threads == 1 {
+            self.run();
+        } else {
+            rayon::broadcast(|context| {
+                if context.index() < threads {
+                    self.run();
+                }
+            });
+        }
+        self.failure.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Claims and runs tasks until none is left or training stops.
+    fn run(&self) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2.
+            return unsafe { self.run_avx2() };
+        }
+        self.run_body();
+    }
+
+    /// [`Trainer::run_body`] compiled for AVX2 (4 lanes of `f64`). No fused multiply-adds, so
+    /// results are those of the portable build.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn run_avx2(&self) {
+        self.run_body();
+    }
+
+    #[inline(always)]
+    fn run_body(&self) {
+        let schedule = &self.schedule;
+        let mut slots = Slots::default();
+        loop {
+            let id = self.claimed.fetch_add(1, Ordering::Relaxed);
+            if id >= schedule.total() || self.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let task = schedule.job(id);
+            if !self.wait_for(task.phase_start) {
+                return;
+            }
+            self.run_task(&task, &mut slots);
+            self.finished.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// Waits until `count` tasks have finished; `false` when training stopped meanwhile.
+    fn wait_for(&self, count: u64) -> bool {
+        let mut spins = 0u32;
+        while self.finished.load(Ordering::Acquire) < count {
+            if self.stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            if spins < SPINS_BEFORE_YIELD {
+                spins += 1;
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        !self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Records the error that stops training (the first one wins).
+    fn fail(&self, err: Error, t: u64) {
+        if let Ok(mut failure) = self.failure.lock() {
+            failure.get_or_insert((err, t));
+        }
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    #[inline(always)]
+    fn run_task(&self, task: &Job, slots: &mut Slots) {
+        let schedule = &self.schedule;
+        let n = task.rows.len();
+        if let Some(share) = &task.share {
+            self.score_rows(task.rows.start, share.clone(), n);
+            if schedule.parts > 1 {
+                self.sort_entries(task.rows.start, share.clone());
+            }
+            return;
+        }
+        let t = self.t0 + (task.epoch * schedule.batches + task.batch + 1) as u64;
+        let diverged = |what: String| Error::Diverged {
+            epoch: task.epoch as u64,
+            batch: task.batch as u64,
+            what,
+        };
+        if self.bad_score.load(Ordering::Relaxed) {
+            if task.part == 0 {
+                if let Err(what) = self.first_bad_score(task.rows.clone()) {
+                    self.fail(diverged(what), t);
+                }
+            }
+            return;
+        }
+        let mut finite = true;
+        if task.part == 0 {
+            let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+            finite &= self.add_stats_and_update_bias(n, t, &mut stats[task.epoch]);
+        }
+        self.add_gradients(task.part, schedule.parts, task.rows.clone(), slots);
+        finite &= self.update_features(t, slots);
+        if !finite {
+            self.fail(diverged("a weight".to_string()), t);
+            return;
+        }
+        let done = (task.epoch * schedule.n_rows + task.rows.end) as u64;
+        let before = done - n as u64;
+        if task.part == 0 && done / PROGRESS_ROWS > before / PROGRESS_ROWS {
+            if let Err(err) = self.monitor.progress(done) {
+                self.fail(err, t);
+            }
+        }
+    }
+
+    /// Phase 1 for batch rows `share` (of `n` from `start`): `s`, ŷ, loss and `g_r`.
+    #[inline(always)]
+    fn score_rows(&self, start: usize, share: Range<usize>, n: usize) {
+        let (data, k, m, ns) = (self.data, self.k, &self.model, self.n_slots);
+        let x = data.x;
+        // SAFETY: no thread writes the weights in this phase; each writes its own rows of scratch.
+        let view = unsafe {
+            Weights {
+                bias: f64::from(*m.bias.0),
+                linear: m.linear.slice(0, m.d),
+                factors: m.factors.slice(0, m.d * k),
+                k,
+            }
+        };
+        let rescale = self.config.optimizer.rescale_grad.unwrap_or(1.0 / n as f64);
+        let sc = &self.scratch;
+        let (first, len) = (share.start, share.len());
+        // SAFETY: `share` lies within the batch, which fits the buffers; the shares are disjoint.
+        let (s, scores, g, loss, outcome) = unsafe {
+            (
+                sc.s.slice_mut(first * k, len * k),
+                sc.scores.slice_mut(first, len),
+                sc.g.slice_mut(first, len),
+                sc.loss.slice_mut(first, len),
+                sc.outcome.slice_mut(first, len),
+            )
+        };
+        let mut bad = false;
+        let end = start + first + len;
+        for (offset, s) in s.chunks_exact_mut(k).enumerate() {
+            let row = start + first + offset;
+            if row + PREFETCH_ROWS < end {
+                for column in x.row_indices(row + PREFETCH_ROWS) {
+                    let i = column.to_u64().unwrap_or(0) as usize;
+                    prefetch(m.linear.0.wrapping_add(i), 1);
+                    prefetch(m.factors.0.wrapping_add(i * k), k);
+                    // The marks, and a small state (a few lines a feature: the batch's fits the
+                    // cache until phase 2), only for this thread's own phase 2: with several
+                    // parts, another thread may write them, and reading them here would move
+                    // their lines twice. A large state is prefetched in phase 2 only.
+                    if self.schedule.parts == 1 {
+                        prefetch(self.marks.as_ptr().wrapping_add(i), 1);
+                        if ns * k <= SMALL_STATE {
+                            prefetch(m.linear_state.0.wrapping_add(i * ns), ns);
+                            prefetch(m.factor_state.0.wrapping_add(i * ns * k), ns * k);
+                        }
+                    }
+                }
+            }
+            let score = view.score_row(x.row_indices(row), &data.values[x.row_range(row)], s);
+            scores[offset] = score;
+            if !score.is_finite() {
+                bad = true;
+                continue;
+            }
+            let y = data.labels.get(row);
+            let dloss = match self.config.task {
+                Task::Regressor => {
+                    loss[offset] = (score - y) * (score - y);
+                    score - y
+                }
+                Task::BinaryClassifier => {
+                    let p = sigmoid(score);
+                    loss[offset] = log_loss(score, y);
+                    outcome[offset] = match (p >= 0.5, y == 1.0) {
+                        (true, true) => 0,
+                        (true, false) => 1,
+                        (false, false) => 2,
+                        (false, true) => 3,
+                    };
+                    p - y
+                }
+            };
+            let weight = data.sample_weight.map_or(1.0, |w| w[row]);
+            g[offset] = dloss * weight * rescale;
+        }
+        if bad {
+            self.bad_score.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// The divergence message of the first non-finite score of the batch.
+    fn first_bad_score(&self, rows: Range<usize>) -> std::result::Result<(), String> {
+        // SAFETY: after the barrier; nothing writes the scores.
+        let scores = unsafe { self.scratch.scores.slice(0, rows.len()) };
+        match scores.iter().position(|s| !s.is_finite()) {
+            Some(offset) => Err(format!("the prediction for row {}", rows.start + offset)),
+            None => Ok(()),
+        }
+    }
+
+    /// Thread 0, phase 2: statistics and bias gradient in row order, then the bias update.
+    #[inline(always)]
+    fn add_stats_and_update_bias(&self, n: usize, t: u64, stats: &mut EpochStats) -> bool {
+        let (sc, m) = (&self.scratch, &self.model);
+        // SAFETY: after the barrier, only read; the bias and its state are thread 0's alone.
+        let (g, loss, outcome, bias, bias_state) = unsafe {
+            (
+                sc.g.slice(0, n),
+                sc.loss.slice(0, n),
+                sc.outcome.slice(0, n),
+                m.bias.slice_mut(0, 1),
+                m.bias_state.slice_mut(0, self.n_slots),
+            )
+        };
+        let mut bias_grad = 0.0;
+        for (&gr, &l) in g.iter().zip(loss) {
+            stats.loss_sum += l;
+            bias_grad += gr;
+        }
+        if self.config.task == Task::BinaryClassifier {
+            let mut counts = [0u64; 4];
+            for &o in outcome {
+                counts[usize::from(o)] += 1;
+            }
+            stats.true_positives += counts[0];
+            stats.false_positives += counts[1];
+            stats.true_negatives += counts[2];
+            stats.false_negatives += counts[3];
+        }
+        stats.rows += n as u64;
+        let optimizer = &self.config.optimizer;
+        let (first, second) = slots(bias_state, 1);
+        optimizer
+            .rule(optimizer.bias, t)
+            .apply(&[bias_grad], bias, first, second)
+    }
+
+    /// Phase 1, with several parts: files the entries of batch rows `share` (the batch starts at
+    /// row `start`) under the part their feature belongs to, so that a phase-2 task reads only
+    /// its own part's entries.
+    #[inline(always)]
+    fn sort_entries(&self, start: usize, share: Range<usize>) {
+        let (x, parts) = (self.data.x, self.schedule.parts);
+        let task = share.start / self.schedule.rows_per_task;
+        // SAFETY: this task's lists (`Scratch::entries`, sized for the schedule) are its alone.
+        let lists = unsafe { self.scratch.entries.slice_mut(task * parts, parts) };
+        for list in lists.iter_mut() {
+            list.clear();
+        }
+        let first_entry = x.row_range(start).start;
+        for offset in share {
+            let range = x.row_range(start + offset);
+            for (entry, column) in range.zip(x.row_indices(start + offset)) {
+                let i = column.to_u64().unwrap_or(0) as usize;
+                // Offsets fit u32: rows by the batch size, entries by `check_batch_entries`.
+                lists[owner(i, parts)].push((offset as u32, (entry - first_entry) as u32));
+            }
+        }
+    }
+
+    /// Phase 2, first half: sums the gradients of part `part` of `parts`'s features in row order.
+    #[inline(always)]
+    fn add_gradients(&self, part: usize, parts: usize, rows: Range<usize>, slots: &mut Slots) {
+        let (data, k) = (self.data, self.k);
+        let x = data.x;
+        let n = rows.len();
+        // SAFETY: after the barrier the scratch buffers are only read.
+        let (s, g) = unsafe { (self.scratch.s.slice(0, n * k), self.scratch.g.slice(0, n)) };
+        let row_s = |offset: usize| &s[offset * k..(offset + 1) * k];
+        slots.features.clear();
+        slots.sums.clear();
+        if parts == 1 {
+            for (offset, &gr) in g.iter().enumerate() {
+                let row = rows.start + offset;
+                let values = &data.values[x.row_range(row)];
+                for (&column, &value) in x.row_indices(row).iter().zip(values) {
+                    self.add_entry(column, value, row_s(offset), gr, slots);
+                }
+            }
+            return;
+        }
+        let entries = x.row_range(rows.start).start..x.row_range(rows.end - 1).end;
+        let (columns, values) = (&x.indices()[entries.clone()], &data.values[entries]);
+        let tasks = n.div_ceil(self.schedule.rows_per_task);
+        for task in 0..tasks {
+            // SAFETY: after the barrier the lists are only read.
+            let list = unsafe { self.scratch.entries.slice(task * parts + part, 1) };
+            for &(offset, entry) in &list[0] {
+                let (offset, entry) = (offset as usize, entry as usize);
+                self.add_entry(columns[entry], values[entry], row_s(offset), g[offset], slots);
+            }
+        }
+    }
+
+    /// Adds one entry's gradient (`column`, `value`, and its row's `s` and `g_r`) to the slots.
+    #[inline(always)]
+    fn add_entry(&self, column: I, value: T, s: &[f64], gr: f64, slots: &mut Slots) {
+        // Columns were validated against d when the view was built.
+        let i = column.to_u64().unwrap_or(0) as usize;
+        let x = value.to_f64();
+        let gx = gr * x;
+        let slot = self.marks[i].load(Ordering::Relaxed);
+        if slot == NO_SLOT {
+            // The feature's first entry in the batch starts its sums (no zeroing first).
+            self.marks[i].store(slots.features.len() as u32, Ordering::Relaxed);
+            slots.features.push(i as u32);
+            slots.sums.extend([gx, gx * x]);
+            slots.sums.extend(s.iter().map(|&s| gx * s));
+            return;
+        }
+        let stride = self.k + 2;
+        let sums = &mut slots.sums[slot as usize * stride..(slot as usize + 1) * stride];
+        sums[0] += gx;
+        sums[1] += gx * x;
+        for (acc, &s) in sums[2..].iter_mut().zip(s) {
+            *acc += gx * s;
+        }
+    }
+
+    /// Phase 2, second half: updates the rows of `w`, `V` and state of the slots' features.
+    #[inline(always)]
+    fn update_features(&self, t: u64, slots: &mut Slots) -> bool {
+        let (k, m) = (self.k, &self.model);
+        let optimizer = &self.config.optimizer;
+        let (linear_rule, factor_rule) = (
+            optimizer.rule(optimizer.linear, t),
+            optimizer.rule(optimizer.factors, t),
+        );
+        let ns = self.n_slots;
+        let mut finite = true;
+        let ahead = slots
+            .features
+            .iter()
+            .skip(PREFETCH_FEATURES)
+            .map(Some)
+            .chain(std::iter::repeat(None));
+        let features = slots.features.iter().zip(ahead);
+        for ((&i, next), sums) in features.zip(slots.sums.chunks_exact_mut(k + 2)) {
+            let (head, grad) = sums.split_at_mut(2);
+            let (linear_grad, squares) = (head[0], head[1]);
+            if let Some(&next) = next {
+                let next = next as usize;
+                prefetch(m.linear.0.wrapping_add(next), 1);
+                prefetch(m.linear_state.0.wrapping_add(next * ns), ns);
+                prefetch(m.factors.0.wrapping_add(next * k), k);
+                prefetch(m.factor_state.0.wrapping_add(next * ns * k), ns * k);
+            }
+            let i = i as usize;
+            self.marks[i].store(NO_SLOT, Ordering::Relaxed);
+            // SAFETY: feature i is this thread's alone (`owner`) and appears once in `features`.
+            let (w, w_state, v, v_state) = unsafe {
+                (
+                    m.linear.slice_mut(i, 1),
+                    m.linear_state.slice_mut(i * ns, ns),
+                    m.factors.slice_mut(i * k, k),
+                    m.factor_state.slice_mut(i * ns * k, ns * k),
+                )
+            };
+            let (first, second) = self::slots(w_state, 1);
+            finite &= linear_rule.apply(&[linear_grad], w, first, second);
+            for (grad, &v) in grad.iter_mut().zip(v.iter()) {
+                *grad -= squares * f64::from(v);
+            }
+            let (first, second) = self::slots(v_state, k);
+            finite &= factor_rule.apply(grad, v, first, second);
+        }
+        finite
+    }
+}
+
+/// The first state slot of one weight group's row and the rest (the second slot, or nothing).
+#[inline(always)]
+fn slots(state: &mut [f32], len: usize) -> (&mut [f32], &mut [f32]) {
+    let at = len.min(state.len());
+    state.split_at_mut(at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owners_keep_blocks_together_and_spread_them() {
+        let parts = 4;
+        let mut counts = [0usize; 4];
+        for block in 0..1000 {
+            let first = owner(block * OWNER_BLOCK, parts);
+            assert!((0..OWNER_BLOCK).all(|j| owner(block * OWNER_BLOCK + j, parts) == first));
+            counts[first] += 1;
+        }
+        assert!(counts.iter().all(|&c| (200..300).contains(&c)), "{counts:?}");
+    }
+}

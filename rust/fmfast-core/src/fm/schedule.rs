@@ -1,0 +1,208 @@
+//! Who trains what: how many threads train each segment of an epoch ([`ThreadChooser`]), and the
+//! numbered tasks into which a segment's mini-batches are cut ([`Schedule`]).
+
+use std::ops::Range;
+
+use super::train::TrainConfig;
+
+/// Batch rows per thread below which training uses fewer threads.
+pub(super) const MIN_PARALLEL_ROWS: usize = 64;
+/// Rows of an epoch trained by one crew of threads (whole batches, at least one; 16 batches of
+/// SageMaker's default size); [`ThreadChooser`] picks each crew's size.
+pub(super) const SEGMENT_ROWS: usize = 16_000;
+/// Segments between two measurements of both thread counts.
+const CHOOSER_CYCLE: usize = 64;
+/// Measuring segments at the start of a cycle: all threads, one, all, one.
+const PROBES: usize = 4;
+/// One thread is chosen only when it took less than this share of the time a row took on all:
+/// short measurements are noisy, and the extra threads usually pay.
+const ONE_THREAD_MARGIN: f64 = 0.9;
+
+/// Chooses how many threads train each segment. With `adaptive` off it is always `max`. With it
+/// on, each [`CHOOSER_CYCLE`] starts with [`PROBES`] segments alternately on `max` threads and on
+/// one, and runs the rest on one thread only if its faster probe beat the faster probe on `max`
+/// by [`ONE_THREAD_MARGIN`] (the faster of two, so that a moment's slowdown of the machine does
+/// not decide). Results do not depend on the choice: they are identical for every thread count.
+pub(super) struct ThreadChooser {
+    max: usize,
+    adaptive: bool,
+    /// Segments trained so far.
+    segments: usize,
+    /// The least seconds per row measured in this cycle on one thread and on `max` threads.
+    one: f64,
+    all: f64,
+}
+
+impl ThreadChooser {
+    pub(super) fn new(max: usize, adaptive: bool) -> Self {
+        ThreadChooser {
+            max,
+            adaptive: adaptive && max > 1,
+            segments: 0,
+            one: f64::INFINITY,
+            all: f64::INFINITY,
+        }
+    }
+
+    pub(super) fn next(&self) -> usize {
+        match self.segments % CHOOSER_CYCLE {
+            _ if !self.adaptive => self.max,
+            probe if probe < PROBES => [self.max, 1][probe % 2],
+            _ if self.one < ONE_THREAD_MARGIN * self.all => 1,
+            _ => self.max,
+        }
+    }
+
+    /// Takes the time per row of the segment just trained (only the probes' count).
+    pub(super) fn record(&mut self, seconds_per_row: f64) {
+        let position = self.segments % CHOOSER_CYCLE;
+        if position == 0 {
+            (self.one, self.all) = (f64::INFINITY, f64::INFINITY);
+        }
+        if position < PROBES {
+            let best = if position % 2 == 0 {
+                &mut self.all
+            } else {
+                &mut self.one
+            };
+            *best = best.min(seconds_per_row);
+        }
+        self.segments += 1;
+    }
+}
+
+/// Which batch, phase and share of it a task is, from its number; every thread computes the same.
+///
+/// The tasks cover batches `first..first + count` of one epoch. A batch is `a_tasks(n)` phase-1
+/// tasks (consecutive rows) then `parts` phase-2 tasks (the features whose [`super::batch::owner`] among `parts`
+/// is the task's). A task may start once every task numbered before its phase's first has
+/// finished.
+#[derive(Clone, Copy)]
+pub(super) struct Schedule {
+    pub(super) n_rows: usize,
+    pub(super) batch_size: usize,
+    /// Batches an epoch.
+    pub(super) batches: usize,
+    pub(super) epoch: usize,
+    pub(super) first: usize,
+    pub(super) count: usize,
+    pub(super) rows_per_task: usize,
+    pub(super) parts: usize,
+    pub(super) per_full_batch: usize,
+    pub(super) total: usize,
+}
+
+/// A task: phase 1 over rows `rows` of the batch, or phase 2 over feature part `part`.
+pub(super) struct Job {
+    pub(super) epoch: usize,
+    pub(super) batch: usize,
+    /// The batch's rows.
+    pub(super) rows: Range<usize>,
+    /// Phase 1: the share of the batch (offsets); phase 2: `None`.
+    pub(super) share: Option<Range<usize>>,
+    pub(super) part: usize,
+    /// Number of the first task of this task's phase.
+    pub(super) phase_start: u64,
+}
+
+impl Schedule {
+    pub(super) fn new(
+        n_rows: usize,
+        config: &TrainConfig,
+        threads: usize,
+        epoch: usize,
+        batches: Range<usize>,
+    ) -> Self {
+        let batch_size = config.batch_size.min(n_rows.max(1));
+        let (rows_per_task, parts) = if threads == 1 {
+            (batch_size, 1)
+        } else {
+            (batch_size.div_ceil(2 * threads).max(MIN_PARALLEL_ROWS / 2), 2 * threads)
+        };
+        // Only an epoch's last batch may be short, and it can only be a segment's last.
+        let last = (batches.end * config.batch_size).min(n_rows) - (batches.end - 1) * config.batch_size;
+        // `Scratch::entries` holds 2·threads lists for each of these tasks.
+        debug_assert!(batch_size.div_ceil(rows_per_task) <= 2 * threads);
+        let per_full_batch = config.batch_size.div_ceil(rows_per_task) + parts;
+        let per_last_batch = last.div_ceil(rows_per_task) + parts;
+        Schedule {
+            n_rows,
+            batch_size: config.batch_size,
+            batches: n_rows.div_ceil(config.batch_size),
+            epoch,
+            first: batches.start,
+            count: batches.len(),
+            rows_per_task,
+            parts,
+            per_full_batch,
+            total: (batches.len() - 1) * per_full_batch + per_last_batch,
+        }
+    }
+
+    pub(super) fn total(&self) -> u64 {
+        self.total as u64
+    }
+
+    pub(super) fn job(&self, id: u64) -> Job {
+        let id = id as usize;
+        let local = (id / self.per_full_batch).min(self.count - 1);
+        let (batch, offset) = (self.first + local, id - local * self.per_full_batch);
+        let start = batch * self.batch_size;
+        let rows = start..(start + self.batch_size).min(self.n_rows);
+        let a_tasks = rows.len().div_ceil(self.rows_per_task);
+        let first = local * self.per_full_batch;
+        let epoch = self.epoch;
+        if offset < a_tasks {
+            let share = offset * self.rows_per_task..((offset + 1) * self.rows_per_task).min(rows.len());
+            Job {
+                epoch,
+                batch,
+                rows,
+                share: Some(share),
+                part: 0,
+                phase_start: first as u64,
+            }
+        } else {
+            Job {
+                epoch,
+                batch,
+                rows,
+                share: None,
+                part: offset - a_tasks,
+                phase_start: (first + a_tasks) as u64,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chooser_measures_both_counts_then_keeps_the_faster() {
+        let mut chooser = ThreadChooser::new(4, true);
+        // Probes: 4 threads took 2.0 then (a slow moment) 9.0, one thread 1.0 and 1.5.
+        for (threads, seconds) in [(4, 2.0), (1, 1.0), (4, 9.0), (1, 1.5)] {
+            assert_eq!(chooser.next(), threads);
+            chooser.record(seconds);
+        }
+        for _ in PROBES..CHOOSER_CYCLE {
+            assert_eq!(chooser.next(), 1);
+            // Later segments do not move the choice, however they went.
+            chooser.record(9.0);
+        }
+        // A new cycle measures both again: one thread is faster, but not by the margin.
+        for (threads, seconds) in [(4, 1.0), (1, 0.95), (4, 1.2), (1, 0.97)] {
+            assert_eq!(chooser.next(), threads);
+            chooser.record(seconds);
+        }
+        assert_eq!(chooser.next(), 4);
+
+        let mut fixed = ThreadChooser::new(4, false);
+        fixed.record(9.0);
+        fixed.record(1.0);
+        assert_eq!(fixed.next(), 4);
+        assert_eq!(ThreadChooser::new(1, true).next(), 1);
+    }
+}
