@@ -32,6 +32,14 @@ impl AtomicFile {
         })
     }
 
+    /// Writes `target` with `write`: the file appears only when `write` succeeds and it commits.
+    pub fn write_with<T>(target: impl AsRef<Path>, write: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        let mut out = AtomicFile::create(target)?;
+        let value = write(&mut out)?;
+        out.commit()?;
+        Ok(value)
+    }
+
     /// Flushes and renames the temporary file over the target. Like `cp`, it does not fsync:
     /// readers never see a partial file, but durability across power loss is the OS's.
     pub fn commit(self) -> Result<()> {

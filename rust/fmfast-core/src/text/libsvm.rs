@@ -59,10 +59,7 @@ pub fn convert_libsvm(
     options: &LibsvmOptions,
     monitor: &dyn Monitor,
 ) -> Result<LibsvmSummary> {
-    let mut out = AtomicFile::create(target)?;
-    let summary = write_libsvm(|| File::open(source), &mut out, options, monitor)?;
-    out.commit()?;
-    Ok(summary)
+    AtomicFile::write_with(target, |out| write_libsvm(|| File::open(source), out, options, monitor))
 }
 
 /// Converts the libSVM/libFM text that `open` yields (called once per pass) into RecordIO records

@@ -77,10 +77,9 @@ pub fn convert_ratings_csv(
     delimiter: Option<&str>,
     monitor: &dyn Monitor,
 ) -> Result<RatingsSummary> {
-    let mut out = AtomicFile::create(target)?;
-    let summary = write_ratings_csv(|| File::open(source), &mut out, delimiter, monitor)?;
-    out.commit()?;
-    Ok(summary)
+    AtomicFile::write_with(target, |out| {
+        write_ratings_csv(|| File::open(source), out, delimiter, monitor)
+    })
 }
 
 /// Converts the rating triples that `open` yields (called once per pass) into RecordIO records
