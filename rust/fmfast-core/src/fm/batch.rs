@@ -32,18 +32,34 @@ const SPINS_BEFORE_YIELD: u32 = 1 << 8;
 /// Per-batch buffers, one entry (or `k`) per batch row.
 pub(super) struct Scratch {
     /// `s_rf`, rows × k.
-    pub(super) s: Vec<f64>,
+    s: Vec<f64>,
     /// ŷ of each row.
-    pub(super) scores: Vec<f64>,
+    scores: Vec<f64>,
     /// `g_r` of each row.
-    pub(super) g: Vec<f64>,
+    g: Vec<f64>,
     /// Loss of each row.
-    pub(super) loss: Vec<f64>,
+    loss: Vec<f64>,
     /// Classifier: 0 true positive, 1 false positive, 2 true negative, 3 false negative.
-    pub(super) outcome: Vec<u8>,
+    outcome: Vec<u8>,
     /// With several parts, per phase-1 task and part (`task * parts + part`): the task's entries
     /// of that part's features in row order, as (row, entry) offsets in the batch.
-    pub(super) entries: Vec<Vec<(u32, u32)>>,
+    entries: Vec<Vec<(u32, u32)>>,
+}
+
+impl Scratch {
+    /// Buffers for batches of up to `batch_rows` rows, trained on up to `max_threads` threads.
+    pub(super) fn new(batch_rows: usize, k: usize, max_threads: usize) -> Self {
+        Scratch {
+            s: vec![0.0; batch_rows * k],
+            scores: vec![0.0; batch_rows],
+            g: vec![0.0; batch_rows],
+            loss: vec![0.0; batch_rows],
+            outcome: vec![0; batch_rows],
+            // At most 2·threads phase-1 tasks a batch (`Schedule::new`), each sorting for
+            // 2·threads parts.
+            entries: vec![Vec::new(); 4 * max_threads * max_threads],
+        }
+    }
 }
 
 /// A raw pointer shared between the training threads.
@@ -89,6 +105,7 @@ impl<E> Ptr<E> {
 #[derive(Clone, Copy)]
 pub(super) struct SharedModel {
     d: usize,
+    k: usize,
     bias: Ptr<f32>,
     linear: Ptr<f32>,
     factors: Ptr<f32>,
@@ -101,6 +118,7 @@ impl SharedModel {
     pub(super) fn new(weights: &mut WeightsMut<'_>, state: &mut OptimizerState<'_>) -> Self {
         SharedModel {
             d: weights.linear.len(),
+            k: weights.k,
             bias: Ptr(std::ptr::from_mut(weights.bias)),
             linear: Ptr::of(weights.linear),
             factors: Ptr::of(weights.factors),
@@ -207,29 +225,62 @@ struct Slots {
 /// one task, so results are bit-identical for any `n_threads`; and a thread that the operating
 /// system pauses holds up the others only while it is inside a task.
 pub(super) struct Trainer<'a, I, T, M: ?Sized> {
-    pub(super) data: &'a Data<'a, I, T>,
-    pub(super) config: &'a TrainConfig,
-    pub(super) monitor: &'a M,
-    pub(super) k: usize,
-    pub(super) n_slots: usize,
-    pub(super) schedule: Schedule,
-    pub(super) model: SharedModel,
-    pub(super) scratch: SharedScratch,
+    data: &'a Data<'a, I, T>,
+    config: &'a TrainConfig,
+    monitor: &'a M,
+    k: usize,
+    n_slots: usize,
+    schedule: Schedule,
+    model: SharedModel,
+    scratch: SharedScratch,
     /// Per feature: its slot in its task's [`Slots`] during a batch, else [`NO_SLOT`].
-    pub(super) marks: &'a [AtomicU32],
+    marks: &'a [AtomicU32],
     /// Tasks claimed so far (the next task's number).
-    pub(super) claimed: AtomicU64,
+    claimed: AtomicU64,
     /// Tasks finished so far.
-    pub(super) finished: AtomicU64,
-    pub(super) bad_score: AtomicBool,
-    pub(super) stop: AtomicBool,
+    finished: AtomicU64,
+    bad_score: AtomicBool,
+    stop: AtomicBool,
     /// The error that stopped training, with the update count at that point.
-    pub(super) failure: Mutex<Option<(Error, u64)>>,
-    pub(super) stats: &'a Mutex<Vec<EpochStats>>,
-    pub(super) t0: u64,
+    failure: Mutex<Option<(Error, u64)>>,
+    stats: &'a Mutex<Vec<EpochStats>>,
+    t0: u64,
 }
 
-impl<I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'_, I, T, M> {
+impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
+    /// The threads of the segment that `schedule` covers.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        data: &'a Data<'a, I, T>,
+        config: &'a TrainConfig,
+        monitor: &'a M,
+        schedule: Schedule,
+        model: SharedModel,
+        scratch: SharedScratch,
+        marks: &'a [AtomicU32],
+        stats: &'a Mutex<Vec<EpochStats>>,
+        t0: u64,
+    ) -> Self {
+        Trainer {
+            data,
+            config,
+            monitor,
+            k: model.k,
+            n_slots: config.optimizer.kind.n_slots(),
+            schedule,
+            model,
+            scratch,
+            marks,
+            claimed: AtomicU64::new(0),
+            finished: AtomicU64::new(0),
+            bad_score: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            failure: Mutex::new(None),
+            stats,
+            t0,
+        }
+    }
+
     /// Runs the segment on `threads` threads of the current pool; returns the error that stopped
     /// it, with the update count at that point.
     pub(super) fn run_on(self, threads: usize) -> Option<(Error, u64)> {
@@ -621,7 +672,90 @@ fn slots(state: &mut [f32], len: usize) -> (&mut [f32], &mut [f32]) {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
+    use crate::fm::{Optimizer, OptimizerKind};
+    use crate::parallel::Unmonitored;
+
+    /// Each feature's gradient sums (bit patterns) after phase 1 and the gathering half of phase 2
+    /// of one batch, trained with the tasks and parts of `threads` threads, run one after another.
+    fn gathered_sums(
+        data: &Data<'_, i64, f64>,
+        weights: &mut WeightsMut<'_>,
+        threads: usize,
+    ) -> HashMap<u32, Vec<u64>> {
+        let n = data.x.n_rows();
+        let config = TrainConfig {
+            task: Task::Regressor,
+            epochs: 1,
+            batch_size: n,
+            optimizer: Optimizer::new(OptimizerKind::Sgd),
+            adaptive_threads: false,
+        };
+        let mut state = OptimizerState::new(&mut [], &mut [], &mut [], 0);
+        let mut scratch = Scratch::new(n, weights.k, threads);
+        let marks: Vec<AtomicU32> = (0..weights.linear.len()).map(|_| AtomicU32::new(NO_SLOT)).collect();
+        let stats = Mutex::new(vec![EpochStats::default()]);
+        let (model, shared) = (SharedModel::new(weights, &mut state), SharedScratch::new(&mut scratch));
+        let schedule = Schedule::new(n, &config, threads, 0, 0..1);
+        let trainer = Trainer::new(data, &config, &Unmonitored, schedule, model, shared, &marks, &stats, 0);
+        let mut slots = Slots::default();
+        for id in 0..schedule.total() {
+            let task = schedule.job(id);
+            if task.share.is_some() {
+                trainer.run_task(&task, &mut slots);
+            }
+        }
+        let mut sums = HashMap::new();
+        for part in 0..schedule.parts {
+            trainer.add_gradients(part, schedule.parts, 0..n, &mut slots);
+            for (&i, feature_sums) in slots.features.iter().zip(slots.sums.chunks_exact(weights.k + 2)) {
+                marks[i as usize].store(NO_SLOT, Ordering::Relaxed);
+                let bits = feature_sums.iter().map(|v| v.to_bits()).collect();
+                assert!(sums.insert(i, bits).is_none(), "feature {i} in two parts");
+            }
+        }
+        sums
+    }
+
+    #[test]
+    fn each_part_gathers_its_entries_in_row_order() {
+        // 300 rows: feature 0 in every row and three of 40 others, values spread over six orders of
+        // magnitude, so that each feature's f64 sums depend on the order of their terms.
+        let (n, d, k) = (300, 41, 3);
+        let (mut indptr, mut indices, mut values) = (vec![0i64], vec![], vec![]);
+        let mut next = 1u64;
+        let mut draw = || {
+            next = next
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (next >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for row in 0..n {
+            indices.extend([0, 1 + row % 40, 1 + (row * 7 + 3) % 40, 1 + (row * 13 + 5) % 40]);
+            for _ in 0..4 {
+                values.push(10f64.powf(6.0 * draw() - 3.0));
+            }
+            indptr.push(indices.len() as i64);
+        }
+        let labels: Vec<f64> = (0..n).map(|_| 5.0 * draw()).collect();
+        let x = CsrView::new(&indptr, &indices, values.len(), d as u64).unwrap();
+        let data = Data {
+            x: &x,
+            values: &values,
+            labels: Values::F64(&labels),
+            sample_weight: None,
+        };
+        let (mut bias, mut linear) = (0.1f32, vec![0.05f32; d]);
+        let mut factors: Vec<f32> = (0..d * k).map(|_| (draw() - 0.5) as f32).collect();
+        let mut weights = WeightsMut::new(&mut bias, &mut linear, &mut factors, k).unwrap();
+        let one = gathered_sums(&data, &mut weights, 1);
+        assert_eq!(one.len(), d);
+        for threads in [2, 3] {
+            assert_eq!(one, gathered_sums(&data, &mut weights, threads), "{threads} threads");
+        }
+    }
 
     #[test]
     fn owners_keep_blocks_together_and_spread_them() {

@@ -32,7 +32,7 @@
 //! Every sum is taken in row order whatever the thread count, so results are bit-identical for
 //! any `n_threads`, not only for a fixed one, and for any choice of the adaptive thread count.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
+use std::sync::atomic::AtomicU32;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -247,15 +247,7 @@ fn train<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
         rayon::current_num_threads().clamp(1, batch_rows / MIN_PARALLEL_ROWS)
     };
     let k = weights.k;
-    let mut scratch = Scratch {
-        s: vec![0.0; batch_rows * k],
-        scores: vec![0.0; batch_rows],
-        g: vec![0.0; batch_rows],
-        loss: vec![0.0; batch_rows],
-        outcome: vec![0; batch_rows],
-        // At most 2·threads phase-1 tasks a batch (`Schedule::new`), each sorting for 2·threads parts.
-        entries: vec![Vec::new(); 4 * max_threads * max_threads],
-    };
+    let mut scratch = Scratch::new(batch_rows, k, max_threads);
     let marks: Vec<AtomicU32> = (0..weights.linear.len()).map(|_| AtomicU32::new(NO_SLOT)).collect();
     let (model, scratch) = (SharedModel::new(weights, state), SharedScratch::new(&mut scratch));
     let stats = Mutex::new(vec![EpochStats::default(); config.epochs]);
@@ -266,24 +258,8 @@ fn train<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
         for first in (0..batches).step_by(segment_batches) {
             let segment = first..(first + segment_batches).min(batches);
             let threads = chooser.next();
-            let trainer = Trainer {
-                data,
-                config,
-                monitor,
-                k,
-                n_slots: config.optimizer.kind.n_slots(),
-                schedule: Schedule::new(n_rows, config, threads, epoch, segment.clone()),
-                model,
-                scratch,
-                marks: &marks,
-                claimed: AtomicU64::new(0),
-                finished: AtomicU64::new(0),
-                bad_score: AtomicBool::new(false),
-                stop: AtomicBool::new(false),
-                failure: Mutex::new(None),
-                stats: &stats,
-                t0,
-            };
+            let schedule = Schedule::new(n_rows, config, threads, epoch, segment.clone());
+            let trainer = Trainer::new(data, config, monitor, schedule, model, scratch, &marks, &stats, t0);
             let started = Instant::now();
             if let Some((err, t)) = trainer.run_on(threads) {
                 state.t = t;
