@@ -208,17 +208,19 @@ pub fn split_frames(bytes: &[u8], base_offset: u64) -> Result<Vec<Frame<'_>>> {
     FrameScanner::new(bytes, base_offset).next_block(usize::MAX)
 }
 
+/// One frame: header (continuation `flag`, `payload`'s length), payload, padding.
+#[cfg(test)]
+pub(crate) fn frame(flag: u32, payload: &[u8]) -> Vec<u8> {
+    let mut out = MAGIC.to_le_bytes().to_vec();
+    out.extend_from_slice(&((flag << 29) | payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(payload);
+    out.resize(HEADER + padded(payload.len()), 0);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn frame(flag: u32, payload: &[u8]) -> Vec<u8> {
-        let mut out = MAGIC.to_le_bytes().to_vec();
-        out.extend_from_slice(&((flag << 29) | payload.len() as u32).to_le_bytes());
-        out.extend_from_slice(payload);
-        out.resize(HEADER + padded(payload.len()), 0);
-        out
-    }
 
     #[test]
     fn splits_whole_and_multi_part_records() {

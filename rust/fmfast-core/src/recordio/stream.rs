@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::io::Read;
+use std::ops::Range;
 
 use super::decode::{decode_records, Decoded, Signature};
 use super::frame::{padded, past_end, Assembler, Frame, Header, HEADER};
@@ -14,7 +15,13 @@ pub struct RecordStream<R> {
     offset: u64,
     record: u64,
     signature: Option<Signature>,
+    /// The current batch's payloads, back to back (kept between batches to reuse its memory).
+    arena: Vec<u8>,
 }
+
+/// Where a record of the current batch lies: its index, the offset of its first header, and its
+/// payload's bytes in the arena.
+type Span = (u64, u64, Range<usize>);
 
 impl<R: Read> RecordStream<R> {
     /// Starts reading `reader` from its current position, counted as byte offset 0.
@@ -24,15 +31,18 @@ impl<R: Read> RecordStream<R> {
             offset: 0,
             record: 0,
             signature: None,
+            arena: Vec::new(),
         }
     }
 
-    /// Reads up to `max_records` records; fewer (or none) at the end of the stream.
-    pub fn read_frames(&mut self, max_records: usize) -> Result<Vec<Frame<'static>>> {
-        let mut frames = Vec::new();
+    /// Reads up to `max_records` records (fewer, or none, at the end of the stream) into the
+    /// arena, one after another, so that a batch costs no allocation per record.
+    fn read_records(&mut self, max_records: usize) -> Result<Vec<Span>> {
+        self.arena.clear();
+        let mut spans = Vec::new();
         let mut assembler = Assembler::default();
         let mut start = self.offset;
-        while frames.len() < max_records {
+        while spans.len() < max_records {
             let at = self.offset;
             let Some(header) = self.read_header()? else {
                 if assembler.is_open() {
@@ -44,30 +54,38 @@ impl<R: Read> RecordStream<R> {
                 }
                 break;
             };
-            let mut body = Vec::new();
-            // `take` + `read_to_end` grows the buffer only as data arrives: a hostile length
+            // `take` + `read_to_end` grows the arena only as data arrives: a hostile length
             // cannot make us allocate more than the stream holds.
             let wanted = padded(header.len) as u64;
-            (&mut self.reader).take(wanted).read_to_end(&mut body)?;
-            if (body.len() as u64) < wanted {
-                return Err(past_end(self.record, at, header.len, body.len()));
+            let body = self.arena.len();
+            (&mut self.reader).take(wanted).read_to_end(&mut self.arena)?;
+            let got = self.arena.len() - body;
+            if (got as u64) < wanted {
+                return Err(past_end(self.record, at, header.len, got));
             }
             self.offset += HEADER as u64 + wanted;
             if !assembler.is_open() {
                 start = at;
             }
-            body.truncate(header.len);
-            if let Some(payload) = assembler.push(header, &body, self.record, at)? {
-                let payload = Cow::Owned(payload.into_owned());
-                frames.push(Frame {
-                    record: self.record,
-                    offset: start,
-                    payload,
-                });
-                self.record += 1;
+            self.arena.truncate(body + header.len);
+            // A single-part record stays where it was read; the parts of a multi-part one are
+            // joined by the assembler and copied back once complete.
+            let joined = match assembler.push(header, &self.arena[body..], self.record, at)? {
+                None => {
+                    self.arena.truncate(body);
+                    continue;
+                }
+                Some(Cow::Borrowed(_)) => None,
+                Some(Cow::Owned(joined)) => Some(joined),
+            };
+            if let Some(joined) = joined {
+                self.arena.truncate(body);
+                self.arena.extend_from_slice(&joined);
             }
+            spans.push((self.record, start, body..self.arena.len()));
+            self.record += 1;
         }
-        Ok(frames)
+        Ok(spans)
     }
 
     /// The next header, or `None` at a clean end of stream.
@@ -96,7 +114,15 @@ impl<R: Read> RecordStream<R> {
     /// Decodes the next batch of up to `max_records` records, `None` at the end of the stream.
     /// Every batch must agree with the first on feature dimension, tensor types and labels.
     pub fn next_batch(&mut self, max_records: usize, monitor: &dyn Monitor) -> Result<Option<Decoded>> {
-        let frames = self.read_frames(max_records.max(1))?;
+        let spans = self.read_records(max_records.max(1))?;
+        let frames: Vec<Frame<'_>> = spans
+            .into_iter()
+            .map(|(record, offset, span)| Frame {
+                record,
+                offset,
+                payload: Cow::Borrowed(&self.arena[span]),
+            })
+            .collect();
         let Some(first) = frames.first() else { return Ok(None) };
         let (record, offset) = (first.record, first.offset);
         let decoded = decode_records(&frames, monitor)?;
@@ -112,7 +138,8 @@ impl<R: Read> RecordStream<R> {
 mod tests {
     use super::*;
     use crate::parallel::Unmonitored;
-    use crate::recordio::frame::MAGIC;
+    use crate::recordio::decode::{decode_buffer, FeatureValues};
+    use crate::recordio::frame::{frame, MAGIC};
 
     /// A sparse float32 record with one entry `(key, value)` in a row of `n_cols`.
     fn record(key: u8, value: f32, n_cols: u8) -> Vec<u8> {
@@ -158,11 +185,34 @@ mod tests {
     }
 
     #[test]
+    fn a_record_in_parts_among_whole_ones_decodes_as_when_whole() {
+        // A value whose bytes are the magic number: MXNet writes such a record in two parts,
+        // split where the magic number stands (it is put back when the parts are joined).
+        let whole = record(3, f32::from_le_bytes(MAGIC.to_le_bytes()), 8);
+        let payload = &whole[HEADER..HEADER + u32::from_le_bytes([whole[4], whole[5], whole[6], whole[7]]) as usize];
+        let at = payload.windows(4).position(|w| w == MAGIC.to_le_bytes()).unwrap();
+        let parts = [frame(1, &payload[..at]), frame(3, &payload[at + 4..])].concat();
+        let (first, last) = (record(1, 1.0, 8), record(2, 2.0, 8));
+        let expected = decode_buffer(&[first.clone(), whole, last.clone()].concat(), &Unmonitored).unwrap();
+        let streamed = [first, parts, last].concat();
+        for batch_size in [1, 2, 3, 5] {
+            let mut stream = RecordStream::new(&streamed[..]);
+            let mut values = FeatureValues::F32(Vec::new());
+            while let Some(batch) = stream.next_batch(batch_size, &Unmonitored).unwrap() {
+                if let (FeatureValues::F32(all), FeatureValues::F32(more)) = (&mut values, batch.values) {
+                    all.extend(more);
+                }
+            }
+            assert_eq!(values, expected.values, "batches of {batch_size}");
+        }
+    }
+
+    #[test]
     fn a_hostile_length_is_an_error_not_an_allocation() {
         let mut bytes = MAGIC.to_le_bytes().to_vec();
         bytes.extend_from_slice(&((1u32 << 29) - 1).to_le_bytes());
         bytes.extend_from_slice(&[0; 16]);
-        let err = RecordStream::new(&bytes[..]).read_frames(1).err().unwrap().to_string();
+        let err = RecordStream::new(&bytes[..]).read_records(1).err().unwrap().to_string();
         assert!(
             err.contains("length 536870911 runs past the end of the data (16 bytes left"),
             "{err}"
