@@ -79,6 +79,28 @@ def test_fit_from_a_directory_of_shards(tmp_path: Path) -> None:
     assert len(more.history_) == 5
 
 
+def test_an_interrupted_streamed_epoch_leaves_the_model_as_it_was(tmp_path: Path) -> None:
+    # Streamed rows are trained a read at a time: this epoch takes 4 calls to the core.
+    rows_per_read = 2 * fmfast.model._MINI_BATCHES_PER_READ
+    X, y = data(4 * rows_per_read)
+    fmfast.write_recordio(tmp_path / "train.recordio", X, y)
+    model = fm(mini_batch_size=2).fit(tmp_path / "train.recordio")
+    before = (model.w0_, model.w_.copy(), model.V_.copy(), model.n_updates_, len(model.history_))
+    calls: list[int] = []
+
+    def stop_after_two_reads(done: int) -> None:
+        calls.append(done)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        model.set_params(progress=stop_after_two_reads).partial_fit(tmp_path / "train.recordio")
+    assert len(calls) == 3
+    assert model.w0_ == before[0] and model.n_updates_ == before[3] and len(model.history_) == before[4]
+    np.testing.assert_array_equal(model.w_, before[1])
+    np.testing.assert_array_equal(model.V_, before[2])
+
+
 def test_recordio_input_refuses_separate_labels(tmp_path: Path) -> None:
     X, y = data(100)
     fmfast.write_recordio(tmp_path / "train.recordio", X, y)

@@ -205,8 +205,9 @@ def _metrics(
 
 
 _EpochStats = tuple[int, float, int, int, int, int]
-#: Mini-batches in each batch read from RecordIO input while training.
-_MINI_BATCHES_PER_READ = 64
+#: Mini-batches in each batch read from RecordIO input while training: each read is one call to the
+#: core, whose thread chooser measures the first 64 mini-batches of every call.
+_MINI_BATCHES_PER_READ = 256
 
 
 def _add_stats(a: _EpochStats, b: _EpochStats) -> _EpochStats:
@@ -514,32 +515,32 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
 
     # -- training --------------------------------------------------------------------------------
 
-    def _train(
-        self, X: Any, y: Any, sample_weight: Any, state: _TrainState | None, epochs: int
-    ) -> list[_EpochStats]:
-        """Train ``epochs`` passes over ``X`` from ``state`` (fresh weights when ``None``).
+    def _working_state(self, n_cols: int) -> _TrainState:
+        """What a training call updates: fresh weights when unfitted, else a copy of the fitted ones.
 
-        The new weights become the model's; returns each epoch's additive statistics.
+        Training works on this copy and the model takes it only once the call completes, so an
+        error or Ctrl-C leaves the model as it was.
         """
-        self._check_params()
-        rows = _prepare_rows(X)
+        state: _TrainState | None = getattr(self, "_state", None)
+        if state is None:
+            return self._initial_state(n_cols)
+        if (
+            state.bias_state.shape[1] != _OPTIMIZERS[self.optimizer]
+            or state.factors.shape[1] != self.num_factors
+        ):
+            raise InvalidInputError("optimizer or num_factors changed since the model was fitted; call fit")
+        return state.copy()
+
+    def _train_rows(
+        self, rows: _Rows, y: Any, sample_weight: Any, state: _TrainState, epochs: int
+    ) -> list[_EpochStats]:
+        """Train ``epochs`` passes over ``rows`` into ``state`` (in place); each epoch's statistics."""
         if rows.n_rows == 0:
             raise InvalidInputError("X has no rows")
-        if state is None:
-            state = self._initial_state(rows.n_cols)
-        else:
-            if rows.n_cols != state.linear.shape[0]:
-                raise InvalidInputError(
-                    f"X has {rows.n_cols} columns but the model has feature_dim {state.linear.shape[0]}"
-                )
-            if (
-                state.bias_state.shape[1] != _OPTIMIZERS[self.optimizer]
-                or state.factors.shape[1] != self.num_factors
-            ):
-                raise InvalidInputError(
-                    "optimizer or num_factors changed since the model was fitted; call fit"
-                )
-            state = state.copy()
+        if rows.n_cols != state.linear.shape[0]:
+            raise InvalidInputError(
+                f"X has {rows.n_cols} columns but the model has feature_dim {state.linear.shape[0]}"
+            )
         labels = _labels(y, rows.n_rows, self.predictor_type)
         weights = None if sample_weight is None else _vector(sample_weight, rows.n_rows, "sample_weight")
         with progress_callback(self.progress, epochs * rows.n_rows, "rows") as callback:
@@ -554,24 +555,41 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
                 n_threads=int(self.n_threads),
                 progress=callback,
             )
-        self._state = state
         return [tuple(epoch) for epoch in stats]  # type: ignore[misc]
+
+    def _train(self, X: Any, y: Any, sample_weight: Any, epochs: int) -> list[_EpochStats]:
+        """Train ``epochs`` passes over the matrix ``X`` from the current weights; each epoch's statistics.
+
+        An unfitted model starts from fresh weights.
+        """
+        self._check_params()
+        rows = _prepare_rows(X)
+        state = self._working_state(rows.n_cols)
+        stats = self._train_rows(rows, y, sample_weight, state, epochs)
+        self._state = state
+        return stats
 
     def _train_epoch(self, X: Any, y: Any, sample_weight: Any) -> _EpochStats:
         """One pass over ``X`` (a matrix, or RecordIO streamed batch by batch) from the current weights."""
         if not _is_recordio_source(X):
-            return self._train(X, y, sample_weight, getattr(self, "_state", None), 1)[0]
+            return self._train(X, y, sample_weight, 1)[0]
         if y is not None or sample_weight is not None:
             raise InvalidInputError("labels come from the RecordIO records: pass y=None and no sample_weight")
-        # Whole mini-batches per streamed batch, so the updates are those of the data in memory.
+        self._check_params()
+        # Whole mini-batches per streamed batch, so the updates are those of the data in memory; one
+        # working copy of the weights for the whole pass.
+        state: _TrainState | None = None
         total: _EpochStats = (0, 0.0, 0, 0, 0, 0)
         for X_batch, labels in _recordio_batches(X, int(self.mini_batch_size) * _MINI_BATCHES_PER_READ):
             if labels is None:
                 raise InvalidInputError(f"the records of {X} carry no labels")
-            stats = self._train(X_batch, labels, None, getattr(self, "_state", None), 1)[0]
-            total = _add_stats(total, stats)
-        if total[0] == 0:
+            rows = _prepare_rows(X_batch)
+            if state is None:
+                state = self._working_state(rows.n_cols)
+            total = _add_stats(total, self._train_rows(rows, labels, None, state, 1)[0])
+        if state is None:
             raise InvalidInputError(f"{X} holds no records")
+        self._state = state
         return total
 
     def fit(
@@ -604,7 +622,7 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
         self.best_epoch_: int | None = None
         if eval_set is None and not _is_recordio_source(X):
             self.history_ = _history(
-                [], self.predictor_type, self._train(X, y, sample_weight, None, int(self.epochs))
+                [], self.predictor_type, self._train(X, y, sample_weight, int(self.epochs))
             )
             return self
         history: list[dict[str, float]] = []
