@@ -101,6 +101,26 @@ def test_an_interrupted_streamed_epoch_leaves_the_model_as_it_was(tmp_path: Path
     np.testing.assert_array_equal(model.V_, before[2])
 
 
+def test_a_fit_epoch_by_epoch_stopped_by_ctrl_c_keeps_the_last_complete_epoch(tmp_path: Path) -> None:
+    # From RecordIO (as with an eval_set) fit trains an epoch per pass: four reads of the file each.
+    rows_per_read = 2 * fmfast.model._MINI_BATCHES_PER_READ
+    X, y = data(4 * rows_per_read)
+    fmfast.write_recordio(tmp_path / "train.recordio", X, y)
+    calls: list[int] = []
+
+    def stop_in_the_third_epoch(done: int) -> None:
+        calls.append(done)
+        if len(calls) == 9:
+            raise KeyboardInterrupt
+
+    stopped = fm(mini_batch_size=2, epochs=3, progress=stop_in_the_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        stopped.fit(tmp_path / "train.recordio")
+    two_epochs = fm(mini_batch_size=2, epochs=2).fit(tmp_path / "train.recordio")
+    assert_same_model(stopped, two_epochs)
+    assert stopped.history_ == two_epochs.history_ and len(stopped.history_) == 2
+
+
 def test_recordio_input_refuses_separate_labels(tmp_path: Path) -> None:
     X, y = data(100)
     fmfast.write_recordio(tmp_path / "train.recordio", X, y)

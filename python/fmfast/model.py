@@ -620,6 +620,7 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
             raise InvalidInputError("early_stopping_rounds needs an eval_set and must be at least 1")
         self._state = None
         self.best_epoch_: int | None = None
+        self.history_: list[dict[str, float]] = []
         if eval_set is None and not _is_recordio_source(X):
             self.history_ = _history(
                 [], self.predictor_type, self._train(X, y, sample_weight, int(self.epochs))
@@ -629,6 +630,8 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
         best: tuple[float, int, _TrainState] | None = None
         for epoch in range(int(self.epochs)):
             history = _history(history, self.predictor_type, [self._train_epoch(X, y, sample_weight)])
+            # Kept current, so that a fit stopped by Ctrl-C keeps the history of the epochs it keeps.
+            self.history_ = history
             if eval_set is None:
                 continue
             metrics = self.evaluate(*eval_set)
