@@ -101,6 +101,18 @@ def test_an_interrupted_streamed_epoch_leaves_the_model_as_it_was(tmp_path: Path
     np.testing.assert_array_equal(model.V_, before[2])
 
 
+def test_a_streamed_pass_reports_its_rows_as_one_count(tmp_path: Path) -> None:
+    rows_per_read = 2 * fmfast.model._MINI_BATCHES_PER_READ
+    X, y = data(4 * rows_per_read - 5)
+    fmfast.write_recordio(tmp_path / "train.recordio", X, y)
+    seen: list[int] = []
+    fm(mini_batch_size=2, epochs=2, progress=seen.append).fit(tmp_path / "train.recordio")
+    # Each pass counts up across its four reads (not from 0 at every read), then the next starts over.
+    one_pass = seen[: len(seen) // 2]
+    assert one_pass == sorted(one_pass) and one_pass[-1] == X.shape[0] and seen[len(seen) // 2 :] == one_pass
+    assert rows_per_read in one_pass and 3 * rows_per_read in one_pass
+
+
 def test_a_fit_epoch_by_epoch_stopped_by_ctrl_c_keeps_the_last_complete_epoch(tmp_path: Path) -> None:
     # From RecordIO (as with an eval_set) fit trains an epoch per pass: four reads of the file each.
     rows_per_read = 2 * fmfast.model._MINI_BATCHES_PER_READ

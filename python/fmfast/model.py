@@ -26,8 +26,9 @@ import math
 import os
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +209,11 @@ _EpochStats = tuple[int, float, int, int, int, int]
 #: Mini-batches in each batch read from RecordIO input while training: each read is one call to the
 #: core, whose thread chooser measures the first 64 mini-batches of every call.
 _MINI_BATCHES_PER_READ = 256
+
+
+def _after(progress: Callable[[int], object], before: int, done: int) -> object:
+    """Report ``done`` rows of a read that follows ``before`` rows of the same pass."""
+    return progress(before + done)
 
 
 def _add_stats(a: _EpochStats, b: _EpochStats) -> _EpochStats:
@@ -532,9 +538,18 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
         return state.copy()
 
     def _train_rows(
-        self, rows: _Rows, y: Any, sample_weight: Any, state: _TrainState, epochs: int
+        self,
+        rows: _Rows,
+        y: Any,
+        sample_weight: Any,
+        state: _TrainState,
+        epochs: int,
+        progress: Callable[[int], object] | None,
     ) -> list[_EpochStats]:
-        """Train ``epochs`` passes over ``rows`` into ``state`` (in place); each epoch's statistics."""
+        """Train ``epochs`` passes over ``rows`` into ``state`` (in place); each epoch's statistics.
+
+        ``progress`` gets the rows done so far in this call.
+        """
         if rows.n_rows == 0:
             raise InvalidInputError("X has no rows")
         if rows.n_cols != state.linear.shape[0]:
@@ -543,18 +558,17 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
             )
         labels = _labels(y, rows.n_rows, self.predictor_type)
         weights = None if sample_weight is None else _vector(sample_weight, rows.n_rows, "sample_weight")
-        with progress_callback(self.progress, epochs * rows.n_rows, "rows") as callback:
-            state.t, stats = _fmfast.fm_fit_epochs(
-                rows.n_cols,
-                rows.indices,
-                rows.data,
-                labels,
-                weights,
-                state,
-                self._config(epochs),
-                n_threads=int(self.n_threads),
-                progress=callback,
-            )
+        state.t, stats = _fmfast.fm_fit_epochs(
+            rows.n_cols,
+            rows.indices,
+            rows.data,
+            labels,
+            weights,
+            state,
+            self._config(epochs),
+            n_threads=int(self.n_threads),
+            progress=progress,
+        )
         return [tuple(epoch) for epoch in stats]  # type: ignore[misc]
 
     def _train(self, X: Any, y: Any, sample_weight: Any, epochs: int) -> list[_EpochStats]:
@@ -565,7 +579,8 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
         self._check_params()
         rows = _prepare_rows(X)
         state = self._working_state(rows.n_cols)
-        stats = self._train_rows(rows, y, sample_weight, state, epochs)
+        with progress_callback(self.progress, epochs * rows.n_rows, "rows") as callback:
+            stats = self._train_rows(rows, y, sample_weight, state, epochs, callback)
         self._state = state
         return stats
 
@@ -580,13 +595,17 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
         # working copy of the weights for the whole pass.
         state: _TrainState | None = None
         total: _EpochStats = (0, 0.0, 0, 0, 0, 0)
-        for X_batch, labels in _recordio_batches(X, int(self.mini_batch_size) * _MINI_BATCHES_PER_READ):
-            if labels is None:
-                raise InvalidInputError(f"the records of {X} carry no labels")
-            rows = _prepare_rows(X_batch)
-            if state is None:
-                state = self._working_state(rows.n_cols)
-            total = _add_stats(total, self._train_rows(rows, labels, None, state, 1)[0])
+        reads = _recordio_batches(X, int(self.mini_batch_size) * _MINI_BATCHES_PER_READ)
+        # One count of rows for the pass (the stream's length is not known ahead).
+        with progress_callback(self.progress, None, "rows") as callback:
+            for X_batch, labels in reads:
+                if labels is None:
+                    raise InvalidInputError(f"the records of {X} carry no labels")
+                rows = _prepare_rows(X_batch)
+                if state is None:
+                    state = self._working_state(rows.n_cols)
+                read_progress = None if callback is None else partial(_after, callback, total[0])
+                total = _add_stats(total, self._train_rows(rows, labels, None, state, 1, read_progress)[0])
         if state is None:
             raise InvalidInputError(f"{X} holds no records")
         self._state = state
