@@ -79,9 +79,17 @@ def test_fit_from_a_directory_of_shards(tmp_path: Path) -> None:
     assert len(more.history_) == 5
 
 
-def test_an_interrupted_streamed_epoch_leaves_the_model_as_it_was(tmp_path: Path) -> None:
+def read_512_rows_at_a_time(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Streamed training reads this many rows at a time (fewer than its default, to keep tests small)."""
+    monkeypatch.setattr(fmfast.model, "_ROWS_PER_READ", 512)
+    return 512
+
+
+def test_an_interrupted_streamed_epoch_leaves_the_model_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Streamed rows are trained a read at a time: this epoch takes 4 calls to the core.
-    rows_per_read = 2 * fmfast.model._MINI_BATCHES_PER_READ
+    rows_per_read = read_512_rows_at_a_time(monkeypatch)
     X, y = data(4 * rows_per_read)
     fmfast.write_recordio(tmp_path / "train.recordio", X, y)
     model = fm(mini_batch_size=2).fit(tmp_path / "train.recordio")
@@ -101,8 +109,10 @@ def test_an_interrupted_streamed_epoch_leaves_the_model_as_it_was(tmp_path: Path
     np.testing.assert_array_equal(model.V_, before[2])
 
 
-def test_a_streamed_pass_reports_its_rows_as_one_count(tmp_path: Path) -> None:
-    rows_per_read = 2 * fmfast.model._MINI_BATCHES_PER_READ
+def test_a_streamed_pass_reports_its_rows_as_one_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows_per_read = read_512_rows_at_a_time(monkeypatch)
     X, y = data(4 * rows_per_read - 5)
     fmfast.write_recordio(tmp_path / "train.recordio", X, y)
     seen: list[int] = []
@@ -113,9 +123,11 @@ def test_a_streamed_pass_reports_its_rows_as_one_count(tmp_path: Path) -> None:
     assert rows_per_read in one_pass and 3 * rows_per_read in one_pass
 
 
-def test_a_fit_epoch_by_epoch_stopped_by_ctrl_c_keeps_the_last_complete_epoch(tmp_path: Path) -> None:
+def test_a_fit_epoch_by_epoch_stopped_by_ctrl_c_keeps_the_last_complete_epoch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # From RecordIO (as with an eval_set) fit trains an epoch per pass: four reads of the file each.
-    rows_per_read = 2 * fmfast.model._MINI_BATCHES_PER_READ
+    rows_per_read = read_512_rows_at_a_time(monkeypatch)
     X, y = data(4 * rows_per_read)
     fmfast.write_recordio(tmp_path / "train.recordio", X, y)
     calls: list[int] = []

@@ -206,9 +206,10 @@ def _metrics(
 
 
 _EpochStats = tuple[int, float, int, int, int, int]
-#: Mini-batches in each batch read from RecordIO input while training: each read is one call to the
-#: core, whose thread chooser measures the first 64 mini-batches of every call.
-_MINI_BATCHES_PER_READ = 256
+#: Rows read at a time from RecordIO input while training, at most (whole mini-batches, at least
+#: one): what a streamed pass holds in memory. Each read is one call to the core, whose thread
+#: chooser measures the first 64 mini-batches of every call.
+_ROWS_PER_READ = 1 << 18
 
 
 def _after(progress: Callable[[int], object], before: int, done: int) -> object:
@@ -595,7 +596,8 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
         # working copy of the weights for the whole pass.
         state: _TrainState | None = None
         total: _EpochStats = (0, 0.0, 0, 0, 0, 0)
-        reads = _recordio_batches(X, int(self.mini_batch_size) * _MINI_BATCHES_PER_READ)
+        batch = int(self.mini_batch_size)
+        reads = _recordio_batches(X, max(1, _ROWS_PER_READ // batch) * batch)
         # One count of rows for the pass (the stream's length is not known ahead).
         with progress_callback(self.progress, None, "rows") as callback:
             for X_batch, labels in reads:
