@@ -101,7 +101,7 @@ impl<E> Ptr<E> {
     }
 }
 
-/// The weights and optimizer state, as raw pointers (lengths checked by [`check_config`]).
+/// The weights and optimizer state, as raw pointers (lengths checked by `train::check_config`).
 #[derive(Clone, Copy)]
 pub(super) struct SharedModel {
     d: usize,
@@ -228,7 +228,6 @@ pub(super) struct Trainer<'a, I, T, M: ?Sized> {
     data: &'a Data<'a, I, T>,
     config: &'a TrainConfig,
     monitor: &'a M,
-    k: usize,
     n_slots: usize,
     schedule: Schedule,
     model: SharedModel,
@@ -265,7 +264,6 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
             data,
             config,
             monitor,
-            k: model.k,
             n_slots: config.optimizer.kind.n_slots(),
             schedule,
             model,
@@ -405,7 +403,7 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
     /// Phase 1 for batch rows `share` (of `n` from `start`): `s`, ŷ, loss and `g_r`.
     #[inline(always)]
     fn score_rows(&self, start: usize, share: Range<usize>, n: usize) {
-        let (data, k, m, ns) = (self.data, self.k, &self.model, self.n_slots);
+        let (data, k, m, ns) = (self.data, self.model.k, &self.model, self.n_slots);
         let x = data.x;
         // SAFETY: no thread writes the weights in this phase; each writes its own rows of scratch.
         let view = unsafe {
@@ -556,7 +554,7 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
     /// Phase 2, first half: sums the gradients of part `part` of `parts`'s features in row order.
     #[inline(always)]
     fn add_gradients(&self, part: usize, parts: usize, rows: Range<usize>, slots: &mut Slots) {
-        let (data, k) = (self.data, self.k);
+        let (data, k) = (self.data, self.model.k);
         let x = data.x;
         let n = rows.len();
         // SAFETY: after the barrier the scratch buffers are only read.
@@ -603,7 +601,7 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
             slots.sums.extend(s.iter().map(|&s| gx * s));
             return;
         }
-        let stride = self.k + 2;
+        let stride = self.model.k + 2;
         let sums = &mut slots.sums[slot as usize * stride..(slot as usize + 1) * stride];
         sums[0] += gx;
         sums[1] += gx * x;
@@ -615,7 +613,7 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
     /// Phase 2, second half: updates the rows of `w`, `V` and state of the slots' features.
     #[inline(always)]
     fn update_features(&self, t: u64, slots: &mut Slots) -> bool {
-        let (k, m) = (self.k, &self.model);
+        let (k, m) = (self.model.k, &self.model);
         let optimizer = &self.config.optimizer;
         let (linear_rule, factor_rule) = (
             optimizer.rule(optimizer.linear, t),
