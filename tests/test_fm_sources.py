@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import fmfast
@@ -79,30 +80,40 @@ def test_fit_from_a_directory_of_shards(tmp_path: Path) -> None:
     assert len(more.history_) == 5
 
 
-def read_512_rows_at_a_time(monkeypatch: pytest.MonkeyPatch) -> int:
-    """Streamed training reads this many rows at a time (fewer than its default, to keep tests small)."""
-    monkeypatch.setattr(fmfast.model, "_ROWS_PER_READ", 512)
-    return 512
+ROWS_PER_READ = 512
+
+
+def four_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, short_by: int = 0) -> Path:
+    """A RecordIO file that streamed training takes in four reads of ``ROWS_PER_READ`` rows (fewer
+    than its default, to keep tests small), the last one ``short_by`` rows short."""
+    monkeypatch.setattr(fmfast.model, "_ROWS_PER_READ", ROWS_PER_READ)
+    X, y = data(4 * ROWS_PER_READ - short_by)
+    fmfast.write_recordio(tmp_path / "train.recordio", X, y)
+    return tmp_path / "train.recordio"
+
+
+def interrupt_at_report(n: int) -> tuple[list[int], Callable[[int], None]]:
+    """A progress callable that records every count it gets and raises KeyboardInterrupt at the ``n``-th."""
+    calls: list[int] = []
+
+    def report(done: int) -> None:
+        calls.append(done)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+
+    return calls, report
 
 
 def test_an_interrupted_streamed_epoch_leaves_the_model_as_it_was(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Streamed rows are trained a read at a time: this epoch takes 4 calls to the core.
-    rows_per_read = read_512_rows_at_a_time(monkeypatch)
-    X, y = data(4 * rows_per_read)
-    fmfast.write_recordio(tmp_path / "train.recordio", X, y)
-    model = fm(mini_batch_size=2).fit(tmp_path / "train.recordio")
+    path = four_reads(tmp_path, monkeypatch)
+    model = fm(mini_batch_size=2).fit(path)
     before = (model.w0_, model.w_.copy(), model.V_.copy(), model.n_updates_, len(model.history_))
-    calls: list[int] = []
-
-    def stop_after_two_reads(done: int) -> None:
-        calls.append(done)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-
+    calls, stop_after_two_reads = interrupt_at_report(3)
     with pytest.raises(KeyboardInterrupt):
-        model.set_params(progress=stop_after_two_reads).partial_fit(tmp_path / "train.recordio")
+        model.set_params(progress=stop_after_two_reads).partial_fit(path)
     assert len(calls) == 3
     assert model.w0_ == before[0] and model.n_updates_ == before[3] and len(model.history_) == before[4]
     np.testing.assert_array_equal(model.w_, before[1])
@@ -112,35 +123,27 @@ def test_an_interrupted_streamed_epoch_leaves_the_model_as_it_was(
 def test_a_streamed_pass_reports_its_rows_as_one_count(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    rows_per_read = read_512_rows_at_a_time(monkeypatch)
-    X, y = data(4 * rows_per_read - 5)
-    fmfast.write_recordio(tmp_path / "train.recordio", X, y)
+    path = four_reads(tmp_path, monkeypatch, short_by=5)
     seen: list[int] = []
-    fm(mini_batch_size=2, epochs=2, progress=seen.append).fit(tmp_path / "train.recordio")
+    fm(mini_batch_size=2, epochs=2, progress=seen.append).fit(path)
     # Each pass counts up across its four reads (not from 0 at every read), then the next starts over.
     one_pass = seen[: len(seen) // 2]
-    assert one_pass == sorted(one_pass) and one_pass[-1] == X.shape[0] and seen[len(seen) // 2 :] == one_pass
-    assert rows_per_read in one_pass and 3 * rows_per_read in one_pass
+    assert one_pass == sorted(one_pass) and one_pass[-1] == 4 * ROWS_PER_READ - 5
+    assert seen[len(seen) // 2 :] == one_pass
+    assert ROWS_PER_READ in one_pass and 3 * ROWS_PER_READ in one_pass
 
 
 def test_a_fit_epoch_by_epoch_stopped_by_ctrl_c_keeps_the_last_complete_epoch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # From RecordIO (as with an eval_set) fit trains an epoch per pass: four reads of the file each.
-    rows_per_read = read_512_rows_at_a_time(monkeypatch)
-    X, y = data(4 * rows_per_read)
-    fmfast.write_recordio(tmp_path / "train.recordio", X, y)
-    calls: list[int] = []
-
-    def stop_in_the_third_epoch(done: int) -> None:
-        calls.append(done)
-        if len(calls) == 9:
-            raise KeyboardInterrupt
-
+    path = four_reads(tmp_path, monkeypatch)
+    calls, stop_in_the_third_epoch = interrupt_at_report(9)
     stopped = fm(mini_batch_size=2, epochs=3, progress=stop_in_the_third_epoch)
     with pytest.raises(KeyboardInterrupt):
-        stopped.fit(tmp_path / "train.recordio")
-    two_epochs = fm(mini_batch_size=2, epochs=2).fit(tmp_path / "train.recordio")
+        stopped.fit(path)
+    assert len(calls) == 9
+    two_epochs = fm(mini_batch_size=2, epochs=2).fit(path)
     assert_same_model(stopped, two_epochs)
     assert stopped.history_ == two_epochs.history_ and len(stopped.history_) == 2
 
