@@ -148,6 +148,34 @@ def test_a_fit_epoch_by_epoch_stopped_by_ctrl_c_keeps_the_last_complete_epoch(
     assert stopped.history_ == two_epochs.history_ and len(stopped.history_) == 2
 
 
+def test_a_fit_in_memory_stopped_by_ctrl_c_keeps_the_last_complete_epoch() -> None:
+    # One call to the core trains every epoch; it reports every 65,536 rows, so the first report
+    # falls in the third epoch of 30,000 rows.
+    X, y = data(30_000)
+    calls, stop_in_the_third_epoch = interrupt_at_report(1)
+    stopped = fm(epochs=4, progress=stop_in_the_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        stopped.fit(X, y)
+    assert len(calls) == 1 and 60_000 < calls[0] < 90_000
+    two_epochs = fm(epochs=2).fit(X, y)
+    assert_same_model(stopped, two_epochs)
+    assert stopped.history_ == two_epochs.history_ and len(stopped.history_) == 2
+    assert stopped.n_updates_ == two_epochs.n_updates_ == 1200
+    # The optimizer state is the second epoch's too: training on gives the same model.
+    stopped.set_params(progress=None).partial_fit(X, y)
+    assert_same_model(stopped, two_epochs.partial_fit(X, y))
+
+
+def test_a_fit_stopped_in_its_first_epoch_stays_unfitted() -> None:
+    X, y = data(70_000)
+    model = fm(epochs=3, progress=interrupt_at_report(1)[1])
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(X, y)
+    with pytest.raises(InvalidInputError, match="not fitted"):
+        model.predict(X)
+    assert model.history_ == []
+
+
 def test_recordio_input_refuses_separate_labels(tmp_path: Path) -> None:
     X, y = data(100)
     fmfast.write_recordio(tmp_path / "train.recordio", X, y)

@@ -78,7 +78,8 @@ def fm_fit_epochs(
     config: _FmConfig,
     n_threads: int = 0,
     progress: _Progress = None,
-) -> tuple[int, list[_EpochStats]]: ...
+    checkpoint: _FmTrainState | None = None,
+) -> tuple[int, list[_EpochStats], BaseException | None]: ...
 def fm_predict(
     n_cols: int,
     csr: tuple[np.ndarray, np.ndarray],

@@ -104,6 +104,10 @@ class _TrainState:
     def copy(self) -> _TrainState:
         return replace(self, **{name: _aligned(getattr(self, name)) for name in _STATE_ARRAYS})
 
+    def zeros_like(self) -> _TrainState:
+        """Zeroed arrays of the same shapes (the pages are only taken once written)."""
+        return replace(self, **{name: _aligned_zeros(getattr(self, name).shape) for name in _STATE_ARRAYS})
+
 
 @dataclass
 class _TrainConfig:
@@ -546,10 +550,14 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
         state: _TrainState,
         epochs: int,
         progress: Callable[[int], object] | None,
-    ) -> list[_EpochStats]:
+        checkpoint: _TrainState | None = None,
+    ) -> tuple[list[_EpochStats], BaseException | None]:
         """Train ``epochs`` passes over ``rows`` into ``state`` (in place); each epoch's statistics.
 
-        ``progress`` gets the rows done so far in this call.
+        ``progress`` gets the rows done so far in this call. With a ``checkpoint`` (shaped like
+        ``state``), the core copies every epoch's end but the last's into it; when Ctrl-C (or
+        ``progress``) stops training after an epoch has ended, the exception comes back, not
+        raised, with the statistics of the epochs ``checkpoint`` then holds.
         """
         if rows.n_rows == 0:
             raise InvalidInputError("X has no rows")
@@ -559,7 +567,7 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
             )
         labels = _labels(y, rows.n_rows, self.predictor_type)
         weights = None if sample_weight is None else _vector(sample_weight, rows.n_rows, "sample_weight")
-        state.t, stats = _fmfast.fm_fit_epochs(
+        t, stats, stopped = _fmfast.fm_fit_epochs(
             rows.n_cols,
             rows.indices,
             rows.data,
@@ -569,26 +577,34 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
             self._config(epochs),
             n_threads=int(self.n_threads),
             progress=progress,
+            checkpoint=checkpoint,
         )
-        return [tuple(epoch) for epoch in stats]  # type: ignore[misc]
+        (state if stopped is None or checkpoint is None else checkpoint).t = t
+        return [tuple(epoch) for epoch in stats], stopped  # type: ignore[misc]
 
-    def _train(self, X: Any, y: Any, sample_weight: Any, epochs: int) -> list[_EpochStats]:
+    def _train(
+        self, X: Any, y: Any, sample_weight: Any, epochs: int
+    ) -> tuple[list[_EpochStats], BaseException | None]:
         """Train ``epochs`` passes over the matrix ``X`` from the current weights; each epoch's statistics.
 
-        An unfitted model starts from fresh weights.
+        An unfitted model starts from fresh weights. When Ctrl-C stops training after an epoch
+        has ended, the model is that of the last complete epoch, and the statistics are of the
+        epochs it completed, returned with the exception for the caller to raise.
         """
         self._check_params()
         rows = _prepare_rows(X)
         state = self._working_state(rows.n_cols)
+        checkpoint = state.zeros_like() if epochs > 1 else None
         with progress_callback(self.progress, epochs * rows.n_rows, "rows") as callback:
-            stats = self._train_rows(rows, y, sample_weight, state, epochs, callback)
-        self._state = state
-        return stats
+            stats, stopped = self._train_rows(rows, y, sample_weight, state, epochs, callback, checkpoint)
+        self._state = state if stopped is None or checkpoint is None else checkpoint
+        return stats, stopped
 
     def _train_epoch(self, X: Any, y: Any, sample_weight: Any) -> _EpochStats:
         """One pass over ``X`` (a matrix, or RecordIO streamed batch by batch) from the current weights."""
         if not _is_recordio_source(X):
-            return self._train(X, y, sample_weight, 1)[0]
+            (stats,), _ = self._train(X, y, sample_weight, 1)
+            return stats
         if y is not None or sample_weight is not None:
             raise InvalidInputError("labels come from the RecordIO records: pass y=None and no sample_weight")
         self._check_params()
@@ -607,7 +623,8 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
                 if state is None:
                     state = self._working_state(rows.n_cols)
                 read_progress = None if callback is None else partial(_after, callback, total[0])
-                total = _add_stats(total, self._train_rows(rows, labels, None, state, 1, read_progress)[0])
+                (stats,), _ = self._train_rows(rows, labels, None, state, 1, read_progress)
+                total = _add_stats(total, stats)
         if state is None:
             raise InvalidInputError(f"{X} holds no records")
         self._state = state
@@ -643,9 +660,10 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
         self.best_epoch_: int | None = None
         self.history_: list[dict[str, float]] = []
         if eval_set is None and not _is_recordio_source(X):
-            self.history_ = _history(
-                [], self.predictor_type, self._train(X, y, sample_weight, int(self.epochs))
-            )
+            stats, stopped = self._train(X, y, sample_weight, int(self.epochs))
+            self.history_ = _history([], self.predictor_type, stats)
+            if stopped is not None:
+                raise stopped
             return self
         history: list[dict[str, float]] = []
         best: tuple[float, int, _TrainState] | None = None

@@ -24,13 +24,9 @@ impl PyMonitor {
         }
     }
 
-    /// Converts the outcome of detached work, preferring a Python exception raised meanwhile.
-    pub fn finish<T>(&self, result: Result<T>) -> PyResult<T> {
-        let raised = self.raised.lock().ok().and_then(|mut slot| slot.take());
-        match (result, raised) {
-            (Err(_), Some(err)) => Err(err),
-            (result, _) => result.map_err(|e| PyFmError(e).into()),
-        }
+    /// The Python exception raised meanwhile, if any.
+    fn take_raised(&self) -> Option<PyErr> {
+        self.raised.lock().ok().and_then(|mut slot| slot.take())
     }
 }
 
@@ -59,7 +55,26 @@ pub fn run<T: Send>(
     progress: Option<Py<PyAny>>,
     work: impl FnOnce(&PyMonitor) -> Result<T> + Send,
 ) -> PyResult<T> {
+    match run_stoppable(py, n_threads, progress, work)? {
+        (value, None) => Ok(value),
+        (_, Some(raised)) => Err(raised),
+    }
+}
+
+/// As [`run`], for work that still has a result when Ctrl-C, or an exception raised by
+/// `progress`, stopped it: the result comes back with that exception. Without a result, the
+/// exception is raised (rather than the core's [`fmfast_core::Error::Interrupted`]).
+pub fn run_stoppable<T: Send>(
+    py: Python<'_>,
+    n_threads: usize,
+    progress: Option<Py<PyAny>>,
+    work: impl FnOnce(&PyMonitor) -> Result<T> + Send,
+) -> PyResult<(T, Option<PyErr>)> {
     let monitor = PyMonitor::new(progress);
     let result = py.detach(|| with_threads(n_threads, || work(&monitor)));
-    monitor.finish(result)
+    match (result, monitor.take_raised()) {
+        (Ok(value), raised) => Ok((value, raised)),
+        (Err(_), Some(raised)) => Err(raised),
+        (Err(err), None) => Err(PyFmError(err).into()),
+    }
 }

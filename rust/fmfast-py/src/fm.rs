@@ -5,15 +5,18 @@
 
 use fmfast_core::csr::Values;
 use fmfast_core::fm::{
-    self, EpochStats, Group, Optimizer, OptimizerKind, OptimizerState, Task, TrainConfig, Weights, WeightsMut,
+    self, Checkpoint, EpochStats, Group, Optimizer, OptimizerKind, OptimizerState, Task, TrainConfig, Weights,
+    WeightsMut,
 };
+use fmfast_core::Error;
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray1, PyReadwriteArray2};
 use numpy::{PyReadwriteArray3, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
 use crate::arrays::{with_csr, IndexSlices, PyIndices, PyValues};
-use crate::detached::run;
+use crate::detached::{run, run_stoppable};
 use crate::errors::InvalidInputError;
+use crate::errors::PyFmError;
 
 /// The weights and optimizer state, read from the attributes of the estimator's `_TrainState`.
 #[derive(FromPyObject)]
@@ -25,6 +28,32 @@ struct TrainState<'py> {
     linear_state: PyReadwriteArray2<'py, f32>,
     factors_state: PyReadwriteArray3<'py, f32>,
     t: u64,
+}
+
+impl TrainState<'_> {
+    /// The weights and optimizer state as the core borrows them.
+    fn borrow(&mut self) -> PyResult<(WeightsMut<'_>, OptimizerState<'_>)> {
+        let bias = self
+            .bias
+            .as_slice_mut()?
+            .first_mut()
+            .ok_or_else(|| InvalidInputError::new_err("bias must hold one value"))?;
+        let num_factors = self.factors.shape()[1];
+        let weights = WeightsMut::new(
+            bias,
+            self.linear.as_slice_mut()?,
+            self.factors.as_slice_mut()?,
+            num_factors,
+        )
+        .map_err(PyFmError)?;
+        let state = OptimizerState::new(
+            self.bias_state.as_slice_mut()?,
+            self.linear_state.as_slice_mut()?,
+            self.factors_state.as_slice_mut()?,
+            self.t,
+        );
+        Ok((weights, state))
+    }
 }
 
 /// Hyperparameters, read from the attributes of the estimator's `_TrainConfig`.
@@ -90,9 +119,15 @@ fn stats_tuple(s: &EpochStats) -> PyEpochStats {
 }
 
 /// Trains `config.epochs` epochs on CSR rows, updating the arrays of `state` in place; returns
-/// the new update count `t` and the statistics of each epoch.
+/// the new update count `t`, the statistics of each epoch and `None`.
+///
+/// With a `checkpoint` (arrays shaped like `state`'s), the core copies the weights and state into
+/// it at the end of every epoch but the last. When Ctrl-C (or an exception raised by `progress`)
+/// stops training after an epoch has ended, `checkpoint` holds the last complete epoch, and the
+/// call returns its `t`, the statistics of its epochs and the exception, for the caller to keep
+/// that model and then raise it.
 #[pyfunction]
-#[pyo3(name = "fm_fit_epochs", signature = (n_cols, csr, data, labels, sample_weight, state, config, n_threads=0, progress=None))]
+#[pyo3(name = "fm_fit_epochs", signature = (n_cols, csr, data, labels, sample_weight, state, config, n_threads=0, progress=None, checkpoint=None))]
 #[allow(clippy::too_many_arguments)]
 fn fit_epochs(
     py: Python<'_>,
@@ -105,40 +140,40 @@ fn fit_epochs(
     config: Hyperparameters,
     n_threads: usize,
     progress: Option<Py<PyAny>>,
-) -> PyResult<(u64, Vec<PyEpochStats>)> {
+    mut checkpoint: Option<TrainState<'_>>,
+) -> PyResult<(u64, Vec<PyEpochStats>, Option<PyErr>)> {
     // n_threads = 0 leaves the count to fmfast: all cores, or one where measurement says so.
     let config = config.config(n_threads == 0)?;
-    let num_factors = state.factors.shape()[1];
     let indices = IndexSlices::new(&csr)?;
     let values = data.as_values()?;
     let labels = labels.as_values()?;
     let sample_weight = sample_weight.as_ref().map(|w| w.as_slice()).transpose()?;
-    let t = state.t;
-    let bias = state
-        .bias
-        .as_slice_mut()?
-        .first_mut()
-        .ok_or_else(|| InvalidInputError::new_err("bias must hold one value"))?;
-    let linear = state.linear.as_slice_mut()?;
-    let factors = state.factors.as_slice_mut()?;
-    let bias_state = state.bias_state.as_slice_mut()?;
-    let linear_state = state.linear_state.as_slice_mut()?;
-    let factors_state = state.factors_state.as_slice_mut()?;
-    run(py, n_threads, progress, |monitor| {
-        let mut weights = WeightsMut::new(bias, linear, factors, num_factors)?;
-        let mut opt_state = OptimizerState::new(bias_state, linear_state, factors_state, t);
-        let stats = with_csr!(indices, values.len(), n_cols, x => fm::fit_epochs(
+    let (mut weights, mut opt_state) = state.borrow()?;
+    let mut checkpoint = match checkpoint.as_mut() {
+        Some(held) => Some(held.borrow().map(|(w, s)| Checkpoint::new(w, s))?),
+        None => None,
+    };
+    let ((t, stats), stopped) = run_stoppable(py, n_threads, progress, |monitor| {
+        let trained = with_csr!(indices, values.len(), n_cols, x => fm::fit_epochs(
             &x,
             values,
             labels,
             sample_weight,
             &mut weights,
             &mut opt_state,
+            checkpoint.as_mut(),
             &config,
             monitor,
-        ))?;
-        Ok((opt_state.t, stats.iter().map(stats_tuple).collect()))
-    })
+        ));
+        match (trained, &checkpoint) {
+            (Ok(stats), _) => Ok((opt_state.t, stats)),
+            (Err(Error::Interrupted), Some(held)) if !held.epochs().is_empty() => {
+                Ok((held.t(), held.epochs().to_vec()))
+            }
+            (Err(err), _) => Err(err),
+        }
+    })?;
+    Ok((t, stats.iter().map(stats_tuple).collect(), stopped))
 }
 
 /// Raw scores ŷ of CSR rows.

@@ -12,6 +12,8 @@
 //! * [`model`]: borrowed weights ([`Weights`], [`WeightsMut`]) and scoring ([`predict`]).
 //! * [`optim`]: MXNet's SGD, Adam and AdaGrad with lazy (row-sparse) updates.
 //! * [`train`]: mini-batch training ([`fit_epochs`]), deterministic and parallel.
+//! * [`checkpoint`]: the copy of the model that [`fit_epochs`] takes at epoch ends, so that an
+//!   interrupted fit keeps its last complete epoch.
 //!   [`train`] cuts each epoch into segments; `schedule` numbers the tasks of a segment's batches
 //!   and chooses how many threads run them; `batch` holds those threads and the two phases of a
 //!   mini-batch.
@@ -21,11 +23,13 @@
 //! may be any [`crate::csr::Values`] type; they are read as `f64`.
 
 mod batch;
+pub mod checkpoint;
 pub mod model;
 pub mod optim;
 mod schedule;
 pub mod train;
 
+pub use checkpoint::Checkpoint;
 pub use model::{predict, Task, Weights, WeightsMut};
 pub use optim::{Group, Optimizer, OptimizerKind};
 pub use train::{fit_epochs, EpochStats, OptimizerState, TrainConfig};

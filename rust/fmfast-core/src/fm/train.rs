@@ -39,6 +39,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use super::batch::{Data, Scratch, SharedModel, SharedScratch, Trainer, NO_SLOT};
+use super::checkpoint::Checkpoint;
 use super::model::{check_values, Task, WeightsMut};
 use super::optim::Optimizer;
 use super::schedule::{Schedule, ThreadChooser, MIN_PARALLEL_ROWS, SEGMENT_ROWS};
@@ -111,7 +112,10 @@ pub struct EpochStats {
 /// gradient) hold one value per row; the labels keep their own dtype (float32 labels are not copied).
 ///
 /// Non-finite predictions or weights stop training with [`Error::Diverged`]; the weights are then
-/// left as they were at that point.
+/// left as they were at that point. With a `checkpoint`, the weights and state are copied into it
+/// at the end of every epoch but the last, so that a caller whose monitor stopped training
+/// ([`Error::Interrupted`]) can take the model of the last complete epoch from it
+/// ([`Checkpoint::epochs`] says how many epochs it holds).
 #[allow(clippy::too_many_arguments)]
 pub fn fit_epochs<I: CsrIndex, M: Monitor + ?Sized>(
     x: &CsrView<'_, I>,
@@ -120,10 +124,14 @@ pub fn fit_epochs<I: CsrIndex, M: Monitor + ?Sized>(
     sample_weight: Option<&[f64]>,
     weights: &mut WeightsMut<'_>,
     state: &mut OptimizerState<'_>,
+    checkpoint: Option<&mut Checkpoint<'_>>,
     config: &TrainConfig,
     monitor: &M,
 ) -> Result<Vec<EpochStats>> {
     check_config(config, weights, state)?;
+    if let Some(checkpoint) = &checkpoint {
+        checkpoint.check(weights, state)?;
+    }
     weights.view().check_columns(x.n_cols())?;
     check_values(x, values.len())?;
     check_rows(x.n_rows(), labels, sample_weight, config.task)?;
@@ -135,7 +143,7 @@ pub fn fit_epochs<I: CsrIndex, M: Monitor + ?Sized>(
             labels,
             sample_weight,
         };
-        train(&data, weights, state, config, monitor)
+        train(&data, weights, state, checkpoint, config, monitor)
     })
 }
 
@@ -235,6 +243,7 @@ fn train<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
     data: &Data<'_, I, T>,
     weights: &mut WeightsMut<'_>,
     state: &mut OptimizerState<'_>,
+    mut checkpoint: Option<&mut Checkpoint<'_>>,
     config: &TrainConfig,
     monitor: &M,
 ) -> Result<Vec<EpochStats>> {
@@ -268,6 +277,10 @@ fn train<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
             let rows = (segment.end * config.batch_size).min(n_rows) - segment.start * config.batch_size;
             chooser.record(started.elapsed().as_secs_f64() / rows as f64);
         }
+        if let Some(checkpoint) = checkpoint.as_deref_mut().filter(|_| epoch + 1 < config.epochs) {
+            let stats = stats.lock().unwrap_or_else(|e| e.into_inner());
+            checkpoint.save(weights, state, t0 + (batches * (epoch + 1)) as u64, &stats[..=epoch]);
+        }
     }
     state.t = t0 + (batches * config.epochs) as u64;
     monitor.progress((n_rows * config.epochs) as u64)?;
@@ -294,7 +307,7 @@ mod tests {
     use super::*;
     use crate::fm::model::pairwise_score;
     use crate::fm::{log_loss, Group, OptimizerKind};
-    use crate::parallel::{with_threads, Unmonitored};
+    use crate::parallel::{with_threads, Monitor, Unmonitored};
 
     /// A small deterministic pseudo-random sequence in [-1, 1) (SplitMix64).
     struct Rng(u64);
@@ -357,10 +370,10 @@ mod tests {
             CsrView::new(&self.indptr, &self.indices, self.values.len(), self.d as u64).unwrap()
         }
 
-        /// Trains a copy; returns (bias, linear, factors, state arrays, stats).
-        fn fit(&self, config: &TrainConfig, threads: usize) -> Result<Fitted> {
-            let slots = config.optimizer.kind.n_slots();
-            let mut fitted = Fitted {
+        /// The starting weights, with zero state for `kind`.
+        fn start(&self, kind: OptimizerKind) -> Fitted {
+            let slots = kind.n_slots();
+            Fitted {
                 bias: self.bias,
                 linear: self.linear.clone(),
                 factors: self.factors.clone(),
@@ -369,13 +382,52 @@ mod tests {
                     vec![0.0; slots * self.d],
                     vec![0.0; slots * self.d * self.k],
                 ],
+                t: 0,
                 stats: vec![],
+            }
+        }
+
+        /// Trains a copy of the starting weights.
+        fn fit(&self, config: &TrainConfig, threads: usize) -> Result<Fitted> {
+            self.fit_monitored(config, threads, &Unmonitored, None)
+        }
+
+        /// Trains a copy under `monitor`, keeping epoch ends in `checkpoint` (shaped by
+        /// [`Problem::start`]), whose `t` and `stats` are then those it holds.
+        fn fit_monitored(
+            &self,
+            config: &TrainConfig,
+            threads: usize,
+            monitor: &dyn Monitor,
+            checkpoint: Option<&mut Fitted>,
+        ) -> Result<Fitted> {
+            let mut fitted = self.start(config.optimizer.kind);
+            let result = match checkpoint {
+                None => self.train_into(&mut fitted, None, config, threads, monitor),
+                Some(held) => {
+                    let (weights, state) = held.parts(self.k)?;
+                    let mut checkpoint = Checkpoint::new(weights, state);
+                    let result = self.train_into(&mut fitted, Some(&mut checkpoint), config, threads, monitor);
+                    let (t, stats) = (checkpoint.t(), checkpoint.epochs().to_vec());
+                    (held.t, held.stats) = (t, stats);
+                    result
+                }
             };
-            let [sb, sl, sf] = &mut fitted.state;
-            let mut weights = WeightsMut::new(&mut fitted.bias, &mut fitted.linear, &mut fitted.factors, self.k)?;
-            let mut state = OptimizerState::new(sb, sl, sf, 0);
+            fitted.stats = result?;
+            Ok(fitted)
+        }
+
+        fn train_into(
+            &self,
+            fitted: &mut Fitted,
+            checkpoint: Option<&mut Checkpoint<'_>>,
+            config: &TrainConfig,
+            threads: usize,
+            monitor: &dyn Monitor,
+        ) -> Result<Vec<EpochStats>> {
             let x = self.view();
-            fitted.stats = with_threads(threads, || {
+            let (mut weights, mut state) = fitted.parts(self.k)?;
+            let result = with_threads(threads, || {
                 fit_epochs(
                     &x,
                     Values::F64(&self.values),
@@ -383,11 +435,13 @@ mod tests {
                     None,
                     &mut weights,
                     &mut state,
+                    checkpoint,
                     config,
-                    &Unmonitored,
+                    monitor,
                 )
-            })?;
-            Ok(fitted)
+            });
+            fitted.t = state.t;
+            result
         }
 
         /// Mean loss over all rows (½ squared error or log loss), by [`pairwise_score`] from `f64`
@@ -420,7 +474,16 @@ mod tests {
         linear: Vec<f32>,
         factors: Vec<f32>,
         state: [Vec<f32>; 3],
+        t: u64,
         stats: Vec<EpochStats>,
+    }
+
+    impl Fitted {
+        fn parts(&mut self, k: usize) -> Result<(WeightsMut<'_>, OptimizerState<'_>)> {
+            let [sb, sl, sf] = &mut self.state;
+            let weights = WeightsMut::new(&mut self.bias, &mut self.linear, &mut self.factors, k)?;
+            Ok((weights, OptimizerState::new(sb, sl, sf, self.t)))
+        }
     }
 
     fn config(task: Task, kind: OptimizerKind, epochs: usize, batch_size: usize) -> TrainConfig {
@@ -574,6 +637,55 @@ mod tests {
             Err(Error::Diverged { epoch, what, .. }) => assert!(epoch < 50 && !what.is_empty()),
             other => panic!("expected divergence, got {other:?}"),
         }
+    }
+
+    /// Stops training at the first progress report.
+    struct StopAtFirstReport;
+
+    impl Monitor for StopAtFirstReport {
+        fn progress(&self, _done: u64) -> Result<()> {
+            Err(Error::Interrupted)
+        }
+    }
+
+    #[test]
+    fn an_interrupted_fit_keeps_its_last_complete_epoch_in_the_checkpoint() {
+        // 20,000 rows an epoch: the first report (at 65,536 rows) falls in the fourth epoch.
+        let p = problem(20_000, 6, 3, Task::Regressor, 4);
+        for kind in [OptimizerKind::Sgd, OptimizerKind::Adam, OptimizerKind::AdaGrad] {
+            let mut held = p.start(kind);
+            let five = config(Task::Regressor, kind, 5, 100);
+            let stopped = p.fit_monitored(&five, 2, &StopAtFirstReport, Some(&mut held));
+            assert!(matches!(stopped, Err(Error::Interrupted)), "{kind:?}: {stopped:?}");
+            let three = p.fit(&config(Task::Regressor, kind, 3, 100), 1).unwrap();
+            assert_eq!(held, three, "{kind:?}");
+            assert_eq!((held.t, held.stats.len()), (600, 3));
+        }
+    }
+
+    #[test]
+    fn the_last_epoch_is_not_checkpointed_and_shapes_are_checked() {
+        let p = problem(30, 4, 2, Task::Regressor, 6);
+        let mut held = p.start(OptimizerKind::Adam);
+        let fitted = p.fit_monitored(
+            &config(Task::Regressor, OptimizerKind::Adam, 3, 10),
+            1,
+            &Unmonitored,
+            Some(&mut held),
+        );
+        let two = p.fit(&config(Task::Regressor, OptimizerKind::Adam, 2, 10), 1).unwrap();
+        assert_eq!((held, fitted.unwrap().t), (two, 9));
+        let mut sgd_shaped = p.start(OptimizerKind::Sgd);
+        let err = p.fit_monitored(
+            &config(Task::Regressor, OptimizerKind::Adam, 2, 10),
+            1,
+            &Unmonitored,
+            Some(&mut sgd_shaped),
+        );
+        assert!(err
+            .unwrap_err()
+            .to_string()
+            .contains("checkpoint bias state holds 0 values, the model 2"));
     }
 
     #[test]
