@@ -84,6 +84,45 @@ def test_convert_npz_then_inspect(tmp_path, capsys):
     assert "label values:   0, 1" in printed and "can train on this file" in printed
 
 
+@pytest.mark.parametrize("stop_at_epoch", [0, 2])
+def test_ctrl_c_during_train_writes_the_last_complete_epoch(tmp_path, capsys, monkeypatch, stop_at_epoch):
+    X, y = fmfast.datasets.synthetic_ratings(n_users=20, n_items=30, n_ratings=300, seed=2).one_hot()
+    train, model = tmp_path / "train.recordio", tmp_path / "model.fmfast"
+    fmfast.write_recordio(train, X, y)
+    real_epoch = fmfast.FactorizationMachine._train_epoch
+    epochs_run = []
+
+    def epoch_then_stop(self, *args):
+        if len(epochs_run) == stop_at_epoch:
+            raise KeyboardInterrupt
+        epochs_run.append(None)
+        return real_epoch(self, *args)
+
+    monkeypatch.setattr(fmfast.FactorizationMachine, "_train_epoch", epoch_then_stop)
+    command = [
+        "train",
+        str(train),
+        str(model),
+        "--num-factors",
+        "4",
+        "-H",
+        "epochs=5",
+        "-H",
+        "random_state=0",
+        "--quiet",
+    ]
+    assert main(command) == 130
+    captured = capsys.readouterr()
+    if stop_at_epoch == 0:
+        assert "nothing written" in captured.err and not model.exists()
+        return
+    assert "after 2 complete epochs" in captured.err
+    assert [json.loads(line)["epoch"] for line in captured.out.splitlines() if line.startswith("{")] == [0, 1]
+    monkeypatch.undo()
+    two_epochs = fmfast.FactorizationMachine("regressor", 4, epochs=2, random_state=0).fit(train)
+    np.testing.assert_array_equal(fmfast.FactorizationMachine.load(model).V_, two_epochs.V_)
+
+
 def test_inspect_flags_what_fm_cannot_train_on(tmp_path, capsys):
     target = tmp_path / "f64.recordio"
     fmfast.write_recordio(target, np.eye(3), dtype="float64")

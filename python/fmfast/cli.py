@@ -169,12 +169,28 @@ def _train(args: argparse.Namespace) -> int:
     eval_set = None
     if args.validation:
         eval_set = read_recordio(args.validation)
-    model.fit(args.train, eval_set=eval_set, early_stopping_rounds=args.early_stopping_rounds)
+    try:
+        model.fit(args.train, eval_set=eval_set, early_stopping_rounds=args.early_stopping_rounds)
+    except KeyboardInterrupt:
+        # fit keeps the model of the last complete epoch: write it rather than lose the epochs done.
+        if not getattr(model, "history_", None):
+            print("fmfast train: interrupted before the first epoch ended; nothing written", file=sys.stderr)
+            return 130
+        print(
+            f"fmfast train: interrupted; writing the model after {len(model.history_)} complete epochs",
+            file=sys.stderr,
+        )
+        _write_trained(model, args)
+        return 130
+    _write_trained(model, args)
+    return 0
+
+
+def _write_trained(model: FactorizationMachine, args: argparse.Namespace) -> None:
     model.save(args.model) if not args.sagemaker else model.to_sagemaker(args.model)
     for entry in model.history_:
         print(json.dumps(entry))
     print(f"wrote {args.model}")
-    return 0
 
 
 def _hyperparameter(text: str) -> tuple[str, Any]:
