@@ -653,6 +653,11 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
             early_stopping_rounds: stop when the eval loss (``rmse``, or the cross entropy of
                 the classifier) has not improved for this many epochs, and keep the weights of
                 the best epoch (``best_epoch_``). Needs ``eval_set``.
+
+        Ctrl-C stops training between blocks of mini-batches and leaves the model, its optimizer
+        state and ``history_`` at the last complete epoch (unfitted when none had ended), then
+        raises ``KeyboardInterrupt``. A fit of several epochs in memory keeps a copy of the
+        weights and optimizer state for this.
         """
         if early_stopping_rounds is not None and (eval_set is None or early_stopping_rounds < 1):
             raise InvalidInputError("early_stopping_rounds needs an eval_set and must be at least 1")
