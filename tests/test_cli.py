@@ -27,6 +27,14 @@ def test_demo_runs_the_whole_pipeline(tmp_path, capsys):
     assert (X.sum(axis=1) == 2).all()
 
 
+def train_command(train: Path, model: Path, *hyperparameters: str) -> list[str]:
+    """``fmfast train`` of a quiet 4-factor model, with ``-H`` for each of ``hyperparameters``."""
+    command = ["train", str(train), str(model), "--num-factors", "4", "--quiet"]
+    for text in hyperparameters:
+        command += ["-H", text]
+    return command
+
+
 def test_train_evaluate_recommend_from_converted_ratings(tmp_path, capsys):
     ratings = fmfast.datasets.synthetic_ratings(n_users=30, n_items=40, n_ratings=600, seed=1)
     lines = [
@@ -35,21 +43,7 @@ def test_train_evaluate_recommend_from_converted_ratings(tmp_path, capsys):
     (tmp_path / "ratings.csv").write_text("user,item,rating\n" + "\n".join(lines) + "\n")
     train, model = tmp_path / "train.recordio", tmp_path / "model.fmfast"
     assert main(["convert", str(tmp_path / "ratings.csv"), str(train), "--quiet"]) == 0
-    code = main(
-        [
-            "train",
-            str(train),
-            str(model),
-            "--num-factors",
-            "4",
-            "-H",
-            "epochs=3",
-            "-H",
-            "linear_lr=0.01",
-            "--quiet",
-        ]
-    )
-    assert code == 0
+    assert main(train_command(train, model, "epochs=3", "linear_lr=0.01")) == 0
     history = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert [entry["epoch"] for entry in history] == [0, 1, 2]
     assert main(["evaluate", str(model), str(train)]) == 0
@@ -99,19 +93,7 @@ def test_ctrl_c_during_train_writes_the_last_complete_epoch(tmp_path, capsys, mo
         return real_epoch(self, *args)
 
     monkeypatch.setattr(fmfast.FactorizationMachine, "_train_epoch", epoch_then_stop)
-    command = [
-        "train",
-        str(train),
-        str(model),
-        "--num-factors",
-        "4",
-        "-H",
-        "epochs=5",
-        "-H",
-        "random_state=0",
-        "--quiet",
-    ]
-    assert main(command) == 130
+    assert main(train_command(train, model, "epochs=5", "random_state=0")) == 130
     captured = capsys.readouterr()
     if stop_at_epoch == 0:
         assert "nothing written" in captured.err and not model.exists()
