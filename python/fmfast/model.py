@@ -551,13 +551,14 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
         epochs: int,
         progress: Callable[[int], object] | None,
         checkpoint: _TrainState | None = None,
-    ) -> tuple[list[_EpochStats], BaseException | None]:
-        """Train ``epochs`` passes over ``rows`` into ``state`` (in place); each epoch's statistics.
+    ) -> tuple[_TrainState, list[_EpochStats], BaseException | None]:
+        """Train ``epochs`` passes over ``rows`` into ``state`` (in place).
 
-        ``progress`` gets the rows done so far in this call. With a ``checkpoint`` (shaped like
-        ``state``), the core copies every epoch's end but the last's into it; when Ctrl-C (or
-        ``progress``) stops training after an epoch has ended, the exception comes back, not
-        raised, with the statistics of the epochs ``checkpoint`` then holds.
+        Returns the state that holds the trained model (``state``), each epoch's statistics and
+        ``None``. ``progress`` gets the rows done so far in this call. With a ``checkpoint``
+        (shaped like ``state``), the core copies every epoch's end but the last's into it; when
+        Ctrl-C (or ``progress``) stops training after an epoch has ended, ``checkpoint`` holds the
+        model, and the exception comes back, not raised, with the statistics of its epochs.
         """
         if rows.n_rows == 0:
             raise InvalidInputError("X has no rows")
@@ -579,8 +580,9 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
             progress=progress,
             checkpoint=checkpoint,
         )
-        (state if stopped is None or checkpoint is None else checkpoint).t = t
-        return [tuple(epoch) for epoch in stats], stopped  # type: ignore[misc]
+        trained = checkpoint if stopped is not None and checkpoint is not None else state
+        trained.t = t
+        return trained, [tuple(epoch) for epoch in stats], stopped  # type: ignore[misc]
 
     def _train(
         self, X: Any, y: Any, sample_weight: Any, epochs: int
@@ -596,8 +598,10 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
         state = self._working_state(rows.n_cols)
         checkpoint = state.zeros_like() if epochs > 1 else None
         with progress_callback(self.progress, epochs * rows.n_rows, "rows") as callback:
-            stats, stopped = self._train_rows(rows, y, sample_weight, state, epochs, callback, checkpoint)
-        self._state = state if stopped is None or checkpoint is None else checkpoint
+            trained, stats, stopped = self._train_rows(
+                rows, y, sample_weight, state, epochs, callback, checkpoint
+            )
+        self._state = trained
         return stats, stopped
 
     def _train_epoch(self, X: Any, y: Any, sample_weight: Any) -> _EpochStats:
@@ -623,7 +627,7 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
                 if state is None:
                     state = self._working_state(rows.n_cols)
                 read_progress = None if callback is None else partial(_after, callback, total[0])
-                (stats,), _ = self._train_rows(rows, labels, None, state, 1, read_progress)
+                _, (stats,), _ = self._train_rows(rows, labels, None, state, 1, read_progress)
                 total = _add_stats(total, stats)
         if state is None:
             raise InvalidInputError(f"{X} holds no records")
