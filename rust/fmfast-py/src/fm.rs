@@ -15,8 +15,7 @@ use pyo3::prelude::*;
 
 use crate::arrays::{with_csr, IndexSlices, PyIndices, PyValues};
 use crate::detached::{run, run_stoppable};
-use crate::errors::InvalidInputError;
-use crate::errors::PyFmError;
+use crate::errors::{InvalidInputError, PyFmError};
 
 /// The weights and optimizer state, read from the attributes of the estimator's `_TrainState`.
 #[derive(FromPyObject)]

@@ -40,7 +40,7 @@ impl<'a> Checkpoint<'a> {
 
     /// Checks that the arrays have the shapes of `weights` and `state`.
     pub(super) fn check(&self, weights: &WeightsMut<'_>, state: &OptimizerState<'_>) -> Result<()> {
-        let (mine, theirs) = (self.arrays(), arrays(weights, state));
+        let (mine, theirs) = (arrays(&self.weights, &self.state), arrays(weights, state));
         for ((name, got), (_, want)) in mine.iter().zip(&theirs) {
             if got.len() != want.len() {
                 return Err(Error::invalid(format!(
@@ -65,10 +65,6 @@ impl<'a> Checkpoint<'a> {
         self.state.t = t;
         self.epochs.clear();
         self.epochs.extend_from_slice(epochs);
-    }
-
-    fn arrays(&self) -> [(&'static str, &[f32]); 5] {
-        arrays(&self.weights, &self.state)
     }
 
     /// The arrays of [`arrays`], writable.

@@ -12,11 +12,11 @@
 //! * [`model`]: borrowed weights ([`Weights`], [`WeightsMut`]) and scoring ([`predict`]).
 //! * [`optim`]: MXNet's SGD, Adam and AdaGrad with lazy (row-sparse) updates.
 //! * [`train`]: mini-batch training ([`fit_epochs`]), deterministic and parallel.
-//! * [`checkpoint`]: the copy of the model that [`fit_epochs`] takes at epoch ends, so that an
-//!   interrupted fit keeps its last complete epoch.
 //!   [`train`] cuts each epoch into segments; `schedule` numbers the tasks of a segment's batches
 //!   and chooses how many threads run them; `batch` holds those threads and the two phases of a
 //!   mini-batch.
+//! * [`checkpoint`]: the copy of the model that [`fit_epochs`] takes at epoch ends, so that an
+//!   interrupted fit keeps its last complete epoch.
 //!
 //! Weights and optimizer state are `f32` slices, as SageMaker FM stores them, owned by the caller:
 //! nothing is kept between calls. Every computation on them is `f64` ([`optim`]). Feature values
