@@ -26,6 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from fmfast import read_recordio, write_recordio
+from fmfast._json import loads
 from fmfast.convert import FORMATS, columns_path, convert_file, detect_format
 from fmfast.datasets import Ratings, synthetic_ratings
 from fmfast.evaluation import leave_n_out, ndcg_at_k, precision_at_k
@@ -198,8 +199,8 @@ def _hyperparameter(text: str) -> tuple[str, Any]:
     if not value:
         raise InvalidInputError(f"expected NAME=VALUE, got {text!r}")
     try:
-        return name, json.loads(value)
-    except json.JSONDecodeError:
+        return name, loads(value, f"hyperparameter {name}")
+    except InvalidInputError:
         return name, value
 
 
@@ -214,7 +215,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _recommend(args: argparse.Namespace) -> int:
     model = load_model(args.model)
-    columns = json.loads(Path(args.columns).read_text())
+    columns = loads(Path(args.columns).read_bytes(), args.columns)
+    if not isinstance(columns, dict) or not all(isinstance(columns.get(k), list) for k in ("users", "items")):
+        raise InvalidInputError(f'{args.columns} is not a columns file: no "users" and "items" lists')
     user_ids, item_ids = [str(u) for u in columns["users"]], [str(i) for i in columns["items"]]
     lookup = {user: code for code, user in enumerate(user_ids)}
     unknown = [user for user in args.user if user not in lookup]

@@ -26,6 +26,7 @@ import scipy.sparse as sp
 
 from fmfast import _fmfast
 from fmfast._atomic import atomic_output
+from fmfast._json import loads
 from fmfast.exceptions import InvalidInputError
 
 __all__ = ["BlockInfo", "FeatureEncoder"]
@@ -356,7 +357,7 @@ class FeatureEncoder:
     def from_json(cls, text: str) -> FeatureEncoder:
         """The encoder that :meth:`to_json` wrote."""
         try:
-            state = json.loads(text)
+            state = loads(text, "the FeatureEncoder document")
             if state.get("format") != _FORMAT or state.get("version") != _VERSION:
                 raise ValueError(f"not a {_FORMAT} version {_VERSION} document")
             encoder = cls(handle_unknown=state["handle_unknown"])

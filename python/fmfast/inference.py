@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from fmfast._json import loads
 from fmfast.exceptions import InvalidInputError, RecordIOError, UnsupportedContentTypeError
 from fmfast.recordio import encode_recordio, read_recordio
 
@@ -239,10 +240,7 @@ def _checked_csr(values: np.ndarray, keys: np.ndarray, indptr: np.ndarray, featu
 
 def _json_list(text: str, key: str, what: str) -> list[Any]:
     """The list under ``key`` of a JSON object, or an error saying what was expected."""
-    try:
-        body = json.loads(text)
-    except ValueError as error:
-        raise InvalidInputError(f"body is not valid JSON: {error}") from error
+    body = loads(text, "body")
     if not isinstance(body, dict) or not isinstance(body.get(key), list):
         raise InvalidInputError(f'JSON {what} must be an object with an "{key}" list')
     items: list[Any] = body[key]
@@ -256,12 +254,8 @@ def _json_instances(text: str) -> list[Any]:
 def _jsonlines_instances(text: str) -> list[Any]:
     instances = []
     for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            instances.append(json.loads(line))
-        except ValueError as error:
-            raise InvalidInputError(f"line {number} is not valid JSON: {error}") from error
+        if line.strip():
+            instances.append(loads(line, f"line {number}"))
     return instances
 
 
