@@ -126,6 +126,33 @@ def test_unsupported_content_types(content_type):
             JSON,
             "instance 0 repeats a key",
         ),
+        (b'{"instances": [{"features": [1, true, 3, 4]}]}', JSON, "instance 0: value True is not a number"),
+        (
+            b'{"instances": [{"data": {"features": {"keys": [false], "values": [1]}}}]}',
+            JSON,
+            "instance 0: key False is not an integer",
+        ),
+        (
+            b'{"instances": [{"data": {"features": {"keys": [1e30], "values": [1]}}}]}',
+            JSON,
+            "instance 0: key 1e[+]30 is not an integer",
+        ),
+        (
+            b'{"instances": [{"data": {"features": {"keys": ['
+            + str(2**64).encode()
+            + b'], "values": [1]}}}]}',
+            JSON,
+            f"instance 0: key {2**64} is not an integer",
+        ),
+        (b'{"instances": [{"features": [1, 2, 3, NaN]}]}', JSON, "instance 0 feature 3 has value nan"),
+        (b'{"instances": [{"features": [1, 2, 3, 4e38]}]}', JSON, "instance 0 feature 3 has value 4e[+]38"),
+        (
+            b'{"instances": [{"features": [1, 2, 3, 4]}, {"features": ['
+            + str(10**400).encode()
+            + b", 1, 2, 3]}]}",
+            JSON,
+            "instance 1 feature 0 has value inf",
+        ),
         (b'{"instances": [{"other": 1}]}', JSON, 'instance 0 has neither "features" nor "data"'),
         (b'{"instances": [[1, 2, 3, 4]]}', JSON, "instance 0 is not an object"),
         (b'{"instances": [{"data": {"features": 3}}]}', JSON, "instance 0 has no data.features.values"),
@@ -142,6 +169,13 @@ def test_unsupported_content_types(content_type):
 def test_malformed_requests(body, content_type, message):
     with pytest.raises(fmfast.InvalidInputError, match=message):
         fmfast.parse_request(body, content_type, 4)
+
+
+def test_an_integer_beyond_int64_is_a_value_when_float32_holds_it():
+    X = fmfast.parse_request(
+        b'{"instances": [{"features": [1, 2, 3, ' + str(2**80).encode() + b"]}]}", JSON, 4
+    )
+    assert X.toarray().tolist() == [[1, 2, 3, np.float32(2**80)]]
 
 
 def test_empty_requests():

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import reprlib
 import struct
 from itertools import chain
 from typing import Any
@@ -153,30 +154,33 @@ def _features(instance: Any, i: int) -> tuple[list[Any], list[Any] | None, Any]:
 
 def _numbers(flat: list[Any], lengths: np.ndarray, what: str, integer: bool) -> np.ndarray:
     """One array of every value, naming the instance of the first one that is not a number."""
-    try:
+    if set(map(type, flat)) <= {int, float}:  # exact types: NumPy would take booleans as 0 and 1
         array = np.array(flat) if flat else np.zeros(0, dtype=np.int64 if integer else np.float64)
-    except (ValueError, TypeError):  # ragged nesting
-        array = np.zeros((0, 0))
-    kinds = "iu" if integer else "iuf"
-    if array.ndim == 1 and array.dtype.kind in kinds:
-        return array
-    if integer and array.ndim == 1 and array.dtype.kind == "f":
-        integral = np.isfinite(array) & (array == np.round(array))
-        if integral.all():
-            return array.astype(np.int64)
-        bad = int(np.argmin(integral))
+        if array.dtype.kind in ("iu" if integer else "iuf"):
+            return array
+        if integer and array.dtype.kind == "f":
+            integral = np.isfinite(array) & (array == np.round(array)) & (np.abs(array) < 2**63)
+            if integral.all():
+                return array.astype(np.int64)
+            bad = int(np.argmin(integral))
+        elif integer:  # an object array: integers beyond 64 bits
+            bad = next(j for j, value in enumerate(flat) if not -(2**63) <= value < 2**64)
+        else:
+            # Integers beyond 64 bits, as floats: those beyond float32 are then refused by name.
+            return np.array([_float(value) for value in flat])
     else:
-        bad = next(
-            (
-                j
-                for j, value in enumerate(flat)
-                if isinstance(value, bool) or not isinstance(value, (int, float))
-            ),
-            0,
-        )
+        bad = next(j for j, value in enumerate(flat) if type(value) not in (int, float))
     instance = int(np.searchsorted(np.cumsum(lengths), bad, side="right"))
-    expected = "an integer" if integer else "a number"
-    raise InvalidInputError(f"instance {instance}: {what} {flat[bad]!r} is not {expected}")
+    expected = "an integer feature index" if integer else "a number"
+    raise InvalidInputError(f"instance {instance}: {what} {reprlib.repr(flat[bad])} is not {expected}")
+
+
+def _float(value: int) -> float:
+    """``value`` as a float, infinite when it is beyond the float range."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 def _instances_to_csr(instances: list[Any], feature_dim: int) -> sp.csr_array:
@@ -191,7 +195,9 @@ def _instances_to_csr(instances: list[Any], feature_dim: int) -> sp.csr_array:
         if len(keys) != len(values_i):
             raise InvalidInputError(f"instance {i} has {len(keys)} keys but {len(values_i)} values")
         if shape is not None and shape != [feature_dim]:
-            raise InvalidInputError(f"instance {i} has shape {shape}, the model expects [{feature_dim}]")
+            raise InvalidInputError(
+                f"instance {i} has shape {reprlib.repr(shape)}, the model expects [{feature_dim}]"
+            )
     if len(sparse_rows) < n:
         dense_rows = np.ones(n, dtype=bool)
         dense_rows[sparse_rows] = False
@@ -213,17 +219,34 @@ def _instances_to_csr(instances: list[Any], feature_dim: int) -> sp.csr_array:
     return _checked_csr(values, keys, indptr, feature_dim)
 
 
-def _checked_csr(values: np.ndarray, keys: np.ndarray, indptr: np.ndarray, feature_dim: int) -> sp.csr_array:
-    """A canonical float32 CSR array, refusing keys outside the model and repeated keys."""
+def _checked_csr(
+    values: np.ndarray, keys: np.ndarray, indptr: np.ndarray, feature_dim: int, first: int = 0
+) -> sp.csr_array:
+    """A canonical float32 CSR array: no key outside the model, no repeated key, no NaN or infinity.
+
+    Values that are not finite float32 numbers are refused: an FM score of NaN answers nothing.
+
+    Errors name the instance, counting from ``first``.
+    """
     bad = np.flatnonzero((keys < 0) | (keys >= feature_dim))
     if bad.size:
-        i = int(np.searchsorted(indptr, bad[0], side="right")) - 1
+        i = first + int(np.searchsorted(indptr, bad[0], side="right")) - 1
         raise InvalidInputError(
             f"instance {i} has key {keys[bad[0]]}, outside the model's {feature_dim} features"
         )
+    with np.errstate(over="ignore"):  # overflow is reported below, by instance and feature
+        data = values.astype(np.float32)
+    bad = np.flatnonzero(~np.isfinite(data))
+    if bad.size:
+        j = int(bad[0])
+        i = first + int(np.searchsorted(indptr, j, side="right")) - 1
+        raise InvalidInputError(
+            f"instance {i} feature {keys[j]} has value {float(values[j])!r}: "
+            "values must be finite float32 numbers (not NaN, infinite or beyond ±3.4e38)"
+        )
     index_type = np.int32 if feature_dim < 2**31 and keys.size < 2**31 else np.int64
     X = sp.csr_array(
-        (values.astype(np.float32), keys.astype(index_type), indptr.astype(index_type)),
+        (data, keys.astype(index_type), indptr.astype(index_type)),
         shape=(indptr.size - 1, feature_dim),
     )
     if not X.has_sorted_indices:
@@ -234,7 +257,7 @@ def _checked_csr(values: np.ndarray, keys: np.ndarray, indptr: np.ndarray, featu
         rows = np.searchsorted(X.indptr, repeated, side="right") - 1
         same_row = rows == np.searchsorted(X.indptr, repeated + 1, side="right") - 1
         if same_row.any():
-            raise InvalidInputError(f"instance {int(rows[np.argmax(same_row)])} repeats a key")
+            raise InvalidInputError(f"instance {first + int(rows[np.argmax(same_row)])} repeats a key")
     return X
 
 
@@ -264,21 +287,36 @@ def _recordio_request(body: Body, feature_dim: int) -> sp.csr_array:
         X, _ = read_recordio(bytes(body) if not isinstance(body, str) else body.encode())
     except RecordIOError as error:
         raise InvalidInputError(f"body is not valid RecordIO-protobuf: {error}") from error
+    return check_instances(X, feature_dim)
+
+
+def check_instances(X: sp.csr_array, feature_dim: int, *, first: int = 0) -> sp.csr_array:
+    """The decoded RecordIO instances ``X`` as a request for a model of ``feature_dim`` features.
+
+    Args:
+        X: CSR instances as :func:`fmfast.read_recordio` returns them.
+        feature_dim: the model's number of features.
+        first: the number of the first instance, for error messages (instances read in batches).
+
+    Raises:
+        InvalidInputError: naming the instance: a key outside ``0..feature_dim``, a repeated key,
+            a value that is not a finite float32 number, a dense width other than ``feature_dim``.
+    """
     if X.shape[0] == 0:
         return sp.csr_array((0, feature_dim), dtype=np.float32)
     if X.shape[1] != feature_dim:
         if X.shape[1] > feature_dim:
             outside = np.flatnonzero(X.indices >= feature_dim)
             if outside.size:
-                i = int(np.searchsorted(X.indptr, outside[0], side="right")) - 1
+                i = first + int(np.searchsorted(X.indptr, outside[0], side="right")) - 1
                 key = X.indices[outside[0]]
                 message = f"instance {i} has key {key}, outside the model's {feature_dim} features"
                 raise InvalidInputError(message)
         raise InvalidInputError(
-            f"instance 0 has feature dimension {X.shape[1]}, the model expects {feature_dim}"
+            f"instance {first} has feature dimension {X.shape[1]}, the model expects {feature_dim}"
         )
     indptr = X.indptr.astype(np.int64)
-    return _checked_csr(X.data, X.indices.astype(np.int64), indptr, feature_dim)
+    return _checked_csr(X.data, X.indices.astype(np.int64), indptr, feature_dim, first)
 
 
 def parse_request(body: Body, content_type: str, feature_dim: int) -> sp.csr_array:
@@ -292,7 +330,8 @@ def parse_request(body: Body, content_type: str, feature_dim: int) -> sp.csr_arr
     Raises:
         UnsupportedContentTypeError: a content type other than JSON, JSON lines or RecordIO.
         InvalidInputError: a malformed body; a dense instance whose length is not
-            ``feature_dim``, or a key outside ``0..feature_dim`` (naming the instance).
+            ``feature_dim``, a key outside ``0..feature_dim``, or a value that is not a finite
+            float32 number: NaN, infinite or beyond ±3.4e38 (naming the instance).
     """
     media = normalize_content_type(content_type)
     if feature_dim < 1:

@@ -18,6 +18,7 @@ from fmfast.inference import (
     JSON,
     JSONLINES,
     RECORDIO,
+    check_instances,
     normalize_content_type,
     parse_request,
     serialize_response,
@@ -62,17 +63,37 @@ def transform_file(
     accept: str = JSONLINES,
     batch_size: int = 65_536,
 ) -> int:
-    """Score every instance of ``source`` and write the responses to ``target``; returns the count."""
+    """Score every instance of ``source`` and write the responses to ``target``; returns the count.
+
+    Instances are checked as the endpoint checks a request (:func:`fmfast.parse_request`).
+
+    Raises:
+        InvalidInputError: naming ``source`` and the instance: a malformed instance, a key outside
+            the model's features, or a value that is not a finite float32 number.
+    """
     content_type = normalize_content_type(content_type or content_type_of(source))
     accept = normalize_content_type(accept)
+    try:
+        return _transform(model, source, target, content_type, accept, batch_size)
+    except InvalidInputError as error:
+        raise InvalidInputError(f"{os.fspath(source)}: {error}") from None
+
+
+def _transform(
+    model: FactorizationMachine,
+    source: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    content_type: str,
+    accept: str,
+    batch_size: int,
+) -> int:
     feature_dim = model.feature_dim_
     if content_type == RECORDIO and accept != JSON:
         # Streams: JSON lines and RecordIO responses concatenate batch by batch.
         count = 0
         with atomic_output(target) as out:
-            for X, _ in iter_recordio(source, batch_size):
-                if X.shape[1] != feature_dim:
-                    raise InvalidInputError(f"records have {X.shape[1]} features, the model {feature_dim}")
+            for batch, _ in iter_recordio(source, batch_size):
+                X = check_instances(batch, feature_dim, first=count)
                 out.write(serialize_response(model.predict(X), model.predictor_type, accept))
                 count += X.shape[0]
         return count
