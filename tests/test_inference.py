@@ -10,7 +10,7 @@ import fmfast
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from fmfast.inference import normalize_content_type
+from fmfast.inference import negotiate_accept, normalize_content_type
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sagemaker.amazon.common import read_records, write_numpy_to_dense_tensor
@@ -61,6 +61,41 @@ def test_content_type_parameters_and_aliases():
     assert X.shape == (1, 4)
     assert normalize_content_type("application/x-jsonlines") == JSONL
     assert normalize_content_type("*/*", default=JSON) == JSON
+
+
+@pytest.mark.parametrize(
+    ("accept", "chosen"),
+    [
+        (None, JSON),
+        ("", JSON),
+        (" , ", JSON),
+        ("*/*", JSON),
+        ("application/*", JSON),
+        ("application/jsonlines", JSONL),
+        ("Application/X-JSONLines; charset=utf-8", JSONL),
+        ("application/x-recordio", RECORDIO),
+        ("application/json;q=0.1, application/jsonlines", JSONL),
+        ("application/json; q=0.5, application/x-recordio-protobuf; q=0.8, */*; q=0.9", JSONL),
+        ("application/jsonlines, application/json", JSONL),  # equal weights: the one listed first
+        ("application/json, application/jsonlines", JSON),
+        ("text/html, */*;q=0.1", JSON),
+        ("*/*;q=0.5, application/json;q=0", JSONL),  # the specific range excludes JSON
+        ("application/*;q=0.2, application/jsonlines;q=0", JSON),
+        ("application/json;q=abc, application/jsonlines;q=0.3", JSONL),  # a malformed weight is ignored
+        ("application/json;q=1.5, application/x-recordio-protobuf", RECORDIO),  # so is one above 1
+    ],
+)
+def test_negotiate_accept_follows_the_weights(accept, chosen):
+    assert negotiate_accept(accept) == chosen
+
+
+@pytest.mark.parametrize(
+    "accept",
+    ["text/html", "application/json;q=0", "*/*;q=0", "application/*;q=0, text/*", "application/json;q=x"],
+)
+def test_negotiate_accept_refuses_when_nothing_is_acceptable(accept):
+    with pytest.raises(fmfast.UnsupportedContentTypeError, match="admits none of the response types"):
+        negotiate_accept(accept)
 
 
 @pytest.mark.parametrize("content_type", ["text/csv", "application/x-npy", "", "application/protobuf"])

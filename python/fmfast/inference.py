@@ -67,6 +67,50 @@ def normalize_content_type(content_type: str | None, *, default: str | None = No
     return media
 
 
+def negotiate_accept(accept: str | None) -> str:
+    """The response type that answers an HTTP ``Accept`` header, by its weights (RFC 9110, 12.5.1).
+
+    Each media range may carry a weight ``q`` from 0 to 1 (default 1). A type FM answers in takes
+    the weight of the most specific range that matches it (``type/subtype``, then ``type/*``, then
+    ``*/*``); ``q=0`` excludes it; a range with a malformed weight is ignored. The acceptable type
+    of highest weight wins, ties going to the range listed first, then to JSON. No header, or an
+    empty one, means JSON.
+
+    Raises:
+        UnsupportedContentTypeError: the header accepts none of the types FM answers in.
+    """
+    items = [item for item in (accept or "").split(",") if item.strip()]
+    if not items:
+        return JSON
+    ranges = []  # (media range, weight, position in the header)
+    for position, item in enumerate(items):
+        media, *parameters = item.split(";")
+        weight: float | None = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    weight = float(value.strip())
+                except ValueError:
+                    weight = None
+        if weight is not None and 0 <= weight <= 1:
+            media = media.strip().lower()
+            ranges.append((_ALIASES.get(media, media), weight, position))
+    candidates = []  # (weight, -position, -preference, type)
+    for preference, media in enumerate(CONTENT_TYPES):
+        specificity = {media: 2, media.split("/")[0] + "/*": 1, "*/*": 0}
+        matching = [(specificity[r], -position, weight) for r, weight, position in ranges if r in specificity]
+        if matching:
+            _, earlier, weight = max(matching)
+            candidates.append((weight, earlier, -preference, media))
+    best = max(candidates, default=None)
+    if best is None or best[0] == 0:
+        raise UnsupportedContentTypeError(
+            f"Accept {reprlib.repr(accept)} admits none of the response types {', '.join(CONTENT_TYPES)}"
+        )
+    return best[3]
+
+
 # ---------------------------------------------------------------------------------------------
 # Requests
 
@@ -542,6 +586,7 @@ __all__ = [
     "JSON",
     "JSONLINES",
     "RECORDIO",
+    "negotiate_accept",
     "normalize_content_type",
     "parse_request",
     "parse_response",
