@@ -179,6 +179,13 @@ def test_unsupported_content_types(content_type):
             JSON,
             f"instance 0: key {2**64} is not an integer",
         ),
+        (
+            b'{"instances": [{"data": {"features": {"keys": [-1, '
+            + str(2**63).encode()
+            + b'], "values": [1, 2]}}}]}',
+            JSON,
+            f"instance 0: key {2**63} is not an integer",  # neither int64 nor uint64 holds both keys
+        ),
         (b'{"instances": [{"features": [1, 2, 3, NaN]}]}', JSON, "instance 0 feature 3 has value nan"),
         (b'{"instances": [{"features": [1, 2, 3, 4e38]}]}', JSON, "instance 0 feature 3 has value 4e[+]38"),
         (
@@ -204,6 +211,32 @@ def test_unsupported_content_types(content_type):
 def test_malformed_requests(body, content_type, message):
     with pytest.raises(fmfast.InvalidInputError, match=message):
         fmfast.parse_request(body, content_type, 4)
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=3),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["features", "data", "keys", "values", "shape"]), children, max_size=3
+        )
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(instances=st.lists(JSON_VALUES, max_size=4), content_type=st.sampled_from([JSON, JSONL]))
+def test_any_json_request_is_decoded_or_refused_with_an_invalid_input_error(instances, content_type):
+    if content_type == JSON:
+        body = json.dumps({"instances": instances})
+    else:
+        body = "".join(json.dumps(instance) + "\n" for instance in instances)
+    try:
+        X = fmfast.parse_request(body, content_type, 3)
+    except fmfast.InvalidInputError:
+        return
+    assert X.shape == (len(instances), 3) and np.isfinite(X.data).all()
 
 
 def test_an_integer_beyond_int64_is_a_value_when_float32_holds_it():

@@ -208,7 +208,7 @@ def _numbers(flat: list[Any], lengths: np.ndarray, what: str, integer: bool) -> 
                 return array.astype(np.int64)
             bad = int(np.argmin(integral))
         elif integer:  # an object array: integers beyond 64 bits
-            bad = next(j for j, value in enumerate(flat) if not -(2**63) <= value < 2**64)
+            bad = next(j for j, value in enumerate(flat) if not -(2**63) <= value < 2**63)
         else:
             # Integers beyond 64 bits, as floats: those beyond float32 are then refused by name.
             return np.array([_float(value) for value in flat])
