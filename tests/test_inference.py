@@ -239,6 +239,24 @@ def test_any_json_request_is_decoded_or_refused_with_an_invalid_input_error(inst
     assert X.shape == (len(instances), 3) and np.isfinite(X.data).all()
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    sparse=st.booleans(),
+    edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=4),
+    cut=st.integers(0, 10**6),
+)
+def test_any_corrupted_recordio_request_is_decoded_or_refused_with_an_invalid_input_error(sparse, edits, cut):
+    X = np.arange(12, dtype=np.float32).reshape(3, 4) - 5
+    body = bytearray(fmfast.serialize_request(sp.csr_array(X) if sparse else X, RECORDIO))
+    for at, byte in edits:
+        body[at % len(body)] = byte
+    try:
+        parsed = fmfast.parse_request(bytes(body[: cut % (len(body) + 1)]), RECORDIO, 4)
+    except fmfast.InvalidInputError:
+        return
+    assert parsed.shape[1] == 4 and np.isfinite(parsed.data).all()
+
+
 def test_an_integer_beyond_int64_is_a_value_when_float32_holds_it():
     X = fmfast.parse_request(
         b'{"instances": [{"features": [1, 2, 3, ' + str(2**80).encode() + b"]}]}", JSON, 4
