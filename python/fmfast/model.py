@@ -28,7 +28,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from functools import partial
+from functools import partial, update_wrapper
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,19 @@ _OPTIMIZERS = {"sgd": 0, "adam": 2, "adagrad": 1}
 _INIT_METHODS = ("normal", "uniform", "constant")
 _GROUPS = ("bias", "linear", "factors")
 _STATE_ARRAYS = ("bias", "linear", "factors", "bias_state", "linear_state", "factors_state")
+#: Largest ``num_factors``: beyond it, factors and their optimizer state (``feature_dim * num_factors``
+#: values each) and the training scratch (``mini_batch_size * num_factors``) outgrow any memory.
+MAX_NUM_FACTORS = 1 << 16
+#: The range of each integer hyperparameter: what the core takes (mini-batches are counted in
+#: 32 bits) and, for ``n_threads``, a pool that can be started.
+_INT_RANGES = {
+    "num_factors": (1, MAX_NUM_FACTORS),
+    "epochs": (1, (1 << 32) - 1),
+    "mini_batch_size": (1, (1 << 32) - 1),
+    "n_threads": (0, 1024),
+}
+#: What a training call replaces, and a failed one puts back.
+_FITTED_ATTRIBUTES = ("_state", "history_", "best_epoch_")
 #: Values drawn at a time when initialising weights.
 _DRAW_BLOCK = 1 << 16
 #: Byte alignment of the arrays training updates in place: a row of V or of its state that starts
@@ -72,7 +85,13 @@ def _aligned_zeros(shape: tuple[int, ...]) -> np.ndarray:
     copy next to the drawn weights.
     """
     nbytes = math.prod(shape) * np.dtype(np.float32).itemsize
-    buffer = np.zeros(nbytes + _ALIGNMENT, dtype=np.uint8)
+    try:
+        buffer = np.zeros(nbytes + _ALIGNMENT, dtype=np.uint8)
+    except (MemoryError, ValueError) as e:  # NumPy's ValueError: beyond the address space
+        raise InvalidInputError(
+            f"cannot allocate {nbytes:,} bytes for model arrays of shape {shape} "
+            "(feature_dim x num_factors): lower num_factors or the number of features"
+        ) from e
     start = -buffer.ctypes.data % _ALIGNMENT
     return buffer[start : start + nbytes].view(np.float32).reshape(shape)
 
@@ -261,6 +280,27 @@ def _json_safe(value: Any) -> Any:
     return None
 
 
+def _unchanged_on_error(train: Callable[..., Any]) -> Callable[..., Any]:
+    """A training method after which an exception leaves the model as it was before the call.
+
+    Its fitted attributes (weights and optimizer state, ``history_``, ``best_epoch_``) are put
+    back. Ctrl-C (``KeyboardInterrupt``, not an ``Exception``) is not undone: it keeps the epochs
+    that completed, as documented by :meth:`FactorizationMachine.fit`.
+    """
+
+    def unchanged_on_error(model: FactorizationMachine, *args: Any, **kwargs: Any) -> Any:
+        saved = {name: model.__dict__[name] for name in _FITTED_ATTRIBUTES if name in model.__dict__}
+        try:
+            return train(model, *args, **kwargs)
+        except Exception:
+            for name in _FITTED_ATTRIBUTES:
+                model.__dict__.pop(name, None)
+            model.__dict__.update(saved)
+            raise
+
+    return update_wrapper(unchanged_on_error, train)
+
+
 class FactorizationMachine:
     """A Factorization Machine with SageMaker FM's hyperparameters and defaults.
 
@@ -273,12 +313,12 @@ class FactorizationMachine:
     predictor_type : {"regressor", "binary_classifier"}
         The task.
     num_factors : int
-        Dimension ``k`` of the factors.
+        Dimension ``k`` of the factors, 1 to ``MAX_NUM_FACTORS`` (65,536).
     epochs : int
-        Passes over the data per :meth:`fit`.
+        Passes over the data per :meth:`fit` (below 2³²).
     mini_batch_size : int
-        Rows per gradient step; the gradient is averaged over the batch unless ``rescale_grad``
-        is set.
+        Rows per gradient step (below 2³²); the gradient is averaged over the batch unless
+        ``rescale_grad`` is set.
     bias_lr, linear_lr, factors_lr : float
         Learning rates of ``w0``, ``w`` and ``V``.
     bias_wd, linear_wd, factors_wd : float
@@ -299,9 +339,10 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
     optimizer : {"adam", "sgd", "adagrad"}
         Update rule (SageMaker FM uses Adam).
     n_threads : int
-        Threads for training and scoring; 0 uses every core (capped by ``FMFAST_NUM_THREADS``),
-        and training then times stretches of batches on all of them and on one and keeps
-        whichever is faster (more threads do not always pay). Results do not depend on it.
+        Threads for training and scoring, at most 1024; 0 uses every core (capped by
+        ``FMFAST_NUM_THREADS``), and training then times stretches of batches on all of them and
+        on one and keeps whichever is faster (more threads do not always pay). Results do not
+        depend on it.
     random_state : int, numpy Generator or None
         Seed of the initial weights.
     progress : bool or callable
@@ -420,16 +461,10 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
             )
         if self.optimizer not in _OPTIMIZERS:
             raise InvalidInputError(f"optimizer must be 'adam', 'sgd' or 'adagrad', got {self.optimizer!r}")
-        for name in ("num_factors", "epochs", "mini_batch_size"):
+        for name, (low, high) in _INT_RANGES.items():
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-                raise InvalidInputError(f"{name} must be an integer >= 1, got {value!r}")
-        if (
-            isinstance(self.n_threads, bool)
-            or not isinstance(self.n_threads, int | np.integer)
-            or self.n_threads < 0
-        ):
-            raise InvalidInputError(f"n_threads must be an integer >= 0, got {self.n_threads!r}")
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or not low <= value <= high:
+                raise InvalidInputError(f"{name} must be an integer >= {low} and <= {high}, got {value!r}")
         for group in _GROUPS:
             for kind in ("lr", "wd"):
                 value = getattr(self, f"{group}_{kind}")
@@ -634,6 +669,7 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
         self._state = state
         return total
 
+    @_unchanged_on_error
     def fit(
         self,
         X: Any,
@@ -661,10 +697,12 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
         Ctrl-C stops training between blocks of mini-batches and leaves the model, its optimizer
         state and ``history_`` at the last complete epoch (unfitted when none had ended), then
         raises ``KeyboardInterrupt``. A fit of several epochs in memory keeps a copy of the
-        weights and optimizer state for this.
+        weights and optimizer state for this. Any other error leaves the model as it was before
+        the call.
         """
         if early_stopping_rounds is not None and (eval_set is None or early_stopping_rounds < 1):
             raise InvalidInputError("early_stopping_rounds needs an eval_set and must be at least 1")
+        self._check_params()
         self._state = None
         self.best_epoch_: int | None = None
         self.history_: list[dict[str, float]] = []
@@ -696,11 +734,12 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
         self.history_ = history
         return self
 
+    @_unchanged_on_error
     def partial_fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> FactorizationMachine:
         """One more pass over ``X``, continuing from the current weights and optimizer state.
 
         ``X`` is a matrix or RecordIO input, as in :meth:`fit`. An unfitted model is initialised
-        first, as by :meth:`fit`.
+        first, as by :meth:`fit`. An error leaves the model as it was before the call.
         """
         history = self.history_ if getattr(self, "_state", None) is not None else []
         self.history_ = _history(history, self.predictor_type, [self._train_epoch(X, y, sample_weight)])
