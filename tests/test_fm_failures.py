@@ -27,24 +27,34 @@ def snapshot(model: FactorizationMachine) -> dict[str, object]:
         name: getattr(model._state, name).tobytes()
         for name in ("bias", "linear", "factors", "bias_state", "linear_state", "factors_state")
     }
-    return {**state, "t": model.n_updates_, "history": list(model.history_), "best": model.best_epoch_}
+    classes = model.classes_.tolist()
+    return {
+        **state,
+        "t": model.n_updates_,
+        "history": list(model.history_),
+        "best": model.best_epoch_,
+        "classes": classes,
+    }
 
 
 def test_a_failed_fit_leaves_a_fitted_model_as_it_was() -> None:
     X, y = data()
+    y = np.where(y == 1, "watch", "skip")
     model = FactorizationMachine("binary_classifier", **SETTINGS)  # type: ignore[arg-type]
     model.fit(X, y, eval_set=(X, y), early_stopping_rounds=2)
     before, params = snapshot(model), model.get_params()
     bad_x = X.copy()
     bad_x.data[5] = np.nan
     bad_y = y.copy()
-    bad_y[7] = 2.0
+    bad_y[7] = "maybe"
     failures = [
+        (lambda: model.fit(X, bad_y), "Only binary classification is supported. y holds 3 classes: row 7"),
+        (lambda: model.fit(X, y, sample_weight=np.zeros(len(y))), "every sample_weight is zero"),
         (lambda: model.fit(bad_x, y), "non-finite value in row"),
         (lambda: model.fit(X, y[:-1]), "rows but y has"),
         # Fails after its first epoch has trained, when evaluating.
         (lambda: model.fit(X, y, eval_set=(X[:, :5], y)), "X has 5"),
-        (lambda: model.partial_fit(X, bad_y), "label of row 7"),
+        (lambda: model.partial_fit(X, bad_y), "label of row 7 is 'maybe', not one of the model's classes"),
         (lambda: model.partial_fit(X[:, :5], y), "X has 5"),
         (lambda: model.set_params(epochs=0).fit(X, y), "epochs must be"),
         (lambda: model.set_params(num_factors=2**20).fit(X, y), "num_factors must be"),

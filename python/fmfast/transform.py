@@ -73,11 +73,11 @@ def transform_file(
             for X, _ in iter_recordio(source, batch_size):
                 if X.shape[1] != feature_dim:
                     raise InvalidInputError(f"records have {X.shape[1]} features, the model {feature_dim}")
-                out.write(serialize_response(model.predict(X), model.predictor_type, accept))
+                out.write(serialize_response(model.predict_score(X), model.predictor_type, accept))
                 count += X.shape[0]
         return count
     X = parse_request(Path(source).read_bytes(), content_type, feature_dim)
-    scores: Any = model.predict(X) if X.shape[0] else np.zeros(0)
+    scores: Any = model.predict_score(X) if X.shape[0] else np.zeros(0)
     with atomic_output(target) as out:
         out.write(serialize_response(scores, model.predictor_type, accept))
     return int(X.shape[0])
