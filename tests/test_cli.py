@@ -156,5 +156,5 @@ def test_predict_with_a_saved_fmfast_model_and_json_requests(tmp_path):
     predictions = fmfast.parse_response((tmp_path / "out.jsonl").read_bytes(), "application/jsonlines")[
         "predictions"
     ]
-    np.testing.assert_allclose([p["score"] for p in predictions], model.predict(X), rtol=1e-6)
+    np.testing.assert_allclose([p["score"] for p in predictions], model.predict_score(X), rtol=1e-6)
     assert [p["predicted_label"] for p in predictions] == model.predict_label(X).astype(float).tolist()

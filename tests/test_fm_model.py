@@ -191,7 +191,8 @@ def test_input_errors_name_the_row() -> None:
     bad = y.copy()
     bad[17] = 2.0
     with pytest.raises(
-        InvalidInputError, match=r"label of row 17 is 2\.0; binary_classifier labels must be 0 or 1"
+        InvalidInputError,
+        match=r"Only binary classification is supported. y holds 3 classes: row 17 holds a third, 2\.0",
     ):
         clf.fit(X, bad)
     bad[17] = np.nan
@@ -210,9 +211,15 @@ def test_input_errors_name_the_row() -> None:
         fm().fit(X, y, sample_weight=np.ones(3))
     with pytest.raises(InvalidInputError, match="sample_weight of row 0 must be finite and >= 0"):
         fm().fit(X, y, sample_weight=-np.ones(200))
-    with pytest.raises(InvalidInputError, match="X has 9 columns but the model has feature_dim 10"):
+    with pytest.raises(
+        InvalidInputError,
+        match="X has 9 features, but FactorizationMachine is expecting 10 features as input",
+    ):
         m.predict(X[:, :9])
-    with pytest.raises(InvalidInputError, match="X has 9 columns but the model has feature_dim 10"):
+    with pytest.raises(
+        InvalidInputError,
+        match="X has 9 features, but FactorizationMachine is expecting 10 features as input",
+    ):
         m.partial_fit(X[:, :9], y)
     with pytest.raises(InvalidInputError, match="X must be 2-dimensional"):
         fm().fit(np.ones(5), np.ones(5))
@@ -266,7 +273,7 @@ def test_divergence_raises_and_keeps_the_previous_model() -> None:
 def test_classifier_outputs_and_metrics() -> None:
     X, y = data(n=2000, d=12, classifier=True)
     m = fm(predictor_type="binary_classifier", epochs=10, linear_lr=0.05, factors_lr=0.01).fit(X, y)
-    p = m.predict(X)
+    p = m.predict_score(X)
     assert ((p >= 0) & (p <= 1)).all()
     np.testing.assert_array_equal(m.predict_label(X), (p >= 0.5).astype(np.int64))
     metrics = m.evaluate(X, y)

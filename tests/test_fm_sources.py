@@ -197,8 +197,8 @@ def test_a_sagemaker_artifact_predicts_like_mxnet(predictor_type: str) -> None:
         (truth["x_csr_data"], truth["x_csr_indices"], truth["x_csr_indptr"]), shape=tuple(truth["x_shape"])
     )
     assert model.predictor_type == predictor_type and model.num_factors == 4
-    np.testing.assert_allclose(model.predict(X), truth["pred_numpy"].reshape(-1), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(model.predict(X), truth["pred_mxnet"].reshape(-1), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(model.predict_score(X), truth["pred_numpy"].reshape(-1), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.predict_score(X), truth["pred_mxnet"].reshape(-1), rtol=1e-5, atol=1e-5)
 
 
 def test_to_sagemaker_round_trips_and_keeps_training(tmp_path: Path) -> None:

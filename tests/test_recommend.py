@@ -42,7 +42,7 @@ def item_rows(rng: np.random.Generator) -> sp.csr_array:
 def brute_force(model, users_X, items_X, exclude, k):
     n_u, n_i = users_X.shape[0], items_X.shape[0]
     pairs = sp.vstack([sp.vstack([users_X[[u]]] * n_i) + items_X for u in range(n_u)]).tocsr()
-    scores = model.predict(pairs).reshape(n_u, n_i)
+    scores = model.predict_score(pairs).reshape(n_u, n_i)
     results = []
     for u in range(n_u):
         allowed = [i for i in range(n_i) if exclude is None or exclude[u, i] == 0]

@@ -306,7 +306,7 @@ class _Scorer:
         self.feature_dim = model.feature_dim_
 
     def predict(self, X: object) -> np.ndarray:
-        return self.model.predict(X)
+        return self.model.predict_score(X)
 
 
 def _predict(args: argparse.Namespace) -> int:

@@ -23,6 +23,15 @@ class ModelFormatError(FmFastError):
         self.offset = offset
 
 
+class NotFittedError(InvalidInputError, AttributeError):
+    """A fitted attribute or method of a model that has not been fitted yet.
+
+    An :class:`InvalidInputError` (so a ``ValueError``) and an ``AttributeError``, as
+    scikit-learn's ``NotFittedError`` is: ``hasattr(model, "n_features_in_")`` is ``False``
+    before ``fit``, and scikit-learn's checks recognise the error without fmfast importing it.
+    """
+
+
 class UnsupportedContentTypeError(FmFastError):
     """A request ``Content-Type`` or response ``Accept`` type that SageMaker FM does not speak.
 
@@ -35,6 +44,7 @@ __all__ = [
     "FmFastError",
     "InvalidInputError",
     "ModelFormatError",
+    "NotFittedError",
     "ParseError",
     "RecordIOError",
     "UnsupportedContentTypeError",

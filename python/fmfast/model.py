@@ -24,11 +24,13 @@ import inspect
 import json
 import math
 import os
+import types
+import warnings
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from functools import partial
+from functools import partial, update_wrapper
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,7 @@ from fmfast import _fmfast
 from fmfast._atomic import atomic_output
 from fmfast._inputs import as_csr, csr_indices
 from fmfast._progress import Progress, progress_callback
+from fmfast._sklearn import data_conversion_warning, not_fitted_error, tags
 from fmfast.exceptions import InvalidInputError, ModelFormatError
 from fmfast.recordio import iter_recordio
 from fmfast.sagemaker_model import SageMakerFM, read_sagemaker_model, write_sagemaker_model
@@ -56,6 +59,19 @@ _OPTIMIZERS = {"sgd": 0, "adam": 2, "adagrad": 1}
 _INIT_METHODS = ("normal", "uniform", "constant")
 _GROUPS = ("bias", "linear", "factors")
 _STATE_ARRAYS = ("bias", "linear", "factors", "bias_state", "linear_state", "factors_state")
+#: Largest ``num_factors``: beyond it, factors and their optimizer state (``feature_dim * num_factors``
+#: values each) and the training scratch (``mini_batch_size * num_factors``) outgrow any memory.
+MAX_NUM_FACTORS = 1 << 16
+#: The range of each integer hyperparameter: what the core takes (mini-batches are counted in
+#: 32 bits) and, for ``n_threads``, a pool that can be started.
+_INT_RANGES = {
+    "num_factors": (1, MAX_NUM_FACTORS),
+    "epochs": (1, (1 << 32) - 1),
+    "mini_batch_size": (1, (1 << 32) - 1),
+    "n_threads": (0, 1024),
+}
+#: What a training call replaces, and a failed one puts back.
+_FITTED_ATTRIBUTES = ("_state", "history_", "best_epoch_", "classes_")
 #: Values drawn at a time when initialising weights.
 _DRAW_BLOCK = 1 << 16
 #: Byte alignment of the arrays training updates in place: a row of V or of its state that starts
@@ -72,7 +88,13 @@ def _aligned_zeros(shape: tuple[int, ...]) -> np.ndarray:
     copy next to the drawn weights.
     """
     nbytes = math.prod(shape) * np.dtype(np.float32).itemsize
-    buffer = np.zeros(nbytes + _ALIGNMENT, dtype=np.uint8)
+    try:
+        buffer = np.zeros(nbytes + _ALIGNMENT, dtype=np.uint8)
+    except (MemoryError, ValueError) as e:  # NumPy's ValueError: beyond the address space
+        raise InvalidInputError(
+            f"cannot allocate {nbytes:,} bytes for model arrays of shape {shape} "
+            "(feature_dim x num_factors): lower num_factors or the number of features"
+        ) from e
     start = -buffer.ctypes.data % _ALIGNMENT
     return buffer[start : start + nbytes].view(np.float32).reshape(shape)
 
@@ -140,6 +162,19 @@ class _Rows:
 
 def _prepare_rows(X: Any) -> _Rows:
     """Any matrix as canonical CSR with float32/float64 values; copies only when needed."""
+    if not sp.issparse(X):
+        X = np.asarray(X)
+        if X.ndim == 1:
+            raise InvalidInputError(
+                f"X must be 2-dimensional, got shape {X.shape}: Reshape your data with X.reshape(-1, 1) "
+                "if it holds one feature, or X.reshape(1, -1) if it holds one row"
+            )
+        if X.dtype.kind == "c":
+            raise InvalidInputError(f"Complex data not supported: X has dtype {X.dtype}")
+        if X.dtype.kind == "O":
+            # Numbers held as Python objects (a mixed pandas frame); a value that is not a number
+            # raises NumPy's TypeError.
+            X = X.astype(np.float64)
     csr = X if isinstance(X, sp.csr_array | sp.csr_matrix) else as_csr(X)
     if csr.ndim != 2:
         raise InvalidInputError(f"X must be 2-dimensional, got shape {csr.shape}")
@@ -159,7 +194,11 @@ def _check_finite(rows: _Rows) -> None:
     bad = np.flatnonzero(~np.isfinite(rows.data))
     if bad.size:
         row = int(np.searchsorted(rows.indices[0], bad[0], side="right")) - 1
-        raise InvalidInputError(f"X holds a non-finite value in row {row}: {rows.data[bad[0]]}")
+        value = rows.data[bad[0]]
+        # Written as the core writes it (NaN, inf, -inf), whether fit or predict finds it.
+        raise InvalidInputError(
+            f"X holds a non-finite value in row {row}: {'NaN' if np.isnan(value) else value}"
+        )
 
 
 def _vector(values: Any, n_rows: int, what: str, dtypes: tuple[type, ...] = (np.float64,)) -> np.ndarray:
@@ -175,7 +214,81 @@ def _vector(values: Any, n_rows: int, what: str, dtypes: tuple[type, ...] = (np.
     return np.ascontiguousarray(array, dtype=array.dtype if array.dtype in dtypes else np.float64)
 
 
+def _target(y: Any) -> np.ndarray:
+    """``y`` as a vector; a column vector is read as one, with scikit-learn's warning."""
+    array = np.asarray(y)
+    if array.ndim == 2 and array.shape[1] == 1:
+        warnings.warn(
+            "A column-vector y was passed when a 1d array was expected; it is read as one",
+            data_conversion_warning(),
+            stacklevel=5,  # the caller of fit or partial_fit (through the error-undoing wrapper)
+        )
+        array = array[:, 0]
+    if array.ndim != 1:
+        raise InvalidInputError(f"y must be a vector, got shape {array.shape}")
+    return array
+
+
+#: The classes of a binary classifier trained on labels 0/1 (SageMaker's), or read from SageMaker.
+_SAGEMAKER_CLASSES = np.array([0, 1])
+
+
+def _shown(value: Any) -> str:
+    """A label as Python writes it (``2.0``, ``'spam'``, not ``np.float64(2.0)``)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def _classes_of(labels: np.ndarray) -> np.ndarray:
+    """The two classes of a binary classifier's labels, sorted.
+
+    Labels that are all 0 or 1 (SageMaker's) give the classes 0 and 1 even when one of them is
+    absent, so that they train as they always have.
+    """
+    if labels.dtype.kind == "c":
+        raise InvalidInputError(f"Complex data not supported: y has dtype {labels.dtype}")
+    if labels.dtype.kind == "f":
+        bad = np.flatnonzero(~np.isfinite(labels))
+        if bad.size:
+            raise InvalidInputError(f"label of row {bad[0]} is not finite: {labels[bad[0]]}")
+        if (labels != np.round(labels)).any():
+            raise InvalidInputError(
+                "Unknown label type: continuous; binary_classifier labels are two classes (0/1, "
+                "-1/+1, two strings, ...): use predictor_type='regressor' for continuous targets"
+            )
+    classes, first = np.unique(labels, return_index=True)
+    if classes.dtype.kind in "biuf" and np.isin(classes, (0, 1)).all():
+        return _SAGEMAKER_CLASSES.astype(classes.dtype)
+    if len(classes) == 1:
+        raise InvalidInputError(
+            f"binary_classifier needs two classes in y, got 1 class: {_shown(classes[0])}"
+        )
+    if len(classes) > 2:
+        row = int(np.sort(first)[2])
+        raise InvalidInputError(
+            f"Only binary classification is supported. y holds {len(classes)} classes: "
+            f"row {row} holds a third, {_shown(labels[row])}"
+        )
+    return classes
+
+
+def _encode(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """The classifier's labels as 0.0/1.0, the index of each in ``classes``."""
+    index = np.minimum(np.searchsorted(classes, labels), 1)
+    unknown = np.flatnonzero(classes[index] != labels)
+    if unknown.size:
+        row = int(unknown[0])
+        raise InvalidInputError(
+            f"label of row {row} is {_shown(labels[row])}, not one of the model's classes {classes.tolist()}"
+        )
+    return index.astype(np.float64)
+
+
 def _labels(y: Any, n_rows: int, predictor_type: str) -> np.ndarray:
+    if y is None:
+        raise InvalidInputError(
+            "FactorizationMachine requires y to be passed, but the target y is None "
+            "(only RecordIO input carries its labels)"
+        )
     # float32 labels (what read_recordio returns) are passed to the core as they are: no copy.
     labels = _vector(y, n_rows, "y", (np.float32, np.float64))
     bad = np.flatnonzero(~np.isfinite(labels))
@@ -261,24 +374,76 @@ def _json_safe(value: Any) -> Any:
     return None
 
 
+class _ClassifierMethod:
+    """A method of the binary classifier only (scikit-learn's ``available_if``, without importing it).
+
+    On a regressor, looking it up raises ``AttributeError``: ``hasattr(regressor, "predict_proba")``
+    is ``False``, which is how scikit-learn tells a classifier's scorers and checks from a regressor's.
+    """
+
+    def __init__(self, method: Callable[..., Any]) -> None:
+        self.method = method
+        update_wrapper(self, method)
+
+    def __get__(self, model: Any, owner: type | None = None) -> Any:
+        if model is None:
+            return self
+        if model.predictor_type != "binary_classifier":
+            raise AttributeError(
+                f"{type(model).__name__} with predictor_type={model.predictor_type!r} has no "
+                f"{self.method.__name__}: it is a method of the binary_classifier"
+            )
+        return types.MethodType(self.method, model)
+
+
+def _unchanged_on_error(train: Callable[..., Any]) -> Callable[..., Any]:
+    """A training method after which an exception leaves the model as it was before the call.
+
+    Its fitted attributes (weights and optimizer state, ``history_``, ``best_epoch_``,
+    ``classes_``) are put back. Ctrl-C (``KeyboardInterrupt``, not an ``Exception``) is not
+    undone: it keeps the epochs that completed, as documented by :meth:`FactorizationMachine.fit`.
+    """
+
+    def unchanged_on_error(model: FactorizationMachine, *args: Any, **kwargs: Any) -> Any:
+        saved = {name: model.__dict__[name] for name in _FITTED_ATTRIBUTES if name in model.__dict__}
+        try:
+            return train(model, *args, **kwargs)
+        except Exception:
+            for name in _FITTED_ATTRIBUTES:
+                model.__dict__.pop(name, None)
+            model.__dict__.update(saved)
+            raise
+
+    return update_wrapper(unchanged_on_error, train)
+
+
 class FactorizationMachine:
     """A Factorization Machine with SageMaker FM's hyperparameters and defaults.
 
     The model scores a row ``x`` as ``ŷ = w0 + Σ wᵢxᵢ + ½ Σ_f [(Σᵢ v_if xᵢ)² - Σᵢ v_if² xᵢ²]``.
     ``predictor_type="regressor"`` minimises squared error; ``"binary_classifier"`` minimises the
     log loss of ``sigmoid(ŷ)`` against labels 0/1 and predicts label 1 when ``sigmoid(ŷ) ≥ 0.5``.
+    The classifier takes any two class labels (``classes_``, sorted; the second is SageMaker's
+    label 1) and follows scikit-learn's classifier protocol: :meth:`predict` returns class labels,
+    :meth:`predict_proba` the probabilities of both classes, :meth:`decision_function` the logit
+    ŷ. SageMaker's ``score`` is :meth:`predict_score` for both predictor types.
+
+    It is a scikit-learn estimator (tags, ``clone``, pipelines, searches, ``check_estimator``)
+    without depending on scikit-learn. An error in :meth:`fit` or :meth:`partial_fit` leaves a
+    fitted model as it was.
 
     Parameters
     ----------
     predictor_type : {"regressor", "binary_classifier"}
-        The task.
+        The task (SageMaker requires it; the default is scikit-learn's need of one).
     num_factors : int
-        Dimension ``k`` of the factors.
+        Dimension ``k`` of the factors, 1 to ``MAX_NUM_FACTORS`` (65,536). SageMaker requires
+        it; the default, 64, is that of SageMaker's FM examples.
     epochs : int
-        Passes over the data per :meth:`fit`.
+        Passes over the data per :meth:`fit` (below 2³²).
     mini_batch_size : int
-        Rows per gradient step; the gradient is averaged over the batch unless ``rescale_grad``
-        is set.
+        Rows per gradient step (below 2³²); the gradient is averaged over the batch unless
+        ``rescale_grad`` is set.
     bias_lr, linear_lr, factors_lr : float
         Learning rates of ``w0``, ``w`` and ``V``.
     bias_wd, linear_wd, factors_wd : float
@@ -299,9 +464,10 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
     optimizer : {"adam", "sgd", "adagrad"}
         Update rule (SageMaker FM uses Adam).
     n_threads : int
-        Threads for training and scoring; 0 uses every core (capped by ``FMFAST_NUM_THREADS``),
-        and training then times stretches of batches on all of them and on one and keeps
-        whichever is faster (more threads do not always pay). Results do not depend on it.
+        Threads for training and scoring, at most 1024; 0 uses every core (capped by
+        ``FMFAST_NUM_THREADS``), and training then times stretches of batches on all of them and
+        on one and keeps whichever is faster (more threads do not always pay). Results do not
+        depend on it.
     random_state : int, numpy Generator or None
         Seed of the initial weights.
     progress : bool or callable
@@ -309,10 +475,14 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
 
     Attributes
     ----------
+    classes_ : ndarray
+        The classifier's two class labels, sorted (0 and 1 for labels 0/1, RecordIO input and
+        SageMaker models).
     w0_, w_, V_ : float, ndarray, ndarray
         The fitted bias, linear weights ``(d,)`` and factors ``(d, k)``.
     feature_dim_ : int
-        Number of features ``d`` (inferred from ``X``); also ``n_features_in_``.
+        Number of features ``d`` (inferred from ``X``); also ``n_features_in_``. Like every
+        fitted attribute, absent (``NotFittedError``, an ``AttributeError``) before ``fit``.
     history_ : list of dict
         Training metrics of each epoch, under SageMaker's names, gathered during each pass.
     n_updates_ : int
@@ -321,8 +491,8 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
 
     def __init__(
         self,
-        predictor_type: str,
-        num_factors: int,
+        predictor_type: str = "regressor",
+        num_factors: int = 64,
         *,
         epochs: int = 1,
         mini_batch_size: int = 1000,
@@ -402,6 +572,14 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
             setattr(self, name, value)
         return self
 
+    def __sklearn_tags__(self) -> Any:
+        """scikit-learn's description of the estimator: a regressor, or a binary classifier."""
+        return tags(classifier=self.predictor_type == "binary_classifier")
+
+    def __sklearn_is_fitted__(self) -> bool:
+        """Whether the model has weights (scikit-learn's ``check_is_fitted`` asks this)."""
+        return getattr(self, "_state", None) is not None
+
     def __repr__(self) -> str:
         defaults = inspect.signature(type(self).__init__).parameters
         shown = [
@@ -420,16 +598,10 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
             )
         if self.optimizer not in _OPTIMIZERS:
             raise InvalidInputError(f"optimizer must be 'adam', 'sgd' or 'adagrad', got {self.optimizer!r}")
-        for name in ("num_factors", "epochs", "mini_batch_size"):
+        for name, (low, high) in _INT_RANGES.items():
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-                raise InvalidInputError(f"{name} must be an integer >= 1, got {value!r}")
-        if (
-            isinstance(self.n_threads, bool)
-            or not isinstance(self.n_threads, int | np.integer)
-            or self.n_threads < 0
-        ):
-            raise InvalidInputError(f"n_threads must be an integer >= 0, got {self.n_threads!r}")
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or not low <= value <= high:
+                raise InvalidInputError(f"{name} must be an integer >= {low} and <= {high}, got {value!r}")
         for group in _GROUPS:
             for kind in ("lr", "wd"):
                 value = getattr(self, f"{group}_{kind}")
@@ -521,8 +693,41 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
     def _fitted_state(self) -> _TrainState:
         state: _TrainState | None = getattr(self, "_state", None)
         if state is None:
-            raise InvalidInputError(f"this {type(self).__name__} is not fitted yet; call fit first")
+            raise not_fitted_error(f"this {type(self).__name__} is not fitted yet; call fit first")
         return state
+
+    def _check_n_features(self, n_cols: int, state: _TrainState) -> None:
+        if n_cols != state.linear.shape[0]:
+            raise InvalidInputError(
+                f"X has {n_cols} features, but {type(self).__name__} is expecting "
+                f"{state.linear.shape[0]} features as input (its feature_dim)"
+            )
+
+    def _encoded_target(self, y: Any, classes: Any = None) -> np.ndarray | None:
+        """``y`` as the labels training reads; for the classifier, sets ``classes_``.
+
+        The classifier's labels become 0/1, the index of each in the fitted model's classes, else
+        in ``classes`` (``partial_fit``'s first call) or in y's own. ``y=None`` (labels from
+        RecordIO records, 0 or 1) gives classes 0 and 1 to a model that has none.
+        """
+        classifier = self.predictor_type == "binary_classifier"
+        if classes is not None and not classifier:
+            raise InvalidInputError("classes is an argument of predictor_type='binary_classifier'")
+        target = None if y is None else _target(y)
+        if not classifier:
+            # Numbers held as Python objects (a pandas column of mixed types) are read as floats.
+            return target.astype(np.float64) if target is not None and target.dtype.kind == "O" else target
+        # A fitted regressor switched to the classifier by set_params has no classes yet.
+        fitted: np.ndarray | None = getattr(self, "classes_", None) if self.__sklearn_is_fitted__() else None
+        given = None if classes is None else _classes_of(np.asarray(classes))
+        if fitted is None and given is not None:
+            fitted = given
+        elif fitted is None:
+            fitted = _SAGEMAKER_CLASSES if target is None else _classes_of(target)
+        elif given is not None and not np.array_equal(given, fitted):
+            raise InvalidInputError(f"classes {given.tolist()} differ from the model's {fitted.tolist()}")
+        self.classes_ = fitted
+        return None if target is None else _encode(target, fitted)
 
     # -- training --------------------------------------------------------------------------------
 
@@ -562,12 +767,15 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
         """
         if rows.n_rows == 0:
             raise InvalidInputError("X has no rows")
-        if rows.n_cols != state.linear.shape[0]:
+        if rows.n_cols == 0:
             raise InvalidInputError(
-                f"X has {rows.n_cols} columns but the model has feature_dim {state.linear.shape[0]}"
+                f"X has 0 feature(s) (shape=({rows.n_rows}, 0)) while a minimum of 1 is required."
             )
+        self._check_n_features(rows.n_cols, state)
         labels = _labels(y, rows.n_rows, self.predictor_type)
         weights = None if sample_weight is None else _vector(sample_weight, rows.n_rows, "sample_weight")
+        if weights is not None and not weights.any():
+            raise InvalidInputError("every sample_weight is zero: there is nothing to learn from")
         t, stats, stopped = _fmfast.fm_fit_epochs(
             rows.n_cols,
             rows.indices,
@@ -634,6 +842,7 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
         self._state = state
         return total
 
+    @_unchanged_on_error
     def fit(
         self,
         X: Any,
@@ -650,7 +859,9 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
                 values is used without copying), or the path of a RecordIO-protobuf file or of a
                 directory of them (shards, read in name order), streamed with bounded memory; the
                 labels then come from the records.
-            y: one label per row (0/1 for the classifier); ``None`` for RecordIO input.
+            y: one label per row: the regressor's targets, or the classifier's labels of two
+                classes (any two values; 0/1 are SageMaker's); ``None`` for RecordIO input,
+                whose classifier labels are 0 or 1.
             sample_weight: optionally scales each row's gradient.
             eval_set: ``(X_eval, y_eval)`` evaluated after every epoch; its metrics join
                 ``history_`` with an ``eval_`` prefix. SageMaker has no such channel: an extra.
@@ -661,11 +872,14 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
         Ctrl-C stops training between blocks of mini-batches and leaves the model, its optimizer
         state and ``history_`` at the last complete epoch (unfitted when none had ended), then
         raises ``KeyboardInterrupt``. A fit of several epochs in memory keeps a copy of the
-        weights and optimizer state for this.
+        weights and optimizer state for this. Any other error leaves the model as it was before
+        the call.
         """
         if early_stopping_rounds is not None and (eval_set is None or early_stopping_rounds < 1):
             raise InvalidInputError("early_stopping_rounds needs an eval_set and must be at least 1")
+        self._check_params()
         self._state = None
+        y = self._encoded_target(y)
         self.best_epoch_: int | None = None
         self.history_: list[dict[str, float]] = []
         if eval_set is None and not _is_recordio_source(X):
@@ -696,13 +910,19 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
         self.history_ = history
         return self
 
-    def partial_fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> FactorizationMachine:
+    @_unchanged_on_error
+    def partial_fit(
+        self, X: Any, y: Any = None, sample_weight: Any = None, *, classes: Any = None
+    ) -> FactorizationMachine:
         """One more pass over ``X``, continuing from the current weights and optimizer state.
 
-        ``X`` is a matrix or RecordIO input, as in :meth:`fit`. An unfitted model is initialised
-        first, as by :meth:`fit`.
+        ``X`` and ``y`` are as in :meth:`fit`. An unfitted model is initialised first, as by
+        :meth:`fit`; ``classes`` (the classifier's two labels, scikit-learn's argument) then
+        names classes that the first ``y`` may not hold both of. An error leaves the model as it
+        was before the call.
         """
         history = self.history_ if getattr(self, "_state", None) is not None else []
+        y = self._encoded_target(y, classes)
         self.history_ = _history(history, self.predictor_type, [self._train_epoch(X, y, sample_weight)])
         return self
 
@@ -738,15 +958,12 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
         """Mini-batch updates applied so far."""
         return int(self._fitted_state().t)
 
-    def decision_function(self, X: Any) -> np.ndarray:
-        """Raw scores ŷ of the rows of ``X`` (logits for the classifier)."""
+    def _raw_scores(self, X: Any) -> np.ndarray:
+        """ŷ of the rows of ``X``: the regressor's prediction, the classifier's logit."""
         state = self._fitted_state()
         rows = _prepare_rows(X)
         _check_finite(rows)
-        if rows.n_cols != state.linear.shape[0]:
-            raise InvalidInputError(
-                f"X has {rows.n_cols} columns but the model has feature_dim {state.linear.shape[0]}"
-            )
+        self._check_n_features(rows.n_cols, state)
         with progress_callback(self.progress, rows.n_rows, "rows") as callback:
             return _fmfast.fm_predict(
                 rows.n_cols,
@@ -759,24 +976,56 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
                 progress=callback,
             )
 
-    def predict(self, X: Any) -> np.ndarray:
-        """SageMaker's ``score``: ŷ for the regressor, the probability ``sigmoid(ŷ)`` for the classifier."""
-        raw = self.decision_function(X)
+    def predict_score(self, X: Any) -> np.ndarray:
+        """SageMaker's ``score``: ŷ for the regressor, the classifier's probability ``sigmoid(ŷ)``.
+
+        The classifier's is the probability of its second class, ``classes_[1]`` (SageMaker's
+        label 1): what the endpoint and batch transform answer as ``score``.
+        """
+        raw = self._raw_scores(X)
         return raw if self.predictor_type == "regressor" else _sigmoid(raw)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The regressor's prediction ŷ, or the classifier's class label of each row.
+
+        The classifier predicts ``classes_[1]`` where ``sigmoid(ŷ) ≥ 0.5``, else ``classes_[0]``.
+        """
+        if self.predictor_type == "regressor":
+            return self._raw_scores(X)
+        index = self.predict_label(X)
+        labels: np.ndarray = self.classes_[index]
+        return labels
+
+    @_ClassifierMethod
+    def decision_function(self, X: Any) -> np.ndarray:
+        """The classifier's logit ŷ of each row, shape ``(n,)`` (positive favours ``classes_[1]``)."""
+        return self._raw_scores(X)
+
+    @_ClassifierMethod
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """The classifier's probabilities of ``classes_[0]`` and ``classes_[1]``, shape ``(n, 2)``.
+
+        The second column is SageMaker's score (:meth:`predict_score`).
+        """
+        score = self.predict_score(X)
+        return np.column_stack([1.0 - score, score])
 
     def predict_label(self, X: Any) -> np.ndarray:
         """SageMaker's ``predicted_label`` of the classifier: 1 where ``sigmoid(ŷ) ≥ 0.5``, else 0."""
         if self.predictor_type != "binary_classifier":
             raise InvalidInputError("predict_label needs predictor_type='binary_classifier'; use predict")
-        return (self.predict(X) >= 0.5).astype(np.int64)
+        return (self.predict_score(X) >= 0.5).astype(np.int64)
 
     def evaluate(self, X: Any, y: Any) -> dict[str, float]:
         """SageMaker's test metrics of ``X`` against ``y``, under SageMaker's names.
 
         ``rmse`` for the regressor; ``binary_classification_accuracy``,
-        ``binary_classification_cross_entropy`` and ``binary_f_beta`` (F1 at 0.5) for the classifier.
+        ``binary_classification_cross_entropy`` and ``binary_f_beta`` (F1 at 0.5) for the classifier,
+        whose ``y`` holds labels of its ``classes_``.
         """
-        raw = self.decision_function(X)
+        raw = self._raw_scores(X)
+        if self.predictor_type == "binary_classifier":
+            y = _encode(_target(y), self.classes_)
         labels = _labels(y, raw.shape[0], self.predictor_type)
         if raw.shape[0] == 0:
             raise InvalidInputError("X has no rows")
@@ -797,12 +1046,15 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
         """scikit-learn's score: R² for the regressor, accuracy for the classifier."""
         n_rows = _prepare_rows(X).n_rows
-        labels = _labels(y, n_rows, self.predictor_type)
         weights = (
             np.ones(n_rows) if sample_weight is None else _vector(sample_weight, n_rows, "sample_weight")
         )
         if self.predictor_type == "binary_classifier":
-            return float(np.average(self.predict_label(X) == labels, weights=weights))
+            truth = _target(y)
+            if truth.shape[0] != n_rows:
+                raise InvalidInputError(f"X has {n_rows} rows but y has {truth.shape[0]} values")
+            return float(np.average(self.predict(X) == truth, weights=weights))
+        labels = _labels(y, n_rows, self.predictor_type)
         residual = float((weights * (labels - self.predict(X)) ** 2).sum())
         total = float((weights * (labels - np.average(labels, weights=weights)) ** 2).sum())
         return 1.0 - residual / total if total > 0 else 0.0
@@ -831,6 +1083,8 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
         weights = (np.array([artifact.w0]), artifact.w, artifact.V)
         model._state = model._state_from(*(_aligned(w) for w in weights))
         model.history_ = []
+        if model.predictor_type == "binary_classifier":
+            model.classes_ = _SAGEMAKER_CLASSES
         return model
 
     def to_sagemaker(self, path: str | os.PathLike[str]) -> None:
@@ -859,7 +1113,8 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
         (format name and version, hyperparameters, history), written atomically: it appears whole
         or not at all. Optimizer state is included, so :meth:`partial_fit` can continue.
         Parameters JSON cannot hold are saved as ``None`` (a Generator ``random_state``) or
-        ``False`` (a ``progress`` callable).
+        ``False`` (a ``progress`` callable). The classifier's ``classes_`` are kept (labels
+        JSON can hold: numbers, strings, booleans).
         """
         state = self._fitted_state()
         header: dict[str, Any] = {
@@ -870,6 +1125,8 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
             "n_updates": int(state.t),
             "history": self.history_,
         }
+        if self.predictor_type == "binary_classifier":
+            header["classes"] = self.classes_.tolist()
         header["params"]["progress"] = bool(header["params"]["progress"])
         arrays = {name: getattr(state, name) for name in _STATE_ARRAYS}
         encoded = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
@@ -904,6 +1161,12 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
             model._check_params()
             state = _TrainState(**{name: arrays[name] for name in _STATE_ARRAYS}, t=int(header["n_updates"]))
             history = [dict(entry) for entry in header["history"]]
+            # Files written before classes were saved hold a classifier of labels 0/1.
+            classes = np.array(header.get("classes", _SAGEMAKER_CLASSES))
+            if model.predictor_type == "binary_classifier" and not (
+                classes.ndim == 1 and len(classes) == 2 and classes[0] < classes[1]
+            ):
+                raise ValueError(f"classes {classes.tolist()} are not two sorted labels")
         except (KeyError, TypeError, ValueError, InvalidInputError) as e:
             raise ModelFormatError(f"{os.fspath(path)!r} has an invalid header or arrays: {e}") from e
         d, k, slots = (
@@ -929,4 +1192,6 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
             setattr(state, name, _aligned(array))
         model._state = state
         model.history_ = history
+        if model.predictor_type == "binary_classifier":
+            model.classes_ = classes
         return model

@@ -5,7 +5,7 @@ For a query (user, context) ``x_u`` and an item ``x_i`` on disjoint feature colu
 sums computed once, then an exact top-K over every (query, item) pair in Rust, in parallel, one
 block of queries at a time, so the full score matrix never exists: an int16 first pass with a
 proven error bound keeps the few items that can still make a query's top ``k``, and those are
-rescored exactly. The result is what scoring every pair through ``predict`` and sorting would give
+rescored exactly. The result is what scoring every pair through ``predict_score`` and sorting would give
 (ties: lower item index first).
 """
 

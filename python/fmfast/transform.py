@@ -94,11 +94,11 @@ def _transform(
         with atomic_output(target) as out:
             for batch, _ in iter_recordio(source, batch_size):
                 X = check_instances(batch, feature_dim, first=count)
-                out.write(serialize_response(model.predict(X), model.predictor_type, accept))
+                out.write(serialize_response(model.predict_score(X), model.predictor_type, accept))
                 count += X.shape[0]
         return count
     X = parse_request(Path(source).read_bytes(), content_type, feature_dim)
-    scores: Any = model.predict(X) if X.shape[0] else np.zeros(0)
+    scores: Any = model.predict_score(X) if X.shape[0] else np.zeros(0)
     with atomic_output(target) as out:
         out.write(serialize_response(scores, model.predictor_type, accept))
     return int(X.shape[0])

@@ -4,7 +4,8 @@
 //! * [`recordio`]: SageMaker's RecordIO-protobuf training format, encoded and decoded in parallel.
 //! * [`fm`]: Factorization Machines at SageMaker's semantics: scoring, gradients, optimizers, training.
 //! * [`features`]: assembling a CSR feature matrix from one-hot, multi-hot and numeric blocks.
-//! * [`memory`]: large fresh output buffers (huge-page hints, zeroing in parallel).
+//! * [`memory`]: large fresh buffers (allocations that fail as errors, huge-page hints, zeroing in
+//!   parallel).
 //! * [`parallel`]: thread pools sized by the caller and the between-chunk progress/interrupt hook.
 //!
 //! Nothing here knows Python: functions take slices and return [`Result`].

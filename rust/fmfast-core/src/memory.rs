@@ -1,8 +1,28 @@
-//! Large fresh output buffers: huge-page hints to the operating system, and zeroing in parallel.
+//! Large fresh buffers: allocations sized by the caller's arguments that fail as errors, huge-page
+//! hints to the operating system, and zeroing in parallel.
 
 use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+
+/// `rows × width` copies of `value`, or [`Error::InvalidInput`] naming `what` when the size
+/// overflows or the allocation fails. For buffers whose size follows from the caller's arguments
+/// (`num_factors`, `mini_batch_size`, `epochs`): `vec!` would abort the process instead.
+pub fn try_filled<T: Clone>(rows: usize, width: usize, value: T, what: &str) -> Result<Vec<T>> {
+    let too_large = || {
+        Error::invalid(format!(
+            "cannot allocate {what}: {rows} × {width} values of {} bytes",
+            std::mem::size_of::<T>()
+        ))
+    };
+    let len = rows.checked_mul(width).ok_or_else(too_large)?;
+    let mut buffer = Vec::new();
+    buffer.try_reserve_exact(len).map_err(|_| too_large())?;
+    buffer.resize(len, value);
+    Ok(buffer)
+}
 
 /// Size of a transparent huge page on x86-64 and most aarch64 Linux systems.
 #[cfg(target_os = "linux")]
@@ -43,6 +63,15 @@ pub fn zeroed_in_parallel(buffer: &mut [MaybeUninit<u8>]) -> &mut [u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_beyond_memory_are_errors_not_aborts() {
+        for (rows, width) in [(usize::MAX, 2), (1 << 40, 1 << 20), (1 << 20, 1 << 40)] {
+            let err = try_filled(rows, width, 0.0f64, "the test buffer").unwrap_err();
+            assert!(err.to_string().starts_with("cannot allocate the test buffer:"), "{err}");
+        }
+        assert_eq!(try_filled(3, 2, 7u8, "a buffer").unwrap(), vec![7; 6]);
+    }
 
     #[test]
     fn buffers_come_back_zeroed_whatever_their_size() {

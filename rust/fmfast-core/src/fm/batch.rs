@@ -12,6 +12,7 @@ use super::train::{EpochStats, OptimizerState, TrainConfig};
 use super::{log_loss, sigmoid, Feature};
 use crate::csr::{CsrIndex, CsrView, Values};
 use crate::error::Error;
+use crate::memory::try_filled;
 use crate::parallel::Monitor;
 
 /// The training data, validated.
@@ -47,18 +48,20 @@ pub(super) struct Scratch {
 }
 
 impl Scratch {
-    /// Buffers for batches of up to `batch_rows` rows, trained on up to `max_threads` threads.
-    pub(super) fn new(batch_rows: usize, k: usize, max_threads: usize) -> Self {
-        Scratch {
-            s: vec![0.0; batch_rows * k],
-            scores: vec![0.0; batch_rows],
-            g: vec![0.0; batch_rows],
-            loss: vec![0.0; batch_rows],
-            outcome: vec![0; batch_rows],
+    /// Buffers for batches of up to `batch_rows` rows, trained on up to `max_threads` threads, or
+    /// an error when `batch_rows × k` is beyond memory.
+    pub(super) fn new(batch_rows: usize, k: usize, max_threads: usize) -> Result<Self, Error> {
+        let what = "the training scratch (mini-batch rows × num_factors); lower num_factors or mini_batch_size";
+        Ok(Scratch {
+            s: try_filled(batch_rows, k, 0.0, what)?,
+            scores: try_filled(batch_rows, 1, 0.0, what)?,
+            g: try_filled(batch_rows, 1, 0.0, what)?,
+            loss: try_filled(batch_rows, 1, 0.0, what)?,
+            outcome: try_filled(batch_rows, 1, 0, what)?,
             // At most 2·threads phase-1 tasks a batch (`Schedule::new`), each sorting for
             // 2·threads parts.
             entries: vec![Vec::new(); 4 * max_threads * max_threads],
-        }
+        })
     }
 }
 
@@ -676,6 +679,17 @@ mod tests {
     use crate::fm::{Optimizer, OptimizerKind};
     use crate::parallel::Unmonitored;
 
+    #[test]
+    fn scratch_beyond_memory_is_an_error() {
+        for (rows, k) in [(1 << 20, 1 << 40), (usize::MAX, 2)] {
+            let err = Scratch::new(rows, k, 1).err().expect("no scratch of that size");
+            assert!(
+                err.to_string().contains("lower num_factors or mini_batch_size"),
+                "{err}"
+            );
+        }
+    }
+
     /// Each feature's gradient sums (bit patterns) after phase 1 and the gathering half of phase 2
     /// of one batch, trained with the tasks and parts of `threads` threads, run one after another.
     fn gathered_sums(
@@ -692,7 +706,7 @@ mod tests {
             adaptive_threads: false,
         };
         let mut state = OptimizerState::new(&mut [], &mut [], &mut [], 0);
-        let mut scratch = Scratch::new(n, weights.k, threads);
+        let mut scratch = Scratch::new(n, weights.k, threads).unwrap();
         let marks: Vec<AtomicU32> = (0..weights.linear.len()).map(|_| AtomicU32::new(NO_SLOT)).collect();
         let stats = Mutex::new(vec![EpochStats::default()]);
         let (model, shared) = (SharedModel::new(weights, &mut state), SharedScratch::new(&mut scratch));

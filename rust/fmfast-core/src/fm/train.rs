@@ -46,6 +46,7 @@ use super::schedule::{Schedule, ThreadChooser, MIN_PARALLEL_ROWS, SEGMENT_ROWS};
 use super::Feature;
 use crate::csr::{CsrIndex, CsrView, Values};
 use crate::error::{Error, Result};
+use crate::memory::try_filled;
 use crate::parallel::Monitor;
 
 /// What one call to [`fit_epochs`] does.
@@ -256,10 +257,15 @@ fn train<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
         rayon::current_num_threads().clamp(1, batch_rows / MIN_PARALLEL_ROWS)
     };
     let k = weights.k;
-    let mut scratch = Scratch::new(batch_rows, k, max_threads);
+    let mut scratch = Scratch::new(batch_rows, k, max_threads)?;
     let marks: Vec<AtomicU32> = (0..weights.linear.len()).map(|_| AtomicU32::new(NO_SLOT)).collect();
     let (model, scratch) = (SharedModel::new(weights, state), SharedScratch::new(&mut scratch));
-    let stats = Mutex::new(vec![EpochStats::default(); config.epochs]);
+    let stats = Mutex::new(try_filled(
+        config.epochs,
+        1,
+        EpochStats::default(),
+        "the statistics of every epoch",
+    )?);
     let (t0, batches) = (state.t, n_rows.div_ceil(config.batch_size));
     let mut chooser = ThreadChooser::new(max_threads, config.adaptive_threads);
     let segment_batches = (SEGMENT_ROWS / config.batch_size).max(1);
