@@ -38,6 +38,9 @@ def _writers() -> dict[str, Callable[[Path, Path], object]]:
         "write_recordio": lambda scratch, target: fmfast.write_recordio(target, np.eye(2)),
         "RecordIOWriter": lambda scratch, target: fmfast.RecordIOWriter(target),
         "convert libsvm": lambda scratch, target: convert_file(libsvm_source(scratch), target),
+        "FactorizationMachine.save": lambda scratch, target: (
+            fmfast.FactorizationMachine("regressor", 2).fit(np.eye(2), np.ones(2)).save(target)
+        ),
     }
 
 
