@@ -17,15 +17,18 @@ import argparse
 import json
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Callable, Sequence
+from inspect import Parameter, signature
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import scipy.sparse as sp
 
 from fmfast import read_recordio, write_recordio
+from fmfast._atomic import check_writable
 from fmfast.convert import FORMATS, columns_path, convert_file, detect_format
 from fmfast.datasets import Ratings, synthetic_ratings
 from fmfast.evaluation import leave_n_out, ndcg_at_k, precision_at_k
@@ -66,6 +69,21 @@ RANKING_HYPERPARAMETERS = {
 RANKING_NEGATIVES = 4
 HELD_OUT = 10
 
+#: Named sets of hyperparameters for ``train --preset`` (``-H`` overrides them one by one).
+PRESETS = {"movielens": DEMO_HYPERPARAMETERS}
+
+#: What ``-H NAME=VALUE`` may set, with defaults: the estimator's keyword arguments, except
+#: ``progress`` (the CLI's ``--quiet``).
+HYPERPARAMETERS = {
+    name: parameter.default
+    for name, parameter in signature(FactorizationMachine).parameters.items()
+    if parameter.kind is Parameter.KEYWORD_ONLY and name != "progress"
+}
+
+
+class _UsageError(Exception):
+    """Arguments that parse but do not fit together; reported as argparse reports its own (exit 2)."""
+
 
 def _timed(work: Callable[[], object]) -> tuple[Any, float]:
     start = time.perf_counter()
@@ -85,6 +103,8 @@ def _load_demo_ratings(args: argparse.Namespace) -> tuple[Ratings, np.ndarray | 
 
 
 def _demo(args: argparse.Namespace) -> int:
+    if args.out:
+        check_writable(args.out)
     ratings, timestamps, source = _load_demo_ratings(args)
     X, y = ratings.one_hot()
     users, items = ratings.users, ratings.items
@@ -162,10 +182,8 @@ def _pairs_matrix(users: np.ndarray, items: np.ndarray, n_users: int, n_items: i
 
 
 def _train(args: argparse.Namespace) -> int:
-    hyperparameters = dict(_hyperparameter(text) for text in args.hyperparameter)
-    model = FactorizationMachine(
-        args.predictor_type, args.num_factors, progress=not args.quiet, **hyperparameters
-    )
+    model = _estimator(args)
+    check_writable(args.model)
     eval_set = None
     if args.validation:
         eval_set = read_recordio(args.validation)
@@ -193,14 +211,57 @@ def _write_trained(model: FactorizationMachine, args: argparse.Namespace) -> Non
     print(f"wrote {args.model}")
 
 
+def _estimator(args: argparse.Namespace) -> FactorizationMachine:
+    """The model ``train`` fits: the preset's hyperparameters, then ``-H``'s, checked together."""
+    hyperparameters = {**PRESETS.get(args.preset, {}), **dict(args.hyperparameter)}
+    model = FactorizationMachine(
+        args.predictor_type, args.num_factors, progress=not args.quiet, **hyperparameters
+    )
+    try:
+        model._check_params()  # what fit would refuse, refused before any file is read
+    except InvalidInputError as error:
+        raise _UsageError(error) from None
+    return model
+
+
 def _hyperparameter(text: str) -> tuple[str, Any]:
+    """``-H NAME=VALUE``: VALUE as JSON (``0.01``, ``null``), else as text."""
     name, _, value = text.partition("=")
     if not value:
-        raise InvalidInputError(f"expected NAME=VALUE, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    if name not in HYPERPARAMETERS:
+        raise argparse.ArgumentTypeError(f"unknown hyperparameter {name!r} (fmfast train --help lists them)")
     try:
         return name, json.loads(value)
     except json.JSONDecodeError:
         return name, value
+
+
+def _port(text: str) -> int:
+    """A TCP port number, 1 to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 1 to 65535, got {text!r}")
+    return port
+
+
+def _hyperparameters_epilog() -> str:
+    """``train --help``'s list of the ``-H`` names with their defaults, and of the presets."""
+
+    def listed(values: dict[str, Any], indent: str = "  ") -> str:
+        text = " ".join(f"{name}={value}" for name, value in values.items())
+        return textwrap.fill(text, width=96, initial_indent=indent, subsequent_indent=indent)
+
+    presets = "\n".join(f"  {name}:\n{listed(values, '    ')}" for name, values in PRESETS.items())
+    return (
+        "hyperparameters (-H NAME=VALUE), with their defaults:\n"
+        f"{listed(HYPERPARAMETERS)}\n\n"
+        f"presets (--preset NAME):\n{presets}\n\n"
+        "example: fmfast train train.recordio model.fmfast --num-factors 8 -H epochs=20"
+    )
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -247,6 +308,7 @@ def _recommend(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
+    check_writable(args.output)
     delimiter = {"tab": "\t", "\\t": "\t"}.get(args.delimiter, args.delimiter)
     kind = detect_format(args.input) if args.format == "auto" else args.format
     rows = convert_file(
@@ -307,38 +369,62 @@ class _Scorer:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    check_writable(args.output)
     model = load_model(args.model)
     count = transform_file(model, args.input, args.output, content_type=args.content_type, accept=args.accept)
     print(f"scored {count:,} instances into {args.output}")
     return 0
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Shows each option's default after its help, unless it has none (``None``, off, empty)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if not action.option_strings or default is None or default is False or default == []:
+            return text
+        if default is argparse.SUPPRESS or "%(default)" in text:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors take one line: ``prog: error: message``, exit 2."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``message`` on one line (``--help`` shows the usage) and exit with status 2."""
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``fmfast`` command."""
-    parser = argparse.ArgumentParser(
-        prog="fmfast", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="fmfast", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser(
         "demo", help="ratings -> RecordIO -> FM training -> evaluation -> top-10 (default: generated ratings)"
     )
-    demo.add_argument(
-        "--ratings", type=int, default=100_000, help="number of generated ratings (default 100,000)"
-    )
+    demo.add_argument("--ratings", type=int, default=100_000, help="number of generated ratings")
     demo.add_argument(
         "--ratings-file", help="use this ratings file (u.data, ratings.dat, ratings.csv, .inter)"
     )
-    demo.add_argument("--epochs", type=int, default=30)
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--epochs", type=int, default=30, help="training epochs of both models")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the generated ratings and the split")
     demo.add_argument("--out", help="keep the RecordIO file here (default: a temporary directory)")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(run=_demo)
 
     convert = commands.add_parser("convert", help="convert libSVM/libFM, CSV triples or .npz to RecordIO")
-    convert.add_argument("input")
-    convert.add_argument("output")
-    convert.add_argument("--format", choices=["auto", *FORMATS], default="auto")
+    convert.add_argument("input", help="libSVM/libFM text, CSV rating triples or a .npz matrix")
+    convert.add_argument("output", help="the RecordIO file to write")
+    convert.add_argument(
+        "--format", choices=["auto", *FORMATS], default="auto", help="input format; auto: from the suffix"
+    )
     convert.add_argument("--labels", help=".npy labels for an .npz input")
     convert.add_argument(
         "--n-features", type=int, help="feature dimension of libSVM input (default: inferred)"
@@ -362,24 +448,39 @@ def build_parser() -> argparse.ArgumentParser:
     convert.set_defaults(run=_convert)
 
     inspect = commands.add_parser("inspect", help="summarise a RecordIO file and check it suits SageMaker FM")
-    inspect.add_argument("file")
+    inspect.add_argument("file", help="a RecordIO file")
     inspect.add_argument("--quiet", action="store_true", help="no progress bar")
     inspect.set_defaults(run=_inspect)
 
     train = commands.add_parser(
         "train",
         help="train an FM on RecordIO (a file or a directory of shards)",
-        epilog="example: fmfast train train.recordio model.fmfast --num-factors 8 -H epochs=20",
+        epilog=_hyperparameters_epilog(),
     )
     train.add_argument("train", help="training RecordIO file or directory of shards")
     train.add_argument("model", help="where to write the model")
-    train.add_argument("--predictor-type", default="regressor", choices=["regressor", "binary_classifier"])
-    train.add_argument("--num-factors", type=int, default=64)
     train.add_argument(
-        "-H", "--hyperparameter", action="append", default=[], help="NAME=VALUE, SageMaker names"
+        "--predictor-type", default="regressor", choices=["regressor", "binary_classifier"], help="the task"
+    )
+    train.add_argument("--num-factors", type=int, default=64, help="dimension of the factors")
+    train.add_argument(
+        "-H",
+        "--hyperparameter",
+        action="append",
+        default=[],
+        type=_hyperparameter,
+        metavar="NAME=VALUE",
+        help="a hyperparameter (repeatable; the names are listed below)",
+    )
+    train.add_argument(
+        "--preset", choices=sorted(PRESETS), help="start from these tuned hyperparameters (listed below)"
     )
     train.add_argument("--validation", help="RecordIO evaluated after every epoch")
-    train.add_argument("--early-stopping-rounds", type=int)
+    train.add_argument(
+        "--early-stopping-rounds",
+        type=int,
+        help="stop after this many epochs without a better validation score (needs --validation)",
+    )
     train.add_argument("--sagemaker", action="store_true", help="write a SageMaker model.tar.gz instead")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=_train)
@@ -396,12 +497,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="top-K items for users of a one-hot user + item model",
         epilog="example: fmfast recommend model.fmfast train.recordio.columns.json --user 196 -k 10",
     )
-    recommend_cmd.add_argument("model")
+    recommend_cmd.add_argument("model", help="an fmfast model file or a SageMaker FM model.tar.gz")
     recommend_cmd.add_argument(
         "columns", help="the .columns.json that `fmfast convert` wrote for the ratings"
     )
     recommend_cmd.add_argument("--user", action="append", required=True, help="a user id (repeatable)")
-    recommend_cmd.add_argument("-k", type=int, default=10)
+    recommend_cmd.add_argument("-k", type=int, default=10, help="items per user")
     recommend_cmd.add_argument(
         "--exclude-seen", help="RecordIO of the training ratings: skip items already rated"
     )
@@ -409,15 +510,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="serve a model over HTTP with the SageMaker container contract")
     serve.add_argument("model", help="an fmfast model file or a SageMaker FM model.tar.gz")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--max-body-bytes", type=int, default=6 * 1024 * 1024)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=_port, default=8080, help="TCP port, 1-65535")
+    serve.add_argument(
+        "--max-body-bytes", type=int, default=6 * 1024 * 1024, help="largest request body accepted"
+    )
     serve.set_defaults(run=_serve)
 
     predict = commands.add_parser("predict", help="batch transform: score a file of requests into a file")
     predict.add_argument("model", help="an fmfast model file or a SageMaker FM model.tar.gz")
     predict.add_argument("input", help="requests: .recordio, .json or .jsonl (or pass --content-type)")
-    predict.add_argument("output")
+    predict.add_argument("output", help="the responses file to write")
     predict.add_argument("--content-type", help="request type (default: from the input's suffix)")
     predict.add_argument("--accept", default="application/jsonlines", help="response type")
     predict.set_defaults(run=_predict)
@@ -429,9 +532,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args))
-    except (FmFastError, OSError) as error:
+    except _UsageError as error:
         print(f"fmfast {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except (FmFastError, OSError) as error:
+        print(f"fmfast: error: {_describe(error)}", file=sys.stderr)
+        return 1
+
+
+def _describe(error: Exception) -> str:
+    """The error in one line; a file error as ``path: reason``, the way Unix tools put it."""
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        return f"{error.filename}: {error.strerror}"
+    return str(error)
 
 
 if __name__ == "__main__":
