@@ -9,19 +9,13 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import fmfast
 import numpy as np
 import pytest
 from fmfast.cli import DEMO_HYPERPARAMETERS, HYPERPARAMETERS, build_parser
-
-
-def fmfast_cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``fmfast ARGS`` and capture what it prints."""
-    command = [sys.executable, "-m", "fmfast.cli", *map(str, args)]
-    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=120)
+from run_cli import fmfast_cli
 
 
 def assert_one_line_error(run: subprocess.CompletedProcess[str], status: int, expected: str) -> None:
@@ -83,6 +77,8 @@ def test_a_directory_given_as_a_file_is_named(tmp_path, trained, command):
         ["convert", "{libsvm}", "{out}/train.recordio"],
         ["predict", "{model}", "{data}", "{out}/responses.jsonl"],
         ["demo", "--ratings", "2000", "--epochs", "1", "--out", "{out}/demo.recordio"],
+        ["split", "{libsvm}", "{out}/train.csv", "test.csv"],
+        ["split", "{libsvm}", "train.csv", "{out}/test.csv"],
     ],
     ids=lambda command: " ".join(part for part in command if "{" not in part),
 )
@@ -97,7 +93,7 @@ def test_an_output_directory_that_cannot_be_written_fails_before_any_work(
     if problem == "a file":
         out.write_text("not a directory")
     args = [part.format(data=data, model=model, libsvm=libsvm, out=out) for part in command]
-    run = fmfast_cli(*args)
+    run = fmfast_cli(*args, cwd=tmp_path)  # relative outputs would land in tmp_path
     name = Path(next(arg for arg in args if arg.startswith(str(out)))).name
     assert_one_line_error(run, 1, f"fmfast: error: {out}: No such directory to write {name} into")
     assert run.stdout == "", "nothing was trained, converted or scored"

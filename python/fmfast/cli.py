@@ -1,8 +1,10 @@
-"""The ``fmfast`` command line: demo, convert, inspect, train, evaluate, recommend, serve, predict.
+"""The ``fmfast`` command line: demo, split, convert, inspect, train, evaluate, recommend, serve, predict.
 
 Examples::
 
     fmfast demo                                   # ratings -> RecordIO -> train -> evaluate -> top-10
+    fmfast split ratings.csv train.csv test.csv   # hold out 20% of the ratings at random
+    fmfast split u.data train.csv test.csv --method leave-n-out --n 10   # each user's latest 10
     fmfast convert ratings.csv train.recordio     # user,item,rating triples -> one-hot FM rows
     fmfast convert train.libsvm train.recordio    # libSVM/libFM text
     fmfast convert X.npz train.recordio --labels y.npy
@@ -28,15 +30,15 @@ import numpy as np
 import scipy.sparse as sp
 
 from fmfast import read_recordio, write_recordio
-from fmfast._atomic import check_writable
+from fmfast._atomic import atomic_output, check_writable
 from fmfast.convert import FORMATS, columns_path, convert_file, detect_format
 from fmfast.datasets import Ratings, synthetic_ratings
-from fmfast.evaluation import leave_n_out, ndcg_at_k, precision_at_k
+from fmfast.evaluation import leave_n_out, ndcg_at_k, precision_at_k, random_split, temporal_split
 from fmfast.exceptions import FmFastError, InvalidInputError
 from fmfast.implicit import sample_negatives
 from fmfast.inspect import inspect_recordio
 from fmfast.model import FactorizationMachine
-from fmfast.ratings import load_ratings
+from fmfast.ratings import RatingsData, load_ratings
 from fmfast.recommend import most_popular, one_hot, recommend
 from fmfast.transform import load_model, transform_file
 
@@ -248,6 +250,17 @@ def _port(text: str) -> int:
     return port
 
 
+def _fraction(text: str) -> float:
+    """A share, 0 to 1."""
+    try:
+        share = float(text)
+    except ValueError:
+        share = -1.0
+    if not 0.0 <= share <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
+    return share
+
+
 def _hyperparameters_epilog() -> str:
     """``train --help``'s list of the ``-H`` names with their defaults, and of the presets."""
 
@@ -262,6 +275,43 @@ def _hyperparameters_epilog() -> str:
         f"presets (--preset NAME):\n{presets}\n\n"
         "example: fmfast train train.recordio model.fmfast --num-factors 8 -H epochs=20"
     )
+
+
+def _split(args: argparse.Namespace) -> int:
+    for output in (args.train, args.test):
+        check_writable(output)
+    data = load_ratings(args.ratings, delimiter=args.delimiter)
+    if args.method == "random":
+        train, test = random_split(len(data), args.test_fraction, seed=args.seed)
+    elif args.method == "leave-n-out":
+        train, test = leave_n_out(data.users, args.n, data.timestamps, seed=args.seed)
+    else:
+        if data.timestamps is None:
+            raise InvalidInputError(f"{args.ratings} has no timestamps to split by time")
+        cut = args.cut
+        if cut is None:  # the time that leaves about --test-fraction of the ratings at or after it
+            cut = int(np.quantile(data.timestamps, 1.0 - args.test_fraction, method="higher"))
+        train, test = temporal_split(data.timestamps, cut)
+    for output, rows in ((args.train, train), (args.test, test)):
+        with atomic_output(output) as out:
+            out.write(_ratings_csv(data, rows).encode())
+    print(f"wrote {len(train):,} ratings to {args.train} and {len(test):,} to {args.test}")
+    return 0
+
+
+def _ratings_csv(data: RatingsData, rows: np.ndarray) -> str:
+    """Rows of ``data`` as CSV: a ``user,item,rating[,timestamp]`` header, the file's own ids."""
+    columns = [data.user_ids[data.users[rows]], data.item_ids[data.items[rows]], data.ratings[rows]]
+    header = ["user", "item", "rating"]
+    if data.timestamps is not None:
+        columns.append(data.timestamps[rows])
+        header.append("timestamp")
+    fields = [column.astype(str) for column in columns]  # float32 ratings print shortest: 3.5
+    for ids in fields[:2]:
+        commas = np.char.find(ids, ",") >= 0
+        if commas.any():
+            raise InvalidInputError(f"id {ids[commas][0]!r} holds a comma, which a CSV field cannot")
+    return "\n".join([",".join(header), *map(",".join, zip(*fields, strict=True)), ""])
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -418,6 +468,37 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", help="keep the RecordIO file here (default: a temporary directory)")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(run=_demo)
+
+    split = commands.add_parser(
+        "split",
+        help="split a ratings file into train and test CSV files",
+        description="Split a ratings file (u.data, ratings.dat, ratings.csv, .inter, any CSV/TSV of\n"
+        "user, item, rating[, timestamp]) into two CSV files with the header\n"
+        "user,item,rating[,timestamp], rows in the input's order, with its ids.",
+    )
+    split.add_argument("ratings", help="the ratings file to split")
+    split.add_argument("train", help="the training CSV to write")
+    split.add_argument("test", help="the test CSV to write")
+    split.add_argument(
+        "--method",
+        choices=["random", "leave-n-out", "temporal"],
+        default="random",
+        help="random: --test-fraction of the ratings; leave-n-out: --n ratings of each user with more, "
+        "the latest when the file has times, else random ones; temporal: the ratings at or after --cut",
+    )
+    split.add_argument(
+        "--test-fraction",
+        type=_fraction,
+        default=0.2,
+        help="share of test ratings (random, temporal without --cut)",
+    )
+    split.add_argument("--n", type=int, default=HELD_OUT, help="test ratings per user (leave-n-out)")
+    split.add_argument(
+        "--cut", type=int, help="first test timestamp (temporal; default: from --test-fraction)"
+    )
+    split.add_argument("--seed", type=int, default=0, help="seed of the random choices")
+    split.add_argument("--delimiter", help="field separator of the input (default: detected)")
+    split.set_defaults(run=_split)
 
     convert = commands.add_parser("convert", help="convert libSVM/libFM, CSV triples or .npz to RecordIO")
     convert.add_argument("input", help="libSVM/libFM text, CSV rating triples or a .npz matrix")
