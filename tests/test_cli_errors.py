@@ -69,6 +69,16 @@ def test_a_directory_given_as_a_file_is_named(tmp_path, trained, command):
     assert_one_line_error(run, 1, f"fmfast: error: {directory}: Is a directory")
 
 
+def test_a_corrupt_validation_file_is_named_before_training(tmp_path, trained):
+    data, _ = trained
+    corrupt = tmp_path / "validation.recordio"
+    corrupt.write_bytes(b"\0" * 12)
+    run = fmfast_cli("train", data, tmp_path / "out.fmfast", "--validation", corrupt)
+    assert run.returncode == 1 and run.stdout == ""
+    assert run.stderr.startswith(f"fmfast: error: {corrupt}: record 0 at byte offset 0: bad magic")
+    assert run.stderr.count("\n") == 1
+
+
 @pytest.mark.parametrize(
     "command",
     [

@@ -94,3 +94,17 @@ def test_an_output_over_a_directory_raises_is_a_directory_and_leaves_nothing(tmp
         fmfast.write_recordio(target, np.eye(2))
     assert caught.value.filename == str(target)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"] and not any(target.iterdir())
+
+
+# The text converters report a bad line by its number (ParseError), not a record.
+_RECORDIO_READERS = {name: read for name, read in _readers().items() if not name.startswith("convert")}
+
+
+@pytest.mark.parametrize("read", _RECORDIO_READERS.values(), ids=_RECORDIO_READERS.keys())
+def test_corrupt_content_read_from_a_path_names_the_file(tmp_path, read):
+    path = tmp_path / "corrupt.recordio"
+    path.write_bytes(b"\0" * 12)
+    with pytest.raises(fmfast.RecordIOError, match="bad magic") as caught:
+        read(path)
+    assert caught.value.filename == str(path) and str(caught.value).startswith(f"{path}: record 0 at")
+    assert (caught.value.record, caught.value.offset) == (0, 0)
