@@ -129,5 +129,5 @@ def test_a_fraction_outside_0_1_is_a_usage_error(tmp_path, fraction):
     assert run.returncode == 2
     assert (
         run.stderr
-        == f"fmfast split: error: argument --test-fraction: expected a number from 0 to 1, got '{fraction}'\n"
+        == f"fmfast split: error: argument --test-fraction: expected a share from 0 to 1, got '{fraction}'\n"
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 import textwrap
@@ -239,26 +240,19 @@ def _hyperparameter(text: str) -> tuple[str, Any]:
         return name, value
 
 
-def _port(text: str) -> int:
-    """A TCP port number, 1 to 65535."""
-    try:
-        port = int(text)
-    except ValueError:
-        port = 0
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number from 1 to 65535, got {text!r}")
-    return port
+def _within(kind: Callable[[str], float], low: float, high: float, what: str) -> Callable[[str], Any]:
+    """An argparse ``type`` reading ``kind`` (int, float) from ``low`` to ``high`` inclusive."""
 
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = math.nan
+        if not low <= value <= high:  # NaN included
+            raise argparse.ArgumentTypeError(f"expected {what} from {low:g} to {high:g}, got {text!r}")
+        return value
 
-def _fraction(text: str) -> float:
-    """A share, 0 to 1."""
-    try:
-        share = float(text)
-    except ValueError:
-        share = -1.0
-    if not 0.0 <= share <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
-    return share
+    return parse
 
 
 def _hyperparameters_epilog() -> str:
@@ -488,7 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     split.add_argument(
         "--test-fraction",
-        type=_fraction,
+        type=_within(float, 0.0, 1.0, "a share"),
         default=0.2,
         help="share of test ratings (random, temporal without --cut)",
     )
@@ -592,7 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve a model over HTTP with the SageMaker container contract")
     serve.add_argument("model", help="an fmfast model file or a SageMaker FM model.tar.gz")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=_port, default=8080, help="TCP port, 1-65535")
+    serve.add_argument("--port", type=_within(int, 1, 65535, "a port number"), default=8080, help="TCP port")
     serve.add_argument(
         "--max-body-bytes", type=int, default=6 * 1024 * 1024, help="largest request body accepted"
     )
