@@ -283,8 +283,10 @@ def _split(args: argparse.Namespace) -> int:
         if data.timestamps is None:
             raise InvalidInputError(f"{args.ratings} has no timestamps to split by time")
         cut = args.cut
-        if cut is None:  # the time that leaves about --test-fraction of the ratings at or after it
-            cut = int(np.quantile(data.timestamps, 1.0 - args.test_fraction, method="higher"))
+        if cut is None:  # the time of the first of the latest --test-fraction ratings (ties join it)
+            times = np.sort(data.timestamps)
+            n_test = round(args.test_fraction * len(times))
+            cut = int(times[-n_test]) if n_test else int(times[-1]) + 1
         train, test = temporal_split(data.timestamps, cut)
     for output, rows in ((args.train, train), (args.test, test)):
         with atomic_output(output) as out:
