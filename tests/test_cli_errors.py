@@ -152,6 +152,26 @@ def test_serve_refuses_a_port_out_of_range_in_one_line(tmp_path, port):
     assert_one_line_error(run, 2, expected)
 
 
+@pytest.mark.parametrize(
+    ("command", "option", "value", "least"),
+    [
+        (["demo"], "--ratings", "0", 1),
+        (["demo"], "--seed", "-1", 0),
+        (["split", "r.csv", "a.csv", "b.csv"], "--seed", "-3", 0),
+        (["split", "r.csv", "a.csv", "b.csv"], "--n", "-1", 0),
+        (["train", "t.recordio", "m.fmfast"], "--early-stopping-rounds", "0", 1),
+        (["recommend", "m.fmfast", "c.json", "--user", "1"], "-k", "0", 1),
+        (["serve", "m.fmfast"], "--max-body-bytes", "-5", 1),
+        (["convert", "in.libsvm", "out.recordio"], "--n-features", "x", 1),
+    ],
+    ids=lambda part: part if isinstance(part, str) else None,
+)
+def test_counts_below_their_least_value_are_usage_errors_in_one_line(tmp_path, command, option, value, least):
+    run = fmfast_cli(*command, option, value, cwd=tmp_path)
+    expected = f"argument {option}: expected a whole number of at least {least}, got '{value}'"
+    assert_one_line_error(run, 2, f"fmfast {command[0]}: error: {expected}")
+
+
 def test_train_help_lists_every_hyperparameter_with_its_default_and_the_presets():
     run = fmfast_cli("train", "--help")
     assert run.returncode == 0

@@ -240,8 +240,11 @@ def _hyperparameter(text: str) -> tuple[str, Any]:
         return name, value
 
 
-def _within(kind: Callable[[str], float], low: float, high: float, what: str) -> Callable[[str], Any]:
+def _within(
+    kind: Callable[[str], float], low: float, high: float = math.inf, what: str = "a whole number"
+) -> Callable[[str], Any]:
     """An argparse ``type`` reading ``kind`` (int, float) from ``low`` to ``high`` inclusive."""
+    bounds = f"from {low:g} to {high:g}" if high < math.inf else f"of at least {low:g}"
 
     def parse(text: str) -> Any:
         try:
@@ -249,7 +252,7 @@ def _within(kind: Callable[[str], float], low: float, high: float, what: str) ->
         except ValueError:
             value = math.nan
         if not low <= value <= high:  # NaN included
-            raise argparse.ArgumentTypeError(f"expected {what} from {low:g} to {high:g}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected {what} {bounds}, got {text!r}")
         return value
 
     return parse
@@ -455,12 +458,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="ratings -> RecordIO -> FM training -> evaluation -> top-10 (default: generated ratings)"
     )
-    demo.add_argument("--ratings", type=int, default=100_000, help="number of generated ratings")
+    demo.add_argument("--ratings", type=_within(int, 1), default=100_000, help="number of generated ratings")
     demo.add_argument(
         "--ratings-file", help="use this ratings file (u.data, ratings.dat, ratings.csv, .inter)"
     )
-    demo.add_argument("--epochs", type=int, default=30, help="training epochs of both models")
-    demo.add_argument("--seed", type=int, default=0, help="seed of the generated ratings and the split")
+    demo.add_argument("--epochs", type=_within(int, 1), default=30, help="training epochs of both models")
+    demo.add_argument(
+        "--seed", type=_within(int, 0), default=0, help="seed of the generated ratings and the split"
+    )
     demo.add_argument("--out", help="keep the RecordIO file here (default: a temporary directory)")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(run=_demo)
@@ -488,11 +493,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.2,
         help="share of test ratings (random, temporal without --cut)",
     )
-    split.add_argument("--n", type=int, default=HELD_OUT, help="test ratings per user (leave-n-out)")
+    split.add_argument(
+        "--n", type=_within(int, 0), default=HELD_OUT, help="test ratings per user (leave-n-out)"
+    )
     split.add_argument(
         "--cut", type=int, help="first test timestamp (temporal; default: from --test-fraction)"
     )
-    split.add_argument("--seed", type=int, default=0, help="seed of the random choices")
+    split.add_argument("--seed", type=_within(int, 0), default=0, help="seed of the random choices")
     split.add_argument("--delimiter", help="field separator of the input (default: detected)")
     split.set_defaults(run=_split)
 
@@ -504,7 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     convert.add_argument("--labels", help=".npy labels for an .npz input")
     convert.add_argument(
-        "--n-features", type=int, help="feature dimension of libSVM input (default: inferred)"
+        "--n-features", type=_within(int, 1), help="feature dimension of libSVM input (default: inferred)"
     )
     base = convert.add_mutually_exclusive_group()
     base.add_argument(
@@ -555,7 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--validation", help="RecordIO evaluated after every epoch")
     train.add_argument(
         "--early-stopping-rounds",
-        type=int,
+        type=_within(int, 1),
         help="stop after this many epochs without a better validation score (needs --validation)",
     )
     train.add_argument("--sagemaker", action="store_true", help="write a SageMaker model.tar.gz instead")
@@ -579,7 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
         "columns", help="the .columns.json that `fmfast convert` wrote for the ratings"
     )
     recommend_cmd.add_argument("--user", action="append", required=True, help="a user id (repeatable)")
-    recommend_cmd.add_argument("-k", type=int, default=10, help="items per user")
+    recommend_cmd.add_argument("-k", type=_within(int, 1), default=10, help="items per user")
     recommend_cmd.add_argument(
         "--exclude-seen", help="RecordIO of the training ratings: skip items already rated"
     )
@@ -590,7 +597,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=_within(int, 1, 65535, "a port number"), default=8080, help="TCP port")
     serve.add_argument(
-        "--max-body-bytes", type=int, default=6 * 1024 * 1024, help="largest request body accepted"
+        "--max-body-bytes",
+        type=_within(int, 1),
+        default=6 * 1024 * 1024,
+        help="largest request body accepted",
     )
     serve.set_defaults(run=_serve)
 
