@@ -172,6 +172,16 @@ def test_counts_below_their_least_value_are_usage_errors_in_one_line(tmp_path, c
     assert_one_line_error(run, 2, f"fmfast {command[0]}: error: {expected}")
 
 
+@pytest.mark.parametrize("content", [b"{not json", b"\xd7\x23\x0a", b'{"users": [1]}', b"[]"])
+def test_recommend_names_a_columns_file_it_cannot_use(tmp_path, trained, content):
+    _, model = trained
+    columns = tmp_path / "bad.columns.json"
+    columns.write_bytes(content)
+    run = fmfast_cli("recommend", model, columns, "--user", "1")
+    assert run.returncode == 1 and run.stderr.count("\n") == 1
+    assert run.stderr.startswith(f"fmfast: error: {columns} is not a .columns.json file: ")
+
+
 def test_train_help_lists_every_hyperparameter_with_its_default_and_the_presets():
     run = fmfast_cli("train", "--help")
     assert run.returncode == 0

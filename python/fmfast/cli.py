@@ -324,7 +324,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _recommend(args: argparse.Namespace) -> int:
     model = load_model(args.model)
-    columns = json.loads(Path(args.columns).read_text())
+    columns = _read_columns(args.columns)
     user_ids, item_ids = [str(u) for u in columns["users"]], [str(i) for i in columns["items"]]
     lookup = {user: code for code, user in enumerate(user_ids)}
     unknown = [user for user in args.user if user not in lookup]
@@ -354,6 +354,19 @@ def _recommend(args: argparse.Namespace) -> int:
         ]
         print(json.dumps({"user": user, "recommendations": ranked}))
     return 0
+
+
+def _read_columns(path: str) -> dict[str, list[Any]]:
+    """The ``{"users": [...], "items": [...]}`` that ``fmfast convert`` wrote beside its output."""
+    try:
+        columns = json.loads(Path(path).read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InvalidInputError(f"{path} is not a .columns.json file: {error}") from None
+    if not (isinstance(columns, dict) and isinstance(columns.get("users"), list)):
+        raise InvalidInputError(f"{path} is not a .columns.json file: no list of users")
+    if not isinstance(columns.get("items"), list):
+        raise InvalidInputError(f"{path} is not a .columns.json file: no list of items")
+    return columns
 
 
 def _convert(args: argparse.Namespace) -> int:
