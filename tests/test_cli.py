@@ -59,7 +59,7 @@ def test_train_evaluate_recommend_from_converted_ratings(tmp_path, capsys):
     seen = {f"i{i}" for u, i in zip(ratings.users, ratings.items, strict=True) if u == 3}
     recommended = [r["item"] for r in result["recommendations"]]
     assert result["user"] == "u3" and len(recommended) == 5 and not seen & set(recommended)
-    assert main(["recommend", str(model), columns, "--user", "nobody"]) == 2
+    assert main(["recommend", str(model), columns, "--user", "nobody"]) == 1
     assert "unknown user ids: nobody" in capsys.readouterr().err
 
 
@@ -115,7 +115,7 @@ def test_inspect_flags_what_fm_cannot_train_on(tmp_path, capsys):
 
 def test_errors_are_reported_not_raised(tmp_path, capsys):
     (tmp_path / "bad.recordio").write_bytes(b"\0" * 12)
-    assert main(["inspect", str(tmp_path / "bad.recordio")]) == 2
+    assert main(["inspect", str(tmp_path / "bad.recordio")]) == 1
     assert "bad magic" in capsys.readouterr().err
 
 

@@ -371,6 +371,6 @@ def test_cli_converts_libsvm_and_csv(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_cli_reports_parse_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     source, target = write(tmp_path, "bad.libsvm", "1 1:1\n1 1:?\n"), tmp_path / "out.recordio"
-    assert cli.main(["convert", str(source), str(target), "--quiet", "--format", "libsvm"]) == 2
+    assert cli.main(["convert", str(source), str(target), "--quiet", "--format", "libsvm"]) == 1
     assert "line 2" in capsys.readouterr().err
     assert not target.exists()

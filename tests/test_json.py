@@ -45,8 +45,8 @@ def test_the_helper_names_what_it_reads():
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (DEEP, "columns.json is JSON nested too deeply"),
-        ("[1]", 'columns.json is not a columns file: no "users" and "items" lists'),
+        (DEEP, "columns.json is not a .columns.json file: it is JSON nested too deeply"),
+        ("[1]", "columns.json is not a .columns.json file: no list of users"),
     ],
 )
 def test_recommend_refuses_a_bad_columns_file(tmp_path, capsys, content, message):
@@ -55,6 +55,6 @@ def test_recommend_refuses_a_bad_columns_file(tmp_path, capsys, content, message
     (tmp_path / "columns.json").write_text(content)
     assert (
         main(["recommend", str(tmp_path / "model.fmfast"), str(tmp_path / "columns.json"), "--user", "u"])
-        == 2
+        == 1
     )
     assert message in capsys.readouterr().err

@@ -51,5 +51,5 @@ def test_the_predict_command_reports_the_refusal(model, tmp_path, capsys):
         str(tmp_path / "requests.json"),
         str(tmp_path / "o"),
     ]
-    assert main(arguments) == 2
+    assert main(arguments) == 1
     assert "requests.json: instance 0 feature 1 has value nan" in capsys.readouterr().err

@@ -16,7 +16,8 @@ def progress_callback(
 ) -> Iterator[Callable[[int], object] | None]:
     """Yield the callback the Rust core calls with the cumulative count of ``unit`` done.
 
-    ``progress`` may be falsy (no reporting), ``True`` (a tqdm bar) or a callable of its own.
+    ``progress`` may be falsy (no reporting), ``True`` (a tqdm bar, drawn at the first report)
+    or a callable of its own.
     """
     if not progress:
         yield None
@@ -24,9 +25,18 @@ def progress_callback(
     if callable(progress):
         yield progress
         return
-    with tqdm(total=total, unit=unit, unit_scale=True, dynamic_ncols=True) as bar:
+    # The bar is drawn at the first report, not before: a job that fails to open its input
+    # (a missing file, say) then prints its error without an empty bar above it.
+    bar: tqdm | None = None
 
-        def advance(done: int) -> None:
-            bar.update(done - bar.n)
+    def advance(done: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, unit=unit, unit_scale=True, dynamic_ncols=True)
+        bar.update(done - bar.n)
 
+    try:
         yield advance
+    finally:
+        if bar is not None:
+            bar.close()

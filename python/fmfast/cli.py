@@ -1,8 +1,10 @@
-"""The ``fmfast`` command line: demo, convert, inspect, train, evaluate, recommend, serve, predict.
+"""The ``fmfast`` command line: demo, split, convert, inspect, train, evaluate, recommend, serve, predict.
 
 Examples::
 
     fmfast demo                                   # ratings -> RecordIO -> train -> evaluate -> top-10
+    fmfast split ratings.csv train.csv test.csv   # hold out 20% of the ratings at random
+    fmfast split u.data train.csv test.csv --method leave-n-out --n 10   # each user's latest 10
     fmfast convert ratings.csv train.recordio     # user,item,rating triples -> one-hot FM rows
     fmfast convert train.libsvm train.recordio    # libSVM/libFM text
     fmfast convert X.npz train.recordio --labels y.npy
@@ -15,26 +17,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Callable, Sequence
+from inspect import Parameter, signature
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import scipy.sparse as sp
 
 from fmfast import read_recordio, write_recordio
+from fmfast._atomic import atomic_output, check_writable
 from fmfast._json import loads
 from fmfast.convert import FORMATS, columns_path, convert_file, detect_format
 from fmfast.datasets import Ratings, synthetic_ratings
-from fmfast.evaluation import leave_n_out, ndcg_at_k, precision_at_k
+from fmfast.evaluation import leave_n_out, ndcg_at_k, precision_at_k, random_split, temporal_split
 from fmfast.exceptions import FmFastError, InvalidInputError
 from fmfast.implicit import sample_negatives
 from fmfast.inspect import inspect_recordio
 from fmfast.model import FactorizationMachine
-from fmfast.ratings import load_ratings
+from fmfast.ratings import RatingsData, load_ratings
 from fmfast.recommend import most_popular, one_hot, recommend
 from fmfast.transform import load_model, transform_file
 
@@ -67,6 +73,21 @@ RANKING_HYPERPARAMETERS = {
 RANKING_NEGATIVES = 4
 HELD_OUT = 10
 
+#: Named sets of hyperparameters for ``train --preset`` (``-H`` overrides them one by one).
+PRESETS = {"movielens": DEMO_HYPERPARAMETERS}
+
+#: What ``-H NAME=VALUE`` may set, with defaults: the estimator's keyword arguments, except
+#: ``progress`` (the CLI's ``--quiet``).
+HYPERPARAMETERS = {
+    name: parameter.default
+    for name, parameter in signature(FactorizationMachine).parameters.items()
+    if parameter.kind is Parameter.KEYWORD_ONLY and name != "progress"
+}
+
+
+class _UsageError(Exception):
+    """Arguments that parse but do not fit together; reported as argparse reports its own (exit 2)."""
+
 
 def _timed(work: Callable[[], object]) -> tuple[Any, float]:
     start = time.perf_counter()
@@ -86,6 +107,8 @@ def _load_demo_ratings(args: argparse.Namespace) -> tuple[Ratings, np.ndarray | 
 
 
 def _demo(args: argparse.Namespace) -> int:
+    if args.out:
+        check_writable(args.out)
     ratings, timestamps, source = _load_demo_ratings(args)
     X, y = ratings.one_hot()
     users, items = ratings.users, ratings.items
@@ -163,10 +186,8 @@ def _pairs_matrix(users: np.ndarray, items: np.ndarray, n_users: int, n_items: i
 
 
 def _train(args: argparse.Namespace) -> int:
-    hyperparameters = dict(_hyperparameter(text) for text in args.hyperparameter)
-    model = FactorizationMachine(
-        args.predictor_type, args.num_factors, progress=not args.quiet, **hyperparameters
-    )
+    model = _estimator(args)
+    check_writable(args.model)
     eval_set = None
     if args.validation:
         eval_set = read_recordio(args.validation)
@@ -194,14 +215,103 @@ def _write_trained(model: FactorizationMachine, args: argparse.Namespace) -> Non
     print(f"wrote {args.model}")
 
 
+def _estimator(args: argparse.Namespace) -> FactorizationMachine:
+    """The model ``train`` fits: the preset's hyperparameters, then ``-H``'s, checked together."""
+    hyperparameters = {**PRESETS.get(args.preset, {}), **dict(args.hyperparameter)}
+    model = FactorizationMachine(
+        args.predictor_type, args.num_factors, progress=not args.quiet, **hyperparameters
+    )
+    try:
+        model._check_params()  # what fit would refuse, refused before any file is read
+    except InvalidInputError as error:
+        raise _UsageError(error) from None
+    return model
+
+
 def _hyperparameter(text: str) -> tuple[str, Any]:
+    """``-H NAME=VALUE``: VALUE as JSON (``0.01``, ``null``), else as text."""
     name, _, value = text.partition("=")
     if not value:
-        raise InvalidInputError(f"expected NAME=VALUE, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    if name not in HYPERPARAMETERS:
+        raise argparse.ArgumentTypeError(f"unknown hyperparameter {name!r} (fmfast train --help lists them)")
     try:
         return name, loads(value, f"hyperparameter {name}")
     except InvalidInputError:
         return name, value
+
+
+def _within(
+    kind: Callable[[str], float], low: float, high: float = math.inf, what: str = "a whole number"
+) -> Callable[[str], Any]:
+    """An argparse ``type`` reading ``kind`` (int, float) from ``low`` to ``high`` inclusive."""
+    bounds = f"from {low:g} to {high:g}" if high < math.inf else f"of at least {low:g}"
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = math.nan
+        if not low <= value <= high:  # NaN included
+            raise argparse.ArgumentTypeError(f"expected {what} {bounds}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _hyperparameters_epilog() -> str:
+    """``train --help``'s list of the ``-H`` names with their defaults, and of the presets."""
+
+    def listed(values: dict[str, Any], indent: str = "  ") -> str:
+        text = " ".join(f"{name}={value}" for name, value in values.items())
+        return textwrap.fill(text, width=96, initial_indent=indent, subsequent_indent=indent)
+
+    presets = "\n".join(f"  {name}:\n{listed(values, '    ')}" for name, values in PRESETS.items())
+    return (
+        "hyperparameters (-H NAME=VALUE), with their defaults:\n"
+        f"{listed(HYPERPARAMETERS)}\n\n"
+        f"presets (--preset NAME):\n{presets}\n\n"
+        "example: fmfast train train.recordio model.fmfast --num-factors 8 -H epochs=20"
+    )
+
+
+def _split(args: argparse.Namespace) -> int:
+    for output in (args.train, args.test):
+        check_writable(output)
+    data = load_ratings(args.ratings, delimiter=args.delimiter)
+    if args.method == "random":
+        train, test = random_split(len(data), args.test_fraction, seed=args.seed)
+    elif args.method == "leave-n-out":
+        train, test = leave_n_out(data.users, args.n, data.timestamps, seed=args.seed)
+    else:
+        if data.timestamps is None:
+            raise InvalidInputError(f"{args.ratings} has no timestamps to split by time")
+        cut = args.cut
+        if cut is None:  # the time of the first of the latest --test-fraction ratings (ties join it)
+            times = np.sort(data.timestamps)
+            n_test = round(args.test_fraction * len(times))
+            cut = int(times[-n_test]) if n_test else int(times[-1]) + 1
+        train, test = temporal_split(data.timestamps, cut)
+    for output, rows in ((args.train, train), (args.test, test)):
+        with atomic_output(output) as out:
+            out.write(_ratings_csv(data, rows).encode())
+    print(f"wrote {len(train):,} ratings to {args.train} and {len(test):,} to {args.test}")
+    return 0
+
+
+def _ratings_csv(data: RatingsData, rows: np.ndarray) -> str:
+    """Rows of ``data`` as CSV: a ``user,item,rating[,timestamp]`` header, the file's own ids."""
+    columns = [data.user_ids[data.users[rows]], data.item_ids[data.items[rows]], data.ratings[rows]]
+    header = ["user", "item", "rating"]
+    if data.timestamps is not None:
+        columns.append(data.timestamps[rows])
+        header.append("timestamp")
+    fields = [column.astype(str) for column in columns]  # float32 ratings print shortest: 3.5
+    for ids in fields[:2]:
+        commas = np.char.find(ids, ",") >= 0
+        if commas.any():
+            raise InvalidInputError(f"id {ids[commas][0]!r} holds a comma, which a CSV field cannot")
+    return "\n".join([",".join(header), *map(",".join, zip(*fields, strict=True)), ""])
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -215,9 +325,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _recommend(args: argparse.Namespace) -> int:
     model = load_model(args.model)
-    columns = loads(Path(args.columns).read_bytes(), args.columns)
-    if not isinstance(columns, dict) or not all(isinstance(columns.get(k), list) for k in ("users", "items")):
-        raise InvalidInputError(f'{args.columns} is not a columns file: no "users" and "items" lists')
+    columns = _read_columns(args.columns)
     user_ids, item_ids = [str(u) for u in columns["users"]], [str(i) for i in columns["items"]]
     lookup = {user: code for code, user in enumerate(user_ids)}
     unknown = [user for user in args.user if user not in lookup]
@@ -249,7 +357,21 @@ def _recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_columns(path: str) -> dict[str, list[Any]]:
+    """The ``{"users": [...], "items": [...]}`` that ``fmfast convert`` wrote beside its output."""
+    try:
+        columns = loads(Path(path).read_bytes(), "it")
+    except InvalidInputError as error:
+        raise InvalidInputError(f"{path} is not a .columns.json file: {error}") from None
+    if not (isinstance(columns, dict) and isinstance(columns.get("users"), list)):
+        raise InvalidInputError(f"{path} is not a .columns.json file: no list of users")
+    if not isinstance(columns.get("items"), list):
+        raise InvalidInputError(f"{path} is not a .columns.json file: no list of items")
+    return columns
+
+
 def _convert(args: argparse.Namespace) -> int:
+    check_writable(args.output)
     delimiter = {"tab": "\t", "\\t": "\t"}.get(args.delimiter, args.delimiter)
     kind = detect_format(args.input) if args.format == "auto" else args.format
     rows = convert_file(
@@ -310,41 +432,100 @@ class _Scorer:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    check_writable(args.output)
     model = load_model(args.model)
     count = transform_file(model, args.input, args.output, content_type=args.content_type, accept=args.accept)
     print(f"scored {count:,} instances into {args.output}")
     return 0
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Shows each option's default after its help, unless it has none (``None``, off, empty)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if not action.option_strings or default is None or default is False or default == []:
+            return text
+        if default is argparse.SUPPRESS or "%(default)" in text:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors take one line: ``prog: error: message``, exit 2."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``message`` on one line (``--help`` shows the usage) and exit with status 2."""
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``fmfast`` command."""
-    parser = argparse.ArgumentParser(
-        prog="fmfast", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="fmfast", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser(
         "demo", help="ratings -> RecordIO -> FM training -> evaluation -> top-10 (default: generated ratings)"
     )
-    demo.add_argument(
-        "--ratings", type=int, default=100_000, help="number of generated ratings (default 100,000)"
-    )
+    demo.add_argument("--ratings", type=_within(int, 1), default=100_000, help="number of generated ratings")
     demo.add_argument(
         "--ratings-file", help="use this ratings file (u.data, ratings.dat, ratings.csv, .inter)"
     )
-    demo.add_argument("--epochs", type=int, default=30)
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--epochs", type=_within(int, 1), default=30, help="training epochs of both models")
+    demo.add_argument(
+        "--seed", type=_within(int, 0), default=0, help="seed of the generated ratings and the split"
+    )
     demo.add_argument("--out", help="keep the RecordIO file here (default: a temporary directory)")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(run=_demo)
 
+    split = commands.add_parser(
+        "split",
+        help="split a ratings file into train and test CSV files",
+        description="Split a ratings file (u.data, ratings.dat, ratings.csv, .inter, any CSV/TSV of\n"
+        "user, item, rating[, timestamp]) into two CSV files with the header\n"
+        "user,item,rating[,timestamp], rows in the input's order, with its ids.",
+    )
+    split.add_argument("ratings", help="the ratings file to split")
+    split.add_argument("train", help="the training CSV to write")
+    split.add_argument("test", help="the test CSV to write")
+    split.add_argument(
+        "--method",
+        choices=["random", "leave-n-out", "temporal"],
+        default="random",
+        help="random: --test-fraction of the ratings; leave-n-out: --n ratings of each user with more, "
+        "the latest when the file has times, else random ones; temporal: the ratings at or after --cut",
+    )
+    split.add_argument(
+        "--test-fraction",
+        type=_within(float, 0.0, 1.0, "a share"),
+        default=0.2,
+        help="share of test ratings (random, temporal without --cut)",
+    )
+    split.add_argument(
+        "--n", type=_within(int, 0), default=HELD_OUT, help="test ratings per user (leave-n-out)"
+    )
+    split.add_argument(
+        "--cut", type=int, help="first test timestamp (temporal; default: from --test-fraction)"
+    )
+    split.add_argument("--seed", type=_within(int, 0), default=0, help="seed of the random choices")
+    split.add_argument("--delimiter", help="field separator of the input (default: detected)")
+    split.set_defaults(run=_split)
+
     convert = commands.add_parser("convert", help="convert libSVM/libFM, CSV triples or .npz to RecordIO")
-    convert.add_argument("input")
-    convert.add_argument("output")
-    convert.add_argument("--format", choices=["auto", *FORMATS], default="auto")
+    convert.add_argument("input", help="libSVM/libFM text, CSV rating triples or a .npz matrix")
+    convert.add_argument("output", help="the RecordIO file to write")
+    convert.add_argument(
+        "--format", choices=["auto", *FORMATS], default="auto", help="input format; auto: from the suffix"
+    )
     convert.add_argument("--labels", help=".npy labels for an .npz input")
     convert.add_argument(
-        "--n-features", type=int, help="feature dimension of libSVM input (default: inferred)"
+        "--n-features", type=_within(int, 1), help="feature dimension of libSVM input (default: inferred)"
     )
     base = convert.add_mutually_exclusive_group()
     base.add_argument(
@@ -365,24 +546,39 @@ def build_parser() -> argparse.ArgumentParser:
     convert.set_defaults(run=_convert)
 
     inspect = commands.add_parser("inspect", help="summarise a RecordIO file and check it suits SageMaker FM")
-    inspect.add_argument("file")
+    inspect.add_argument("file", help="a RecordIO file")
     inspect.add_argument("--quiet", action="store_true", help="no progress bar")
     inspect.set_defaults(run=_inspect)
 
     train = commands.add_parser(
         "train",
         help="train an FM on RecordIO (a file or a directory of shards)",
-        epilog="example: fmfast train train.recordio model.fmfast --num-factors 8 -H epochs=20",
+        epilog=_hyperparameters_epilog(),
     )
     train.add_argument("train", help="training RecordIO file or directory of shards")
     train.add_argument("model", help="where to write the model")
-    train.add_argument("--predictor-type", default="regressor", choices=["regressor", "binary_classifier"])
-    train.add_argument("--num-factors", type=int, default=64)
     train.add_argument(
-        "-H", "--hyperparameter", action="append", default=[], help="NAME=VALUE, SageMaker names"
+        "--predictor-type", default="regressor", choices=["regressor", "binary_classifier"], help="the task"
+    )
+    train.add_argument("--num-factors", type=int, default=64, help="dimension of the factors")
+    train.add_argument(
+        "-H",
+        "--hyperparameter",
+        action="append",
+        default=[],
+        type=_hyperparameter,
+        metavar="NAME=VALUE",
+        help="a hyperparameter (repeatable; the names are listed below)",
+    )
+    train.add_argument(
+        "--preset", choices=sorted(PRESETS), help="start from these tuned hyperparameters (listed below)"
     )
     train.add_argument("--validation", help="RecordIO evaluated after every epoch")
-    train.add_argument("--early-stopping-rounds", type=int)
+    train.add_argument(
+        "--early-stopping-rounds",
+        type=_within(int, 1),
+        help="stop after this many epochs without a better validation score (needs --validation)",
+    )
     train.add_argument("--sagemaker", action="store_true", help="write a SageMaker model.tar.gz instead")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=_train)
@@ -399,12 +595,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="top-K items for users of a one-hot user + item model",
         epilog="example: fmfast recommend model.fmfast train.recordio.columns.json --user 196 -k 10",
     )
-    recommend_cmd.add_argument("model")
+    recommend_cmd.add_argument("model", help="an fmfast model file or a SageMaker FM model.tar.gz")
     recommend_cmd.add_argument(
         "columns", help="the .columns.json that `fmfast convert` wrote for the ratings"
     )
     recommend_cmd.add_argument("--user", action="append", required=True, help="a user id (repeatable)")
-    recommend_cmd.add_argument("-k", type=int, default=10)
+    recommend_cmd.add_argument("-k", type=_within(int, 1), default=10, help="items per user")
     recommend_cmd.add_argument(
         "--exclude-seen", help="RecordIO of the training ratings: skip items already rated"
     )
@@ -412,15 +608,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="serve a model over HTTP with the SageMaker container contract")
     serve.add_argument("model", help="an fmfast model file or a SageMaker FM model.tar.gz")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--max-body-bytes", type=int, default=6 * 1024 * 1024)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=_within(int, 1, 65535, "a port number"), default=8080, help="TCP port")
+    serve.add_argument(
+        "--max-body-bytes",
+        type=_within(int, 1),
+        default=6 * 1024 * 1024,
+        help="largest request body accepted",
+    )
     serve.set_defaults(run=_serve)
 
     predict = commands.add_parser("predict", help="batch transform: score a file of requests into a file")
     predict.add_argument("model", help="an fmfast model file or a SageMaker FM model.tar.gz")
     predict.add_argument("input", help="requests: .recordio, .json or .jsonl (or pass --content-type)")
-    predict.add_argument("output")
+    predict.add_argument("output", help="the responses file to write")
     predict.add_argument("--content-type", help="request type (default: from the input's suffix)")
     predict.add_argument("--accept", default="application/jsonlines", help="response type")
     predict.set_defaults(run=_predict)
@@ -432,9 +633,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args))
-    except (FmFastError, OSError) as error:
+    except _UsageError as error:
         print(f"fmfast {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except (FmFastError, OSError) as error:
+        print(f"fmfast: error: {_describe(error)}", file=sys.stderr)
+        return 1
+
+
+def _describe(error: Exception) -> str:
+    """The error in one line; a file error as ``path: reason``, the way Unix tools put it."""
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        return f"{error.filename}: {error.strerror}"
+    return str(error)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -23,7 +24,7 @@ import scipy.sparse as sp
 from fmfast import _fmfast
 from fmfast._inputs import DTypeArg, as_csr, as_dense, as_labels, core_values, csr_indices, tensor_dtype
 from fmfast._progress import Progress, progress_callback
-from fmfast.exceptions import InvalidInputError
+from fmfast.exceptions import InvalidInputError, RecordIOError
 
 Source = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, np.ndarray, IO[bytes]]
 Layout = Literal["sparse", "dense"]
@@ -211,6 +212,22 @@ def _is_path(source: Any) -> bool:
     return isinstance(source, (str, os.PathLike))
 
 
+@contextmanager
+def _naming_the_file(source: Any) -> Iterator[None]:
+    """Start the message of a :class:`RecordIOError` read from a path with that path.
+
+    The record and offset alone do not say which file is corrupt when several are read (a
+    training and a validation file, shards); ``.filename`` holds the path as well.
+    """
+    try:
+        yield
+    except RecordIOError as error:
+        if _is_path(source):
+            error.filename = os.fspath(source)
+            error.args = (f"{error.filename}: {error.args[0]}", *error.args[1:])
+        raise
+
+
 def read_recordio(
     source: Source, *, n_threads: int = 0, progress: Progress = None
 ) -> tuple[sp.csr_array, np.ndarray | None]:
@@ -226,11 +243,14 @@ def read_recordio(
         and the labels (``None`` when the records carry none). Dense records become full rows.
 
     Raises:
-        RecordIOError: corrupt, truncated or unsupported data; ``.record`` and ``.offset`` say where.
+        RecordIOError: corrupt, truncated or unsupported data; ``.record`` and ``.offset`` say where
+            (and ``.filename`` in which file, for a path).
+        OSError: a path that cannot be read (``FileNotFoundError``, ...), named by ``.filename``.
     """
     with progress_callback(progress, None, "record") as callback:
         if _is_path(source):
-            return _as_scipy(_fmfast.decode_file(Path(source), n_threads, callback))
+            with _naming_the_file(source):
+                return _as_scipy(_fmfast.decode_file(Path(source), n_threads, callback))
         if hasattr(source, "read"):
             source = source.read()  # type: ignore[union-attr]
         buffer = np.frombuffer(source, dtype=np.uint8)  # type: ignore[arg-type]
@@ -243,12 +263,13 @@ def iter_recordio(
     """Yield ``(X, labels)`` batches of at most ``batch_size`` records, with bounded memory.
 
     ``source`` is a path, a binary file object, or bytes. Every batch has the same number of
-    columns; errors name the record and byte offset in the whole stream.
+    columns; errors name the record and byte offset in the whole stream (and the file, for a path).
     """
     if batch_size < 1:
         raise InvalidInputError(f"batch_size must be at least 1, got {batch_size}")
     if isinstance(source, (bytes, bytearray, memoryview, np.ndarray)):
         source = io.BytesIO(bytes(source))
     reader = _fmfast.RecordIOReader(Path(source) if _is_path(source) else source)
-    while (batch := reader.next_batch(batch_size, n_threads)) is not None:
-        yield _as_scipy(batch)
+    with _naming_the_file(source):
+        while (batch := reader.next_batch(batch_size, n_threads)) is not None:
+            yield _as_scipy(batch)

@@ -1,6 +1,7 @@
 //! The one error type of the core: every fallible function returns [`Result`].
 
 use std::io;
+use std::path::{Path, PathBuf};
 
 /// Where in a RecordIO stream something went wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +33,9 @@ pub enum Error {
     /// The operating system refused a read or a write.
     #[error(transparent)]
     Io(#[from] io::Error),
+    /// The operating system refused to open, create or replace the file at `path`.
+    #[error("{}: {source}", .path.display())]
+    File { path: PathBuf, source: io::Error },
 }
 
 impl Error {
@@ -45,6 +49,15 @@ impl Error {
         Error::RecordIO {
             position: Position { record, offset },
             message: message.into(),
+        }
+    }
+
+    /// [`Error::File`] for `path`, to name the file an I/O error is about:
+    /// `File::open(path).map_err(Error::file(path))`.
+    pub fn file(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+        move |source| Error::File {
+            path: path.to_path_buf(),
+            source,
         }
     }
 }

@@ -1,6 +1,9 @@
 //! The `FmFastError` hierarchy, created here and re-exported by `fmfast/exceptions.py`, and the
 //! conversion of core errors into it.
 
+use std::io;
+use std::path::Path;
+
 use fmfast_core::Error;
 use pyo3::exceptions::{PyException, PyKeyboardInterrupt, PyOSError, PyValueError};
 use pyo3::prelude::*;
@@ -103,8 +106,42 @@ impl From<PyFmError> for PyErr {
                 err
             }),
             Error::Interrupted => PyKeyboardInterrupt::new_err(message),
-            Error::Io(io) => PyOSError::new_err(io.to_string()),
+            // PyO3 picks the subclass from the kind (`FileNotFoundError`, `PermissionError`, ...).
+            Error::Io(io) => io.into(),
+            Error::File { path, source } => file_error(&path, &source),
         }
+    }
+}
+
+/// `OSError(errno, strerror, path)`, which Python turns into the subclass of that errno
+/// (`FileNotFoundError`, `PermissionError`, `IsADirectoryError`, ...) with `.filename` set, as
+/// `open(path)` would raise it.
+fn file_error(path: &Path, source: &io::Error) -> PyErr {
+    let filename = path.as_os_str().to_os_string();
+    match source.raw_os_error().or_else(|| errno_of(source.kind())) {
+        Some(errno) => {
+            let message = io::Error::from_raw_os_error(errno).to_string();
+            let suffix = format!(" (os error {errno})");
+            let strerror = message.strip_suffix(&suffix).unwrap_or(&message).to_owned();
+            PyOSError::new_err((errno, strerror, filename))
+        }
+        // Not an operating-system error (a short read, say): the message names the file.
+        None => PyOSError::new_err(format!("{}: {source}", path.display())),
+    }
+}
+
+/// The errno of an error that lost it on the way (`tempfile` wraps the OS error, keeping only
+/// its kind), for the kinds a file can fail with.
+fn errno_of(kind: io::ErrorKind) -> Option<i32> {
+    match kind {
+        io::ErrorKind::NotFound => Some(libc::ENOENT),
+        io::ErrorKind::PermissionDenied => Some(libc::EACCES),
+        io::ErrorKind::AlreadyExists => Some(libc::EEXIST),
+        io::ErrorKind::IsADirectory => Some(libc::EISDIR),
+        io::ErrorKind::NotADirectory => Some(libc::ENOTDIR),
+        io::ErrorKind::ReadOnlyFilesystem => Some(libc::EROFS),
+        io::ErrorKind::StorageFull => Some(libc::ENOSPC),
+        _ => None,
     }
 }
 

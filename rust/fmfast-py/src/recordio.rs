@@ -1,7 +1,6 @@
 //! Bindings of the RecordIO-protobuf codec: encode to bytes, write files atomically, decode
 //! buffers and files, and stream batches.
 
-use std::fs::File;
 use std::io::{Read, Write};
 use std::mem::MaybeUninit;
 use std::sync::Mutex;
@@ -9,8 +8,8 @@ use std::sync::Mutex;
 use fmfast_core::memory::zeroed_in_parallel;
 use fmfast_core::recordio::decode::Decoded;
 use fmfast_core::recordio::{
-    decode_buffer, decode_records, encode_into, encode_rows, encoded_size, AtomicFile, EncodeOptions, RecordStream,
-    Rows,
+    decode_buffer, decode_records, encode_into, encode_rows, encoded_size, open_input, AtomicFile, EncodeOptions,
+    RecordStream, Rows,
 };
 use fmfast_core::Error;
 use numpy::PyReadonlyArray1;
@@ -222,13 +221,13 @@ fn decode_file<'py>(
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let decoded = run(py, n_threads, progress, |monitor| {
-        let file = File::open(&path)?;
-        if file.metadata()?.len() == 0 {
+        let file = open_input(&path)?;
+        if file.metadata().map_err(Error::file(&path))?.len() == 0 {
             return decode_records(&[], monitor);
         }
         // SAFETY: the map is read-only and dropped before returning; as with any reader, a
         // file truncated by another process meanwhile is outside what we can guard against.
-        let map = unsafe { memmap2::MmapOptions::new().populate().map(&file)? };
+        let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }.map_err(Error::file(&path))?;
         decode_buffer(&map, monitor)
     })?;
     decoded_tuple(py, decoded)
@@ -261,7 +260,10 @@ impl RecordIOReader {
     #[new]
     fn new(source: &Bound<'_, PyAny>) -> PyResult<Self> {
         let reader: Box<dyn Read + Send> = match source.extract::<std::path::PathBuf>() {
-            Ok(path) => Box::new(std::io::BufReader::with_capacity(1 << 20, File::open(path)?)),
+            Ok(path) => {
+                let file = open_input(&path).map_err(PyFmError)?;
+                Box::new(std::io::BufReader::with_capacity(1 << 20, file))
+            }
             Err(_) => Box::new(std::io::BufReader::with_capacity(
                 1 << 20,
                 PyFileReader(source.clone().unbind()),

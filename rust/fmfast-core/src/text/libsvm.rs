@@ -15,14 +15,13 @@
 //! both are given); pass 2 parses every line and encodes it. Both work on one bounded block at a
 //! time, in parallel pieces.
 
-use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 use std::path::Path;
 
 use super::lines::{for_each_block, parse_error, parse_f32, parse_pieces, shown, Piece, RowBlock, BLOCK_BYTES};
 use crate::error::Result;
 use crate::parallel::Monitor;
-use crate::recordio::AtomicFile;
+use crate::recordio::{open_input, AtomicFile};
 
 /// The largest feature index accepted (columns are stored as `i64`).
 const MAX_INDEX: u64 = i64::MAX as u64 - 1;
@@ -59,13 +58,13 @@ pub fn convert_libsvm(
     options: &LibsvmOptions,
     monitor: &dyn Monitor,
 ) -> Result<LibsvmSummary> {
-    AtomicFile::write_with(target, |out| write_libsvm(|| File::open(source), out, options, monitor))
+    AtomicFile::write_with(target, |out| write_libsvm(|| open_input(source), out, options, monitor))
 }
 
 /// Converts the libSVM/libFM text that `open` yields (called once per pass) into RecordIO records
 /// written to `out`.
 pub fn write_libsvm<R: Read>(
-    open: impl FnMut() -> io::Result<R>,
+    open: impl FnMut() -> Result<R>,
     out: &mut dyn Write,
     options: &LibsvmOptions,
     monitor: &dyn Monitor,
@@ -75,7 +74,7 @@ pub fn write_libsvm<R: Read>(
 
 /// [`write_libsvm`] reading blocks of `block_bytes` (small in tests, to cross block ends).
 fn write_libsvm_in_blocks<R: Read>(
-    mut open: impl FnMut() -> io::Result<R>,
+    mut open: impl FnMut() -> Result<R>,
     out: &mut dyn Write,
     options: &LibsvmOptions,
     monitor: &dyn Monitor,

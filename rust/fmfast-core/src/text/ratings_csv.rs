@@ -12,15 +12,14 @@
 //!   vocabulary, column `n_users + i` for the item's, both with value 1, and the rating as label.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 use std::path::Path;
 
 use super::lines::{for_each_block, parse_error, parse_f32, parse_pieces, shown, Piece, RowBlock, BLOCK_BYTES};
 use crate::error::{Error, Result};
 use crate::parallel::Monitor;
-use crate::recordio::AtomicFile;
+use crate::recordio::{open_input, AtomicFile};
 
 /// Hash sets and maps of ids, hashed with [`IdHasher`].
 type IdSet<K> = HashSet<K, BuildHasherDefault<IdHasher>>;
@@ -78,14 +77,14 @@ pub fn convert_ratings_csv(
     monitor: &dyn Monitor,
 ) -> Result<RatingsSummary> {
     AtomicFile::write_with(target, |out| {
-        write_ratings_csv(|| File::open(source), out, delimiter, monitor)
+        write_ratings_csv(|| open_input(source), out, delimiter, monitor)
     })
 }
 
 /// Converts the rating triples that `open` yields (called once per pass) into RecordIO records
 /// written to `out`.
 pub fn write_ratings_csv<R: Read>(
-    open: impl FnMut() -> io::Result<R>,
+    open: impl FnMut() -> Result<R>,
     out: &mut dyn Write,
     delimiter: Option<&str>,
     monitor: &dyn Monitor,
@@ -103,7 +102,7 @@ struct Dialect {
 
 /// [`write_ratings_csv`] reading blocks of `block_bytes` (small in tests, to cross block ends).
 fn write_in_blocks<R: Read>(
-    mut open: impl FnMut() -> io::Result<R>,
+    mut open: impl FnMut() -> Result<R>,
     out: &mut dyn Write,
     delimiter: Option<&str>,
     monitor: &dyn Monitor,
