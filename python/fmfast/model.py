@@ -41,7 +41,14 @@ from fmfast._inputs import as_csr, csr_indices
 from fmfast._progress import Progress, progress_callback
 from fmfast.exceptions import InvalidInputError, ModelFormatError
 from fmfast.recordio import iter_recordio
-from fmfast.sagemaker_model import SageMakerFM, read_sagemaker_model, write_sagemaker_model
+from fmfast.sagemaker_model import (
+    FMFAST_SETTINGS,
+    SageMakerFM,
+    format_hyperparameters,
+    parse_hyperparameters,
+    read_sagemaker_model,
+    write_sagemaker_model,
+)
 
 #: Name written into (and required from) the header of saved models.
 MODEL_FORMAT = "fmfast.FactorizationMachine"
@@ -813,16 +820,20 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
     def from_sagemaker(cls, source: Any, **params: Any) -> FactorizationMachine:
         """A fitted model from a SageMaker FM artifact (``model.tar.gz``, ``model_algo-1``, params file).
 
-        Hyperparameters come from the artifact's ``meta.json`` where they are known ones, then
-        from ``params``. The weights are SageMaker's exactly; optimizer state starts fresh, so
-        :meth:`partial_fit` continues training with new moments. Nothing in the artifact is executed.
+        Hyperparameters come from the artifact's ``meta.json`` (strings, as SageMaker stores
+        them, or JSON values) and fmfast's own settings from its ``fmfast.json`` if it has one
+        (written by :meth:`to_sagemaker`), then from ``params``. The weights are SageMaker's
+        exactly; optimizer state starts fresh, so :meth:`partial_fit` continues training with new
+        moments. Nothing in the artifact is executed.
 
         Raises:
-            ModelFormatError: a damaged, hostile or unsupported artifact.
+            ModelFormatError: a damaged, hostile or unsupported artifact, or a stored
+                hyperparameter that is not of its type (the message names it).
         """
         artifact = read_sagemaker_model(source)
         known = set(cls._param_names())
-        settings = {k: v for k, v in artifact.hyperparameters.items() if k in known}
+        stored = {**parse_hyperparameters(artifact.hyperparameters), **artifact.fmfast_params}
+        settings = {k: v for k, v in stored.items() if k in known}
         settings.update(params)
         settings["predictor_type"] = artifact.predictor_type
         settings["num_factors"] = artifact.num_factors
@@ -837,10 +848,17 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
         """Write the model as a SageMaker FM ``model.tar.gz`` (float32 weights), atomically.
 
         The artifact loads in MXNet (``mx.nd.load`` / the AWS notebook's ``Module.load`` steps)
-        and back through :meth:`from_sagemaker`; its ``meta.json`` carries the hyperparameters.
+        and back through :meth:`from_sagemaker`. Its ``meta.json`` holds SageMaker's
+        hyperparameters only, as strings, formatted as the SageMaker SDK sends them; fmfast's
+        own settings (``optimizer``, ``n_threads``, ``progress``, ``random_state``) go to
+        ``fmfast.json`` beside ``model_algo-1``, which SageMaker does not read and
+        :meth:`from_sagemaker` reads back.
         """
         state = self._fitted_state()
-        hyperparameters = {k: v for k, v in self.get_params().items() if _json_safe(v) is not None}
+        params = self.get_params()
+        hyperparameters = format_hyperparameters({"feature_dim": state.linear.shape[0], **params})
+        own = {name: _json_safe(params[name]) for name in FMFAST_SETTINGS}
+        own["progress"] = bool(params["progress"])
         write_sagemaker_model(
             path,
             SageMakerFM(
@@ -849,6 +867,7 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
                 V=state.factors,
                 predictor_type=self.predictor_type,
                 hyperparameters=hyperparameters,
+                fmfast_params=own,
             ),
         )
 
