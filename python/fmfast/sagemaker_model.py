@@ -11,7 +11,10 @@ settings of :class:`fmfast.FactorizationMachine` that are not SageMaker hyperpar
 
 Archives are read in memory, never extracted to disk. Members that are links, devices,
 absolute paths or paths with ``..``, and members larger than :data:`MAX_MEMBER_BYTES`, are
-refused with :class:`fmfast.ModelFormatError`.
+refused with :class:`fmfast.ModelFormatError`. Every size an archive declares is checked before
+memory is taken for it: a ``.tar.gz`` is inflated as a stream, only as far as the members its tar
+headers declare (each within the limit) plus :data:`MAX_TAR_PADDING`, so a gzip bomb is refused
+after inflating at most that much.
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ from fmfast.mxnet_params import dump_params, load_params
 
 #: The largest archive member (and the largest total of all members) that is read: 4 GiB.
 MAX_MEMBER_BYTES = 4 << 30
+#: What a gzip stream may inflate to beyond the end of the tar archive it holds (the zeros that
+#: pad a tar to its record size: 10 KiB for GNU tar and Python, more with a larger blocking factor).
+MAX_TAR_PADDING = 1 << 20
 #: Predictor types of SageMaker FM and the symbol head op of each.
 HEAD_OPS = {"binary_classifier": "LogisticRegressionOutput", "regressor": "LinearRegressionOutput"}
 #: Date of every member of a written archive, so the same model always gives the same bytes.
@@ -46,6 +52,9 @@ _FIXED_MTIME = 1577836800  # 2020-01-01T00:00:00Z
 _PARAMS_NAMES = ("params", "model-0000.params")
 _SYMBOL_NAMES = ("symbol.json", "model-symbol.json")
 _SETTINGS_NAME = "fmfast.json"
+#: Bytes a tar stream is read at a time (tarfile's default, 10 KiB, means more calls per byte),
+#: and so what it may be read beyond the end of the tar: at most MAX_TAR_PADDING.
+_TAR_READ_BYTES = 1 << 20
 _GROUPS = ("bias", "linear", "factors")
 #: SageMaker FM's hyperparameters and the type of each, as the SageMaker Python SDK 2.x declares
 #: them (``sagemaker.FactorizationMachines``; ``feature_dim`` and ``mini_batch_size`` come from its
@@ -221,28 +230,63 @@ def _check_member_name(name: str) -> None:
         raise ModelFormatError(f"archive member {name!r} leaves the archive ('..')")
 
 
-def _read_tar(data: bytes, limit: int) -> dict[str, bytes]:
+def _read_tar(stream: io.BufferedIOBase, limit: int) -> tuple[dict[str, bytes], int]:
+    """The members of the tar read from ``stream``, and the offset where the tar ends.
+
+    ``stream`` is read in order, as far as the tar goes and at most one read (``_TAR_READ_BYTES``)
+    beyond.
+    """
     files: dict[str, bytes] = {}
     total = 0
+    # "r|": a stream, read in order; each member's declared size is checked before it is read.
+    with tarfile.open(fileobj=stream, mode="r|", bufsize=_TAR_READ_BYTES) as tar:
+        for member in tar:
+            _check_member_name(member.name)
+            if member.isdir():
+                continue
+            if not member.isreg():
+                raise ModelFormatError(f"archive member {member.name!r} is a link or special file")
+            total += member.size
+            if member.size > limit or total > limit:
+                raise ModelFormatError(
+                    f"archive member {member.name!r} ({member.size} bytes) exceeds the {limit}-byte limit"
+                )
+            handle = tar.extractfile(member)
+            assert handle is not None
+            content = handle.read(member.size)
+            if len(content) != member.size:
+                raise ModelFormatError(f"archive member {member.name!r} is truncated")
+            files[posixpath.basename(member.name)] = content
+        end = tar.offset
+    return files, end
+
+
+def _read_tar_gz(data: bytes, limit: int) -> dict[str, bytes]:
+    """The members of a gzip'd tar, inflated only as far as the tar and its padding go."""
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
-            for member in tar:
-                _check_member_name(member.name)
-                if member.isdir():
-                    continue
-                if not member.isreg():
-                    raise ModelFormatError(f"archive member {member.name!r} is a link or special file")
-                total += member.size
-                if member.size > limit or total > limit:
-                    raise ModelFormatError(
-                        f"archive member {member.name!r} ({member.size} bytes) exceeds the {limit}-byte limit"
-                    )
-                handle = tar.extractfile(member)
-                assert handle is not None
-                files[posixpath.basename(member.name)] = handle.read(member.size)
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
+            files, end = _read_tar(stream, limit)
+            # The rest of the stream: tar padding, then the gzip trailer (checksum and length,
+            # checked at its end), read a chunk at a time and refused beyond MAX_TAR_PADDING.
+            left = MAX_TAR_PADDING - (stream.tell() - end)
+            while left >= 0 and (chunk := stream.read(min(left + 1, _TAR_READ_BYTES))):
+                left -= len(chunk)
+            if left < 0:
+                raise ModelFormatError(
+                    f"gzip stream inflates more than {MAX_TAR_PADDING} bytes beyond its tar archive"
+                )
+    except tarfile.TarError as error:
         raise ModelFormatError(f"not a readable tar archive: {error}") from error
+    except (EOFError, OSError, zlib.error) as error:
+        raise ModelFormatError(f"not a readable gzip stream: {error}") from error
     return files
+
+
+def _read_plain_tar(data: bytes, limit: int) -> dict[str, bytes]:
+    try:
+        return _read_tar(io.BytesIO(data), limit)[0]
+    except (tarfile.TarError, EOFError, OSError) as error:
+        raise ModelFormatError(f"not a readable tar archive: {error}") from error
 
 
 def _read_zip(data: bytes, limit: int) -> dict[str, bytes]:
@@ -280,9 +324,9 @@ def _files_of(data: bytes, limit: int, depth: int = 0) -> dict[str, bytes]:
     if data[:4] == b"PK\x03\x04" or data[:4] == b"PK\x05\x06":
         files = _read_zip(data, limit)
     elif data[:2] == b"\x1f\x8b":
-        files = _read_tar(_gunzip(data, limit), limit)
+        files = _read_tar_gz(data, limit)
     elif _is_plain_tar(data):
-        files = _read_tar(data, limit)
+        files = _read_plain_tar(data, limit)
     elif data[:8] == (0x112).to_bytes(8, "little"):
         return {"params": data}
     else:
@@ -291,19 +335,6 @@ def _files_of(data: bytes, limit: int, depth: int = 0) -> dict[str, bytes]:
     if nested is not None:
         files = {**files, **_files_of(nested, limit, depth + 1)}
     return files
-
-
-def _gunzip(data: bytes, limit: int) -> bytes:
-    """The whole gzip stream, checksum and length checked, at most ``limit`` bytes (plus tar framing)."""
-    cap = limit + (1 << 20)
-    try:
-        with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
-            content = stream.read(cap + 1)
-    except (OSError, EOFError, zlib.error) as error:
-        raise ModelFormatError(f"not a readable gzip stream: {error}") from error
-    if len(content) > cap:
-        raise ModelFormatError(f"gzip stream inflates beyond the {limit}-byte limit")
-    return content
 
 
 def _is_plain_tar(data: bytes) -> bool:
@@ -587,6 +618,7 @@ __all__ = [
     "FMFAST_SETTINGS",
     "HYPERPARAMETERS",
     "MAX_MEMBER_BYTES",
+    "MAX_TAR_PADDING",
     "SageMakerFM",
     "fm_symbol_json",
     "format_hyperparameters",

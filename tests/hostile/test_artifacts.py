@@ -1,0 +1,199 @@
+"""Hostile model files: tiny files that declare huge things, refused before the memory is taken.
+
+Each is read in a child process whose address space is capped at 1 GiB (``RLIMIT_AS``), so an
+allocation sized by what the file declares shows up as a ``MemoryError`` (a failed test), not as
+a slow machine. A real artifact loads under the same cap.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import struct
+import subprocess
+import sys
+import tarfile
+import textwrap
+import zipfile
+import zlib
+from pathlib import Path
+
+import fmfast
+import numpy as np
+import pytest
+
+GOLDEN = Path(__file__).parents[1] / "data" / "mxnet-golden"
+ARTIFACT = GOLDEN / "sagemaker" / "regressor" / "model.tar.gz"
+ADDRESS_SPACE = 1 << 30
+V2_MAGIC = 0xF993FAC9
+FLOAT32, INT64 = 0, 6
+
+CHILD = """
+import json, resource, sys
+resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
+import numpy as np
+import fmfast
+path = sys.argv[1]
+try:
+{call}
+except fmfast.ModelFormatError as error:
+    print(json.dumps(["ModelFormatError", str(error)]))
+else:
+    print(json.dumps(["loaded", ""]))
+"""
+
+
+def read_capped(
+    path: Path, call: str = "fmfast.FactorizationMachine.from_sagemaker(path)"
+) -> tuple[str, str]:
+    """Run ``call`` on ``path`` in a child with 1 GiB of address space: ("ModelFormatError", message) or ("loaded", "")."""
+    code = CHILD.format(limit=ADDRESS_SPACE, call=textwrap.indent(call, "    "))
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    outcome, message = json.loads(result.stdout.splitlines()[-1])
+    return outcome, message
+
+
+def refused(path: Path, message: str, call: str = "fmfast.FactorizationMachine.from_sagemaker(path)") -> None:
+    outcome, text = read_capped(path, call)
+    assert outcome == "ModelFormatError", f"{path.name} loaded"
+    assert message in text, text
+
+
+# ---------------------------------------------------------------------------------------------
+# Building artifacts
+
+
+def shape_bytes(shape: tuple[int, ...]) -> bytes:
+    return struct.pack(f"<i{len(shape)}q", len(shape), *shape)
+
+
+def dense_array(values: np.ndarray, shape: tuple[int, ...] | None = None) -> bytes:
+    """An MXNet V2 dense array; ``shape`` may claim another shape than the data has."""
+    header = (
+        struct.pack("<Ii", V2_MAGIC, 0)
+        + shape_bytes(shape or values.shape)
+        + struct.pack("<iii", 1, 0, FLOAT32)
+    )
+    return header + values.astype("<f4").tobytes()
+
+
+def row_sparse_array(shape: tuple[int, ...], rows: list[int], data: np.ndarray) -> bytes:
+    """An MXNet V2 row_sparse array: ``data`` holds the rows ``rows`` of a ``shape`` array."""
+    return (
+        struct.pack("<Ii", V2_MAGIC, 1)
+        + shape_bytes(data.shape)
+        + shape_bytes(shape)
+        + struct.pack("<iii", 1, 0, FLOAT32)
+        + struct.pack("<i", INT64)
+        + shape_bytes((len(rows),))
+        + data.astype("<f4").tobytes()
+        + np.asarray(rows, dtype="<i8").tobytes()
+    )
+
+
+def params_file(arrays: dict[str, bytes]) -> bytes:
+    names = b"".join(struct.pack("<Q", len(name)) + name.encode() for name in arrays)
+    return (
+        struct.pack("<QQQ", 0x112, 0, len(arrays))
+        + b"".join(arrays.values())
+        + struct.pack("<Q", len(arrays))
+        + names
+    )
+
+
+def model_tar_gz(members: dict[str, bytes]) -> bytes:
+    """A ``model.tar.gz`` whose ``model_algo-1`` zip holds ``members``."""
+    algo = io.BytesIO()
+    with zipfile.ZipFile(algo, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    return gzip.compress(tar_bytes({"model_algo-1": algo.getvalue()}))
+
+
+def tar_bytes(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, content in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+def zeros_deflated(n_mib: int) -> bytes:
+    """Raw deflate blocks that inflate to ``n_mib`` MiB of zeros, built without compressing them all.
+
+    One MiB compressed from a fresh stream refers only to itself, and ends byte-aligned (sync
+    flush), so copies of it may follow one another.
+    """
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = compressor.compress(bytes(1 << 20)) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    return block * n_mib
+
+
+def gzip_bomb(prefix: bytes, n_mib: int) -> bytes:
+    """A gzip stream of ``prefix`` then ``n_mib`` MiB of zeros (its trailer is never reached)."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    head = compressor.compress(prefix) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+    return header + head + zeros_deflated(n_mib) + b"\x03\x00" + bytes(8)
+
+
+def fm_params(v: bytes) -> bytes:
+    return params_file(
+        {
+            "arg:v": v,
+            "arg:w1_weight": dense_array(np.zeros((1, 1))),
+            "arg:w0_weight": dense_array(np.zeros(1)),
+        }
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The cap holds, and a real artifact fits under it
+
+
+def test_the_cap_is_in_force(tmp_path):
+    path = tmp_path / "unused"
+    path.write_bytes(b"")
+    code = CHILD.format(limit=ADDRESS_SPACE, call="    np.ones(3 << 28)")
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode != 0 and "MemoryError" in result.stderr
+
+
+def test_a_real_artifact_and_model_file_load_under_the_cap(tmp_path):
+    assert read_capped(ARTIFACT) == ("loaded", "")
+    model = fmfast.FactorizationMachine.from_sagemaker(ARTIFACT)
+    model.save(tmp_path / "model.fmfast")
+    assert read_capped(tmp_path / "model.fmfast", "fmfast.FactorizationMachine.load(path)") == ("loaded", "")
+    model.to_sagemaker(tmp_path / "model.tar.gz")
+    assert read_capped(tmp_path / "model.tar.gz") == ("loaded", "")
+
+
+# ---------------------------------------------------------------------------------------------
+# Archives
+
+
+@pytest.mark.parametrize("prefix", ["model_algo-1", "nothing"])
+def test_gzip_bomb_is_refused_after_inflating_the_tar_and_its_padding(tmp_path, prefix):
+    golden = tarfile.open(ARTIFACT).extractfile("model_algo-1").read()  # type: ignore[union-attr]
+    tar = tar_bytes({"model_algo-1": golden}) if prefix == "model_algo-1" else b""
+    bomb = gzip_bomb(tar, 3 << 10)
+    assert len(bomb) < 4 << 20  # 3 GiB of zeros in under 4 MB
+    path = tmp_path / "model.tar.gz"
+    path.write_bytes(bomb)
+    refused(path, f"gzip stream inflates more than {1 << 20} bytes beyond its tar archive")
+
+
+def test_tar_member_declaring_more_than_the_limit_is_refused_before_inflating_it(tmp_path):
+    header = tarfile.TarInfo("model_algo-1")
+    header.size = 5 << 30  # 5 GiB of zeros follow, in 5 MB
+    path = tmp_path / "model.tar.gz"
+    path.write_bytes(gzip_bomb(header.tobuf(format=tarfile.GNU_FORMAT), 5 << 10))
+    refused(path, f"archive member 'model_algo-1' ({5 << 30} bytes) exceeds the {4 << 30}-byte limit")
