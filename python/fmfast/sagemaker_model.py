@@ -402,7 +402,7 @@ def _weights(params: dict[str, Any]) -> dict[str, np.ndarray]:
             raise ModelFormatError(f"params {key!r} is stored as csr; FM weights are dense or row_sparse")
         if value.dtype.kind != "f":
             raise ModelFormatError(f"params {key!r} has dtype {value.dtype}, FM weights are floating point")
-        weights[name] = value.astype(np.float32)
+        weights[name] = value.astype(np.float32, copy=False)
     missing = [name for name in ("v", "w1_weight", "w0_weight") if name not in weights]
     if missing:
         raise ModelFormatError(f"params lack the FM weights {missing} (found {sorted(params)})")

@@ -197,3 +197,22 @@ def test_tar_member_declaring_more_than_the_limit_is_refused_before_inflating_it
     path = tmp_path / "model.tar.gz"
     path.write_bytes(gzip_bomb(header.tobuf(format=tarfile.GNU_FORMAT), 5 << 10))
     refused(path, f"archive member 'model_algo-1' ({5 << 30} bytes) exceeds the {4 << 30}-byte limit")
+
+
+# ---------------------------------------------------------------------------------------------
+# MXNet params
+
+
+def test_row_sparse_params_declaring_a_billion_floats_are_refused(tmp_path):
+    v = row_sparse_array((10**8, 10), [3], np.ones((1, 10)))
+    path = tmp_path / "model.tar.gz"
+    path.write_bytes(model_tar_gz({"params": fm_params(v)}))
+    assert path.stat().st_size < 1000
+    refused(path, "row_sparse shape (100000000, 10) would take 4000000000 bytes dense")
+
+
+def test_dense_params_declaring_a_billion_floats_are_refused(tmp_path):
+    v = dense_array(np.ones((1, 10)), shape=(10**8, 10))
+    path = tmp_path / "model.tar.gz"
+    path.write_bytes(model_tar_gz({"params": fm_params(v)}))
+    refused(path, "needs 4000000000 bytes")
