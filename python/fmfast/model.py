@@ -38,6 +38,7 @@ import scipy.sparse as sp
 from fmfast import _fmfast
 from fmfast._atomic import atomic_output
 from fmfast._inputs import as_csr, csr_indices
+from fmfast._npz import check_npz
 from fmfast._progress import Progress, progress_callback
 from fmfast.exceptions import InvalidInputError, ModelFormatError
 from fmfast.recordio import iter_recordio
@@ -903,6 +904,7 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
         another format or an unknown format version raises :class:`fmfast.ModelFormatError`; a
         missing or unreadable file raises :class:`OSError`.
         """
+        check_npz(path, "fmfast model file")
         try:
             with np.load(path, allow_pickle=False) as npz:
                 header = json.loads(npz["header"].tobytes().decode())

@@ -22,12 +22,16 @@ from pathlib import Path
 import fmfast
 import numpy as np
 import pytest
+import scipy.sparse as sp
+from numpy.lib import format as npy
 
 GOLDEN = Path(__file__).parents[1] / "data" / "mxnet-golden"
 ARTIFACT = GOLDEN / "sagemaker" / "regressor" / "model.tar.gz"
 ADDRESS_SPACE = 1 << 30
 V2_MAGIC = 0xF993FAC9
 FLOAT32, INT64 = 0, 6
+LOAD_ARTIFACT = "fmfast.FactorizationMachine.from_sagemaker(path)"
+LOAD_MODEL = "fmfast.FactorizationMachine.load(path)"
 
 CHILD = """
 import json, resource, sys
@@ -37,17 +41,18 @@ import fmfast
 path = sys.argv[1]
 try:
 {call}
-except fmfast.ModelFormatError as error:
-    print(json.dumps(["ModelFormatError", str(error)]))
+except fmfast.FmFastError as error:
+    print(json.dumps([type(error).__name__, str(error)]))
 else:
     print(json.dumps(["loaded", ""]))
 """
 
 
-def read_capped(
-    path: Path, call: str = "fmfast.FactorizationMachine.from_sagemaker(path)"
-) -> tuple[str, str]:
-    """Run ``call`` on ``path`` in a child with 1 GiB of address space: ("ModelFormatError", message) or ("loaded", "")."""
+def read_capped(path: Path, call: str = LOAD_ARTIFACT) -> tuple[str, str]:
+    """Run ``call`` on ``path`` in a child with 1 GiB of address space.
+
+    Returns ``("loaded", "")``, or the name and message of the fmfast exception it raised.
+    """
     code = CHILD.format(limit=ADDRESS_SPACE, call=textwrap.indent(call, "    "))
     result = subprocess.run(
         [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120, check=False
@@ -57,9 +62,9 @@ def read_capped(
     return outcome, message
 
 
-def refused(path: Path, message: str, call: str = "fmfast.FactorizationMachine.from_sagemaker(path)") -> None:
+def refused(path: Path, message: str, call: str = LOAD_ARTIFACT, error: str = "ModelFormatError") -> None:
     outcome, text = read_capped(path, call)
-    assert outcome == "ModelFormatError", f"{path.name} loaded"
+    assert outcome == error, f"{path.name}: {outcome} {text}"
     assert message in text, text
 
 
@@ -171,7 +176,7 @@ def test_a_real_artifact_and_model_file_load_under_the_cap(tmp_path):
     assert read_capped(ARTIFACT) == ("loaded", "")
     model = fmfast.FactorizationMachine.from_sagemaker(ARTIFACT)
     model.save(tmp_path / "model.fmfast")
-    assert read_capped(tmp_path / "model.fmfast", "fmfast.FactorizationMachine.load(path)") == ("loaded", "")
+    assert read_capped(tmp_path / "model.fmfast", LOAD_MODEL) == ("loaded", "")
     model.to_sagemaker(tmp_path / "model.tar.gz")
     assert read_capped(tmp_path / "model.tar.gz") == ("loaded", "")
 
@@ -216,3 +221,81 @@ def test_dense_params_declaring_a_billion_floats_are_refused(tmp_path):
     path = tmp_path / "model.tar.gz"
     path.write_bytes(model_tar_gz({"params": fm_params(v)}))
     refused(path, "needs 4000000000 bytes")
+
+
+# ---------------------------------------------------------------------------------------------
+# fmfast model files (.npz)
+
+
+def saved_model(tmp_path: Path) -> tuple[Path, dict[str, bytes]]:
+    X = sp.random(30, 8, density=0.3, format="csr", dtype=np.float32, random_state=0)
+    model = fmfast.FactorizationMachine("regressor", 2, random_state=0).fit(X, np.ones(30))
+    path = tmp_path / "good.fmfast"
+    model.save(path)
+    with zipfile.ZipFile(path) as archive:
+        return path, {name: archive.read(name) for name in archive.namelist()}
+
+
+def npz(path: Path, members: dict[str, bytes], compression: int = zipfile.ZIP_STORED) -> Path:
+    with zipfile.ZipFile(path, "w", compression) as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    return path
+
+
+def npy_header(shape: tuple[int, ...], descr: str = "<f4") -> bytes:
+    buffer = io.BytesIO()
+    npy.write_array_header_1_0(buffer, {"descr": descr, "fortran_order": False, "shape": shape})
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_npy_header_declaring_a_trillion_floats_is_refused(tmp_path, compression):
+    _, members = saved_model(tmp_path)
+    members["factors.npy"] = npy_header((10**12,)) + bytes(64)
+    path = npz(tmp_path / "huge.fmfast", members, compression)
+    refused(
+        path,
+        f"member 'factors.npy' declares shape ({10**12},) of float32 ({4 * 10**12} bytes) but holds 64 bytes",
+        LOAD_MODEL,
+    )
+
+
+def test_zip_member_declaring_more_bytes_than_the_file_is_refused(tmp_path):
+    _, members = saved_model(tmp_path)
+    path = npz(tmp_path / "lying.fmfast", members)
+    data = bytearray(path.read_bytes())
+    # The central directory entry of the last member: its compressed and uncompressed sizes.
+    entry = data.rindex(b"PK\x01\x02")
+    struct.pack_into("<II", data, entry + 20, 0x7FFFFFFF, 0x7FFFFFFF)
+    path.write_bytes(bytes(data))
+    refused(path, "declares more bytes than the file holds", LOAD_MODEL)
+
+
+def test_deflated_member_inflating_to_less_than_it_declares_is_refused(tmp_path):
+    _, members = saved_model(tmp_path)
+    header = npy_header((10**9,))
+    members["factors.npy"] = header + bytes(64)
+    path = npz(tmp_path / "short.fmfast", members, zipfile.ZIP_DEFLATED)
+    declared = len(header) + 4 * 10**9
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        local = archive.getinfo("factors.npy").header_offset
+    # Its central directory entry repeats the local header's fields from version to sizes, 2 bytes on.
+    entry = data.index(data[local + 4 : local + 22], local + 30) - 6
+    struct.pack_into("<I", data, local + 22, declared)
+    struct.pack_into("<I", data, entry + 24, declared)
+    path.write_bytes(bytes(data))
+    refused(
+        path,
+        f"member 'factors.npy' inflates to {len(header) + 64} bytes, not the {declared} it declares",
+        LOAD_MODEL,
+    )
+
+
+def test_npy_of_python_objects_is_refused_unread(tmp_path):
+    _, members = saved_model(tmp_path)
+    members["linear.npy"] = npy_header((1,), "|O") + b"\x80\x04N."  # a pickle of None
+    path = npz(tmp_path / "pickle.fmfast", members)
+    with pytest.raises(fmfast.ModelFormatError, match="holds Python objects"):
+        fmfast.FactorizationMachine.load(path)
