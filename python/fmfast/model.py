@@ -909,7 +909,7 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
             with np.load(path, allow_pickle=False) as npz:
                 header = json.loads(npz["header"].tobytes().decode())
                 arrays = {name: npz[name] for name in _STATE_ARRAYS if name in npz.files}
-        except (ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        except (ValueError, KeyError, RecursionError, EOFError, zipfile.BadZipFile, zlib.error) as e:
             raise ModelFormatError(f"{os.fspath(path)!r} is not a readable fmfast model file: {e}") from e
         if not isinstance(header, dict) or header.get("format") != MODEL_FORMAT:
             found = header.get("format") if isinstance(header, dict) else None

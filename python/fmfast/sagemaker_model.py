@@ -375,6 +375,8 @@ def _json(files: dict[str, bytes], names: tuple[str, ...]) -> Any:
                 return json.loads(files[name])
             except (ValueError, UnicodeDecodeError) as error:
                 raise ModelFormatError(f"{name} is not valid JSON: {error}") from error
+            except RecursionError as error:
+                raise ModelFormatError(f"{name} nests JSON too deeply") from error
     return None
 
 

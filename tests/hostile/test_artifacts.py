@@ -299,3 +299,28 @@ def test_npy_of_python_objects_is_refused_unread(tmp_path):
     path = npz(tmp_path / "pickle.fmfast", members)
     with pytest.raises(fmfast.ModelFormatError, match="holds Python objects"):
         fmfast.FactorizationMachine.load(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON nested deeply
+
+
+def test_deeply_nested_meta_json_is_refused(tmp_path):
+    golden = zipfile.ZipFile(io.BytesIO(tarfile.open(ARTIFACT).extractfile("model_algo-1").read()))  # type: ignore[union-attr]
+    members = {name: golden.read(name) for name in golden.namelist()}
+    members["meta.json"] = b"[" * 100_000 + b"]" * 100_000
+    path = tmp_path / "model.tar.gz"
+    path.write_bytes(model_tar_gz(members))
+    with pytest.raises(fmfast.ModelFormatError, match=r"meta\.json nests JSON too deeply"):
+        fmfast.FactorizationMachine.from_sagemaker(path)
+
+
+def test_deeply_nested_model_header_is_refused(tmp_path):
+    _, members = saved_model(tmp_path)
+    header = b'{"format": ' * 100_000 + b"1" + b"}" * 100_000
+    buffer = io.BytesIO()
+    np.save(buffer, np.frombuffer(header, dtype=np.uint8))
+    members["header.npy"] = buffer.getvalue()
+    path = npz(tmp_path / "deep.fmfast", members)
+    with pytest.raises(fmfast.ModelFormatError, match="not a readable fmfast model file"):
+        fmfast.FactorizationMachine.load(path)
