@@ -84,3 +84,14 @@ def check_npz(path: str | os.PathLike[str], kind: str, error: type[FmFastError] 
                 _check_member(archive, info, file_size, f"{where} member {info.filename!r}", error)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, NotImplementedError) as cause:
         raise error(f"{where} is not a readable {kind}: {cause}") from cause
+
+
+def check_npy(path: str | os.PathLike[str], error: type[FmFastError] = ModelFormatError) -> None:
+    """Check that the ``.npy`` file at ``path`` holds exactly the array its header declares.
+
+    Raises:
+        error: no readable header, Python objects, or another size than declared.
+        OSError: the file cannot be read.
+    """
+    with open(path, "rb") as handle:
+        _check_array(handle, os.fstat(handle.fileno()).st_size, repr(os.fspath(path)), error)

@@ -23,6 +23,7 @@ import fmfast
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from fmfast.convert import convert_file
 from numpy.lib import format as npy
 
 GOLDEN = Path(__file__).parents[1] / "data" / "mxnet-golden"
@@ -324,3 +325,26 @@ def test_deeply_nested_model_header_is_refused(tmp_path):
     path = npz(tmp_path / "deep.fmfast", members)
     with pytest.raises(fmfast.ModelFormatError, match="not a readable fmfast model file"):
         fmfast.FactorizationMachine.load(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Other inputs: the .npz and .npy that ``fmfast convert`` reads
+
+
+def test_convert_refuses_npy_labels_declaring_a_trillion_floats(tmp_path):
+    sp.save_npz(tmp_path / "X.npz", sp.random(4, 3, density=0.5, format="csr", random_state=0))
+    (tmp_path / "y.npy").write_bytes(npy_header((10**12,)) + bytes(16))
+    call = "fmfast.convert.convert_file(f'{path}/X.npz', f'{path}/out.recordio', labels=f'{path}/y.npy')"
+    message = f"'{tmp_path}/y.npy' declares shape ({10**12},) of float32"
+    refused(tmp_path, message, "import fmfast.convert\n" + call, "InvalidInputError")
+
+
+def test_convert_refuses_a_sparse_npz_declaring_a_trillion_indices(tmp_path):
+    sp.save_npz(tmp_path / "X.npz", sp.random(4, 3, density=0.5, format="csr", random_state=0))
+    with zipfile.ZipFile(tmp_path / "X.npz") as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    members["indices.npy"] = npy_header((10**12,), "<i4") + bytes(8)
+    npz(tmp_path / "X.npz", members, zipfile.ZIP_DEFLATED)
+    with pytest.raises(fmfast.InvalidInputError, match=r"member 'indices\.npy' declares shape"):
+        convert_file(tmp_path / "X.npz", tmp_path / "out.recordio")
+    assert not (tmp_path / "out.recordio").exists()
