@@ -210,7 +210,7 @@ def test_to_sagemaker_round_trips_and_keeps_training(tmp_path: Path) -> None:
     assert model.V_.dtype == model.w_.dtype == np.float32
     np.testing.assert_array_equal(artifact.V, model.V_)
     np.testing.assert_array_equal(artifact.w, model.w_)
-    assert artifact.hyperparameters["mini_batch_size"] == 50
+    assert artifact.hyperparameters["mini_batch_size"] == "50"  # a string, as SageMaker stores it
     back = FactorizationMachine.from_sagemaker(tmp_path / "model.tar.gz")
     assert back.get_params()["linear_lr"] == 0.05 and back.epochs == 2
     np.testing.assert_array_equal(back.predict(X), model.predict(X))

@@ -24,6 +24,7 @@ import scipy.sparse as sp
 
 from fmfast import _fmfast
 from fmfast._atomic import atomic_output
+from fmfast._npz import check_npy, check_npz
 from fmfast._progress import Progress, progress_callback
 from fmfast.exceptions import InvalidInputError
 from fmfast.recordio import write_recordio
@@ -182,7 +183,8 @@ def convert_file(
         progress: ``True`` for a progress bar, or a callable receiving the units done.
 
     Raises:
-        InvalidInputError: an unknown format, or an option that does not apply to it.
+        InvalidInputError: an unknown format, or an option that does not apply to it; an
+            ``npz`` input or ``.npy`` labels whose arrays are not the size they declare.
         ParseError: a malformed line of a text input, with its ``.line``.
     """
     kind = detect_format(source) if format == "auto" else format
@@ -211,7 +213,10 @@ def convert_file(
         return convert_ratings_csv(
             source, target, delimiter=delimiter, n_threads=n_threads, progress=progress
         ).n_rows
+    check_npz(source, "scipy sparse .npz file", InvalidInputError)
     X = sp.load_npz(source)
+    if labels is not None:
+        check_npy(labels, InvalidInputError)
     y = None if labels is None else np.load(labels)
     write_recordio(target, X, y, n_threads=n_threads, progress=progress)
     return int(X.shape[0])

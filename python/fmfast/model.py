@@ -40,11 +40,19 @@ import scipy.sparse as sp
 from fmfast import _fmfast
 from fmfast._atomic import atomic_output
 from fmfast._inputs import as_csr, csr_indices
+from fmfast._npz import check_npz
 from fmfast._progress import Progress, progress_callback
 from fmfast._sklearn import data_conversion_warning, not_fitted_error, tags
 from fmfast.exceptions import InvalidInputError, ModelFormatError
 from fmfast.recordio import iter_recordio
-from fmfast.sagemaker_model import SageMakerFM, read_sagemaker_model, write_sagemaker_model
+from fmfast.sagemaker_model import (
+    FMFAST_SETTINGS,
+    SageMakerFM,
+    format_hyperparameters,
+    parse_hyperparameters,
+    read_sagemaker_model,
+    write_sagemaker_model,
+)
 
 #: Name written into (and required from) the header of saved models.
 MODEL_FORMAT = "fmfast.FactorizationMachine"
@@ -1065,16 +1073,20 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
     def from_sagemaker(cls, source: Any, **params: Any) -> FactorizationMachine:
         """A fitted model from a SageMaker FM artifact (``model.tar.gz``, ``model_algo-1``, params file).
 
-        Hyperparameters come from the artifact's ``meta.json`` where they are known ones, then
-        from ``params``. The weights are SageMaker's exactly; optimizer state starts fresh, so
-        :meth:`partial_fit` continues training with new moments. Nothing in the artifact is executed.
+        Hyperparameters come from the artifact's ``meta.json`` (strings, as SageMaker stores
+        them, or JSON values) and fmfast's own settings from its ``fmfast.json`` if it has one
+        (written by :meth:`to_sagemaker`), then from ``params``. The weights are SageMaker's
+        exactly; optimizer state starts fresh, so :meth:`partial_fit` continues training with new
+        moments. Nothing in the artifact is executed.
 
         Raises:
-            ModelFormatError: a damaged, hostile or unsupported artifact.
+            ModelFormatError: a damaged, hostile or unsupported artifact, or a stored
+                hyperparameter that is not of its type (the message names it).
         """
         artifact = read_sagemaker_model(source)
         known = set(cls._param_names())
-        settings = {k: v for k, v in artifact.hyperparameters.items() if k in known}
+        stored = {**parse_hyperparameters(artifact.hyperparameters), **artifact.fmfast_params}
+        settings = {k: v for k, v in stored.items() if k in known}
         settings.update(params)
         settings["predictor_type"] = artifact.predictor_type
         settings["num_factors"] = artifact.num_factors
@@ -1091,10 +1103,17 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
         """Write the model as a SageMaker FM ``model.tar.gz`` (float32 weights), atomically.
 
         The artifact loads in MXNet (``mx.nd.load`` / the AWS notebook's ``Module.load`` steps)
-        and back through :meth:`from_sagemaker`; its ``meta.json`` carries the hyperparameters.
+        and back through :meth:`from_sagemaker`. Its ``meta.json`` holds SageMaker's
+        hyperparameters only, as strings, formatted as the SageMaker SDK sends them; fmfast's
+        own settings (``optimizer``, ``n_threads``, ``progress``, ``random_state``) go to
+        ``fmfast.json`` beside ``model_algo-1``, which SageMaker does not read and
+        :meth:`from_sagemaker` reads back.
         """
         state = self._fitted_state()
-        hyperparameters = {k: v for k, v in self.get_params().items() if _json_safe(v) is not None}
+        params = self.get_params()
+        hyperparameters = format_hyperparameters({"feature_dim": state.linear.shape[0], **params})
+        own = {name: _json_safe(params[name]) for name in FMFAST_SETTINGS}
+        own["progress"] = bool(params["progress"])
         write_sagemaker_model(
             path,
             SageMakerFM(
@@ -1103,6 +1122,7 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
                 V=state.factors,
                 predictor_type=self.predictor_type,
                 hyperparameters=hyperparameters,
+                fmfast_params=own,
             ),
         )
 
@@ -1141,11 +1161,12 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
         another format or an unknown format version raises :class:`fmfast.ModelFormatError`; a
         missing or unreadable file raises :class:`OSError`.
         """
+        check_npz(path, "fmfast model file")
         try:
             with np.load(path, allow_pickle=False) as npz:
                 header = json.loads(npz["header"].tobytes().decode())
                 arrays = {name: npz[name] for name in _STATE_ARRAYS if name in npz.files}
-        except (ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        except (ValueError, KeyError, RecursionError, EOFError, zipfile.BadZipFile, zlib.error) as e:
             raise ModelFormatError(f"{os.fspath(path)!r} is not a readable fmfast model file: {e}") from e
         if not isinstance(header, dict) or header.get("format") != MODEL_FORMAT:
             found = header.get("format") if isinstance(header, dict) else None

@@ -32,8 +32,9 @@ LIST_MAGIC = 0x112
 V1_MAGIC = 0xF993FAC8
 V2_MAGIC = 0xF993FAC9
 V3_MAGIC = 0xF993FACA
-#: The largest dense array a ``row_sparse`` one is expanded to (use ``keep_row_sparse`` beyond).
-MAX_DENSE_BYTES = 4 << 30
+#: The largest dense array a ``row_sparse`` one is expanded to, 1 GiB (use ``keep_row_sparse``
+#: beyond): a few stored rows may declare any number of rows, so the bytes present do not bound it.
+MAX_DENSE_BYTES = 1 << 30
 #: The most dimensions an array may have (MXNet's own limit is far lower in practice).
 MAX_NDIM = 32
 
@@ -264,7 +265,8 @@ def load_params(
 
     Raises:
         ModelFormatError: bad magic, truncated data, impossible sizes, unknown dtypes or storage
-            types, invalid sparse indices, bad names, or bytes after the end; with the offset.
+            types, invalid sparse indices, bad names, or bytes after the end; with the offset. A
+            ``row_sparse`` array larger than :data:`MAX_DENSE_BYTES` dense, unless kept sparse.
     """
     reader = _Reader(data)
     magic = reader.unpack("<Q", "file magic")

@@ -4,11 +4,17 @@ A SageMaker FM training job leaves ``model.tar.gz``: a gzip'd tar holding one me
 ``model_algo-1``, which is a zip of ``symbol.json`` (the MXNet graph), ``params`` (an MXNet
 NDArray list file, see :mod:`fmfast.mxnet_params`: ``arg:v`` (feature_dim, num_factors),
 ``arg:w1_weight`` (feature_dim, 1), ``arg:w0_weight`` (1,)) and ``meta.json``
-(``{"training_parameters": {...}}``).
+(``{"training_parameters": {...}}``, every value a string, as SageMaker passes hyperparameters to
+its containers). An archive fmfast writes may hold ``fmfast.json`` beside ``model_algo-1``: the
+settings of :class:`fmfast.FactorizationMachine` that are not SageMaker hyperparameters
+(:data:`FMFAST_SETTINGS`), which SageMaker never reads.
 
 Archives are read in memory, never extracted to disk. Members that are links, devices,
 absolute paths or paths with ``..``, and members larger than :data:`MAX_MEMBER_BYTES`, are
-refused with :class:`fmfast.ModelFormatError`.
+refused with :class:`fmfast.ModelFormatError`. Every size an archive declares is checked before
+memory is taken for it: a ``.tar.gz`` is inflated as a stream, only as far as the members its tar
+headers declare (each within the limit) plus :data:`MAX_TAR_PADDING`, so a gzip bomb is refused
+after inflating at most that much.
 """
 
 from __future__ import annotations
@@ -35,6 +41,9 @@ from fmfast.mxnet_params import dump_params, load_params
 
 #: The largest archive member (and the largest total of all members) that is read: 4 GiB.
 MAX_MEMBER_BYTES = 4 << 30
+#: What a gzip stream may inflate to beyond the end of the tar archive it holds (the zeros that
+#: pad a tar to its record size: 10 KiB for GNU tar and Python, more with a larger blocking factor).
+MAX_TAR_PADDING = 1 << 20
 #: Predictor types of SageMaker FM and the symbol head op of each.
 HEAD_OPS = {"binary_classifier": "LogisticRegressionOutput", "regressor": "LinearRegressionOutput"}
 #: Date of every member of a written archive, so the same model always gives the same bytes.
@@ -42,6 +51,31 @@ FIXED_DATE = (2020, 1, 1, 0, 0, 0)
 _FIXED_MTIME = 1577836800  # 2020-01-01T00:00:00Z
 _PARAMS_NAMES = ("params", "model-0000.params")
 _SYMBOL_NAMES = ("symbol.json", "model-symbol.json")
+_SETTINGS_NAME = "fmfast.json"
+#: Bytes a tar stream is read at a time (tarfile's default, 10 KiB, means more calls per byte),
+#: and so what it may be read beyond the end of the tar: at most MAX_TAR_PADDING.
+_TAR_READ_BYTES = 1 << 20
+_GROUPS = ("bias", "linear", "factors")
+#: SageMaker FM's hyperparameters and the type of each, as the SageMaker Python SDK 2.x declares
+#: them (``sagemaker.FactorizationMachines``; ``feature_dim`` and ``mini_batch_size`` come from its
+#: base class). SageMaker passes each to the container as ``str(value)``.
+HYPERPARAMETERS: dict[str, type] = {
+    "feature_dim": int,
+    "mini_batch_size": int,
+    "num_factors": int,
+    "predictor_type": str,
+    "epochs": int,
+    "clip_gradient": float,
+    "eps": float,
+    "rescale_grad": float,
+    **{f"{group}_{rate}": float for group in _GROUPS for rate in ("lr", "wd")},
+    **{f"{group}_init_method": str for group in _GROUPS},
+    **{f"{group}_init_{arg}": float for group in _GROUPS for arg in ("scale", "sigma", "value")},
+}
+#: The settings of :class:`fmfast.FactorizationMachine` that SageMaker has no hyperparameter for,
+#: and their types: what ``fmfast.json`` may hold.
+FMFAST_SETTINGS: dict[str, type] = {"optimizer": str, "n_threads": int, "progress": bool, "random_state": int}
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 
 Source = str | os.PathLike[str] | bytes | bytearray | memoryview
 
@@ -58,8 +92,12 @@ class SageMakerFM:
         w: linear weights, shape ``(feature_dim,)``, float32.
         V: factor matrix, shape ``(feature_dim, num_factors)``, float32.
         predictor_type: ``"binary_classifier"`` or ``"regressor"``.
-        hyperparameters: the training parameters (``meta.json``), at least ``feature_dim``,
-            ``num_factors`` and ``predictor_type``.
+        hyperparameters: the training parameters (``meta.json``) as stored, at least
+            ``feature_dim``, ``num_factors`` and ``predictor_type`` (the values the weights and
+            ``predictor_type`` give, unless given as a string of the same value); see
+            :func:`parse_hyperparameters`.
+        fmfast_params: fmfast's own settings (:data:`FMFAST_SETTINGS`), written to
+            ``fmfast.json`` beside ``model_algo-1`` when there are any.
     """
 
     w0: float
@@ -67,6 +105,7 @@ class SageMakerFM:
     V: np.ndarray
     predictor_type: str
     hyperparameters: dict[str, Any] = field(default_factory=dict)
+    fmfast_params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.predictor_type not in HEAD_OPS:
@@ -81,11 +120,11 @@ class SageMakerFM:
             raise InvalidInputError(f"w has {w.size} weights but V has {V.shape[0]} rows")
         V.setflags(write=False)
         w.setflags(write=False)
+        shape = {"feature_dim": V.shape[0], "num_factors": V.shape[1], "predictor_type": self.predictor_type}
+        # A shape key given in SageMaker's formatting ("50" for 50) is kept as given.
         hyperparameters = {
-            "feature_dim": V.shape[0],
-            "num_factors": V.shape[1],
-            "predictor_type": self.predictor_type,
-            **{k: v for k, v in self.hyperparameters.items() if k not in _SHAPE_KEYS},
+            **shape,
+            **{k: v for k, v in self.hyperparameters.items() if k not in shape or str(v) == str(shape[k])},
         }
         object.__setattr__(self, "w0", float(np.float32(self.w0)))
         object.__setattr__(self, "w", w)
@@ -121,7 +160,63 @@ class SageMakerFM:
         return scores
 
 
-_SHAPE_KEYS = ("feature_dim", "num_factors", "predictor_type")
+# ---------------------------------------------------------------------------------------------
+# Hyperparameters: SageMaker's strings and Python values
+
+
+def _typed(value: Any, kind: type, what: str) -> Any:
+    """``value`` as a ``kind`` (``None`` stays ``None``); a string is read as SageMaker writes one."""
+    original = value
+    if isinstance(value, str):
+        # "100", "0.001", "true", and the JSON in a string that framework estimators send
+        # ('"regressor"'); a string that is not JSON ("regressor", "inf") is taken as it is.
+        try:
+            value = json.loads(value)
+        except (ValueError, RecursionError):
+            pass
+    if value is None:
+        return None
+    if kind is bool or not isinstance(value, bool):
+        try:
+            if kind is float and isinstance(value, int | float | str):
+                return float(value)
+            if kind is int and isinstance(value, str):
+                return int(value)
+        except ValueError:
+            pass
+        if isinstance(value, kind):
+            return value
+    raise ModelFormatError(f"{what} is {original!r}, not {_TYPE_NAMES[kind]}")
+
+
+def parse_hyperparameters(
+    stored: dict[str, Any], kinds: dict[str, type] = HYPERPARAMETERS, source: str = "meta.json"
+) -> dict[str, Any]:
+    """The settings of ``kinds`` in ``stored``, each as its Python type; other keys are left out.
+
+    Values may be given as SageMaker stores them, as strings (``"100"``, ``"0.001"``,
+    ``"regressor"``, ``"true"``, also JSON-encoded: ``'"regressor"'``), or as JSON values.
+
+    Raises:
+        ModelFormatError: a value that is not of its key's type; the message names ``source`` and
+            the key.
+    """
+    return {
+        key: _typed(value, kinds[key], f"{source} {key!r}") for key, value in stored.items() if key in kinds
+    }
+
+
+def format_hyperparameters(values: dict[str, Any]) -> dict[str, str]:
+    """SageMaker's hyperparameters among ``values``, as the SageMaker SDK sends them: ``str(kind(value))``.
+
+    Keys that are not SageMaker FM hyperparameters (:data:`HYPERPARAMETERS`) and ``None`` values
+    are left out, as the SDK leaves them out.
+    """
+    return {
+        key: str(HYPERPARAMETERS[key](value))
+        for key, value in values.items()
+        if key in HYPERPARAMETERS and value is not None
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,28 +230,63 @@ def _check_member_name(name: str) -> None:
         raise ModelFormatError(f"archive member {name!r} leaves the archive ('..')")
 
 
-def _read_tar(data: bytes, limit: int) -> dict[str, bytes]:
+def _read_tar(stream: io.BufferedIOBase, limit: int) -> tuple[dict[str, bytes], int]:
+    """The members of the tar read from ``stream``, and the offset where the tar ends.
+
+    ``stream`` is read in order, as far as the tar goes and at most one read (``_TAR_READ_BYTES``)
+    beyond.
+    """
     files: dict[str, bytes] = {}
     total = 0
+    # "r|": a stream, read in order; each member's declared size is checked before it is read.
+    with tarfile.open(fileobj=stream, mode="r|", bufsize=_TAR_READ_BYTES) as tar:
+        for member in tar:
+            _check_member_name(member.name)
+            if member.isdir():
+                continue
+            if not member.isreg():
+                raise ModelFormatError(f"archive member {member.name!r} is a link or special file")
+            total += member.size
+            if member.size > limit or total > limit:
+                raise ModelFormatError(
+                    f"archive member {member.name!r} ({member.size} bytes) exceeds the {limit}-byte limit"
+                )
+            handle = tar.extractfile(member)
+            assert handle is not None
+            content = handle.read(member.size)
+            if len(content) != member.size:
+                raise ModelFormatError(f"archive member {member.name!r} is truncated")
+            files[posixpath.basename(member.name)] = content
+        end = tar.offset
+    return files, end
+
+
+def _read_tar_gz(data: bytes, limit: int) -> dict[str, bytes]:
+    """The members of a gzip'd tar, inflated only as far as the tar and its padding go."""
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
-            for member in tar:
-                _check_member_name(member.name)
-                if member.isdir():
-                    continue
-                if not member.isreg():
-                    raise ModelFormatError(f"archive member {member.name!r} is a link or special file")
-                total += member.size
-                if member.size > limit or total > limit:
-                    raise ModelFormatError(
-                        f"archive member {member.name!r} ({member.size} bytes) exceeds the {limit}-byte limit"
-                    )
-                handle = tar.extractfile(member)
-                assert handle is not None
-                files[posixpath.basename(member.name)] = handle.read(member.size)
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
+            files, end = _read_tar(stream, limit)
+            # The rest of the stream: tar padding, then the gzip trailer (checksum and length,
+            # checked at its end), read a chunk at a time and refused beyond MAX_TAR_PADDING.
+            left = MAX_TAR_PADDING - (stream.tell() - end)
+            while left >= 0 and (chunk := stream.read(min(left + 1, _TAR_READ_BYTES))):
+                left -= len(chunk)
+            if left < 0:
+                raise ModelFormatError(
+                    f"gzip stream inflates more than {MAX_TAR_PADDING} bytes beyond its tar archive"
+                )
+    except tarfile.TarError as error:
         raise ModelFormatError(f"not a readable tar archive: {error}") from error
+    except (EOFError, OSError, zlib.error) as error:
+        raise ModelFormatError(f"not a readable gzip stream: {error}") from error
     return files
+
+
+def _read_plain_tar(data: bytes, limit: int) -> dict[str, bytes]:
+    try:
+        return _read_tar(io.BytesIO(data), limit)[0]
+    except (tarfile.TarError, EOFError, OSError) as error:
+        raise ModelFormatError(f"not a readable tar archive: {error}") from error
 
 
 def _read_zip(data: bytes, limit: int) -> dict[str, bytes]:
@@ -194,9 +324,9 @@ def _files_of(data: bytes, limit: int, depth: int = 0) -> dict[str, bytes]:
     if data[:4] == b"PK\x03\x04" or data[:4] == b"PK\x05\x06":
         files = _read_zip(data, limit)
     elif data[:2] == b"\x1f\x8b":
-        files = _read_tar(_gunzip(data, limit), limit)
+        files = _read_tar_gz(data, limit)
     elif _is_plain_tar(data):
-        files = _read_tar(data, limit)
+        files = _read_plain_tar(data, limit)
     elif data[:8] == (0x112).to_bytes(8, "little"):
         return {"params": data}
     else:
@@ -205,19 +335,6 @@ def _files_of(data: bytes, limit: int, depth: int = 0) -> dict[str, bytes]:
     if nested is not None:
         files = {**files, **_files_of(nested, limit, depth + 1)}
     return files
-
-
-def _gunzip(data: bytes, limit: int) -> bytes:
-    """The whole gzip stream, checksum and length checked, at most ``limit`` bytes (plus tar framing)."""
-    cap = limit + (1 << 20)
-    try:
-        with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
-            content = stream.read(cap + 1)
-    except (OSError, EOFError, zlib.error) as error:
-        raise ModelFormatError(f"not a readable gzip stream: {error}") from error
-    if len(content) > cap:
-        raise ModelFormatError(f"gzip stream inflates beyond the {limit}-byte limit")
-    return content
 
 
 def _is_plain_tar(data: bytes) -> bool:
@@ -233,7 +350,7 @@ def _read_source(source: Source, limit: int) -> dict[str, bytes]:
             if (path / archive).is_file():
                 return _read_source(path / archive, limit)
         files = {}
-        for name in (*_PARAMS_NAMES, *_SYMBOL_NAMES, "meta.json"):
+        for name in (*_PARAMS_NAMES, *_SYMBOL_NAMES, "meta.json", _SETTINGS_NAME):
             if (path / name).is_file():
                 files[name] = _read_file(path / name, limit)
         return files
@@ -258,6 +375,8 @@ def _json(files: dict[str, bytes], names: tuple[str, ...]) -> Any:
                 return json.loads(files[name])
             except (ValueError, UnicodeDecodeError) as error:
                 raise ModelFormatError(f"{name} is not valid JSON: {error}") from error
+            except RecursionError as error:
+                raise ModelFormatError(f"{name} nests JSON too deeply") from error
     return None
 
 
@@ -285,18 +404,11 @@ def _weights(params: dict[str, Any]) -> dict[str, np.ndarray]:
             raise ModelFormatError(f"params {key!r} is stored as csr; FM weights are dense or row_sparse")
         if value.dtype.kind != "f":
             raise ModelFormatError(f"params {key!r} has dtype {value.dtype}, FM weights are floating point")
-        weights[name] = value.astype(np.float32)
+        weights[name] = value.astype(np.float32, copy=False)
     missing = [name for name in ("v", "w1_weight", "w0_weight") if name not in weights]
     if missing:
         raise ModelFormatError(f"params lack the FM weights {missing} (found {sorted(params)})")
     return weights
-
-
-def _as_int(value: Any, what: str) -> int:
-    try:
-        return int(str(value))
-    except ValueError as error:
-        raise ModelFormatError(f"meta.json {what} is {value!r}, not an integer") from error
 
 
 def read_sagemaker_model(
@@ -312,12 +424,14 @@ def read_sagemaker_model(
         max_bytes: refuse archive members (and files) larger than this, in total too.
 
     Weights may be named with or without the ``arg:`` prefix and stored dense or row_sparse
-    (missing rows are zeros). The predictor type comes from ``meta.json``, else from the
-    symbol's head op (``LogisticRegressionOutput`` → binary_classifier, ``LinearRegressionOutput``
-    → regressor).
+    (missing rows are zeros, up to :data:`fmfast.mxnet_params.MAX_DENSE_BYTES` an array). The
+    predictor type comes from ``meta.json``, else from the symbol's head op
+    (``LogisticRegressionOutput`` → binary_classifier, ``LinearRegressionOutput`` → regressor).
+    ``meta.json`` values may be strings, as SageMaker stores them (see :func:`parse_hyperparameters`).
 
     Raises:
-        ModelFormatError: unreadable, hostile or inconsistent content.
+        ModelFormatError: unreadable, hostile or inconsistent content; a hyperparameter of
+            ``meta.json`` or a setting of ``fmfast.json`` of the wrong type.
         OSError: the path cannot be read.
     """
     files = _read_source(source, max_bytes)
@@ -339,9 +453,13 @@ def read_sagemaker_model(
         training = meta.get("training_parameters", {}) if isinstance(meta, dict) else None
         if not isinstance(training, dict):
             raise ModelFormatError("meta.json training_parameters is not an object")
+    stated = parse_hyperparameters(training)
+    settings = _json(files, (_SETTINGS_NAME,))
+    if settings is not None and not isinstance(settings, dict):
+        raise ModelFormatError(f"{_SETTINGS_NAME} is not an object")
     symbol = _json(files, _SYMBOL_NAMES)
     from_symbol = _head_op_type(symbol) if symbol is not None else None
-    ptype = training.get("predictor_type") or from_symbol or predictor_type
+    ptype = stated.get("predictor_type") or from_symbol or predictor_type
     if ptype is None:
         raise ModelFormatError("no meta.json or symbol says the predictor type; pass predictor_type=")
     if ptype not in HEAD_OPS:
@@ -349,7 +467,7 @@ def read_sagemaker_model(
     if from_symbol is not None and from_symbol != ptype:
         raise ModelFormatError(f"meta.json says {ptype} but symbol.json's head is a {from_symbol}")
     for key, actual in (("feature_dim", V.shape[0]), ("num_factors", V.shape[1])):
-        if key in training and _as_int(training[key], key) != actual:
+        if stated.get(key) not in (None, actual):
             raise ModelFormatError(f"meta.json {key} is {training[key]} but the weights have {actual}")
     return SageMakerFM(
         w0=float(w0.reshape(-1)[0]),
@@ -357,6 +475,7 @@ def read_sagemaker_model(
         V=V,
         predictor_type=ptype,
         hyperparameters=dict(training),
+        fmfast_params=parse_hyperparameters(settings or {}, FMFAST_SETTINGS, _SETTINGS_NAME),
     )
 
 
@@ -442,14 +561,15 @@ def _zip_bytes(members: list[tuple[str, bytes]]) -> bytes:
     return buffer.getvalue()
 
 
-def _tar_gz_bytes(name: str, content: bytes) -> bytes:
+def _tar_gz_bytes(members: list[tuple[str, bytes]]) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        info = tarfile.TarInfo(name)
-        info.size, info.mode, info.mtime = len(content), 0o644, _FIXED_MTIME
-        info.uid = info.gid = 0
-        info.uname = info.gname = ""
-        tar.addfile(info, io.BytesIO(content))
+        for name, content in members:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(content), 0o644, _FIXED_MTIME
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            tar.addfile(info, io.BytesIO(content))
     compressed = io.BytesIO()
     # GzipFile rather than gzip.compress: no file name, mtime 0, the same header on every Python.
     with gzip.GzipFile(filename="", mode="wb", fileobj=compressed, compresslevel=9, mtime=0) as out:
@@ -472,8 +592,14 @@ def model_algo_bytes(model: SageMakerFM) -> bytes:
 
 
 def sagemaker_model_bytes(model: SageMakerFM) -> bytes:
-    """The ``model.tar.gz`` of ``model`` as bytes; the same model always gives the same bytes."""
-    return _tar_gz_bytes("model_algo-1", model_algo_bytes(model))
+    """The ``model.tar.gz`` of ``model`` as bytes; the same model always gives the same bytes.
+
+    It holds ``model_algo-1`` and, when ``model.fmfast_params`` is not empty, ``fmfast.json``.
+    """
+    members = [("model_algo-1", model_algo_bytes(model))]
+    if model.fmfast_params:
+        members.append((_SETTINGS_NAME, json.dumps(model.fmfast_params).encode()))
+    return _tar_gz_bytes(members)
 
 
 def write_sagemaker_model(path: str | os.PathLike[str], model: SageMakerFM) -> None:
@@ -481,8 +607,9 @@ def write_sagemaker_model(path: str | os.PathLike[str], model: SageMakerFM) -> N
 
     The archive holds ``model_algo-1`` (a zip of ``symbol.json``, ``params`` with dense float32
     ``arg:v``, ``arg:w1_weight`` (feature_dim, 1) and ``arg:w0_weight`` (1,), and ``meta.json``
-    with the hyperparameters as ``training_parameters``). Member dates are fixed, so the bytes
-    depend only on the model. A failure leaves no file behind.
+    with the hyperparameters as ``training_parameters``), then ``fmfast.json`` with
+    ``model.fmfast_params`` if there are any. Member dates are fixed, so the bytes depend only on
+    the model. A failure leaves no file behind.
     """
     data = sagemaker_model_bytes(model)
     with atomic_output(path) as out:
@@ -490,10 +617,15 @@ def write_sagemaker_model(path: str | os.PathLike[str], model: SageMakerFM) -> N
 
 
 __all__ = [
+    "FMFAST_SETTINGS",
+    "HYPERPARAMETERS",
     "MAX_MEMBER_BYTES",
+    "MAX_TAR_PADDING",
     "SageMakerFM",
     "fm_symbol_json",
+    "format_hyperparameters",
     "model_algo_bytes",
+    "parse_hyperparameters",
     "read_sagemaker_model",
     "sagemaker_model_bytes",
     "write_sagemaker_model",
