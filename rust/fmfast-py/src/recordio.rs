@@ -9,8 +9,7 @@ use std::sync::Mutex;
 use fmfast_core::memory::zeroed_in_parallel;
 use fmfast_core::recordio::decode::Decoded;
 use fmfast_core::recordio::{
-    decode_buffer, decode_records, encode_into, encode_rows, encoded_size, AtomicFile, EncodeOptions, RecordStream,
-    Rows,
+    decode_buffer, encode_into, encode_rows, encoded_size, read_whole, AtomicFile, EncodeOptions, RecordStream, Rows,
 };
 use fmfast_core::Error;
 use numpy::PyReadonlyArray1;
@@ -212,7 +211,7 @@ fn decode<'py>(
     decoded_tuple(py, decoded)
 }
 
-/// Decodes a whole RecordIO file, mapped into memory.
+/// Decodes a whole RecordIO file (or pipe, or FIFO), read into memory.
 #[pyfunction]
 #[pyo3(signature = (path, n_threads=0, progress=None))]
 fn decode_file<'py>(
@@ -223,13 +222,8 @@ fn decode_file<'py>(
 ) -> PyResult<Bound<'py, PyTuple>> {
     let decoded = run(py, n_threads, progress, |monitor| {
         let file = File::open(&path)?;
-        if file.metadata()?.len() == 0 {
-            return decode_records(&[], monitor);
-        }
-        // SAFETY: the map is read-only and dropped before returning; as with any reader, a
-        // file truncated by another process meanwhile is outside what we can guard against.
-        let map = unsafe { memmap2::MmapOptions::new().populate().map(&file)? };
-        decode_buffer(&map, monitor)
+        let size_hint = file.metadata()?.len();
+        decode_buffer(&read_whole(file, size_hint)?, monitor)
     })?;
     decoded_tuple(py, decoded)
 }

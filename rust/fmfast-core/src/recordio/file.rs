@@ -1,12 +1,14 @@
-//! Output files that appear whole or not at all: written to a temporary file beside the target
-//! and renamed over it on commit; dropped uncommitted, the temporary file is removed.
+//! Files: output files that appear whole or not at all (written to a temporary file beside the
+//! target and renamed over it on commit; dropped uncommitted, the temporary file is removed), and
+//! whole input files read into memory.
 
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
 
 use crate::error::Result;
+use crate::memory::advise_huge_pages;
 
 /// A file being written atomically. Writes of 64 KiB or more go straight to the file.
 pub struct AtomicFile {
@@ -60,5 +62,34 @@ impl Write for AtomicFile {
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.writer.flush()
+    }
+}
+
+/// Everything `file` holds, read to its end. Read rather than mapped: a mapped file that another
+/// process truncates kills the reader with SIGBUS, where a read just ends early (and the decoder
+/// then reports the cut record). Read to the end rather than to the length the file reports, which
+/// is 0 for pipes and FIFOs and may be stale: that length only sizes the first allocation.
+pub fn read_whole(mut file: impl Read, size_hint: u64) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    if let Ok(hint) = usize::try_from(size_hint) {
+        // One more byte than the hint, so that reaching the end costs no regrowth.
+        if bytes.try_reserve_exact(hint.saturating_add(1)).is_ok() {
+            advise_huge_pages(bytes.spare_capacity_mut());
+        }
+    }
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_whole_stream_is_read_whatever_length_was_announced() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        for hint in [0, 10, 100_000, 1 << 40, u64::MAX] {
+            assert_eq!(read_whole(&data[..], hint).unwrap(), data, "hint {hint}");
+        }
     }
 }
