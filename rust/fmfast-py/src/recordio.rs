@@ -274,12 +274,16 @@ impl RecordIOReader {
         batch_size: usize,
         n_threads: usize,
     ) -> PyResult<Option<Bound<'py, PyTuple>>> {
-        let mut stream = self
-            .stream
-            .lock()
-            .map_err(|_| FmFastError::new_err("the reader is in use"))?;
-        let stream: &mut RecordStream<_> = &mut stream;
-        let decoded = run(py, n_threads, None, |monitor| stream.next_batch(batch_size, monitor))?;
+        // The stream is locked with the interpreter lock released: the thread holding the stream
+        // may need the interpreter (to read a Python file object) before it lets go, so waiting
+        // for the stream while holding the interpreter would deadlock. Threads take turns.
+        let decoded = run(py, n_threads, None, |monitor| {
+            let mut stream = self
+                .stream
+                .lock()
+                .map_err(|_| Error::invalid("the reader failed in another thread"))?;
+            stream.next_batch(batch_size, monitor)
+        })?;
         decoded.map(|d| decoded_tuple(py, d)).transpose()
     }
 }
