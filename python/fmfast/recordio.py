@@ -21,6 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from fmfast import _fmfast
+from fmfast._atomic import remove_stale_temporaries
 from fmfast._inputs import DTypeArg, as_csr, as_dense, as_labels, core_values, csr_indices, tensor_dtype
 from fmfast._progress import Progress, progress_callback
 from fmfast.exceptions import InvalidInputError
@@ -117,6 +118,8 @@ class RecordIOWriter:
     The file appears under ``path`` only when the writer is closed without error (as a context
     manager: when the ``with`` block ends normally); otherwise nothing is left behind. Every chunk
     must have the same number of columns.
+    Starting a writer removes the temporary files that killed writers left in the same directory
+    (see :mod:`fmfast._atomic` for the rule).
 
     Example:
         >>> with RecordIOWriter("train.recordio") as writer:  # doctest: +SKIP
@@ -140,6 +143,7 @@ class RecordIOWriter:
         self._n_cols: int | None = None
         self._labelled: bool | None = None
         self.rows_written = 0
+        remove_stale_temporaries(self.path)
         self._writer: Any = _fmfast.RecordIOFileWriter(self.path)
 
     def write(self, X: Any, labels: Any = None, *, progress: Progress = None) -> None:

@@ -1,6 +1,6 @@
 //! Files: output files that appear whole or not at all (written to a temporary file beside the
-//! target and renamed over it on commit; dropped uncommitted, the temporary file is removed), and
-//! whole input files read into memory.
+//! target, locked while written, and renamed over it on commit; dropped uncommitted, the temporary
+//! file is removed), and whole input files read into memory.
 
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -28,6 +28,9 @@ impl AtomicFile {
             .prefix(".fmfast-")
             .suffix(".tmp")
             .tempfile_in(dir)?;
+        // Held until the file is committed or dropped: it tells the cleaners of stale temporaries
+        // (`fmfast._atomic`) that a live writer owns this file.
+        lock_exclusive(temp.as_file())?;
         Ok(AtomicFile {
             target,
             writer: BufWriter::with_capacity(64 << 10, temp),
@@ -63,6 +66,23 @@ impl Write for AtomicFile {
     fn flush(&mut self) -> std::io::Result<()> {
         self.writer.flush()
     }
+}
+
+/// Takes an exclusive `flock` on `file`, released when it is closed.
+#[cfg(unix)]
+fn lock_exclusive(file: &std::fs::File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor stays open while `file` is borrowed, and flock touches no memory.
+    match unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
+/// Nothing to do where there is no `flock` (and no cleaner relying on it).
+#[cfg(not(unix))]
+fn lock_exclusive(_file: &std::fs::File) -> std::io::Result<()> {
+    Ok(())
 }
 
 /// Everything `file` holds, read to its end. Read rather than mapped: a mapped file that another
