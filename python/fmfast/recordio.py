@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,7 +118,7 @@ class RecordIOWriter:
 
     The file appears under ``path`` only when the writer is closed without error (as a context
     manager: when the ``with`` block ends normally); otherwise nothing is left behind. Every chunk
-    must have the same number of columns.
+    must have the same number of columns. Threads sharing a writer take turns, a chunk at a time.
     Starting a writer removes the temporary files that killed writers left in the same directory
     (see :mod:`fmfast._atomic` for the rule).
 
@@ -143,12 +144,17 @@ class RecordIOWriter:
         self._n_cols: int | None = None
         self._labelled: bool | None = None
         self.rows_written = 0
+        self._lock = threading.Lock()
         remove_stale_temporaries(self.path)
         self._writer: Any = _fmfast.RecordIOFileWriter(self.path)
 
     def write(self, X: Any, labels: Any = None, *, progress: Progress = None) -> None:
         """Append the rows of ``X`` (and their labels) to the file."""
         encoding = _prepare(X, labels, *self._options)
+        with self._lock:
+            self._append(encoding, progress)
+
+    def _append(self, encoding: _Encoding, progress: Progress) -> None:
         if self._n_cols is not None and encoding.shape[1] != self._n_cols:
             raise InvalidInputError(f"chunk has {encoding.shape[1]} columns, earlier chunks {self._n_cols}")
         if self._labelled is not None and (encoding.labels is not None) != self._labelled:
@@ -160,11 +166,13 @@ class RecordIOWriter:
 
     def close(self) -> None:
         """Finish the file and move it into place."""
-        self._writer.commit()
+        with self._lock:
+            self._writer.commit()
 
     def abort(self) -> None:
         """Discard the file; ``path`` is left as it was."""
-        self._writer.abort()
+        with self._lock:
+            self._writer.abort()
 
     def __enter__(self) -> RecordIOWriter:
         return self
