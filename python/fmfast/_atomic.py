@@ -9,6 +9,8 @@ earlier (a temporary so young may belong to a writer that has created it and not
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import fcntl
 import os
 import shutil
@@ -79,3 +81,61 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield an empty directory that replaces the directory ``path`` whole if the block succeeds.
+
+    Readers of ``path`` see the old directory or the new one, never a mix: on Linux the two are
+    exchanged in one ``renameat2(RENAME_EXCHANGE)``; elsewhere the old one is first moved aside,
+    so a kill between the two renames leaves ``path`` absent (the old contents stay in a stale
+    temporary until the next write).
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(target)
+    temp = Path(tempfile.mkdtemp(prefix=_PREFIX, suffix=_SUFFIX, dir=target.parent))
+    fd = os.open(temp, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield temp
+        _replace_directory(temp, target)
+    finally:
+        # After the exchange the temporary name holds the old directory.
+        shutil.rmtree(temp, ignore_errors=True)
+        os.close(fd)
+
+
+def _replace_directory(new: Path, target: Path) -> None:
+    """Put ``new`` at ``target``; whatever was at ``target`` ends up at ``new``."""
+    try:
+        os.rename(new, target)  # replaces an absent or empty directory
+        return
+    except OSError as error:
+        if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+    if _exchange(new, target):
+        return
+    aside = Path(tempfile.mkdtemp(prefix=_PREFIX, suffix=_SUFFIX, dir=target.parent))
+    os.rename(target, aside / "old")
+    os.rename(new, target)
+    os.rename(aside / "old", new)
+    aside.rmdir()
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap ``a`` and ``b`` atomically; ``False`` where the system cannot.
+
+    That is where there is no ``renameat2`` (not Linux) or the file system lacks ``RENAME_EXCHANGE``.
+    """
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))

@@ -1,0 +1,100 @@
+"""Shard sets are written whole: they replace a directory atomically, refuse to replace one that
+holds other files, and directory readers refuse an incomplete or mixed set."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import time
+from pathlib import Path
+
+import fmfast
+import numpy as np
+import pytest
+from fmfast.shards import recordio_files, shard_name
+
+
+def fm() -> fmfast.FactorizationMachine:
+    return fmfast.FactorizationMachine("regressor", 4, mini_batch_size=100)
+
+
+def data(n: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(n)
+    return rng.random((n, 6), dtype=np.float32), rng.random(n, dtype=np.float32)
+
+
+def test_a_new_set_replaces_the_old_one_whole(tmp_path: Path) -> None:
+    target = tmp_path / "train"
+    fmfast.write_recordio_shards(target, *data(800), n_shards=8, manifest_prefix="s3://b/t/")
+    paths = fmfast.write_recordio_shards(target, *data(400), n_shards=4)
+    assert sorted(target.iterdir()) == paths == recordio_files(target)
+    assert sum(fmfast.read_recordio(p)[0].shape[0] for p in paths) == 400
+
+
+def test_a_failed_write_leaves_the_old_set(tmp_path: Path) -> None:
+    target = tmp_path / "train"
+    fmfast.write_recordio_shards(target, *data(400), n_shards=4)
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+    X, y = data(400)
+    X[-1, 0] = np.nan  # refused when the last shard is written
+    with pytest.raises(fmfast.InvalidInputError):
+        fmfast.write_recordio_shards(target, X, y, n_shards=2, check_finite=True)
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["train"]
+
+
+def test_a_directory_with_other_files_is_not_replaced(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(
+        fmfast.InvalidInputError, match=r"holds 'notes\.txt', which is not part of a shard set"
+    ):
+        fmfast.write_recordio_shards(tmp_path, *data(10), n_shards=2)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_readers_refuse_incomplete_and_mixed_sets(tmp_path: Path) -> None:
+    """What a non-atomic writer killed midway left: a set with a shard missing, or shards of
+    two sets side by side."""
+    whole = tmp_path / "whole"
+    fmfast.write_recordio_shards(whole, *data(400), n_shards=4)
+    incomplete = tmp_path / "incomplete"
+    shutil.copytree(whole, incomplete)
+    (incomplete / shard_name(2, 4)).unlink()
+    with pytest.raises(
+        fmfast.InvalidInputError, match=r"incomplete shard set: part-00002-of-00004.recordio and 0"
+    ):
+        fm().fit(incomplete)
+    mixed = tmp_path / "mixed"
+    shutil.copytree(whole, mixed)
+    shutil.copy(whole / shard_name(0, 4), mixed / shard_name(0, 8))
+    with pytest.raises(fmfast.InvalidInputError, match="mixes shard sets of 4 and 8 shards named part-"):
+        fm().fit(mixed)
+    # A directory of files named otherwise is read as before, in name order.
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in ("b.recordio", "a.rec"):
+        fmfast.write_recordio(other / name, *data(100))
+    assert [p.name for p in recordio_files(other)] == ["a.rec", "b.recordio"]
+    assert fm().fit(other).feature_dim_ == 6
+
+
+def test_only_stale_unlocked_temporaries_are_removed(tmp_path: Path) -> None:
+    def leftover(name: str, age: float, directory: bool = False) -> Path:
+        path = tmp_path / name
+        path.mkdir() if directory else path.write_bytes(b"partial")
+        os.utime(path, (time.time() - age,) * 2)
+        return path
+
+    dead_file = leftover(".fmfast-dead.tmp", 3600)
+    dead_dir = leftover(".fmfast-deaddir.tmp", 3600, directory=True)
+    (dead_dir / "part-00000-of-00002.recordio").write_bytes(b"x")
+    os.utime(dead_dir, (time.time() - 3600,) * 2)
+    young = leftover(".fmfast-young.tmp", 1)
+    held = leftover(".fmfast-held.tmp", 3600)
+    unrelated = leftover("data.tmp", 3600)
+    with open(held, "rb") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # as a live writer does
+        fmfast.write_recordio(tmp_path / "new.recordio", *data(10))
+    assert not dead_file.exists() and not dead_dir.exists()
+    assert young.exists() and held.exists() and unrelated.exists()
