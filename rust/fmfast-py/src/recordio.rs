@@ -221,9 +221,7 @@ fn decode_file<'py>(
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let decoded = run(py, n_threads, progress, |monitor| {
-        let file = File::open(&path)?;
-        let size_hint = file.metadata()?.len();
-        decode_buffer(&read_whole(file, size_hint)?, monitor)
+        decode_buffer(&read_whole(&File::open(&path)?)?, monitor)
     })?;
     decoded_tuple(py, decoded)
 }
