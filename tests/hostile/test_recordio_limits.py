@@ -4,6 +4,7 @@ plain files or that shrink while read, and readers and writers shared by threads
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 import sys
 import textwrap
@@ -14,7 +15,7 @@ import fmfast
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from recordio_bytes import frame, sparse_record
+from recordio_bytes import MAGIC, frame, sparse_record
 
 
 def run_python(code: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -34,16 +35,35 @@ def rows(n: int, n_cols: int = 50, seed: int = 0) -> tuple[sp.csr_array, np.ndar
 HUGE_SHAPE = frame(sparse_record([1.0], [0], [10**9], label=1.0))
 
 
-def test_a_huge_declared_shape_costs_no_memory(tmp_path: Path) -> None:
+# A frame header announcing the largest payload (512 MiB) followed by 16 bytes.
+HUGE_LENGTH = struct.pack("<II", MAGIC, (1 << 29) - 1) + bytes(16)
+
+
+def test_huge_declared_sizes_cost_no_memory(tmp_path: Path) -> None:
     assert len(HUGE_SHAPE) == 60
     path = tmp_path / "huge.recordio"
     path.write_bytes(HUGE_SHAPE)
+    (tmp_path / "long.recordio").write_bytes(HUGE_LENGTH)
     result = run_python(
         """
-        import resource, sys
+        import io, resource, sys
         import fmfast
         path = sys.argv[1]
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        long = sys.argv[2]
+        data = open(long, "rb").read()
+        for read in (
+            lambda: fmfast.read_recordio(long),
+            lambda: fmfast.read_recordio(data),
+            lambda: list(fmfast.iter_recordio(long)),
+            lambda: list(fmfast.iter_recordio(io.BytesIO(data))),
+        ):
+            try:
+                read()
+            except fmfast.RecordIOError as error:
+                assert "length 536870911 runs past the end of the data (16 bytes left" in str(error), error
+            else:
+                raise AssertionError("a truncated record was read")
         X, y = fmfast.read_recordio(path)
         assert X.shape == (1, 10**9) and X.nnz == 1, X
         assert [b.shape for b, _ in fmfast.iter_recordio(path)] == [(1, 10**9)]
@@ -54,6 +74,7 @@ def test_a_huge_declared_shape_costs_no_memory(tmp_path: Path) -> None:
         print("grew_kib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
         """,
         str(path),
+        str(tmp_path / "long.recordio"),
     )
     assert result.returncode == 0, result.stderr
     assert "refused: feature_dim 1000000000 with num_factors 64 needs 242.1 GiB" in result.stdout
