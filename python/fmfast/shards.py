@@ -124,6 +124,10 @@ def recordio_files(directory: str | os.PathLike[str]) -> list[Path]:
                 f"{prefix}-*: the remains of different writes; write the set again"
             )
         ((count, indices),) = counts.items()
+        if max(indices) >= count:
+            raise InvalidInputError(
+                f"{directory} holds {shard_name(max(indices), count, prefix)}: no such shard"
+            )
         missing = sorted(set(range(count)) - indices)
         if missing:
             raise InvalidInputError(

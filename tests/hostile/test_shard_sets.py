@@ -70,6 +70,9 @@ def test_readers_refuse_incomplete_and_mixed_sets(tmp_path: Path) -> None:
     shutil.copy(whole / shard_name(0, 4), mixed / shard_name(0, 8))
     with pytest.raises(fmfast.InvalidInputError, match="mixes shard sets of 4 and 8 shards named part-"):
         fm().fit(mixed)
+    (mixed / shard_name(0, 8)).rename(mixed / shard_name(4, 4))
+    with pytest.raises(fmfast.InvalidInputError, match=r"holds part-00004-of-00004\.recordio: no such shard"):
+        fm().fit(mixed)
     # A directory of files named otherwise is read as before, in name order.
     other = tmp_path / "other"
     other.mkdir()
