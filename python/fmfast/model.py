@@ -42,7 +42,6 @@ from fmfast._progress import Progress, progress_callback
 from fmfast.exceptions import InvalidInputError, ModelFormatError
 from fmfast.recordio import iter_recordio
 from fmfast.sagemaker_model import SageMakerFM, read_sagemaker_model, write_sagemaker_model
-from fmfast.shards import recordio_files
 
 #: Name written into (and required from) the header of saved models.
 MODEL_FORMAT = "fmfast.FactorizationMachine"
@@ -261,9 +260,7 @@ def _is_recordio_source(X: Any) -> bool:
 
 def _recordio_batches(source: str | os.PathLike[str], batch_size: int) -> Iterator[tuple[Any, Any]]:
     """``(X, labels)`` batches of a RecordIO file, or of every file of a directory in name order."""
-    path = Path(source)
-    for file in recordio_files(path) if path.is_dir() else [path]:
-        yield from iter_recordio(file, batch_size)
+    return iter_recordio(Path(source), batch_size)
 
 
 def _json_safe(value: Any) -> Any:

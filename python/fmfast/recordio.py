@@ -223,13 +223,33 @@ def _is_path(source: Any) -> bool:
     return isinstance(source, (str, os.PathLike))
 
 
+def _files(source: str | os.PathLike[str]) -> list[Path]:
+    """The files a path names: itself, or a directory's RecordIO files (a shard set only whole)."""
+    from fmfast.shards import recordio_files  # here: shards imports this module
+
+    path = Path(source)
+    return recordio_files(path) if path.is_dir() else [path]
+
+
+def _check_agrees(first: tuple[sp.csr_array, Any], part: tuple[sp.csr_array, Any], source: Any) -> None:
+    """Refuse a file of a directory whose records differ in kind from the first file's."""
+
+    def kind(X: sp.csr_array, labels: Any) -> str:
+        return f"{X.shape[1]} {X.dtype} features {'with' if labels is not None else 'without'} labels"
+
+    if kind(*part) != kind(*first):
+        raise InvalidInputError(f"the files of {source} differ: {kind(*part)} after {kind(*first)}")
+
+
 def read_recordio(
     source: Source, *, n_threads: int = 0, progress: Progress = None
 ) -> tuple[sp.csr_array, np.ndarray | None]:
     """Decode a whole RecordIO-protobuf stream into a CSR array and labels.
 
     Args:
-        source: a path, bytes-like object, uint8 array or binary file object.
+        source: a path (of a file, a pipe, or a directory whose files are read in name order, as
+            :func:`fmfast.shards.recordio_files` lists them), bytes-like object, uint8 array or
+            binary file object.
         n_threads: worker threads, 0 for all cores.
         progress: ``True`` for a progress bar, or a callable receiving the records done.
 
@@ -239,10 +259,22 @@ def read_recordio(
 
     Raises:
         RecordIOError: corrupt, truncated or unsupported data; ``.record`` and ``.offset`` say where.
+        InvalidInputError: a directory holding an incomplete or mixed shard set, or files that differ.
     """
     with progress_callback(progress, None, "record") as callback:
         if _is_path(source):
-            return _as_scipy(_fmfast.decode_file(Path(source), n_threads, callback))
+            parts = []
+            for file in _files(source):
+                done = sum(X.shape[0] for X, _ in parts)
+                report = None if callback is None else lambda n, done=done: callback(done + n)
+                parts.append(_as_scipy(_fmfast.decode_file(file, n_threads, report)))
+                _check_agrees(parts[0], parts[-1], source)
+            if len(parts) == 1:
+                return parts[0]
+            if not parts:
+                return sp.csr_array((0, 0), dtype=np.float32), None
+            labels = [y for _, y in parts if y is not None]
+            return sp.vstack([X for X, _ in parts], format="csr"), np.concatenate(labels) if labels else None
         if hasattr(source, "read"):
             source = source.read()  # type: ignore[union-attr]
         buffer = np.frombuffer(source, dtype=np.uint8)  # type: ignore[arg-type]
@@ -254,13 +286,19 @@ def iter_recordio(
 ) -> Iterator[tuple[sp.csr_array, np.ndarray | None]]:
     """Yield ``(X, labels)`` batches of at most ``batch_size`` records, with bounded memory.
 
-    ``source`` is a path, a binary file object, or bytes. Every batch has the same number of
-    columns; errors name the record and byte offset in the whole stream.
+    ``source`` is a path (of a file, a pipe, or a directory, read as :func:`read_recordio` reads
+    it), a binary file object, or bytes. Every batch has the same number of columns; errors name
+    the record and byte offset in the whole stream (in the file, for a directory).
     """
     if batch_size < 1:
         raise InvalidInputError(f"batch_size must be at least 1, got {batch_size}")
     if isinstance(source, (bytes, bytearray, memoryview, np.ndarray)):
         source = io.BytesIO(bytes(source))
-    reader = _fmfast.RecordIOReader(Path(source) if _is_path(source) else source)
-    while (batch := reader.next_batch(batch_size, n_threads)) is not None:
-        yield _as_scipy(batch)
+    first = None
+    for stream in _files(source) if _is_path(source) else [source]:
+        reader = _fmfast.RecordIOReader(stream)
+        while (batch := reader.next_batch(batch_size, n_threads)) is not None:
+            part = _as_scipy(batch)
+            first = first or part
+            _check_agrees(first, part, source)
+            yield part

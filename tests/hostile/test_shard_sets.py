@@ -32,6 +32,26 @@ def test_a_new_set_replaces_the_old_one_whole(tmp_path: Path) -> None:
     assert sum(fmfast.read_recordio(p)[0].shape[0] for p in paths) == 400
 
 
+def test_read_and_iter_take_a_directory_as_its_files_in_order(tmp_path: Path) -> None:
+    X, y = data(1000)
+    fmfast.write_recordio_shards(tmp_path / "train", X, y, n_shards=3)
+    X_back, y_back = fmfast.read_recordio(tmp_path / "train")
+    np.testing.assert_array_equal(X_back.toarray(), X)
+    np.testing.assert_array_equal(y_back, y)
+    batches = list(fmfast.iter_recordio(tmp_path / "train", batch_size=400))
+    assert [b.shape[0] for b, _ in batches] == [333, 333, 334]
+    np.testing.assert_array_equal(np.concatenate([labels for _, labels in batches]), y)
+    other = tmp_path / "other"
+    other.mkdir()
+    fmfast.write_recordio(other / "a.rec", X, y)
+    fmfast.write_recordio(other / "b.rec", X[:, :4], y)
+    message = "differ: 4 float32 features with labels after 6 float32 features with labels"
+    with pytest.raises(fmfast.InvalidInputError, match=message):
+        fmfast.read_recordio(other)
+    with pytest.raises(fmfast.InvalidInputError, match=message):
+        list(fmfast.iter_recordio(other))
+
+
 def test_a_failed_write_leaves_the_old_set(tmp_path: Path) -> None:
     target = tmp_path / "train"
     fmfast.write_recordio_shards(target, *data(400), n_shards=4)
@@ -61,10 +81,10 @@ def test_readers_refuse_incomplete_and_mixed_sets(tmp_path: Path) -> None:
     incomplete = tmp_path / "incomplete"
     shutil.copytree(whole, incomplete)
     (incomplete / shard_name(2, 4)).unlink()
-    with pytest.raises(
-        fmfast.InvalidInputError, match=r"incomplete shard set: part-00002-of-00004.recordio and 0"
-    ):
-        fm().fit(incomplete)
+    incomplete_set = r"incomplete shard set: part-00002-of-00004\.recordio and 0"
+    for read in (fm().fit, fmfast.read_recordio, lambda path: list(fmfast.iter_recordio(path))):
+        with pytest.raises(fmfast.InvalidInputError, match=incomplete_set):
+            read(incomplete)
     mixed = tmp_path / "mixed"
     shutil.copytree(whole, mixed)
     shutil.copy(whole / shard_name(0, 4), mixed / shard_name(0, 8))
