@@ -66,7 +66,9 @@ def test_a_directory_given_as_a_file_is_named(tmp_path, trained, command):
     else:
         args.append(str(directory))
     run = fmfast_cli(*args)
-    assert_one_line_error(run, 1, f"fmfast: error: {directory}: Is a directory")
+    # The RecordIO readers take a directory as a shard set; converters want a file.
+    reason = ": Is a directory" if args[0] == "convert" else " holds no RecordIO files"
+    assert_one_line_error(run, 1, f"fmfast: error: {directory}{reason}")
 
 
 def test_a_corrupt_validation_file_is_named_before_training(tmp_path, trained):

@@ -53,8 +53,9 @@ def test_a_missing_input_raises_file_not_found_naming_it(tmp_path, read):
     assert str(path) in str(caught.value) and "os error" not in str(caught.value)
 
 
-# fit reads a directory as the RecordIO shards in it.
-_FILE_READERS = {name: read for name, read in _readers().items() if name != "fit"}
+# The RecordIO readers (and fit) read a directory as the RecordIO shards in it.
+_DIRECTORY_READERS = ("fit", "read_recordio", "iter_recordio", "inspect_recordio")
+_FILE_READERS = {name: read for name, read in _readers().items() if name not in _DIRECTORY_READERS}
 
 
 @pytest.mark.parametrize("read", _FILE_READERS.values(), ids=_FILE_READERS.keys())
@@ -64,6 +65,14 @@ def test_a_directory_given_as_input_raises_is_a_directory_naming_it(tmp_path, re
     with pytest.raises(IsADirectoryError) as caught:
         read(path)
     assert caught.value.filename == str(path)
+
+
+@pytest.mark.parametrize("name", _DIRECTORY_READERS)
+def test_an_empty_directory_given_as_input_is_named(tmp_path, name):
+    path = tmp_path / "a-directory"
+    path.mkdir()
+    with pytest.raises(fmfast.InvalidInputError, match=f"^{path} holds no RecordIO files$"):
+        _readers()[name](path)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")

@@ -1,14 +1,68 @@
-"""Files that appear whole or not at all (temporary file beside the target, then rename)."""
+"""Outputs that appear whole or not at all: written under a temporary name, then renamed into place.
+
+Temporary files and directories are named ``.fmfast-*.tmp`` and their writer holds an exclusive
+``flock`` on them until it finishes (the Rust writers too). A writer killed with ``kill -9`` leaves
+its temporary behind; the next write into the same directory removes every ``.fmfast-*.tmp`` there
+that no live writer holds and that was last modified more than :data:`STALE_AFTER_S` seconds
+earlier (a temporary so young may belong to a writer that has created it and not yet locked it).
+"""
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import fcntl
 import os
+import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
+
+#: Age in seconds after which an unlocked ``.fmfast-*.tmp`` is taken for the leftover of a dead writer.
+STALE_AFTER_S = 60.0
+
+_PREFIX, _SUFFIX = ".fmfast-", ".tmp"
+
+
+def is_temporary(name: str) -> bool:
+    """Whether ``name`` is that of an fmfast writer's temporary file or directory."""
+    return name.startswith(_PREFIX) and name.endswith(_SUFFIX)
+
+
+def remove_stale_temporaries(target: str | os.PathLike[str]) -> None:
+    """Remove the ``.fmfast-*.tmp`` files and directories beside ``target`` that dead writers left."""
+    directory = Path(target).parent
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    now = time.time()
+    for entry in entries:
+        if not is_temporary(entry.name):
+            continue
+        try:
+            if now - entry.stat(follow_symlinks=False).st_mtime < STALE_AFTER_S:
+                continue
+            fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue  # gone already, a symbolic link, or not ours to open
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue  # a live writer holds it
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                os.unlink(entry.path)
+        except OSError:
+            pass  # another cleaner was first
+        finally:
+            os.close(fd)
 
 
 def check_writable(path: str | os.PathLike[str]) -> None:
@@ -34,13 +88,73 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
     """Yield a binary file that replaces ``path`` only if the block finishes without error."""
     target = Path(path)
     check_writable(target)
-    fd, temp = tempfile.mkstemp(prefix=".fmfast-", suffix=".tmp", dir=target.parent)
+    remove_stale_temporaries(target)
+    fd, temp = tempfile.mkstemp(prefix=_PREFIX, suffix=_SUFFIX, dir=target.parent)
+    fcntl.flock(fd, fcntl.LOCK_EX)
     try:
         with os.fdopen(fd, "wb") as out:
             yield out
             out.flush()
             os.fsync(out.fileno())
-        os.replace(temp, target)
+            os.replace(temp, target)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield an empty directory that replaces the directory ``path`` whole if the block succeeds.
+
+    Readers of ``path`` see the old directory or the new one, never a mix: on Linux the two are
+    exchanged in one ``renameat2(RENAME_EXCHANGE)``; elsewhere the old one is first moved aside,
+    so a kill between the two renames leaves ``path`` absent (the old contents stay in a stale
+    temporary until the next write).
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(target)
+    temp = Path(tempfile.mkdtemp(prefix=_PREFIX, suffix=_SUFFIX, dir=target.parent))
+    fd = os.open(temp, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield temp
+        _replace_directory(temp, target)
+    finally:
+        # After the exchange the temporary name holds the old directory.
+        shutil.rmtree(temp, ignore_errors=True)
+        os.close(fd)
+
+
+def _replace_directory(new: Path, target: Path) -> None:
+    """Put ``new`` at ``target``; whatever was at ``target`` ends up at ``new``."""
+    try:
+        os.rename(new, target)  # replaces an absent or empty directory
+        return
+    except OSError as error:
+        if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+    if _exchange(new, target):
+        return
+    aside = Path(tempfile.mkdtemp(prefix=_PREFIX, suffix=_SUFFIX, dir=target.parent))
+    os.rename(target, aside / "old")
+    os.rename(new, target)
+    os.rename(aside / "old", new)
+    aside.rmdir()
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap ``a`` and ``b`` atomically; ``False`` where the system cannot.
+
+    That is where there is no ``renameat2`` (not Linux) or the file system lacks ``RENAME_EXCHANGE``.
+    """
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))

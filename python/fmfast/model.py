@@ -107,6 +107,26 @@ def _aligned_zeros(shape: tuple[int, ...]) -> np.ndarray:
     return buffer[start : start + nbytes].view(np.float32).reshape(shape)
 
 
+def _check_weights_fit_memory(feature_dim: int, num_factors: int) -> None:
+    """Refuse, before allocating them, weights larger than the machine's physical memory.
+
+    The feature dimension may come from a RecordIO record's declared shape: a 60-byte file could
+    otherwise make ``fit`` draw hundreds of GB of weights.
+    """
+    nbytes = feature_dim * (num_factors + 1) * np.dtype(np.float32).itemsize
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return
+    if nbytes > memory:
+        raise InvalidInputError(
+            f"feature_dim {feature_dim} with num_factors {num_factors} needs {nbytes / 2**30:.1f} GiB of "
+            f"weights, more than this machine's {memory / 2**30:.1f} GiB of memory (the feature dimension "
+            "is X's number of columns, or the shape its RecordIO records declare): lower num_factors or "
+            "the number of features"
+        )
+
+
 def _aligned(values: np.ndarray) -> np.ndarray:
     """A C-contiguous float32 copy of ``values`` starting on a 64-byte boundary."""
     array = _aligned_zeros(values.shape)
@@ -362,15 +382,7 @@ def _is_recordio_source(X: Any) -> bool:
 
 def _recordio_batches(source: str | os.PathLike[str], batch_size: int) -> Iterator[tuple[Any, Any]]:
     """``(X, labels)`` batches of a RecordIO file, or of every file of a directory in name order."""
-    path = Path(source)
-    if path.is_dir():
-        files = sorted(
-            p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix != ".json"
-        )
-    else:
-        files = [path]
-    for file in files:
-        yield from iter_recordio(file, batch_size)
+    return iter_recordio(Path(source), batch_size)
 
 
 def _json_safe(value: Any) -> Any:
@@ -658,6 +670,7 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
         )
 
     def _initial_state(self, feature_dim: int) -> _TrainState:
+        _check_weights_fit_memory(feature_dim, int(self.num_factors))
         rng = np.random.default_rng(self.random_state)
 
         def sample(group: str, shape: tuple[int, ...]) -> np.ndarray:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from fmfast import _fmfast
+from fmfast._atomic import remove_stale_temporaries
 from fmfast._inputs import DTypeArg, as_csr, as_dense, as_labels, core_values, csr_indices, tensor_dtype
 from fmfast._progress import Progress, progress_callback
 from fmfast.exceptions import InvalidInputError, RecordIOError
@@ -117,7 +119,9 @@ class RecordIOWriter:
 
     The file appears under ``path`` only when the writer is closed without error (as a context
     manager: when the ``with`` block ends normally); otherwise nothing is left behind. Every chunk
-    must have the same number of columns.
+    must have the same number of columns. Threads sharing a writer take turns, a chunk at a time.
+    Starting a writer removes the temporary files that killed writers left in the same directory
+    (see :mod:`fmfast._atomic` for the rule).
 
     Example:
         >>> with RecordIOWriter("train.recordio") as writer:  # doctest: +SKIP
@@ -141,11 +145,17 @@ class RecordIOWriter:
         self._n_cols: int | None = None
         self._labelled: bool | None = None
         self.rows_written = 0
+        self._lock = threading.Lock()
+        remove_stale_temporaries(self.path)
         self._writer: Any = _fmfast.RecordIOFileWriter(self.path)
 
     def write(self, X: Any, labels: Any = None, *, progress: Progress = None) -> None:
         """Append the rows of ``X`` (and their labels) to the file."""
         encoding = _prepare(X, labels, *self._options)
+        with self._lock:
+            self._append(encoding, progress)
+
+    def _append(self, encoding: _Encoding, progress: Progress) -> None:
         if self._n_cols is not None and encoding.shape[1] != self._n_cols:
             raise InvalidInputError(f"chunk has {encoding.shape[1]} columns, earlier chunks {self._n_cols}")
         if self._labelled is not None and (encoding.labels is not None) != self._labelled:
@@ -157,11 +167,13 @@ class RecordIOWriter:
 
     def close(self) -> None:
         """Finish the file and move it into place."""
-        self._writer.commit()
+        with self._lock:
+            self._writer.commit()
 
     def abort(self) -> None:
         """Discard the file; ``path`` is left as it was."""
-        self._writer.abort()
+        with self._lock:
+            self._writer.abort()
 
     def __enter__(self) -> RecordIOWriter:
         return self
@@ -228,13 +240,33 @@ def _naming_the_file(source: Any) -> Iterator[None]:
         raise
 
 
+def _files(source: str | os.PathLike[str]) -> list[Path]:
+    """The files a path names: itself, or a directory's RecordIO files (a shard set only whole)."""
+    from fmfast.shards import recordio_files  # here: shards imports this module
+
+    path = Path(source)
+    return recordio_files(path) if path.is_dir() else [path]
+
+
+def _check_agrees(first: tuple[sp.csr_array, Any], part: tuple[sp.csr_array, Any], source: Any) -> None:
+    """Refuse a file of a directory whose records differ in kind from the first file's."""
+
+    def kind(X: sp.csr_array, labels: Any) -> str:
+        return f"{X.shape[1]} {X.dtype} features {'with' if labels is not None else 'without'} labels"
+
+    if kind(*part) != kind(*first):
+        raise InvalidInputError(f"the files of {source} differ: {kind(*part)} after {kind(*first)}")
+
+
 def read_recordio(
     source: Source, *, n_threads: int = 0, progress: Progress = None
 ) -> tuple[sp.csr_array, np.ndarray | None]:
     """Decode a whole RecordIO-protobuf stream into a CSR array and labels.
 
     Args:
-        source: a path, bytes-like object, uint8 array or binary file object.
+        source: a path (of a file, a pipe, or a directory whose files are read in name order, as
+            :func:`fmfast.shards.recordio_files` lists them), bytes-like object, uint8 array or
+            binary file object.
         n_threads: worker threads, 0 for all cores.
         progress: ``True`` for a progress bar, or a callable receiving the records done.
 
@@ -245,12 +277,24 @@ def read_recordio(
     Raises:
         RecordIOError: corrupt, truncated or unsupported data; ``.record`` and ``.offset`` say where
             (and ``.filename`` in which file, for a path).
+        InvalidInputError: a directory holding an incomplete or mixed shard set, or files that differ.
         OSError: a path that cannot be read (``FileNotFoundError``, ...), named by ``.filename``.
     """
     with progress_callback(progress, None, "record") as callback:
         if _is_path(source):
-            with _naming_the_file(source):
-                return _as_scipy(_fmfast.decode_file(Path(source), n_threads, callback))
+            parts = []
+            for file in _files(source):
+                done = sum(X.shape[0] for X, _ in parts)
+                report = None if callback is None else lambda n, done=done: callback(done + n)
+                with _naming_the_file(file):
+                    parts.append(_as_scipy(_fmfast.decode_file(file, n_threads, report)))
+                _check_agrees(parts[0], parts[-1], source)
+            if len(parts) == 1:
+                return parts[0]
+            if not parts:
+                return sp.csr_array((0, 0), dtype=np.float32), None
+            labels = [y for _, y in parts if y is not None]
+            return sp.vstack([X for X, _ in parts], format="csr"), np.concatenate(labels) if labels else None
         if hasattr(source, "read"):
             source = source.read()  # type: ignore[union-attr]
         buffer = np.frombuffer(source, dtype=np.uint8)  # type: ignore[arg-type]
@@ -262,14 +306,20 @@ def iter_recordio(
 ) -> Iterator[tuple[sp.csr_array, np.ndarray | None]]:
     """Yield ``(X, labels)`` batches of at most ``batch_size`` records, with bounded memory.
 
-    ``source`` is a path, a binary file object, or bytes. Every batch has the same number of
-    columns; errors name the record and byte offset in the whole stream (and the file, for a path).
+    ``source`` is a path (of a file, a pipe, or a directory, read as :func:`read_recordio` reads
+    it), a binary file object, or bytes. Every batch has the same number of columns; errors name
+    the record and byte offset in the whole stream (and the file, for a path).
     """
     if batch_size < 1:
         raise InvalidInputError(f"batch_size must be at least 1, got {batch_size}")
     if isinstance(source, (bytes, bytearray, memoryview, np.ndarray)):
         source = io.BytesIO(bytes(source))
-    reader = _fmfast.RecordIOReader(Path(source) if _is_path(source) else source)
-    with _naming_the_file(source):
-        while (batch := reader.next_batch(batch_size, n_threads)) is not None:
-            yield _as_scipy(batch)
+    first = None
+    for stream in _files(source) if _is_path(source) else [source]:
+        reader = _fmfast.RecordIOReader(stream)
+        with _naming_the_file(stream):
+            while (batch := reader.next_batch(batch_size, n_threads)) is not None:
+                part = _as_scipy(batch)
+                first = first or part
+                _check_agrees(first, part, source)
+                yield part

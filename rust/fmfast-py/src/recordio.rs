@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use fmfast_core::memory::zeroed_in_parallel;
 use fmfast_core::recordio::decode::Decoded;
 use fmfast_core::recordio::{
-    decode_buffer, decode_records, encode_into, encode_rows, encoded_size, open_input, AtomicFile, EncodeOptions,
+    decode_buffer, encode_into, encode_rows, encoded_size, open_input, read_input, AtomicFile, EncodeOptions,
     RecordStream, Rows,
 };
 use fmfast_core::Error;
@@ -211,7 +211,7 @@ fn decode<'py>(
     decoded_tuple(py, decoded)
 }
 
-/// Decodes a whole RecordIO file, mapped into memory.
+/// Decodes a whole RecordIO file (or pipe, or FIFO), read into memory.
 #[pyfunction]
 #[pyo3(signature = (path, n_threads=0, progress=None))]
 fn decode_file<'py>(
@@ -221,14 +221,7 @@ fn decode_file<'py>(
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let decoded = run(py, n_threads, progress, |monitor| {
-        let file = open_input(&path)?;
-        if file.metadata().map_err(Error::file(&path))?.len() == 0 {
-            return decode_records(&[], monitor);
-        }
-        // SAFETY: the map is read-only and dropped before returning; as with any reader, a
-        // file truncated by another process meanwhile is outside what we can guard against.
-        let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }.map_err(Error::file(&path))?;
-        decode_buffer(&map, monitor)
+        decode_buffer(&read_input(&path)?, monitor)
     })?;
     decoded_tuple(py, decoded)
 }
@@ -282,12 +275,16 @@ impl RecordIOReader {
         batch_size: usize,
         n_threads: usize,
     ) -> PyResult<Option<Bound<'py, PyTuple>>> {
-        let mut stream = self
-            .stream
-            .lock()
-            .map_err(|_| FmFastError::new_err("the reader is in use"))?;
-        let stream: &mut RecordStream<_> = &mut stream;
-        let decoded = run(py, n_threads, None, |monitor| stream.next_batch(batch_size, monitor))?;
+        // The stream is locked with the interpreter lock released: the thread holding the stream
+        // may need the interpreter (to read a Python file object) before it lets go, so waiting
+        // for the stream while holding the interpreter would deadlock. Threads take turns.
+        let decoded = run(py, n_threads, None, |monitor| {
+            let mut stream = self
+                .stream
+                .lock()
+                .map_err(|_| Error::invalid("the reader failed in another thread"))?;
+            stream.next_batch(batch_size, monitor)
+        })?;
         decoded.map(|d| decoded_tuple(py, d)).transpose()
     }
 }

@@ -26,6 +26,9 @@ const PROGRESS_RECORDS: usize = 1 << 17;
 /// the synchronisations between blocks are rare (on a busy machine each one can wait for a
 /// descheduled thread).
 const BLOCK_RECORDS: usize = 1 << 16;
+/// The largest feature dimension a record may declare: shapes become NumPy/scipy dimensions,
+/// which are signed 64-bit integers.
+pub const MAX_FEATURE_DIM: u64 = i64::MAX as u64;
 
 /// A typed, owned array of tensor values.
 #[derive(Clone, Debug, PartialEq)]
@@ -305,7 +308,7 @@ impl<I: CsrIndex> Chunk<I> {
     /// with the chunk, else changes nothing and returns `false` so that the general path decodes
     /// it (and reports what is wrong with it).
     fn push_canonical(&mut self, payload: &[u8]) -> bool {
-        let Some(record) = canonical(payload) else {
+        let Some(record) = canonical(payload).filter(|r| r.dim <= MAX_FEATURE_DIM) else {
             return false;
         };
         let float32 = |v: &Option<FeatureValues>| v.as_ref().is_none_or(|v| v.kind() == TensorKind::Float32);
@@ -385,6 +388,11 @@ impl<I: CsrIndex> Chunk<I> {
             ([], 0) => 0,
             ([], _) => return Err("sparse tensor (with keys) has no shape".into()),
             ([dim], _) => {
+                if *dim > MAX_FEATURE_DIM {
+                    return Err(format!(
+                        "shape [{dim}] exceeds the largest feature dimension {MAX_FEATURE_DIM}"
+                    ));
+                }
                 if n_keys != n_values {
                     return Err(format!("{n_keys} keys but {n_values} values"));
                 }
@@ -919,6 +927,21 @@ mod tests {
         assert_eq!(extrapolate(10, 100, 5), 10);
         assert_eq!(extrapolate(10, 1, 100), 100);
         assert_eq!(extrapolate(0, 0, 1000), 0);
+    }
+
+    #[test]
+    fn a_shape_beyond_the_largest_dimension_is_an_error() {
+        // Varint 2^63: nine bytes of 0x80 and a final 1.
+        let dim = [&[0x80u8; 9][..], &[1]].concat();
+        let bad = record(
+            &[&values(&[1.5])[..], &field(0x12, &[0]), &field(0x1a, &dim)].concat(),
+            None,
+        );
+        let err = decode_buffer(&bad, &Unmonitored).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "record 0 at byte offset 0: shape [9223372036854775808] exceeds the largest feature dimension 9223372036854775807"
+        );
     }
 
     #[test]

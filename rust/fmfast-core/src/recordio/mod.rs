@@ -6,7 +6,7 @@
 //! * [`encode`]: rows (sparse or dense) and labels into framed records, in parallel.
 //! * [`decode`]: framed records back into CSR arrays, in parallel.
 //! * [`stream`]: bounded-memory batch reading from any `Read`.
-//! * [`file`](mod@file): input files whose errors name them, atomic output files.
+//! * [`file`](mod@file): input files read whole, with errors that name them; atomic output files.
 
 pub mod decode;
 pub mod encode;
@@ -18,7 +18,7 @@ pub mod wire;
 
 pub use decode::{decode_buffer, decode_records, Decoded, FeatureValues};
 pub use encode::{encode_into, encode_rows, encoded_size, EncodeOptions, EncodedSize, Rows};
-pub use file::{open_input, AtomicFile};
+pub use file::{open_input, read_input, AtomicFile};
 pub use frame::{split_frames, Frame, FrameScanner, MAGIC};
 pub use stream::RecordStream;
 pub use tensor::TensorKind;
