@@ -17,12 +17,17 @@ pub fn default_threads() -> usize {
 
 /// Runs `work` inside a rayon pool of `n_threads` threads (`0`: [`default_threads`]).
 pub fn with_threads<T: Send>(n_threads: usize, work: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    thread_pool(n_threads)?.install(work)
+}
+
+/// A rayon pool of `n_threads` threads (`0`: [`default_threads`]), for callers that do more
+/// than wait while it works.
+pub fn thread_pool(n_threads: usize) -> Result<rayon::ThreadPool> {
     let threads = if n_threads == 0 { default_threads() } else { n_threads };
-    let pool = rayon::ThreadPoolBuilder::new()
+    rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
-        .map_err(|e| Error::invalid(format!("cannot start {threads} threads: {e}")))?;
-    pool.install(work)
+        .map_err(|e| Error::invalid(format!("cannot start {threads} threads: {e}")))
 }
 
 /// Called on the caller's thread between chunks of work with the number of units (rows, records,
