@@ -107,7 +107,7 @@ def encode_recordio(
         InvalidInputError: shapes, lengths, dtypes or values that cannot be encoded.
     """
     encoding = _prepare(X, labels, layout, dtype, label_dtype, check_finite)
-    with progress_callback(progress, encoding.shape[0], "row") as callback:
+    with progress_callback(progress, encoding.shape[0], "rows") as callback:
         return _fmfast.encode(encoding, n_threads, callback)
 
 
@@ -149,7 +149,7 @@ class RecordIOWriter:
             raise InvalidInputError(f"chunk has {encoding.shape[1]} columns, earlier chunks {self._n_cols}")
         if self._labelled is not None and (encoding.labels is not None) != self._labelled:
             raise InvalidInputError("either every chunk has labels or none does")
-        with progress_callback(progress, encoding.shape[0], "row") as callback:
+        with progress_callback(progress, encoding.shape[0], "rows") as callback:
             self._writer.write(encoding, self._n_threads, callback)
         self._n_cols, self._labelled = encoding.shape[1], encoding.labels is not None
         self.rows_written += encoding.shape[0]
@@ -228,7 +228,7 @@ def read_recordio(
     Raises:
         RecordIOError: corrupt, truncated or unsupported data; ``.record`` and ``.offset`` say where.
     """
-    with progress_callback(progress, None, "record") as callback:
+    with progress_callback(progress, None, "records") as callback:
         if _is_path(source):
             return _as_scipy(_fmfast.decode_file(Path(source), n_threads, callback))
         if hasattr(source, "read"):
