@@ -2,6 +2,7 @@
 
 Every bar is drawn here, with one naming convention: counts of things in the plural (``rows``,
 ``records``, ``queries``) and ``B`` for bytes, all scaled (``20.0k/20.0k``, ``1.22Mrows/s``, ``45.0MB/s``).
+A fit draws a single bar for all its epochs (:func:`fit_progress`).
 """
 
 from __future__ import annotations
@@ -41,3 +42,74 @@ def progress_callback(
             bar.update(done - bar.n)
 
         yield advance
+
+
+class FitProgress:
+    """The rows done over every epoch of a fit, on one bar or for a callable of the user's.
+
+    The bar's description names the epoch in progress, its postfix the metrics of the last one
+    that ended; its total is known once an epoch's row count is (at once for data in memory).
+    """
+
+    def __init__(
+        self, epochs: int, bar: tqdm | None = None, report: Callable[[int], object] | None = None
+    ) -> None:
+        self._epochs, self._bar = epochs, bar
+        self._report = self._draw if bar is not None else report
+        self._done = 0
+        self._ended = 0
+        self._epoch_rows: int | None = None
+        self._describe()
+
+    def epoch_rows(self, rows: int) -> None:
+        """Every epoch of this fit trains ``rows`` rows."""
+        self._epoch_rows = rows
+        if self._bar is not None:
+            self._bar.total = self._epochs * rows
+            self._bar.refresh()
+
+    def callback(self) -> Callable[[int], object] | None:
+        """For the next call to the core: it counts its own rows, reported as rows of the fit."""
+        report, before = self._report, self._done
+        if report is None:
+            return None
+
+        def fit_rows(done: int) -> object:
+            self._done = before + done
+            return report(self._done)
+
+        return fit_rows
+
+    def epoch_ended(self, rows: int, metrics: dict[str, float]) -> None:
+        """An epoch of ``rows`` rows ended with these ``metrics`` (``history_``'s entry)."""
+        self._ended += 1
+        if self._epoch_rows is None:
+            self.epoch_rows(rows)
+        if self._bar is not None:
+            self._bar.set_postfix({k: v for k, v in metrics.items() if k != "epoch"}, refresh=False)
+            self._describe()  # drawn by the next update, or when the bar closes
+
+    def _draw(self, done: int) -> None:
+        """The bar's own report: ``done`` rows of the fit, under the epoch they fall in."""
+        if self._bar is not None:
+            self._describe()
+            self._bar.update(done - self._bar.n)
+
+    def _describe(self) -> None:
+        """Name the epoch in progress: the next to end, as far as the rows done say."""
+        if self._bar is None:
+            return
+        epoch = self._ended
+        if self._epoch_rows:
+            epoch = max(epoch, self._done // self._epoch_rows)
+        self._bar.set_description_str(f"epoch {min(epoch + 1, self._epochs)}/{self._epochs}", refresh=False)
+
+
+@contextmanager
+def fit_progress(progress: Progress, epochs: int) -> Iterator[FitProgress]:
+    """Reporting for a fit of ``epochs`` passes: nothing, one bar (``True``) or the user's callable."""
+    if not progress or callable(progress):
+        yield FitProgress(epochs, report=progress or None)
+        return
+    with _bar(None, "rows") as bar:
+        yield FitProgress(epochs, bar)
