@@ -35,6 +35,13 @@ pub fn thread_pool(n_threads: usize) -> Result<rayon::ThreadPool> {
 pub trait Monitor: Sync {
     /// Reports progress; an `Err` aborts the work in progress.
     fn progress(&self, done: u64) -> Result<()>;
+
+    /// Whether the work must stop now ([`Error::Interrupted`]). Unlike [`Monitor::progress`] it
+    /// reports nothing and must be cheap, so that loops whose reports lie far apart in time (wide
+    /// rows, many factors, many items) can ask between much shorter steps. Never, by default.
+    fn stop_requested(&self) -> bool {
+        false
+    }
 }
 
 /// A [`Monitor`] that never stops anything.

@@ -48,7 +48,8 @@ impl PyMonitor {
         }
     }
 
-    /// Stops the work at its next progress report, keeping `err` unless an earlier one is kept.
+    /// Stops the work at its next progress report or stop request, keeping `err` unless an
+    /// earlier one is kept.
     fn stop(&self, err: PyErr) {
         if let Ok(mut slot) = self.raised.lock() {
             slot.get_or_insert(err);
@@ -64,8 +65,7 @@ impl PyMonitor {
 
 impl Monitor for PyMonitor {
     fn progress(&self, done: u64) -> Result<()> {
-        // A load, without the interpreter, when no callable is given: the core may ask often.
-        if self.stopped.load(Ordering::Acquire) {
+        if self.stop_requested() {
             return Err(Error::Interrupted);
         }
         let Some(callback) = &self.callback else {
@@ -75,6 +75,10 @@ impl Monitor for PyMonitor {
             self.stop(err);
             Error::Interrupted
         })
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
     }
 }
 
