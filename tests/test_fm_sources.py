@@ -120,16 +120,18 @@ def test_an_interrupted_streamed_epoch_leaves_the_model_as_it_was(
     np.testing.assert_array_equal(model.V_, before[2])
 
 
-def test_a_streamed_pass_reports_its_rows_as_one_count(
+def test_a_streamed_fit_reports_its_rows_as_one_count(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = four_reads(tmp_path, monkeypatch, short_by=5)
     seen: list[int] = []
     fm(mini_batch_size=2, epochs=2, progress=seen.append).fit(path)
-    # Each pass counts up across its four reads (not from 0 at every read), then the next starts over.
+    # The fit counts up across the four reads of each pass (not from 0 at every read) and on over
+    # the second pass, as a fit in memory counts over all its epochs.
+    rows = 4 * ROWS_PER_READ - 5
     one_pass = seen[: len(seen) // 2]
-    assert one_pass == sorted(one_pass) and one_pass[-1] == 4 * ROWS_PER_READ - 5
-    assert seen[len(seen) // 2 :] == one_pass
+    assert seen == sorted(seen) and one_pass[-1] == rows and seen[-1] == 2 * rows
+    assert seen[len(seen) // 2 :] == [rows + done for done in one_pass]
     assert ROWS_PER_READ in one_pass and 3 * ROWS_PER_READ in one_pass
 
 

@@ -48,7 +48,7 @@ def inspect_recordio(
     Raises:
         RecordIOError: the stream is corrupt; nothing is summarised.
     """
-    with progress_callback(progress, None, "record") as callback:
+    with progress_callback(progress, None, "records") as callback:
         return _summarise(iter_recordio(source, batch_size), callback)
 
 

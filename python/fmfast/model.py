@@ -30,7 +30,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from functools import partial, update_wrapper
+from functools import update_wrapper
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ from fmfast import _fmfast
 from fmfast._atomic import atomic_output
 from fmfast._inputs import as_csr, csr_indices
 from fmfast._npz import check_npz
-from fmfast._progress import Progress, progress_callback
+from fmfast._progress import FitProgress, Progress, fit_progress, progress_callback
 from fmfast._sklearn import data_conversion_warning, not_fitted_error, tags
 from fmfast.exceptions import InvalidInputError, ModelFormatError
 from fmfast.recordio import iter_recordio
@@ -357,11 +357,6 @@ _EpochStats = tuple[int, float, int, int, int, int]
 _ROWS_PER_READ = 1 << 18
 
 
-def _after(progress: Callable[[int], object], before: int, done: int) -> object:
-    """Report ``done`` rows of a read that follows ``before`` rows of the same pass."""
-    return progress(before + done)
-
-
 def _add_stats(a: _EpochStats, b: _EpochStats) -> _EpochStats:
     return (a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3], a[4] + b[4], a[5] + b[5])
 
@@ -491,7 +486,8 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
     random_state : int, numpy Generator or None
         Seed of the initial weights.
     progress : bool or callable
-        ``True`` draws a progress bar; a callable receives the number of rows done.
+        ``True`` draws a progress bar (one per fit, over all its epochs, with the last epoch's
+        metrics); a callable receives the number of rows done so far in the call.
 
     Attributes
     ----------
@@ -814,7 +810,7 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
         return trained, [tuple(epoch) for epoch in stats], stopped  # type: ignore[misc]
 
     def _train(
-        self, X: Any, y: Any, sample_weight: Any, epochs: int
+        self, X: Any, y: Any, sample_weight: Any, epochs: int, progress: FitProgress
     ) -> tuple[list[_EpochStats], BaseException | None]:
         """Train ``epochs`` passes over the matrix ``X`` from the current weights; each epoch's statistics.
 
@@ -826,17 +822,17 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
         rows = _prepare_rows(X)
         state = self._working_state(rows.n_cols)
         checkpoint = state.zeros_like() if epochs > 1 else None
-        with progress_callback(self.progress, epochs * rows.n_rows, "rows") as callback:
-            trained, stats, stopped = self._train_rows(
-                rows, y, sample_weight, state, epochs, callback, checkpoint
-            )
+        progress.epoch_rows(rows.n_rows)
+        trained, stats, stopped = self._train_rows(
+            rows, y, sample_weight, state, epochs, progress.callback(), checkpoint
+        )
         self._state = trained
         return stats, stopped
 
-    def _train_epoch(self, X: Any, y: Any, sample_weight: Any) -> _EpochStats:
+    def _train_epoch(self, X: Any, y: Any, sample_weight: Any, progress: FitProgress) -> _EpochStats:
         """One pass over ``X`` (a matrix, or RecordIO streamed batch by batch) from the current weights."""
         if not _is_recordio_source(X):
-            (stats,), _ = self._train(X, y, sample_weight, 1)
+            (stats,), _ = self._train(X, y, sample_weight, 1, progress)
             return stats
         if y is not None or sample_weight is not None:
             raise InvalidInputError("labels come from the RecordIO records: pass y=None and no sample_weight")
@@ -846,18 +842,14 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
         state: _TrainState | None = None
         total: _EpochStats = (0, 0.0, 0, 0, 0, 0)
         batch = int(self.mini_batch_size)
-        reads = _recordio_batches(X, max(1, _ROWS_PER_READ // batch) * batch)
-        # One count of rows for the pass (the stream's length is not known ahead).
-        with progress_callback(self.progress, None, "rows") as callback:
-            for X_batch, labels in reads:
-                if labels is None:
-                    raise InvalidInputError(f"the records of {X} carry no labels")
-                rows = _prepare_rows(X_batch)
-                if state is None:
-                    state = self._working_state(rows.n_cols)
-                read_progress = None if callback is None else partial(_after, callback, total[0])
-                _, (stats,), _ = self._train_rows(rows, labels, None, state, 1, read_progress)
-                total = _add_stats(total, stats)
+        for X_batch, labels in _recordio_batches(X, max(1, _ROWS_PER_READ // batch) * batch):
+            if labels is None:
+                raise InvalidInputError(f"the records of {X} carry no labels")
+            rows = _prepare_rows(X_batch)
+            if state is None:
+                state = self._working_state(rows.n_cols)
+            _, (stats,), _ = self._train_rows(rows, labels, None, state, 1, progress.callback())
+            total = _add_stats(total, stats)
         if state is None:
             raise InvalidInputError(f"{X} holds no records")
         self._state = state
@@ -903,23 +895,41 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
         y = self._encoded_target(y)
         self.best_epoch_: int | None = None
         self.history_: list[dict[str, float]] = []
+        with fit_progress(self.progress, int(self.epochs)) as progress:
+            self._fit_epochs(X, y, sample_weight, eval_set, early_stopping_rounds, progress)
+        return self
+
+    def _fit_epochs(
+        self,
+        X: Any,
+        y: Any,
+        sample_weight: Any,
+        eval_set: tuple[Any, Any] | None,
+        early_stopping_rounds: int | None,
+        progress: FitProgress,
+    ) -> None:
+        """The epochs of :meth:`fit`, each told to ``progress`` once it has ended."""
         if eval_set is None and not _is_recordio_source(X):
-            stats, stopped = self._train(X, y, sample_weight, int(self.epochs))
+            stats, stopped = self._train(X, y, sample_weight, int(self.epochs), progress)
             self.history_ = _history([], self.predictor_type, stats)
+            for epoch_stats, entry in zip(stats, self.history_, strict=True):
+                progress.epoch_ended(epoch_stats[0], entry)
             if stopped is not None:
                 raise stopped
-            return self
+            return
         history: list[dict[str, float]] = []
         best: tuple[float, int, _TrainState] | None = None
         for epoch in range(int(self.epochs)):
-            history = _history(history, self.predictor_type, [self._train_epoch(X, y, sample_weight)])
+            epoch_stats = self._train_epoch(X, y, sample_weight, progress)
+            history = _history(history, self.predictor_type, [epoch_stats])
             # Kept current, so that a fit stopped by Ctrl-C keeps the history of the epochs it keeps.
             self.history_ = history
-            if eval_set is None:
-                continue
-            metrics = self.evaluate(*eval_set)
-            history[-1].update({f"eval_{name}": value for name, value in metrics.items()})
-            if early_stopping_rounds is None:
+            if eval_set is not None:
+                # Without a bar of its own: the fit's bar shows the metrics.
+                metrics = self._evaluate(*eval_set, progress=None)
+                history[-1].update({f"eval_{name}": value for name, value in metrics.items()})
+            progress.epoch_ended(epoch_stats[0], history[-1])
+            if eval_set is None or early_stopping_rounds is None:
                 continue
             loss = metrics.get("rmse", metrics.get("binary_classification_cross_entropy", math.inf))
             if best is None or loss < best[0]:
@@ -929,7 +939,6 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
         if best is not None:
             self._state, self.best_epoch_ = best[2], best[1]
         self.history_ = history
-        return self
 
     @_unchanged_on_error
     def partial_fit(
@@ -944,7 +953,10 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
         """
         history = self.history_ if getattr(self, "_state", None) is not None else []
         y = self._encoded_target(y, classes)
-        self.history_ = _history(history, self.predictor_type, [self._train_epoch(X, y, sample_weight)])
+        with fit_progress(self.progress, 1) as progress:
+            stats = self._train_epoch(X, y, sample_weight, progress)
+            self.history_ = _history(history, self.predictor_type, [stats])
+            progress.epoch_ended(stats[0], self.history_[-1])
         return self
 
     # -- fitted model ----------------------------------------------------------------------------
@@ -979,13 +991,13 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
         """Mini-batch updates applied so far."""
         return int(self._fitted_state().t)
 
-    def _raw_scores(self, X: Any) -> np.ndarray:
-        """ŷ of the rows of ``X``: the regressor's prediction, the classifier's logit."""
+    def _raw_scores(self, X: Any, progress: Progress) -> np.ndarray:
+        """ŷ of the rows of ``X`` (the classifier's logit), reporting to ``progress``."""
         state = self._fitted_state()
         rows = _prepare_rows(X)
         _check_finite(rows)
         self._check_n_features(rows.n_cols, state)
-        with progress_callback(self.progress, rows.n_rows, "rows") as callback:
+        with progress_callback(progress, rows.n_rows, "rows") as callback:
             return _fmfast.fm_predict(
                 rows.n_cols,
                 rows.indices,
@@ -1003,7 +1015,7 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
         The classifier's is the probability of its second class, ``classes_[1]`` (SageMaker's
         label 1): what the endpoint and batch transform answer as ``score``.
         """
-        raw = self._raw_scores(X)
+        raw = self._raw_scores(X, self.progress)
         return raw if self.predictor_type == "regressor" else _sigmoid(raw)
 
     def predict(self, X: Any) -> np.ndarray:
@@ -1012,7 +1024,7 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
         The classifier predicts ``classes_[1]`` where ``sigmoid(ŷ) ≥ 0.5``, else ``classes_[0]``.
         """
         if self.predictor_type == "regressor":
-            return self._raw_scores(X)
+            return self._raw_scores(X, self.progress)
         index = self.predict_label(X)
         labels: np.ndarray = self.classes_[index]
         return labels
@@ -1020,7 +1032,7 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
     @_ClassifierMethod
     def decision_function(self, X: Any) -> np.ndarray:
         """The classifier's logit ŷ of each row, shape ``(n,)`` (positive favours ``classes_[1]``)."""
-        return self._raw_scores(X)
+        return self._raw_scores(X, self.progress)
 
     @_ClassifierMethod
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -1044,7 +1056,11 @@ linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : 
         ``binary_classification_cross_entropy`` and ``binary_f_beta`` (F1 at 0.5) for the classifier,
         whose ``y`` holds labels of its ``classes_``.
         """
-        raw = self._raw_scores(X)
+        return self._evaluate(X, y, self.progress)
+
+    def _evaluate(self, X: Any, y: Any, progress: Progress) -> dict[str, float]:
+        """:meth:`evaluate`, reporting to ``progress``."""
+        raw = self._raw_scores(X, progress)
         if self.predictor_type == "binary_classifier":
             y = _encode(_target(y), self.classes_)
         labels = _labels(y, raw.shape[0], self.predictor_type)

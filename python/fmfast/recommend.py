@@ -129,7 +129,7 @@ def recommend(
         item_offsets, item_vectors = item_offsets[item_ids], item_vectors[item_ids]
         if exclude_csr is not None:
             exclude_csr = exclude_csr[:, item_ids]
-    with progress_callback(progress, queries.shape[0], "query") as callback:
+    with progress_callback(progress, queries.shape[0], "queries") as callback:
         ranked, scores = _top_k(
             query_vectors, query_offsets + w0, item_vectors, item_offsets, k, exclude_csr, n_threads, callback
         )

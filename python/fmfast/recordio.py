@@ -110,7 +110,7 @@ def encode_recordio(
         InvalidInputError: shapes, lengths, dtypes or values that cannot be encoded.
     """
     encoding = _prepare(X, labels, layout, dtype, label_dtype, check_finite)
-    with progress_callback(progress, encoding.shape[0], "row") as callback:
+    with progress_callback(progress, encoding.shape[0], "rows") as callback:
         return _fmfast.encode(encoding, n_threads, callback)
 
 
@@ -160,7 +160,7 @@ class RecordIOWriter:
             raise InvalidInputError(f"chunk has {encoding.shape[1]} columns, earlier chunks {self._n_cols}")
         if self._labelled is not None and (encoding.labels is not None) != self._labelled:
             raise InvalidInputError("either every chunk has labels or none does")
-        with progress_callback(progress, encoding.shape[0], "row") as callback:
+        with progress_callback(progress, encoding.shape[0], "rows") as callback:
             self._writer.write(encoding, self._n_threads, callback)
         self._n_cols, self._labelled = encoding.shape[1], encoding.labels is not None
         self.rows_written += encoding.shape[0]
@@ -280,7 +280,7 @@ def read_recordio(
         InvalidInputError: a directory holding an incomplete or mixed shard set, or files that differ.
         OSError: a path that cannot be read (``FileNotFoundError``, ...), named by ``.filename``.
     """
-    with progress_callback(progress, None, "record") as callback:
+    with progress_callback(progress, None, "records") as callback:
         if _is_path(source):
             parts = []
             for file in _files(source):

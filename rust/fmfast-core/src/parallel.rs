@@ -17,12 +17,17 @@ pub fn default_threads() -> usize {
 
 /// Runs `work` inside a rayon pool of `n_threads` threads (`0`: [`default_threads`]).
 pub fn with_threads<T: Send>(n_threads: usize, work: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    thread_pool(n_threads)?.install(work)
+}
+
+/// A rayon pool of `n_threads` threads (`0`: [`default_threads`]), for callers that do more
+/// than wait while it works.
+pub fn thread_pool(n_threads: usize) -> Result<rayon::ThreadPool> {
     let threads = if n_threads == 0 { default_threads() } else { n_threads };
-    let pool = rayon::ThreadPoolBuilder::new()
+    rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
-        .map_err(|e| Error::invalid(format!("cannot start {threads} threads: {e}")))?;
-    pool.install(work)
+        .map_err(|e| Error::invalid(format!("cannot start {threads} threads: {e}")))
 }
 
 /// Called on the caller's thread between chunks of work with the number of units (rows, records,
@@ -30,6 +35,13 @@ pub fn with_threads<T: Send>(n_threads: usize, work: impl FnOnce() -> Result<T> 
 pub trait Monitor: Sync {
     /// Reports progress; an `Err` aborts the work in progress.
     fn progress(&self, done: u64) -> Result<()>;
+
+    /// Whether the work must stop now ([`Error::Interrupted`]). Unlike [`Monitor::progress`] it
+    /// reports nothing and must be cheap, so that loops whose reports lie far apart in time (wide
+    /// rows, many factors, many items) can ask between much shorter steps. Never, by default.
+    fn stop_requested(&self) -> bool {
+        false
+    }
 }
 
 /// A [`Monitor`] that never stops anything.

@@ -271,6 +271,12 @@ fn train<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
     let segment_batches = (SEGMENT_ROWS / config.batch_size).max(1);
     for epoch in 0..config.epochs {
         for first in (0..batches).step_by(segment_batches) {
+            // Progress is reported every 65,536 rows, which wide rows and many factors stretch
+            // past the second within which Ctrl-C must stop training: ask between segments too.
+            if monitor.stop_requested() {
+                state.t = t0 + (batches * epoch + first) as u64;
+                return Err(Error::Interrupted);
+            }
             let segment = first..(first + segment_batches).min(batches);
             let threads = chooser.next();
             let schedule = Schedule::new(n_rows, config, threads, epoch, segment.clone());
@@ -667,6 +673,43 @@ mod tests {
             assert_eq!(held, three, "{kind:?}");
             assert_eq!((held.t, held.stats.len()), (600, 3));
         }
+    }
+
+    /// Asks training to stop from the `n`-th time it is asked on, and counts the progress reports.
+    struct StopWhenAsked {
+        n: usize,
+        asked: std::sync::atomic::AtomicUsize,
+        reports: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Monitor for StopWhenAsked {
+        fn progress(&self, _done: u64) -> Result<()> {
+            self.reports.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        }
+
+        fn stop_requested(&self) -> bool {
+            self.asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1 >= self.n
+        }
+    }
+
+    #[test]
+    fn a_stop_request_ends_training_between_segments_before_any_report() {
+        // 20,000 rows of batches of 100: two segments an epoch (160 batches, then 40), so the
+        // fifth request comes before the third epoch, and the first report (at 65,536 rows) after.
+        let p = problem(20_000, 6, 3, Task::Regressor, 4);
+        let mut held = p.start(OptimizerKind::Adam);
+        let monitor = StopWhenAsked {
+            n: 5,
+            asked: Default::default(),
+            reports: Default::default(),
+        };
+        let five = config(Task::Regressor, OptimizerKind::Adam, 5, 100);
+        let stopped = p.fit_monitored(&five, 2, &monitor, Some(&mut held));
+        assert!(matches!(stopped, Err(Error::Interrupted)), "{stopped:?}");
+        assert_eq!(monitor.reports.into_inner(), 0);
+        let two = p.fit(&config(Task::Regressor, OptimizerKind::Adam, 2, 100), 1).unwrap();
+        assert_eq!(held, two);
     }
 
     #[test]

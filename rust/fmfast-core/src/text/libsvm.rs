@@ -18,7 +18,7 @@
 use std::io::{Read, Write};
 use std::path::Path;
 
-use super::lines::{for_each_block, parse_error, parse_f32, parse_pieces, shown, Piece, RowBlock, BLOCK_BYTES};
+use super::lines::{block_bytes, for_each_block, parse_error, parse_f32, parse_pieces, shown, Piece, RowBlock};
 use crate::error::Result;
 use crate::parallel::Monitor;
 use crate::recordio::{open_input, AtomicFile};
@@ -69,7 +69,7 @@ pub fn write_libsvm<R: Read>(
     options: &LibsvmOptions,
     monitor: &dyn Monitor,
 ) -> Result<LibsvmSummary> {
-    write_libsvm_in_blocks(open, out, options, monitor, BLOCK_BYTES)
+    write_libsvm_in_blocks(open, out, options, monitor, block_bytes())
 }
 
 /// [`write_libsvm`] reading blocks of `block_bytes` (small in tests, to cross block ends).
@@ -355,6 +355,7 @@ mod tests {
     use crate::parallel::Unmonitored;
     use crate::recordio::decode::Indices;
     use crate::recordio::{decode_records, split_frames, FeatureValues};
+    use crate::text::lines::BLOCK_BYTES;
 
     /// Expected rows: `(label, [(column, value)])`.
     type Expected<'a> = &'a [(f32, &'a [(i64, f32)])];

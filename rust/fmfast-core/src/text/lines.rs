@@ -11,10 +11,19 @@ use crate::parallel::{Monitor, Unmonitored};
 use crate::recordio::encode::Layout;
 use crate::recordio::{encode_rows, EncodeOptions, Rows};
 
-/// Bytes read per block: with the block's encoded output, what a conversion holds at once.
+/// Bytes read per block at most: with the block's encoded output, what a conversion holds at once.
 pub const BLOCK_BYTES: usize = 32 << 20;
 /// Bytes of lines one parallel task parses.
 pub const PIECE_BYTES: usize = 256 << 10;
+/// Pieces per thread of the pool in a block: enough to balance the threads' work.
+const PIECES_PER_THREAD: usize = 8;
+
+/// Bytes read per block on the current pool: [`PIECES_PER_THREAD`] pieces a thread, at most
+/// [`BLOCK_BYTES`]. The monitor hears between blocks, so a block must take well under the second
+/// within which Ctrl-C stops a conversion: a full-size block took 1.4 s to parse on one thread.
+pub fn block_bytes() -> usize {
+    (PIECE_BYTES * PIECES_PER_THREAD * rayon::current_num_threads()).min(BLOCK_BYTES)
+}
 
 /// The UTF-8 byte-order mark some editors put at the start of a text file.
 const BOM: &[u8] = b"\xEF\xBB\xBF";

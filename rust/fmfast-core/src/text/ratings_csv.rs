@@ -16,7 +16,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{Read, Write};
 use std::path::Path;
 
-use super::lines::{for_each_block, parse_error, parse_f32, parse_pieces, shown, Piece, RowBlock, BLOCK_BYTES};
+use super::lines::{block_bytes, for_each_block, parse_error, parse_f32, parse_pieces, shown, Piece, RowBlock};
 use crate::error::{Error, Result};
 use crate::parallel::Monitor;
 use crate::recordio::{open_input, AtomicFile};
@@ -89,7 +89,7 @@ pub fn write_ratings_csv<R: Read>(
     delimiter: Option<&str>,
     monitor: &dyn Monitor,
 ) -> Result<RatingsSummary> {
-    write_in_blocks(open, out, delimiter, monitor, BLOCK_BYTES)
+    write_in_blocks(open, out, delimiter, monitor, block_bytes())
 }
 
 /// How the lines are laid out, fixed by the first non-blank line.
@@ -416,6 +416,7 @@ mod tests {
     use crate::parallel::Unmonitored;
     use crate::recordio::decode::Indices;
     use crate::recordio::{decode_records, split_frames, FeatureValues};
+    use crate::text::lines::BLOCK_BYTES;
 
     fn convert_in(text: &str, delimiter: Option<&str>, block_bytes: usize) -> Result<(RatingsSummary, Vec<u8>)> {
         let mut out = Vec::new();

@@ -243,6 +243,10 @@ fn top_k_with<I: CsrIndex>(
             .zip(scores_part.par_chunks_mut(block * k))
             .enumerate()
             .for_each(|(task, (block_items, block_scores))| {
+                // Against many items, REPORT_TASKS blocks take seconds: skip the rest once stopped.
+                if monitor.stop_requested() {
+                    return;
+                }
                 let start = first + task * block;
                 let range = start..(start + block).min(n);
                 match &first_pass {
@@ -260,6 +264,9 @@ fn top_k_with<I: CsrIndex>(
                     None => score_block(queries, items, k, exclude, range, block_items, block_scores),
                 }
             });
+        if monitor.stop_requested() {
+            return Err(Error::Interrupted);
+        }
         done += items_part.len() / k;
         monitor.progress(done as u64)?;
     }
@@ -583,6 +590,26 @@ mod tests {
             Side::new(&[0.0; 3], &[0.0; 1], 3).unwrap(),
         );
         assert!(top_k::<i32>(&a, &b, 1, None, &Unmonitored).is_err());
+    }
+
+    #[test]
+    fn a_stop_request_ends_the_search_without_a_report() {
+        struct Stopped;
+        impl Monitor for Stopped {
+            fn progress(&self, _done: u64) -> Result<()> {
+                panic!("a stopped search reported progress");
+            }
+            fn stop_requested(&self) -> bool {
+                true
+            }
+        }
+        let problem = random_problem(4, 50, 40, 1, false);
+        let (queries, items) = (
+            Side::new(&problem.qv, &problem.qo, 4).unwrap(),
+            Side::new(&problem.iv, &problem.io, 4).unwrap(),
+        );
+        let stopped = top_k::<i32>(&queries, &items, 5, None, &Stopped);
+        assert!(matches!(stopped, Err(Error::Interrupted)), "{stopped:?}");
     }
 
     /// A value of one of the shapes that stress the bound: small integers (ties), ordinary
