@@ -1,7 +1,6 @@
 //! Bindings of the text parsers: libSVM/libFM and ratings files straight to RecordIO files, and
 //! ratings files into arrays, parsed (and written) in Rust without the interpreter lock.
 
-use std::fs::File;
 use std::path::PathBuf;
 
 use fmfast_core::text::{libsvm, ratings_csv, LibsvmOptions, RatingsOptions, Unknown, Vocabulary};
@@ -116,7 +115,7 @@ fn read_ratings<'py>(
         ..ratings_options(delimiter.as_deref(), header, vocabulary.as_ref(), skip_unknown)
     };
     let table = run(py, n_threads, progress, |monitor| {
-        ratings_csv::read_ratings(File::open(&source)?, &options, monitor)
+        ratings_csv::read_ratings(&source, &options, monitor)
     })?;
     Ok((
         table.users.into_pyarray(py),

@@ -9,17 +9,18 @@
 //!   field may not hold a line break (each rating is one line, so that blocks of lines can be
 //!   parsed in parallel; pandas' pyarrow engine makes the same choice by default).
 //! * **Columns.** The first record is a header when its names give the user and the item column,
-//!   or when its third field is not a number; a header's names say which column is which (see
-//!   [`role`]), otherwise the columns are user, item, rating, timestamp by position. Every record
+//!   or when its third field is not a number; a header's names say which column is which (`userId`,
+//!   `user_id:token`, `movieId`, `item`, `rating`, `timestamp` and the other names of `ROLES`;
+//!   case, `_` and a `:type` suffix ignored), otherwise the columns are user, item, rating, timestamp by position. Every record
 //!   has as many fields as the first.
 //! * **Ids** are the text as written: `7` and `07` are two users. A vocabulary lists each id
 //!   once, in numeric order when every id is an integer (ties such as `07` and `7` by text),
 //!   otherwise in text (byte) order.
 //! * **Errors** are [`Error::Parse`] naming the 1-based line and the offending text.
 //!
-//! Blocks of lines are cut into pieces parsed in parallel; each piece codes its ids in a small
-//! local vocabulary, merged into the file's in piece order, so results never depend on the thread
-//! count and memory holds one block plus what is returned.
+//! Blocks of lines are cut into pieces parsed in parallel; one thread then codes the ids of each
+//! piece in order (plain integers through a table indexed by value, other ids by hash), so results
+//! never depend on the thread count and memory holds one block plus what is returned.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -64,6 +65,10 @@ impl Hasher for IdHasher {
         h ^ (h >> 33)
     }
 }
+
+/// Bytes per block when reading into arrays: the arrays are what should fill memory, so a block
+/// (with its parsed pieces, about twice its size) is kept small; 32 pieces still keep 16 cores busy.
+const READ_BLOCK_BYTES: usize = 8 << 20;
 
 /// One-byte delimiters tried, in order of preference, when none is given.
 const DETECTED: [u8; 3] = [b'\t', b',', b';'];
@@ -201,13 +206,6 @@ enum Id {
 }
 
 impl Id {
-    fn key(&self) -> Key<'_> {
-        match self {
-            Id::Number(n) => Key::Number(*n),
-            Id::Text(text) => Key::Text(text),
-        }
-    }
-
     fn into_string(self) -> String {
         match self {
             Id::Number(n) => n.to_string(),
@@ -216,34 +214,44 @@ impl Id {
     }
 }
 
-/// A code for each id.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct IdCodes<C> {
-    numbers: IdMap<i64, C>,
-    texts: IdMap<Box<str>, C>,
+/// Plain integers in `0..DENSE_IDS` are coded through a table indexed by their value, the way
+/// MovieLens-like ids (dense, up to a few hundred thousand) are looked up fastest; the table
+/// grows to the largest such id seen, so it never exceeds `4 * DENSE_IDS` bytes.
+const DENSE_IDS: i64 = 1 << 22;
+
+/// A code (below `u32::MAX`) for each id.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct IdCodes {
+    /// `dense[n]` codes the plain integer `n`; `u32::MAX` when `n` has no code.
+    dense: Vec<u32>,
+    /// The other plain integers.
+    numbers: IdMap<i64, u32>,
+    texts: IdMap<Box<str>, u32>,
 }
 
-impl<C> Default for IdCodes<C> {
-    fn default() -> Self {
-        IdCodes {
-            numbers: IdMap::default(),
-            texts: IdMap::default(),
-        }
-    }
-}
-
-impl<C: Copy> IdCodes<C> {
+impl IdCodes {
     #[inline]
-    fn get(&self, key: Key<'_>) -> Option<C> {
+    fn get(&self, key: Key<'_>) -> Option<u32> {
         match key {
+            Key::Number(n) if (0..DENSE_IDS).contains(&n) => {
+                self.dense.get(n as usize).copied().filter(|&code| code != u32::MAX)
+            }
             Key::Number(n) => self.numbers.get(&n).copied(),
             Key::Text(text) => self.texts.get(text).copied(),
         }
     }
 
-    /// Gives `key` the code `code`; returns the code it had, if any.
-    fn insert(&mut self, key: Key<'_>, code: C) -> Option<C> {
+    /// Gives `key` the code `code` (below `u32::MAX`); returns the code it had, if any.
+    fn insert(&mut self, key: Key<'_>, code: u32) -> Option<u32> {
         match key {
+            Key::Number(n) if (0..DENSE_IDS).contains(&n) => {
+                let at = n as usize;
+                if at >= self.dense.len() {
+                    let len = (at + 1).max(2 * self.dense.len()).min(DENSE_IDS as usize);
+                    self.dense.resize(len, u32::MAX);
+                }
+                Some(std::mem::replace(&mut self.dense[at], code)).filter(|&old| old != u32::MAX)
+            }
             Key::Number(n) => self.numbers.insert(n, code),
             Key::Text(text) => self.texts.insert(text.into(), code),
         }
@@ -257,8 +265,8 @@ pub struct Vocabulary {
     pub users: Vec<String>,
     /// Item ids: item code `j` is `items[j]`.
     pub items: Vec<String>,
-    user_codes: IdCodes<i64>,
-    item_codes: IdCodes<i64>,
+    user_codes: IdCodes,
+    item_codes: IdCodes,
 }
 
 impl Vocabulary {
@@ -271,46 +279,28 @@ impl Vocabulary {
             items,
         })
     }
-
-    /// The code of each id of a piece's local vocabulary, -1 for an unknown id when `unknown`
-    /// skips it.
-    fn resolve(codes: &IdCodes<i64>, local: &FirstSeen, what: &str, unknown: Unknown) -> Result<Vec<i64>> {
-        local
-            .ids
-            .iter()
-            .zip(&local.lines)
-            .map(|(id, &line)| match (codes.get(id.key()), unknown) {
-                (Some(code), _) => Ok(code),
-                (None, Unknown::Skip) => Ok(-1),
-                (None, Unknown::Refuse) => Err(parse_error(
-                    line,
-                    format!(
-                        "{what} id {} is not in the vocabulary",
-                        shown(&id.clone().into_string())
-                    ),
-                )),
-            })
-            .collect()
-    }
 }
 
 /// Code `j` for `ids[j]`.
-fn codes(ids: &[String], what: &str) -> Result<IdCodes<i64>> {
+fn codes(ids: &[String], what: &str) -> Result<IdCodes> {
     let mut codes = IdCodes::default();
     for (code, id) in ids.iter().enumerate() {
-        if codes.insert(Key::of(id), code as i64).is_some() {
+        let code = u32::try_from(code)
+            .ok()
+            .filter(|&c| c != u32::MAX)
+            .ok_or_else(|| Error::invalid(format!("more than {} {what} ids", u32::MAX - 1)))?;
+        if codes.insert(Key::of(id), code).is_some() {
             return Err(Error::invalid(format!("{what} id {} is listed twice", shown(id))));
         }
     }
     Ok(codes)
 }
 
-/// Distinct ids in the order first seen, each with a code and the line it first appeared on.
+/// Distinct ids, coded in the order first seen.
 #[derive(Debug, Default)]
 struct FirstSeen {
-    codes: IdCodes<u32>,
+    codes: IdCodes,
     ids: Vec<Id>,
-    lines: Vec<u64>,
 }
 
 impl FirstSeen {
@@ -320,24 +310,16 @@ impl FirstSeen {
         if let Some(code) = self.codes.get(key) {
             return Ok(code);
         }
-        let code = u32::try_from(self.ids.len()).map_err(|_| parse_error(line, "more than 2^32 distinct ids"))?;
+        let code = u32::try_from(self.ids.len())
+            .ok()
+            .filter(|&c| c != u32::MAX)
+            .ok_or_else(|| parse_error(line, format!("more than {} distinct ids", u32::MAX - 1)))?;
         self.codes.insert(key, code);
         self.ids.push(match key {
             Key::Number(n) => Id::Number(n),
             Key::Text(text) => Id::Text(text.into()),
         });
-        self.lines.push(line);
         Ok(code)
-    }
-
-    /// Adds the ids of a later piece; returns the code here of each of its codes.
-    fn absorb(&mut self, piece: FirstSeen) -> Result<Vec<u32>> {
-        piece
-            .ids
-            .iter()
-            .zip(piece.lines)
-            .map(|(id, line)| self.code(id.key(), line))
-            .collect()
     }
 
     /// The ids in vocabulary order (see the module documentation), and the rank there of each
@@ -556,22 +538,81 @@ fn text(field: &[u8], line: u64) -> Result<&str> {
     })
 }
 
-/// The ratings of one piece, their ids coded in the piece's own first-seen vocabularies.
+/// An id of a piece's record: a plain integer, or a code in the piece's texts.
+#[derive(Clone, Copy, Debug)]
+enum PieceId {
+    Number(i64),
+    Text(u32),
+}
+
+/// The ratings of one piece. Parsing runs on many threads, so it leaves coding the ids to the
+/// one thread that merges pieces in order; it only gathers the text ids, each once.
 #[derive(Debug, Default)]
 struct PieceRatings {
-    users: FirstSeen,
-    items: FirstSeen,
-    user_codes: Vec<u32>,
-    item_codes: Vec<u32>,
+    first_line: u64,
+    /// Each record's line, counted from `first_line`.
+    lines: Vec<u32>,
+    users: Vec<PieceId>,
+    items: Vec<PieceId>,
+    text_codes: IdMap<Box<str>, u32>,
+    texts: Vec<Box<str>>,
     ratings: Vec<f32>,
     timestamps: Vec<i64>,
+    /// Bytes parsed.
+    bytes: usize,
+}
+
+impl PieceRatings {
+    #[inline]
+    fn id(&mut self, id: &str) -> PieceId {
+        match Key::of(id) {
+            Key::Number(n) => PieceId::Number(n),
+            Key::Text(text) => match self.text_codes.get(text) {
+                Some(&code) => PieceId::Text(code),
+                None => {
+                    let code = self.texts.len() as u32;
+                    self.text_codes.insert(text.into(), code);
+                    self.texts.push(text.into());
+                    PieceId::Text(code)
+                }
+            },
+        }
+    }
+
+    /// The code of each of `ids` (the piece's users or items) that `code_of(key, line)` gives,
+    /// appended to `out`; each distinct text is looked up once.
+    fn code_ids(
+        &self,
+        ids: &[PieceId],
+        out: &mut Vec<i64>,
+        mut code_of: impl FnMut(Key<'_>, u64) -> Result<i64>,
+    ) -> Result<()> {
+        let mut text_codes: Vec<Option<i64>> = vec![None; self.texts.len()];
+        out.reserve(ids.len());
+        for (&id, &line) in ids.iter().zip(&self.lines) {
+            let line = self.first_line + u64::from(line);
+            let code = match id {
+                PieceId::Number(n) => code_of(Key::Number(n), line)?,
+                PieceId::Text(t) => match text_codes[t as usize] {
+                    Some(code) => code,
+                    None => *text_codes[t as usize].insert(code_of(Key::Text(&self.texts[t as usize]), line)?),
+                },
+            };
+            out.push(code);
+        }
+        Ok(())
+    }
 }
 
 /// Parses the records of a piece (the header skipped).
 fn parse_piece(piece: &Piece<'_>, dialect: &Dialect, options: &RatingsOptions<'_>) -> Result<PieceRatings> {
     let layout = dialect.layout;
     let timestamp = layout.timestamp.filter(|_| options.timestamps);
-    let mut out = PieceRatings::default();
+    let mut out = PieceRatings {
+        first_line: piece.first_line,
+        bytes: piece.bytes.len(),
+        ..PieceRatings::default()
+    };
     records(piece.bytes, dialect.split, piece.first_line, |line, record| {
         if Some(line) == dialect.header {
             return Ok(());
@@ -582,16 +623,17 @@ fn parse_piece(piece: &Piece<'_>, dialect: &Dialect, options: &RatingsOptions<'_
                 format!("expected {} fields, found {}", layout.n_fields, record.len()),
             ));
         }
-        for (what, at, ids, codes) in [
-            ("user", layout.user, &mut out.users, &mut out.user_codes),
-            ("item", layout.item, &mut out.items, &mut out.item_codes),
-        ] {
-            let id = text(&record[at], line)?;
+        let (user, item) = (text(&record[layout.user], line)?, text(&record[layout.item], line)?);
+        for (what, id) in [("user", user), ("item", item)] {
             if id.is_empty() {
                 return Err(parse_error(line, format!("empty {what} id")));
             }
-            codes.push(ids.code(Key::of(id), line)?);
         }
+        let (user, item) = (out.id(user), out.id(item));
+        out.users.push(user);
+        out.items.push(item);
+        // A piece is far shorter than 2^32 lines.
+        out.lines.push((line - piece.first_line) as u32);
         if let Some(at) = layout.rating {
             out.ratings.push(rating(&record[at], line)?);
         }
@@ -601,6 +643,30 @@ fn parse_piece(piece: &Piece<'_>, dialect: &Dialect, options: &RatingsOptions<'_
         Ok(())
     })?;
     Ok(out)
+}
+
+/// Codes by a given vocabulary: a known id's code, -1 for an unknown one when `unknown` skips
+/// it, else an error naming it and its line.
+fn known<'a>(codes: &'a IdCodes, what: &'a str, unknown: Unknown) -> impl Fn(Key<'_>, u64) -> Result<i64> + 'a {
+    move |key, line| match (codes.get(key), unknown) {
+        (Some(code), _) => Ok(i64::from(code)),
+        (None, Unknown::Skip) => Ok(-1),
+        (None, Unknown::Refuse) => {
+            let id = match key {
+                Key::Number(n) => n.to_string(),
+                Key::Text(text) => text.to_owned(),
+            };
+            Err(parse_error(
+                line,
+                format!("{what} id {} is not in the vocabulary", shown(&id)),
+            ))
+        }
+    }
+}
+
+/// Codes by first appearance in `seen`.
+fn first_seen(seen: &mut FirstSeen) -> impl FnMut(Key<'_>, u64) -> Result<i64> + '_ {
+    move |key, line| seen.code(key, line).map(i64::from)
 }
 
 /// A rating: a finite number, as `f32`.
@@ -685,14 +751,19 @@ pub struct RatingsTable {
     pub item_ids: Vec<String>,
 }
 
-/// Reads every rating of `reader` into a [`RatingsTable`]; a file without one is an error.
-pub fn read_ratings<R: Read>(reader: R, options: &RatingsOptions<'_>, monitor: &dyn Monitor) -> Result<RatingsTable> {
-    read_in_blocks(reader, options, monitor, BLOCK_BYTES)
+/// Reads every rating of the file `source` into a [`RatingsTable`]; a file without one is an error.
+pub fn read_ratings(source: &Path, options: &RatingsOptions<'_>, monitor: &dyn Monitor) -> Result<RatingsTable> {
+    let file = File::open(source)?;
+    let size = file.metadata()?.len();
+    read_in_blocks(file, Some(size), options, monitor, READ_BLOCK_BYTES)
 }
 
 /// [`read_ratings`] reading blocks of `block_bytes` (small in tests, to cross block ends).
+/// `size`, the bytes `reader` holds when known, sizes the arrays once the first piece shows how
+/// long a line is, so that they are not grown (up to twice their size) by doubling.
 fn read_in_blocks<R: Read>(
     reader: R,
+    size: Option<u64>,
     options: &RatingsOptions<'_>,
     monitor: &dyn Monitor,
     block_bytes: usize,
@@ -701,22 +772,35 @@ fn read_in_blocks<R: Read>(
     let (mut user_codes, mut item_codes) = (Vec::new(), Vec::new());
     let (mut ratings, mut timestamps) = (Vec::new(), Vec::new());
     let (dialect, _) = for_each_piece(reader, options, block_bytes, 0, None, monitor, |piece| {
+        let rows = piece.users.len();
+        if let (Some(size), true, true) = (size, user_codes.is_empty(), rows > 0) {
+            // An estimate from the file's own lines, so never more than its bytes; 2% to spare.
+            let expected = (size as f64 / piece.bytes.max(1) as f64 * rows as f64 * 1.02) as usize;
+            user_codes.reserve(expected);
+            item_codes.reserve(expected);
+            ratings.reserve(if piece.ratings.is_empty() { 0 } else { expected });
+            timestamps.reserve(if piece.timestamps.is_empty() { 0 } else { expected });
+        }
         match options.vocabulary {
             Some(vocabulary) => {
-                let codes = Vocabulary::resolve(&vocabulary.user_codes, &piece.users, "user", options.unknown)?;
-                user_codes.extend(piece.user_codes.iter().map(|&c| codes[c as usize]));
-                let codes = Vocabulary::resolve(&vocabulary.item_codes, &piece.items, "item", options.unknown)?;
-                item_codes.extend(piece.item_codes.iter().map(|&c| codes[c as usize]));
+                piece.code_ids(
+                    &piece.users,
+                    &mut user_codes,
+                    known(&vocabulary.user_codes, "user", options.unknown),
+                )?;
+                piece.code_ids(
+                    &piece.items,
+                    &mut item_codes,
+                    known(&vocabulary.item_codes, "item", options.unknown),
+                )?;
             }
             None => {
-                let codes = users.absorb(piece.users)?;
-                user_codes.extend(piece.user_codes.iter().map(|&c| i64::from(codes[c as usize])));
-                let codes = items.absorb(piece.items)?;
-                item_codes.extend(piece.item_codes.iter().map(|&c| i64::from(codes[c as usize])));
+                piece.code_ids(&piece.users, &mut user_codes, first_seen(&mut users))?;
+                piece.code_ids(&piece.items, &mut item_codes, first_seen(&mut items))?;
             }
         }
-        ratings.extend(piece.ratings);
-        timestamps.extend(piece.timestamps);
+        ratings.extend_from_slice(&piece.ratings);
+        timestamps.extend_from_slice(&piece.timestamps);
         Ok(())
     })?;
     let Some(dialect) = dialect.filter(|_| !user_codes.is_empty()) else {
@@ -726,6 +810,10 @@ fn read_in_blocks<R: Read>(
         Some(vocabulary) => (vocabulary.users.clone(), vocabulary.items.clone()),
         None => (recode(users, &mut user_codes), recode(items, &mut item_codes)),
     };
+    for codes in [&mut user_codes, &mut item_codes, &mut timestamps] {
+        codes.shrink_to_fit();
+    }
+    ratings.shrink_to_fit();
     let layout = dialect.layout;
     Ok(RatingsTable {
         users: user_codes,
@@ -800,10 +888,11 @@ fn write_in_blocks<R: Read>(
         Some(given) => (given.clone(), None, 0),
         None => {
             let (mut users, mut items) = (FirstSeen::default(), FirstSeen::default());
+            let mut codes = Vec::new();
             let (dialect, read) = for_each_piece(open()?, &options, block_bytes, 0, None, monitor, |piece| {
-                users.absorb(piece.users)?;
-                items.absorb(piece.items)?;
-                Ok(())
+                codes.clear();
+                piece.code_ids(&piece.users, &mut codes, first_seen(&mut users))?;
+                piece.code_ids(&piece.items, &mut codes, first_seen(&mut items))
             })?;
             let vocabulary = Vocabulary::new(users.ordered().0, items.ordered().0)?;
             if dialect.is_none() {
@@ -819,12 +908,22 @@ fn write_in_blocks<R: Read>(
     let n_users = vocabulary.users.len() as i64;
     let n_cols = (vocabulary.users.len() + vocabulary.items.len()) as u64;
     let (mut n_rows, mut n_unknown) = (0u64, 0u64);
+    let (mut users, mut items) = (Vec::new(), Vec::new());
     for_each_piece(open()?, &options, block_bytes, done, dialect, monitor, |piece| {
-        let users = Vocabulary::resolve(&vocabulary.user_codes, &piece.users, "user", options.unknown)?;
-        let items = Vocabulary::resolve(&vocabulary.item_codes, &piece.items, "item", options.unknown)?;
+        users.clear();
+        items.clear();
+        piece.code_ids(
+            &piece.users,
+            &mut users,
+            known(&vocabulary.user_codes, "user", options.unknown),
+        )?;
+        piece.code_ids(
+            &piece.items,
+            &mut items,
+            known(&vocabulary.item_codes, "item", options.unknown),
+        )?;
         let mut rows = RowBlock::new();
-        for ((&user, &item), &rating) in piece.user_codes.iter().zip(&piece.item_codes).zip(&piece.ratings) {
-            let (user, item) = (users[user as usize], items[item as usize]);
+        for ((&user, &item), &rating) in users.iter().zip(&items).zip(&piece.ratings) {
             if user >= 0 {
                 rows.indices.push(user);
             }
@@ -864,7 +963,13 @@ mod tests {
     }
 
     fn read(text: &str, options: &RatingsOptions<'_>) -> Result<RatingsTable> {
-        read_in_blocks(text.as_bytes(), options, &Unmonitored, BLOCK_BYTES)
+        read_in_blocks(
+            text.as_bytes(),
+            Some(text.len() as u64),
+            options,
+            &Unmonitored,
+            BLOCK_BYTES,
+        )
     }
 
     fn delimited(delimiter: &str) -> RatingsOptions<'_> {
@@ -978,6 +1083,27 @@ mod tests {
     }
 
     #[test]
+    fn codes_plain_integers_in_a_table_and_other_ids_by_hash() {
+        for key in ["-0", "+3", "07", "a"] {
+            assert!(matches!(Key::of(key), Key::Text(_)), "{key}");
+        }
+        let big = (DENSE_IDS + 5).to_string();
+        let ids = ["5", "-3", "05", "x", big.as_str(), "0"];
+        let mut codes = IdCodes::default();
+        for (code, id) in ids.iter().enumerate() {
+            assert_eq!(codes.insert(Key::of(id), code as u32), None, "{id}");
+        }
+        assert_eq!((codes.dense.len(), codes.numbers.len(), codes.texts.len()), (6, 2, 2));
+        for (code, id) in ids.iter().enumerate() {
+            assert_eq!(codes.get(Key::of(id)), Some(code as u32), "{id}");
+        }
+        for absent in ["4", "6", "-4", "005", "y", "99999999"] {
+            assert_eq!(codes.get(Key::of(absent)), None, "{absent}");
+        }
+        assert_eq!(codes.insert(Key::of("5"), 9), Some(0));
+    }
+
+    #[test]
     fn codes_ids_by_a_given_vocabulary() {
         let vocabulary = Vocabulary::new(strings(&["u1", "u2"]), strings(&["a", "b"])).unwrap();
         let mut options = RatingsOptions {
@@ -1071,7 +1197,7 @@ mod tests {
             assert!(said.contains(message), "{said:?} lacks {message:?}");
         }
         let bytes = b"1,2,3\n1,\xff,3\n";
-        let err = read_in_blocks(&bytes[..], &RatingsOptions::default(), &Unmonitored, 64).unwrap_err();
+        let err = read_in_blocks(&bytes[..], None, &RatingsOptions::default(), &Unmonitored, 64).unwrap_err();
         assert!(matches!(err, Error::Parse { line: 2, .. }), "{err}");
         for bad in ["", "ab", "\""] {
             let err = convert("1,2,3\n", &delimited(bad)).unwrap_err();
