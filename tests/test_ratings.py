@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
+from fmfast.convert import columns_path, convert_ratings_csv
 from fmfast.datasets import Ratings
 from fmfast.exceptions import InvalidInputError, ParseError
 from fmfast.ratings import (
@@ -13,6 +19,8 @@ from fmfast.ratings import (
     load_movielens_users,
     load_ratings,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 U_DATA = "196\t242\t3\t881250949\n186\t302\t3\t891717742\n22\t377\t1\t878887116\n196\t302\t5\t881250950\n"
 
@@ -206,6 +214,38 @@ def test_a_line_break_inside_quotes_is_refused(tmp_path):
     with pytest.raises(ParseError, match=r"line 2: a quoted field holds a line break") as info:
         load_ratings(write(tmp_path, "r.csv", 'u,i,r\n"a\nb",1,2\n'))
     assert info.value.line == 2
+
+
+# Ids as Python's csv module must quote them: delimiters, quotes, colons, spaces inside, non-ASCII.
+_IDS = st.text(alphabet='ab7é0,;\t":- ', min_size=1, max_size=6).filter(lambda s: s == s.strip())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.lists(st.tuples(_IDS, _IDS, st.sampled_from([1.0, 2.5, 5.0])), min_size=1, max_size=30),
+    delimiter=st.sampled_from([",", ";", "\t"]),
+    crlf=st.booleans(),
+)
+def test_any_file_pythons_csv_writer_makes_reads_back(rows, delimiter, crlf):
+    """An independent RFC 4180 writer as the oracle: every id comes back as written, and convert
+    gives the columns load_ratings gives."""
+    text = io.StringIO()
+    writer = csv.writer(text, delimiter=delimiter, lineterminator="\r\n" if crlf else "\n")
+    writer.writerow(["user", "item", "rating"])
+    writer.writerows(rows)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "r.csv"
+        path.write_text(text.getvalue(), encoding="utf-8")
+        data = load_ratings(path)
+        columns = convert_ratings_csv(path, Path(folder) / "r.recordio")
+        assert columns_path(Path(folder) / "r.recordio").exists()
+    assert data.user_ids[data.users].astype(str).tolist() == [u for u, _, _ in rows]
+    assert data.item_ids[data.items].astype(str).tolist() == [i for _, i, _ in rows]
+    np.testing.assert_array_equal(data.ratings, [r for _, _, r in rows])
+    assert (columns.users, columns.items) == (
+        data.user_ids.astype(str).tolist(),
+        data.item_ids.astype(str).tolist(),
+    )
 
 
 U_USER = "1|24|M|technician|85711\n2|53|F|other|94043\n3|23|M|writer|T8H1N\n"
