@@ -108,6 +108,9 @@ def convert_ratings_csv(
     n_threads: int = 0,
     progress: _Progress = None,
 ) -> tuple[int, int, list[str], list[str]]: ...
+
+_Ids = np.ndarray | list[str]
+
 def read_ratings(
     source: os.PathLike[str] | str,
     delimiter: str | None = None,
@@ -118,7 +121,7 @@ def read_ratings(
     skip_unknown: bool = False,
     n_threads: int = 0,
     progress: _Progress = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, list[str], list[str]]: ...
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, _Ids, _Ids]: ...
 def top_k(
     query_vectors: np.ndarray,
     query_offsets: np.ndarray,

@@ -94,14 +94,9 @@ def naming_file(path: str | os.PathLike[str]) -> Iterator[None]:
         raise named from None
 
 
-def ids_array(ids: list[str]) -> np.ndarray:
-    """Ids as an int64 array when each is an integer written plainly (``7``, not ``07``), else str."""
-    text = np.asarray(ids, dtype=str)
-    try:
-        numbers = text.astype(np.int64)
-    except (ValueError, OverflowError):
-        return text
-    return numbers if np.array_equal(numbers.astype(str), text) else text
+def _ids_array(ids: np.ndarray | list[str]) -> np.ndarray:
+    """Ids from the parser as an array: its int64 array of plain integers, or its texts as str."""
+    return ids if isinstance(ids, np.ndarray) else np.asarray(ids, dtype=str)
 
 
 @dataclass(frozen=True)
@@ -112,7 +107,8 @@ class RatingsData:
     has times). ``user_ids[c]`` and ``item_ids[c]`` are the ids in the file of user or item code
     ``c``. Ids are the text as written: ``7`` and ``07`` are two users. They are in numeric order
     when every id is an integer (ties such as ``07`` and ``7`` by text), else in text order; the
-    array is int64 when every id is an integer written plainly, else str.
+    array is int64 when every id is an integer written plainly (``7`` or ``-12``, not ``07`` or
+    ``+7``, at most 18 digits), else str.
     """
 
     users: np.ndarray
@@ -193,7 +189,7 @@ def load_ratings(
             path, delimiter if delimiter is not None else sep, header, n_threads=n_threads
         )
     assert ratings is not None  # read_ratings refuses a file without ratings unless pairs=True
-    return RatingsData(users, items, ratings, timestamps, ids_array(user_ids), ids_array(item_ids))
+    return RatingsData(users, items, ratings, timestamps, _ids_array(user_ids), _ids_array(item_ids))
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use fmfast_core::text::{libsvm, ratings_csv, LibsvmOptions, RatingsOptions, Unknown, Vocabulary};
+use fmfast_core::text::{libsvm, ratings_csv, IdList, LibsvmOptions, RatingsOptions, Unknown, Vocabulary};
 use numpy::{IntoPyArray, PyArray1};
 use pyo3::prelude::*;
 
@@ -86,13 +86,22 @@ type RatingsArrays<'py> = (
     Bound<'py, PyArray1<i64>>,
     Option<Bound<'py, PyArray1<f32>>>,
     Option<Bound<'py, PyArray1<i64>>>,
-    Vec<String>,
-    Vec<String>,
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
 );
+
+/// Ids as an int64 array when they are all plain integers, else a list of `str`.
+fn ids<'py>(py: Python<'py>, ids: IdList) -> PyResult<Bound<'py, PyAny>> {
+    match ids {
+        IdList::Numbers(numbers) => Ok(numbers.into_pyarray(py).into_any()),
+        IdList::Texts(texts) => texts.into_pyobject(py).map(Bound::into_any),
+    }
+}
 
 /// Reads a ratings file into arrays: the user and item code of each rating (-1 for an id outside
 /// `vocabulary` when `skip_unknown`), the ratings (`None` for pairs, accepted when `pairs`), the
-/// timestamps (when asked for and present), and the ids of the user and item codes.
+/// timestamps (when asked for and present), and the ids of the user and item codes (an int64 array
+/// when every id is a plain integer, else a list of `str`).
 #[pyfunction]
 #[pyo3(signature = (source, delimiter=None, header=None, timestamps=true, pairs=false, vocabulary=None, skip_unknown=false, n_threads=0, progress=None))]
 #[allow(clippy::too_many_arguments)]
@@ -122,8 +131,8 @@ fn read_ratings<'py>(
         table.items.into_pyarray(py),
         table.ratings.map(|r| r.into_pyarray(py)),
         table.timestamps.map(|t| t.into_pyarray(py)),
-        table.user_ids,
-        table.item_ids,
+        ids(py, table.user_ids)?,
+        ids(py, table.item_ids)?,
     ))
 }
 

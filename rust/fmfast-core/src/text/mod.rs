@@ -17,5 +17,5 @@ pub mod ratings_csv;
 
 pub use libsvm::{convert_libsvm, LibsvmOptions, LibsvmSummary};
 pub use ratings_csv::{
-    convert_ratings_csv, read_ratings, RatingsOptions, RatingsSummary, RatingsTable, Unknown, Vocabulary,
+    convert_ratings_csv, read_ratings, IdList, RatingsOptions, RatingsSummary, RatingsTable, Unknown, Vocabulary,
 };

@@ -324,24 +324,58 @@ impl FirstSeen {
 
     /// The ids in vocabulary order (see the module documentation), and the rank there of each
     /// first-seen code.
-    fn ordered(self) -> (Vec<String>, Vec<i64>) {
-        let ids: Vec<String> = self.ids.into_iter().map(Id::into_string).collect();
-        let numbers: Option<Vec<i64>> = ids.iter().map(|id| id.parse::<i64>().ok()).collect();
-        let mut order: Vec<usize> = (0..ids.len()).collect();
-        match numbers {
-            Some(numbers) => order.sort_unstable_by(|&a, &b| (numbers[a], &ids[a]).cmp(&(numbers[b], &ids[b]))),
-            None => order.sort_unstable_by(|&a, &b| ids[a].cmp(&ids[b])),
-        }
+    fn ordered(self) -> (IdList, Vec<i64>) {
+        let numbers: Option<Vec<i64>> = self
+            .ids
+            .iter()
+            .map(|id| match id {
+                Id::Number(n) => Some(*n),
+                Id::Text(_) => None,
+            })
+            .collect();
+        let mut order: Vec<usize> = (0..self.ids.len()).collect();
+        let ids = match numbers {
+            // Plain integers are distinct as numbers: no ties to break by text.
+            Some(numbers) => {
+                order.sort_unstable_by_key(|&code| numbers[code]);
+                IdList::Numbers(order.iter().map(|&code| numbers[code]).collect())
+            }
+            None => {
+                let ids: Vec<String> = self.ids.into_iter().map(Id::into_string).collect();
+                let numbers: Option<Vec<i64>> = ids.iter().map(|id| id.parse::<i64>().ok()).collect();
+                match numbers {
+                    Some(numbers) => order.sort_unstable_by(|&a, &b| (numbers[a], &ids[a]).cmp(&(numbers[b], &ids[b]))),
+                    None => order.sort_unstable_by(|&a, &b| ids[a].cmp(&ids[b])),
+                }
+                let mut ids: Vec<Option<String>> = ids.into_iter().map(Some).collect();
+                IdList::Texts(order.iter().map(|&code| ids[code].take().unwrap_or_default()).collect())
+            }
+        };
         let mut rank = vec![0i64; order.len()];
         for (position, &code) in order.iter().enumerate() {
             rank[code] = position as i64;
         }
-        let mut ids: Vec<Option<String>> = ids.into_iter().map(Some).collect();
-        let ordered = order
-            .into_iter()
-            .map(|code| ids[code].take().unwrap_or_default())
-            .collect();
-        (ordered, rank)
+        (ids, rank)
+    }
+}
+
+/// The ids of a vocabulary, in its order: as numbers when every one is a plain integer (`7` or
+/// `-12`, not `07` or `+7`), which spares making and handing over a string for each.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IdList {
+    /// Every id is a plain integer.
+    Numbers(Vec<i64>),
+    /// The ids as written.
+    Texts(Vec<String>),
+}
+
+impl IdList {
+    /// The ids as written.
+    pub fn into_strings(self) -> Vec<String> {
+        match self {
+            IdList::Numbers(numbers) => numbers.iter().map(i64::to_string).collect(),
+            IdList::Texts(texts) => texts,
+        }
     }
 }
 
@@ -746,9 +780,9 @@ pub struct RatingsTable {
     /// The timestamps, when asked for and the file has them.
     pub timestamps: Option<Vec<i64>>,
     /// The id of each user code.
-    pub user_ids: Vec<String>,
+    pub user_ids: IdList,
     /// The id of each item code.
-    pub item_ids: Vec<String>,
+    pub item_ids: IdList,
 }
 
 /// Reads every rating of the file `source` into a [`RatingsTable`]; a file without one is an error.
@@ -807,7 +841,10 @@ fn read_in_blocks<R: Read>(
         return Err(parse_error(1, "the file contains no ratings"));
     };
     let (user_ids, item_ids) = match options.vocabulary {
-        Some(vocabulary) => (vocabulary.users.clone(), vocabulary.items.clone()),
+        Some(vocabulary) => (
+            IdList::Texts(vocabulary.users.clone()),
+            IdList::Texts(vocabulary.items.clone()),
+        ),
         None => (recode(users, &mut user_codes), recode(items, &mut item_codes)),
     };
     for codes in [&mut user_codes, &mut item_codes, &mut timestamps] {
@@ -826,7 +863,7 @@ fn read_in_blocks<R: Read>(
 }
 
 /// Replaces first-seen codes by vocabulary-order codes; returns the vocabulary.
-fn recode(seen: FirstSeen, codes: &mut [i64]) -> Vec<String> {
+fn recode(seen: FirstSeen, codes: &mut [i64]) -> IdList {
     let (ids, rank) = seen.ordered();
     for code in codes.iter_mut() {
         *code = rank[*code as usize];
@@ -894,7 +931,7 @@ fn write_in_blocks<R: Read>(
                 piece.code_ids(&piece.users, &mut codes, first_seen(&mut users))?;
                 piece.code_ids(&piece.items, &mut codes, first_seen(&mut items))
             })?;
-            let vocabulary = Vocabulary::new(users.ordered().0, items.ordered().0)?;
+            let vocabulary = Vocabulary::new(users.ordered().0.into_strings(), items.ordered().0.into_strings())?;
             if dialect.is_none() {
                 return Ok(RatingsSummary {
                     n_rows: 0,
@@ -1033,7 +1070,7 @@ mod tests {
         ] {
             assert_eq!(read(text, &RatingsOptions::default()).unwrap(), want, "{text:?}");
         }
-        assert_eq!(want.user_ids, strings(&["1", "2"]));
+        assert_eq!(want.user_ids, IdList::Numbers(vec![1, 2]));
         assert_eq!((want.users, want.items), (vec![0, 1], vec![0, 0]));
         assert_eq!(want.ratings, Some(vec![3.0, 4.0]));
         assert_eq!(want.timestamps, None, "not asked for");
@@ -1055,8 +1092,8 @@ mod tests {
     #[test]
     fn quoted_fields_hold_delimiters_and_quotes() {
         let table = read("\"Smith, J\",\"a \"\"b\"\"\",4\nx;y,c,5\n", &RatingsOptions::default()).unwrap();
-        assert_eq!(table.user_ids, strings(&["Smith, J", "x;y"]));
-        assert_eq!(table.item_ids, strings(&["a \"b\"", "c"]));
+        assert_eq!(table.user_ids, IdList::Texts(strings(&["Smith, J", "x;y"])));
+        assert_eq!(table.item_ids, IdList::Texts(strings(&["a \"b\"", "c"])));
         let (summary, _) = convert("a,b;c;5\n", &delimited(";")).unwrap();
         assert_eq!(
             (summary.vocabulary.users, summary.vocabulary.items),
@@ -1069,17 +1106,24 @@ mod tests {
     #[test]
     fn ids_are_the_text_as_written() {
         let table = read("7,a,1\n07,a,2\n7,a,3\n", &RatingsOptions::default()).unwrap();
-        assert_eq!(table.user_ids, strings(&["07", "7"]), "numeric order, ties by text");
+        assert_eq!(
+            table.user_ids,
+            IdList::Texts(strings(&["07", "7"])),
+            "numeric order, ties by text"
+        );
         assert_eq!(table.users, [1, 0, 1]);
         let (summary, _) = convert("7,a,1\n07,a,2\n", &RatingsOptions::default()).unwrap();
         assert_eq!(summary.vocabulary.users, strings(&["07", "7"]));
         let table = read("10,x,1\n9,y,1\nb,y,1\n", &RatingsOptions::default()).unwrap();
         assert_eq!(
             table.user_ids,
-            strings(&["10", "9", "b"]),
+            IdList::Texts(strings(&["10", "9", "b"])),
             "text order once an id is not a number"
         );
         assert_eq!(table.users, [0, 1, 2]);
+        let table = read("10,x,1\n-9,y,1\n", &RatingsOptions::default()).unwrap();
+        assert_eq!(table.user_ids, IdList::Numbers(vec![-9, 10]));
+        assert_eq!(table.user_ids.into_strings(), strings(&["-9", "10"]));
     }
 
     #[test]
@@ -1121,7 +1165,7 @@ mod tests {
         options.unknown = Unknown::Skip;
         let table = read(text, &options).unwrap();
         assert_eq!((table.users, table.items), (vec![1, -1, 0], vec![0, 1, -1]));
-        assert_eq!(table.user_ids, vocabulary.users);
+        assert_eq!(table.user_ids, IdList::Texts(vocabulary.users.clone()));
         let (summary, bytes) = convert(text, &options).unwrap();
         assert_eq!((summary.n_rows, summary.n_unknown), (3, 2));
         assert_eq!(decode(&bytes).1, [vec![1, 2], vec![3], vec![0]]);
@@ -1138,7 +1182,7 @@ mod tests {
         let table = read("user,item\nu1,a\nu2,a\n", &options).unwrap();
         assert_eq!((table.users, table.ratings), (vec![0, 1], None));
         let table = read("u1,a\n", &options).unwrap();
-        assert_eq!(table.item_ids, strings(&["a"]));
+        assert_eq!(table.item_ids, IdList::Texts(strings(&["a"])));
         let err = read("u1,a\n", &RatingsOptions::default()).unwrap_err();
         assert!(err.to_string().contains("expected at least 3 fields"), "{err}");
     }
