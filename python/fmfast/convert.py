@@ -186,7 +186,13 @@ def convert_ratings_csv(
     total = (1 if vocabulary else 2) * os.path.getsize(source)
     with progress_callback(progress, total, "B") as callback, naming_file(source):
         n_rows, _, users, items = _fmfast.convert_ratings_csv(
-            source, target, delimiter, None, vocabulary, skip, n_threads, callback
+            source,
+            target,
+            delimiter,
+            vocabulary=vocabulary,
+            skip_unknown=skip,
+            n_threads=n_threads,
+            progress=callback,
         )
     with atomic_output(columns_path(target)) as out:
         out.write(json.dumps({"users": users, "items": items}).encode())
@@ -217,7 +223,13 @@ def ratings_one_hot(
     vocabulary = load_columns(columns)
     with naming_file(source):
         users, items, y, _, user_ids, item_ids = _fmfast.read_ratings(
-            source, delimiter, None, False, pairs, vocabulary, skip, n_threads
+            source,
+            delimiter,
+            timestamps=False,
+            pairs=pairs,
+            vocabulary=vocabulary,
+            skip_unknown=skip,
+            n_threads=n_threads,
         )
     n_users = len(user_ids)
     cells = np.column_stack([users, np.where(items >= 0, n_users + items, -1)])
