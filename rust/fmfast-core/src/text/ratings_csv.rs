@@ -168,19 +168,23 @@ pub struct RatingsOptions<'a> {
 /// The value of an id written as a plain integer (`-12`, `0`, `345`; not `+3`, `07` or `-0`),
 /// which no other such id shares, so it can be kept and looked up as a number.
 #[inline]
-fn canonical_int(id: &str) -> Option<i64> {
-    let digits = id.strip_prefix('-').unwrap_or(id).as_bytes();
+fn canonical_int(id: &[u8]) -> Option<i64> {
+    let (negative, digits) = match id {
+        [b'-', digits @ ..] => (true, digits),
+        digits => (false, digits),
+    };
     let plain = match digits {
         [] => false,
-        [b'0'] => digits.len() == id.len(),
+        [b'0'] => !negative,
         [b'0', ..] => false,
         _ => digits.len() <= 18 && digits.iter().all(u8::is_ascii_digit),
     };
-    if plain {
-        id.parse().ok()
-    } else {
-        None
+    if !plain {
+        return None;
     }
+    // At most 18 digits: below 10^18, so no overflow.
+    let value = digits.iter().fold(0i64, |n, &d| n * 10 + i64::from(d - b'0'));
+    Some(if negative { -value } else { value })
 }
 
 /// An id to look up: a plain integer (see [`canonical_int`]) as its value, which is cheaper to
@@ -194,7 +198,7 @@ enum Key<'a> {
 impl<'a> Key<'a> {
     #[inline]
     fn of(id: &'a str) -> Self {
-        canonical_int(id).map_or(Key::Text(id), Key::Number)
+        canonical_int(id.as_bytes()).map_or(Key::Text(id), Key::Number)
     }
 }
 
@@ -453,6 +457,10 @@ fn records<T>(
     let mut out = Vec::new();
     let mut record = ByteRecord::new();
     match split {
+        // Without a quote, RFC 4180 fields are the bytes between delimiters: split directly,
+        // several times faster than the general state machine.
+        Split::Csv(delimiter) if !bytes.contains(&b'"') => split_lines(bytes, &[delimiter], first_line, visit),
+        Split::DoubleColon => split_lines(bytes, b"::", first_line, visit),
         Split::Csv(delimiter) => {
             let mut reader = csv::ReaderBuilder::new()
                 .delimiter(delimiter)
@@ -486,25 +494,38 @@ fn records<T>(
                 out.push(visit(line, &record)?);
             }
         }
-        Split::DoubleColon => {
-            let text = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-            for (text, line) in text.split(|&b| b == b'\n').zip(first_line..) {
-                let text = text.strip_suffix(b"\r").unwrap_or(text);
-                if text.trim_ascii().is_empty() {
-                    continue;
-                }
-                record.clear();
-                let mut rest = text;
-                while let Some(at) = rest.windows(2).position(|w| w == b"::") {
-                    record.push_field(rest[..at].trim_ascii());
-                    rest = &rest[at + 2..];
-                }
-                record.push_field(rest.trim_ascii());
-                out.push(visit(line, &record)?);
-            }
-            Ok(out)
-        }
     }
+}
+
+/// [`records`] of lines whose fields are separated by `separator`, with no quoting.
+fn split_lines<T>(
+    bytes: &[u8],
+    separator: &[u8],
+    first_line: u64,
+    mut visit: impl FnMut(u64, &ByteRecord) -> Result<T>,
+) -> Result<Vec<T>> {
+    let find = |text: &[u8]| match separator {
+        [byte] => text.iter().position(|b| b == byte),
+        _ => text.windows(separator.len()).position(|w| w == separator),
+    };
+    let mut out = Vec::new();
+    let mut record = ByteRecord::new();
+    let text = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    for (text, line) in text.split(|&b| b == b'\n').zip(first_line..) {
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        if text.trim_ascii().is_empty() {
+            continue;
+        }
+        record.clear();
+        let mut rest = text;
+        while let Some(at) = find(rest) {
+            record.push_field(rest[..at].trim_ascii());
+            rest = &rest[at + separator.len()..];
+        }
+        record.push_field(rest.trim_ascii());
+        out.push(visit(line, &record)?);
+    }
+    Ok(out)
 }
 
 /// The dialect of a file whose first non-blank line (number `line`) is `text`.
@@ -597,20 +618,41 @@ struct PieceRatings {
 }
 
 impl PieceRatings {
+    /// The id in `field`, the `what` of the record on `line`. A plain integer is taken from the
+    /// bytes, before (and without) checking that they are UTF-8 text.
     #[inline]
-    fn id(&mut self, id: &str) -> PieceId {
-        match Key::of(id) {
-            Key::Number(n) => PieceId::Number(n),
-            Key::Text(text) => match self.text_codes.get(text) {
-                Some(&code) => PieceId::Text(code),
-                None => {
-                    let code = self.texts.len() as u32;
-                    self.text_codes.insert(text.into(), code);
-                    self.texts.push(text.into());
-                    PieceId::Text(code)
-                }
-            },
+    fn id(&mut self, field: &[u8], what: &str, line: u64) -> Result<PieceId> {
+        let field = field.trim_ascii();
+        if let Some(n) = canonical_int(field) {
+            return Ok(PieceId::Number(n));
         }
+        let id = text(field, line)?;
+        if id.is_empty() {
+            return Err(parse_error(line, format!("empty {what} id")));
+        }
+        Ok(PieceId::Text(match self.text_codes.get(id) {
+            Some(&code) => code,
+            None => {
+                let code = self.texts.len() as u32;
+                self.text_codes.insert(id.into(), code);
+                self.texts.push(id.into());
+                code
+            }
+        }))
+    }
+
+    /// [`Self::code_ids`] of the users and of the items, on two threads (they are independent);
+    /// a user's error first.
+    fn code_users_and_items(
+        &self,
+        (user_codes, user_code_of): (&mut Vec<i64>, impl FnMut(Key<'_>, u64) -> Result<i64> + Send),
+        (item_codes, item_code_of): (&mut Vec<i64>, impl FnMut(Key<'_>, u64) -> Result<i64> + Send),
+    ) -> Result<()> {
+        let (users, items) = rayon::join(
+            || self.code_ids(&self.users, user_codes, user_code_of),
+            || self.code_ids(&self.items, item_codes, item_code_of),
+        );
+        users.and(items)
     }
 
     /// The code of each of `ids` (the piece's users or items) that `code_of(key, line)` gives,
@@ -657,13 +699,8 @@ fn parse_piece(piece: &Piece<'_>, dialect: &Dialect, options: &RatingsOptions<'_
                 format!("expected {} fields, found {}", layout.n_fields, record.len()),
             ));
         }
-        let (user, item) = (text(&record[layout.user], line)?, text(&record[layout.item], line)?);
-        for (what, id) in [("user", user), ("item", item)] {
-            if id.is_empty() {
-                return Err(parse_error(line, format!("empty {what} id")));
-            }
-        }
-        let (user, item) = (out.id(user), out.id(item));
+        let user = out.id(&record[layout.user], "user", line)?;
+        let item = out.id(&record[layout.item], "item", line)?;
         out.users.push(user);
         out.items.push(item);
         // A piece is far shorter than 2^32 lines.
@@ -681,7 +718,7 @@ fn parse_piece(piece: &Piece<'_>, dialect: &Dialect, options: &RatingsOptions<'_
 
 /// Codes by a given vocabulary: a known id's code, -1 for an unknown one when `unknown` skips
 /// it, else an error naming it and its line.
-fn known<'a>(codes: &'a IdCodes, what: &'a str, unknown: Unknown) -> impl Fn(Key<'_>, u64) -> Result<i64> + 'a {
+fn known<'a>(codes: &'a IdCodes, what: &'a str, unknown: Unknown) -> impl Fn(Key<'_>, u64) -> Result<i64> + Send + 'a {
     move |key, line| match (codes.get(key), unknown) {
         (Some(code), _) => Ok(i64::from(code)),
         (None, Unknown::Skip) => Ok(-1),
@@ -699,7 +736,7 @@ fn known<'a>(codes: &'a IdCodes, what: &'a str, unknown: Unknown) -> impl Fn(Key
 }
 
 /// Codes by first appearance in `seen`.
-fn first_seen(seen: &mut FirstSeen) -> impl FnMut(Key<'_>, u64) -> Result<i64> + '_ {
+fn first_seen(seen: &mut FirstSeen) -> impl FnMut(Key<'_>, u64) -> Result<i64> + Send + '_ {
     move |key, line| seen.code(key, line).map(i64::from)
 }
 
@@ -816,22 +853,14 @@ fn read_in_blocks<R: Read>(
             timestamps.reserve(if piece.timestamps.is_empty() { 0 } else { expected });
         }
         match options.vocabulary {
-            Some(vocabulary) => {
-                piece.code_ids(
-                    &piece.users,
-                    &mut user_codes,
-                    known(&vocabulary.user_codes, "user", options.unknown),
-                )?;
-                piece.code_ids(
-                    &piece.items,
-                    &mut item_codes,
-                    known(&vocabulary.item_codes, "item", options.unknown),
-                )?;
-            }
-            None => {
-                piece.code_ids(&piece.users, &mut user_codes, first_seen(&mut users))?;
-                piece.code_ids(&piece.items, &mut item_codes, first_seen(&mut items))?;
-            }
+            Some(vocabulary) => piece.code_users_and_items(
+                (&mut user_codes, known(&vocabulary.user_codes, "user", options.unknown)),
+                (&mut item_codes, known(&vocabulary.item_codes, "item", options.unknown)),
+            )?,
+            None => piece.code_users_and_items(
+                (&mut user_codes, first_seen(&mut users)),
+                (&mut item_codes, first_seen(&mut items)),
+            )?,
         }
         ratings.extend_from_slice(&piece.ratings);
         timestamps.extend_from_slice(&piece.timestamps);
@@ -925,11 +954,14 @@ fn write_in_blocks<R: Read>(
         Some(given) => (given.clone(), None, 0),
         None => {
             let (mut users, mut items) = (FirstSeen::default(), FirstSeen::default());
-            let mut codes = Vec::new();
+            let (mut user_codes, mut item_codes) = (Vec::new(), Vec::new());
             let (dialect, read) = for_each_piece(open()?, &options, block_bytes, 0, None, monitor, |piece| {
-                codes.clear();
-                piece.code_ids(&piece.users, &mut codes, first_seen(&mut users))?;
-                piece.code_ids(&piece.items, &mut codes, first_seen(&mut items))
+                user_codes.clear();
+                item_codes.clear();
+                piece.code_users_and_items(
+                    (&mut user_codes, first_seen(&mut users)),
+                    (&mut item_codes, first_seen(&mut items)),
+                )
             })?;
             let vocabulary = Vocabulary::new(users.ordered().0.into_strings(), items.ordered().0.into_strings())?;
             if dialect.is_none() {
@@ -949,15 +981,9 @@ fn write_in_blocks<R: Read>(
     for_each_piece(open()?, &options, block_bytes, done, dialect, monitor, |piece| {
         users.clear();
         items.clear();
-        piece.code_ids(
-            &piece.users,
-            &mut users,
-            known(&vocabulary.user_codes, "user", options.unknown),
-        )?;
-        piece.code_ids(
-            &piece.items,
-            &mut items,
-            known(&vocabulary.item_codes, "item", options.unknown),
+        piece.code_users_and_items(
+            (&mut users, known(&vocabulary.user_codes, "user", options.unknown)),
+            (&mut items, known(&vocabulary.item_codes, "item", options.unknown)),
         )?;
         let mut rows = RowBlock::new();
         for ((&user, &item), &rating) in users.iter().zip(&items).zip(&piece.ratings) {
@@ -1128,8 +1154,17 @@ mod tests {
 
     #[test]
     fn codes_plain_integers_in_a_table_and_other_ids_by_hash() {
-        for key in ["-0", "+3", "07", "a"] {
-            assert!(matches!(Key::of(key), Key::Text(_)), "{key}");
+        for (id, want) in [
+            ("0", 0),
+            ("-12", -12),
+            ("345", 345),
+            ("999999999999999999", 999_999_999_999_999_999),
+        ] {
+            assert_eq!(canonical_int(id.as_bytes()), Some(want), "{id}");
+        }
+        for id in ["", "-", "-0", "07", "+3", "1.5", "x1", "1 2", "1234567890123456789"] {
+            assert_eq!(canonical_int(id.as_bytes()), None, "{id}");
+            assert!(matches!(Key::of(id), Key::Text(_)), "{id}");
         }
         let big = (DENSE_IDS + 5).to_string();
         let ids = ["5", "-3", "05", "x", big.as_str(), "0"];
