@@ -770,7 +770,8 @@ fn time(field: &[u8], line: u64) -> Result<i64> {
 
 /// Calls `visit` with the ratings of every piece of the file `reader` holds, in order, once the
 /// first non-blank line fixed the dialect; returns the dialect (`None` for a file without
-/// records) and the bytes read.
+/// records) and the bytes read. The pieces of a block are visited while the next block's are
+/// parsed, so that the visits (on one thread) overlap the parsing (on the others).
 fn for_each_piece<R: Read>(
     reader: R,
     options: &RatingsOptions<'_>,
@@ -778,22 +779,28 @@ fn for_each_piece<R: Read>(
     done_before: u64,
     known: Option<Dialect>,
     monitor: &dyn Monitor,
-    mut visit: impl FnMut(PieceRatings) -> Result<()>,
+    mut visit: impl FnMut(PieceRatings) -> Result<()> + Send,
 ) -> Result<(Option<Dialect>, u64)> {
     let mut dialect = known;
+    let mut parsed: Vec<PieceRatings> = Vec::new();
     let read = for_each_block(reader, block_bytes, done_before, monitor, |pieces| {
         let dialect = match &mut dialect {
-            Some(dialect) => dialect,
+            Some(dialect) => &*dialect,
             slot => match first_line(pieces) {
-                Some((line, text)) => slot.insert(detect(line, text, options)?),
+                Some((line, text)) => &*slot.insert(detect(line, text, options)?),
                 None => return Ok(()),
             },
         };
-        for piece in parse_pieces(pieces, |p| parse_piece(p, dialect, options))? {
-            visit(piece)?;
-        }
+        let previous = std::mem::take(&mut parsed);
+        let (visited, current) = rayon::join(
+            || previous.into_iter().try_for_each(&mut visit),
+            || parse_pieces(pieces, |p| parse_piece(p, dialect, options)),
+        );
+        visited?;
+        parsed = current?;
         Ok(())
     })?;
+    parsed.into_iter().try_for_each(visit)?;
     Ok((dialect, read))
 }
 
@@ -930,7 +937,7 @@ pub fn convert_ratings_csv(
 /// as label.
 pub fn write_ratings_csv<R: Read>(
     open: impl FnMut() -> io::Result<R>,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
     options: &RatingsOptions<'_>,
     monitor: &dyn Monitor,
 ) -> Result<RatingsSummary> {
@@ -940,7 +947,7 @@ pub fn write_ratings_csv<R: Read>(
 /// [`write_ratings_csv`] reading blocks of `block_bytes` (small in tests, to cross block ends).
 fn write_in_blocks<R: Read>(
     mut open: impl FnMut() -> io::Result<R>,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
     options: &RatingsOptions<'_>,
     monitor: &dyn Monitor,
     block_bytes: usize,
