@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: setup demo dev test test-rust test-python lint bench bench-report bench-fm clean
+.PHONY: setup demo dev test test-rust test-python lint bench bench-report bench-fm bench-ratings clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -57,6 +57,11 @@ bench-report:
 # 1 and 2 threads and the default n_threads=0 vs the NumPy reference, same run. BENCH_FM_ARGS: e.g. `--repeat 5`.
 bench-fm: setup
 	$(PY) benches/fm_speed_report.py $(BENCH_FM_ARGS)
+
+# Reading a ratings CSV (5M generated ratings): fmfast.load_ratings vs pandas.read_csv(engine="pyarrow"), time and
+# peak memory, each in its own process. BENCH_RATINGS_ARGS: e.g. `--rows 1000000`.
+bench-ratings: setup
+	$(PY) benches/ratings_report.py $(BENCH_RATINGS_ARGS)
 
 clean:
 	cargo clean

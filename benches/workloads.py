@@ -154,3 +154,22 @@ def movielens() -> tuple[str, sp.csr_array, np.ndarray]:
     shape = (n, n_users + int(items.max()) + 1)
     X = sp.csr_array((np.ones(2 * n, dtype=np.float32), (rows, cols)), shape=shape)
     return "ml-100k", X, table[:, 2].astype(np.float32)
+
+
+def write_ratings_csv(path: Path, n_ratings: int, seed: int = SEED) -> Path:
+    """A MovieLens-25M-shaped ``ratings.csv`` (``userId,movieId,rating,timestamp``, half stars, ids up to
+    162,541 users and 209,171 movies) of ``n_ratings`` rows, written by pyarrow's CSV writer."""
+    import pyarrow as pa
+    import pyarrow.csv
+
+    rng = np.random.default_rng(seed)
+    table = pa.table(
+        {
+            "userId": rng.integers(1, 162_542, n_ratings),
+            "movieId": rng.integers(1, 209_172, n_ratings),
+            "rating": rng.integers(1, 11, n_ratings) / 2,
+            "timestamp": rng.integers(789_652_009, 1_574_327_703, n_ratings),
+        }
+    )
+    pyarrow.csv.write_csv(table, path)
+    return path

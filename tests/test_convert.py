@@ -17,6 +17,7 @@ from fmfast.convert import (
     convert_libsvm,
     convert_ratings_csv,
     detect_format,
+    ratings_one_hot,
 )
 
 LIBSVM = """\
@@ -292,7 +293,7 @@ def test_ratings_with_a_given_delimiter(tmp_path: Path) -> None:
     ("text", "delimiter", "line", "match"),
     [
         ("1 2 3\n", None, 1, "cannot detect the delimiter"),
-        ("1,2,3\n1,2\n", None, 2, r'expected user,item,rating, got "1,2"'),
+        ("1,2,3\n1,2\n", None, 2, r"bad.csv, line 2: expected 3 fields, found 2"),
         ("user,item,rating\n1,2,3\n1,2,four\n", None, 3, r'rating "four" is not a number'),
         ("1,2,3\n\n,2,3\n", None, 3, "empty user id"),
     ],
@@ -309,8 +310,76 @@ def test_ratings_parse_errors(
 
 def test_an_empty_delimiter_is_invalid(tmp_path: Path) -> None:
     source = write(tmp_path, "r.csv", "1,2,3\n")
-    with pytest.raises(fmfast.InvalidInputError, match="delimiter is empty"):
+    with pytest.raises(fmfast.InvalidInputError, match="delimiter must be one byte"):
         convert_ratings_csv(source, tmp_path / "out.recordio", delimiter="")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "userId,movieId,rating\n7,a,1\n07,a,2\n7,b,3\n",
+        'item,user,rating\r\n"x, y",u1,5\r\nz,"u""2",3\r\n',
+        "\ufeffu;i;r\n1;2;3\n\n2;1;4\n",
+        "1::10::5::0\n2::10::3::0\n",
+    ],
+)
+def test_convert_and_load_ratings_read_a_file_alike(tmp_path: Path, text: str) -> None:
+    source, target = write(tmp_path, "r.csv", text), tmp_path / "r.recordio"
+    columns = convert_ratings_csv(source, target)
+    data = fmfast.load_ratings(source)
+    assert columns.users == data.user_ids.astype(str).tolist()
+    assert columns.items == data.item_ids.astype(str).tolist()
+    X, y = data.to_ratings().one_hot()
+    assert_same(target, X, y)
+
+
+def test_a_test_set_reuses_the_training_vocabulary(tmp_path: Path) -> None:
+    train = write(tmp_path, "train.csv", "user,item,rating\n1,a,5\n2,b,3\n3,a,1\n")
+    test = write(tmp_path, "test.csv", "item,user,rating\nb,3,4\na,2,2\n")
+    convert_ratings_csv(train, tmp_path / "train.recordio")
+    vocabulary = columns_path(tmp_path / "train.recordio")
+    columns = convert_ratings_csv(test, tmp_path / "test.recordio", columns=vocabulary)
+    assert (columns.users, columns.items) == (["1", "2", "3"], ["a", "b"])
+    X = sp.csr_matrix((np.ones(4, np.float32), ([0, 0, 1, 1], [2, 4, 1, 3])), shape=(2, 5))
+    assert_same(tmp_path / "test.recordio", X, np.array([4, 2], np.float32))
+    X_mem, y_mem, users, items = ratings_one_hot(test, vocabulary)
+    np.testing.assert_array_equal(X_mem.toarray(), X.toarray())
+    np.testing.assert_array_equal(y_mem, [4, 2])
+    assert (users.tolist(), items.tolist()) == (["3", "2"], ["b", "a"])
+
+
+def test_ids_outside_the_vocabulary_are_refused_or_given_no_column(tmp_path: Path) -> None:
+    convert_ratings_csv(write(tmp_path, "train.csv", "1,a,5\n2,b,3\n"), tmp_path / "train.recordio")
+    vocabulary = columns_path(tmp_path / "train.recordio")
+    test = write(tmp_path, "test.csv", "1,a,4\n3,b,2\n2,c,1\n")
+    with pytest.raises(
+        fmfast.ParseError, match=r'test.csv, line 2: user id "3" is not in the vocabulary'
+    ) as caught:
+        convert_ratings_csv(test, tmp_path / "test.recordio", columns=vocabulary)
+    assert caught.value.line == 2  # type: ignore[attr-defined]
+    assert not (tmp_path / "test.recordio").exists()
+    with pytest.raises(fmfast.ParseError, match=r'user id "3"'):
+        ratings_one_hot(test, vocabulary)
+    convert_ratings_csv(test, tmp_path / "test.recordio", columns=vocabulary, unknown="ignore")
+    X = sp.csr_matrix((np.ones(4, np.float32), ([0, 0, 1, 2], [0, 2, 3, 1])), shape=(3, 4))
+    assert_same(tmp_path / "test.recordio", X, np.array([4, 2, 1], np.float32))
+    X_mem, _, users, items = ratings_one_hot(test, vocabulary, unknown="ignore")
+    np.testing.assert_array_equal(X_mem.toarray(), X.toarray())
+    assert (users.tolist(), items.tolist()) == (["1", "", "2"], ["a", "b", ""])
+    with pytest.raises(fmfast.InvalidInputError, match="unknown='skip'"):
+        ratings_one_hot(test, vocabulary, unknown="skip")
+    with pytest.raises(fmfast.InvalidInputError, match="not a .columns.json file"):
+        ratings_one_hot(test, test)
+
+
+def test_pairs_without_ratings(tmp_path: Path) -> None:
+    convert_ratings_csv(write(tmp_path, "train.csv", "1,a,5\n2,b,3\n"), tmp_path / "train.recordio")
+    pairs = write(tmp_path, "pairs.csv", "user,item\n2,a\n1,b\n")
+    X, y, _, _ = ratings_one_hot(pairs, columns_path(tmp_path / "train.recordio"), pairs=True)
+    assert y is None
+    np.testing.assert_array_equal(X.toarray(), [[0, 1, 1, 0], [1, 0, 0, 1]])
+    with pytest.raises(fmfast.ParseError, match="expected at least 3 fields"):
+        ratings_one_hot(pairs, columns_path(tmp_path / "train.recordio"))
 
 
 # --- dispatch and the command line ----------------------------------------------------------

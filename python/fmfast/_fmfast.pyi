@@ -102,9 +102,26 @@ def convert_ratings_csv(
     source: os.PathLike[str] | str,
     target: os.PathLike[str] | str,
     delimiter: str | None = None,
+    header: bool | None = None,
+    vocabulary: tuple[list[str], list[str]] | None = None,
+    skip_unknown: bool = False,
     n_threads: int = 0,
     progress: _Progress = None,
-) -> tuple[int, list[str], list[str]]: ...
+) -> tuple[int, int, list[str], list[str]]: ...
+
+_Ids = np.ndarray | list[str]
+
+def read_ratings(
+    source: os.PathLike[str] | str,
+    delimiter: str | None = None,
+    header: bool | None = None,
+    timestamps: bool = True,
+    pairs: bool = False,
+    vocabulary: tuple[list[str], list[str]] | None = None,
+    skip_unknown: bool = False,
+    n_threads: int = 0,
+    progress: _Progress = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, _Ids, _Ids]: ...
 def top_k(
     query_vectors: np.ndarray,
     query_offsets: np.ndarray,

@@ -6,16 +6,21 @@ Examples::
     fmfast split ratings.csv train.csv test.csv   # hold out 20% of the ratings at random
     fmfast split u.data train.csv test.csv --method leave-n-out --n 10   # each user's latest 10
     fmfast convert ratings.csv train.recordio     # user,item,rating triples -> one-hot FM rows
+    fmfast convert test.csv test.recordio --columns train.recordio.columns.json   # same columns
     fmfast convert train.libsvm train.recordio    # libSVM/libFM text
     fmfast convert X.npz train.recordio --labels y.npy
     fmfast inspect train.recordio
     fmfast serve model.tar.gz --port 8080             # a local endpoint with the SageMaker contract
     fmfast predict model.fmfast requests.recordio responses.jsonl   # batch transform
+    fmfast evaluate model.fmfast test.csv --columns train.recordio.columns.json
+    fmfast predict model.fmfast pairs.csv scores.csv --columns train.recordio.columns.json
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import math
 import sys
@@ -33,7 +38,15 @@ import scipy.sparse as sp
 from fmfast import read_recordio, write_recordio
 from fmfast._atomic import atomic_output, check_writable
 from fmfast._json import loads
-from fmfast.convert import FORMATS, columns_path, convert_file, detect_format
+from fmfast.convert import (
+    FORMATS,
+    UNKNOWN,
+    columns_path,
+    convert_file,
+    detect_format,
+    load_columns,
+    ratings_one_hot,
+)
 from fmfast.datasets import Ratings, synthetic_ratings
 from fmfast.evaluation import leave_n_out, ndcg_at_k, precision_at_k, random_split, temporal_split
 from fmfast.exceptions import FmFastError, InvalidInputError
@@ -314,9 +327,40 @@ def _ratings_csv(data: RatingsData, rows: np.ndarray) -> str:
     return "\n".join([",".join(header), *map(",".join, zip(*fields, strict=True)), ""])
 
 
+def _ratings_rows(
+    model: FactorizationMachine, args: argparse.Namespace, path: str, *, pairs: bool
+) -> tuple[sp.csr_array, np.ndarray | None, np.ndarray, np.ndarray]:
+    """``ratings_one_hot`` of a ratings (or pairs) file in the model's vocabulary ``--columns``."""
+    if args.columns is None:
+        raise InvalidInputError(
+            f"{path} is a ratings file: pass --columns with the .columns.json that "
+            "`fmfast convert` wrote for the training ratings"
+        )
+    n_cols = sum(map(len, load_columns(args.columns)))
+    if n_cols != model.feature_dim_:
+        raise InvalidInputError(
+            f"{args.columns} has {n_cols} columns but the model has feature_dim "
+            f"{model.feature_dim_}: it is not the vocabulary the model was trained with"
+        )
+    return ratings_one_hot(path, args.columns, pairs=pairs, unknown=args.unknown_ids)
+
+
+def _is_ratings(path: str, args: argparse.Namespace) -> bool:
+    """Whether ``path`` is a ratings file: ``--columns`` is given or the suffix says csv."""
+    if args.columns is not None:
+        return True
+    try:
+        return detect_format(path) == "csv"
+    except InvalidInputError:
+        return False
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     model = load_model(args.model)
-    X, y = read_recordio(args.data)
+    if _is_ratings(args.data, args):
+        X, y, _, _ = _ratings_rows(model, args, args.data, pairs=False)
+    else:
+        X, y = read_recordio(args.data)
     if y is None:
         raise InvalidInputError(f"{args.data} has no labels to evaluate against")
     print(json.dumps(model.evaluate(X, y), indent=1))
@@ -325,8 +369,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _recommend(args: argparse.Namespace) -> int:
     model = load_model(args.model)
-    columns = _read_columns(args.columns)
-    user_ids, item_ids = [str(u) for u in columns["users"]], [str(i) for i in columns["items"]]
+    user_ids, item_ids = load_columns(args.columns)
     lookup = {user: code for code, user in enumerate(user_ids)}
     unknown = [user for user in args.user if user not in lookup]
     if unknown:
@@ -357,19 +400,6 @@ def _recommend(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_columns(path: str) -> dict[str, list[Any]]:
-    """The ``{"users": [...], "items": [...]}`` that ``fmfast convert`` wrote beside its output."""
-    try:
-        columns = loads(Path(path).read_bytes(), "it")
-    except InvalidInputError as error:
-        raise InvalidInputError(f"{path} is not a .columns.json file: {error}") from None
-    if not (isinstance(columns, dict) and isinstance(columns.get("users"), list)):
-        raise InvalidInputError(f"{path} is not a .columns.json file: no list of users")
-    if not isinstance(columns.get("items"), list):
-        raise InvalidInputError(f"{path} is not a .columns.json file: no list of items")
-    return columns
-
-
 def _convert(args: argparse.Namespace) -> int:
     check_writable(args.output)
     delimiter = {"tab": "\t", "\\t": "\t"}.get(args.delimiter, args.delimiter)
@@ -382,6 +412,8 @@ def _convert(args: argparse.Namespace) -> int:
         n_features=args.n_features,
         zero_based=args.zero_based,
         delimiter=delimiter,
+        columns=args.columns,
+        unknown=args.unknown_ids,
         progress=not args.quiet,
     )
     print(f"wrote {rows:,} records to {args.output} ({_megabytes(Path(args.output).stat().st_size)})")
@@ -434,6 +466,8 @@ class _Scorer:
 def _predict(args: argparse.Namespace) -> int:
     check_writable(args.output)
     model = load_model(args.model)
+    if _is_ratings(args.input, args):
+        return _predict_pairs(model, args)
     count = transform_file(model, args.input, args.output, content_type=args.content_type, accept=args.accept)
     print(f"scored {count:,} instances into {args.output}")
     return 0
@@ -462,6 +496,35 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         """Print ``message`` on one line (``--help`` shows the usage) and exit with status 2."""
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _predict_pairs(model: FactorizationMachine, args: argparse.Namespace) -> int:
+    """Scores of the (user, item) pairs of a ratings or pairs file, as CSV ``user,item,score``."""
+    X, _, users, items = _ratings_rows(model, args, args.input, pairs=True)
+    scores: Any = model.predict_score(X) if X.shape[0] else np.zeros(0)
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["user", "item", "score"])
+    scores = np.asarray(scores, np.float64).tolist()
+    writer.writerows(zip(users.tolist(), items.tolist(), scores, strict=True))
+    with atomic_output(args.output) as out:
+        out.write(text.getvalue().encode())
+    print(f"scored {X.shape[0]:,} pairs into {args.output}")
+    return 0
+
+
+def _vocabulary_options(command: argparse.ArgumentParser, what: str) -> None:
+    """``--columns`` and ``--unknown-ids``: how ``command`` codes the ids of a ratings file."""
+    command.add_argument(
+        "--columns",
+        help=f"the .columns.json `fmfast convert` wrote for the training ratings: {what} uses its ids",
+    )
+    command.add_argument(
+        "--unknown-ids",
+        choices=UNKNOWN,
+        default="error",
+        help="an id absent from --columns: refuse the file naming it (default), or give it no column",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -540,8 +603,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     convert.add_argument(
         "--delimiter",
-        help="field separator of CSV input, 'tab' for a tab (default: '::', tab or ',' detected)",
+        help="field separator of CSV input, 'tab' for a tab (default: '::', tab, ',' or ';' detected)",
     )
+    _vocabulary_options(convert, "a test set converted")
     convert.add_argument("--quiet", action="store_true", help="no progress bar")
     convert.set_defaults(run=_convert)
 
@@ -587,7 +651,8 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate", help="SageMaker's test metrics of a model on labelled RecordIO"
     )
     evaluate.add_argument("model", help="an fmfast model file or a SageMaker FM model.tar.gz")
-    evaluate.add_argument("data", help="labelled RecordIO file")
+    evaluate.add_argument("data", help="labelled RecordIO file, or ratings file (with --columns)")
+    _vocabulary_options(evaluate, "the ratings file")
     evaluate.set_defaults(run=_evaluate)
 
     recommend_cmd = commands.add_parser(
@@ -620,10 +685,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="batch transform: score a file of requests into a file")
     predict.add_argument("model", help="an fmfast model file or a SageMaker FM model.tar.gz")
-    predict.add_argument("input", help="requests: .recordio, .json or .jsonl (or pass --content-type)")
+    predict.add_argument(
+        "input",
+        help="requests: .recordio, .json or .jsonl (or pass --content-type); or a ratings or "
+        "user,item pairs file (with --columns), scored into CSV user,item,score",
+    )
     predict.add_argument("output", help="the responses file to write")
     predict.add_argument("--content-type", help="request type (default: from the input's suffix)")
     predict.add_argument("--accept", default="application/jsonlines", help="response type")
+    _vocabulary_options(predict, "the pairs file")
     predict.set_defaults(run=_predict)
     return parser
 

@@ -7,8 +7,9 @@ bounded by a block of lines whatever the file size. Every output appears whole o
 * ``libsvm``: ``label index:value ...`` lines, 1-based indices (or 0-based when some index is 0,
   as scikit-learn's ``load_svmlight_file`` guesses); ``#`` comments, ``qid:`` tokens skipped.
 * ``libfm``: the same lines with 0-based indices.
-* ``csv``: ``user,item,rating`` triples (also tab- or ``::``-separated, extra columns ignored, an
-  optional header) written as one-hot rows; the column ids go to ``<target>.columns.json``.
+* ``csv``: ratings (CSV, TSV or MovieLens ``::``, read by the parser of
+  :func:`fmfast.load_ratings`) written as one-hot rows; the column ids go to
+  ``<target>.columns.json``, and another conversion can reuse them (``columns=``).
 * ``npz``: a scipy sparse matrix saved by ``scipy.sparse.save_npz``, labels from a ``.npy``.
 """
 
@@ -24,9 +25,11 @@ import scipy.sparse as sp
 
 from fmfast import _fmfast
 from fmfast._atomic import atomic_output
+from fmfast._json import loads
 from fmfast._npz import check_npy, check_npz
 from fmfast._progress import Progress, progress_callback
 from fmfast.exceptions import InvalidInputError
+from fmfast.ratings import naming_file
 from fmfast.recordio import write_recordio
 
 #: Input formats ``convert_file`` understands.
@@ -118,42 +121,139 @@ def convert_libsvm(
     return n_rows, n_cols
 
 
+#: What to do with an id outside a given vocabulary: refuse it, or give it no column.
+UNKNOWN = ("error", "ignore")
+
+
+def load_columns(path: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
+    """The user and item ids of a ``.columns.json`` written by :func:`convert_ratings_csv`.
+
+    Raises:
+        InvalidInputError: the file is not such a vocabulary.
+    """
+    try:
+        columns = loads(Path(path).read_bytes(), "it")
+    except InvalidInputError as error:
+        raise InvalidInputError(f"{path} is not a .columns.json file: {error}") from None
+    if not (isinstance(columns, dict) and isinstance(columns.get("users"), list)):
+        raise InvalidInputError(f"{path} is not a .columns.json file: no list of users")
+    if not isinstance(columns.get("items"), list):
+        raise InvalidInputError(f"{path} is not a .columns.json file: no list of items")
+    return [str(u) for u in columns["users"]], [str(i) for i in columns["items"]]
+
+
+def _skip_unknown(unknown: str) -> bool:
+    """Whether ``unknown`` (one of :data:`UNKNOWN`) gives an unknown id no column."""
+    if unknown not in UNKNOWN:
+        raise InvalidInputError(f"unknown={unknown!r}; expected one of {', '.join(UNKNOWN)}")
+    return unknown == "ignore"
+
+
 def convert_ratings_csv(
     source: str | os.PathLike[str],
     target: str | os.PathLike[str],
     *,
     delimiter: str | None = None,
+    columns: str | os.PathLike[str] | None = None,
+    unknown: str = "error",
     n_threads: int = 0,
     progress: Progress = None,
 ) -> RatingsColumns:
-    """Convert ``user,item,rating`` triples to one-hot RecordIO rows, and save the column ids.
+    """Convert a ratings file to one-hot RecordIO rows, and save the column ids.
 
     Each rating becomes a record with value 1 in its user's column and in its item's column
     (after all user columns) and the rating as label. The ids are written, atomically, to
     :func:`columns_path` ``(target)`` as ``{"users": [...], "items": [...]}``.
 
     Args:
-        source: one rating per line; columns after the third (a timestamp) are ignored. The first
-            line is a header when its third field is not a number. Fields are trimmed; there is no
-            quoting. Ids are ordered numerically when all are integers, otherwise as text.
+        source: a ratings file, read as :func:`fmfast.load_ratings` reads it (the same parser):
+            RFC 4180 CSV, TSV or MovieLens ``::`` lines, header names choosing the columns. Ids
+            are the text as written; the file's vocabulary is in numeric order when every id is
+            an integer, otherwise in text order.
         target: the RecordIO file to write (float32 features and labels, sparse records).
-        delimiter: the field separator; ``None`` detects ``::``, a tab or ``,`` (in that order)
-            in the first line.
+        delimiter: the field separator (one byte or ``"::"``); ``None`` detects it.
+        columns: the ``.columns.json`` of another conversion (the training data's) whose
+            vocabulary to use, so that a test set gets the training columns.
+        unknown: with ``columns``, what an id outside it does: ``"error"`` refuses it (naming the
+            id and its line), ``"ignore"`` gives it no column (the row keeps its other id).
         n_threads: worker threads, 0 for all cores (capped by ``FMFAST_NUM_THREADS``).
         progress: ``True`` for a progress bar, or a callable receiving the bytes read so far,
-            over both passes (twice the file size at the end).
+            over all passes (twice the file size at the end without ``columns``, once with it).
 
     Raises:
-        ParseError: a malformed line; ``.line`` is its 1-based number. No output is left behind.
-        InvalidInputError: an empty delimiter.
+        ParseError: a malformed line or an unknown id; ``.line`` is its 1-based number. No
+            output is left behind.
+        InvalidInputError: a bad delimiter, ``unknown`` or columns file.
         OSError: the source cannot be read or the targets written.
     """
-    total = 2 * os.path.getsize(source)
-    with progress_callback(progress, total, "B") as callback:
-        n_rows, users, items = _fmfast.convert_ratings_csv(source, target, delimiter, n_threads, callback)
+    skip = _skip_unknown(unknown)
+    vocabulary = None if columns is None else load_columns(columns)
+    total = (1 if vocabulary else 2) * os.path.getsize(source)
+    with progress_callback(progress, total, "B") as callback, naming_file(source):
+        n_rows, _, users, items = _fmfast.convert_ratings_csv(
+            source,
+            target,
+            delimiter,
+            vocabulary=vocabulary,
+            skip_unknown=skip,
+            n_threads=n_threads,
+            progress=callback,
+        )
     with atomic_output(columns_path(target)) as out:
         out.write(json.dumps({"users": users, "items": items}).encode())
     return RatingsColumns(n_rows, users, items)
+
+
+def ratings_one_hot(
+    source: str | os.PathLike[str],
+    columns: str | os.PathLike[str],
+    *,
+    pairs: bool = False,
+    delimiter: str | None = None,
+    unknown: str = "error",
+    n_threads: int = 0,
+) -> tuple[sp.csr_array, np.ndarray | None, np.ndarray, np.ndarray]:
+    """The one-hot rows of a ratings (or pairs) file in the columns of a ``.columns.json``.
+
+    Returns ``(X, y, users, items)``: a row per rating as :func:`convert_ratings_csv` writes it,
+    the ratings (``None`` for a file of ``user, item`` pairs, accepted when ``pairs``), and the
+    user and item id of each row as object arrays (``""`` for an id that ``unknown="ignore"``
+    gave no column).
+
+    Raises:
+        ParseError: a malformed line or an unknown id, naming the file and line.
+        InvalidInputError: a bad delimiter, ``unknown`` or columns file.
+    """
+    skip = _skip_unknown(unknown)
+    vocabulary = load_columns(columns)
+    with naming_file(source):
+        users, items, y, _, user_ids, item_ids = _fmfast.read_ratings(
+            source,
+            delimiter,
+            timestamps=False,
+            pairs=pairs,
+            vocabulary=vocabulary,
+            skip_unknown=skip,
+            n_threads=n_threads,
+        )
+    n_users = len(user_ids)
+    cells = np.column_stack([users, np.where(items >= 0, n_users + items, -1)])
+    known = cells >= 0
+    X = sp.csr_array(
+        (
+            np.ones(int(known.sum()), np.float32),
+            cells[known],
+            np.concatenate([[0], np.cumsum(known.sum(axis=1))]),
+        ),
+        shape=(len(users), n_users + len(item_ids)),
+    )
+    # Code -1 picks the "" appended after the ids.
+    return (
+        X,
+        y,
+        np.asarray([*user_ids, ""], dtype=object)[users],
+        np.asarray([*item_ids, ""], dtype=object)[items],
+    )
 
 
 def convert_file(
@@ -165,6 +265,8 @@ def convert_file(
     n_features: int | None = None,
     zero_based: bool | None = None,
     delimiter: str | None = None,
+    columns: str | os.PathLike[str] | None = None,
+    unknown: str = "error",
     n_threads: int = 0,
     progress: Progress = None,
 ) -> int:
@@ -179,6 +281,8 @@ def convert_file(
         zero_based: index base of a ``libsvm`` input (default: guessed, see
             :func:`convert_libsvm`); ``libfm`` is 0-based unless this says otherwise.
         delimiter: field separator of a ``csv`` input (default: detected).
+        columns: the ``.columns.json`` whose vocabulary a ``csv`` input uses (default: its own).
+        unknown: what an id outside ``columns`` does, see :func:`convert_ratings_csv`.
         n_threads: worker threads for text inputs, 0 for all cores.
         progress: ``True`` for a progress bar, or a callable receiving the units done.
 
@@ -190,11 +294,17 @@ def convert_file(
     kind = detect_format(source) if format == "auto" else format
     if kind not in FORMATS:
         raise InvalidInputError(f"unknown format {kind!r}; expected one of {', '.join(FORMATS)}")
-    given = {"labels": labels, "n_features": n_features, "zero_based": zero_based, "delimiter": delimiter}
+    given = {
+        "labels": labels,
+        "n_features": n_features,
+        "zero_based": zero_based,
+        "delimiter": delimiter,
+        "columns": columns,
+    }
     allowed = {
         "libsvm": {"n_features", "zero_based"},
         "libfm": {"n_features", "zero_based"},
-        "csv": {"delimiter"},
+        "csv": {"delimiter", "columns"},
     }
     misplaced = [
         name
@@ -211,7 +321,13 @@ def convert_file(
         return n_rows
     if kind == "csv":
         return convert_ratings_csv(
-            source, target, delimiter=delimiter, n_threads=n_threads, progress=progress
+            source,
+            target,
+            delimiter=delimiter,
+            columns=columns,
+            unknown=unknown,
+            n_threads=n_threads,
+            progress=progress,
         ).n_rows
     check_npz(source, "scipy sparse .npz file", InvalidInputError)
     X = sp.load_npz(source)

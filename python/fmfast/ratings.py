@@ -6,11 +6,13 @@
 * MovieLens-1M/10M ``ratings.dat`` (``::`` separated, no header),
 * MovieLens ``ratings.csv`` (ml-latest, ml-20m, ml-25m: header ``userId,movieId,rating,timestamp``),
 * RecBole ``.inter`` atomic files (tab separated, typed header ``user_id:token`` ...),
-* any CSV/TSV with user, item, rating and optionally timestamp columns (header optional).
+* any CSV/TSV (``,``, tab or ``;``, RFC 4180 quoting) with user, item, rating and optionally
+  timestamp columns (header optional).
 
-Users and items are re-coded to ``0..n-1``; the original ids are kept so that codes can be mapped
-back. :func:`load_movielens_users` and :func:`load_movielens_items` read the MovieLens-100K side
-information (``u.user`` and ``u.item``).
+Users and items are re-coded to ``0..n-1``; the original ids (the text as written) are kept so
+that codes can be mapped back. The parser is the Rust one behind ``fmfast convert``, so both read
+a file the same way. :func:`load_movielens_users` and :func:`load_movielens_items` read the
+MovieLens-100K side information (``u.user`` and ``u.item``).
 
 Every malformed line raises :class:`fmfast.ParseError`; its message names the 1-based line and
 its ``line`` attribute holds the number.
@@ -20,11 +22,14 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from fmfast import _fmfast
 from fmfast.datasets import Ratings
 from fmfast.exceptions import InvalidInputError, ParseError
 
@@ -61,21 +66,13 @@ MOVIELENS_GENRES: tuple[str, ...] = (
     "Western",
 )
 
-# The formats load_ratings accepts: name -> (delimiter, header), header None meaning "detect".
+# The formats load_ratings accepts: name -> (delimiter, header), None meaning "detect".
 _FORMATS: dict[str, tuple[str | None, bool | None]] = {
     "ml-100k": ("\t", False),
-    "ml-1m": ("::", False),
+    "ml-1m": ("::", None),
     "ml-csv": (",", True),
     "recbole": ("\t", True),
     "delimited": (None, None),
-}
-
-# Header names recognised (lower case, without RecBole's ":type" suffix and without "_").
-_COLUMN_NAMES = {
-    "user": {"user", "userid", "uid", "users", "customerid", "reviewerid"},
-    "item": {"item", "itemid", "iid", "items", "movie", "movieid", "productid", "asin"},
-    "rating": {"rating", "ratings", "score", "stars", "value", "label", "overall"},
-    "timestamp": {"timestamp", "time", "ts", "date", "datetime", "unixtime", "unixreviewtime"},
 }
 
 
@@ -86,13 +83,32 @@ def _parse_error(path: str | os.PathLike[str], line: int, message: str) -> Parse
     return err
 
 
+@contextmanager
+def naming_file(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Re-raise a :class:`ParseError` of the Rust parsers (``line N: ...``) naming ``path`` too."""
+    try:
+        yield
+    except ParseError as err:
+        named = ParseError(f"{os.fspath(path)}, {err}")
+        named.line = err.line  # type: ignore[attr-defined]
+        raise named from None
+
+
+def _ids_array(ids: np.ndarray | list[str]) -> np.ndarray:
+    """Ids from the parser as an array: its int64 array of plain integers, or its texts as str."""
+    return ids if isinstance(ids, np.ndarray) else np.asarray(ids, dtype=str)
+
+
 @dataclass(frozen=True)
 class RatingsData:
     """Ratings read from a file, with users and items re-coded to ``0..n-1``.
 
     ``users[i]`` gave ``items[i]`` the rating ``ratings[i]`` (at ``timestamps[i]`` when the file
     has times). ``user_ids[c]`` and ``item_ids[c]`` are the ids in the file of user or item code
-    ``c``: integers sorted numerically when every id is an integer, else strings sorted as strings.
+    ``c``. Ids are the text as written: ``7`` and ``07`` are two users. They are in numeric order
+    when every id is an integer (ties such as ``07`` and ``7`` by text), else in text order; the
+    array is int64 when every id is an integer written plainly (``7`` or ``-12``, not ``07`` or
+    ``+7``, at most 18 digits), else str.
     """
 
     users: np.ndarray
@@ -127,202 +143,53 @@ class RatingsData:
         return Ratings(self.users, self.items, self.ratings, self.n_users, self.n_items)
 
 
-def _read_lines(path: str | os.PathLike[str], encoding: str | None = None) -> list[str]:
-    """The lines of ``path`` without line ends; UTF-8 falling back to Latin-1 unless told."""
-    data = Path(path).read_bytes()
-    if encoding is None:
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            text = data.decode("latin-1")
-    else:
-        text = data.decode(encoding)
-    return text.splitlines()
-
-
-def _split(line: str, delimiter: str | None) -> list[str]:
-    """Fields of ``line`` (``None`` splits on runs of whitespace), stripped of blanks and quotes."""
-    fields = line.split() if delimiter is None else line.split(delimiter)
-    return [f.strip().strip('"').strip() for f in fields]
-
-
-def _sniff_delimiter(line: str) -> str | None:
-    """The delimiter of a data or header line: ``::``, tab, comma, semicolon, ``|`` or whitespace."""
-    for candidate in ("::", "\t", ",", ";", "|"):
-        if candidate in line:
-            return candidate
-    return None
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _header_columns(header: list[str]) -> tuple[int, int, int, int | None]:
-    """Column indices of user, item, rating and timestamp named by a header.
-
-    RecBole ``name:type`` suffixes, case and underscores are ignored. When user, item or rating
-    is not recognised the columns are taken by position (user, item, rating, timestamp).
-    """
-    found: dict[str, int] = {}
-    for index, name in enumerate(header):
-        key = name.split(":", 1)[0].strip().lower().replace("_", "").replace(" ", "")
-        for role, names in _COLUMN_NAMES.items():
-            if key in names and role not in found:
-                found[role] = index
-    if all(role in found for role in ("user", "item", "rating")):
-        return found["user"], found["item"], found["rating"], found.get("timestamp")
-    return 0, 1, 2, 3 if len(header) > 3 else None
-
-
-def _encode_ids(values: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Codes ``0..n-1`` and the sorted distinct ids (int64 when all are integers, else str)."""
-    raw = np.asarray(values, dtype=str)
-    try:
-        numeric = raw.astype(np.int64)
-    except (ValueError, OverflowError):
-        ids, codes = np.unique(raw, return_inverse=True)
-    else:
-        ids, codes = np.unique(numeric, return_inverse=True)
-    return codes.astype(np.int64).reshape(-1), ids
-
-
-def _parse_timestamps(values: list[str], lines: list[int], path: str | os.PathLike[str]) -> np.ndarray:
-    """Timestamps as int64; integral floats (RecBole's ``timestamp:float``) are accepted."""
-    try:
-        return np.asarray(values, dtype=str).astype(np.int64)
-    except (ValueError, OverflowError):
-        pass
-    out = np.empty(len(values), dtype=np.int64)
-    for i, text in enumerate(values):
-        try:
-            value = float(text)
-        except ValueError:
-            raise _parse_error(path, lines[i], f"timestamp {text!r} is not a number") from None
-        if not np.isfinite(value) or value != np.floor(value):
-            raise _parse_error(path, lines[i], f"timestamp {text!r} is not an integer")
-        out[i] = int(value)
-    return out
-
-
-def _parse_ratings(values: list[str], lines: list[int], path: str | os.PathLike[str]) -> np.ndarray:
-    """Ratings as float32; a field that is not a finite number is a parse error."""
-    try:
-        out = np.asarray(values, dtype=str).astype(np.float64)
-    except ValueError:
-        out = None
-    if out is not None and np.isfinite(out).all():
-        return out.astype(np.float32)
-    for i, text in enumerate(values):
-        try:
-            value = float(text)
-        except ValueError:
-            raise _parse_error(path, lines[i], f"rating {text!r} is not a number") from None
-        if not np.isfinite(value):
-            raise _parse_error(path, lines[i], f"rating {text!r} is not finite")
-    raise AssertionError("unreachable")  # pragma: no cover
+def _read_lines(path: str | os.PathLike[str], encoding: str) -> list[str]:
+    """The lines of ``path`` without line ends."""
+    return Path(path).read_bytes().decode(encoding).splitlines()
 
 
 def load_ratings(
-    path: str | os.PathLike[str], format: str = "auto", delimiter: str | None = None
+    path: str | os.PathLike[str], format: str = "auto", delimiter: str | None = None, *, n_threads: int = 0
 ) -> RatingsData:
     """Read a ratings file into :class:`RatingsData`.
 
-    ``format`` is one of
+    The file is parsed by the same Rust parser as ``fmfast convert``: RFC 4180 CSV (quoted fields
+    may hold the delimiter, ``""`` is a quote; CRLF or LF; a UTF-8 byte-order mark is skipped;
+    fields are trimmed; blank lines skipped), one rating per line (a quoted field may not hold a
+    line break), or MovieLens ``::``-separated lines. ``format`` is one of
 
-    * ``"auto"`` (default): ``.inter`` files are RecBole, otherwise the delimiter is sniffed from
-      the first non-blank line (``::``, tab, comma, semicolon, ``|``, else whitespace) and a
-      header is detected,
+    * ``"auto"`` (default): ``.inter`` files are RecBole, otherwise ``"delimited"``,
     * ``"ml-100k"``: MovieLens ``u.data``, tab separated, no header,
-    * ``"ml-1m"``: MovieLens ``ratings.dat``, ``::`` separated, no header,
+    * ``"ml-1m"``: MovieLens ``ratings.dat``, ``::`` separated,
     * ``"ml-csv"``: MovieLens ``ratings.csv``, comma separated, with a header,
     * ``"recbole"``: RecBole ``.inter``, tab separated, header such as ``user_id:token``,
-    * ``"delimited"``: any CSV/TSV; delimiter sniffed unless given, header detected.
+    * ``"delimited"``: any CSV/TSV; the delimiter is ``::`` when the first non-blank line holds
+      it, else whichever of tab, ``,`` and ``;`` splits that line into the most fields.
 
-    ``delimiter`` overrides the format's delimiter. Without a header the columns are user, item,
-    rating and (when present) timestamp. A header is detected when the rating field of the first
-    non-blank line is not a number; its names pick the columns (``userId``, ``user_id:token``,
-    ``movieId``, ``item_id``, ``rating``, ``timestamp`` and the like; unknown names fall back to
-    position). Blank lines are skipped; other columns are ignored.
+    ``delimiter`` (one byte, or ``"::"``) overrides the format's. A header is detected when its
+    names give the user and item columns or when its third field is not a number; its names
+    choose the columns (``userId``, ``user_id:token``, ``movieId``, ``item_id``, ``rating``,
+    ``timestamp`` and the like, case and ``_`` ignored; other columns are ignored). Without a
+    header the columns are user, item, rating and (when present) timestamp.
 
-    Raises :class:`fmfast.ParseError` (message naming the 1-based line, ``.line`` set) for a line
-    with the wrong number of fields, a rating that is not a finite number, a timestamp that is
-    not an integer, or a file without ratings; :class:`fmfast.InvalidInputError` for an unknown
-    ``format``.
+    Raises :class:`fmfast.ParseError` (message naming the file and the 1-based line, ``.line``
+    set) for a line with another number of fields than the first, an empty id, a rating that is
+    not a finite number, a timestamp that is not an integer, text that is not UTF-8, or a file
+    without ratings; :class:`fmfast.InvalidInputError` for an unknown ``format`` or a bad
+    ``delimiter``.
     """
     if format != "auto" and format not in _FORMATS:
         known = ", ".join(["auto", *_FORMATS])
         raise InvalidInputError(f"unknown ratings format {format!r}; expected one of {known}")
-    if delimiter == "":
-        raise InvalidInputError("delimiter must not be empty")
-    lines = _read_lines(path)
-    numbered = [(i + 1, line) for i, line in enumerate(lines) if line.strip()]
-    if not numbered:
-        raise _parse_error(path, max(len(lines), 1), "the file contains no ratings")
-    first_no, first = numbered[0]
-
     if format == "auto":
-        if Path(path).suffix.lower() == ".inter":
-            format = "recbole"
-        elif "::" in first:
-            format = "ml-1m"
-        else:
-            format = "delimited"
+        format = "recbole" if Path(path).suffix.lower() == ".inter" else "delimited"
     sep, header = _FORMATS[format]
-    if delimiter is not None:
-        sep = delimiter
-    elif sep is None:
-        sep = _sniff_delimiter(first)
-    if format == "ml-1m" and delimiter is None:
-        header = None  # ratings.dat has none, but a "::" file with one is still readable
-
-    first_fields = _split(first, sep)
-    if header is None:
-        header = len(first_fields) >= 3 and not _is_number(first_fields[2])
-    if header:
-        columns = _header_columns(first_fields)
-        n_fields = len(first_fields)
-        rows = numbered[1:]
-    else:
-        n_fields = len(first_fields)
-        columns = (0, 1, 2, 3 if n_fields > 3 else None)
-        rows = numbered
-    if n_fields < 3:
-        raise _parse_error(
-            path, first_no, f"expected at least 3 fields (user, item, rating), found {n_fields}"
+    with naming_file(path):
+        users, items, ratings, timestamps, user_ids, item_ids = _fmfast.read_ratings(
+            path, delimiter if delimiter is not None else sep, header, n_threads=n_threads
         )
-    if not rows:
-        raise _parse_error(path, first_no, "the file has a header but no ratings")
-
-    user_col, item_col, rating_col, time_col = columns
-    users: list[str] = []
-    items: list[str] = []
-    ratings: list[str] = []
-    times: list[str] = []
-    line_numbers: list[int] = []
-    for number, line in rows:
-        fields = _split(line, sep)
-        if len(fields) != n_fields:
-            raise _parse_error(path, number, f"expected {n_fields} fields, found {len(fields)}")
-        user, item = fields[user_col], fields[item_col]
-        if not user or not item:
-            raise _parse_error(path, number, "empty user or item id")
-        users.append(user)
-        items.append(item)
-        ratings.append(fields[rating_col])
-        if time_col is not None:
-            times.append(fields[time_col])
-        line_numbers.append(number)
-
-    rating_values = _parse_ratings(ratings, line_numbers, path)
-    timestamps = _parse_timestamps(times, line_numbers, path) if time_col is not None else None
-    user_codes, user_ids = _encode_ids(users)
-    item_codes, item_ids = _encode_ids(items)
-    return RatingsData(user_codes, item_codes, rating_values, timestamps, user_ids, item_ids)
+    assert ratings is not None  # read_ratings refuses a file without ratings unless pairs=True
+    return RatingsData(users, items, ratings, timestamps, _ids_array(user_ids), _ids_array(item_ids))
 
 
 @dataclass(frozen=True)

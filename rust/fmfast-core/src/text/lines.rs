@@ -18,7 +18,7 @@ pub const PIECE_BYTES: usize = 256 << 10;
 /// Pieces per thread of the pool in a block: enough to balance the threads' work.
 const PIECES_PER_THREAD: usize = 8;
 
-/// Bytes read per block on the current pool: [`PIECES_PER_THREAD`] pieces a thread, at most
+/// Bytes read per block on the current pool: `PIECES_PER_THREAD` pieces a thread, at most
 /// [`BLOCK_BYTES`]. The monitor hears between blocks, so a block must take well under the second
 /// within which Ctrl-C stops a conversion: a full-size block took 1.4 s to parse on one thread.
 pub fn block_bytes() -> usize {
@@ -45,20 +45,6 @@ impl<'a> Piece<'a> {
             .split(|&b| b == b'\n')
             .zip(self.first_line..)
             .map(|(line, number)| (number, line.strip_suffix(b"\r").unwrap_or(line)))
-    }
-
-    /// `(line number, text)` pairs, skipping lines that are empty or only whitespace; a line
-    /// that is not UTF-8 is an error.
-    pub fn text_lines(&self) -> impl Iterator<Item = Result<(u64, &'a str)>> {
-        self.lines()
-            .filter_map(|(number, line)| match std::str::from_utf8(line) {
-                Ok(text) if text.trim_ascii().is_empty() => None,
-                Ok(text) => Some(Ok((number, text))),
-                Err(e) => Some(Err(parse_error(
-                    number,
-                    format!("not UTF-8 text (invalid byte at column {})", e.valid_up_to() + 1),
-                ))),
-            })
     }
 
     /// The whole piece as text; an error names the line and column of the first byte that is
@@ -151,7 +137,7 @@ pub fn for_each_block<R: Read>(
 }
 
 /// Number of `\n` bytes.
-fn newlines(bytes: &[u8]) -> u64 {
+pub fn newlines(bytes: &[u8]) -> u64 {
     // Counting 64 bytes at a time into a `u8` lets the compiler vectorise the loop.
     let mut chunks = bytes.chunks_exact(64);
     let mut count: u64 = (&mut chunks)
@@ -344,9 +330,8 @@ mod tests {
             bytes: b" \nx\xFFy\n",
             first_line: 5,
         };
-        let err = piece.text_lines().next().unwrap().unwrap_err();
+        let err = piece.text().unwrap_err();
         assert_eq!(err.to_string(), "line 6: not UTF-8 text (invalid byte at column 2)");
-        assert_eq!(piece.text().unwrap_err().to_string(), err.to_string());
         let piece = Piece {
             bytes: "é\n".as_bytes(),
             first_line: 1,
