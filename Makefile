@@ -40,8 +40,8 @@ lint: $(INSTALLED)
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
 	RUSTDOCFLAGS="-D warnings" cargo doc -p fmfast-core --no-deps --quiet
-	$(BIN)/ruff check python tests benches
-	$(BIN)/ruff format --check python tests benches
+	$(BIN)/ruff check python tests benches examples
+	$(BIN)/ruff format --check python tests benches examples
 	$(BIN)/python -m mypy.stubtest fmfast._fmfast --allowlist stubtest-allowlist.txt
 
 # Benchmarks for real (pytest-benchmark); `make test` only smoke-runs them once.

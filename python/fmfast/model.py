@@ -447,62 +447,45 @@ class FactorizationMachine:
     without depending on scikit-learn. An error in :meth:`fit` or :meth:`partial_fit` leaves a
     fitted model as it was.
 
-    Parameters
-    ----------
-    predictor_type : {"regressor", "binary_classifier"}
-        The task (SageMaker requires it; the default is scikit-learn's need of one).
-    num_factors : int
-        Dimension ``k`` of the factors, 1 to ``MAX_NUM_FACTORS`` (65,536). SageMaker requires
-        it; the default, 64, is that of SageMaker's FM examples.
-    epochs : int
-        Passes over the data per :meth:`fit` (below 2³²).
-    mini_batch_size : int
-        Rows per gradient step (below 2³²); the gradient is averaged over the batch unless
-        ``rescale_grad`` is set.
-    bias_lr, linear_lr, factors_lr : float
-        Learning rates of ``w0``, ``w`` and ``V``.
-    bias_wd, linear_wd, factors_wd : float
-        L2 weight decay of each group, added to the gradient as ``wd·w``.
-    bias_init_method, linear_init_method, factors_init_method : {"normal", "uniform", "constant"}
-        How each group is initialised: ``normal(0, *_init_sigma)``,
-        ``uniform(-*_init_scale, *_init_scale)`` or ``*_init_value``.
-    bias_init_scale, bias_init_sigma, bias_init_value, linear_init_scale, linear_init_sigma, \
-linear_init_value, factors_init_scale, factors_init_sigma, factors_init_value : float or None
-        Parameters of the initialisers (``*_init_scale`` and ``*_init_value`` are required by
-        ``uniform`` and ``constant``).
-    clip_gradient : float or None
-        Clip gradients to ``±clip_gradient``.
-    eps : float or None
-        Adam's (default 1e-8) or AdaGrad's (default 1e-7) ε.
-    rescale_grad : float or None
-        Gradient scale; ``None`` averages over the mini-batch.
-    optimizer : {"adam", "sgd", "adagrad"}
-        Update rule (SageMaker FM uses Adam).
-    n_threads : int
-        Threads for training and scoring, at most 1024; 0 uses every core (capped by
-        ``FMFAST_NUM_THREADS``), and training then times stretches of batches on all of them and
-        on one and keeps whichever is faster (more threads do not always pay). Results do not
-        depend on it.
-    random_state : int, numpy Generator or None
-        Seed of the initial weights.
-    progress : bool or callable
-        ``True`` draws a progress bar (one per fit, over all its epochs, with the last epoch's
-        metrics); a callable receives the number of rows done so far in the call.
+    Args:
+        predictor_type ({"regressor", "binary_classifier"}): The task (SageMaker requires it; the default is
+            scikit-learn's need of one).
+        num_factors (int): Dimension ``k`` of the factors, 1 to ``MAX_NUM_FACTORS`` (65,536). SageMaker
+            requires it; the default, 64, is that of SageMaker's FM examples.
+        epochs (int): Passes over the data per :meth:`fit` (below 2³²).
+        mini_batch_size (int): Rows per gradient step (below 2³²); the gradient is averaged over the batch
+            unless ``rescale_grad`` is set.
+        bias_lr, linear_lr, factors_lr (float): Learning rates of ``w0``, ``w`` and ``V``.
+        bias_wd, linear_wd, factors_wd (float): L2 weight decay of each group, added to the gradient as
+            ``wd·w``.
+        bias_init_method, linear_init_method, factors_init_method (str): ``"normal"``, ``"uniform"`` or
+            ``"constant"``: how each group is initialised: ``normal(0, *_init_sigma)``,
+            ``uniform(-*_init_scale, *_init_scale)`` or ``*_init_value``.
+        bias_init_scale, bias_init_sigma, bias_init_value (float or None): Parameters of the bias's
+            initialiser (``*_init_scale`` and ``*_init_value`` are required by ``uniform`` and ``constant``).
+        linear_init_scale, linear_init_sigma, linear_init_value (float or None): The same for ``w``.
+        factors_init_scale, factors_init_sigma, factors_init_value (float or None): The same for ``V``.
+        clip_gradient (float or None): Clip gradients to ``±clip_gradient``.
+        eps (float or None): Adam's (default 1e-8) or AdaGrad's (default 1e-7) ε.
+        rescale_grad (float or None): Gradient scale; ``None`` averages over the mini-batch.
+        optimizer (str): ``"adam"``, ``"sgd"`` or ``"adagrad"``: the update rule (SageMaker FM uses Adam).
+        n_threads (int): Threads for training and scoring, at most 1024; 0 uses every core (capped by
+            ``FMFAST_NUM_THREADS``), and training then times stretches of batches on all of them and on one
+            and keeps whichever is faster (more threads do not always pay). Results do not depend on it.
+        random_state (int, numpy Generator or None): Seed of the initial weights.
+        progress (bool or callable): ``True`` draws a progress bar (one per fit, over all its epochs, with
+            the last epoch's metrics); a callable receives the number of rows done so far in the call.
 
-    Attributes
-    ----------
-    classes_ : ndarray
-        The classifier's two class labels, sorted (0 and 1 for labels 0/1, RecordIO input and
-        SageMaker models).
-    w0_, w_, V_ : float, ndarray, ndarray
-        The fitted bias, linear weights ``(d,)`` and factors ``(d, k)``.
-    feature_dim_ : int
-        Number of features ``d`` (inferred from ``X``); also ``n_features_in_``. Like every
-        fitted attribute, absent (``NotFittedError``, an ``AttributeError``) before ``fit``.
-    history_ : list of dict
-        Training metrics of each epoch, under SageMaker's names, gathered during each pass.
-    n_updates_ : int
-        Mini-batch updates so far (Adam's ``t``).
+    Attributes:
+        classes_ (ndarray): The classifier's two class labels, sorted (0 and 1 for labels 0/1, RecordIO input
+            and SageMaker models).
+        w0_, w_, V_ (float, ndarray, ndarray): The fitted bias, linear weights ``(d,)`` and
+            factors ``(d, k)``.
+        feature_dim_ (int): Number of features ``d`` (inferred from ``X``); also ``n_features_in_``. Like
+            every fitted attribute, absent (``NotFittedError``, an ``AttributeError``) before ``fit``.
+        history_ (list of dict): Training metrics of each epoch, under SageMaker's names, gathered during each
+            pass.
+        n_updates_ (int): Mini-batch updates so far (Adam's ``t``).
     """
 
     def __init__(
