@@ -357,3 +357,12 @@ def test_a_failed_record_set_leaves_no_files(tmp_path):
     with pytest.raises(fmfast.InvalidInputError, match="labels"):
         fm.record_set(np.eye(4, dtype=np.float32), labels=np.ones(3, dtype=np.float32))
     assert not list(tmp_path.iterdir())
+
+
+def test_deploying_a_damaged_artifact_raises_and_starts_nothing(tmp_path):
+    damaged = tmp_path / "model.tar.gz"
+    damaged.write_bytes(GOLDEN_ARTIFACT.read_bytes()[:100])
+    threads = set(threading.enumerate())
+    with pytest.raises(fmfast.ModelFormatError):
+        FactorizationMachinesModel(str(damaged), "role").deploy(1, "ml.t2.medium")
+    assert set(threading.enumerate()) == threads
