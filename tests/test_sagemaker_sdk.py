@@ -253,7 +253,7 @@ def test_record_set_writes_one_shard_per_instance_and_a_manifest_like_the_sdk(tm
     np.testing.assert_array_equal(np.concatenate([labels for _, labels in parts]), y)
 
 
-def test_a_session_default_bucket_is_where_data_and_models_go(tmp_path):
+def test_a_session_default_bucket_is_where_data_and_models_go(tmp_path, capsys):
     session = types.SimpleNamespace(default_bucket=lambda: str(tmp_path))
     fm = FactorizationMachines(
         "role", 1, "ml.c4.xlarge", num_factors=2, predictor_type="regressor", sagemaker_session=session
@@ -262,6 +262,10 @@ def test_a_session_default_bucket_is_where_data_and_models_go(tmp_path):
     assert Path(records.s3_data).is_relative_to(tmp_path / "sagemaker-record-sets")
     fm.fit(records, logs=False)
     assert Path(fm.model_data).is_relative_to(tmp_path)
+    fm.fit(records, logs="None")
+    assert capsys.readouterr().out == ""
+    fm.fit(records, logs="All")
+    assert "#quality_metric: host=algo-1, epoch=0, train rmse <score>=" in capsys.readouterr().out
 
 
 def test_the_signatures_are_the_sdks():

@@ -225,8 +225,9 @@ class FactorizationMachines:
                 location is the ``train`` channel.
             mini_batch_size: overrides the one given to the constructor.
             wait: accepted for the SDK's sake: a local job always runs to the end.
-            logs: print SageMaker-style logs: every epoch's training metrics and the test
-                channel's, under SageMaker's metric names (``#quality_metric: host=algo-1, ...``).
+            logs: print SageMaker-style logs (``False`` or ``"None"`` for none): every epoch's
+                training metrics, printed when training ends, and the test channel's, under
+                SageMaker's metric names (``#quality_metric: host=algo-1, ...``).
             job_name: the job's name (default: ``{base_job_name}-{timestamp}``); the model goes
                 to ``{output_path}/{job_name}/output/model.tar.gz``.
             experiment_config: accepted and unused.
@@ -236,6 +237,7 @@ class FactorizationMachines:
                 invalid hyperparameter; nothing is written then.
             RecordIOError: a damaged RecordIO file (naming it).
         """
+        show = logs not in (False, "None")  # the SDK also takes "All" and "None"
         channels = _channels(records)
         if "train" not in channels or not set(channels) <= {"train", "test"}:
             raise InvalidInputError(
@@ -253,12 +255,12 @@ class FactorizationMachines:
         model = FactorizationMachine(**{name: value for name, value in values.items() if value is not None})
         model.fit(X, y)
         name = job_name or f"{self.base_job_name}-{time.strftime('%Y-%m-%d-%H-%M-%S', time.gmtime())}"
-        if logs:
+        if show:
             for epoch in model.history_:
                 scores = {metric: value for metric, value in epoch.items() if metric != "epoch"}
                 _log_quality(f"epoch={epoch['epoch']}, train", scores)
         test_metrics = {} if test is None else model.evaluate(*test)
-        if logs:
+        if show:
             for metric, value in test_metrics.items():
                 print(f"#test_score ({HOST}) : ({metric!r}, {value})")
             _log_quality("test", test_metrics)
@@ -279,7 +281,7 @@ class FactorizationMachines:
                 ],
             },
         )
-        if logs:
+        if show:
             print(f"Training job {name} completed; model artifact {artifact}")
 
     @property
