@@ -246,6 +246,7 @@ class FactorizationMachines:
         missing = [name for name in ("num_factors", "predictor_type") if getattr(self, name) is None]
         if missing:
             raise InvalidInputError(f"SageMaker FM requires the hyperparameters {', '.join(missing)}")
+        output = local_path(self.output_path, "output_path")
         X, y = read_channel(channels["train"], "train")
         test = read_channel(channels["test"], "test") if "test" in channels else None
         batch = mini_batch_size or self.mini_batch_size
@@ -254,7 +255,7 @@ class FactorizationMachines:
         # None leaves SageMaker's default, which is FactorizationMachine's.
         model = FactorizationMachine(**{name: value for name, value in values.items() if value is not None})
         model.fit(X, y)
-        name = job_name or f"{self.base_job_name}-{time.strftime('%Y-%m-%d-%H-%M-%S', time.gmtime())}"
+        name = job_name or f"{self.base_job_name}-{_timestamp()}"
         if show:
             for epoch in model.history_:
                 scores = {metric: value for metric, value in epoch.items() if metric != "epoch"}
@@ -264,7 +265,7 @@ class FactorizationMachines:
             for metric, value in test_metrics.items():
                 print(f"#test_score ({HOST}) : ({metric!r}, {value})")
             _log_quality("test", test_metrics)
-        artifact = local_path(self.output_path, "output_path") / name / "output" / "model.tar.gz"
+        artifact = output / name / "output" / "model.tar.gz"
         artifact.parent.mkdir(parents=True, exist_ok=True)
         model.to_sagemaker(artifact)
         self.feature_dim = model.feature_dim_
@@ -332,3 +333,9 @@ def _log_quality(where: str, metrics: dict[str, float]) -> None:
     """Print metrics as SageMaker FM's log lines (``#quality_metric: host=algo-1, test rmse <score>=...``)."""
     for metric, value in metrics.items():
         print(f"#quality_metric: host={HOST}, {where} {metric} <score>={value}")
+
+
+def _timestamp() -> str:
+    """UTC time to the millisecond, as the SDK stamps job names: ``2026-12-04-22-05-36-081``."""
+    now = time.time()
+    return f"{time.strftime('%Y-%m-%d-%H-%M-%S', time.gmtime(now))}-{int(now * 1000) % 1000:03d}"
