@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: setup demo dev test test-rust test-python lint bench bench-report bench-fm bench-ratings clean
+.PHONY: setup movielens demo dev test test-rust test-python lint bench bench-report bench-fm bench-ratings clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -18,7 +18,16 @@ $(INSTALLED): $(PY) pyproject.toml Cargo.toml Cargo.lock $(RUST_SOURCES)
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
-setup: $(INSTALLED)
+# MovieLens-100K for the SageMaker notebook test (tests/test_sagemaker_sdk.py): RecBole's wheel
+# ships it; fetched once from the package index, never committed.
+MOVIELENS_WHEEL := .cache/recbole-1.2.1-py3-none-any.whl
+
+$(MOVIELENS_WHEEL): $(PY)
+	$(PY) -m pip download --quiet --no-deps recbole==1.2.1 -d .cache/
+
+movielens: $(MOVIELENS_WHEEL)
+
+setup: $(INSTALLED) $(MOVIELENS_WHEEL)
 
 demo: setup
 	$(BIN)/fmfast demo
@@ -33,7 +42,7 @@ test: lint test-rust test-python
 test-rust:
 	cargo test -p fmfast-core --quiet
 
-test-python: $(INSTALLED)
+test-python: $(INSTALLED) $(MOVIELENS_WHEEL)
 	SAGEMAKER_SUPPRESS_V2_WARNING=1 $(BIN)/pytest -q
 
 lint: $(INSTALLED)

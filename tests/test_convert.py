@@ -368,7 +368,7 @@ def test_ids_outside_the_vocabulary_are_refused_or_given_no_column(tmp_path: Pat
     assert (users.tolist(), items.tolist()) == (["1", "", "2"], ["a", "b", ""])
     with pytest.raises(fmfast.InvalidInputError, match="unknown='skip'"):
         ratings_one_hot(test, vocabulary, unknown="skip")
-    with pytest.raises(fmfast.InvalidInputError, match="not a .columns.json file"):
+    with pytest.raises(fmfast.InvalidInputError, match=r"not a \.columns\.json file"):
         ratings_one_hot(test, test)
 
 

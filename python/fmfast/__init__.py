@@ -12,6 +12,7 @@
 * Recommendation: rating loaders (:func:`load_ratings`), exact top-K by the FM algebra
   (:func:`recommend`, :func:`similar_items`), splits and metrics in :mod:`fmfast.evaluation`,
   implicit-feedback training pairs for ranking in :mod:`fmfast.implicit`.
+* The SageMaker SDK's FM estimator, model and predictor, run locally: :mod:`fmfast.sagemaker`.
 * Synthetic MovieLens-shaped ratings for demos and tests: :func:`fmfast.datasets.synthetic_ratings`.
 """
 

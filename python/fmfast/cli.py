@@ -441,26 +441,14 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from fmfast.serve import serve
+    from fmfast.serve import ModelScorer, serve
 
     model = load_model(args.model)
     print(
         f"serving a {model.predictor_type} of feature_dim {model.feature_dim_} on http://{args.host}:{args.port}"
     )
-    serve(_Scorer(model), host=args.host, port=args.port, max_body_bytes=args.max_body_bytes)
+    serve(ModelScorer(model), host=args.host, port=args.port, max_body_bytes=args.max_body_bytes)
     return 0
-
-
-class _Scorer:
-    """A fitted :class:`FactorizationMachine` as the endpoint sees it."""
-
-    def __init__(self, model: FactorizationMachine) -> None:
-        self.model = model
-        self.predictor_type = model.predictor_type
-        self.feature_dim = model.feature_dim_
-
-    def predict(self, X: object) -> np.ndarray:
-        return self.model.predict_score(X)
 
 
 def _predict(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ import numpy as np
 
 from fmfast.exceptions import InvalidInputError, UnsupportedContentTypeError
 from fmfast.inference import JSON, negotiate_accept, normalize_content_type, parse_request, serialize_response
+from fmfast.model import FactorizationMachine
 
 #: SageMaker's limit on a real-time request body, used as the default.
 DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024
@@ -44,6 +45,19 @@ class Scorer(Protocol):
     def predict(self, X: Any) -> np.ndarray:
         """Regressor scores or classifier probabilities for the rows of ``X``."""
         ...
+
+
+class ModelScorer:
+    """A fitted :class:`fmfast.FactorizationMachine` as the endpoint sees it: SageMaker's ``score``."""
+
+    def __init__(self, model: FactorizationMachine) -> None:
+        self.model = model
+        self.predictor_type = model.predictor_type
+        self.feature_dim = model.feature_dim_
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The model's :meth:`~fmfast.FactorizationMachine.predict_score` of the rows of ``X``."""
+        return self.model.predict_score(X)
 
 
 class _BodyTooLarge(Exception):
