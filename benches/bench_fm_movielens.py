@@ -9,7 +9,7 @@ The real data ships inside RecBole's wheel; fetch it once (never commit it) and 
 (the file is named explicitly: pytest's default ``python_files`` pattern does not match ``bench_*``).
 
 ``FMFAST_MOVIELENS`` may also name an extracted ``ml-100k.inter`` file. Without it the benchmark
-uses :func:`fmfast.datasets.synthetic_ratings`, which has MovieLens-100K's sizes. Without
+uses :func:`fmfast.recsys.datasets.synthetic_ratings`, which has MovieLens-100K's sizes. Without
 ``--benchmark-enable`` each case runs once, as a smoke test. Each case records
 implementation, threads and size in ``extra_info`` so a report can print ratios.
 """
@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from fmfast import FactorizationMachine
-from fmfast import _reference as ref
+from fmfast.training import _reference as ref
 from workloads import movielens
 
 PARAMS = {"epochs": 1, "mini_batch_size": 1000, "random_state": 0}

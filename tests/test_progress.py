@@ -10,8 +10,8 @@ import pytest
 import scipy.sparse as sp
 from fmfast import FactorizationMachine
 from fmfast.cli import main
-from fmfast.convert import convert_libsvm
-from fmfast.recommend import one_hot, recommend
+from fmfast.recordio.convert import convert_libsvm
+from fmfast.recsys.recommend import one_hot, recommend
 
 
 def bars(stderr: str) -> list[str]:

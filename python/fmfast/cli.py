@@ -38,7 +38,9 @@ import scipy.sparse as sp
 from fmfast import read_recordio, write_recordio
 from fmfast._atomic import atomic_output, check_writable
 from fmfast._json import loads
-from fmfast.convert import (
+from fmfast.exceptions import FmFastError, InvalidInputError
+from fmfast.interop.transform import load_model, transform_file
+from fmfast.recordio.convert import (
     FORMATS,
     UNKNOWN,
     columns_path,
@@ -47,15 +49,13 @@ from fmfast.convert import (
     load_columns,
     ratings_one_hot,
 )
-from fmfast.datasets import Ratings, synthetic_ratings
-from fmfast.evaluation import leave_n_out, ndcg_at_k, precision_at_k, random_split, temporal_split
-from fmfast.exceptions import FmFastError, InvalidInputError
-from fmfast.implicit import sample_negatives
-from fmfast.inspect import inspect_recordio
-from fmfast.model import FactorizationMachine
-from fmfast.ratings import RatingsData, load_ratings
-from fmfast.recommend import most_popular, one_hot, recommend
-from fmfast.transform import load_model, transform_file
+from fmfast.recordio.inspection import inspect_recordio
+from fmfast.recsys.datasets import Ratings, synthetic_ratings
+from fmfast.recsys.evaluation import leave_n_out, ndcg_at_k, precision_at_k, random_split, temporal_split
+from fmfast.recsys.implicit import sample_negatives
+from fmfast.recsys.ratings import RatingsData, load_ratings
+from fmfast.recsys.recommend import most_popular, one_hot, recommend
+from fmfast.training.estimator import FactorizationMachine
 
 
 def _megabytes(n_bytes: int) -> str:
@@ -441,7 +441,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from fmfast.serve import ModelScorer, serve
+    from fmfast.interop.serve import ModelScorer, serve
 
     model = load_model(args.model)
     print(

@@ -19,8 +19,8 @@ def test_demo_runs_the_whole_pipeline(tmp_path, capsys):
     assert "identical: True" in printed and "top-10 for user 0:" in printed
     assert "test RMSE" in printed and "most popular: precision@10" in printed
     assert "ranking FM: precision@10" in printed and "the random 10 ratings of each user" in printed
-    ratings = fmfast.datasets.synthetic_ratings(n_ratings=5000, seed=0)
-    train, _ = fmfast.evaluation.leave_n_out(ratings.users, 10, seed=0)
+    ratings = fmfast.recsys.datasets.synthetic_ratings(n_ratings=5000, seed=0)
+    train, _ = fmfast.recsys.evaluation.leave_n_out(ratings.users, 10, seed=0)
     X, y = fmfast.read_recordio(out)
     assert X.shape == (len(train), 943 + 1682) and set(np.unique(y)) <= {1, 2, 3, 4, 5}
     np.testing.assert_array_equal(y, ratings.ratings[train])
@@ -36,7 +36,7 @@ def train_command(train: Path, model: Path, *hyperparameters: str) -> list[str]:
 
 
 def test_train_evaluate_recommend_from_converted_ratings(tmp_path, capsys):
-    ratings = fmfast.datasets.synthetic_ratings(n_users=30, n_items=40, n_ratings=600, seed=1)
+    ratings = fmfast.recsys.datasets.synthetic_ratings(n_users=30, n_items=40, n_ratings=600, seed=1)
     lines = [
         f"u{u},i{i},{r:g}" for u, i, r in zip(ratings.users, ratings.items, ratings.ratings, strict=True)
     ]
@@ -80,7 +80,7 @@ def test_convert_npz_then_inspect(tmp_path, capsys):
 
 @pytest.mark.parametrize("stop_at_epoch", [0, 2])
 def test_ctrl_c_during_train_writes_the_last_complete_epoch(tmp_path, capsys, monkeypatch, stop_at_epoch):
-    X, y = fmfast.datasets.synthetic_ratings(n_users=20, n_items=30, n_ratings=300, seed=2).one_hot()
+    X, y = fmfast.recsys.datasets.synthetic_ratings(n_users=20, n_items=30, n_ratings=300, seed=2).one_hot()
     train, model = tmp_path / "train.recordio", tmp_path / "model.fmfast"
     fmfast.write_recordio(train, X, y)
     real_epoch = fmfast.FactorizationMachine._train_epoch
@@ -120,8 +120,12 @@ def test_errors_are_reported_not_raised(tmp_path, capsys):
 
 
 def test_predict_scores_a_recordio_file_with_a_sagemaker_model(tmp_path):
-    artifact = Path(__file__).parent / "data" / "mxnet-golden" / "sagemaker" / "regressor" / "model.tar.gz"
-    truth = np.load(Path(__file__).parent / "data" / "mxnet-golden" / "truth" / "forward_regressor.npz")
+    artifact = (
+        Path(__file__).parent.parent / "data" / "mxnet-golden" / "sagemaker" / "regressor" / "model.tar.gz"
+    )
+    truth = np.load(
+        Path(__file__).parent.parent / "data" / "mxnet-golden" / "truth" / "forward_regressor.npz"
+    )
     X = sp.csr_array(
         (truth["x_csr_data"], truth["x_csr_indices"], truth["x_csr_indptr"]), shape=tuple(truth["x_shape"])
     )

@@ -26,7 +26,7 @@ def assert_one_line_error(run: subprocess.CompletedProcess[str], status: int, ex
 @pytest.fixture
 def trained(tmp_path: Path) -> tuple[Path, Path]:
     """A labelled RecordIO file and a model trained on it."""
-    X, y = fmfast.datasets.synthetic_ratings(n_users=10, n_items=12, n_ratings=100, seed=3).one_hot()
+    X, y = fmfast.recsys.datasets.synthetic_ratings(n_users=10, n_items=12, n_ratings=100, seed=3).one_hot()
     data, model = tmp_path / "train.recordio", tmp_path / "model.fmfast"
     fmfast.write_recordio(data, X, y)
     fmfast.FactorizationMachine("regressor", 2, random_state=0).fit(X, y).save(model)

@@ -12,7 +12,7 @@ from pathlib import Path
 import fmfast
 import numpy as np
 import pytest
-from fmfast.datasets import user_item_one_hot
+from fmfast.recsys.datasets import user_item_one_hot
 
 
 def fmfast_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -36,7 +36,7 @@ def workflow(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     columns in another order and quotes its fields, as the parser must not care.
     """
     tmp = tmp_path_factory.mktemp("ratings")
-    ratings = fmfast.datasets.synthetic_ratings(n_users=40, n_items=60, n_ratings=1500, seed=2)
+    ratings = fmfast.recsys.datasets.synthetic_ratings(n_users=40, n_items=60, n_ratings=1500, seed=2)
     users = [str(u + 10) for u in ratings.users]
     items = [f"m{i}" for i in ratings.items]
     in_test = np.random.default_rng(0).random(len(users)) < 0.2

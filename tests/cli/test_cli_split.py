@@ -1,4 +1,4 @@
-"""``fmfast split``, run as a command: the splits of ``fmfast.evaluation`` written as two CSV files."""
+"""``fmfast split``, run as a command: the splits of ``fmfast.recsys.evaluation`` written as two CSV files."""
 
 from __future__ import annotations
 
@@ -7,13 +7,15 @@ from pathlib import Path
 import fmfast
 import numpy as np
 import pytest
-from fmfast.evaluation import leave_n_out, random_split, temporal_split
+from fmfast.recsys.evaluation import leave_n_out, random_split, temporal_split
 from run_cli import fmfast_cli
 
 
 def write_u_data(path: Path, n_ratings: int = 400, seed: int = 5) -> fmfast.RatingsData:
     """A MovieLens-100K-style ``u.data`` (tab separated, no header, times in an arbitrary order)."""
-    generated = fmfast.datasets.synthetic_ratings(n_users=25, n_items=30, n_ratings=n_ratings, seed=seed)
+    generated = fmfast.recsys.datasets.synthetic_ratings(
+        n_users=25, n_items=30, n_ratings=n_ratings, seed=seed
+    )
     times = np.random.default_rng(seed).permutation(n_ratings) * 7 + 1_000_000
     rows = zip(generated.users + 1, generated.items + 101, generated.ratings, times, strict=True)
     path.write_text("".join(f"{u}\t{i}\t{r:g}\t{t}\n" for u, i, r, t in rows))

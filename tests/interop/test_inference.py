@@ -10,7 +10,7 @@ import fmfast
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from fmfast.inference import negotiate_accept, normalize_content_type
+from fmfast.interop.inference import negotiate_accept, normalize_content_type
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sagemaker.amazon.common import read_records, write_numpy_to_dense_tensor

@@ -9,12 +9,12 @@ import fmfast
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from fmfast.mxnet_params import RowSparse, dump_params, load_params
+from fmfast.interop.mxnet_params import RowSparse, dump_params, load_params
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-GOLDEN = Path(__file__).parent / "data" / "mxnet-golden"
+GOLDEN = Path(__file__).parent.parent / "data" / "mxnet-golden"
 PARAMS = sorted(p.stem for p in (GOLDEN / "params").glob("*.params"))
 DENSE_FILES = ["fm_dense", "fm_noprefix", "list_f32", "mixed_dtypes", "extra_dtypes", "np_shape_v3"]
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from fmfast.cli import main
-from fmfast.sagemaker_model import (
+from fmfast.interop.artifact import (
     FMFAST_SETTINGS,
     HYPERPARAMETERS,
     format_hyperparameters,
@@ -22,7 +22,7 @@ from fmfast.sagemaker_model import (
 from sagemaker import FactorizationMachines
 from sagemaker.amazon.hyperparameter import Hyperparameter
 
-GOLDEN = Path(__file__).parent / "data" / "mxnet-golden"
+GOLDEN = Path(__file__).parent.parent / "data" / "mxnet-golden"
 ARTIFACT = GOLDEN / "sagemaker" / "regressor" / "model.tar.gz"
 #: Settings that differ from every default, of each type SageMaker declares.
 SETTINGS = {

@@ -14,7 +14,7 @@ import fmfast
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from fmfast.sagemaker_model import (
+from fmfast.interop.artifact import (
     SageMakerFM,
     fm_symbol_json,
     model_algo_bytes,
@@ -23,7 +23,7 @@ from fmfast.sagemaker_model import (
     write_sagemaker_model,
 )
 
-GOLDEN = Path(__file__).parent / "data" / "mxnet-golden"
+GOLDEN = Path(__file__).parent.parent / "data" / "mxnet-golden"
 PTYPES = ["binary_classifier", "regressor"]
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import uvicorn
-from fmfast.serve import create_app
+from fmfast.interop.serve import create_app
 
 
 @dataclass
@@ -133,7 +133,7 @@ def test_recordio_in_and_out(endpoint):
         },
     )
     assert response.status_code == 200, response.text
-    parsed = fmfast.inference.parse_response(response.content, "application/x-recordio-protobuf")
+    parsed = fmfast.interop.inference.parse_response(response.content, "application/x-recordio-protobuf")
     assert_predictions(parsed["predictions"], expected_predictions(model, X))
 
 
@@ -181,7 +181,12 @@ def test_a_burst_of_concurrent_requests(endpoint):
 
 
 ARTIFACT = (
-    Path(__file__).parent / "data" / "mxnet-golden" / "sagemaker" / "binary_classifier" / "model.tar.gz"
+    Path(__file__).parent.parent
+    / "data"
+    / "mxnet-golden"
+    / "sagemaker"
+    / "binary_classifier"
+    / "model.tar.gz"
 )
 
 
@@ -490,7 +495,7 @@ def test_accept_weights_choose_the_response_type(endpoint, accept, content_type)
     )
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].split(";")[0] == content_type
-    parsed = fmfast.inference.parse_response(response.content, content_type)
+    parsed = fmfast.interop.inference.parse_response(response.content, content_type)
     assert_predictions(parsed["predictions"], expected_predictions(model, [ROW]))
 
 

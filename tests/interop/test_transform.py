@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from fmfast.cli import main
-from fmfast.transform import transform_file
+from fmfast.interop.transform import transform_file
 
 BAD_VALUES = [np.nan, np.inf, -np.inf]
 
@@ -27,7 +27,9 @@ def test_a_value_that_is_not_a_finite_float32_is_refused_by_file_instance_and_fe
     X = np.ones((7, 4), dtype=np.float32)
     X[5, 2] = bad
     source, target = tmp_path / f"requests{suffix}", tmp_path / "out.jsonl"
-    content_type = fmfast.inference.normalize_content_type(fmfast.transform.content_type_of(source))
+    content_type = fmfast.interop.inference.normalize_content_type(
+        fmfast.interop.transform.content_type_of(source)
+    )
     source.write_bytes(fmfast.serialize_request(X, content_type))
     # batch_size 2: the RecordIO stream is read in batches, yet instances count from the file's start.
     with pytest.raises(fmfast.InvalidInputError, match=f"{source}: instance 5 feature 2 has value {bad!r}"):

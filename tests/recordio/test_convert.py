@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from fmfast import cli
-from fmfast.convert import (
+from fmfast.recordio.convert import (
     FORMATS,
     columns_path,
     convert_file,

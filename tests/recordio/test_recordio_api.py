@@ -9,7 +9,7 @@ import fmfast
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from fmfast.shards import MANIFEST_NAME
+from fmfast.recordio.shards import MANIFEST_NAME
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp

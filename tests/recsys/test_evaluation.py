@@ -1,4 +1,4 @@
-"""Tests of fmfast.evaluation: splits and metrics."""
+"""Tests of fmfast.recsys.evaluation: splits and metrics."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from fmfast.evaluation import (
+from fmfast.exceptions import InvalidInputError
+from fmfast.recsys.evaluation import (
     catalog_coverage,
     hit_rate_at_k,
     leave_n_out,
@@ -20,7 +21,6 @@ from fmfast.evaluation import (
     rmse,
     temporal_split,
 )
-from fmfast.exceptions import InvalidInputError
 
 # ----------------------------------------------------------------------------- splits
 

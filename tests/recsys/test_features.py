@@ -10,7 +10,7 @@ import pytest
 import scipy.sparse as sp
 from fmfast import _fmfast
 from fmfast.exceptions import InvalidInputError
-from fmfast.features import BlockInfo, FeatureEncoder
+from fmfast.recsys.features import BlockInfo, FeatureEncoder
 
 
 def _columns(n: int = 200, seed: int = 0) -> dict[str, Any]:

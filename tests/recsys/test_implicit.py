@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fmfast.datasets import synthetic_ratings
 from fmfast.exceptions import InvalidInputError
-from fmfast.implicit import sample_negatives
+from fmfast.recsys.datasets import synthetic_ratings
+from fmfast.recsys.implicit import sample_negatives
 
 
 def test_negatives_are_unobserved_pairs_of_the_same_users() -> None:

@@ -1,4 +1,4 @@
-"""Tests of fmfast.ratings: MovieLens, RecBole and CSV/TSV loaders."""
+"""Tests of fmfast.recsys.ratings: MovieLens, RecBole and CSV/TSV loaders."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fmfast.convert import columns_path, convert_ratings_csv
-from fmfast.datasets import Ratings
 from fmfast.exceptions import InvalidInputError, ParseError
-from fmfast.ratings import (
+from fmfast.recordio.convert import columns_path, convert_ratings_csv
+from fmfast.recsys.datasets import Ratings
+from fmfast.recsys.ratings import (
     MOVIELENS_GENRES,
     RatingsData,
     load_movielens_items,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from fmfast import FactorizationMachine, InvalidInputError
-from fmfast.recommend import one_hot, recommend, side_sums, similar_items
+from fmfast.recsys.recommend import one_hot, recommend, side_sums, similar_items
 
 N_USERS, N_ITEMS, N_SIDE = 40, 120, 5
 

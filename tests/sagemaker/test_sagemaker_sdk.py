@@ -22,8 +22,8 @@ import fmfast
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from fmfast.datasets import user_item_one_hot
-from fmfast.evaluation import leave_n_out
+from fmfast.recsys.datasets import user_item_one_hot
+from fmfast.recsys.evaluation import leave_n_out
 from fmfast.sagemaker import (
     FactorizationMachines,
     FactorizationMachinesModel,
@@ -32,11 +32,16 @@ from fmfast.sagemaker import (
 )
 from fmfast.sagemaker.estimator import HYPERPARAMETERS
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 MOVIELENS_WHEEL = REPO / ".cache" / "recbole-1.2.1-py3-none-any.whl"
 ML100K_INTER = "recbole/dataset_example/ml-100k/ml-100k.inter"
 GOLDEN_ARTIFACT = (
-    Path(__file__).parent / "data" / "mxnet-golden" / "sagemaker" / "binary_classifier" / "model.tar.gz"
+    Path(__file__).parent.parent
+    / "data"
+    / "mxnet-golden"
+    / "sagemaker"
+    / "binary_classifier"
+    / "model.tar.gz"
 )
 
 #: The AWS blog's test metrics, and how far fmfast may be from them: the blog used MovieLens'

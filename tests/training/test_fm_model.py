@@ -8,12 +8,12 @@ import zipfile
 from pathlib import Path
 
 import fmfast
-import fmfast.datasets
+import fmfast.recsys.datasets
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from fmfast import DivergenceError, FactorizationMachine, FmFastError, InvalidInputError, ModelFormatError
-from fmfast.model import _prepare_rows
+from fmfast.training.estimator import _prepare_rows
 
 
 def data(
@@ -288,7 +288,7 @@ def test_classifier_outputs_and_metrics() -> None:
 
 
 def test_learns_synthetic_ratings() -> None:
-    X, y = fmfast.datasets.synthetic_ratings(n_ratings=20000).one_hot()
+    X, y = fmfast.recsys.datasets.synthetic_ratings(n_ratings=20000).one_hot()
     train, test = slice(0, 16000), slice(16000, None)
     baseline = float(np.sqrt(np.mean((y[test] - y[train].mean()) ** 2)))
     m = FactorizationMachine(
@@ -355,7 +355,7 @@ def test_float32_labels_train_as_their_float64_values_without_a_copy(classifier:
     narrow, wide = fm(**params).fit(X, y32), fm(**params).fit(X, y32.astype(np.float64))
     np.testing.assert_array_equal(narrow.predict(X), wide.predict(X))
     assert narrow.history_ == wide.history_
-    labels = fmfast.model._labels(y32, len(y32), "regressor")
+    labels = fmfast.training.estimator._labels(y32, len(y32), "regressor")
     assert labels.dtype == np.float32 and np.shares_memory(labels, y32)
     bad = y32.copy()
     bad[5] = np.nan

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from fmfast import FactorizationMachine
-from fmfast import _reference as ref
+from fmfast.training import _reference as ref
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -86,7 +86,7 @@ ROWS_PER_READ = 512
 def four_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, short_by: int = 0) -> Path:
     """A RecordIO file that streamed training takes in four reads of ``ROWS_PER_READ`` rows (fewer
     than its default, to keep tests small), the last one ``short_by`` rows short."""
-    monkeypatch.setattr(fmfast.model, "_ROWS_PER_READ", ROWS_PER_READ)
+    monkeypatch.setattr(fmfast.training.estimator, "_ROWS_PER_READ", ROWS_PER_READ)
     X, y = data(4 * ROWS_PER_READ - short_by)
     fmfast.write_recordio(tmp_path / "train.recordio", X, y)
     return tmp_path / "train.recordio"
@@ -188,7 +188,7 @@ def test_recordio_input_refuses_separate_labels(tmp_path: Path) -> None:
         fm().fit(tmp_path / "unlabelled.recordio")
 
 
-GOLDEN = Path(__file__).parent / "data" / "mxnet-golden"
+GOLDEN = Path(__file__).parent.parent / "data" / "mxnet-golden"
 
 
 @pytest.mark.parametrize("predictor_type", ["regressor", "binary_classifier"])

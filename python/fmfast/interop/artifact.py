@@ -2,7 +2,7 @@
 
 A SageMaker FM training job leaves ``model.tar.gz``: a gzip'd tar holding one member,
 ``model_algo-1``, which is a zip of ``symbol.json`` (the MXNet graph), ``params`` (an MXNet
-NDArray list file, see :mod:`fmfast.mxnet_params`: ``arg:v`` (feature_dim, num_factors),
+NDArray list file, see :mod:`fmfast.interop.mxnet_params`: ``arg:v`` (feature_dim, num_factors),
 ``arg:w1_weight`` (feature_dim, 1), ``arg:w0_weight`` (1,)) and ``meta.json``
 (``{"training_parameters": {...}}``, every value a string, as SageMaker passes hyperparameters to
 its containers). An archive fmfast writes may hold ``fmfast.json`` beside ``model_algo-1``: the
@@ -37,7 +37,7 @@ import scipy.sparse as sp
 
 from fmfast._atomic import atomic_output
 from fmfast.exceptions import InvalidInputError, ModelFormatError
-from fmfast.mxnet_params import dump_params, load_params
+from fmfast.interop.mxnet_params import dump_params, load_params
 
 #: The largest archive member (and the largest total of all members) that is read: 4 GiB.
 MAX_MEMBER_BYTES = 4 << 30
@@ -424,7 +424,7 @@ def read_sagemaker_model(
         max_bytes: refuse archive members (and files) larger than this, in total too.
 
     Weights may be named with or without the ``arg:`` prefix and stored dense or row_sparse
-    (missing rows are zeros, up to :data:`fmfast.mxnet_params.MAX_DENSE_BYTES` an array). The
+    (missing rows are zeros, up to :data:`fmfast.interop.mxnet_params.MAX_DENSE_BYTES` an array). The
     predictor type comes from ``meta.json``, else from the symbol's head op
     (``LogisticRegressionOutput`` → binary_classifier, ``LinearRegressionOutput`` → regressor).
     ``meta.json`` values may be strings, as SageMaker stores them (see :func:`parse_hyperparameters`).

@@ -30,7 +30,7 @@ import scipy.sparse as sp
 
 from fmfast._json import loads
 from fmfast.exceptions import InvalidInputError, RecordIOError, UnsupportedContentTypeError
-from fmfast.recordio import encode_recordio, read_recordio
+from fmfast.recordio.codec import encode_recordio, read_recordio
 
 JSON = "application/json"
 JSONLINES = "application/jsonlines"

@@ -21,8 +21,14 @@ from typing import Any, Protocol
 import numpy as np
 
 from fmfast.exceptions import InvalidInputError, UnsupportedContentTypeError
-from fmfast.inference import JSON, negotiate_accept, normalize_content_type, parse_request, serialize_response
-from fmfast.model import FactorizationMachine
+from fmfast.interop.inference import (
+    JSON,
+    negotiate_accept,
+    normalize_content_type,
+    parse_request,
+    serialize_response,
+)
+from fmfast.training.estimator import FactorizationMachine
 
 #: SageMaker's limit on a real-time request body, used as the default.
 DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024

@@ -14,7 +14,7 @@ import numpy as np
 
 from fmfast._atomic import atomic_output
 from fmfast.exceptions import InvalidInputError, ModelFormatError
-from fmfast.inference import (
+from fmfast.interop.inference import (
     JSON,
     JSONLINES,
     RECORDIO,
@@ -23,8 +23,8 @@ from fmfast.inference import (
     parse_request,
     serialize_response,
 )
-from fmfast.model import FactorizationMachine
-from fmfast.recordio import iter_recordio
+from fmfast.recordio.codec import iter_recordio
+from fmfast.training.estimator import FactorizationMachine
 
 _SUFFIX_TYPES = {
     ".json": JSON,

@@ -242,7 +242,7 @@ def _naming_the_file(source: Any) -> Iterator[None]:
 
 def _files(source: str | os.PathLike[str]) -> list[Path]:
     """The files a path names: itself, or a directory's RecordIO files (a shard set only whole)."""
-    from fmfast.shards import recordio_files  # here: shards imports this module
+    from fmfast.recordio.shards import recordio_files  # here: shards imports this module
 
     path = Path(source)
     return recordio_files(path) if path.is_dir() else [path]
@@ -265,7 +265,7 @@ def read_recordio(
 
     Args:
         source: a path (of a file, a pipe, or a directory whose files are read in name order, as
-            :func:`fmfast.shards.recordio_files` lists them), bytes-like object, uint8 array or
+            :func:`fmfast.recordio.shards.recordio_files` lists them), bytes-like object, uint8 array or
             binary file object.
         n_threads: worker threads, 0 for all cores.
         progress: ``True`` for a progress bar, or a callable receiving the records done.

@@ -29,8 +29,8 @@ from fmfast._json import loads
 from fmfast._npz import check_npy, check_npz
 from fmfast._progress import Progress, progress_callback
 from fmfast.exceptions import InvalidInputError
-from fmfast.ratings import naming_file
-from fmfast.recordio import write_recordio
+from fmfast.recordio.codec import write_recordio
+from fmfast.recsys.ratings import naming_file
 
 #: Input formats ``convert_file`` understands.
 FORMATS = ("libsvm", "libfm", "csv", "npz")

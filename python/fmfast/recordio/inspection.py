@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from fmfast._progress import Progress, progress_callback
-from fmfast.recordio import DEFAULT_BATCH_SIZE, Source, iter_recordio
+from fmfast.recordio.codec import DEFAULT_BATCH_SIZE, Source, iter_recordio
 
 
 @dataclass

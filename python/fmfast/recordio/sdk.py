@@ -17,7 +17,7 @@ import os
 from typing import IO, Any
 
 from fmfast._inputs import DTypeArg
-from fmfast.recordio import Layout, encode_recordio, write_recordio
+from fmfast.recordio.codec import Layout, encode_recordio, write_recordio
 
 
 def _write(

@@ -18,7 +18,7 @@ import numpy as np
 from fmfast._atomic import atomic_directory, is_temporary
 from fmfast._inputs import as_csr
 from fmfast.exceptions import InvalidInputError
-from fmfast.recordio import write_recordio
+from fmfast.recordio.codec import write_recordio
 
 #: Name of the SageMaker ``ManifestFile`` written next to the shards.
 MANIFEST_NAME = "manifest.json"

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from fmfast.datasets import user_item_one_hot
 from fmfast.exceptions import InvalidInputError
+from fmfast.recsys.datasets import user_item_one_hot
 
 
 @dataclass(frozen=True)

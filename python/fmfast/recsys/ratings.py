@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from fmfast import _fmfast
-from fmfast.datasets import Ratings
 from fmfast.exceptions import InvalidInputError, ParseError
+from fmfast.recsys.datasets import Ratings
 
 __all__ = [
     "MOVIELENS_GENRES",
@@ -139,7 +139,7 @@ class RatingsData:
         return len(self.ratings)
 
     def to_ratings(self) -> Ratings:
-        """The ratings as a :class:`fmfast.datasets.Ratings` (whose ``one_hot()`` gives FM input)."""
+        """The ratings as a :class:`fmfast.recsys.datasets.Ratings` (whose ``one_hot()`` gives FM input)."""
         return Ratings(self.users, self.items, self.ratings, self.n_users, self.n_items)
 
 

@@ -6,7 +6,7 @@ mini-batches in stored row order, lazy updates of the rows of the features prese
 and SageMaker's metric names. It is scikit-learn compatible (``get_params``/``set_params``,
 ``fit``/``predict``/``score``) without depending on scikit-learn.
 
-Design choices, shared with the NumPy reference :mod:`fmfast._reference`:
+Design choices, shared with the NumPy reference :mod:`fmfast.training._reference`:
 
 * Weights are drawn in Python from ``np.random.default_rng(random_state)`` (bias, then ``w``,
   then ``V``, in float64, then rounded to float32) and handed to Rust, which keeps nothing
@@ -42,10 +42,8 @@ from fmfast._atomic import atomic_output
 from fmfast._inputs import as_csr, csr_indices
 from fmfast._npz import check_npz
 from fmfast._progress import FitProgress, Progress, fit_progress, progress_callback
-from fmfast._sklearn import data_conversion_warning, not_fitted_error, tags
 from fmfast.exceptions import InvalidInputError, ModelFormatError
-from fmfast.recordio import iter_recordio
-from fmfast.sagemaker_model import (
+from fmfast.interop.artifact import (
     FMFAST_SETTINGS,
     SageMakerFM,
     format_hyperparameters,
@@ -53,6 +51,8 @@ from fmfast.sagemaker_model import (
     read_sagemaker_model,
     write_sagemaker_model,
 )
+from fmfast.recordio.codec import iter_recordio
+from fmfast.training._sklearn import data_conversion_warning, not_fitted_error, tags
 
 #: Name written into (and required from) the header of saved models.
 MODEL_FORMAT = "fmfast.FactorizationMachine"
