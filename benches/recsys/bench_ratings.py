@@ -1,4 +1,4 @@
-"""Reading a ratings CSV: :func:`fmfast.load_ratings` against ``pandas.read_csv(engine="pyarrow")``.
+"""Reading a ratings CSV: :func:`fmfast.read_ratings` against ``pandas.read_csv(engine="pyarrow")``.
 
 Both read the same generated MovieLens-25M-shaped ``ratings.csv`` in the same run (20,000 ratings as
 a smoke test; 5,000,000 with ``--benchmark-enable``). fmfast returns more than pandas: users and items
@@ -43,7 +43,7 @@ def ratings_csv(n_ratings: int, _files: dict[int, Path], tmp_path_factory: pytes
 def read(reader: str, path: Path) -> Any:
     """What ``reader`` makes of ``path``."""
     if reader == "fmfast":
-        return fmfast.load_ratings(path)
+        return fmfast.read_ratings(path)
     return pd.read_csv(path, engine="pyarrow")
 
 
@@ -56,7 +56,7 @@ def test_read_ratings_csv(benchmark: Any, reader: str, n_ratings: int, ratings_c
 
 
 def test_the_readers_agree(ratings_csv: Path) -> None:
-    data, frame = fmfast.load_ratings(ratings_csv), read("pandas_pyarrow", ratings_csv)
+    data, frame = fmfast.read_ratings(ratings_csv), read("pandas_pyarrow", ratings_csv)
     np.testing.assert_array_equal(data.user_ids[data.users], frame["userId"])
     np.testing.assert_array_equal(data.item_ids[data.items], frame["movieId"])
     np.testing.assert_array_equal(data.ratings, frame["rating"].to_numpy(np.float32))

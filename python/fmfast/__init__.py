@@ -6,10 +6,10 @@
   :func:`write_numpy_to_dense_tensor`).
 * Factorization Machines at SageMaker's semantics, trained locally: :class:`FactorizationMachine`.
 * SageMaker FM models: :func:`read_sagemaker_model`, :func:`write_sagemaker_model`,
-  :class:`SageMakerFM`, and MXNet ``.params`` files (:func:`load_params`, :func:`dump_params`).
+  :class:`SageMakerFM`, and MXNet ``.params`` files (:func:`read_mxnet_params`, :func:`write_mxnet_params`).
 * SageMaker FM inference wire formats: :func:`parse_request`, :func:`serialize_request`,
   :func:`parse_response`, :func:`serialize_response`.
-* Recommendation: rating loaders (:func:`load_ratings`), exact top-K by the FM algebra
+* Recommendation: rating files (:func:`read_ratings`), exact top-K by the FM algebra
   (:func:`recommend`, :func:`similar_items`), splits and metrics in :mod:`fmfast.recsys.evaluation`,
   implicit-feedback training pairs for ranking in :mod:`fmfast.recsys.implicit`.
 * The SageMaker SDK's FM estimator, model and predictor, run locally: :mod:`fmfast.sagemaker`.
@@ -24,7 +24,7 @@ command). The old flat module paths (``fmfast.evaluation``, ...) still import, w
 
 import sys
 
-from fmfast._deprecated import MOVED_MODULES, register_moved_modules
+from fmfast._deprecated import MOVED_MODULES, register_moved_modules, renamed
 from fmfast._fmfast import __version__
 from fmfast.exceptions import (
     DivergenceError,
@@ -38,13 +38,13 @@ from fmfast.exceptions import (
 )
 from fmfast.interop import (
     SageMakerFM,
-    dump_params,
-    load_params,
     parse_request,
     parse_response,
+    read_mxnet_params,
     read_sagemaker_model,
     serialize_request,
     serialize_response,
+    write_mxnet_params,
     write_sagemaker_model,
 )
 from fmfast.recordio import (
@@ -57,10 +57,15 @@ from fmfast.recordio import (
     write_recordio_shards,
     write_spmatrix_to_sparse_tensor,
 )
-from fmfast.recsys import FeatureEncoder, load_ratings, recommend, similar_items
+from fmfast.recsys import FeatureEncoder, read_ratings, recommend, similar_items
 from fmfast.training import FactorizationMachine
 
 register_moved_modules()
+
+# The names of the first release, deprecated: file formats are read and written (``read_*``/``write_*``).
+load_params = renamed(read_mxnet_params, "fmfast.load_params")
+dump_params = renamed(write_mxnet_params, "fmfast.dump_params")
+load_ratings = renamed(read_ratings, "fmfast.load_ratings")
 
 __all__ = [
     "DivergenceError",
@@ -83,12 +88,15 @@ __all__ = [
     "load_ratings",
     "parse_request",
     "parse_response",
+    "read_mxnet_params",
+    "read_ratings",
     "read_recordio",
     "read_sagemaker_model",
     "recommend",
     "serialize_request",
     "serialize_response",
     "similar_items",
+    "write_mxnet_params",
     "write_numpy_to_dense_tensor",
     "write_recordio",
     "write_recordio_shards",

@@ -38,7 +38,16 @@ MOVED_MODULES: dict[str, str] = {
 }
 
 #: Functions renamed to the verb pair of their kind (file formats ``read_``/``write_``), per new module.
-RENAMED: dict[str, dict[str, str]] = {}
+RENAMED: dict[str, dict[str, str]] = {
+    "fmfast.interop.mxnet_params": {"load_params": "read_mxnet_params", "dump_params": "write_mxnet_params"},
+    "fmfast.recsys.ratings": {
+        "load_ratings": "read_ratings",
+        "load_movielens_items": "read_movielens_items",
+        "load_movielens_users": "read_movielens_users",
+    },
+    "fmfast.recordio.convert": {"load_columns": "read_columns"},
+    "fmfast.interop.transform": {"load_model": "read_model"},
+}
 
 
 def _warn(old: str, new: str) -> None:

@@ -73,7 +73,7 @@ def workflow(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def python_rows(paths: dict[str, Path], source: Path) -> tuple[object, np.ndarray]:
     """The one-hot rows of ``source`` in the training columns, built with the Python API alone."""
-    train, test = fmfast.load_ratings(paths["train.csv"]), fmfast.load_ratings(source)
+    train, test = fmfast.read_ratings(paths["train.csv"]), fmfast.read_ratings(source)
     user_code = {str(u): c for c, u in enumerate(train.user_ids)}
     item_code = {str(i): c for c, i in enumerate(train.item_ids)}
     users = np.array([user_code[str(test.user_ids[c])] for c in test.users])
@@ -110,7 +110,7 @@ def test_pairs_are_scored(workflow: dict[str, Path]) -> None:
         rows = list(csv.DictReader(file))
     assert [(r["user"], r["item"]) for r in rows] == [("12", "m3"), ("10", "m0")]
     model = fmfast.FactorizationMachine.load(workflow["model.fmfast"])
-    train = fmfast.load_ratings(workflow["train.csv"])
+    train = fmfast.read_ratings(workflow["train.csv"])
     users = [list(train.user_ids).index(u) for u in (12, 10)]
     items = [list(train.item_ids).index(i) for i in ("m3", "m0")]
     want = model.predict(user_item_one_hot(np.array(users), np.array(items), train.n_users, train.n_items))

@@ -19,7 +19,7 @@ def write_u_data(path: Path, n_ratings: int = 400, seed: int = 5) -> fmfast.Rati
     times = np.random.default_rng(seed).permutation(n_ratings) * 7 + 1_000_000
     rows = zip(generated.users + 1, generated.items + 101, generated.ratings, times, strict=True)
     path.write_text("".join(f"{u}\t{i}\t{r:g}\t{t}\n" for u, i, r, t in rows))
-    return fmfast.load_ratings(path)
+    return fmfast.read_ratings(path)
 
 
 def rows_of(data: fmfast.RatingsData, index: np.ndarray | None = None) -> list[tuple[object, ...]]:
@@ -44,7 +44,7 @@ def split(tmp_path: Path, source: Path, *options: str) -> tuple[fmfast.RatingsDa
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("wrote ") and str(train) in run.stdout
     assert train.read_text().startswith("user,item,rating,timestamp\n")
-    return fmfast.load_ratings(train), fmfast.load_ratings(test)
+    return fmfast.read_ratings(train), fmfast.read_ratings(test)
 
 
 @pytest.mark.parametrize(
@@ -100,11 +100,11 @@ def test_text_ids_and_files_without_times_are_kept(tmp_path):
     source.write_text(
         "userId,movieId,rating\n" + "".join(f"u{u % 7},m{u % 11},{u % 5 + 0.5}\n" for u in range(60))
     )
-    data = fmfast.load_ratings(source)
+    data = fmfast.read_ratings(source)
     train_csv, test_csv = tmp_path / "train.csv", tmp_path / "test.csv"
     assert fmfast_cli("split", source, train_csv, test_csv, "--seed", "4").returncode == 0
     assert train_csv.read_text().startswith("user,item,rating\nu")
-    train, test = fmfast.load_ratings(train_csv), fmfast.load_ratings(test_csv)
+    train, test = fmfast.read_ratings(train_csv), fmfast.read_ratings(test_csv)
     train_idx, test_idx = random_split(len(data), 0.2, seed=4)
     assert rows_of(train) == rows_of(data, train_idx) and rows_of(test) == rows_of(data, test_idx)
     run = fmfast_cli("split", source, train_csv, test_csv, "--method", "temporal")

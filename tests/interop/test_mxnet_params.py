@@ -9,7 +9,7 @@ import fmfast
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from fmfast.interop.mxnet_params import RowSparse, dump_params, load_params
+from fmfast.interop.mxnet_params import RowSparse, read_mxnet_params, write_mxnet_params
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -40,7 +40,7 @@ def test_every_golden_file_is_covered():
 
 @pytest.mark.parametrize("name", ["fm_dense", "fm_noprefix", "mixed_dtypes", "extra_dtypes", "np_shape_v3"])
 def test_dense_golden_loads_to_truth(name):
-    loaded = load_params(raw(name))
+    loaded = read_mxnet_params(raw(name))
     expected = truth(name)
     assert isinstance(loaded, dict)
     assert list(loaded) == list(expected)
@@ -49,7 +49,7 @@ def test_dense_golden_loads_to_truth(name):
 
 
 def test_list_file_loads_as_list():
-    loaded = load_params(raw("list_f32"))
+    loaded = read_mxnet_params(raw("list_f32"))
     expected = truth("list_f32")
     assert isinstance(loaded, list)
     assert len(loaded) == 3
@@ -58,7 +58,7 @@ def test_list_file_loads_as_list():
 
 
 def test_np_shape_v3_keeps_0d_and_empty():
-    loaded = load_params(raw("np_shape_v3"))
+    loaded = read_mxnet_params(raw("np_shape_v3"))
     assert loaded["scalar"].shape == ()
     assert loaded["scalar"][()] == np.float32(2.5)
     assert loaded["empty"].shape == (2, 0)
@@ -66,8 +66,8 @@ def test_np_shape_v3_keeps_0d_and_empty():
 
 def test_row_sparse_golden_dense_and_raw():
     expected = truth("fm_rowsparse")
-    dense = load_params(raw("fm_rowsparse"))
-    kept = load_params(raw("fm_rowsparse"), keep_row_sparse=True)
+    dense = read_mxnet_params(raw("fm_rowsparse"))
+    kept = read_mxnet_params(raw("fm_rowsparse"), keep_row_sparse=True)
     for key in ("arg:v", "arg:w1_weight"):
         assert_exact(dense[key], expected[f"{key}__dense"])
         assert isinstance(kept[key], RowSparse)
@@ -79,7 +79,7 @@ def test_row_sparse_golden_dense_and_raw():
 
 def test_csr_golden_is_scipy_csr():
     expected = truth("csr")
-    x = load_params(raw("csr"))["x"]
+    x = read_mxnet_params(raw("csr"))["x"]
     assert isinstance(x, sp.csr_array)
     assert_exact(x.data, expected["x__data"])
     np.testing.assert_array_equal(x.indptr, expected["x__indptr"])
@@ -90,19 +90,19 @@ def test_csr_golden_is_scipy_csr():
 @pytest.mark.parametrize("name", DENSE_FILES)
 def test_dump_reencodes_golden_byte_identically(name):
     data = raw(name)
-    assert dump_params(load_params(data)) == data
+    assert write_mxnet_params(read_mxnet_params(data)) == data
 
 
 def test_dump_densifies_sparse_inputs():
-    loaded = load_params(raw("fm_rowsparse"), keep_row_sparse=True)
-    assert dump_params(loaded) == dump_params(load_params(raw("fm_rowsparse")))
-    x = load_params(raw("csr"))["x"]
-    np.testing.assert_array_equal(load_params(dump_params({"x": x}))["x"], x.toarray())
+    loaded = read_mxnet_params(raw("fm_rowsparse"), keep_row_sparse=True)
+    assert write_mxnet_params(loaded) == write_mxnet_params(read_mxnet_params(raw("fm_rowsparse")))
+    x = read_mxnet_params(raw("csr"))["x"]
+    np.testing.assert_array_equal(read_mxnet_params(write_mxnet_params({"x": x}))["x"], x.toarray())
 
 
 def test_dump_names_false_writes_a_list():
-    arrays = load_params(raw("fm_dense"))
-    loaded = load_params(dump_params(arrays, names=False))
+    arrays = read_mxnet_params(raw("fm_dense"))
+    loaded = read_mxnet_params(write_mxnet_params(arrays, names=False))
     assert isinstance(loaded, list)
     for a, b in zip(loaded, arrays.values(), strict=True):
         assert_exact(a, b)
@@ -110,14 +110,14 @@ def test_dump_names_false_writes_a_list():
 
 def test_dump_refuses_unsupported_dtype():
     with pytest.raises(fmfast.InvalidInputError, match="complex128"):
-        dump_params({"c": np.zeros(2, dtype=np.complex128)})
+        write_mxnet_params({"c": np.zeros(2, dtype=np.complex128)})
     with pytest.raises(fmfast.InvalidInputError, match="0-d"):
-        dump_params({"s": np.float32(1)}, version=2)
+        write_mxnet_params({"s": np.float32(1)}, version=2)
 
 
 def test_big_endian_input_is_written_little_endian():
     value = np.arange(6, dtype=">f8").reshape(2, 3)
-    loaded = load_params(dump_params({"x": value}))["x"]
+    loaded = read_mxnet_params(write_mxnet_params({"x": value}))["x"]
     assert loaded.dtype == np.dtype("<f8")
     np.testing.assert_array_equal(loaded, value)
 
@@ -177,8 +177,8 @@ arrays_strategy = st.lists(
 @given(arrays=arrays_strategy, as_dict=st.booleans())
 def test_dump_load_round_trip_and_layout(arrays, as_dict):
     value = {f"arg:a{i}": a for i, a in enumerate(arrays)} if as_dict else arrays
-    data = dump_params(value)
-    loaded = load_params(data)
+    data = write_mxnet_params(value)
+    loaded = read_mxnet_params(data)
     if not arrays:
         assert loaded == []  # an empty file has no names: MXNet loads it as a list too
         pairs = []
@@ -210,7 +210,7 @@ def test_truncated_at_every_offset_raises_model_format_error(name):
     data = raw(name)
     for cut in range(len(data)):
         with pytest.raises(fmfast.ModelFormatError, match="offset"):
-            load_params(data[:cut])
+            read_mxnet_params(data[:cut])
 
 
 @pytest.mark.parametrize("name", PARAMS)
@@ -221,7 +221,7 @@ def test_flipped_bytes_never_crash(name):
         corrupt = bytearray(data)
         corrupt[position] ^= 0xFF
         try:
-            load_params(bytes(corrupt))
+            read_mxnet_params(bytes(corrupt))
         except fmfast.ModelFormatError:
             pass
 
@@ -253,7 +253,7 @@ def dense_file(shape_bytes: bytes, flag: int = 0, payload: bytes = b"", magic: i
 )
 def test_malformed_headers(data, message):
     with pytest.raises(fmfast.ModelFormatError, match=message) as caught:
-        load_params(data)
+        read_mxnet_params(data)
     assert caught.value.offset is not None and 0 <= caught.value.offset <= len(data)
     assert isinstance(caught.value, fmfast.FmFastError)
 
@@ -261,7 +261,7 @@ def test_malformed_headers(data, message):
 def test_error_names_the_offset():
     data = dense_file(struct.pack("<iq", 1, 1), flag=9, payload=b"\0" * 4)
     with pytest.raises(fmfast.ModelFormatError, match=r"at byte offset 52\)") as caught:
-        load_params(data)
+        read_mxnet_params(data)
     assert caught.value.offset == 52  # 24 file header + 20 magic, stype, shape + 8 context
 
 
@@ -270,33 +270,33 @@ def test_name_count_must_match():
     at = len(data) - (8 + 5) - 2 * (8 + 13) - 8
     assert struct.unpack_from("<Q", data, at) == (3,)
     with pytest.raises(fmfast.ModelFormatError, match="2 names for 3 arrays"):
-        load_params(data[:at] + struct.pack("<Q", 2) + data[at + 8 :])
+        read_mxnet_params(data[:at] + struct.pack("<Q", 2) + data[at + 8 :])
 
 
 def test_row_sparse_indices_are_checked():
     data = bytearray(raw("fm_rowsparse"))
     struct.pack_into("<q", data, 0xC4 + 8, 99)  # second row index of arg:v beyond 50 rows
     with pytest.raises(fmfast.ModelFormatError, match="row indices"):
-        load_params(bytes(data))
+        read_mxnet_params(bytes(data))
 
 
 def test_csr_indptr_is_checked():
     data = bytearray(raw("csr"))
     struct.pack_into("<q", data, 120 + 8, 5)
     with pytest.raises(fmfast.ModelFormatError, match="indptr"):
-        load_params(bytes(data))
+        read_mxnet_params(bytes(data))
 
 
 def test_legacy_v1_and_pre_v1_arrays():
     values = np.array([1.5, -2.0], dtype=np.float32)
     v1 = struct.pack("<QQQ", 0x112, 0, 1) + struct.pack("<Iiq", 0xF993FAC8, 1, 2)
     v1 += struct.pack("<iii", 1, 0, 0) + values.tobytes() + struct.pack("<Q", 0)
-    np.testing.assert_array_equal(load_params(v1)[0], values)
+    np.testing.assert_array_equal(read_mxnet_params(v1)[0], values)
     legacy = struct.pack("<QQQ", 0x112, 0, 1) + struct.pack("<II", 1, 2)
     legacy += struct.pack("<iii", 1, 0, 0) + values.tobytes() + struct.pack("<Q", 0)
-    np.testing.assert_array_equal(load_params(legacy)[0], values)
+    np.testing.assert_array_equal(read_mxnet_params(legacy)[0], values)
 
 
 def test_bool_dtype_round_trips():
     value = np.array([[True, False], [False, True]])
-    assert_exact(load_params(dump_params({"b": value}))["b"], value)
+    assert_exact(read_mxnet_params(write_mxnet_params({"b": value}))["b"], value)

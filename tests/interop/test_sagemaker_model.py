@@ -321,7 +321,7 @@ def test_inconsistent_contents_are_refused():
         read_sagemaker_model(zip_of(params=params, meta_json=b"{"))
     with pytest.raises(fmfast.ModelFormatError, match="no params file"):
         read_sagemaker_model(zip_of(meta_json=meta))
-    lacking = fmfast.dump_params({"arg:v": np.zeros((2, 2), np.float32)})
+    lacking = fmfast.write_mxnet_params({"arg:v": np.zeros((2, 2), np.float32)})
     with pytest.raises(fmfast.ModelFormatError, match="lack the FM weights"):
         read_sagemaker_model(zip_of(params=lacking), predictor_type="regressor")
 

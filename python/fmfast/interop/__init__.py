@@ -13,16 +13,16 @@
 
 from fmfast.interop.artifact import SageMakerFM, read_sagemaker_model, write_sagemaker_model
 from fmfast.interop.inference import parse_request, parse_response, serialize_request, serialize_response
-from fmfast.interop.mxnet_params import dump_params, load_params
+from fmfast.interop.mxnet_params import read_mxnet_params, write_mxnet_params
 
 __all__ = [
     "SageMakerFM",
-    "dump_params",
-    "load_params",
     "parse_request",
     "parse_response",
+    "read_mxnet_params",
     "read_sagemaker_model",
     "serialize_request",
     "serialize_response",
+    "write_mxnet_params",
     "write_sagemaker_model",
 ]

@@ -37,7 +37,7 @@ import scipy.sparse as sp
 
 from fmfast._atomic import atomic_output
 from fmfast.exceptions import InvalidInputError, ModelFormatError
-from fmfast.interop.mxnet_params import dump_params, load_params
+from fmfast.interop.mxnet_params import read_mxnet_params, write_mxnet_params
 
 #: The largest archive member (and the largest total of all members) that is read: 4 GiB.
 MAX_MEMBER_BYTES = 4 << 30
@@ -438,7 +438,7 @@ def read_sagemaker_model(
     raw = next((files[name] for name in _PARAMS_NAMES if name in files), None)
     if raw is None:
         raise ModelFormatError(f"no params file among {sorted(files)}")
-    params = load_params(raw)
+    params = read_mxnet_params(raw)
     if not isinstance(params, dict):
         raise ModelFormatError("params is a list file; FM weights need names")
     weights = _weights(params)
@@ -579,7 +579,7 @@ def _tar_gz_bytes(members: list[tuple[str, bytes]]) -> bytes:
 
 def model_algo_bytes(model: SageMakerFM) -> bytes:
     """The ``model_algo-1`` zip of ``model``: ``symbol.json``, ``params`` and ``meta.json``."""
-    params = dump_params(
+    params = write_mxnet_params(
         {
             "arg:v": model.V,
             "arg:w1_weight": model.w.reshape(-1, 1),

@@ -247,7 +247,7 @@ def _csr(
     return sp.csr_array((data, indices, indptr), shape=(n_rows, n_cols))
 
 
-def load_params(
+def read_mxnet_params(
     data: bytes | bytearray | memoryview, *, keep_row_sparse: bool = False
 ) -> dict[str, Any] | list[Any]:
     """Read an MXNet NDArray list file (``mx.nd.load``) into NumPy arrays.
@@ -318,7 +318,7 @@ def _shape_bytes(shape: tuple[int, ...]) -> bytes:
     return struct.pack(f"<i{len(shape)}q", len(shape), *shape)
 
 
-def dump_params(
+def write_mxnet_params(
     arrays: Mapping[str, Any] | Sequence[Any], *, names: bool = True, version: int | None = None
 ) -> bytes:
     """Encode arrays as an MXNet NDArray list file, as ``mx.nd.save`` writes it.
@@ -361,4 +361,11 @@ def dump_params(
     return b"".join(parts)
 
 
-__all__ = ["DTYPES", "MAX_DENSE_BYTES", "ModelFormatError", "RowSparse", "dump_params", "load_params"]
+__all__ = [
+    "DTYPES",
+    "MAX_DENSE_BYTES",
+    "ModelFormatError",
+    "RowSparse",
+    "read_mxnet_params",
+    "write_mxnet_params",
+]

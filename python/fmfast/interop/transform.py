@@ -35,7 +35,7 @@ _SUFFIX_TYPES = {
 }
 
 
-def load_model(path: str | os.PathLike[str]) -> FactorizationMachine:
+def read_model(path: str | os.PathLike[str]) -> FactorizationMachine:
     """An fmfast model file (:meth:`FactorizationMachine.save`) or a SageMaker FM artifact."""
     name = os.fspath(path)
     if Path(name).is_dir() or name.endswith((".tar.gz", ".tgz", ".params")):

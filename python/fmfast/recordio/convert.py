@@ -8,7 +8,7 @@ bounded by a block of lines whatever the file size. Every output appears whole o
   as scikit-learn's ``load_svmlight_file`` guesses); ``#`` comments, ``qid:`` tokens skipped.
 * ``libfm``: the same lines with 0-based indices.
 * ``csv``: ratings (CSV, TSV or MovieLens ``::``, read by the parser of
-  :func:`fmfast.load_ratings`) written as one-hot rows; the column ids go to
+  :func:`fmfast.read_ratings`) written as one-hot rows; the column ids go to
   ``<target>.columns.json``, and another conversion can reuse them (``columns=``).
 * ``npz``: a scipy sparse matrix saved by ``scipy.sparse.save_npz``, labels from a ``.npy``.
 """
@@ -125,7 +125,7 @@ def convert_libsvm(
 UNKNOWN = ("error", "ignore")
 
 
-def load_columns(path: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
+def read_columns(path: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
     """The user and item ids of a ``.columns.json`` written by :func:`convert_ratings_csv`.
 
     Raises:
@@ -166,7 +166,7 @@ def convert_ratings_csv(
     :func:`columns_path` ``(target)`` as ``{"users": [...], "items": [...]}``.
 
     Args:
-        source: a ratings file, read as :func:`fmfast.load_ratings` reads it (the same parser):
+        source: a ratings file, read as :func:`fmfast.read_ratings` reads it (the same parser):
             RFC 4180 CSV, TSV or MovieLens ``::`` lines, header names choosing the columns. Ids
             are the text as written; the file's vocabulary is in numeric order when every id is
             an integer, otherwise in text order.
@@ -187,7 +187,7 @@ def convert_ratings_csv(
         OSError: the source cannot be read or the targets written.
     """
     skip = _skip_unknown(unknown)
-    vocabulary = None if columns is None else load_columns(columns)
+    vocabulary = None if columns is None else read_columns(columns)
     total = (1 if vocabulary else 2) * os.path.getsize(source)
     with progress_callback(progress, total, "B") as callback, naming_file(source):
         n_rows, _, users, items = _fmfast.convert_ratings_csv(
@@ -225,7 +225,7 @@ def ratings_one_hot(
         InvalidInputError: a bad delimiter, ``unknown`` or columns file.
     """
     skip = _skip_unknown(unknown)
-    vocabulary = load_columns(columns)
+    vocabulary = read_columns(columns)
     with naming_file(source):
         users, items, y, _, user_ids, item_ids = _fmfast.read_ratings(
             source,

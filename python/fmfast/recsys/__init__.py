@@ -24,7 +24,7 @@ from fmfast.recsys.evaluation import (
 )
 from fmfast.recsys.features import FeatureEncoder
 from fmfast.recsys.implicit import Interactions, sample_negatives
-from fmfast.recsys.ratings import RatingsData, load_ratings
+from fmfast.recsys.ratings import RatingsData, read_ratings
 from fmfast.recsys.recommend import most_popular, recommend, similar_items
 
 __all__ = [
@@ -35,13 +35,13 @@ __all__ = [
     "catalog_coverage",
     "hit_rate_at_k",
     "leave_n_out",
-    "load_ratings",
     "mae",
     "map_at_k",
     "most_popular",
     "ndcg_at_k",
     "precision_at_k",
     "random_split",
+    "read_ratings",
     "recall_at_k",
     "recommend",
     "rmse",

@@ -1,6 +1,6 @@
-"""Loaders for rating files: MovieLens, RecBole atomic files and plain CSV/TSV.
+"""Readers of rating files: MovieLens, RecBole atomic files and plain CSV/TSV.
 
-:func:`load_ratings` reads ``(user, item, rating[, timestamp])`` rows from
+:func:`read_ratings` reads ``(user, item, rating[, timestamp])`` rows from
 
 * MovieLens-100K ``u.data`` (tab separated, no header),
 * MovieLens-1M/10M ``ratings.dat`` (``::`` separated, no header),
@@ -11,7 +11,7 @@
 
 Users and items are re-coded to ``0..n-1``; the original ids (the text as written) are kept so
 that codes can be mapped back. The parser is the Rust one behind ``fmfast convert``, so both read
-a file the same way. :func:`load_movielens_users` and :func:`load_movielens_items` read the
+a file the same way. :func:`read_movielens_users` and :func:`read_movielens_items` read the
 MovieLens-100K side information (``u.user`` and ``u.item``).
 
 Every malformed line raises :class:`fmfast.ParseError`; its message names the 1-based line and
@@ -38,9 +38,9 @@ __all__ = [
     "MovieLensItems",
     "MovieLensUsers",
     "RatingsData",
-    "load_movielens_items",
-    "load_movielens_users",
-    "load_ratings",
+    "read_movielens_items",
+    "read_movielens_users",
+    "read_ratings",
 ]
 
 #: The 19 genres of MovieLens-100K, in the column order of ``u.item`` (and ``u.genre``).
@@ -66,7 +66,7 @@ MOVIELENS_GENRES: tuple[str, ...] = (
     "Western",
 )
 
-# The formats load_ratings accepts: name -> (delimiter, header), None meaning "detect".
+# The formats read_ratings accepts: name -> (delimiter, header), None meaning "detect".
 _FORMATS: dict[str, tuple[str | None, bool | None]] = {
     "ml-100k": ("\t", False),
     "ml-1m": ("::", None),
@@ -148,7 +148,7 @@ def _read_lines(path: str | os.PathLike[str], encoding: str) -> list[str]:
     return Path(path).read_bytes().decode(encoding).splitlines()
 
 
-def load_ratings(
+def read_ratings(
     path: str | os.PathLike[str], format: str = "auto", delimiter: str | None = None, *, n_threads: int = 0
 ) -> RatingsData:
     """Read a ratings file into :class:`RatingsData`.
@@ -243,7 +243,7 @@ def _parse_int(path: str | os.PathLike[str], number: int, text: str, what: str) 
         raise _parse_error(path, number, f"{what} {text!r} is not an integer") from None
 
 
-def load_movielens_users(path: str | os.PathLike[str]) -> MovieLensUsers:
+def read_movielens_users(path: str | os.PathLike[str]) -> MovieLensUsers:
     """Read MovieLens-100K ``u.user`` (``id|age|gender|occupation|zip``) into :class:`MovieLensUsers`.
 
     Blank lines are skipped. Raises :class:`fmfast.ParseError` (naming the 1-based line) for a
@@ -273,7 +273,7 @@ def load_movielens_users(path: str | os.PathLike[str]) -> MovieLensUsers:
 _YEAR = re.compile(r"(\d{4})\s*$")
 
 
-def load_movielens_items(path: str | os.PathLike[str]) -> MovieLensItems:
+def read_movielens_items(path: str | os.PathLike[str]) -> MovieLensItems:
     """Read MovieLens-100K ``u.item`` into :class:`MovieLensItems`.
 
     The file is Latin-1, ``|`` separated: id, title, release date (``01-Jan-1995``), video
