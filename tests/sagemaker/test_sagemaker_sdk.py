@@ -188,7 +188,8 @@ def test_delete_endpoint_stops_the_server_and_frees_the_port():
     assert set(threading.enumerate()) - threads, "the endpoint serves from a thread of its own"
     assert not connection_refused(predictor.endpoint_name)
     predictor.delete_endpoint()
-    assert set(threading.enumerate()) == threads
+    # No thread the endpoint started is left (threads of earlier tests may end meanwhile).
+    assert not set(threading.enumerate()) - threads
     assert connection_refused(predictor.endpoint_name)
     predictor.delete_endpoint()  # again: nothing to do
 
