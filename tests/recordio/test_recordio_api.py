@@ -141,6 +141,15 @@ def test_progress_callback_sees_every_row():
     assert seen[-1] == 200_000
 
 
+def test_iter_recordio_reports_the_records_read_after_each_batch(tmp_path):
+    X = random_csr(np.random.default_rng(9), 2_500, 10, 0.2)
+    fmfast.write_recordio_shards(tmp_path / "shards", X, n_shards=2)
+    seen = []
+    batches = fmfast.iter_recordio(tmp_path / "shards", batch_size=1_000, progress=seen.append)
+    sizes = [batch.shape[0] for batch, _ in batches]
+    assert seen == list(np.cumsum(sizes)) and seen[-1] == 2_500 and len(sizes) > 2
+
+
 def test_an_exception_in_the_progress_callback_stops_the_work(tmp_path):
     def stop(done):
         raise KeyboardInterrupt

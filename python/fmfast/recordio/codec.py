@@ -302,24 +302,45 @@ def read_recordio(
 
 
 def iter_recordio(
-    source: Source, batch_size: int = DEFAULT_BATCH_SIZE, *, n_threads: int = 0
+    source: Source, batch_size: int = DEFAULT_BATCH_SIZE, *, n_threads: int = 0, progress: Progress = None
 ) -> Iterator[tuple[sp.csr_array, np.ndarray | None]]:
     """Yield ``(X, labels)`` batches of at most ``batch_size`` records, with bounded memory.
 
-    ``source`` is a path (of a file, a pipe, or a directory, read as :func:`read_recordio` reads
-    it), a binary file object, or bytes. Every batch has the same number of columns; errors name
-    the record and byte offset in the whole stream (and the file, for a path).
+    Every batch has the same number of columns; errors name the record and byte offset in the whole
+    stream (and the file, for a path).
+
+    Args:
+        source: a path (of a file, a pipe, or a directory, read as :func:`read_recordio` reads it), a
+            binary file object, or bytes.
+        batch_size: the most records a batch holds.
+        n_threads: worker threads decoding a batch; 0 (the default) for all cores, capped by
+            ``FMFAST_NUM_THREADS``.
+        progress: ``True`` for a progress bar, or a callable receiving the records read so far, as
+            :func:`read_recordio` takes it.
+
+    Yields:
+        ``(X, labels)`` as :func:`read_recordio` returns them, one batch at a time.
+
+    Raises:
+        RecordIOError: corrupt, truncated or unsupported data, raised at the batch that holds it.
+        InvalidInputError: ``batch_size`` below 1, or files of a directory that differ.
+        OSError: a path that cannot be read, named by ``.filename``.
     """
     if batch_size < 1:
         raise InvalidInputError(f"batch_size must be at least 1, got {batch_size}")
     if isinstance(source, (bytes, bytearray, memoryview, np.ndarray)):
         source = io.BytesIO(bytes(source))
     first = None
-    for stream in _files(source) if _is_path(source) else [source]:
-        reader = _fmfast.RecordIOReader(stream)
-        with _naming_the_file(stream):
-            while (batch := reader.next_batch(batch_size, n_threads)) is not None:
-                part = _as_scipy(batch)
-                first = first or part
-                _check_agrees(first, part, source)
-                yield part
+    records = 0
+    with progress_callback(progress, None, "records") as callback:
+        for stream in _files(source) if _is_path(source) else [source]:
+            reader = _fmfast.RecordIOReader(stream)
+            with _naming_the_file(stream):
+                while (batch := reader.next_batch(batch_size, n_threads)) is not None:
+                    part = _as_scipy(batch)
+                    first = first or part
+                    _check_agrees(first, part, source)
+                    records += part[0].shape[0]
+                    if callback is not None:
+                        callback(records)
+                    yield part

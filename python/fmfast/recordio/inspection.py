@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from fmfast._progress import Progress, progress_callback
+from fmfast._progress import Progress
 from fmfast.recordio.codec import DEFAULT_BATCH_SIZE, Source, iter_recordio
 
 
@@ -48,13 +48,10 @@ def inspect_recordio(
     Raises:
         RecordIOError: the stream is corrupt; nothing is summarised.
     """
-    with progress_callback(progress, None, "records") as callback:
-        return _summarise(iter_recordio(source, batch_size), callback)
+    return _summarise(iter_recordio(source, batch_size, progress=progress))
 
 
-def _summarise(
-    batches: Iterator[tuple[Any, Any]], callback: Callable[[int], object] | None
-) -> RecordIOSummary:
+def _summarise(batches: Iterator[tuple[Any, Any]]) -> RecordIOSummary:
     summary = RecordIOSummary()
     label_sum = 0.0
     distinct: set[float] = set()
@@ -71,8 +68,6 @@ def _summarise(
             label_sum += float(labels.sum(dtype=np.float64))
             if len(distinct) <= MAX_LISTED_LABELS:
                 distinct.update(np.unique(labels)[: MAX_LISTED_LABELS + 1].tolist())
-        if callback is not None:
-            callback(summary.records)
     if summary.label_dtype is not None and summary.records:
         summary.label_mean = label_sum / summary.records
         summary.label_values = sorted(distinct)[:MAX_LISTED_LABELS]
