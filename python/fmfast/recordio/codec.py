@@ -103,7 +103,7 @@ def encode_recordio(
             Values that do not fit the type are refused.
         label_dtype: tensor type of the labels; ``None`` follows ``dtype``.
         check_finite: refuse NaN and infinite values and labels.
-        n_threads: worker threads, 0 for all cores (capped by ``FMFAST_NUM_THREADS``).
+        n_threads: worker threads; 0 (the default) for all cores, capped by ``FMFAST_NUM_THREADS``.
         progress: ``True`` for a progress bar, or a callable receiving the rows done.
 
     Raises:
@@ -121,7 +121,8 @@ class RecordIOWriter:
     manager: when the ``with`` block ends normally); otherwise nothing is left behind. Every chunk
     must have the same number of columns. Threads sharing a writer take turns, a chunk at a time.
     Starting a writer removes the temporary files that killed writers left in the same directory
-    (see :mod:`fmfast._atomic` for the rule).
+    (see :mod:`fmfast._atomic` for the rule). The options (``n_threads``: 0, the default, for all
+    cores) are :func:`encode_recordio`'s.
 
     Example:
         >>> with RecordIOWriter("train.recordio") as writer:  # doctest: +SKIP
@@ -267,7 +268,7 @@ def read_recordio(
         source: a path (of a file, a pipe, or a directory whose files are read in name order, as
             :func:`fmfast.recordio.shards.recordio_files` lists them), bytes-like object, uint8 array or
             binary file object.
-        n_threads: worker threads, 0 for all cores.
+        n_threads: worker threads; 0 (the default) for all cores, capped by ``FMFAST_NUM_THREADS``.
         progress: ``True`` for a progress bar, or a callable receiving the records done.
 
     Returns:

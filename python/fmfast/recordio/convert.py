@@ -105,7 +105,7 @@ def convert_libsvm(
         n_features: feature dimension; default the largest column + 1. It must exceed every column.
         zero_based: ``True`` for 0-based indices (libFM), ``False`` for 1-based (libSVM, where
             index 0 is an error), ``None`` to guess: 0-based iff some index is 0.
-        n_threads: worker threads, 0 for all cores (capped by ``FMFAST_NUM_THREADS``).
+        n_threads: worker threads; 0 (the default) for all cores, capped by ``FMFAST_NUM_THREADS``.
         progress: ``True`` for a progress bar, or a callable receiving the bytes read so far,
             over both passes (twice the file size at the end), or over the single pass made
             when ``n_features`` and ``zero_based`` are both given.
@@ -176,7 +176,7 @@ def convert_ratings_csv(
             vocabulary to use, so that a test set gets the training columns.
         unknown: with ``columns``, what an id outside it does: ``"error"`` refuses it (naming the
             id and its line), ``"ignore"`` gives it no column (the row keeps its other id).
-        n_threads: worker threads, 0 for all cores (capped by ``FMFAST_NUM_THREADS``).
+        n_threads: worker threads; 0 (the default) for all cores, capped by ``FMFAST_NUM_THREADS``.
         progress: ``True`` for a progress bar, or a callable receiving the bytes read so far,
             over all passes (twice the file size at the end without ``columns``, once with it).
 
@@ -218,7 +218,8 @@ def ratings_one_hot(
     Returns ``(X, y, users, items)``: a row per rating as :func:`convert_ratings_csv` writes it,
     the ratings (``None`` for a file of ``user, item`` pairs, accepted when ``pairs``), and the
     user and item id of each row as object arrays (``""`` for an id that ``unknown="ignore"``
-    gave no column).
+    gave no column). ``n_threads``: worker threads of the parser; 0 (the default) for all cores,
+    capped by ``FMFAST_NUM_THREADS``.
 
     Raises:
         ParseError: a malformed line or an unknown id, naming the file and line.
@@ -283,7 +284,8 @@ def convert_file(
         delimiter: field separator of a ``csv`` input (default: detected).
         columns: the ``.columns.json`` whose vocabulary a ``csv`` input uses (default: its own).
         unknown: what an id outside ``columns`` does, see :func:`convert_ratings_csv`.
-        n_threads: worker threads for text inputs, 0 for all cores.
+        n_threads: worker threads for text inputs; 0 (the default) for all cores, capped by
+            ``FMFAST_NUM_THREADS``.
         progress: ``True`` for a progress bar, or a callable receiving the units done.
 
     Raises:

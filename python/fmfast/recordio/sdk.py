@@ -53,7 +53,7 @@ def write_spmatrix_to_sparse_tensor(
         labels: one label per row, or ``None``.
         dtype: ``"float32"`` (default), ``"float64"``, ``"int32"``, or ``"auto"`` (the SDK's choice).
         label_dtype: tensor type of the labels; ``None`` follows ``dtype``.
-        n_threads: worker threads, 0 for all cores.
+        n_threads: worker threads; 0 (the default) for all cores, capped by ``FMFAST_NUM_THREADS``.
     """
     _write(file, array, labels, "sparse", dtype, label_dtype, n_threads)
 

@@ -148,7 +148,8 @@ class FeatureEncoder:
     and :meth:`implicit` (each returns the encoder, so calls chain), then :meth:`fit` and
     :meth:`transform`. ``handle_unknown="error"`` raises :class:`~fmfast.InvalidInputError` for an
     id not seen by ``fit``; ``"ignore"`` gives it no entry. Missing ids (``None``, NaN) never have
-    an entry. ``n_threads`` (0: all cores) sizes the pool that assembles rows.
+    an entry. ``n_threads`` sizes the pool that assembles rows; 0 (the default) for all cores, capped
+    by ``FMFAST_NUM_THREADS``.
     """
 
     def __init__(self, handle_unknown: str = "error", n_threads: int = 0) -> None:

@@ -170,7 +170,8 @@ def read_ratings(
     names give the user and item columns or when its third field is not a number; its names
     choose the columns (``userId``, ``user_id:token``, ``movieId``, ``item_id``, ``rating``,
     ``timestamp`` and the like, case and ``_`` ignored; other columns are ignored). Without a
-    header the columns are user, item, rating and (when present) timestamp.
+    header the columns are user, item, rating and (when present) timestamp. ``n_threads``: worker
+    threads of the parser; 0 (the default) for all cores, capped by ``FMFAST_NUM_THREADS``.
 
     Raises :class:`fmfast.ParseError` (message naming the file and the 1-based line, ``.line``
     set) for a line with another number of fields than the first, an empty id, a rating that is

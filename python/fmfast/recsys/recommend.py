@@ -95,7 +95,7 @@ def recommend(
         exclude: optional queries x items sparse matrix of items never to recommend (e.g. the
             items a user already rated).
         candidates: optional item indices to choose from (others are never returned).
-        n_threads: worker threads, 0 for all cores.
+        n_threads: worker threads; 0 (the default) for all cores, capped by ``FMFAST_NUM_THREADS``.
         progress: ``True`` for a progress bar, or a callable receiving the queries done.
 
     Returns:
@@ -145,6 +145,7 @@ def similar_items(
     """The ``k`` items whose factor sums ``s_i = Σ v x`` are most cosine-similar to each of ``items``.
 
     Returns ``(similar, cosines)``, each ``(len(items), k)``; an item is never similar to itself.
+    ``n_threads``: worker threads; 0 (the default) for all cores, capped by ``FMFAST_NUM_THREADS``.
     """
     _, w, V = model_weights(model)
     _, vectors = side_sums(w, V, item_features)
