@@ -60,8 +60,12 @@ def _warn(old: str, new: str) -> None:
 
 
 def renamed(function: F, old: str) -> F:
-    """``function`` under its deprecated name ``old``: each call warns, then calls it."""
-    new = f"{function.__module__}.{function.__name__}"
+    """``function`` under its deprecated name ``old`` (qualified): each call warns, then calls it.
+
+    The warning names the new name in the old one's namespace (``fmfast.load_params`` →
+    ``fmfast.read_mxnet_params``).
+    """
+    new = f"{old.rsplit('.', 1)[0]}.{function.__name__}"
 
     @functools.wraps(function)
     def alias(*args: Any, **kwargs: Any) -> Any:
