@@ -6,9 +6,11 @@
 * :mod:`~fmfast.recsys.recommend`: exact top-K by the FM algebra, :func:`recommend`, :func:`similar_items`;
 * :mod:`~fmfast.recsys.evaluation`: train/test splits, rating and ranking metrics;
 * :mod:`~fmfast.recsys.datasets`: synthetic MovieLens-shaped ratings for demos and tests.
+
+The containers these return (``RatingsData``, ``Ratings``, ``Interactions``) are in their modules.
 """
 
-from fmfast.recsys.datasets import Ratings, synthetic_ratings
+from fmfast.recsys.datasets import synthetic_ratings
 from fmfast.recsys.evaluation import (
     catalog_coverage,
     hit_rate_at_k,
@@ -23,15 +25,12 @@ from fmfast.recsys.evaluation import (
     temporal_split,
 )
 from fmfast.recsys.features import FeatureEncoder
-from fmfast.recsys.implicit import Interactions, sample_negatives
-from fmfast.recsys.ratings import RatingsData, read_ratings
+from fmfast.recsys.implicit import sample_negatives
+from fmfast.recsys.ratings import read_ratings
 from fmfast.recsys.recommend import most_popular, recommend, similar_items
 
 __all__ = [
     "FeatureEncoder",
-    "Interactions",
-    "Ratings",
-    "RatingsData",
     "catalog_coverage",
     "hit_rate_at_k",
     "leave_n_out",
