@@ -18,7 +18,7 @@ $(INSTALLED): $(PY) pyproject.toml Cargo.toml Cargo.lock $(RUST_SOURCES)
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
-# MovieLens-100K for the SageMaker notebook test (tests/test_sagemaker_sdk.py): RecBole's wheel
+# MovieLens-100K for the SageMaker notebook test (tests/sagemaker/test_sagemaker_sdk.py): RecBole's wheel
 # ships it; fetched once from the package index, never committed.
 MOVIELENS_WHEEL := .cache/recbole-1.2.1-py3-none-any.whl
 
@@ -67,7 +67,7 @@ bench-report:
 bench-fm: setup
 	$(PY) benches/fm_speed_report.py $(BENCH_FM_ARGS)
 
-# Reading a ratings CSV (5M generated ratings): fmfast.load_ratings vs pandas.read_csv(engine="pyarrow"), time and
+# Reading a ratings CSV (5M generated ratings): fmfast.read_ratings vs pandas.read_csv(engine="pyarrow"), time and
 # peak memory, each in its own process. BENCH_RATINGS_ARGS: e.g. `--rows 1000000`.
 bench-ratings: setup
 	$(PY) benches/ratings_report.py $(BENCH_RATINGS_ARGS)

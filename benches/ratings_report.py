@@ -1,4 +1,4 @@
-"""Time and peak memory of reading a ratings CSV: fmfast.load_ratings against pandas + pyarrow.
+"""Time and peak memory of reading a ratings CSV: fmfast.read_ratings against pandas + pyarrow.
 
 Usage: ``python benches/ratings_report.py [--rows N] [--repeat R] [--json PATH]`` (default:
 5,000,000 generated MovieLens-25M-shaped ratings, ``userId,movieId,rating,timestamp``).
@@ -35,7 +35,7 @@ def _child(reader: str, path: Path, repeat: int) -> dict[str, Any]:
         import fmfast
 
         def read() -> int:
-            data = fmfast.load_ratings(path)
+            data = fmfast.read_ratings(path)
             arrays = (data.users, data.items, data.ratings, data.timestamps, data.user_ids, data.item_ids)
             return sum(a.nbytes for a in arrays)
     else:

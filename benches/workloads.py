@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import fmfast
-import fmfast.datasets
+import fmfast.recsys.datasets
 import numpy as np
 import scipy.sparse as sp
 
@@ -118,7 +118,7 @@ def ratings_one_hot(
     n_items: int = RATINGS_ITEMS,
     seed: int = SEED,
 ) -> tuple[sp.csr_array, np.ndarray]:
-    """Low-rank ratings plus noise (:func:`fmfast.datasets.synthetic_ratings`) as one-hot user + item rows.
+    """Low-rank ratings plus noise (:func:`fmfast.recsys.datasets.synthetic_ratings`) as one-hot user + item rows.
 
     Smaller ``n_ratings`` scale the users and items down with it (at least 1,000 and 200), so a
     smoke run keeps the shape of the full set.
@@ -126,7 +126,7 @@ def ratings_one_hot(
     scale = n_ratings / RATINGS_ROWS
     if scale < 1.0:
         n_users, n_items = max(1_000, int(n_users * scale)), max(200, int(n_items * scale))
-    return fmfast.datasets.synthetic_ratings(n_users, n_items, n_ratings, seed=seed).one_hot()
+    return fmfast.recsys.datasets.synthetic_ratings(n_users, n_items, n_ratings, seed=seed).one_hot()
 
 
 _INTER = "recbole/dataset_example/ml-100k/ml-100k.inter"
@@ -137,7 +137,7 @@ def movielens() -> tuple[str, sp.csr_array, np.ndarray]:
     """(source name, one-hot user+item CSR, ratings) of MovieLens-100K or its synthetic stand-in."""
     path = os.environ.get("FMFAST_MOVIELENS")
     if not path:
-        X, y = fmfast.datasets.synthetic_ratings().one_hot()
+        X, y = fmfast.recsys.datasets.synthetic_ratings().one_hot()
         return "synthetic-100k", X, y
     if path.endswith(".whl"):
         with zipfile.ZipFile(path) as wheel:

@@ -12,8 +12,7 @@ import sys
 from pathlib import Path
 
 import fmfast
-from fmfast.datasets import synthetic_ratings
-from fmfast.evaluation import random_split
+from fmfast.recsys import random_split, synthetic_ratings
 
 
 def main(out: Path) -> None:

@@ -10,10 +10,15 @@ top-10 of every user comes from ``fmfast.recommend``: exact, in parallel, withou
 import fmfast
 import numpy as np
 import scipy.sparse as sp
-from fmfast.datasets import synthetic_ratings
-from fmfast.evaluation import leave_n_out, ndcg_at_k, precision_at_k
-from fmfast.implicit import sample_negatives
-from fmfast.recommend import most_popular, one_hot
+from fmfast.recsys import (
+    leave_n_out,
+    most_popular,
+    ndcg_at_k,
+    precision_at_k,
+    sample_negatives,
+    synthetic_ratings,
+)
+from fmfast.recsys.recommend import one_hot
 
 
 def main() -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 import fmfast
 import numpy as np
 import pytest
-from fmfast.convert import convert_file
-from fmfast.inspect import inspect_recordio
+from fmfast.recordio.convert import convert_file
+from fmfast.recordio.inspection import inspect_recordio
 
 GOOD_LIBSVM = "1 1:1 3:0.5\n0 2:1\n"
 

@@ -6,7 +6,7 @@ import fmfast
 import pytest
 from fmfast._json import loads
 from fmfast.cli import main
-from fmfast.features import FeatureEncoder
+from fmfast.recsys.features import FeatureEncoder
 
 DEEP = "[" * 100_000 + "]" * 100_000
 

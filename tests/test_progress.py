@@ -10,8 +10,8 @@ import pytest
 import scipy.sparse as sp
 from fmfast import FactorizationMachine
 from fmfast.cli import main
-from fmfast.convert import convert_libsvm
-from fmfast.recommend import one_hot, recommend
+from fmfast.recordio.convert import convert_libsvm
+from fmfast.recsys.recommend import one_hot, recommend
 
 
 def bars(stderr: str) -> list[str]:
@@ -56,13 +56,16 @@ def test_every_bar_names_its_unit_the_same_way(tmp_path: Path, capsys) -> None:
     X, y = data()
     fmfast.write_recordio(tmp_path / "train.recordio", X, y, progress=True)
     fmfast.read_recordio(tmp_path / "train.recordio", progress=True)
+    batches = list(fmfast.iter_recordio(tmp_path / "train.recordio", 5_000, progress=True))
     (tmp_path / "train.libsvm").write_text("1 1:1 3:2\n0 2:1\n" * 1000)
     convert_libsvm(tmp_path / "train.libsvm", tmp_path / "libsvm.recordio", progress=True)
     model = fm().set_params(progress=False).fit(X, y)
     recommend(model, one_hot(range(30), 0, 50), one_hot(range(20), 30, 50), 5, progress=True)
-    written, read, converted, recommended = bars(capsys.readouterr().err)
+    written, read, streamed, converted, recommended = bars(capsys.readouterr().err)
     assert "20.0k/20.0k" in written and "rows/s" in written
-    assert "20.0k" in read and "records/s" in read
+    assert len(batches) == 4
+    for bar in (read, streamed):
+        assert "20.0k" in bar and "records/s" in bar
     assert "32.0k/32.0k" in converted and "B/s" in converted
     assert "30.0/30.0" in recommended and "queries/s" in recommended
 

@@ -6,16 +6,25 @@
   :func:`write_numpy_to_dense_tensor`).
 * Factorization Machines at SageMaker's semantics, trained locally: :class:`FactorizationMachine`.
 * SageMaker FM models: :func:`read_sagemaker_model`, :func:`write_sagemaker_model`,
-  :class:`SageMakerFM`, and MXNet ``.params`` files (:func:`load_params`, :func:`dump_params`).
+  :class:`SageMakerFM`, and MXNet ``.params`` files (:func:`read_mxnet_params`, :func:`write_mxnet_params`).
 * SageMaker FM inference wire formats: :func:`parse_request`, :func:`serialize_request`,
   :func:`parse_response`, :func:`serialize_response`.
-* Recommendation: rating loaders (:func:`load_ratings`), exact top-K by the FM algebra
-  (:func:`recommend`, :func:`similar_items`), splits and metrics in :mod:`fmfast.evaluation`,
-  implicit-feedback training pairs for ranking in :mod:`fmfast.implicit`.
+* Recommendation: rating files (:func:`read_ratings`), exact top-K by the FM algebra
+  (:func:`recommend`, :func:`similar_items`), splits and metrics in :mod:`fmfast.recsys.evaluation`,
+  implicit-feedback training pairs for ranking in :mod:`fmfast.recsys.implicit`.
 * The SageMaker SDK's FM estimator, model and predictor, run locally: :mod:`fmfast.sagemaker`.
-* Synthetic MovieLens-shaped ratings for demos and tests: :func:`fmfast.datasets.synthetic_ratings`.
+* Synthetic MovieLens-shaped ratings for demos and tests: :func:`fmfast.recsys.datasets.synthetic_ratings`.
+
+The sub-packages are the architecture: :mod:`fmfast.recordio` (the codec), :mod:`fmfast.training`
+(the estimator), :mod:`fmfast.recsys` (recommendation), :mod:`fmfast.interop` (SageMaker's formats
+and contracts), :mod:`fmfast.sagemaker` (the SDK's classes) and :mod:`fmfast.cli` (the ``fmfast``
+command). The old flat module paths (``fmfast.evaluation``, ...) still import, with a
+``DeprecationWarning``, until the next release.
 """
 
+import sys
+
+from fmfast._deprecated import MOVED_MODULES, register_moved_modules, renamed
 from fmfast._fmfast import __version__
 from fmfast.exceptions import (
     DivergenceError,
@@ -27,16 +36,36 @@ from fmfast.exceptions import (
     RecordIOError,
     UnsupportedContentTypeError,
 )
-from fmfast.features import FeatureEncoder
-from fmfast.inference import parse_request, parse_response, serialize_request, serialize_response
-from fmfast.model import FactorizationMachine
-from fmfast.mxnet_params import dump_params, load_params
-from fmfast.ratings import load_ratings
-from fmfast.recommend import recommend, similar_items
-from fmfast.recordio import RecordIOWriter, encode_recordio, iter_recordio, read_recordio, write_recordio
-from fmfast.sagemaker_compat import write_numpy_to_dense_tensor, write_spmatrix_to_sparse_tensor
-from fmfast.sagemaker_model import SageMakerFM, read_sagemaker_model, write_sagemaker_model
-from fmfast.shards import write_recordio_shards
+from fmfast.interop import (
+    SageMakerFM,
+    parse_request,
+    parse_response,
+    read_mxnet_params,
+    read_sagemaker_model,
+    serialize_request,
+    serialize_response,
+    write_mxnet_params,
+    write_sagemaker_model,
+)
+from fmfast.recordio import (
+    RecordIOWriter,
+    encode_recordio,
+    iter_recordio,
+    read_recordio,
+    write_numpy_to_dense_tensor,
+    write_recordio,
+    write_recordio_shards,
+    write_spmatrix_to_sparse_tensor,
+)
+from fmfast.recsys import FeatureEncoder, read_ratings, recommend, similar_items
+from fmfast.training import FactorizationMachine
+
+register_moved_modules()
+
+# The names of the first release, deprecated: file formats are read and written (``read_*``/``write_*``).
+load_params = renamed(read_mxnet_params, "fmfast.load_params")
+dump_params = renamed(write_mxnet_params, "fmfast.dump_params")
+load_ratings = renamed(read_ratings, "fmfast.load_ratings")
 
 __all__ = [
     "DivergenceError",
@@ -59,15 +88,25 @@ __all__ = [
     "load_ratings",
     "parse_request",
     "parse_response",
+    "read_mxnet_params",
+    "read_ratings",
     "read_recordio",
     "read_sagemaker_model",
     "recommend",
     "serialize_request",
     "serialize_response",
     "similar_items",
+    "write_mxnet_params",
     "write_numpy_to_dense_tensor",
     "write_recordio",
     "write_recordio_shards",
     "write_sagemaker_model",
     "write_spmatrix_to_sparse_tensor",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """The old flat module paths as attributes (``fmfast.evaluation``): deprecated, they warn on use."""
+    if name in MOVED_MODULES:
+        return sys.modules[f"fmfast.{name}"]
+    raise AttributeError(f"module 'fmfast' has no attribute {name!r}")

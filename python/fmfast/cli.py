@@ -38,24 +38,24 @@ import scipy.sparse as sp
 from fmfast import read_recordio, write_recordio
 from fmfast._atomic import atomic_output, check_writable
 from fmfast._json import loads
-from fmfast.convert import (
+from fmfast.exceptions import FmFastError, InvalidInputError
+from fmfast.interop.transform import read_model, transform_file
+from fmfast.recordio.convert import (
     FORMATS,
     UNKNOWN,
     columns_path,
     convert_file,
     detect_format,
-    load_columns,
     ratings_one_hot,
+    read_columns,
 )
-from fmfast.datasets import Ratings, synthetic_ratings
-from fmfast.evaluation import leave_n_out, ndcg_at_k, precision_at_k, random_split, temporal_split
-from fmfast.exceptions import FmFastError, InvalidInputError
-from fmfast.implicit import sample_negatives
-from fmfast.inspect import inspect_recordio
-from fmfast.model import FactorizationMachine
-from fmfast.ratings import RatingsData, load_ratings
-from fmfast.recommend import most_popular, one_hot, recommend
-from fmfast.transform import load_model, transform_file
+from fmfast.recordio.inspection import inspect_recordio
+from fmfast.recsys.datasets import Ratings, synthetic_ratings
+from fmfast.recsys.evaluation import leave_n_out, ndcg_at_k, precision_at_k, random_split, temporal_split
+from fmfast.recsys.implicit import sample_negatives
+from fmfast.recsys.ratings import RatingsData, read_ratings
+from fmfast.recsys.recommend import most_popular, one_hot, recommend
+from fmfast.training.estimator import FactorizationMachine
 
 
 def _megabytes(n_bytes: int) -> str:
@@ -110,7 +110,7 @@ def _timed(work: Callable[[], object]) -> tuple[Any, float]:
 
 def _load_demo_ratings(args: argparse.Namespace) -> tuple[Ratings, np.ndarray | None, str]:
     if args.ratings_file:
-        loaded = load_ratings(args.ratings_file)
+        loaded = read_ratings(args.ratings_file)
         return loaded.to_ratings(), loaded.timestamps, args.ratings_file
     return (
         synthetic_ratings(n_ratings=args.ratings, seed=args.seed),
@@ -291,7 +291,7 @@ def _hyperparameters_epilog() -> str:
 def _split(args: argparse.Namespace) -> int:
     for output in (args.train, args.test):
         check_writable(output)
-    data = load_ratings(args.ratings, delimiter=args.delimiter)
+    data = read_ratings(args.ratings, delimiter=args.delimiter)
     if args.method == "random":
         train, test = random_split(len(data), args.test_fraction, seed=args.seed)
     elif args.method == "leave-n-out":
@@ -336,7 +336,7 @@ def _ratings_rows(
             f"{path} is a ratings file: pass --columns with the .columns.json that "
             "`fmfast convert` wrote for the training ratings"
         )
-    n_cols = sum(map(len, load_columns(args.columns)))
+    n_cols = sum(map(len, read_columns(args.columns)))
     if n_cols != model.feature_dim_:
         raise InvalidInputError(
             f"{args.columns} has {n_cols} columns but the model has feature_dim "
@@ -356,7 +356,7 @@ def _is_ratings(path: str, args: argparse.Namespace) -> bool:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    model = load_model(args.model)
+    model = read_model(args.model)
     if _is_ratings(args.data, args):
         X, y, _, _ = _ratings_rows(model, args, args.data, pairs=False)
     else:
@@ -368,8 +368,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _recommend(args: argparse.Namespace) -> int:
-    model = load_model(args.model)
-    user_ids, item_ids = load_columns(args.columns)
+    model = read_model(args.model)
+    user_ids, item_ids = read_columns(args.columns)
     lookup = {user: code for code, user in enumerate(user_ids)}
     unknown = [user for user in args.user if user not in lookup]
     if unknown:
@@ -441,9 +441,9 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from fmfast.serve import ModelScorer, serve
+    from fmfast.interop.serve import ModelScorer, serve
 
-    model = load_model(args.model)
+    model = read_model(args.model)
     print(
         f"serving a {model.predictor_type} of feature_dim {model.feature_dim_} on http://{args.host}:{args.port}"
     )
@@ -453,7 +453,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     check_writable(args.output)
-    model = load_model(args.model)
+    model = read_model(args.model)
     if _is_ratings(args.input, args):
         return _predict_pairs(model, args)
     count = transform_file(model, args.input, args.output, content_type=args.content_type, accept=args.accept)

@@ -23,7 +23,7 @@ import fmfast
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from fmfast.convert import convert_file
+from fmfast.recordio.convert import convert_file
 from numpy.lib import format as npy
 
 GOLDEN = Path(__file__).parents[1] / "data" / "mxnet-golden"
@@ -334,9 +334,9 @@ def test_deeply_nested_model_header_is_refused(tmp_path):
 def test_convert_refuses_npy_labels_declaring_a_trillion_floats(tmp_path):
     sp.save_npz(tmp_path / "X.npz", sp.random(4, 3, density=0.5, format="csr", random_state=0))
     (tmp_path / "y.npy").write_bytes(npy_header((10**12,)) + bytes(16))
-    call = "fmfast.convert.convert_file(f'{path}/X.npz', f'{path}/out.recordio', labels=f'{path}/y.npy')"
+    call = "fmfast.recordio.convert.convert_file(f'{path}/X.npz', f'{path}/out.recordio', labels=f'{path}/y.npy')"
     message = f"'{tmp_path}/y.npy' declares shape ({10**12},) of float32"
-    refused(tmp_path, message, "import fmfast.convert\n" + call, "InvalidInputError")
+    refused(tmp_path, message, "import fmfast.recordio.convert\n" + call, "InvalidInputError")
 
 
 def test_convert_refuses_a_sparse_npz_declaring_a_trillion_indices(tmp_path):

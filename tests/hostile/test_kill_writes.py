@@ -15,7 +15,7 @@ import fmfast
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from fmfast.shards import recordio_files
+from fmfast.recordio.shards import recordio_files
 
 KILLS = 4
 

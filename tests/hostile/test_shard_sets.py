@@ -12,7 +12,7 @@ from pathlib import Path
 import fmfast
 import numpy as np
 import pytest
-from fmfast.shards import recordio_files, shard_name
+from fmfast.recordio.shards import recordio_files, shard_name
 
 
 def fm() -> fmfast.FactorizationMachine:

@@ -223,7 +223,7 @@ def test_ctrl_c_stops_read_recordio(tmp_path) -> None:
 def test_ctrl_c_stops_convert_and_leaves_no_file(tmp_path, kind) -> None:
     report = interrupt(
         f"""
-        import fmfast.convert
+        import fmfast.recordio.convert
         rng = np.random.default_rng(0)
         n = 100_000  # lines, written 40 times over
         users, items, ratings = rng.integers(0, 10_000, n), rng.integers(0, 5_000, n), rng.integers(1, 6, n)
@@ -242,7 +242,7 @@ def test_ctrl_c_stops_convert_and_leaves_no_file(tmp_path, kind) -> None:
             done.append(n)
             ready()
         try:
-            fmfast.convert.convert_file("source", "out/converted", format="{kind}", n_threads=1, progress=progress)
+            fmfast.recordio.convert.convert_file("source", "out/converted", format="{kind}", n_threads=1, progress=progress)
         except KeyboardInterrupt:
             report(done=done[-1], total=2 * os.path.getsize("source"), left=os.listdir("out"))
         """,
@@ -259,7 +259,7 @@ def test_ctrl_c_stops_recommend(tmp_path) -> None:
         n_users, n_items = 200_000, 20_000
         model = fmfast.FactorizationMachine("regressor", 64, epochs=1)
         model.fit(*rows(1000, d=n_users + n_items))
-        from fmfast.recommend import one_hot, recommend
+        from fmfast.recsys.recommend import one_hot, recommend
         users = one_hot(np.arange(n_users), 0, n_users + n_items)
         items = one_hot(np.arange(n_items), n_users, n_users + n_items)
         done = []

@@ -6,7 +6,7 @@ import socket
 import threading
 import time
 
-from fmfast.serve import Scorer, create_app
+from fmfast.interop.serve import Scorer, create_app
 
 #: Seconds to wait for the server to start listening, and to stop.
 _STARTUP_TIMEOUT = 30.0

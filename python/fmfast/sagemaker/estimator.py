@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from fmfast.exceptions import InvalidInputError, NotFittedError
-from fmfast.model import FactorizationMachine
+from fmfast.interop.artifact import format_hyperparameters
 from fmfast.sagemaker.model import FactorizationMachinesModel
 from fmfast.sagemaker.predictor import FactorizationMachinesPredictor
 from fmfast.sagemaker.record_set import Channel, RecordSet, local_path, read_channel, write_record_set
-from fmfast.sagemaker_model import format_hyperparameters
+from fmfast.training.estimator import FactorizationMachine
 
 #: Where data and models go when neither the arguments nor a session name a place: the local
 #: stand-in for the session's default S3 bucket.

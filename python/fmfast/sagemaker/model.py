@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from fmfast.model import FactorizationMachine
+from fmfast.interop.serve import ModelScorer
 from fmfast.sagemaker.endpoint import LocalEndpoint
 from fmfast.sagemaker.predictor import FactorizationMachinesPredictor
 from fmfast.sagemaker.record_set import local_path
-from fmfast.serve import ModelScorer
+from fmfast.training.estimator import FactorizationMachine
 
 
 class FactorizationMachinesModel:

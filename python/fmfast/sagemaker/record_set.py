@@ -19,8 +19,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from fmfast.exceptions import InvalidInputError
-from fmfast.recordio import read_recordio
-from fmfast.shards import write_recordio_shards
+from fmfast.recordio.codec import read_recordio
+from fmfast.recordio.shards import write_recordio_shards
 
 #: A channel's data: a :class:`RecordSet`, or the location of a RecordIO file or directory of them.
 Channel = Any

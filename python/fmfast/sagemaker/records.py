@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from fmfast.inference import RECORDIO, parse_response, serialize_request
+from fmfast.interop.inference import RECORDIO, parse_response, serialize_request
 
 
 @dataclass(frozen=True)
