@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from fmfast._scores import sigmoid
+
 
 @dataclass(frozen=True)
 class Ratings:
@@ -74,7 +76,7 @@ def synthetic_ratings(
         draw = 4 * (n_ratings - len(pairs))
         users = rng.choice(n_users, size=draw, p=user_weight / user_weight.sum())
         items = rng.choice(n_items, size=draw, p=item_weight / item_weight.sum())
-        kept = rng.random(draw) < 1 / (1 + np.exp(-_SELECTION * taste(users, items)))
+        kept = rng.random(draw) < sigmoid(_SELECTION * taste(users, items))
         pairs = np.unique(np.concatenate([pairs, users[kept] * n_items + items[kept]]))
     pairs = rng.permutation(pairs)[:n_ratings]
     users, items = pairs // n_items, pairs % n_items
