@@ -29,7 +29,7 @@ import scipy.sparse as sp
 from conftest import benchmarks_enabled
 from fmfast import FactorizationMachine
 from fmfast import _reference as ref
-from fmfast.model import _prepare_rows
+from fmfast._inputs import prepare_rows as _prepare_rows
 from workloads import movielens, ratings_one_hot
 
 SMOKE_ROWS = 20_000

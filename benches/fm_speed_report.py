@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from fmfast import FactorizationMachine
 from fmfast import _reference as ref
-from fmfast.model import _prepare_rows
+from fmfast._inputs import prepare_rows as _prepare_rows
 from workloads import ALL_THREADS, movielens, ratings_one_hot
 
 PARAMS = {"predictor_type": "regressor", "epochs": 1, "mini_batch_size": 1000, "random_state": 0}
