@@ -31,12 +31,32 @@ class Ratings:
         )
 
 
+def one_hot_rows(columns: np.ndarray, n_features: int) -> sp.csr_array:
+    """The one one-hot builder: row ``i`` holds a 1 (float32) in each column ``columns[i, j]``.
+
+    ``columns`` is ``(n, blocks)``, one column per block (user, item, ...) and row; a column of
+    ``-1`` (an id the vocabulary does not know) leaves that block of the row empty.
+    """
+    columns = np.asarray(columns, dtype=np.int64)
+    n, blocks = columns.shape
+    known = columns >= 0
+    if known.all():
+        indices = columns.reshape(-1)
+        indptr = np.arange(0, n * blocks + 1, blocks, dtype=np.int64)
+    else:
+        indices = columns[known]
+        indptr = np.concatenate([[0], np.cumsum(known.sum(axis=1))]).astype(np.int64)
+    return sp.csr_array((np.ones(len(indices), dtype=np.float32), indices, indptr), shape=(n, n_features))
+
+
 def user_item_one_hot(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int) -> sp.csr_array:
-    """One row per pair: a 1 in column ``users[i]`` and in column ``n_users + items[i]`` (float32)."""
-    n = len(users)
-    columns = np.column_stack([users, n_users + np.asarray(items)]).reshape(-1)
-    indptr = np.arange(0, 2 * n + 1, 2, dtype=np.int64)
-    return sp.csr_array((np.ones(2 * n, dtype=np.float32), columns, indptr), shape=(n, n_users + n_items))
+    """One row per pair: a 1 in column ``users[i]`` and in column ``n_users + items[i]`` (float32).
+
+    An item code of ``-1`` (unknown) leaves the item block of its row empty.
+    """
+    items = np.asarray(items, dtype=np.int64)
+    columns = np.column_stack([np.asarray(users, dtype=np.int64), np.where(items >= 0, n_users + items, -1)])
+    return one_hot_rows(columns, n_users + n_items)
 
 
 #: How strongly taste decides which pairs are rated (logit per unit of taste).

@@ -20,6 +20,7 @@ from fmfast import _fmfast
 from fmfast._inputs import as_csr, check_finite, csr_indices, prepare_rows
 from fmfast._progress import Progress, progress_callback
 from fmfast._scores import raw_scores, sigmoid
+from fmfast.datasets import one_hot_rows
 from fmfast.exceptions import InvalidInputError
 
 
@@ -71,9 +72,7 @@ def side_sums(w: np.ndarray, V: np.ndarray, X: Any) -> tuple[np.ndarray, np.ndar
 
 def one_hot(ids: Any, offset: int, n_features: int) -> sp.csr_array:
     """Rows with a single 1 in column ``offset + id``: the one-hot block of a user or item id."""
-    ids = np.asarray(ids, dtype=np.int64).reshape(-1)
-    n = len(ids)
-    return sp.csr_array((np.ones(n, np.float32), offset + ids, np.arange(n + 1)), shape=(n, n_features))
+    return one_hot_rows(offset + np.asarray(ids, dtype=np.int64).reshape(-1, 1), n_features)
 
 
 def recommend(
