@@ -16,19 +16,51 @@ from fmfast._scores import sigmoid
 
 @dataclass(frozen=True)
 class Ratings:
-    """Rating triples: ``users[i]`` gave ``items[i]`` the rating ``ratings[i]``."""
+    """Ratings with users and items coded ``0..n-1``: ``users[i]`` gave ``items[i]`` ``ratings[i]``.
+
+    The one ratings type of fmfast: :func:`synthetic_ratings` makes it and
+    :func:`fmfast.load_ratings` reads it from a file (``fmfast.RatingsData`` is another name for
+    it). ``user_ids[c]`` and ``item_ids[c]`` are the ids of user or item code ``c`` in the file
+    (int64, or str when an id is not a plain integer); without a file they are the codes
+    themselves.
+    """
 
     users: np.ndarray
+    """User code of each rating, int64 in ``0..n_users-1``."""
     items: np.ndarray
+    """Item code of each rating, int64 in ``0..n_items-1``."""
     ratings: np.ndarray
+    """The ratings, float32."""
     n_users: int
+    """Number of distinct users."""
     n_items: int
+    """Number of distinct items."""
+    timestamps: np.ndarray | None = None
+    """Time of each rating as int64 (usually Unix seconds), or ``None`` when there are none."""
+    user_ids: np.ndarray = None  # type: ignore[assignment]
+    """Original user id of each user code (int64 or str array); the codes when not given."""
+    item_ids: np.ndarray = None  # type: ignore[assignment]
+    """Original item id of each item code (int64 or str array); the codes when not given."""
+
+    def __post_init__(self) -> None:
+        if self.user_ids is None:
+            object.__setattr__(self, "user_ids", np.arange(self.n_users, dtype=np.int64))
+        if self.item_ids is None:
+            object.__setattr__(self, "item_ids", np.arange(self.n_items, dtype=np.int64))
+
+    def __len__(self) -> int:
+        """Number of ratings."""
+        return len(self.ratings)
 
     def one_hot(self) -> tuple[sp.csr_array, np.ndarray]:
         """The classic FM encoding: one-hot user then one-hot item per rating, and the ratings."""
         return user_item_one_hot(self.users, self.items, self.n_users, self.n_items), self.ratings.astype(
             np.float32
         )
+
+    def to_ratings(self) -> Ratings:
+        """The ratings themselves (kept for code written when files were read into another type)."""
+        return self
 
 
 def one_hot_rows(columns: np.ndarray, n_features: int) -> sp.csr_array:
