@@ -41,9 +41,9 @@ from fmfast._sklearn import not_fitted_error, tags
 from fmfast.exceptions import InvalidInputError
 from fmfast.model_file import MODEL_FORMAT, MODEL_FORMAT_VERSION, json_safe, read_model, write_model
 from fmfast.model_training import (
-    OPTIMIZERS,
     TrainState,
     aligned,
+    config,
     extend_history,
     fit_epochs,
     sagemaker_metrics,
@@ -61,18 +61,15 @@ from fmfast.sagemaker_model import (
 
 __all__ = ["MAX_NUM_FACTORS", "MODEL_FORMAT", "MODEL_FORMAT_VERSION", "FactorizationMachine"]
 
-_PREDICTOR_TYPES = ("regressor", "binary_classifier")
 _INIT_METHODS = ("normal", "uniform", "constant")
 _GROUPS = ("bias", "linear", "factors")
 #: Largest ``num_factors``: beyond it, factors and their optimizer state (``feature_dim * num_factors``
 #: values each) and the training scratch (``mini_batch_size * num_factors``) outgrow any memory.
 MAX_NUM_FACTORS = 1 << 16
-#: The range of each integer hyperparameter: what the core takes (mini-batches are counted in
-#: 32 bits) and, for ``n_threads``, a pool that can be started.
+#: The range of each integer setting that only Python reads: ``num_factors`` sizes the weights
+#: drawn here, and ``n_threads`` a pool that can be started.
 _INT_RANGES = {
     "num_factors": (1, MAX_NUM_FACTORS),
-    "epochs": (1, (1 << 32) - 1),
-    "mini_batch_size": (1, (1 << 32) - 1),
     "n_threads": (0, 1024),
 }
 #: What a training call replaces, and a failed one puts back.
@@ -281,23 +278,14 @@ class FactorizationMachine:
     # -- validation ------------------------------------------------------------------------------
 
     def _check_params(self) -> None:
-        if self.predictor_type not in _PREDICTOR_TYPES:
-            raise InvalidInputError(
-                f"predictor_type must be 'regressor' or 'binary_classifier', got {self.predictor_type!r}"
-            )
-        if self.optimizer not in OPTIMIZERS:
-            raise InvalidInputError(f"optimizer must be 'adam', 'sgd' or 'adagrad', got {self.optimizer!r}")
+        """Refuse a parameter training cannot use, before anything is read or drawn."""
+        # The hyperparameters of training are the core's to check (FmConfig); the rest are Python's.
+        config(self, self.epochs)
         for name, (low, high) in _INT_RANGES.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or not low <= value <= high:
                 raise InvalidInputError(f"{name} must be an integer >= {low} and <= {high}, got {value!r}")
         for group in _GROUPS:
-            for kind in ("lr", "wd"):
-                value = getattr(self, f"{group}_{kind}")
-                if not isinstance(value, int | float | np.number) or not (
-                    math.isfinite(value) and value >= 0
-                ):
-                    raise InvalidInputError(f"{group}_{kind} must be a finite number >= 0, got {value!r}")
             method = getattr(self, f"{group}_init_method")
             if method not in _INIT_METHODS:
                 raise InvalidInputError(
@@ -311,12 +299,6 @@ class FactorizationMachine:
                 )
             if needed != "value" and value < 0:
                 raise InvalidInputError(f"{group}_init_{needed} must be >= 0, got {value!r}")
-        for name in ("clip_gradient", "eps", "rescale_grad"):
-            value = getattr(self, name)
-            if value is not None and not (
-                isinstance(value, int | float | np.number) and 0 < value < math.inf
-            ):
-                raise InvalidInputError(f"{name} must be None or a finite number > 0, got {value!r}")
 
     def _fitted_state(self) -> TrainState:
         state: TrainState | None = getattr(self, "_state", None)

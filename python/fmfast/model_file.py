@@ -19,7 +19,7 @@ from fmfast._atomic import atomic_output
 from fmfast._labels import SAGEMAKER_CLASSES
 from fmfast._npz import check_npz
 from fmfast.exceptions import InvalidInputError, ModelFormatError
-from fmfast.model_training import OPTIMIZERS, STATE_ARRAYS, TrainState, aligned
+from fmfast.model_training import STATE_ARRAYS, TrainState, aligned, config
 
 if TYPE_CHECKING:
     from fmfast.model import FactorizationMachine
@@ -96,7 +96,8 @@ def read_model(cls: type[FactorizationMachine], path: str | os.PathLike[str]) ->
     try:
         model = cls(**header["params"])
         model._check_params()
-        state = TrainState(**{name: arrays[name] for name in STATE_ARRAYS}, t=int(header["n_updates"]))
+        stored = [arrays[name] for name in STATE_ARRAYS]
+        n_updates = int(header["n_updates"])
         history = [dict(entry) for entry in header["history"]]
         # Files written before classes were saved hold a classifier of labels 0/1.
         classes = np.array(header.get("classes", SAGEMAKER_CLASSES))
@@ -106,27 +107,27 @@ def read_model(cls: type[FactorizationMachine], path: str | os.PathLike[str]) ->
             raise ValueError(f"classes {classes.tolist()} are not two sorted labels")
     except (KeyError, TypeError, ValueError, InvalidInputError) as e:
         raise ModelFormatError(f"{os.fspath(path)!r} has an invalid header or arrays: {e}") from e
-    d, k, slots = (
-        state.linear.shape[0] if state.linear.ndim == 1 else -1,
-        model.num_factors,
-        OPTIMIZERS[model.optimizer],
-    )
-    expected = {
-        "bias": (1,),
-        "linear": (d,),
-        "factors": (d, k),
-        "bias_state": (1, slots),
-        "linear_state": (d, slots),
-        "factors_state": (d, slots, k),
-    }
-    for name, shape in expected.items():
-        array = getattr(state, name)
-        if array.shape != shape or array.dtype != dtype:
+    for name, array in zip(STATE_ARRAYS, stored, strict=True):
+        if array.dtype != dtype:
             raise ModelFormatError(
                 f"{os.fspath(path)!r}: array {name!r} has shape {array.shape} and dtype {array.dtype}, "
-                f"expected {shape} {np.dtype(dtype)}"
+                f"expected dtype {np.dtype(dtype)}"
             )
-        setattr(state, name, aligned(array))
+    try:
+        state = TrainState(*(aligned(array) for array in stored), t=n_updates)
+    except (InvalidInputError, OverflowError) as e:
+        raise ModelFormatError(f"{os.fspath(path)!r} has arrays that do not fit together: {e}") from e
+    # The arrays fit together (TrainState checked that); they must also fit the header.
+    if state.factors.shape[1] != model.num_factors:
+        raise ModelFormatError(
+            f"{os.fspath(path)!r}: array 'factors' has shape {state.factors.shape}, expected "
+            f"num_factors {model.num_factors} (its header's)"
+        )
+    if state.bias_state.shape[1] != config(model, 1).n_slots:
+        raise ModelFormatError(
+            f"{os.fspath(path)!r}: array 'bias_state' has shape {state.bias_state.shape}, expected the "
+            f"state slots of optimizer {model.optimizer!r} (its header's)"
+        )
     model._state = state
     model.history_ = history
     if model.predictor_type == "binary_classifier":

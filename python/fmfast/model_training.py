@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,8 +27,6 @@ from fmfast.recordio import iter_recordio
 if TYPE_CHECKING:
     from fmfast.model import FactorizationMachine
 
-#: Optimizer state slots per weight of each optimizer: Adam's ``(m, v)``, AdaGrad's ``(h,)``.
-OPTIMIZERS = {"sgd": 0, "adam": 2, "adagrad": 1}
 #: The arrays of a :class:`TrainState`, as a model file names them.
 STATE_ARRAYS = ("bias", "linear", "factors", "bias_state", "linear_state", "factors_state")
 #: Values drawn at a time when initialising weights.
@@ -86,49 +83,25 @@ def aligned(values: np.ndarray) -> np.ndarray:
     return array
 
 
-@dataclass
-class TrainState:
-    """Weights and optimizer state; the Rust core reads these attributes and updates them in place.
+class TrainState(_fmfast.FmState):
+    """Weights and optimizer state: the core's ``FmState``, which checks their shapes, and copies of it.
 
-    Every array is float32. State is weight-major, ``(1, slots)``, ``(d, slots)`` and
-    ``(d, slots, k)``, with Adam's slots ``(m, v)``, AdaGrad's ``(h,)`` and none for SGD, so that
-    one row's state is contiguous.
+    Every array is float32, C-contiguous and 64-byte aligned. State is weight-major, ``(1, slots)``,
+    ``(d, slots)`` and ``(d, slots, k)``, with Adam's slots ``(m, v)``, AdaGrad's ``(h,)`` and none
+    for SGD, so that one row's state is contiguous.
     """
-
-    bias: np.ndarray
-    linear: np.ndarray
-    factors: np.ndarray
-    bias_state: np.ndarray
-    linear_state: np.ndarray
-    factors_state: np.ndarray
-    t: int
 
     def copy(self) -> TrainState:
         """A copy whose arrays are aligned and not shared."""
-        return replace(self, **{name: aligned(getattr(self, name)) for name in STATE_ARRAYS})
+        return TrainState(*(aligned(getattr(self, name)) for name in STATE_ARRAYS), t=self.t)
+
+    def __reduce__(self) -> tuple[type[TrainState], tuple[Any, ...]]:
+        """Pickled as its arrays and ``t`` (a pickled estimator keeps its weights)."""
+        return TrainState, (*(getattr(self, name) for name in STATE_ARRAYS), self.t)
 
     def zeros_like(self) -> TrainState:
         """Zeroed arrays of the same shapes (the pages are only taken once written)."""
-        return replace(self, **{name: aligned_zeros(getattr(self, name).shape) for name in STATE_ARRAYS})
-
-
-@dataclass
-class TrainConfig:
-    """Hyperparameters as the Rust core reads them (attribute names match its ``Hyperparameters``)."""
-
-    predictor_type: str
-    optimizer: str
-    epochs: int
-    mini_batch_size: int
-    bias_lr: float
-    linear_lr: float
-    factors_lr: float
-    bias_wd: float
-    linear_wd: float
-    factors_wd: float
-    clip_gradient: float | None
-    eps: float | None
-    rescale_grad: float | None
+        return TrainState(*(aligned_zeros(getattr(self, name).shape) for name in STATE_ARRAYS), t=self.t)
 
 
 def sagemaker_metrics(
@@ -177,26 +150,22 @@ def recordio_batches(source: str | os.PathLike[str], batch_size: int) -> Iterato
     return iter_recordio(Path(source), batch_size)
 
 
-def config(model: FactorizationMachine, epochs: int) -> TrainConfig:
-    """The hyperparameters of ``model`` for a call of ``epochs`` epochs, as the core reads them."""
-
-    def optional(value: float | None) -> float | None:
-        return None if value is None else float(value)
-
-    return TrainConfig(
+def config(model: FactorizationMachine, epochs: int) -> _fmfast.FmConfig:
+    """The hyperparameters of ``model`` for a call of ``epochs`` epochs, checked by the core."""
+    return _fmfast.FmConfig(
         predictor_type=model.predictor_type,
         optimizer=model.optimizer,
-        epochs=int(epochs),
-        mini_batch_size=int(model.mini_batch_size),
-        bias_lr=float(model.bias_lr),
-        linear_lr=float(model.linear_lr),
-        factors_lr=float(model.factors_lr),
-        bias_wd=float(model.bias_wd),
-        linear_wd=float(model.linear_wd),
-        factors_wd=float(model.factors_wd),
-        clip_gradient=optional(model.clip_gradient),
-        eps=optional(model.eps),
-        rescale_grad=optional(model.rescale_grad),
+        epochs=epochs,
+        mini_batch_size=model.mini_batch_size,
+        bias_lr=model.bias_lr,
+        linear_lr=model.linear_lr,
+        factors_lr=model.factors_lr,
+        bias_wd=model.bias_wd,
+        linear_wd=model.linear_wd,
+        factors_wd=model.factors_wd,
+        clip_gradient=model.clip_gradient,
+        eps=model.eps,
+        rescale_grad=model.rescale_grad,
     )
 
 
@@ -235,7 +204,7 @@ def state_from(
 
     The weights must be float32, 64-byte aligned and not shared: the core updates them in place.
     """
-    (d, k), slots = factors.shape, OPTIMIZERS[model.optimizer]
+    (d, k), slots = factors.shape, config(model, 1).n_slots
     return TrainState(
         bias=bias,
         linear=linear,
@@ -256,10 +225,7 @@ def working_state(model: FactorizationMachine, n_cols: int) -> TrainState:
     state: TrainState | None = getattr(model, "_state", None)
     if state is None:
         return initial_state(model, n_cols)
-    if (
-        state.bias_state.shape[1] != OPTIMIZERS[model.optimizer]
-        or state.factors.shape[1] != model.num_factors
-    ):
+    if state.bias_state.shape[1] != config(model, 1).n_slots or state.factors.shape[1] != model.num_factors:
         raise InvalidInputError("optimizer or num_factors changed since the model was fitted; call fit")
     return state.copy()
 
