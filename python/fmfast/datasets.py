@@ -18,11 +18,11 @@ from fmfast._scores import sigmoid
 class Ratings:
     """Ratings with users and items coded ``0..n-1``: ``users[i]`` gave ``items[i]`` ``ratings[i]``.
 
-    The one ratings type of fmfast: :func:`synthetic_ratings` makes it and
-    :func:`fmfast.load_ratings` reads it from a file (``fmfast.RatingsData`` is another name for
-    it). ``user_ids[c]`` and ``item_ids[c]`` are the ids of user or item code ``c`` in the file
-    (int64, or str when an id is not a plain integer); without a file they are the codes
-    themselves.
+    The one ratings type of fmfast: :func:`synthetic_ratings` makes it, :func:`fmfast.load_ratings`
+    reads it from a file (``fmfast.RatingsData`` is another name for it), and
+    :func:`fmfast.implicit.sample_negatives` gives pairs labelled 1.0 or 0.0 (``Interactions``).
+    ``user_ids[c]`` and ``item_ids[c]`` are the ids of user or item code ``c`` in the file (int64,
+    or str when an id is not a plain integer); without a file they are the codes themselves.
     """
 
     users: np.ndarray
@@ -57,6 +57,11 @@ class Ratings:
         return user_item_one_hot(self.users, self.items, self.n_users, self.n_items), self.ratings.astype(
             np.float32
         )
+
+    @property
+    def labels(self) -> np.ndarray:
+        """The values as the labels of implicit feedback (:func:`fmfast.implicit.sample_negatives`)."""
+        return self.ratings
 
     def to_ratings(self) -> Ratings:
         """The ratings themselves (kept for code written when files were read into another type)."""
