@@ -2,7 +2,7 @@
 
 import os
 from collections.abc import Callable
-from typing import Any, Protocol, final
+from typing import Any, final
 
 import numpy as np
 from typing_extensions import disjoint_base
@@ -15,26 +15,34 @@ class RecordIOError(FmFastError): ...
 class ParseError(FmFastError): ...
 class DivergenceError(FmFastError): ...
 
-class _EncodeArgs(Protocol):
-    shape: tuple[int, int]
-    csr: tuple[np.ndarray, np.ndarray] | None
-    data: np.ndarray
-    labels: np.ndarray | None
-    dtype: str
-    label_dtype: str
-    check_finite: bool
+@final
+class EncodeArgs:
+    def __new__(
+        cls,
+        shape: tuple[int, int],
+        csr: tuple[np.ndarray, np.ndarray] | None,
+        data: np.ndarray,
+        labels: np.ndarray | None,
+        dtype: str,
+        label_dtype: str,
+        check_finite: bool,
+    ) -> EncodeArgs: ...
+    @property
+    def shape(self) -> tuple[int, int]: ...
+    @property
+    def labels(self) -> np.ndarray | None: ...
 
 _Decoded = tuple[int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]
 _Progress = Callable[[int], object] | None
 
-def encode(args: _EncodeArgs, n_threads: int = 0, progress: _Progress = None) -> bytes: ...
+def encode(args: EncodeArgs, n_threads: int = 0, progress: _Progress = None) -> bytes: ...
 def decode(buffer: np.ndarray, n_threads: int = 0, progress: _Progress = None) -> _Decoded: ...
 def decode_file(path: os.PathLike[str] | str, n_threads: int = 0, progress: _Progress = None) -> _Decoded: ...
 
 @final
 class RecordIOFileWriter:
     def __new__(cls, path: os.PathLike[str] | str) -> RecordIOFileWriter: ...
-    def write(self, args: _EncodeArgs, n_threads: int = 0, progress: _Progress = None) -> None: ...
+    def write(self, args: EncodeArgs, n_threads: int = 0, progress: _Progress = None) -> None: ...
     def commit(self) -> None: ...
     def abort(self) -> None: ...
 
