@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 from fmfast import FactorizationMachine
+from fmfast._inputs import prepare_rows as _prepare_rows
 from fmfast.training import _reference as ref
-from fmfast.training.estimator import _prepare_rows
 from workloads import ALL_THREADS, movielens, ratings_one_hot
 
 PARAMS = {"predictor_type": "regressor", "epochs": 1, "mini_batch_size": 1000, "random_state": 0}

@@ -28,8 +28,8 @@ import pytest
 import scipy.sparse as sp
 from conftest import benchmarks_enabled
 from fmfast import FactorizationMachine
+from fmfast._inputs import prepare_rows as _prepare_rows
 from fmfast.training import _reference as ref
-from fmfast.training.estimator import _prepare_rows
 from workloads import movielens, ratings_one_hot
 
 SMOKE_ROWS = 20_000

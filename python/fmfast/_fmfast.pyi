@@ -2,9 +2,10 @@
 
 import os
 from collections.abc import Callable
-from typing import Any, Protocol, final
+from typing import Any, final
 
 import numpy as np
+from typing_extensions import disjoint_base
 
 __version__: str
 
@@ -14,26 +15,34 @@ class RecordIOError(FmFastError): ...
 class ParseError(FmFastError): ...
 class DivergenceError(FmFastError): ...
 
-class _EncodeArgs(Protocol):
-    shape: tuple[int, int]
-    csr: tuple[np.ndarray, np.ndarray] | None
-    data: np.ndarray
-    labels: np.ndarray | None
-    dtype: str
-    label_dtype: str
-    check_finite: bool
+@final
+class EncodeArgs:
+    def __new__(
+        cls,
+        shape: tuple[int, int],
+        csr: tuple[np.ndarray, np.ndarray] | None,
+        data: np.ndarray,
+        labels: np.ndarray | None,
+        dtype: str,
+        label_dtype: str,
+        check_finite: bool,
+    ) -> EncodeArgs: ...
+    @property
+    def shape(self) -> tuple[int, int]: ...
+    @property
+    def labels(self) -> np.ndarray | None: ...
 
 _Decoded = tuple[int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]
 _Progress = Callable[[int], object] | None
 
-def encode(args: _EncodeArgs, n_threads: int = 0, progress: _Progress = None) -> bytes: ...
+def encode(args: EncodeArgs, n_threads: int = 0, progress: _Progress = None) -> bytes: ...
 def decode(buffer: np.ndarray, n_threads: int = 0, progress: _Progress = None) -> _Decoded: ...
 def decode_file(path: os.PathLike[str] | str, n_threads: int = 0, progress: _Progress = None) -> _Decoded: ...
 
 @final
 class RecordIOFileWriter:
     def __new__(cls, path: os.PathLike[str] | str) -> RecordIOFileWriter: ...
-    def write(self, args: _EncodeArgs, n_threads: int = 0, progress: _Progress = None) -> None: ...
+    def write(self, args: EncodeArgs, n_threads: int = 0, progress: _Progress = None) -> None: ...
     def commit(self) -> None: ...
     def abort(self) -> None: ...
 
@@ -42,29 +51,53 @@ class RecordIOReader:
     def __new__(cls, source: Any) -> RecordIOReader: ...
     def next_batch(self, batch_size: int, n_threads: int = 0) -> _Decoded | None: ...
 
-class _FmTrainState(Protocol):
-    bias: np.ndarray
-    linear: np.ndarray
-    factors: np.ndarray
-    bias_state: np.ndarray
-    linear_state: np.ndarray
-    factors_state: np.ndarray
-    t: int
+@final
+class FmConfig:
+    def __new__(
+        cls,
+        *,
+        predictor_type: str,
+        optimizer: str,
+        epochs: int,
+        mini_batch_size: int,
+        bias_lr: float,
+        linear_lr: float,
+        factors_lr: float,
+        bias_wd: float,
+        linear_wd: float,
+        factors_wd: float,
+        clip_gradient: float | None = None,
+        eps: float | None = None,
+        rescale_grad: float | None = None,
+    ) -> FmConfig: ...
+    @property
+    def n_slots(self) -> int: ...
 
-class _FmConfig(Protocol):
-    predictor_type: str
-    optimizer: str
-    epochs: int
-    mini_batch_size: int
-    bias_lr: float
-    linear_lr: float
-    factors_lr: float
-    bias_wd: float
-    linear_wd: float
-    factors_wd: float
-    clip_gradient: float | None
-    eps: float | None
-    rescale_grad: float | None
+@disjoint_base
+class FmState:
+    def __new__(
+        cls,
+        bias: np.ndarray,
+        linear: np.ndarray,
+        factors: np.ndarray,
+        bias_state: np.ndarray,
+        linear_state: np.ndarray,
+        factors_state: np.ndarray,
+        t: int = 0,
+    ) -> FmState: ...
+    @property
+    def bias(self) -> np.ndarray: ...
+    @property
+    def linear(self) -> np.ndarray: ...
+    @property
+    def factors(self) -> np.ndarray: ...
+    @property
+    def bias_state(self) -> np.ndarray: ...
+    @property
+    def linear_state(self) -> np.ndarray: ...
+    @property
+    def factors_state(self) -> np.ndarray: ...
+    t: int
 
 _EpochStats = tuple[int, float, int, int, int, int]
 
@@ -74,11 +107,11 @@ def fm_fit_epochs(
     data: np.ndarray,
     labels: np.ndarray,
     sample_weight: np.ndarray | None,
-    state: _FmTrainState,
-    config: _FmConfig,
+    state: FmState,
+    config: FmConfig,
     n_threads: int = 0,
     progress: _Progress = None,
-    checkpoint: _FmTrainState | None = None,
+    checkpoint: FmState | None = None,
 ) -> tuple[int, list[_EpochStats], BaseException | None]: ...
 def fm_predict(
     n_cols: int,

@@ -6,6 +6,7 @@ or int64 indices and float32/float64/int32/int64 values, or a C-contiguous NumPy
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -101,3 +102,69 @@ def csr_indices(csr: sp.csr_array | sp.csr_matrix) -> tuple[np.ndarray, np.ndarr
     if indptr.dtype != indices.dtype or indptr.dtype not in (np.int32, np.int64):
         indptr, indices = indptr.astype(np.int64), indices.astype(np.int64)
     return np.ascontiguousarray(indptr), np.ascontiguousarray(indices)
+
+
+@dataclass(frozen=True)
+class Rows:
+    """CSR rows as the core borrows them."""
+
+    n_rows: int
+    n_cols: int
+    indices: tuple[np.ndarray, np.ndarray]
+    data: np.ndarray
+
+
+def prepare_rows(X: Any) -> Rows:
+    """Any matrix as canonical CSR with float32/float64 values; copies only when needed."""
+    if not sp.issparse(X):
+        X = np.asarray(X)
+        if X.ndim == 1:
+            raise InvalidInputError(
+                f"X must be 2-dimensional, got shape {X.shape}: Reshape your data with X.reshape(-1, 1) "
+                "if it holds one feature, or X.reshape(1, -1) if it holds one row"
+            )
+        if X.dtype.kind == "c":
+            raise InvalidInputError(f"Complex data not supported: X has dtype {X.dtype}")
+        if X.dtype.kind == "O":
+            # Numbers held as Python objects (a mixed pandas frame); a value that is not a number
+            # raises NumPy's TypeError.
+            X = X.astype(np.float64)
+    csr = X if isinstance(X, sp.csr_array | sp.csr_matrix) else as_csr(X)
+    if csr.ndim != 2:
+        raise InvalidInputError(f"X must be 2-dimensional, got shape {csr.shape}")
+    if not csr.has_canonical_format:
+        csr = csr.copy()
+        csr.sum_duplicates()
+    data = csr.data
+    if data.dtype not in (np.float32, np.float64):
+        if data.dtype.kind not in "biuf":
+            raise InvalidInputError(f"X of dtype {data.dtype} is not numeric")
+        data = data.astype(np.float64)
+    n_rows, n_cols = csr.shape
+    return Rows(int(n_rows), int(n_cols), csr_indices(csr), np.ascontiguousarray(data))
+
+
+def check_finite(rows: Rows) -> None:
+    """Refuse a NaN or infinite value of ``X``, naming its row."""
+    bad = np.flatnonzero(~np.isfinite(rows.data))
+    if bad.size:
+        row = int(np.searchsorted(rows.indices[0], bad[0], side="right")) - 1
+        value = rows.data[bad[0]]
+        # Written as the core writes it (NaN, inf, -inf), whether fit or predict finds it.
+        raise InvalidInputError(
+            f"X holds a non-finite value in row {row}: {'NaN' if np.isnan(value) else value}"
+        )
+
+
+def vector(values: Any, n_rows: int, what: str, dtypes: tuple[type, ...] = (np.float64,)) -> np.ndarray:
+    """``values`` as one number per row of ``X``, float64 unless already of one of ``dtypes``."""
+    array = np.asarray(values)
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1:
+        raise InvalidInputError(f"{what} must be a vector, got shape {array.shape}")
+    if array.shape[0] != n_rows:
+        raise InvalidInputError(f"X has {n_rows} rows but {what} has {array.shape[0]} values")
+    if array.dtype.kind not in "biuf":
+        raise InvalidInputError(f"{what} of dtype {array.dtype} is not numeric")
+    return np.ascontiguousarray(array, dtype=array.dtype if array.dtype in dtypes else np.float64)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import fmfast
+import fmfast.training.loop
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -83,7 +84,7 @@ def test_ctrl_c_during_train_writes_the_last_complete_epoch(tmp_path, capsys, mo
     X, y = fmfast.recsys.datasets.synthetic_ratings(n_users=20, n_items=30, n_ratings=300, seed=2).one_hot()
     train, model = tmp_path / "train.recordio", tmp_path / "model.fmfast"
     fmfast.write_recordio(train, X, y)
-    real_epoch = fmfast.FactorizationMachine._train_epoch
+    real_epoch = fmfast.training.loop.train_epoch
     epochs_run = []
 
     def epoch_then_stop(self, *args):
@@ -92,7 +93,7 @@ def test_ctrl_c_during_train_writes_the_last_complete_epoch(tmp_path, capsys, mo
         epochs_run.append(None)
         return real_epoch(self, *args)
 
-    monkeypatch.setattr(fmfast.FactorizationMachine, "_train_epoch", epoch_then_stop)
+    monkeypatch.setattr(fmfast.training.loop, "train_epoch", epoch_then_stop)
     assert main(train_command(train, model, "epochs=5", "random_state=0")) == 130
     captured = capsys.readouterr()
     if stop_at_epoch == 0:

@@ -9,6 +9,7 @@ import fmfast
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from fmfast import _fmfast
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from recordio_bytes import MAGIC, frame, sparse_record
@@ -194,3 +195,19 @@ def test_mutated_streams_raise_only_fmfast_errors(data):
         assert 0 <= error.offset <= len(stream)
     else:
         assert X.shape[0] <= 2
+
+
+def test_encode_args_refuse_what_the_encoder_cannot_read_when_built() -> None:
+    values = np.ones(2, np.float32)
+    csr = (np.array([0, 1, 2]), np.array([0, 1]))
+    args = _fmfast.EncodeArgs((2, 3), csr, values, None, "float32", "float32", False)
+    assert args.shape == (2, 3) and args.labels is None
+    assert len(_fmfast.encode(args)) > 0
+    with pytest.raises(fmfast.InvalidInputError, match='unsupported tensor dtype "float16"'):
+        _fmfast.EncodeArgs((2, 3), csr, values, None, "float16", "float32", False)
+    with pytest.raises(fmfast.InvalidInputError, match="values must be contiguous 1-D arrays"):
+        _fmfast.EncodeArgs((2, 3), csr, values.astype(np.float16), None, "float32", "float32", False)
+    with pytest.raises(fmfast.InvalidInputError, match="indptr and indices must be"):
+        _fmfast.EncodeArgs(
+            (2, 3), (csr[0], csr[1].astype(np.int32)), values, None, "float32", "float32", False
+        )

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import fmfast
 import fmfast.recsys.datasets
+import fmfast.training._labels
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from fmfast import DivergenceError, FactorizationMachine, FmFastError, InvalidInputError, ModelFormatError
-from fmfast.training.estimator import _prepare_rows
+from fmfast._inputs import prepare_rows as _prepare_rows
 
 
 def data(
@@ -355,7 +356,7 @@ def test_float32_labels_train_as_their_float64_values_without_a_copy(classifier:
     narrow, wide = fm(**params).fit(X, y32), fm(**params).fit(X, y32.astype(np.float64))
     np.testing.assert_array_equal(narrow.predict(X), wide.predict(X))
     assert narrow.history_ == wide.history_
-    labels = fmfast.training.estimator._labels(y32, len(y32), "regressor")
+    labels = fmfast.training._labels.checked_labels(y32, len(y32), "regressor")
     assert labels.dtype == np.float32 and np.shares_memory(labels, y32)
     bad = y32.copy()
     bad[5] = np.nan

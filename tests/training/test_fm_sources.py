@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import fmfast
+import fmfast.training.loop
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -86,7 +87,7 @@ ROWS_PER_READ = 512
 def four_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, short_by: int = 0) -> Path:
     """A RecordIO file that streamed training takes in four reads of ``ROWS_PER_READ`` rows (fewer
     than its default, to keep tests small), the last one ``short_by`` rows short."""
-    monkeypatch.setattr(fmfast.training.estimator, "_ROWS_PER_READ", ROWS_PER_READ)
+    monkeypatch.setattr(fmfast.training.loop, "_ROWS_PER_READ", ROWS_PER_READ)
     X, y = data(4 * ROWS_PER_READ - short_by)
     fmfast.write_recordio(tmp_path / "train.recordio", X, y)
     return tmp_path / "train.recordio"

@@ -36,6 +36,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from fmfast._atomic import atomic_output
+from fmfast._inputs import check_finite, prepare_rows
+from fmfast._scores import raw_scores, sigmoid
 from fmfast.exceptions import InvalidInputError, ModelFormatError
 from fmfast.interop.mxnet_params import read_mxnet_params, write_mxnet_params
 
@@ -143,21 +145,16 @@ class SageMakerFM:
 
     def score(self, X: Any) -> np.ndarray:
         """The raw FM score of each row of ``X`` (sparse or dense, ``feature_dim`` columns), float64."""
-        csr = sp.csr_array(X, dtype=np.float64) if sp.issparse(X) else sp.csr_array(np.atleast_2d(X))
-        if csr.shape[1] != self.feature_dim:
-            raise InvalidInputError(f"X has {csr.shape[1]} columns, the model {self.feature_dim} features")
-        csr = csr.astype(np.float64)
-        V = self.V.astype(np.float64)
-        XV = csr @ V
-        pairwise = 0.5 * ((XV * XV) - (csr * csr) @ (V * V)).sum(axis=1)
-        return np.asarray(self.w0 + csr @ self.w.astype(np.float64) + pairwise, dtype=np.float64)
+        rows = prepare_rows(X if sp.issparse(X) else np.atleast_2d(X))
+        if rows.n_cols != self.feature_dim:
+            raise InvalidInputError(f"X has {rows.n_cols} columns, the model {self.feature_dim} features")
+        check_finite(rows)
+        return raw_scores(rows, self.w0, self.w, self.V)
 
     def predict(self, X: Any) -> np.ndarray:
         """Predictions as SageMaker FM returns them: ``sigmoid(score)`` for a classifier, else the score."""
         scores = self.score(X)
-        if self.predictor_type == "binary_classifier":
-            return np.asarray(1.0 / (1.0 + np.exp(-scores)))
-        return scores
+        return sigmoid(scores) if self.predictor_type == "binary_classifier" else scores
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Literal, Union
@@ -35,19 +34,6 @@ Layout = Literal["sparse", "dense"]
 DEFAULT_BATCH_SIZE = 65_536
 
 
-@dataclass(frozen=True)
-class _Encoding:
-    """What the Rust encoder borrows; attribute names match its ``EncodeArgs``."""
-
-    shape: tuple[int, int]
-    csr: tuple[np.ndarray, np.ndarray] | None
-    data: np.ndarray
-    labels: np.ndarray | None
-    dtype: str
-    label_dtype: str
-    check_finite: bool
-
-
 def _prepare(
     X: Any,
     labels: Any,
@@ -55,7 +41,8 @@ def _prepare(
     dtype: DTypeArg,
     label_dtype: DTypeArg | None,
     check_finite: bool,
-) -> _Encoding:
+) -> _fmfast.EncodeArgs:
+    """The arguments of the Rust encoder, checked there when built."""
     label_array = None if labels is None else np.asarray(labels)
     # dtype="auto" follows the SDK, which looks at the arrays as given, before any conversion.
     features = tensor_dtype(dtype, _dtype_of(X), "values")
@@ -72,7 +59,7 @@ def _prepare(
         raise InvalidInputError(f"layout must be 'sparse' or 'dense', got {layout!r}")
     values = core_values(data, "values")
     label_array = as_labels(label_array, shape[0])
-    return _Encoding(
+    return _fmfast.EncodeArgs(
         (int(shape[0]), int(shape[1])), indices, values, label_array, features, label_type, check_finite
     )
 
@@ -156,7 +143,7 @@ class RecordIOWriter:
         with self._lock:
             self._append(encoding, progress)
 
-    def _append(self, encoding: _Encoding, progress: Progress) -> None:
+    def _append(self, encoding: _fmfast.EncodeArgs, progress: Progress) -> None:
         if self._n_cols is not None and encoding.shape[1] != self._n_cols:
             raise InvalidInputError(f"chunk has {encoding.shape[1]} columns, earlier chunks {self._n_cols}")
         if self._labelled is not None and (encoding.labels is not None) != self._labelled:

@@ -30,6 +30,7 @@ from fmfast._npz import check_npy, check_npz
 from fmfast._progress import Progress, progress_callback
 from fmfast.exceptions import InvalidInputError
 from fmfast.recordio.codec import write_recordio
+from fmfast.recsys.datasets import user_item_one_hot
 from fmfast.recsys.ratings import naming_file
 
 #: Input formats ``convert_file`` understands.
@@ -237,17 +238,7 @@ def ratings_one_hot(
             skip_unknown=skip,
             n_threads=n_threads,
         )
-    n_users = len(user_ids)
-    cells = np.column_stack([users, np.where(items >= 0, n_users + items, -1)])
-    known = cells >= 0
-    X = sp.csr_array(
-        (
-            np.ones(int(known.sum()), np.float32),
-            cells[known],
-            np.concatenate([[0], np.cumsum(known.sum(axis=1))]),
-        ),
-        shape=(len(users), n_users + len(item_ids)),
-    )
+    X = user_item_one_hot(users, items, len(user_ids), len(item_ids))
     # Code -1 picks the "" appended after the ids.
     return (
         X,

@@ -7,10 +7,10 @@
 * :mod:`~fmfast.recsys.evaluation`: train/test splits, rating and ranking metrics;
 * :mod:`~fmfast.recsys.datasets`: synthetic MovieLens-shaped ratings for demos and tests.
 
-The containers these return (``RatingsData``, ``Ratings``, ``Interactions``) are in their modules.
+They all return one type, :class:`Ratings` (``RatingsData`` and ``Interactions`` are other names for it).
 """
 
-from fmfast.recsys.datasets import synthetic_ratings
+from fmfast.recsys.datasets import Ratings, synthetic_ratings
 from fmfast.recsys.evaluation import (
     catalog_coverage,
     hit_rate_at_k,
@@ -31,6 +31,7 @@ from fmfast.recsys.recommend import most_popular, recommend, similar_items
 
 __all__ = [
     "FeatureEncoder",
+    "Ratings",
     "catalog_coverage",
     "hit_rate_at_k",
     "leave_n_out",

@@ -11,16 +11,46 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from fmfast._scores import sigmoid
+
 
 @dataclass(frozen=True)
 class Ratings:
-    """Rating triples: ``users[i]`` gave ``items[i]`` the rating ``ratings[i]``."""
+    """Ratings with users and items coded ``0..n-1``: ``users[i]`` gave ``items[i]`` ``ratings[i]``.
+
+    The one ratings type of fmfast: :func:`synthetic_ratings` makes it, :func:`fmfast.read_ratings`
+    reads it from a file (``fmfast.RatingsData`` is another name for it), and
+    :func:`fmfast.implicit.sample_negatives` gives pairs labelled 1.0 or 0.0 (``Interactions``).
+    ``user_ids[c]`` and ``item_ids[c]`` are the ids of user or item code ``c`` in the file (int64,
+    or str when an id is not a plain integer); without a file they are the codes themselves.
+    """
 
     users: np.ndarray
+    """User code of each rating, int64 in ``0..n_users-1``."""
     items: np.ndarray
+    """Item code of each rating, int64 in ``0..n_items-1``."""
     ratings: np.ndarray
+    """The ratings, float32."""
     n_users: int
+    """Number of distinct users."""
     n_items: int
+    """Number of distinct items."""
+    timestamps: np.ndarray | None = None
+    """Time of each rating as int64 (usually Unix seconds), or ``None`` when there are none."""
+    user_ids: np.ndarray = None  # type: ignore[assignment]
+    """Original user id of each user code (int64 or str array); the codes when not given."""
+    item_ids: np.ndarray = None  # type: ignore[assignment]
+    """Original item id of each item code (int64 or str array); the codes when not given."""
+
+    def __post_init__(self) -> None:
+        if self.user_ids is None:
+            object.__setattr__(self, "user_ids", np.arange(self.n_users, dtype=np.int64))
+        if self.item_ids is None:
+            object.__setattr__(self, "item_ids", np.arange(self.n_items, dtype=np.int64))
+
+    def __len__(self) -> int:
+        """Number of ratings."""
+        return len(self.ratings)
 
     def one_hot(self) -> tuple[sp.csr_array, np.ndarray]:
         """The classic FM encoding: one-hot user then one-hot item per rating, and the ratings."""
@@ -28,13 +58,42 @@ class Ratings:
             np.float32
         )
 
+    @property
+    def labels(self) -> np.ndarray:
+        """The values as the labels of implicit feedback (:func:`fmfast.implicit.sample_negatives`)."""
+        return self.ratings
+
+    def to_ratings(self) -> Ratings:
+        """The ratings themselves (kept for code written when files were read into another type)."""
+        return self
+
+
+def one_hot_rows(columns: np.ndarray, n_features: int) -> sp.csr_array:
+    """The one one-hot builder: row ``i`` holds a 1 (float32) in each column ``columns[i, j]``.
+
+    ``columns`` is ``(n, blocks)``, one column per block (user, item, ...) and row; a column of
+    ``-1`` (an id the vocabulary does not know) leaves that block of the row empty.
+    """
+    columns = np.asarray(columns, dtype=np.int64)
+    n, blocks = columns.shape
+    known = columns >= 0
+    if known.all():
+        indices = columns.reshape(-1)
+        indptr = np.arange(0, n * blocks + 1, blocks, dtype=np.int64)
+    else:
+        indices = columns[known]
+        indptr = np.concatenate([[0], np.cumsum(known.sum(axis=1))]).astype(np.int64)
+    return sp.csr_array((np.ones(len(indices), dtype=np.float32), indices, indptr), shape=(n, n_features))
+
 
 def user_item_one_hot(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int) -> sp.csr_array:
-    """One row per pair: a 1 in column ``users[i]`` and in column ``n_users + items[i]`` (float32)."""
-    n = len(users)
-    columns = np.column_stack([users, n_users + np.asarray(items)]).reshape(-1)
-    indptr = np.arange(0, 2 * n + 1, 2, dtype=np.int64)
-    return sp.csr_array((np.ones(2 * n, dtype=np.float32), columns, indptr), shape=(n, n_users + n_items))
+    """One row per pair: a 1 in column ``users[i]`` and in column ``n_users + items[i]`` (float32).
+
+    An item code of ``-1`` (unknown) leaves the item block of its row empty.
+    """
+    items = np.asarray(items, dtype=np.int64)
+    columns = np.column_stack([np.asarray(users, dtype=np.int64), np.where(items >= 0, n_users + items, -1)])
+    return one_hot_rows(columns, n_users + n_items)
 
 
 #: How strongly taste decides which pairs are rated (logit per unit of taste).
@@ -74,7 +133,7 @@ def synthetic_ratings(
         draw = 4 * (n_ratings - len(pairs))
         users = rng.choice(n_users, size=draw, p=user_weight / user_weight.sum())
         items = rng.choice(n_items, size=draw, p=item_weight / item_weight.sum())
-        kept = rng.random(draw) < 1 / (1 + np.exp(-_SELECTION * taste(users, items)))
+        kept = rng.random(draw) < sigmoid(_SELECTION * taste(users, items))
         pairs = np.unique(np.concatenate([pairs, users[kept] * n_items + items[kept]]))
     pairs = rng.permutation(pairs)[:n_ratings]
     users, items = pairs // n_items, pairs % n_items

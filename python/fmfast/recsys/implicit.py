@@ -8,31 +8,14 @@ on top-K metrics where the regressor does not (see ``fmfast demo``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
-import scipy.sparse as sp
 
 from fmfast.exceptions import InvalidInputError
-from fmfast.recsys.datasets import user_item_one_hot
+from fmfast.recsys.datasets import Ratings
 
-
-@dataclass(frozen=True)
-class Interactions:
-    """Labelled (user, item) pairs, shuffled: ``labels[i]`` is 1 for an observed pair, 0 for a sampled one."""
-
-    users: np.ndarray
-    """User code of each pair, int64."""
-    items: np.ndarray
-    """Item code of each pair, int64."""
-    labels: np.ndarray
-    """1.0 for an observed pair, 0.0 for a sampled negative, float32."""
-    n_users: int
-    n_items: int
-
-    def one_hot(self) -> tuple[sp.csr_array, np.ndarray]:
-        """One-hot user then one-hot item per pair (the layout of ``Ratings.one_hot``), and the labels."""
-        return user_item_one_hot(self.users, self.items, self.n_users, self.n_items), self.labels
+#: Labelled (user, item) pairs: :class:`fmfast.recsys.datasets.Ratings` whose values are labels, 1.0 for an
+#: observed pair and 0.0 for a sampled one (also read as ``labels``).
+Interactions = Ratings
 
 
 def _codes(name: str, values: np.ndarray, bound: int) -> np.ndarray:
@@ -69,14 +52,15 @@ def sample_negatives(
     n_items: int,
     per_positive: int = 4,
     seed: int = 0,
-) -> Interactions:
-    """The observed pairs plus ``per_positive`` sampled unobserved items per pair.
+) -> Ratings:
+    """The observed pairs (label 1.0) plus ``per_positive`` sampled unobserved items per pair.
 
     Each negative keeps the user of its positive and draws an item uniformly from the items that
     user has not interacted with (exactly, without rejection; a user who interacted with every item
     gets none). Negatives may repeat. The result is shuffled with ``np.random.default_rng(seed)``,
-    so the same inputs and seed give the same pairs. Raises :class:`fmfast.InvalidInputError` for
-    codes out of range, arrays of different lengths or a negative ``per_positive``.
+    so the same inputs and seed give the same pairs; ``labels`` holds 1.0 or 0.0 for each. Raises
+    :class:`fmfast.InvalidInputError` for codes out of range, arrays of different lengths or a
+    negative ``per_positive``.
     """
     users = _codes("users", users, n_users)
     items = _codes("items", items, n_items)
@@ -90,10 +74,10 @@ def sample_negatives(
     negative_users = negative_users[keep]
     order = rng.permutation(users.size + negative_users.size)
     labels = np.r_[np.ones(users.size), np.zeros(negative_users.size)].astype(np.float32)
-    return Interactions(
+    return Ratings(
         users=np.r_[users, negative_users][order],
         items=np.r_[items, negative_items][order],
-        labels=labels[order],
+        ratings=labels[order],
         n_users=n_users,
         n_items=n_items,
     )

@@ -99,48 +99,8 @@ def _ids_array(ids: np.ndarray | list[str]) -> np.ndarray:
     return ids if isinstance(ids, np.ndarray) else np.asarray(ids, dtype=str)
 
 
-@dataclass(frozen=True)
-class RatingsData:
-    """Ratings read from a file, with users and items re-coded to ``0..n-1``.
-
-    ``users[i]`` gave ``items[i]`` the rating ``ratings[i]`` (at ``timestamps[i]`` when the file
-    has times). ``user_ids[c]`` and ``item_ids[c]`` are the ids in the file of user or item code
-    ``c``. Ids are the text as written: ``7`` and ``07`` are two users. They are in numeric order
-    when every id is an integer (ties such as ``07`` and ``7`` by text), else in text order; the
-    array is int64 when every id is an integer written plainly (``7`` or ``-12``, not ``07`` or
-    ``+7``, at most 18 digits), else str.
-    """
-
-    users: np.ndarray
-    """User code of each rating, int64 in ``0..n_users-1``."""
-    items: np.ndarray
-    """Item code of each rating, int64 in ``0..n_items-1``."""
-    ratings: np.ndarray
-    """The ratings, float32."""
-    timestamps: np.ndarray | None
-    """Time of each rating as int64 (usually Unix seconds), or ``None`` when the file has none."""
-    user_ids: np.ndarray
-    """Original user id of each user code (int64 or str array)."""
-    item_ids: np.ndarray
-    """Original item id of each item code (int64 or str array)."""
-
-    @property
-    def n_users(self) -> int:
-        """Number of distinct users."""
-        return len(self.user_ids)
-
-    @property
-    def n_items(self) -> int:
-        """Number of distinct items."""
-        return len(self.item_ids)
-
-    def __len__(self) -> int:
-        """Number of ratings."""
-        return len(self.ratings)
-
-    def to_ratings(self) -> Ratings:
-        """The ratings as a :class:`fmfast.recsys.datasets.Ratings` (whose ``one_hot()`` gives FM input)."""
-        return Ratings(self.users, self.items, self.ratings, self.n_users, self.n_items)
+#: The ratings of a file: :class:`fmfast.recsys.datasets.Ratings`, under the name this module first gave it.
+RatingsData = Ratings
 
 
 def _read_lines(path: str | os.PathLike[str], encoding: str) -> list[str]:
@@ -150,8 +110,14 @@ def _read_lines(path: str | os.PathLike[str], encoding: str) -> list[str]:
 
 def read_ratings(
     path: str | os.PathLike[str], format: str = "auto", delimiter: str | None = None, *, n_threads: int = 0
-) -> RatingsData:
-    """Read a ratings file into :class:`RatingsData`.
+) -> Ratings:
+    """Read a ratings file into :class:`fmfast.recsys.datasets.Ratings`.
+
+    ``user_ids[c]`` and ``item_ids[c]`` are the ids in the file of user or item code ``c``. Ids are
+    the text as written: ``7`` and ``07`` are two users. They are in numeric order when every id is
+    an integer (ties such as ``07`` and ``7`` by text), else in text order; the array is int64 when
+    every id is an integer written plainly (``7`` or ``-12``, not ``07`` or ``+7``, at most 18
+    digits), else str.
 
     The file is parsed by the same Rust parser as ``fmfast convert``: RFC 4180 CSV (quoted fields
     may hold the delimiter, ``""`` is a quote; CRLF or LF; a UTF-8 byte-order mark is skipped;
@@ -190,7 +156,16 @@ def read_ratings(
             path, delimiter if delimiter is not None else sep, header, n_threads=n_threads
         )
     assert ratings is not None  # read_ratings refuses a file without ratings unless pairs=True
-    return RatingsData(users, items, ratings, timestamps, _ids_array(user_ids), _ids_array(item_ids))
+    return Ratings(
+        users,
+        items,
+        ratings,
+        len(user_ids),
+        len(item_ids),
+        timestamps=timestamps,
+        user_ids=_ids_array(user_ids),
+        item_ids=_ids_array(item_ids),
+    )
 
 
 @dataclass(frozen=True)

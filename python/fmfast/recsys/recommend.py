@@ -17,9 +17,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from fmfast import _fmfast
-from fmfast._inputs import as_csr, csr_indices
+from fmfast._inputs import as_csr, check_finite, csr_indices, prepare_rows
 from fmfast._progress import Progress, progress_callback
+from fmfast._scores import raw_scores, sigmoid
 from fmfast.exceptions import InvalidInputError
+from fmfast.recsys.datasets import one_hot_rows
 
 
 def _top_k(
@@ -57,20 +59,20 @@ def model_weights(model: Any) -> tuple[float, np.ndarray, np.ndarray]:
 
 def side_sums(w: np.ndarray, V: np.ndarray, X: Any) -> tuple[np.ndarray, np.ndarray]:
     """Per-row ``c = w·x + ½(‖s‖² - Σ v²x²)`` and ``s = Σ v x`` of the rows of ``X``."""
-    csr = sp.csr_array(as_csr(X), dtype=np.float64)
+    csr = as_csr(X)
     if csr.shape[1] != V.shape[0]:
         raise InvalidInputError(f"features have {csr.shape[1]} columns, the model {V.shape[0]}")
-    s = csr @ V
-    squares = csr.multiply(csr) @ (V * V).sum(axis=1)
-    c = csr @ w + 0.5 * ((s * s).sum(axis=1) - squares)
-    return np.asarray(c), np.asarray(s)
+    rows = prepare_rows(csr)
+    check_finite(rows)
+    # c is the FM score of the row with no bias: the core's.
+    c = raw_scores(rows, 0.0, w, V)
+    s = sp.csr_array(csr, dtype=np.float64) @ V
+    return c, np.asarray(s)
 
 
 def one_hot(ids: Any, offset: int, n_features: int) -> sp.csr_array:
     """Rows with a single 1 in column ``offset + id``: the one-hot block of a user or item id."""
-    ids = np.asarray(ids, dtype=np.int64).reshape(-1)
-    n = len(ids)
-    return sp.csr_array((np.ones(n, np.float32), offset + ids, np.arange(n + 1)), shape=(n, n_features))
+    return one_hot_rows(offset + np.asarray(ids, dtype=np.int64).reshape(-1, 1), n_features)
 
 
 def recommend(
@@ -135,7 +137,7 @@ def recommend(
         )
     ranked = np.where(ranked >= 0, item_ids[np.maximum(ranked, 0)], -1)
     if getattr(model, "predictor_type", "regressor") == "binary_classifier":
-        scores = 1 / (1 + np.exp(-scores))
+        scores = sigmoid(scores)
     return ranked, scores
 
 

@@ -1,107 +1,17 @@
 //! Bindings of Factorization Machines: train epochs on caller-owned weights, predict raw scores.
 //!
-//! The Python estimator owns every array (weights and optimizer state); `fit_epochs` borrows them
-//! mutably and updates them in place with the interpreter released.
+//! The Python estimator owns every array (weights and optimizer state) in an `FmState`;
+//! `fit_epochs` borrows them mutably and updates them in place with the interpreter released.
 
 use fmfast_core::csr::Values;
-use fmfast_core::fm::{
-    self, Checkpoint, EpochStats, Group, Optimizer, OptimizerKind, OptimizerState, Task, TrainConfig, Weights,
-    WeightsMut,
-};
+use fmfast_core::fm::{self, Checkpoint, EpochStats, Weights};
 use fmfast_core::Error;
-use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray1, PyReadwriteArray2};
-use numpy::{PyReadwriteArray3, PyUntypedArrayMethods};
+use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
 use crate::arrays::{with_csr, IndexSlices, PyIndices, PyValues};
 use crate::detached::{run, run_stoppable};
-use crate::errors::{InvalidInputError, PyFmError};
-
-/// The weights and optimizer state, read from the attributes of the estimator's `_TrainState`.
-#[derive(FromPyObject)]
-struct TrainState<'py> {
-    bias: PyReadwriteArray1<'py, f32>,
-    linear: PyReadwriteArray1<'py, f32>,
-    factors: PyReadwriteArray2<'py, f32>,
-    bias_state: PyReadwriteArray2<'py, f32>,
-    linear_state: PyReadwriteArray2<'py, f32>,
-    factors_state: PyReadwriteArray3<'py, f32>,
-    t: u64,
-}
-
-impl TrainState<'_> {
-    /// The weights and optimizer state as the core borrows them.
-    fn borrow(&mut self) -> PyResult<(WeightsMut<'_>, OptimizerState<'_>)> {
-        let bias = self
-            .bias
-            .as_slice_mut()?
-            .first_mut()
-            .ok_or_else(|| InvalidInputError::new_err("bias must hold one value"))?;
-        let num_factors = self.factors.shape()[1];
-        let weights = WeightsMut::new(
-            bias,
-            self.linear.as_slice_mut()?,
-            self.factors.as_slice_mut()?,
-            num_factors,
-        )
-        .map_err(PyFmError)?;
-        let state = OptimizerState::new(
-            self.bias_state.as_slice_mut()?,
-            self.linear_state.as_slice_mut()?,
-            self.factors_state.as_slice_mut()?,
-            self.t,
-        );
-        Ok((weights, state))
-    }
-}
-
-/// Hyperparameters, read from the attributes of the estimator's `_TrainConfig`.
-#[derive(FromPyObject)]
-struct Hyperparameters {
-    predictor_type: String,
-    optimizer: String,
-    epochs: usize,
-    mini_batch_size: usize,
-    bias_lr: f64,
-    linear_lr: f64,
-    factors_lr: f64,
-    bias_wd: f64,
-    linear_wd: f64,
-    factors_wd: f64,
-    clip_gradient: Option<f64>,
-    eps: Option<f64>,
-    rescale_grad: Option<f64>,
-}
-
-impl Hyperparameters {
-    /// The core's configuration; `adaptive_threads` when the caller left the thread count to fmfast.
-    fn config(&self, adaptive_threads: bool) -> PyResult<TrainConfig> {
-        let core = |e: fmfast_core::Error| InvalidInputError::new_err(e.to_string());
-        let mut optimizer = Optimizer::new(OptimizerKind::parse(&self.optimizer).map_err(core)?);
-        optimizer.bias = Group {
-            lr: self.bias_lr,
-            wd: self.bias_wd,
-        };
-        optimizer.linear = Group {
-            lr: self.linear_lr,
-            wd: self.linear_wd,
-        };
-        optimizer.factors = Group {
-            lr: self.factors_lr,
-            wd: self.factors_wd,
-        };
-        optimizer.eps = self.eps;
-        optimizer.clip_gradient = self.clip_gradient;
-        optimizer.rescale_grad = self.rescale_grad;
-        Ok(TrainConfig {
-            task: Task::parse(&self.predictor_type).map_err(core)?,
-            epochs: self.epochs,
-            batch_size: self.mini_batch_size,
-            optimizer,
-            adaptive_threads,
-        })
-    }
-}
+use crate::fm_contract::{FmConfig, FmState};
 
 /// `(rows, loss_sum, true_positives, false_positives, true_negatives, false_negatives)`.
 type PyEpochStats = (u64, f64, u64, u64, u64, u64);
@@ -135,14 +45,16 @@ fn fit_epochs(
     data: PyValues<'_>,
     labels: PyValues<'_>,
     sample_weight: Option<PyReadonlyArray1<'_, f64>>,
-    mut state: TrainState<'_>,
-    config: Hyperparameters,
+    state: PyRef<'_, FmState>,
+    config: PyRef<'_, FmConfig>,
     n_threads: usize,
     progress: Option<Py<PyAny>>,
-    mut checkpoint: Option<TrainState<'_>>,
+    checkpoint: Option<PyRef<'_, FmState>>,
 ) -> PyResult<(u64, Vec<PyEpochStats>, Option<PyErr>)> {
     // n_threads = 0 leaves the count to fmfast: all cores, or one where measurement says so.
-    let config = config.config(n_threads == 0)?;
+    let config = config.train_config(n_threads == 0);
+    let mut state = state.arrays(py)?;
+    let mut checkpoint = checkpoint.map(|held| held.arrays(py)).transpose()?;
     let indices = IndexSlices::new(&csr)?;
     let values = data.as_values()?;
     let labels = labels.as_values()?;

@@ -7,6 +7,7 @@ mod detached;
 mod errors;
 mod features;
 mod fm;
+mod fm_contract;
 mod recordio;
 mod text;
 mod topk;
@@ -17,6 +18,7 @@ fn _fmfast(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     recordio::register(m)?;
     fm::register(m)?;
+    fm_contract::register(m)?;
     text::register(m)?;
     topk::register(m)?;
     features::register(m)?;

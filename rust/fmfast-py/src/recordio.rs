@@ -18,7 +18,7 @@ use pyo3::types::{PyBytes, PyTuple};
 
 use crate::arrays::{indices_to_numpy, tensor_kind, values_to_numpy, IndexSlices, PyIndices, PyValues};
 use crate::detached::{run, PyMonitor};
-use crate::errors::{FmFastError, PyFmError};
+use crate::errors::{FmFastError, InvalidInputError, PyFmError};
 
 /// Rows and labels as borrowed from Python, ready to be validated and encoded off the GIL.
 struct Batch<'a> {
@@ -30,35 +30,91 @@ struct Batch<'a> {
     options: EncodeOptions,
 }
 
-/// The Python-side arguments every encoding entry point shares.
-#[derive(FromPyObject)]
-struct EncodeArgs<'py> {
+/// The error for arrays the encoder cannot read, naming `what`.
+fn unsupported(what: &'static str) -> impl Fn(PyErr) -> PyErr {
+    move |_| {
+        InvalidInputError::new_err(format!(
+            "{what} must be contiguous 1-D arrays of a type the encoder reads (int32/int64 indices, \
+             float32/float64/int32/int64 values)"
+        ))
+    }
+}
+
+/// What every encoding entry point takes: the rows (CSR `(indptr, indices)` and values, or dense
+/// row-major values), the labels and the encoding options, their types and tensor kinds checked
+/// when built.
+#[pyclass(name = "EncodeArgs", module = "fmfast._fmfast", frozen)]
+struct EncodeArgs {
+    #[pyo3(get)]
     shape: (usize, u64),
+    csr: Option<Py<PyAny>>,
+    data: Py<PyAny>,
+    #[pyo3(get)]
+    labels: Option<Py<PyAny>>,
+    options: EncodeOptions,
+}
+
+#[pymethods]
+impl EncodeArgs {
+    #[new]
+    #[pyo3(signature = (shape, csr, data, labels, dtype, label_dtype, check_finite))]
+    fn new(
+        shape: (usize, u64),
+        csr: Option<&Bound<'_, PyAny>>,
+        data: &Bound<'_, PyAny>,
+        labels: Option<&Bound<'_, PyAny>>,
+        dtype: &str,
+        label_dtype: &str,
+        check_finite: bool,
+    ) -> PyResult<Self> {
+        if let Some(csr) = csr {
+            csr.extract::<PyIndices<'_>>()
+                .map_err(unsupported("indptr and indices"))?;
+        }
+        data.extract::<PyValues<'_>>().map_err(unsupported("values"))?;
+        if let Some(labels) = labels {
+            labels.extract::<PyValues<'_>>().map_err(unsupported("labels"))?;
+        }
+        Ok(EncodeArgs {
+            shape,
+            csr: csr.map(|a| a.clone().unbind()),
+            data: data.clone().unbind(),
+            labels: labels.map(|a| a.clone().unbind()),
+            options: EncodeOptions {
+                features: tensor_kind(dtype)?,
+                labels: tensor_kind(label_dtype)?,
+                check_finite,
+            },
+        })
+    }
+}
+
+/// The arrays of an [`EncodeArgs`], borrowed for reading while they are encoded.
+struct Borrowed<'py> {
     csr: Option<PyIndices<'py>>,
     data: PyValues<'py>,
     labels: Option<PyValues<'py>>,
-    dtype: String,
-    label_dtype: String,
-    check_finite: bool,
 }
 
-impl<'py> EncodeArgs<'py> {
-    fn batch(&self) -> PyResult<Batch<'_>> {
-        let data = self.data.as_values()?;
-        let csr = self.csr.as_ref().map(IndexSlices::new).transpose()?;
-        let options = EncodeOptions {
-            features: tensor_kind(&self.dtype)?,
-            labels: tensor_kind(&self.label_dtype)?,
-            check_finite: self.check_finite,
-        };
-        let labels = self.labels.as_ref().map(PyValues::as_values).transpose()?;
+impl EncodeArgs {
+    /// Its arrays, borrowed for reading.
+    fn borrow<'py>(&self, py: Python<'py>) -> PyResult<Borrowed<'py>> {
+        Ok(Borrowed {
+            csr: self.csr.as_ref().map(|a| a.bind(py).extract()).transpose()?,
+            data: self.data.bind(py).extract()?,
+            labels: self.labels.as_ref().map(|a| a.bind(py).extract()).transpose()?,
+        })
+    }
+
+    /// The rows and labels of `arrays` as the core reads them.
+    fn batch<'a>(&self, arrays: &'a Borrowed<'_>) -> PyResult<Batch<'a>> {
         Ok(Batch {
             n_rows: self.shape.0,
             n_cols: self.shape.1,
-            csr,
-            data,
-            labels,
-            options,
+            csr: arrays.csr.as_ref().map(IndexSlices::new).transpose()?,
+            data: arrays.data.as_values()?,
+            labels: arrays.labels.as_ref().map(PyValues::as_values).transpose()?,
+            options: self.options,
         })
     }
 }
@@ -97,11 +153,12 @@ impl Batch<'_> {
 #[pyo3(signature = (args, n_threads=0, progress=None))]
 fn encode<'py>(
     py: Python<'py>,
-    args: EncodeArgs<'py>,
+    args: PyRef<'py, EncodeArgs>,
     n_threads: usize,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let batch = args.batch()?;
+    let arrays = args.borrow(py)?;
+    let batch = args.batch(&arrays)?;
     // A first pass validates and sizes every record; the second writes them in place, in
     // parallel, straight into the bytes object (no intermediate buffers, no copy).
     let (rows, size) = run(py, n_threads, None, |_| {
@@ -161,7 +218,7 @@ impl RecordIOFileWriter {
     fn write(
         &mut self,
         py: Python<'_>,
-        args: EncodeArgs<'_>,
+        args: PyRef<'_, EncodeArgs>,
         n_threads: usize,
         progress: Option<Py<PyAny>>,
     ) -> PyResult<()> {
@@ -169,7 +226,8 @@ impl RecordIOFileWriter {
             .file
             .as_mut()
             .ok_or_else(|| FmFastError::new_err("the writer is closed"))?;
-        let batch = args.batch()?;
+        let arrays = args.borrow(py)?;
+        let batch = args.batch(&arrays)?;
         run(py, n_threads, progress, |monitor| {
             batch.encode(monitor, |chunk| Ok(file.write_all(chunk)?))
         })
@@ -294,6 +352,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(encode, m)?)?;
     m.add_function(wrap_pyfunction!(decode, m)?)?;
     m.add_function(wrap_pyfunction!(decode_file, m)?)?;
+    m.add_class::<EncodeArgs>()?;
     m.add_class::<RecordIOFileWriter>()?;
     m.add_class::<RecordIOReader>()?;
     Ok(())

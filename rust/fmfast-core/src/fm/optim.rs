@@ -122,13 +122,13 @@ impl Optimizer {
         for (name, group) in groups {
             if !(group.lr.is_finite() && group.lr >= 0.0) {
                 return Err(Error::invalid(format!(
-                    "{name}_lr must be finite and >= 0, got {}",
+                    "{name}_lr must be a finite number >= 0, got {}",
                     group.lr
                 )));
             }
             if !(group.wd.is_finite() && group.wd >= 0.0) {
                 return Err(Error::invalid(format!(
-                    "{name}_wd must be finite and >= 0, got {}",
+                    "{name}_wd must be a finite number >= 0, got {}",
                     group.wd
                 )));
             }
@@ -146,7 +146,9 @@ impl Optimizer {
         for (name, value) in positive {
             if let Some(value) = value {
                 if !(value.is_finite() && value > 0.0) {
-                    return Err(Error::invalid(format!("{name} must be finite and > 0, got {value}")));
+                    return Err(Error::invalid(format!(
+                        "{name} must be None or a finite number > 0, got {value}"
+                    )));
                 }
             }
         }
