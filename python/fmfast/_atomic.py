@@ -11,15 +11,28 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import fcntl
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
+
+if sys.platform != "win32":
+    import fcntl
+
+
+def _lock(fd: int, *, wait: bool = True) -> None:
+    """Take an exclusive ``flock`` on ``fd``; ``OSError`` when ``wait`` is false and it is held.
+
+    Windows has no ``flock``, and needs none: a file open in a live writer cannot be removed there.
+    """
+    if sys.platform != "win32":
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+
 
 #: Age in seconds after which an unlocked ``.fmfast-*.tmp`` is taken for the leftover of a dead writer.
 STALE_AFTER_S = 60.0
@@ -46,11 +59,11 @@ def remove_stale_temporaries(target: str | os.PathLike[str]) -> None:
         try:
             if now - entry.stat(follow_symlinks=False).st_mtime < STALE_AFTER_S:
                 continue
-            fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW)
+            fd = os.open(entry.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         except OSError:
             continue  # gone already, a symbolic link, or not ours to open
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _lock(fd, wait=False)
         except OSError:
             os.close(fd)
             continue  # a live writer holds it
@@ -90,7 +103,7 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
     check_writable(target)
     remove_stale_temporaries(target)
     fd, temp = tempfile.mkstemp(prefix=_PREFIX, suffix=_SUFFIX, dir=target.parent)
-    fcntl.flock(fd, fcntl.LOCK_EX)
+    _lock(fd)
     try:
         with os.fdopen(fd, "wb") as out:
             yield out
@@ -117,7 +130,7 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     temp = Path(tempfile.mkdtemp(prefix=_PREFIX, suffix=_SUFFIX, dir=target.parent))
     fd = os.open(temp, os.O_RDONLY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        _lock(fd)
         yield temp
         _replace_directory(temp, target)
     finally:
@@ -148,6 +161,8 @@ def _exchange(a: Path, b: Path) -> bool:
 
     That is where there is no ``renameat2`` (not Linux) or the file system lacks ``RENAME_EXCHANGE``.
     """
+    if sys.platform != "linux":
+        return False
     renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
     if renameat2 is None:
         return False
