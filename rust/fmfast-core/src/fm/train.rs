@@ -38,75 +38,17 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use super::batch::{Data, Scratch, SharedModel, SharedScratch, Trainer, NO_SLOT};
+use super::batch::{Data, Trainer, NO_SLOT};
 use super::checkpoint::Checkpoint;
+use super::config::{EpochStats, OptimizerState, TrainConfig};
 use super::model::{check_values, Task, WeightsMut};
-use super::optim::Optimizer;
 use super::schedule::{Schedule, ThreadChooser, MIN_PARALLEL_ROWS, SEGMENT_ROWS};
+use super::shared::{Scratch, SharedModel, SharedScratch};
 use super::Feature;
 use crate::csr::{CsrIndex, CsrView, Values};
 use crate::error::{Error, Result};
 use crate::memory::try_filled;
 use crate::parallel::Monitor;
-
-/// What one call to [`fit_epochs`] does.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TrainConfig {
-    /// Loss to minimise.
-    pub task: Task,
-    /// Passes over the data.
-    pub epochs: usize,
-    /// Rows per mini-batch (`mini_batch_size`).
-    pub batch_size: usize,
-    /// Update rule and its hyperparameters.
-    pub optimizer: Optimizer,
-    /// Let measurement decide, every few dozen batches, whether the pool's threads or a single one
-    /// train them (more threads do not always pay: small batches, small `k`, shared cores); with
-    /// `false`, every thread of the pool takes part. Results are the same either way.
-    pub adaptive_threads: bool,
-}
-
-/// Optimizer state (`f32`, see [`super::optim`]) owned by the caller, weight-major: the [`super::OptimizerKind::n_slots`] slots
-/// (Adam: m then v; AdaGrad: h; SGD: none) of a row sit together, `[feature][slot]` for the
-/// linear weights and `[feature][slot][factor]` for the factors, so one update touches adjacent
-/// memory.
-pub struct OptimizerState<'a> {
-    pub(crate) bias: &'a mut [f32],
-    pub(crate) linear: &'a mut [f32],
-    pub(crate) factors: &'a mut [f32],
-    /// Updates applied so far (Adam's `t`); incremented once per mini-batch.
-    pub t: u64,
-}
-
-impl<'a> OptimizerState<'a> {
-    /// State of `n_slots` (bias), `d × n_slots` (linear) and `d × n_slots × k` (factors)
-    /// values, checked against the weights by [`fit_epochs`].
-    pub fn new(bias: &'a mut [f32], linear: &'a mut [f32], factors: &'a mut [f32], t: u64) -> Self {
-        OptimizerState {
-            bias,
-            linear,
-            factors,
-            t,
-        }
-    }
-}
-
-/// Training statistics of one epoch, gathered with the weights each row saw during the pass.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct EpochStats {
-    /// Rows seen.
-    pub rows: u64,
-    /// Σ (ŷ − y)² (regressor) or Σ log loss (classifier), unweighted.
-    pub loss_sum: f64,
-    /// Classifier only: rows with label 1 scored σ(ŷ) ≥ 0.5.
-    pub true_positives: u64,
-    /// Classifier only: rows with label 0 scored σ(ŷ) ≥ 0.5.
-    pub false_positives: u64,
-    /// Classifier only: rows with label 0 scored σ(ŷ) < 0.5.
-    pub true_negatives: u64,
-    /// Classifier only: rows with label 1 scored σ(ŷ) < 0.5.
-    pub false_negatives: u64,
-}
 
 /// Trains for `config.epochs` passes over `x`, updating `weights` and `state` in place, and
 /// returns the statistics of each epoch. `labels` (and `sample_weight`, which scales each row's
@@ -318,7 +260,7 @@ fn check_batch_entries<I: CsrIndex>(x: &CsrView<'_, I>, batch_size: usize) -> Re
 mod tests {
     use super::*;
     use crate::fm::model::pairwise_score;
-    use crate::fm::{log_loss, Group, OptimizerKind};
+    use crate::fm::{log_loss, Group, Optimizer, OptimizerKind};
     use crate::parallel::{with_threads, Monitor, Unmonitored};
 
     /// A small deterministic pseudo-random sequence in [-1, 1) (SplitMix64).
