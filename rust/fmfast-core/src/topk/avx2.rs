@@ -3,24 +3,7 @@
 use std::arch::x86_64::*;
 
 use super::kernel::{Hits, MicroKernel, Panel, QueryBlock, MR, NR};
-use super::scan::Pass;
 pub(super) use crate::simd::Avx2;
-
-impl Avx2 {
-    /// Runs the first pass of `scan` compiled with AVX2 and FMA enabled, so that the kernel
-    /// inlines into its loops.
-    pub(super) fn scan_panels(self, scan: &mut Pass) {
-        // SAFETY: `self` exists only where `detect` found both features.
-        unsafe { scan_panels(self, scan) }
-    }
-}
-
-/// # Safety
-/// The CPU must support AVX2 and FMA.
-#[target_feature(enable = "avx2,fma")]
-unsafe fn scan_panels(token: Avx2, scan: &mut Pass) {
-    scan.panels(token);
-}
 
 impl MicroKernel for Avx2 {
     #[inline(always)]

@@ -9,8 +9,8 @@
 
 use rayon::prelude::*;
 
+use super::exact::Side;
 use super::kernel::{MR, NR};
-use super::Side;
 
 /// Largest dimension the first pass takes (the rounding bound assumes `dim · 2⁻²⁴ < 1%`).
 const MAX_DIM: usize = 100_000;
