@@ -2,8 +2,9 @@
 //! the per-batch buffers, as raw pointers that every thread of a segment holds at once.
 //!
 //! # Invariant
-//! [`super::train`] borrows the weights, the state and a [`Scratch`] mutably for the whole
-//! segment and hands out only these pointers, so nothing else refers to that memory meanwhile.
+//! [`super::train`] takes these pointers from the weights, the state and a [`Scratch`], which it
+//! borrows mutably, afresh for each segment, and does not touch that memory through anything else
+//! until the segment ends; so the pointers never outlive a use of the borrows they came from.
 //! Between two barriers of [`super::batch::Trainer`], every element is either only read, by any
 //! thread, or read and written by the one task that owns it:
 //!

@@ -201,7 +201,6 @@ fn train<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
     let k = weights.k;
     let mut scratch = Scratch::new(batch_rows, k, max_threads)?;
     let marks: Vec<AtomicU32> = (0..weights.linear.len()).map(|_| AtomicU32::new(NO_SLOT)).collect();
-    let (model, scratch) = (SharedModel::new(weights, state), SharedScratch::new(&mut scratch));
     let stats = Mutex::new(try_filled(
         config.epochs,
         1,
@@ -222,7 +221,11 @@ fn train<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
             let segment = first..(first + segment_batches).min(batches);
             let threads = chooser.next();
             let schedule = Schedule::new(n_rows, config, threads, epoch, segment.clone());
-            let trainer = Trainer::new(data, config, monitor, schedule, model, scratch, &marks, &stats, t0);
+            // The shared pointers live for this segment only: between segments the checkpoint
+            // reads the weights through `weights` and `state`, after which pointers taken before
+            // would no longer be valid to write through (miri found this).
+            let (model, shared) = (SharedModel::new(weights, state), SharedScratch::new(&mut scratch));
+            let trainer = Trainer::new(data, config, monitor, schedule, model, shared, &marks, &stats, t0);
             let started = Instant::now();
             if let Some((err, t)) = trainer.run_on(threads) {
                 state.t = t;
