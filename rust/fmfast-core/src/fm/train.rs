@@ -530,6 +530,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "too slow for miri: the small-problem variant runs instead")]
     fn results_are_identical_for_every_thread_count() {
         // 400 features make 13 blocks of `OWNER_BLOCK` for the phase-2 parts to share.
         let p = problem(1000, 400, 5, Task::BinaryClassifier, 5);
@@ -538,6 +539,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "too slow for miri: the small-problem variant runs instead")]
     fn sparse_rows_give_identical_results_for_every_thread_count() {
         // Rows like user + item one-hot ones, every fifth empty and every seventh naming its user
         // twice: each part's entry lists hold few entries a row, some rows none.
@@ -561,6 +563,16 @@ mod tests {
     }
 
     #[test]
+    fn a_small_problem_gives_identical_results_for_every_thread_count() {
+        // What the two tests above check, at a size that miri runs: one batch of 130 rows shared
+        // by 2 threads, in 4 parts over 2 blocks of `OWNER_BLOCK` features.
+        let p = problem(130, 40, 2, Task::Regressor, 7);
+        let config = config(Task::Regressor, OptimizerKind::Adam, 1, 130);
+        assert_eq!(p.fit(&config, 1).unwrap(), p.fit(&config, 2).unwrap());
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "too slow for miri: needs several segments of SEGMENT_ROWS rows")]
     fn adaptive_threads_change_nothing_but_speed() {
         // Three segments an epoch (of 125 batches), so the chooser runs some on 2 threads, some on 1.
         let p = problem(3 * SEGMENT_ROWS, 4, 3, Task::Regressor, 8);
@@ -571,6 +583,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "too slow for miri: 20 epochs; the other fits run the same code")]
     fn training_lowers_the_loss() {
         let p = problem(500, 10, 4, Task::Regressor, 9);
         let mut config = config(Task::Regressor, OptimizerKind::Adam, 20, 50);
@@ -606,6 +619,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "too slow for miri: needs several segments of SEGMENT_ROWS rows")]
     fn an_interrupted_fit_keeps_its_last_complete_epoch_in_the_checkpoint() {
         // 20,000 rows an epoch: the first report (at 65,536 rows) falls in the fourth epoch.
         let p = problem(20_000, 6, 3, Task::Regressor, 4);
@@ -639,6 +653,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "too slow for miri: needs several segments of SEGMENT_ROWS rows")]
     fn a_stop_request_ends_training_between_segments_before_any_report() {
         // 20,000 rows of batches of 100: two segments an epoch (160 batches, then 40), so the
         // fifth request comes before the third epoch, and the first report (at 65,536 rows) after.
@@ -721,6 +736,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "too slow for miri: needs several parallel chunks")]
     fn the_first_non_finite_value_is_found_past_the_first_chunk() {
         // One entry a row, so the row is the value's index; two bad values, in different chunks.
         let n = 200_000;

@@ -74,6 +74,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "too slow for miri: needs more than BLOCK_RECORDS records")]
     fn output_arrays_grow_past_the_first_blocks_estimate() {
         // The first block's records hold one value, the later ones 20: the output arrays sized
         // from the first block must grow, and nothing may be lost when they do.
