@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: setup movielens demo dev test test-rust test-python lint bench bench-report bench-fm bench-ratings clean
+.PHONY: setup movielens demo dev test test-rust miri test-python lint bench bench-report bench-fm bench-ratings clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -37,10 +37,26 @@ dev:
 	$(BIN)/maturin develop --quiet
 	touch $(INSTALLED)
 
-test: lint test-rust test-python
+test: lint test-rust miri test-python
 
 test-rust:
 	cargo test -p fmfast-core --quiet
+
+# Miri (undefined behaviour, data races) on the unit tests of fm and recordio, which hold the
+# unsafe code; tests too slow for it are `#[cfg_attr(miri, ignore)]` and have small variants.
+# Skipped where nightly has no miri (`rustup component add miri rust-src --toolchain nightly`).
+# Tree borrows: rayon's crossbeam-epoch breaks stacked borrows (crossbeam-rs/crossbeam#545) but
+# not these, which crossbeam's own CI checks; its integer-to-pointer casts need permissive
+# provenance; isolation off for the tests' temp files; leaks ignored because rayon's pool
+# threads live as long as the process.
+MIRIFLAGS ?= -Zmiri-tree-borrows -Zmiri-permissive-provenance -Zmiri-disable-isolation -Zmiri-ignore-leaks
+
+miri:
+	@if cargo +nightly miri --version >/dev/null 2>&1; then \
+		MIRIFLAGS="$(MIRIFLAGS)" cargo +nightly miri test -p fmfast-core --lib -- fm:: recordio::; \
+	else \
+		echo "miri: skipped (cargo +nightly miri --version fails: no nightly toolchain with miri)"; \
+	fi
 
 test-python: $(INSTALLED) $(MOVIELENS_WHEEL)
 	SAGEMAKER_SUPPRESS_V2_WARNING=1 $(BIN)/pytest -q

@@ -7,6 +7,7 @@
 //! * [`memory`]: large fresh buffers (allocations that fail as errors, huge-page hints, zeroing in
 //!   parallel).
 //! * [`parallel`]: thread pools sized by the caller and the between-chunk progress/interrupt hook.
+//! * `simd`: the token types that dispatch the hot loops to their AVX2 builds at run time.
 //!
 //! Nothing here knows Python: functions take slices and return [`Result`].
 
@@ -30,6 +31,7 @@ pub mod fm;
 pub mod memory;
 pub mod parallel;
 pub mod recordio;
+mod simd;
 pub mod text;
 pub mod topk;
 

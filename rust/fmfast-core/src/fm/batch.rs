@@ -6,14 +6,16 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use super::model::{Task, Weights, WeightsMut};
+use super::config::{EpochStats, TrainConfig};
+use super::model::{Task, Weights};
 use super::schedule::{Job, Schedule};
-use super::train::{EpochStats, OptimizerState, TrainConfig};
+use super::shared::{SharedModel, SharedScratch};
 use super::{log_loss, sigmoid, Feature};
 use crate::csr::{CsrIndex, CsrView, Values};
 use crate::error::Error;
-use crate::memory::try_filled;
 use crate::parallel::Monitor;
+#[cfg(target_arch = "x86_64")]
+use crate::simd::Avx2;
 
 /// The training data, validated.
 pub(super) struct Data<'a, I, T> {
@@ -29,131 +31,6 @@ const PROGRESS_ROWS: u64 = 1 << 16;
 pub(super) const NO_SLOT: u32 = u32::MAX;
 /// Busy-wait rounds at a barrier before yielding the core to others.
 const SPINS_BEFORE_YIELD: u32 = 1 << 8;
-
-/// Per-batch buffers, one entry (or `k`) per batch row.
-pub(super) struct Scratch {
-    /// `s_rf`, rows × k.
-    s: Vec<f64>,
-    /// ŷ of each row.
-    scores: Vec<f64>,
-    /// `g_r` of each row.
-    g: Vec<f64>,
-    /// Loss of each row.
-    loss: Vec<f64>,
-    /// Classifier: 0 true positive, 1 false positive, 2 true negative, 3 false negative.
-    outcome: Vec<u8>,
-    /// With several parts, per phase-1 task and part (`task * parts + part`): the task's entries
-    /// of that part's features in row order, as (row, entry) offsets in the batch.
-    entries: Vec<Vec<(u32, u32)>>,
-}
-
-impl Scratch {
-    /// Buffers for batches of up to `batch_rows` rows, trained on up to `max_threads` threads, or
-    /// an error when `batch_rows × k` is beyond memory.
-    pub(super) fn new(batch_rows: usize, k: usize, max_threads: usize) -> Result<Self, Error> {
-        let what = "the training scratch (mini-batch rows × num_factors); lower num_factors or mini_batch_size";
-        Ok(Scratch {
-            s: try_filled(batch_rows, k, 0.0, what)?,
-            scores: try_filled(batch_rows, 1, 0.0, what)?,
-            g: try_filled(batch_rows, 1, 0.0, what)?,
-            loss: try_filled(batch_rows, 1, 0.0, what)?,
-            outcome: try_filled(batch_rows, 1, 0, what)?,
-            // At most 2·threads phase-1 tasks a batch (`Schedule::new`), each sorting for
-            // 2·threads parts.
-            entries: vec![Vec::new(); 4 * max_threads * max_threads],
-        })
-    }
-}
-
-/// A raw pointer shared between the training threads.
-struct Ptr<E>(*mut E);
-
-// By hand: a derive would require `E: Copy` (the entry lists are `Vec`s).
-impl<E> Clone for Ptr<E> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<E> Copy for Ptr<E> {}
-
-// SAFETY: the threads access disjoint parts, or read only, between barriers (see `Trainer`).
-unsafe impl<E: Send> Send for Ptr<E> {}
-unsafe impl<E: Send> Sync for Ptr<E> {}
-
-impl<E> Ptr<E> {
-    fn of(slice: &mut [E]) -> Self {
-        Ptr(slice.as_mut_ptr())
-    }
-
-    /// `len` elements from `at`.
-    ///
-    /// # Safety
-    /// In bounds of the original slice, and no other live reference to them is written to.
-    #[inline(always)]
-    unsafe fn slice<'a>(self, at: usize, len: usize) -> &'a [E] {
-        std::slice::from_raw_parts(self.0.add(at), len)
-    }
-
-    /// # Safety
-    /// As [`Ptr::slice`], and no other live reference to them at all.
-    #[inline(always)]
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn slice_mut<'a>(self, at: usize, len: usize) -> &'a mut [E] {
-        std::slice::from_raw_parts_mut(self.0.add(at), len)
-    }
-}
-
-/// The weights and optimizer state, as raw pointers (lengths checked by `train::check_config`).
-#[derive(Clone, Copy)]
-pub(super) struct SharedModel {
-    d: usize,
-    k: usize,
-    bias: Ptr<f32>,
-    linear: Ptr<f32>,
-    factors: Ptr<f32>,
-    bias_state: Ptr<f32>,
-    linear_state: Ptr<f32>,
-    factor_state: Ptr<f32>,
-}
-
-impl SharedModel {
-    pub(super) fn new(weights: &mut WeightsMut<'_>, state: &mut OptimizerState<'_>) -> Self {
-        SharedModel {
-            d: weights.linear.len(),
-            k: weights.k,
-            bias: Ptr(std::ptr::from_mut(weights.bias)),
-            linear: Ptr::of(weights.linear),
-            factors: Ptr::of(weights.factors),
-            bias_state: Ptr::of(state.bias),
-            linear_state: Ptr::of(state.linear),
-            factor_state: Ptr::of(state.factors),
-        }
-    }
-}
-
-#[derive(Clone, Copy)]
-pub(super) struct SharedScratch {
-    s: Ptr<f64>,
-    scores: Ptr<f64>,
-    g: Ptr<f64>,
-    loss: Ptr<f64>,
-    outcome: Ptr<u8>,
-    entries: Ptr<Vec<(u32, u32)>>,
-}
-
-impl SharedScratch {
-    pub(super) fn new(scratch: &mut Scratch) -> Self {
-        SharedScratch {
-            s: Ptr::of(&mut scratch.s),
-            scores: Ptr::of(&mut scratch.scores),
-            g: Ptr::of(&mut scratch.g),
-            loss: Ptr::of(&mut scratch.loss),
-            outcome: Ptr::of(&mut scratch.outcome),
-            entries: Ptr::of(&mut scratch.entries),
-        }
-    }
-}
 
 /// Rows (phase 1) and features (phase 2) looked ahead when prefetching weights and state.
 const PREFETCH_ROWS: usize = 16;
@@ -300,18 +177,21 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
     /// Claims and runs tasks until none is left or training stops.
     fn run(&self) {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2.
-            return unsafe { self.run_avx2() };
+        if let Some(token) = Avx2::detect() {
+            // SAFETY: the token proves that the CPU has AVX2.
+            return unsafe { self.run_avx2(token) };
         }
         self.run_body();
     }
 
-    /// [`Trainer::run_body`] compiled for AVX2 (4 lanes of `f64`). No fused multiply-adds, so
-    /// results are those of the portable build.
+    /// [`Trainer::run_body`] compiled for AVX2 (4 lanes of `f64`). FMA is not enabled, and rustc
+    /// never contracts a multiply and an add anyway, so results are those of the portable build.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 (the token says so).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn run_avx2(&self) {
+    unsafe fn run_avx2(&self, _: Avx2) {
         self.run_body();
     }
 
@@ -389,7 +269,7 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
             finite &= self.add_stats_and_update_bias(n, t, &mut stats[task.epoch]);
         }
         self.add_gradients(task.part, schedule.parts, task.rows.clone(), slots);
-        finite &= self.update_features(t, slots);
+        finite &= self.update_features(task.part, schedule.parts, t, slots);
         if !finite {
             self.fail(diverged("a weight".to_string()), t);
             return;
@@ -411,7 +291,7 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
         // SAFETY: no thread writes the weights in this phase; each writes its own rows of scratch.
         let view = unsafe {
             Weights {
-                bias: f64::from(*m.bias.0),
+                bias: f64::from(m.bias.slice(0, 1)[0]),
                 linear: m.linear.slice(0, m.d),
                 factors: m.factors.slice(0, m.d * k),
                 k,
@@ -420,6 +300,9 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
         let rescale = self.config.optimizer.rescale_grad.unwrap_or(1.0 / n as f64);
         let sc = &self.scratch;
         let (first, len) = (share.start, share.len());
+        // The shares are disjoint: the tasks' consecutive blocks of `rows_per_task` rows.
+        debug_assert!(first % self.schedule.rows_per_task == 0 && len <= self.schedule.rows_per_task);
+        debug_assert!(share.end <= n);
         // SAFETY: `share` lies within the batch, which fits the buffers; the shares are disjoint.
         let (s, scores, g, loss, outcome) = unsafe {
             (
@@ -437,8 +320,8 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
             if row + PREFETCH_ROWS < end {
                 for column in x.row_indices(row + PREFETCH_ROWS) {
                     let i = column.to_u64().unwrap_or(0) as usize;
-                    prefetch(m.linear.0.wrapping_add(i), 1);
-                    prefetch(m.factors.0.wrapping_add(i * k), k);
+                    prefetch(m.linear.hint(i), 1);
+                    prefetch(m.factors.hint(i * k), k);
                     // The marks, and a small state (a few lines a feature: the batch's fits the
                     // cache until phase 2), only for this thread's own phase 2: with several
                     // parts, another thread may write them, and reading them here would move
@@ -446,8 +329,8 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
                     if self.schedule.parts == 1 {
                         prefetch(self.marks.as_ptr().wrapping_add(i), 1);
                         if ns * k <= SMALL_STATE {
-                            prefetch(m.linear_state.0.wrapping_add(i * ns), ns);
-                            prefetch(m.factor_state.0.wrapping_add(i * ns * k), ns * k);
+                            prefetch(m.linear_state.hint(i * ns), ns);
+                            prefetch(m.factor_state.hint(i * ns * k), ns * k);
                         }
                     }
                 }
@@ -498,7 +381,7 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
     #[inline(always)]
     fn add_stats_and_update_bias(&self, n: usize, t: u64, stats: &mut EpochStats) -> bool {
         let (sc, m) = (&self.scratch, &self.model);
-        // SAFETY: after the barrier, only read; the bias and its state are thread 0's alone.
+        // SAFETY: after the barrier, only read; the bias and its state are part 0's alone.
         let (g, loss, outcome, bias, bias_state) = unsafe {
             (
                 sc.g.slice(0, n),
@@ -538,6 +421,7 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
     fn sort_entries(&self, start: usize, share: Range<usize>) {
         let (x, parts) = (self.data.x, self.schedule.parts);
         let task = share.start / self.schedule.rows_per_task;
+        debug_assert_eq!(share.start % self.schedule.rows_per_task, 0, "a share is one task's");
         // SAFETY: this task's lists (`Scratch::entries`, sized for the schedule) are its alone.
         let lists = unsafe { self.scratch.entries.slice_mut(task * parts, parts) };
         for list in lists.iter_mut() {
@@ -613,9 +497,10 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
         }
     }
 
-    /// Phase 2, second half: updates the rows of `w`, `V` and state of the slots' features.
+    /// Phase 2, second half: updates the rows of `w`, `V` and state of the slots' features (those
+    /// of part `part` of `parts`).
     #[inline(always)]
-    fn update_features(&self, t: u64, slots: &mut Slots) -> bool {
+    fn update_features(&self, part: usize, parts: usize, t: u64, slots: &mut Slots) -> bool {
         let (k, m) = (self.model.k, &self.model);
         let optimizer = &self.config.optimizer;
         let (linear_rule, factor_rule) = (
@@ -636,12 +521,23 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
             let (linear_grad, squares) = (head[0], head[1]);
             if let Some(&next) = next {
                 let next = next as usize;
-                prefetch(m.linear.0.wrapping_add(next), 1);
-                prefetch(m.linear_state.0.wrapping_add(next * ns), ns);
-                prefetch(m.factors.0.wrapping_add(next * k), k);
-                prefetch(m.factor_state.0.wrapping_add(next * ns * k), ns * k);
+                prefetch(m.linear.hint(next), 1);
+                prefetch(m.linear_state.hint(next * ns), ns);
+                prefetch(m.factors.hint(next * k), k);
+                prefetch(m.factor_state.hint(next * ns * k), ns * k);
             }
             let i = i as usize;
+            debug_assert_eq!(
+                owner(i, parts),
+                part,
+                "feature {i} updated by a task that does not own it"
+            );
+            // A feature listed twice would find its mark cleared the second time.
+            debug_assert_ne!(
+                self.marks[i].load(Ordering::Relaxed),
+                NO_SLOT,
+                "feature {i} listed twice"
+            );
             self.marks[i].store(NO_SLOT, Ordering::Relaxed);
             // SAFETY: feature i is this thread's alone (`owner`) and appears once in `features`.
             let (w, w_state, v, v_state) = unsafe {
@@ -676,7 +572,8 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::fm::{Optimizer, OptimizerKind};
+    use crate::fm::shared::{Scratch, SharedModel, SharedScratch};
+    use crate::fm::{Optimizer, OptimizerKind, OptimizerState, WeightsMut};
     use crate::parallel::Unmonitored;
 
     #[test]

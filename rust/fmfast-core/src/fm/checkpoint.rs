@@ -4,8 +4,8 @@
 
 use rayon::prelude::*;
 
+use super::config::{EpochStats, OptimizerState};
 use super::model::WeightsMut;
-use super::train::{EpochStats, OptimizerState};
 use crate::error::{Error, Result};
 
 /// Values copied per rayon task: large enough that a task is worth starting.

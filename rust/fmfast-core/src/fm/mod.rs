@@ -11,10 +11,13 @@
 //!
 //! * [`model`]: borrowed weights ([`Weights`], [`WeightsMut`]) and scoring ([`predict`]).
 //! * [`optim`]: MXNet's SGD, Adam and AdaGrad with lazy (row-sparse) updates.
+//! * [`config`]: what a fit takes and gives back ([`TrainConfig`], [`OptimizerState`],
+//!   [`EpochStats`]).
 //! * [`train`]: mini-batch training ([`fit_epochs`]), deterministic and parallel.
 //!   [`train`] cuts each epoch into segments; `schedule` numbers the tasks of a segment's batches
 //!   and chooses how many threads run them; `batch` holds those threads and the two phases of a
-//!   mini-batch.
+//!   mini-batch; `shared` is the one place where those threads share the weights and buffers
+//!   through raw pointers.
 //! * [`checkpoint`]: the copy of the model that [`fit_epochs`] takes at epoch ends, so that an
 //!   interrupted fit keeps its last complete epoch.
 //!
@@ -24,15 +27,18 @@
 
 mod batch;
 pub mod checkpoint;
+pub mod config;
 pub mod model;
 pub mod optim;
 mod schedule;
+mod shared;
 pub mod train;
 
 pub use checkpoint::Checkpoint;
+pub use config::{EpochStats, OptimizerState, TrainConfig};
 pub use model::{predict, Task, Weights, WeightsMut};
 pub use optim::{Group, Optimizer, OptimizerKind};
-pub use train::{fit_epochs, EpochStats, OptimizerState, TrainConfig};
+pub use train::fit_epochs;
 
 /// A feature value type, read as `f64`.
 pub trait Feature: Copy + Send + Sync + 'static {

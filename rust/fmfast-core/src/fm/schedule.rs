@@ -3,7 +3,7 @@
 
 use std::ops::Range;
 
-use super::train::TrainConfig;
+use super::config::TrainConfig;
 
 /// Batch rows per thread below which training uses fewer threads.
 pub(super) const MIN_PARALLEL_ROWS: usize = 64;

@@ -38,75 +38,17 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use super::batch::{Data, Scratch, SharedModel, SharedScratch, Trainer, NO_SLOT};
+use super::batch::{Data, Trainer, NO_SLOT};
 use super::checkpoint::Checkpoint;
+use super::config::{EpochStats, OptimizerState, TrainConfig};
 use super::model::{check_values, Task, WeightsMut};
-use super::optim::Optimizer;
 use super::schedule::{Schedule, ThreadChooser, MIN_PARALLEL_ROWS, SEGMENT_ROWS};
+use super::shared::{Scratch, SharedModel, SharedScratch};
 use super::Feature;
 use crate::csr::{CsrIndex, CsrView, Values};
 use crate::error::{Error, Result};
 use crate::memory::try_filled;
 use crate::parallel::Monitor;
-
-/// What one call to [`fit_epochs`] does.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TrainConfig {
-    /// Loss to minimise.
-    pub task: Task,
-    /// Passes over the data.
-    pub epochs: usize,
-    /// Rows per mini-batch (`mini_batch_size`).
-    pub batch_size: usize,
-    /// Update rule and its hyperparameters.
-    pub optimizer: Optimizer,
-    /// Let measurement decide, every few dozen batches, whether the pool's threads or a single one
-    /// train them (more threads do not always pay: small batches, small `k`, shared cores); with
-    /// `false`, every thread of the pool takes part. Results are the same either way.
-    pub adaptive_threads: bool,
-}
-
-/// Optimizer state (`f32`, see [`super::optim`]) owned by the caller, weight-major: the [`super::OptimizerKind::n_slots`] slots
-/// (Adam: m then v; AdaGrad: h; SGD: none) of a row sit together, `[feature][slot]` for the
-/// linear weights and `[feature][slot][factor]` for the factors, so one update touches adjacent
-/// memory.
-pub struct OptimizerState<'a> {
-    pub(crate) bias: &'a mut [f32],
-    pub(crate) linear: &'a mut [f32],
-    pub(crate) factors: &'a mut [f32],
-    /// Updates applied so far (Adam's `t`); incremented once per mini-batch.
-    pub t: u64,
-}
-
-impl<'a> OptimizerState<'a> {
-    /// State of `n_slots` (bias), `d × n_slots` (linear) and `d × n_slots × k` (factors)
-    /// values, checked against the weights by [`fit_epochs`].
-    pub fn new(bias: &'a mut [f32], linear: &'a mut [f32], factors: &'a mut [f32], t: u64) -> Self {
-        OptimizerState {
-            bias,
-            linear,
-            factors,
-            t,
-        }
-    }
-}
-
-/// Training statistics of one epoch, gathered with the weights each row saw during the pass.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct EpochStats {
-    /// Rows seen.
-    pub rows: u64,
-    /// Σ (ŷ − y)² (regressor) or Σ log loss (classifier), unweighted.
-    pub loss_sum: f64,
-    /// Classifier only: rows with label 1 scored σ(ŷ) ≥ 0.5.
-    pub true_positives: u64,
-    /// Classifier only: rows with label 0 scored σ(ŷ) ≥ 0.5.
-    pub false_positives: u64,
-    /// Classifier only: rows with label 0 scored σ(ŷ) < 0.5.
-    pub true_negatives: u64,
-    /// Classifier only: rows with label 1 scored σ(ŷ) < 0.5.
-    pub false_negatives: u64,
-}
 
 /// Trains for `config.epochs` passes over `x`, updating `weights` and `state` in place, and
 /// returns the statistics of each epoch. `labels` (and `sample_weight`, which scales each row's
@@ -259,7 +201,6 @@ fn train<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
     let k = weights.k;
     let mut scratch = Scratch::new(batch_rows, k, max_threads)?;
     let marks: Vec<AtomicU32> = (0..weights.linear.len()).map(|_| AtomicU32::new(NO_SLOT)).collect();
-    let (model, scratch) = (SharedModel::new(weights, state), SharedScratch::new(&mut scratch));
     let stats = Mutex::new(try_filled(
         config.epochs,
         1,
@@ -280,7 +221,11 @@ fn train<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
             let segment = first..(first + segment_batches).min(batches);
             let threads = chooser.next();
             let schedule = Schedule::new(n_rows, config, threads, epoch, segment.clone());
-            let trainer = Trainer::new(data, config, monitor, schedule, model, scratch, &marks, &stats, t0);
+            // The shared pointers live for this segment only: between segments the checkpoint
+            // reads the weights through `weights` and `state`, after which pointers taken before
+            // would no longer be valid to write through (miri found this).
+            let (model, shared) = (SharedModel::new(weights, state), SharedScratch::new(&mut scratch));
+            let trainer = Trainer::new(data, config, monitor, schedule, model, shared, &marks, &stats, t0);
             let started = Instant::now();
             if let Some((err, t)) = trainer.run_on(threads) {
                 state.t = t;
@@ -318,7 +263,7 @@ fn check_batch_entries<I: CsrIndex>(x: &CsrView<'_, I>, batch_size: usize) -> Re
 mod tests {
     use super::*;
     use crate::fm::model::pairwise_score;
-    use crate::fm::{log_loss, Group, OptimizerKind};
+    use crate::fm::{log_loss, Group, Optimizer, OptimizerKind};
     use crate::parallel::{with_threads, Monitor, Unmonitored};
 
     /// A small deterministic pseudo-random sequence in [-1, 1) (SplitMix64).
@@ -585,6 +530,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "too slow for miri: the small-problem variant runs instead")]
     fn results_are_identical_for_every_thread_count() {
         // 400 features make 13 blocks of `OWNER_BLOCK` for the phase-2 parts to share.
         let p = problem(1000, 400, 5, Task::BinaryClassifier, 5);
@@ -593,6 +539,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "too slow for miri: the small-problem variant runs instead")]
     fn sparse_rows_give_identical_results_for_every_thread_count() {
         // Rows like user + item one-hot ones, every fifth empty and every seventh naming its user
         // twice: each part's entry lists hold few entries a row, some rows none.
@@ -616,6 +563,16 @@ mod tests {
     }
 
     #[test]
+    fn a_small_problem_gives_identical_results_for_every_thread_count() {
+        // What the two tests above check, at a size that miri runs: one batch of 130 rows shared
+        // by 2 threads, in 4 parts over 2 blocks of `OWNER_BLOCK` features.
+        let p = problem(130, 40, 2, Task::Regressor, 7);
+        let config = config(Task::Regressor, OptimizerKind::Adam, 1, 130);
+        assert_eq!(p.fit(&config, 1).unwrap(), p.fit(&config, 2).unwrap());
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "too slow for miri: needs several segments of SEGMENT_ROWS rows")]
     fn adaptive_threads_change_nothing_but_speed() {
         // Three segments an epoch (of 125 batches), so the chooser runs some on 2 threads, some on 1.
         let p = problem(3 * SEGMENT_ROWS, 4, 3, Task::Regressor, 8);
@@ -626,6 +583,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "too slow for miri: 20 epochs; the other fits run the same code")]
     fn training_lowers_the_loss() {
         let p = problem(500, 10, 4, Task::Regressor, 9);
         let mut config = config(Task::Regressor, OptimizerKind::Adam, 20, 50);
@@ -661,6 +619,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "too slow for miri: needs several segments of SEGMENT_ROWS rows")]
     fn an_interrupted_fit_keeps_its_last_complete_epoch_in_the_checkpoint() {
         // 20,000 rows an epoch: the first report (at 65,536 rows) falls in the fourth epoch.
         let p = problem(20_000, 6, 3, Task::Regressor, 4);
@@ -694,6 +653,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "too slow for miri: needs several segments of SEGMENT_ROWS rows")]
     fn a_stop_request_ends_training_between_segments_before_any_report() {
         // 20,000 rows of batches of 100: two segments an epoch (160 batches, then 40), so the
         // fifth request comes before the third epoch, and the first report (at 65,536 rows) after.
@@ -776,6 +736,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "too slow for miri: needs several parallel chunks")]
     fn the_first_non_finite_value_is_found_past_the_first_chunk() {
         // One entry a row, so the row is the value's index; two bad values, in different chunks.
         let n = 200_000;

@@ -203,6 +203,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "too slow for miri: needs several READ_CHUNK chunks")]
     fn a_file_is_read_whole_past_its_parallel_chunks() {
         let data: Vec<u8> = (0..3 * READ_CHUNK as u32 + 12_345).map(|i| (i % 251) as u8).collect();
         let mut file = tempfile::tempfile().unwrap();

@@ -3,31 +3,7 @@
 use std::arch::x86_64::*;
 
 use super::kernel::{Hits, MicroKernel, Panel, QueryBlock, MR, NR};
-use super::scan::Pass;
-
-/// Proof that the running CPU has AVX2 and FMA: only [`Avx2::detect`] makes one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Avx2(());
-
-impl Avx2 {
-    pub fn detect() -> Option<Self> {
-        (is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")).then_some(Avx2(()))
-    }
-
-    /// Runs the first pass of `scan` compiled with AVX2 and FMA enabled, so that the kernel
-    /// inlines into its loops.
-    pub fn scan_panels(self, scan: &mut Pass) {
-        // SAFETY: `self` exists only where `detect` found both features.
-        unsafe { scan_panels(self, scan) }
-    }
-}
-
-/// # Safety
-/// The CPU must support AVX2 and FMA.
-#[target_feature(enable = "avx2,fma")]
-unsafe fn scan_panels(token: Avx2, scan: &mut Pass) {
-    scan.panels(token);
-}
+pub(super) use crate::simd::Avx2;
 
 impl MicroKernel for Avx2 {
     #[inline(always)]

@@ -10,38 +10,6 @@ pub(super) const MR: usize = 6;
 /// Items per panel (two AVX2 registers of 8 lanes).
 pub(super) const NR: usize = 16;
 
-/// Which kernel the first pass runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Kernel {
-    Portable,
-    #[cfg(target_arch = "x86_64")]
-    Avx2(super::avx2::Avx2),
-}
-
-impl Kernel {
-    /// The fastest kernel this CPU supports.
-    pub fn detect() -> Self {
-        Self::avx2().unwrap_or(Kernel::Portable)
-    }
-
-    /// Every kernel this CPU supports (for tests).
-    #[cfg(test)]
-    pub fn available() -> Vec<Self> {
-        [Some(Kernel::Portable), Self::avx2()].into_iter().flatten().collect()
-    }
-
-    /// The AVX2 kernel, where the CPU has AVX2 and FMA.
-    #[cfg(target_arch = "x86_64")]
-    fn avx2() -> Option<Self> {
-        super::avx2::Avx2::detect().map(Kernel::Avx2)
-    }
-
-    #[cfg(not(target_arch = "x86_64"))]
-    fn avx2() -> Option<Self> {
-        None
-    }
-}
-
 /// One register block of queries: codes (`n_pairs × MR` joined pairs, see
 /// [`super::quantized::Queries`]), scales, offsets and thresholds.
 pub(super) struct QueryBlock<'a> {

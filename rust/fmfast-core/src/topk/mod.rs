@@ -5,20 +5,18 @@
 //! columns as `c_u + c_i + ⟨s_u, s_i⟩`, where `s = Σ v x` and `c = w·x + ½(‖s‖² − Σ v²x²)` (plus
 //! `w0` on one side): per-side sums computed once, then this kernel.
 //!
-//! The exact score of a pair is `exact_score`; the result is the `k` best pairs by that score
-//! (ties: lower item index first), as an exhaustive scan would rank them. Two ways get there:
+//! The exact score of a pair is `exact::exact_score`; the result is the `k` best pairs by that
+//! score (ties: lower item index first), as an exhaustive scan would rank them. Two ways get there:
 //!
-//! * `scan` (the default): a first pass over every item with int16 inner products
-//!   (`quantized`, `kernel`) whose error is bounded rigorously keeps only the items that can
-//!   still reach a query's `k`-th best exact score, and those few are rescored exactly;
-//! * the exhaustive scan below, for inputs the first pass cannot bound (non-finite or extreme
+//! * `scan` (the default): a first pass over every item with int16 inner products (`quantized`,
+//!   `kernel`, and `avx2` where the CPU has it) whose error is bounded rigorously keeps only the
+//!   items that can still reach a query's `k`-th best exact score, and those few are rescored
+//!   exactly;
+//! * the exhaustive scan (`exact`), for inputs the first pass cannot bound (non-finite or extreme
 //!   values), and as the reference the tests compare the first pass to.
 //!
 //! Queries are processed in parallel blocks; every query's result depends on its own row only, so
 //! the output is the same for every thread count.
-
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
 
 use rayon::prelude::*;
 
@@ -28,142 +26,17 @@ use crate::parallel::Monitor;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+mod exact;
 mod kernel;
 mod quantized;
 mod scan;
 
-use kernel::Kernel;
+pub use exact::Side;
+use exact::{score_block, QUERY_BLOCK};
+use scan::Kernel;
 
-/// Queries scored by one parallel task of the exhaustive scan.
-const QUERY_BLOCK: usize = 32;
-/// Items per tile of the exhaustive scan (with `dim = 64`, 64 KiB of f32: an L2-sized working set).
-const ITEM_TILE: usize = 256;
 /// Parallel tasks between two progress reports.
 const REPORT_TASKS: usize = 128;
-
-/// Rows of vectors with one offset each: `offsets[r] + ⟨vectors[r], ·⟩`.
-#[derive(Clone, Copy)]
-pub struct Side<'a> {
-    vectors: &'a [f32],
-    offsets: &'a [f32],
-    dim: usize,
-}
-
-impl<'a> Side<'a> {
-    /// Checks that `vectors` holds `offsets.len() × dim` values.
-    pub fn new(vectors: &'a [f32], offsets: &'a [f32], dim: usize) -> Result<Self> {
-        if offsets.len().checked_mul(dim) != Some(vectors.len()) {
-            return Err(Error::invalid(format!(
-                "{} vectors of dimension {dim} need {} values, got {}",
-                offsets.len(),
-                offsets.len().saturating_mul(dim),
-                vectors.len()
-            )));
-        }
-        Ok(Side { vectors, offsets, dim })
-    }
-
-    fn len(&self) -> usize {
-        self.offsets.len()
-    }
-
-    #[inline]
-    fn row(&self, r: usize) -> &'a [f32] {
-        &self.vectors[r * self.dim..(r + 1) * self.dim]
-    }
-}
-
-/// ⟨a, b⟩ in eight independent lanes, so that the compiler can vectorise it.
-#[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; 8];
-    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = a8.remainder().iter().zip(b8.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in a8.zip(b8) {
-        for lane in 0..8 {
-            lanes[lane] += x[lane] * y[lane];
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
-}
-
-/// The score that defines the ranking, computed the same way by every path: the float32 sum of
-/// both offsets, plus [`dot`].
-#[inline]
-fn exact_score(queries: &Side, q: usize, items: &Side, i: usize) -> f32 {
-    queries.offsets[q] + items.offsets[i] + dot(queries.row(q), items.row(i))
-}
-
-/// A candidate in a bounded heap; the heap's top is the worst kept one.
-#[derive(Clone, Copy)]
-struct Scored {
-    score: f32,
-    item: u32,
-}
-
-impl Scored {
-    /// Better: higher score, then lower item index.
-    fn better(&self, other: &Scored) -> Ordering {
-        self.score.total_cmp(&other.score).then(other.item.cmp(&self.item))
-    }
-}
-
-impl PartialEq for Scored {
-    fn eq(&self, other: &Self) -> bool {
-        self.better(other) == Ordering::Equal
-    }
-}
-impl Eq for Scored {}
-impl PartialOrd for Scored {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Scored {
-    /// Reversed, so that `BinaryHeap` (a max-heap) keeps the worst kept candidate on top.
-    fn cmp(&self, other: &Self) -> Ordering {
-        other.better(self)
-    }
-}
-
-/// The best `k` of the candidates offered, in the order [`Scored::better`] defines.
-struct Best {
-    k: usize,
-    heap: BinaryHeap<Scored>,
-}
-
-impl Best {
-    fn new(k: usize) -> Self {
-        Best {
-            k,
-            heap: BinaryHeap::with_capacity(k + 1),
-        }
-    }
-
-    /// Whether `candidate` would be kept (the caller may then skip further checks).
-    #[inline]
-    fn admits(&self, candidate: &Scored) -> bool {
-        self.heap.len() < self.k || self.heap.peek().is_some_and(|worst| candidate.better(worst).is_gt())
-    }
-
-    #[inline]
-    fn push(&mut self, candidate: Scored) {
-        self.heap.push(candidate);
-        if self.heap.len() > self.k {
-            self.heap.pop();
-        }
-    }
-
-    /// Writes the kept candidates best first into the first slots of `items` and `scores` (the
-    /// rest keep their padding).
-    fn write(self, items: &mut [i64], scores: &mut [f32]) {
-        // `into_sorted_vec` is ascending by `Ord`, i.e. best first.
-        for ((item, score), scored) in items.iter_mut().zip(scores.iter_mut()).zip(self.heap.into_sorted_vec()) {
-            *item = i64::from(scored.item);
-            *score = scored.score;
-        }
-    }
-}
 
 /// How [`top_k_with`] finds the best items; results are identical, only the speed differs.
 #[derive(Clone, Copy, Debug)]
@@ -273,54 +146,11 @@ fn top_k_with<I: CsrIndex>(
     Ok((out_items, out_scores))
 }
 
-/// Row `q` of `exclude` as sorted item indices.
-fn excluded_items<I: CsrIndex>(exclude: Option<&CsrView<I>>, q: usize) -> Vec<u64> {
-    let mut row: Vec<u64> = exclude
-        .map(|e| e.row_indices(q).iter().filter_map(|c| c.to_u64()).collect())
-        .unwrap_or_default();
-    row.sort_unstable();
-    row
-}
-
-/// Scores queries `range` against every item, keeping each query's best `k`.
-fn score_block<I: CsrIndex>(
-    queries: &Side,
-    items: &Side,
-    k: usize,
-    exclude: Option<&CsrView<I>>,
-    range: std::ops::Range<usize>,
-    out_items: &mut [i64],
-    out_scores: &mut [f32],
-) {
-    let mut heaps: Vec<Best> = range.clone().map(|_| Best::new(k)).collect();
-    let excluded: Vec<Vec<u64>> = range.clone().map(|q| excluded_items(exclude, q)).collect();
-    for tile_start in (0..items.len()).step_by(ITEM_TILE) {
-        let tile = tile_start..(tile_start + ITEM_TILE).min(items.len());
-        for (slot, q) in range.clone().enumerate() {
-            let heap = &mut heaps[slot];
-            for i in tile.clone() {
-                let candidate = Scored {
-                    score: exact_score(queries, q, items, i),
-                    item: i as u32,
-                };
-                if heap.admits(&candidate) && excluded[slot].binary_search(&(i as u64)).is_err() {
-                    heap.push(candidate);
-                }
-            }
-        }
-    }
-    for (slot, heap) in heaps.into_iter().enumerate() {
-        heap.write(
-            &mut out_items[slot * k..(slot + 1) * k],
-            &mut out_scores[slot * k..(slot + 1) * k],
-        );
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
 
+    use super::exact::exact_score;
     use super::*;
     use crate::parallel::{with_threads, Unmonitored};
 

@@ -5,12 +5,12 @@
 //! `⟨s_u, s_i⟩ ≈ a_u a_i ⟨q_u, q_i⟩` with an exact integer inner product. The first pass computes
 //! `x = fl(fl(fl(I) · fl(a_u a_i)) + fl(c_u + c_i))` (or with one fused multiply-add), where `I` is
 //! that integer product; [`Items::band`] returns `E_u` with `|x − y| ≤ E_u` for every item, where
-//! `y` is the exact float32 score ([`super::exact_score`]). See [`Items::band`] for the proof.
+//! `y` is the exact float32 score ([`super::exact::exact_score`]). See [`Items::band`] for the proof.
 
 use rayon::prelude::*;
 
+use super::exact::Side;
 use super::kernel::{MR, NR};
-use super::Side;
 
 /// Largest dimension the first pass takes (the rounding bound assumes `dim · 2⁻²⁴ < 1%`).
 const MAX_DIM: usize = 100_000;

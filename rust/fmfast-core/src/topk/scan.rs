@@ -14,14 +14,58 @@
 //! Thresholds are computed in f64 and rounded down to float32 ([`round_down`]), so that rounding
 //! never lifts one above `θ − 2E`.
 
-use super::kernel::{Kernel, MicroKernel, Panel, Portable, QueryBlock, MR, NR};
+#[cfg(target_arch = "x86_64")]
+use super::avx2::Avx2;
+use super::exact::{exact_score, excluded_items, score_block, Best, Scored, Side};
+use super::kernel::{MicroKernel, Panel, Portable, QueryBlock, MR, NR};
 use super::quantized::{round_down, Items, Queries};
-use super::{exact_score, excluded_items, score_block, Best, Scored, Side};
 use crate::csr::{CsrIndex, CsrView};
 
 /// Queries per parallel task: with `dim = 64`, 15 KiB of codes that stay in L1 with one panel
 /// (2 KiB) while every register block goes over it.
 pub(super) const QUERY_BLOCK: usize = 20 * MR;
+
+/// Which kernel the first pass runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Kernel {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx2(Avx2),
+}
+
+impl Kernel {
+    /// The fastest kernel this CPU supports.
+    pub fn detect() -> Self {
+        Self::avx2().unwrap_or(Kernel::Portable)
+    }
+
+    /// Every kernel this CPU supports (for tests).
+    #[cfg(test)]
+    pub fn available() -> Vec<Self> {
+        [Some(Kernel::Portable), Self::avx2()].into_iter().flatten().collect()
+    }
+
+    /// The AVX2 kernel, where the CPU has AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    fn avx2() -> Option<Self> {
+        Avx2::detect().map(Kernel::Avx2)
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn avx2() -> Option<Self> {
+        None
+    }
+}
+
+/// [`Pass::panels`] compiled with AVX2 and FMA enabled, so that the kernel inlines into its loops.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA (the token says so).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn panels_avx2(token: Avx2, pass: &mut Pass) {
+    pass.panels(token);
+}
 
 /// One top-K problem, ready for the first pass.
 pub(super) struct Scan<'a, I: CsrIndex> {
@@ -44,7 +88,8 @@ impl<I: CsrIndex> Scan<'_, I> {
         match self.kernel {
             Kernel::Portable => pass.panels(Portable),
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2(token) => token.scan_panels(&mut pass),
+            // SAFETY: the token proves that the CPU has AVX2 and FMA.
+            Kernel::Avx2(token) => unsafe { panels_avx2(token, &mut pass) },
         }
         for ((slot, q), user) in range.enumerate().zip(pass.users) {
             let (items_out, scores_out) = (

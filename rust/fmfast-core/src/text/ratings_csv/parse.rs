@@ -1,0 +1,245 @@
+//! Parsing: pieces of lines into ratings ([`PieceRatings`]), fields checked and ids coded, in
+//! parallel, one piece per task.
+
+use std::io::Read;
+
+use super::dialect::{detect, records, Dialect};
+use super::options::{RatingsOptions, Unknown};
+use super::vocab::{canonical_int, FirstSeen, IdCodes, IdMap, Key};
+use crate::error::Result;
+use crate::parallel::Monitor;
+use crate::text::lines::{for_each_block, parse_error, parse_pieces, shown, Piece};
+
+/// A field as text, or an error naming the line.
+#[inline]
+pub(super) fn text(field: &[u8], line: u64) -> Result<&str> {
+    std::str::from_utf8(field.trim_ascii()).map_err(|e| {
+        parse_error(
+            line,
+            format!("not UTF-8 text (invalid byte {} of a field)", e.valid_up_to() + 1),
+        )
+    })
+}
+
+/// An id of a piece's record: a plain integer, or a code in the piece's texts.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum PieceId {
+    Number(i64),
+    Text(u32),
+}
+
+/// The ratings of one piece. Parsing runs on many threads, so it leaves coding the ids to the
+/// one thread that merges pieces in order; it only gathers the text ids, each once.
+#[derive(Debug, Default)]
+pub(super) struct PieceRatings {
+    first_line: u64,
+    /// Each record's line, counted from `first_line`.
+    lines: Vec<u32>,
+    pub(super) users: Vec<PieceId>,
+    items: Vec<PieceId>,
+    text_codes: IdMap<Box<str>, u32>,
+    texts: Vec<Box<str>>,
+    pub(super) ratings: Vec<f32>,
+    pub(super) timestamps: Vec<i64>,
+    /// Bytes parsed.
+    pub(super) bytes: usize,
+}
+
+impl PieceRatings {
+    /// The id in `field`, the `what` of the record on `line`. A plain integer is taken from the
+    /// bytes, before (and without) checking that they are UTF-8 text.
+    #[inline]
+    fn id(&mut self, field: &[u8], what: &str, line: u64) -> Result<PieceId> {
+        let field = field.trim_ascii();
+        if let Some(n) = canonical_int(field) {
+            return Ok(PieceId::Number(n));
+        }
+        let id = text(field, line)?;
+        if id.is_empty() {
+            return Err(parse_error(line, format!("empty {what} id")));
+        }
+        Ok(PieceId::Text(match self.text_codes.get(id) {
+            Some(&code) => code,
+            None => {
+                let code = self.texts.len() as u32;
+                self.text_codes.insert(id.into(), code);
+                self.texts.push(id.into());
+                code
+            }
+        }))
+    }
+
+    /// [`Self::code_ids`] of the users and of the items, on two threads (they are independent);
+    /// a user's error first.
+    pub(super) fn code_users_and_items(
+        &self,
+        (user_codes, user_code_of): (&mut Vec<i64>, impl FnMut(Key<'_>, u64) -> Result<i64> + Send),
+        (item_codes, item_code_of): (&mut Vec<i64>, impl FnMut(Key<'_>, u64) -> Result<i64> + Send),
+    ) -> Result<()> {
+        let (users, items) = rayon::join(
+            || self.code_ids(&self.users, user_codes, user_code_of),
+            || self.code_ids(&self.items, item_codes, item_code_of),
+        );
+        users.and(items)
+    }
+
+    /// The code of each of `ids` (the piece's users or items) that `code_of(key, line)` gives,
+    /// appended to `out`; each distinct text is looked up once.
+    fn code_ids(
+        &self,
+        ids: &[PieceId],
+        out: &mut Vec<i64>,
+        mut code_of: impl FnMut(Key<'_>, u64) -> Result<i64>,
+    ) -> Result<()> {
+        let mut text_codes: Vec<Option<i64>> = vec![None; self.texts.len()];
+        out.reserve(ids.len());
+        for (&id, &line) in ids.iter().zip(&self.lines) {
+            let line = self.first_line + u64::from(line);
+            let code = match id {
+                PieceId::Number(n) => code_of(Key::Number(n), line)?,
+                PieceId::Text(t) => match text_codes[t as usize] {
+                    Some(code) => code,
+                    None => *text_codes[t as usize].insert(code_of(Key::Text(&self.texts[t as usize]), line)?),
+                },
+            };
+            out.push(code);
+        }
+        Ok(())
+    }
+}
+
+/// Parses the records of a piece (the header skipped).
+fn parse_piece(piece: &Piece<'_>, dialect: &Dialect, options: &RatingsOptions<'_>) -> Result<PieceRatings> {
+    let layout = dialect.layout;
+    let timestamp = layout.timestamp.filter(|_| options.timestamps);
+    let mut out = PieceRatings {
+        first_line: piece.first_line,
+        bytes: piece.bytes.len(),
+        ..PieceRatings::default()
+    };
+    records(piece.bytes, dialect.split, piece.first_line, |line, record| {
+        if Some(line) == dialect.header {
+            return Ok(());
+        }
+        if record.len() != layout.n_fields {
+            return Err(parse_error(
+                line,
+                format!("expected {} fields, found {}", layout.n_fields, record.len()),
+            ));
+        }
+        let user = out.id(&record[layout.user], "user", line)?;
+        let item = out.id(&record[layout.item], "item", line)?;
+        out.users.push(user);
+        out.items.push(item);
+        // A piece is far shorter than 2^32 lines.
+        out.lines.push((line - piece.first_line) as u32);
+        if let Some(at) = layout.rating {
+            out.ratings.push(rating(&record[at], line)?);
+        }
+        if let Some(at) = timestamp {
+            out.timestamps.push(time(&record[at], line)?);
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Codes by a given vocabulary: a known id's code, -1 for an unknown one when `unknown` skips
+/// it, else an error naming it and its line.
+pub(super) fn known<'a>(
+    codes: &'a IdCodes,
+    what: &'a str,
+    unknown: Unknown,
+) -> impl Fn(Key<'_>, u64) -> Result<i64> + Send + 'a {
+    move |key, line| match (codes.get(key), unknown) {
+        (Some(code), _) => Ok(i64::from(code)),
+        (None, Unknown::Skip) => Ok(-1),
+        (None, Unknown::Refuse) => {
+            let id = match key {
+                Key::Number(n) => n.to_string(),
+                Key::Text(text) => text.to_owned(),
+            };
+            Err(parse_error(
+                line,
+                format!("{what} id {} is not in the vocabulary", shown(&id)),
+            ))
+        }
+    }
+}
+
+/// Codes by first appearance in `seen`.
+pub(super) fn first_seen(seen: &mut FirstSeen) -> impl FnMut(Key<'_>, u64) -> Result<i64> + Send + '_ {
+    move |key, line| seen.code(key, line).map(i64::from)
+}
+
+/// A rating: a finite number, as `f32`.
+#[inline]
+pub(super) fn rating(field: &[u8], line: u64) -> Result<f32> {
+    let token = text(field, line)?;
+    match token.parse::<f32>() {
+        Ok(value) if value.is_finite() => Ok(value),
+        Ok(_) => Err(parse_error(line, format!("rating {} is not finite", shown(token)))),
+        Err(_) => Err(parse_error(line, format!("rating {} is not a number", shown(token)))),
+    }
+}
+
+/// A timestamp: an integer, also written as an integral float (RecBole's `timestamp:float`).
+#[inline]
+pub(super) fn time(field: &[u8], line: u64) -> Result<i64> {
+    let token = text(field, line)?;
+    if let Ok(value) = token.parse::<i64>() {
+        return Ok(value);
+    }
+    match token.parse::<f64>() {
+        Ok(value) if value.fract() == 0.0 && value.abs() < 9.2e18 => Ok(value as i64),
+        Ok(_) => Err(parse_error(
+            line,
+            format!("timestamp {} is not an integer", shown(token)),
+        )),
+        Err(_) => Err(parse_error(line, format!("timestamp {} is not a number", shown(token)))),
+    }
+}
+
+/// Calls `visit` with the ratings of every piece of the file `reader` holds, in order, once the
+/// first non-blank line fixed the dialect; returns the dialect (`None` for a file without
+/// records) and the bytes read. The pieces of a block are visited while the next block's are
+/// parsed, so that the visits (on one thread) overlap the parsing (on the others).
+pub(super) fn for_each_piece<R: Read>(
+    reader: R,
+    options: &RatingsOptions<'_>,
+    block_bytes: usize,
+    done_before: u64,
+    known: Option<Dialect>,
+    monitor: &dyn Monitor,
+    mut visit: impl FnMut(PieceRatings) -> Result<()> + Send,
+) -> Result<(Option<Dialect>, u64)> {
+    let mut dialect = known;
+    let mut parsed: Vec<PieceRatings> = Vec::new();
+    let read = for_each_block(reader, block_bytes, done_before, monitor, |pieces| {
+        let dialect = match &mut dialect {
+            Some(dialect) => &*dialect,
+            slot => match first_line(pieces) {
+                Some((line, text)) => &*slot.insert(detect(line, text, options)?),
+                None => return Ok(()),
+            },
+        };
+        let previous = std::mem::take(&mut parsed);
+        let (visited, current) = rayon::join(
+            || previous.into_iter().try_for_each(&mut visit),
+            || parse_pieces(pieces, |p| parse_piece(p, dialect, options)),
+        );
+        visited?;
+        parsed = current?;
+        Ok(())
+    })?;
+    parsed.into_iter().try_for_each(visit)?;
+    Ok((dialect, read))
+}
+
+/// The first non-blank line of a block, if any.
+pub(super) fn first_line<'a>(pieces: &[Piece<'a>]) -> Option<(u64, &'a [u8])> {
+    pieces
+        .iter()
+        .flat_map(|p| p.lines())
+        .find(|(_, line)| !line.trim_ascii().is_empty())
+}
