@@ -10,6 +10,10 @@ import numpy as np
 import scipy.sparse as sp
 
 GOLDEN = Path(__file__).parent / "data" / "sagemaker-golden"
+#: A binary classifier trained by SageMaker FM: the artifact its jobs write.
+SAGEMAKER_ARTIFACT = (
+    Path(__file__).parent / "data" / "mxnet-golden" / "sagemaker" / "binary_classifier" / "model.tar.gz"
+)
 
 
 def golden_cases() -> list[dict[str, Any]]:

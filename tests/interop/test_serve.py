@@ -22,6 +22,7 @@ import pytest
 import scipy.sparse as sp
 import uvicorn
 from fmfast.interop.serve import create_app
+from samples import SAGEMAKER_ARTIFACT
 
 
 @dataclass
@@ -180,16 +181,6 @@ def test_a_burst_of_concurrent_requests(endpoint):
         assert_predictions(got, expected_predictions(model, rows))
 
 
-ARTIFACT = (
-    Path(__file__).parent.parent
-    / "data"
-    / "mxnet-golden"
-    / "sagemaker"
-    / "binary_classifier"
-    / "model.tar.gz"
-)
-
-
 @contextmanager
 def serve_command(model_path, *options):
     """``fmfast serve`` in a subprocess on a free port, waited for until it answers /ping; yields its URL."""
@@ -214,7 +205,7 @@ def serve_command(model_path, *options):
 
 
 def test_the_serve_command_serves_a_sagemaker_artifact():
-    with serve_command(ARTIFACT) as url:
+    with serve_command(SAGEMAKER_ARTIFACT) as url:
         body = {"instances": [{"data": {"features": {"keys": [], "shape": [50], "values": []}}}]}
         prediction = httpx.post(f"{url}/invocations", json=body).json()["predictions"][0]
         assert prediction["score"] == pytest.approx(0.0372752, rel=1e-5)  # sigmoid(w0) for an empty row
@@ -529,7 +520,7 @@ def test_a_large_body_does_not_hold_up_ping():
     body = json.dumps({"instances": instances}).encode()
     assert 4_500_000 < len(body) < 6_000_000
     head = f"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    with serve_command(ARTIFACT) as url:
+    with serve_command(SAGEMAKER_ARTIFACT) as url:
         port = int(url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=60) as big:
             big.sendall(head.encode() + body)

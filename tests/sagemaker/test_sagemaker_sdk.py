@@ -31,18 +31,11 @@ from fmfast.sagemaker import (
     RecordSet,
 )
 from fmfast.sagemaker.estimator import HYPERPARAMETERS
+from samples import SAGEMAKER_ARTIFACT
 
 REPO = Path(__file__).resolve().parents[2]
 MOVIELENS_WHEEL = REPO / ".cache" / "recbole-1.2.1-py3-none-any.whl"
 ML100K_INTER = "recbole/dataset_example/ml-100k/ml-100k.inter"
-GOLDEN_ARTIFACT = (
-    Path(__file__).parent.parent
-    / "data"
-    / "mxnet-golden"
-    / "sagemaker"
-    / "binary_classifier"
-    / "model.tar.gz"
-)
 
 #: The AWS blog's test metrics, and how far fmfast may be from them: the blog used MovieLens'
 #: ua.base/ua.test split, this test 10 random ratings per user (another split of the same shape),
@@ -184,7 +177,7 @@ def connection_refused(url: str) -> bool:
 
 def test_delete_endpoint_stops_the_server_and_frees_the_port():
     threads = set(threading.enumerate())
-    predictor = FactorizationMachinesModel(GOLDEN_ARTIFACT, "role").deploy(1, "ml.t2.medium")
+    predictor = FactorizationMachinesModel(SAGEMAKER_ARTIFACT, "role").deploy(1, "ml.t2.medium")
     assert set(threading.enumerate()) - threads, "the endpoint serves from a thread of its own"
     assert not connection_refused(predictor.endpoint_name)
     predictor.delete_endpoint()
@@ -195,9 +188,9 @@ def test_delete_endpoint_stops_the_server_and_frees_the_port():
 
 
 def test_a_model_deploys_an_existing_artifact_and_answers_as_it_predicts():
-    artifact = fmfast.read_sagemaker_model(GOLDEN_ARTIFACT)
+    artifact = fmfast.read_sagemaker_model(SAGEMAKER_ARTIFACT)
     X = np.random.default_rng(0).random((7, artifact.feature_dim)).astype(np.float32)
-    predictor = FactorizationMachinesModel(f"file://{GOLDEN_ARTIFACT}", role="role").deploy(
+    predictor = FactorizationMachinesModel(f"file://{SAGEMAKER_ARTIFACT}", role="role").deploy(
         initial_instance_count=1, instance_type="ml.m5.large"
     )
     try:
@@ -339,10 +332,10 @@ def test_fit_errors_name_the_problem_and_leave_the_estimator_as_it_was(tmp_path)
 
 
 def test_a_refused_request_raises_with_the_endpoints_message():
-    predictor = FactorizationMachinesModel(GOLDEN_ARTIFACT).deploy()
+    predictor = FactorizationMachinesModel(SAGEMAKER_ARTIFACT).deploy()
     try:
         too_wide = np.ones(
-            (1, fmfast.read_sagemaker_model(GOLDEN_ARTIFACT).feature_dim + 1), dtype=np.float32
+            (1, fmfast.read_sagemaker_model(SAGEMAKER_ARTIFACT).feature_dim + 1), dtype=np.float32
         )
         with pytest.raises(fmfast.InvalidInputError, match=r"refused the request \(400\): .*feature"):
             predictor.predict(too_wide)
@@ -371,7 +364,7 @@ def test_a_failed_record_set_leaves_no_files(tmp_path):
 
 def test_deploying_a_damaged_artifact_raises_and_starts_nothing(tmp_path):
     damaged = tmp_path / "model.tar.gz"
-    damaged.write_bytes(GOLDEN_ARTIFACT.read_bytes()[:100])
+    damaged.write_bytes(SAGEMAKER_ARTIFACT.read_bytes()[:100])
     threads = set(threading.enumerate())
     with pytest.raises(fmfast.ModelFormatError):
         FactorizationMachinesModel(str(damaged), "role").deploy(1, "ml.t2.medium")

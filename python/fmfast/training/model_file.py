@@ -43,15 +43,7 @@ def json_safe(value: Any) -> Any:
 
 
 def write_model(model: FactorizationMachine, path: str | os.PathLike[str]) -> None:
-    """Write ``model`` to ``path``, atomically (:meth:`fmfast.FactorizationMachine.save`).
-
-    The file is an ``.npz`` of float32 arrays (weights and optimizer state) with a JSON header
-    (format name and version, hyperparameters, history), written atomically: it appears whole
-    or not at all. Optimizer state is included, so :meth:`partial_fit` can continue.
-    Parameters JSON cannot hold are saved as ``None`` (a Generator ``random_state``) or
-    ``False`` (a ``progress`` callable). The classifier's ``classes_`` are kept (labels
-    JSON can hold: numbers, strings, booleans).
-    """
+    """Write ``model`` to ``path`` atomically, as :meth:`fmfast.FactorizationMachine.save` describes."""
     state = model._fitted_state()
     header: dict[str, Any] = {
         "format": MODEL_FORMAT,
