@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: setup movielens demo dev test test-rust miri test-python lint bench bench-report bench-fm bench-ratings clean
+.PHONY: setup movielens demo dev test test-rust miri print-miri-toolchain test-python lint bench bench-report bench-fm bench-ratings clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -44,18 +44,20 @@ test-rust:
 
 # Miri (undefined behaviour, data races) on the unit tests of fm and recordio, which hold the
 # unsafe code; tests too slow for it are `#[cfg_attr(miri, ignore)]` and have small variants.
-# Skipped where nightly has no miri (`rustup component add miri rust-src --toolchain nightly`).
+# Skipped where that nightly has no miri (`.ci/run` installs it). The nightly is pinned, so that
+# a new one cannot fail a build that passed.
 # Tree borrows: rayon's crossbeam-epoch breaks stacked borrows (crossbeam-rs/crossbeam#545) but
 # not these, which crossbeam's own CI checks; its integer-to-pointer casts need permissive
 # provenance; isolation off for the tests' temp files; leaks ignored because rayon's pool
 # threads live as long as the process.
+MIRI_TOOLCHAIN := nightly-2026-10-30
 MIRIFLAGS ?= -Zmiri-tree-borrows -Zmiri-permissive-provenance -Zmiri-disable-isolation -Zmiri-ignore-leaks
 
 miri:
-	@if cargo +nightly miri --version >/dev/null 2>&1; then \
-		MIRIFLAGS="$(MIRIFLAGS)" cargo +nightly miri test -p fmfast-core --lib -- fm:: recordio::; \
+	@if cargo +$(MIRI_TOOLCHAIN) miri --version >/dev/null 2>&1; then \
+		MIRIFLAGS="$(MIRIFLAGS)" cargo +$(MIRI_TOOLCHAIN) miri test -p fmfast-core --lib -- fm:: recordio::; \
 	else \
-		echo "miri: skipped (cargo +nightly miri --version fails: no nightly toolchain with miri)"; \
+		echo "miri: skipped (no $(MIRI_TOOLCHAIN) toolchain with miri: rustup toolchain install $(MIRI_TOOLCHAIN) --component miri,rust-src)"; \
 	fi
 
 test-python: $(INSTALLED) $(MOVIELENS_WHEEL)
@@ -91,3 +93,7 @@ bench-ratings: setup
 clean:
 	cargo clean
 	rm -f python/fmfast/_fmfast*.so
+
+# The nightly `make miri` runs on (for `.ci/run` to install).
+print-miri-toolchain:
+	@echo $(MIRI_TOOLCHAIN)
