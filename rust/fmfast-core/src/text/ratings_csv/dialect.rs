@@ -2,8 +2,6 @@
 //! its first record is a header and which column is which ([`Dialect`]), and splitting lines into
 //! records by it.
 
-use csv::ByteRecord;
-
 use super::options::RatingsOptions;
 use crate::error::{Error, Result};
 use crate::text::lines::{newlines, parse_error, shown};
@@ -139,13 +137,14 @@ fn detected_split(line: u64, text: &[u8]) -> Result<Split> {
     })
 }
 
-/// Calls `visit(line, record)` for every non-blank record of `bytes`, whose first line is
-/// numbered `first_line`; returns what the calls returned.
+/// Calls `visit(line, fields)` for every non-blank record of `bytes`, whose first line is
+/// numbered `first_line`, with the record's fields trimmed of ASCII white space; returns what
+/// the calls returned.
 pub(super) fn records<T>(
     bytes: &[u8],
     split: Split,
     first_line: u64,
-    mut visit: impl FnMut(u64, &ByteRecord) -> Result<T>,
+    mut visit: impl FnMut(u64, &[&[u8]]) -> Result<T>,
 ) -> Result<Vec<T>> {
     match split {
         // Without a quote, RFC 4180 fields are the bytes between delimiters: split directly,
@@ -153,7 +152,7 @@ pub(super) fn records<T>(
         Split::Csv(delimiter) if !bytes.contains(&b'"') => split_lines(bytes, &[delimiter], first_line, visit),
         Split::DoubleColon => split_lines(bytes, b"::", first_line, visit),
         Split::Csv(delimiter) => {
-            let (mut out, mut record) = (Vec::new(), ByteRecord::new());
+            let (mut out, mut record) = (Vec::new(), csv::ByteRecord::new());
             let mut reader = csv::ReaderBuilder::new()
                 .delimiter(delimiter)
                 .has_headers(false)
@@ -183,7 +182,8 @@ pub(super) fn records<T>(
                 if record.len() == 1 && record[0].trim_ascii().is_empty() {
                     continue;
                 }
-                out.push(visit(line, &record)?);
+                let fields: Vec<&[u8]> = record.iter().map(<[u8]>::trim_ascii).collect();
+                out.push(visit(line, &fields)?);
             }
         }
     }
@@ -194,28 +194,29 @@ fn split_lines<T>(
     bytes: &[u8],
     separator: &[u8],
     first_line: u64,
-    mut visit: impl FnMut(u64, &ByteRecord) -> Result<T>,
+    mut visit: impl FnMut(u64, &[&[u8]]) -> Result<T>,
 ) -> Result<Vec<T>> {
     let find = |text: &[u8]| match separator {
         [byte] => text.iter().position(|b| b == byte),
         _ => text.windows(separator.len()).position(|w| w == separator),
     };
     let mut out = Vec::new();
-    let mut record = ByteRecord::new();
+    // The fields as slices of `bytes`, not copied (the quoted path must copy: it unescapes).
+    let mut fields: Vec<&[u8]> = Vec::new();
     let text = bytes.strip_suffix(b"\n").unwrap_or(bytes);
     for (text, line) in text.split(|&b| b == b'\n').zip(first_line..) {
         let text = text.strip_suffix(b"\r").unwrap_or(text);
         if text.trim_ascii().is_empty() {
             continue;
         }
-        record.clear();
+        fields.clear();
         let mut rest = text;
         while let Some(at) = find(rest) {
-            record.push_field(rest[..at].trim_ascii());
+            fields.push(rest[..at].trim_ascii());
             rest = &rest[at + separator.len()..];
         }
-        record.push_field(rest.trim_ascii());
-        out.push(visit(line, &record)?);
+        fields.push(rest.trim_ascii());
+        out.push(visit(line, &fields)?);
     }
     Ok(out)
 }
@@ -226,11 +227,13 @@ pub(super) fn detect(line: u64, text: &[u8], options: &RatingsOptions<'_>) -> Re
         Some(delimiter) => given_split(delimiter)?,
         None => detected_split(line, text)?,
     };
-    let first = records(text, split, line, |_, record| Ok(record.clone()))?;
+    let first = records(text, split, line, |_, fields| {
+        Ok(fields.iter().map(|f| f.to_vec()).collect::<Vec<_>>())
+    })?;
     let Some(first) = first.into_iter().next() else {
         return Err(parse_error(line, "no record on the first line"));
     };
-    let named: Vec<Option<Role>> = first.iter().map(role).collect();
+    let named: Vec<Option<Role>> = first.iter().map(|name| role(name)).collect();
     let column = |wanted: Role| named.iter().position(|&r| r == Some(wanted));
     let by_name = column(Role::User).is_some() && column(Role::Item).is_some();
     let header = options

@@ -117,27 +117,27 @@ fn parse_piece(piece: &Piece<'_>, dialect: &Dialect, options: &RatingsOptions<'_
         bytes: piece.bytes.len(),
         ..PieceRatings::default()
     };
-    records(piece.bytes, dialect.split, piece.first_line, |line, record| {
+    records(piece.bytes, dialect.split, piece.first_line, |line, fields| {
         if Some(line) == dialect.header {
             return Ok(());
         }
-        if record.len() != layout.n_fields {
+        if fields.len() != layout.n_fields {
             return Err(parse_error(
                 line,
-                format!("expected {} fields, found {}", layout.n_fields, record.len()),
+                format!("expected {} fields, found {}", layout.n_fields, fields.len()),
             ));
         }
-        let user = out.id(&record[layout.user], "user", line)?;
-        let item = out.id(&record[layout.item], "item", line)?;
+        let user = out.id(fields[layout.user], "user", line)?;
+        let item = out.id(fields[layout.item], "item", line)?;
         out.users.push(user);
         out.items.push(item);
         // A piece is far shorter than 2^32 lines.
         out.lines.push((line - piece.first_line) as u32);
         if let Some(at) = layout.rating {
-            out.ratings.push(rating(&record[at], line)?);
+            out.ratings.push(rating(fields[at], line)?);
         }
         if let Some(at) = timestamp {
-            out.timestamps.push(time(&record[at], line)?);
+            out.timestamps.push(time(fields[at], line)?);
         }
         Ok(())
     })?;
