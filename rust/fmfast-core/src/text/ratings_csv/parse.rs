@@ -175,6 +175,11 @@ pub(super) fn first_seen(seen: &mut FirstSeen) -> impl FnMut(Key<'_>, u64) -> Re
 /// A rating: a finite number, as `f32`.
 #[inline]
 pub(super) fn rating(field: &[u8], line: u64) -> Result<f32> {
+    // Whole ratings (1 to 5, say) skip the text check and the float parser; below 2^24 in
+    // magnitude an integer is exact in f32, as the parser would give it.
+    if let Some(n) = canonical_int(field).filter(|n| n.unsigned_abs() < 1 << 24) {
+        return Ok(n as f32);
+    }
     let token = text(field, line)?;
     match token.parse::<f32>() {
         Ok(value) if value.is_finite() => Ok(value),
@@ -186,6 +191,10 @@ pub(super) fn rating(field: &[u8], line: u64) -> Result<f32> {
 /// A timestamp: an integer, also written as an integral float (RecBole's `timestamp:float`).
 #[inline]
 pub(super) fn time(field: &[u8], line: u64) -> Result<i64> {
+    // The usual case, Unix seconds, without the text check.
+    if let Some(n) = canonical_int(field) {
+        return Ok(n);
+    }
     let token = text(field, line)?;
     if let Ok(value) = token.parse::<i64>() {
         return Ok(value);
@@ -242,4 +251,29 @@ pub(super) fn first_line<'a>(pieces: &[Piece<'a>]) -> Option<(u64, &'a [u8])> {
         .iter()
         .flat_map(|p| p.lines())
         .find(|(_, line)| !line.trim_ascii().is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_ratings_and_times_read_as_the_parsers_read_them() {
+        for field in [
+            "4", "0", "-3", "07", "+5", "-0", "16777215", "16777217", "3.5", "1e1", " 2 ",
+        ] {
+            let parsed: f32 = field.trim().parse().unwrap();
+            let got = rating(field.as_bytes().trim_ascii(), 1).unwrap();
+            assert_eq!(got.to_bits(), parsed.to_bits(), "rating {field:?}");
+        }
+        for field in ["1180437385", "0", "-12", "07", "+5", "999999999999999999"] {
+            assert_eq!(
+                time(field.as_bytes(), 1).unwrap(),
+                field.parse::<i64>().unwrap(),
+                "time {field:?}"
+            );
+        }
+        assert_eq!(time(b"1.5e9", 1).unwrap(), 1_500_000_000);
+        assert!(rating(b"nan", 1).is_err() && time(b"1.5", 1).is_err());
+    }
 }
