@@ -84,6 +84,27 @@ def _missing(values: np.ndarray) -> np.ndarray:
     return np.zeros(values.shape, dtype=bool)
 
 
+def _arrow_columns(data: Any) -> Mapping[str, Any] | None:
+    """Arrow data as a dict of columns, or ``None`` when ``data`` is not Arrow data.
+
+    Takes a ``pyarrow.Table``, ``RecordBatch``, ``RecordBatchReader`` (read whole) or any object
+    with the Arrow PyCapsule interface (``__arrow_c_stream__`` / ``__arrow_c_array__``).
+    """
+    if not any(hasattr(data, a) for a in ("__arrow_c_stream__", "__arrow_c_array__", "read_all")):
+        return None
+    import pyarrow as pa
+
+    table = data.read_all() if isinstance(data, pa.RecordBatchReader) else pa.table(data)
+    columns: dict[str, Any] = {}
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        kind = column.type
+        if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+            columns[name] = column.to_pylist()
+        else:
+            columns[name] = column.to_numpy(zero_copy_only=False)
+    return columns
+
+
 def _ids(values: Any, name: str) -> np.ndarray:
     """One-dimensional array of ids."""
     array = np.asarray(values)
@@ -243,6 +264,7 @@ class FeatureEncoder:
 
     def fit(self, columns: Mapping[str, Any]) -> FeatureEncoder:
         """Learns vocabularies (sorted unique ids) and numeric ranges from ``columns``; returns self."""
+        columns = _arrow_columns(columns) or columns
         if not self._blocks:
             raise InvalidInputError("no blocks declared")
         for b in self._blocks:
@@ -291,6 +313,7 @@ class FeatureEncoder:
     def transform(self, columns: Mapping[str, Any]) -> sp.csr_array:
         """Encodes ``columns`` (one entry per block name) as an ``n_rows x n_features`` float32 CSR array."""
         self._check_fitted()
+        columns = _arrow_columns(columns) or columns
         specs: list[Any] = []
         n_rows: int | None = None
         offset = 0
