@@ -180,12 +180,48 @@ pub(super) fn rating(field: &[u8], line: u64) -> Result<f32> {
     if let Some(n) = canonical_int(field).filter(|n| n.unsigned_abs() < 1 << 24) {
         return Ok(n as f32);
     }
+    if let Some(value) = short_decimal(field) {
+        return Ok(value);
+    }
     let token = text(field, line)?;
     match token.parse::<f32>() {
         Ok(value) if value.is_finite() => Ok(value),
         Ok(_) => Err(parse_error(line, format!("rating {} is not finite", shown(token)))),
         Err(_) => Err(parse_error(line, format!("rating {} is not a number", shown(token)))),
     }
+}
+
+/// Powers of ten that `f32` holds exactly.
+const POWERS_OF_TEN: [f32; 6] = [1.0, 10.0, 100.0, 1e3, 1e4, 1e5];
+
+/// The value of a short decimal such as `4.5` or `-0.25` (digits, a point, digits; at most six
+/// digits in all), as `str::parse::<f32>` gives it, without the text check and the parser.
+///
+/// The digits without the point, `m` (below 10^6), and `10^k` for the `k` digits after it are
+/// exact in `f32`, and IEEE division rounds correctly, so `m / 10^k` is the nearest `f32` to the
+/// decimal: the parser's answer (the fast path of Clinger's algorithm, which the parser also takes).
+#[inline]
+fn short_decimal(field: &[u8]) -> Option<f32> {
+    let (negative, digits) = match field {
+        [b'-', digits @ ..] => (true, digits),
+        digits => (false, digits),
+    };
+    let point = digits.iter().position(|&b| b == b'.')?;
+    if point == 0 || point + 1 == digits.len() || digits.len() > 7 {
+        return None;
+    }
+    let mut mantissa = 0u32;
+    for (i, &b) in digits.iter().enumerate() {
+        let digit = b.wrapping_sub(b'0');
+        if i != point {
+            if digit > 9 {
+                return None;
+            }
+            mantissa = mantissa * 10 + u32::from(digit);
+        }
+    }
+    let value = mantissa as f32 / POWERS_OF_TEN[digits.len() - point - 1];
+    Some(if negative { -value } else { value })
 }
 
 /// A timestamp: an integer, also written as an integral float (RecBole's `timestamp:float`).
@@ -275,5 +311,34 @@ mod tests {
         }
         assert_eq!(time(b"1.5e9", 1).unwrap(), 1_500_000_000);
         assert!(rating(b"nan", 1).is_err() && time(b"1.5", 1).is_err());
+    }
+
+    #[test]
+    fn short_decimals_read_as_the_parser_reads_them() {
+        // Every field the fast path takes: two to six digits, a point between two of them, a sign.
+        let mut field = Vec::with_capacity(8);
+        for n in 2..=6u32 {
+            for digits in 0..10u32.pow(n) {
+                let digits = format!("{digits:0width$}", width = n as usize);
+                for point in 1..n as usize {
+                    for sign in [&b""[..], b"-"] {
+                        field.clear();
+                        field.extend_from_slice(sign);
+                        field.extend_from_slice(&digits.as_bytes()[..point]);
+                        field.push(b'.');
+                        field.extend_from_slice(&digits.as_bytes()[point..]);
+                        let text = std::str::from_utf8(&field).unwrap();
+                        let want = text.parse::<f32>().unwrap();
+                        assert_eq!(short_decimal(&field).map(f32::to_bits), Some(want.to_bits()), "{text}");
+                    }
+                }
+            }
+        }
+        for other in [
+            "1234.567", "1234567", ".5", "5.", "-.5", "1e1", "4.5.", "4..5", "--1.5", "+1.5", "1.5 ", "", "-", "1,5",
+            "a.5", "1.x",
+        ] {
+            assert_eq!(short_decimal(other.as_bytes()), None, "{other}");
+        }
     }
 }
