@@ -46,14 +46,20 @@ pub(super) struct PieceRatings {
 }
 
 impl PieceRatings {
-    /// The id in `field`, the `what` of the record on `line`. A plain integer is taken from the
-    /// bytes, before (and without) checking that they are UTF-8 text.
-    #[inline]
+    /// The id in `field` (trimmed), the `what` of the record on `line`. A plain integer is taken
+    /// from the bytes, before (and without) checking that they are UTF-8 text.
+    #[inline(always)]
     fn id(&mut self, field: &[u8], what: &str, line: u64) -> Result<PieceId> {
-        let field = field.trim_ascii();
-        if let Some(n) = canonical_int(field) {
-            return Ok(PieceId::Number(n));
+        match canonical_int(field) {
+            Some(n) => Ok(PieceId::Number(n)),
+            None => self.text_id(field, what, line),
         }
+    }
+
+    /// [`Self::id`] of any other id: its code among the piece's texts. Kept out of line, so that
+    /// the integer path stays short.
+    #[inline(never)]
+    fn text_id(&mut self, field: &[u8], what: &str, line: u64) -> Result<PieceId> {
         let id = text(field, line)?;
         if id.is_empty() {
             return Err(parse_error(line, format!("empty {what} id")));

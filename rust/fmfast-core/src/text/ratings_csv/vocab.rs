@@ -47,17 +47,22 @@ pub(super) fn canonical_int(id: &[u8]) -> Option<i64> {
         [b'-', digits @ ..] => (true, digits),
         digits => (false, digits),
     };
-    let plain = match digits {
-        [] => false,
-        [b'0'] => !negative,
-        [b'0', ..] => false,
-        _ => digits.len() <= 18 && digits.iter().all(u8::is_ascii_digit),
-    };
-    if !plain {
-        return None;
+    match digits {
+        [] => return None,
+        [b'0'] => return (!negative).then_some(0),
+        [b'0', ..] => return None,
+        _ if digits.len() > 18 => return None,
+        _ => {}
     }
-    // At most 18 digits: below 10^18, so no overflow.
-    let value = digits.iter().fold(0i64, |n, &d| n * 10 + i64::from(d - b'0'));
+    // One pass, checking and adding each digit; at most 18 digits: below 10^18, so no overflow.
+    let mut value = 0i64;
+    for &b in digits {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        value = value * 10 + i64::from(digit);
+    }
     Some(if negative { -value } else { value })
 }
 
@@ -108,7 +113,7 @@ pub(super) struct IdCodes {
 }
 
 impl IdCodes {
-    #[inline]
+    #[inline(always)]
     pub(super) fn get(&self, key: Key<'_>) -> Option<u32> {
         match key {
             Key::Number(n) if (0..DENSE_IDS).contains(&n) => {
@@ -183,11 +188,17 @@ pub(super) struct FirstSeen {
 
 impl FirstSeen {
     /// The code of `key`, new if it was not seen before.
-    #[inline]
+    #[inline(always)]
     pub(super) fn code(&mut self, key: Key<'_>, line: u64) -> Result<u32> {
-        if let Some(code) = self.codes.get(key) {
-            return Ok(code);
+        match self.codes.get(key) {
+            Some(code) => Ok(code),
+            None => self.new_code(key, line),
         }
+    }
+
+    /// [`Self::code`] of an id not seen before: kept out of line, as most ids were seen before.
+    #[inline(never)]
+    fn new_code(&mut self, key: Key<'_>, line: u64) -> Result<u32> {
         let code = u32::try_from(self.ids.len())
             .ok()
             .filter(|&c| c != u32::MAX)
@@ -298,5 +309,46 @@ mod tests {
             assert_eq!(codes.get(Key::of(absent)), None, "{absent}");
         }
         assert_eq!(codes.insert(Key::of("5"), 9), Some(0));
+    }
+
+    #[test]
+    fn reads_plain_integers_as_the_parser_reads_them() {
+        let plain = |id: &str| {
+            id.parse::<i64>()
+                .ok()
+                .filter(|n| n.to_string() == id && n.unsigned_abs() < 10u64.pow(18))
+        };
+        let mut ids: Vec<String> = (0..100_000)
+            .chain((1..=18).map(|k| 10u64.pow(k) - 1))
+            .map(|n| n.to_string())
+            .collect();
+        ids.extend((1..=18).flat_map(|k| {
+            [
+                10u64.pow(k - 1),
+                10u64.pow(k) - 7,
+                123_456_789_012_345_678 % 10u64.pow(k),
+            ]
+            .map(|n| n.to_string())
+        }));
+        let negative: Vec<String> = ids.iter().map(|id| format!("-{id}")).collect();
+        ids.extend(negative);
+        // Every byte that is not a digit, at every place of every length.
+        for len in 1..=19 {
+            for at in 0..len {
+                for byte in (0..=255u8).filter(|b| !b.is_ascii_digit()) {
+                    let mut id = vec![b'7'; len];
+                    id[at] = byte;
+                    if let Ok(id) = String::from_utf8(id) {
+                        ids.push(id);
+                    }
+                }
+            }
+        }
+        for id in ["", "-", "00", "-0", "007", "1234567890123456789", "+5", " 5"] {
+            ids.push(id.to_owned());
+        }
+        for id in &ids {
+            assert_eq!(canonical_int(id.as_bytes()), plain(id), "{id:?}");
+        }
     }
 }
