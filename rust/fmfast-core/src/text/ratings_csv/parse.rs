@@ -175,6 +175,7 @@ pub(super) fn known<'a>(
 
 /// Codes by first appearance in `seen`.
 pub(super) fn first_seen(seen: &mut FirstSeen) -> impl FnMut(Key<'_>, u64) -> Result<i64> + Send + '_ {
+    #[inline(always)]
     move |key, line| seen.code(key, line).map(i64::from)
 }
 

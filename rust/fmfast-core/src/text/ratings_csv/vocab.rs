@@ -54,10 +54,19 @@ pub(super) fn canonical_int(id: &[u8]) -> Option<i64> {
         _ if digits.len() > 18 => return None,
         _ => {}
     }
-    // One pass, checking and adding each digit; at most 18 digits: below 10^18, so no overflow.
-    let mut value = 0i64;
-    for &b in digits {
-        let digit = b.wrapping_sub(b'0');
+    // One pass, checking and adding two digits at a time (half the loop's overhead); at most 18
+    // digits: below 10^18, so no overflow.
+    let (mut value, mut rest) = (0i64, digits);
+    while let [a, b, tail @ ..] = rest {
+        let (a, b) = (a.wrapping_sub(b'0'), b.wrapping_sub(b'0'));
+        if a > 9 || b > 9 {
+            return None;
+        }
+        value = value * 100 + i64::from(a * 10 + b);
+        rest = tail;
+    }
+    if let [last] = rest {
+        let digit = last.wrapping_sub(b'0');
         if digit > 9 {
             return None;
         }
