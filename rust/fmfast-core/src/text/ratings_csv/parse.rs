@@ -21,11 +21,35 @@ pub(super) fn text(field: &[u8], line: u64) -> Result<&str> {
     })
 }
 
-/// An id of a piece's record: a plain integer, or a code in the piece's texts.
+/// An id of a piece's record in eight bytes, half an enum's: a plain integer as its value (below
+/// 10^18 in magnitude, see [`canonical_int`]), or a code in the piece's texts stored below that.
+/// The pieces of a block are written out and read back once, so their size is time.
 #[derive(Clone, Copy, Debug)]
-pub(super) enum PieceId {
-    Number(i64),
-    Text(u32),
+pub(super) struct PieceId(i64);
+
+/// Plain integers lie strictly between `-PLAIN` and `PLAIN`.
+const PLAIN: i64 = 1_000_000_000_000_000_000;
+
+impl PieceId {
+    #[inline]
+    fn number(n: i64) -> Self {
+        debug_assert!(n.abs() < PLAIN);
+        PieceId(n)
+    }
+
+    #[inline]
+    fn text(code: u32) -> Self {
+        PieceId(i64::MIN + i64::from(code))
+    }
+
+    /// The id as a plain integer, or (`Err`) as a code in the piece's texts.
+    #[inline]
+    fn get(self) -> std::result::Result<i64, usize> {
+        match self.0 {
+            n if n > -PLAIN => Ok(n),
+            code => Err((code - i64::MIN) as usize),
+        }
+    }
 }
 
 /// The ratings of one piece. Parsing runs on many threads, so it leaves coding the ids to the
@@ -51,7 +75,7 @@ impl PieceRatings {
     #[inline(always)]
     fn id(&mut self, field: &[u8], what: &str, line: u64) -> Result<PieceId> {
         match canonical_int(field) {
-            Some(n) => Ok(PieceId::Number(n)),
+            Some(n) => Ok(PieceId::number(n)),
             None => self.text_id(field, what, line),
         }
     }
@@ -64,7 +88,7 @@ impl PieceRatings {
         if id.is_empty() {
             return Err(parse_error(line, format!("empty {what} id")));
         }
-        Ok(PieceId::Text(match self.text_codes.get(id) {
+        Ok(PieceId::text(match self.text_codes.get(id) {
             Some(&code) => code,
             None => {
                 let code = self.texts.len() as u32;
@@ -101,11 +125,11 @@ impl PieceRatings {
         out.reserve(ids.len());
         for (&id, &line) in ids.iter().zip(&self.lines) {
             let line = self.first_line + u64::from(line);
-            let code = match id {
-                PieceId::Number(n) => code_of(Key::Number(n), line)?,
-                PieceId::Text(t) => match text_codes[t as usize] {
+            let code = match id.get() {
+                Ok(n) => code_of(Key::Number(n), line)?,
+                Err(t) => match text_codes[t] {
                     Some(code) => code,
-                    None => *text_codes[t as usize].insert(code_of(Key::Text(&self.texts[t as usize]), line)?),
+                    None => *text_codes[t].insert(code_of(Key::Text(&self.texts[t]), line)?),
                 },
             };
             out.push(code);
