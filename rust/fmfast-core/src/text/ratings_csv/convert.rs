@@ -85,7 +85,8 @@ pub(super) fn read_in_blocks<R: Read>(
             IdList::Texts(vocabulary.users.clone()),
             IdList::Texts(vocabulary.items.clone()),
         ),
-        None => (recode(users, &mut user_codes), recode(items, &mut item_codes)),
+        // The users and the items at once: the last step, which no parsing overlaps.
+        None => rayon::join(|| recode(users, &mut user_codes), || recode(items, &mut item_codes)),
     };
     for codes in [&mut user_codes, &mut item_codes, &mut timestamps] {
         codes.shrink_to_fit();

@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
+use rayon::prelude::*;
+
 use crate::error::{Error, Result};
 use crate::text::lines::{parse_error, shown};
 
@@ -280,9 +282,7 @@ impl IdList {
 /// Replaces first-seen codes by vocabulary-order codes; returns the vocabulary.
 pub(super) fn recode(seen: FirstSeen, codes: &mut [i64]) -> IdList {
     let (ids, rank) = seen.ordered();
-    for code in codes.iter_mut() {
-        *code = rank[*code as usize];
-    }
+    codes.par_iter_mut().for_each(|code| *code = rank[*code as usize]);
     ids
 }
 
