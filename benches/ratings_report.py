@@ -5,8 +5,9 @@ Usage: ``python benches/ratings_report.py [--rows N] [--repeat R] [--json PATH]`
 
 Each reader runs in its own process, so that its peak RSS (``VmHWM``) is its own: the process
 imports its library, notes its peak so far, reads the file ``--repeat`` times and reports the
-median time and how far the peak rose above the import, beside the bytes of the arrays it
-returned. fmfast's arrays are users and items coded ``0..n-1`` (int64), ratings (float32) and
+median time, the median CPU time of all its threads (which other processes' load disturbs far
+less than the wall clock), and how far the peak rose above the import, beside the bytes of the
+arrays it returned. fmfast's arrays are users and items coded ``0..n-1`` (int64), ratings (float32) and
 timestamps (int64) plus the id vocabularies; pandas' are the four raw columns.
 """
 
@@ -45,14 +46,16 @@ def _child(reader: str, path: Path, repeat: int) -> dict[str, Any]:
             return int(pd.read_csv(path, engine="pyarrow").memory_usage(deep=True).sum())
 
     baseline = _peak_rss_kib()
-    times = []
+    times, cpu_times = [], []
     for _ in range(repeat):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         array_bytes = read()
         times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - cpu_start)
     return {
         "reader": reader,
         "seconds": statistics.median(times),
+        "cpu_seconds": statistics.median(cpu_times),
         "peak_above_imports_mib": (_peak_rss_kib() - baseline) / 1024,
         "arrays_mib": array_bytes / MIB,
     }
@@ -79,11 +82,11 @@ def main() -> None:
             done = subprocess.run(command, capture_output=True, text=True, check=True)
             results.append(json.loads(done.stdout))
     fastest = {r["reader"]: r["seconds"] for r in results}
-    print(f"{'reader':<16}{'seconds':>9}{'x pandas':>10}{'peak MiB':>10}{'arrays MiB':>12}")
+    print(f"{'reader':<16}{'seconds':>9}{'x pandas':>10}{'cpu s':>8}{'peak MiB':>10}{'arrays MiB':>12}")
     for r in results:
         ratio = r["seconds"] / fastest["pandas_pyarrow"]
         print(
-            f"{r['reader']:<16}{r['seconds']:>9.2f}{ratio:>10.2f}"
+            f"{r['reader']:<16}{r['seconds']:>9.2f}{ratio:>10.2f}{r['cpu_seconds']:>8.2f}"
             f"{r['peak_above_imports_mib']:>10.0f}{r['arrays_mib']:>12.0f}"
         )
     if args.json:
