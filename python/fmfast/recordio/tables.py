@@ -119,6 +119,8 @@ class _Source:
 
     def batches(self, columns: list[str], batch_size: int, use_threads: bool) -> Iterator[tuple[Any, Any]]:
         """``(batch, fragment)`` in the table's order; the fragment is ``None`` for a stream."""
+        import pyarrow.dataset as ds
+
         if self.stream is not None:
             stream, self.stream = self.stream, None
             for batch in stream:
@@ -129,12 +131,14 @@ class _Source:
         if missing:
             names = ", ".join(self.dataset.schema.names)
             raise InvalidInputError(f"{self.name}: no column {missing[0]!r}; the columns are {names}")
-        # Little read-ahead: memory stays a few batches, and reading is not the slow part.
+        # Little read-ahead, and no pre-buffering: pyarrow pre-buffers every row group of a file
+        # it opens (memory grows with the file); without, it holds a few batches at a time.
         scanner = self.dataset.scanner(
             columns=columns,
             batch_size=batch_size,
             batch_readahead=2,
             fragment_readahead=1,
+            fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=False),
             use_threads=use_threads,
         )
         for tagged in scanner.scan_batches():
