@@ -42,6 +42,12 @@ def encoder_path(target: str | os.PathLike[str]) -> Path:
     return Path(f"{Path(target)}.encoder.json")
 
 
+def is_table_path(path: str | os.PathLike[str]) -> bool:
+    """Whether ``fmfast convert`` reads ``path`` as Parquet: a ``.parquet``, ``.pq``, directory or glob."""
+    text = os.fspath(path)
+    return Path(text).suffix.lower() in (".parquet", ".pq") or os.path.isdir(text) or glob.has_magic(text)
+
+
 def _float_labels(batch: pa.RecordBatch, label: str) -> np.ndarray:
     """The ``label`` column of ``batch`` as float64, refusing a missing column, text or nulls."""
     import pyarrow as pa
