@@ -12,6 +12,7 @@ import sys
 import textwrap
 
 import fmfast
+import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -351,3 +352,31 @@ def test_memory_stays_bounded_by_the_batch_not_the_table(tmp_path):
     table_mib = n_rows * (n_ids + 1) * 8 / 2**20  # the columns, were they in memory at once
     output_mib = sum(p.stat().st_size for p in (tmp_path / "out").iterdir()) / 2**20
     assert report["rise_kib"] / 1024 < table_mib / 2 < output_mib, (report, table_mib, output_mib)
+
+
+def test_a_dataset_at_a_url_is_read_through_fsspec(tmp_path, table):
+    memory = fsspec.filesystem("memory")
+    for part in range(2):
+        with memory.open(f"/lake-{tmp_path.name}/part-{part}.parquet", "wb") as out:
+            pq.write_table(table.slice(part * 500, 500), out)
+    encoder = declared().fit(table)
+    for source in [f"memory://lake-{tmp_path.name}", f"memory://lake-{tmp_path.name}/part-*.parquet"]:
+        fmfast.convert_table(
+            source, tmp_path / "out.recordio", encoder=encoder, label="rating", storage_options={}
+        )
+        assert_converted(tmp_path / "out.recordio", table, encoder)
+    with pytest.raises(FileNotFoundError, match="No such file"):
+        fmfast.convert_table(
+            f"memory://nothing-{tmp_path.name}", tmp_path / "x", encoder=encoder, label="rating"
+        )
+
+
+def test_a_file_of_a_directory_that_is_not_parquet_is_named(tmp_path, table):
+    (tmp_path / "lake").mkdir()
+    pq.write_table(table, tmp_path / "lake" / "a.parquet")
+    (tmp_path / "lake" / "b.parquet").write_bytes(b"PAR1 but not really")
+    with pytest.raises(InvalidInputError, match=r"lake: cannot read it \(.*b\.parquet"):
+        fmfast.convert_table(
+            tmp_path / "lake", tmp_path / "out", encoder=declared(), label="rating", n_shards=2
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lake"]

@@ -13,6 +13,7 @@ import glob
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
@@ -121,10 +122,31 @@ class _Source:
     @property
     def n_rows(self) -> int | None:
         """The row count, from the Parquet metadata; ``None`` for a stream."""
-        return None if self.dataset is None else int(self.dataset.count_rows())
+        if self.dataset is None:
+            return None
+        with self._reading():
+            return int(self.dataset.count_rows())
 
     def batches(self, columns: list[str], batch_size: int, use_threads: bool) -> Iterator[tuple[Any, Any]]:
         """``(batch, fragment)`` in the table's order; the fragment is ``None`` for a stream."""
+        with self._reading():
+            yield from self._scan(columns, batch_size, use_threads)
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Arrow's errors as ours, naming the source.
+
+        A file of a directory that is not Parquet, or whose columns differ from the first file's,
+        is found only when it is read.
+        """
+        import pyarrow as pa
+
+        try:
+            yield
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as error:
+            raise InvalidInputError(f"{self.name}: cannot read it ({error})") from None
+
+    def _scan(self, columns: list[str], batch_size: int, use_threads: bool) -> Iterator[tuple[Any, Any]]:
         import pyarrow.dataset as ds
 
         if self.stream is not None:
@@ -151,7 +173,40 @@ class _Source:
             yield tagged.record_batch, tagged.fragment
 
 
-def _open(source: TableSource) -> _Source:
+def _files(paths: list[str], filesystem: Any) -> list[str]:
+    """The files and directories ``paths`` name, globs expanded (in name order), on ``filesystem``.
+
+    ``filesystem``: an fsspec file system, or ``None`` for local paths.
+    """
+    exists = os.path.exists if filesystem is None else filesystem.exists
+    matching = glob.glob if filesystem is None else filesystem.glob
+    files = []
+    for path in paths:
+        if exists(path):
+            files.append(path)
+        elif glob.has_magic(path):
+            matches = sorted(matching(path))
+            if not matches:
+                raise FileNotFoundError(2, "No file matches the pattern", path)
+            files += matches
+        else:
+            raise FileNotFoundError(2, "No such file or directory", path)
+    return files
+
+
+def _filesystem(paths: list[str], storage_options: dict[str, Any] | None) -> tuple[Any, list[str]]:
+    """The fsspec file system of URLs (``s3://``, ``memory://``...) and their paths on it; ``None``: local."""
+    if not any("://" in path for path in paths):
+        return None, paths
+    try:
+        import fsspec
+    except ImportError:
+        raise InvalidInputError(f"reading {paths[0]} needs fsspec: pip install fsspec") from None
+    filesystem, _ = fsspec.core.url_to_fs(paths[0], **(storage_options or {}))
+    return filesystem, [filesystem._strip_protocol(path) for path in paths]
+
+
+def _open(source: TableSource, storage_options: dict[str, Any] | None = None) -> _Source:
     """The table that ``source`` names or holds."""
     import pyarrow as pa
     import pyarrow.dataset as ds
@@ -162,19 +217,15 @@ def _open(source: TableSource) -> _Source:
         one = isinstance(source, (str, os.PathLike))
         paths = [os.fspath(source)] if one else [os.fspath(p) for p in source]
         name = paths[0] if len(paths) == 1 else f"{paths[0]} and {len(paths) - 1} more"
-        files = []
-        for path in paths:
-            if glob.has_magic(path) and not os.path.exists(path):
-                matches = sorted(glob.glob(path))
-                if not matches:
-                    raise FileNotFoundError(2, "No file matches the pattern", path)
-                files += matches
-            elif os.path.exists(path):
-                files.append(path)
-            else:
-                raise FileNotFoundError(2, "No such file or directory", path)
+        filesystem, paths = _filesystem(paths, storage_options)
+        files = _files(paths, filesystem)
         try:
-            dataset = ds.dataset(files if len(files) > 1 else files[0], format="parquet", partitioning="hive")
+            dataset = ds.dataset(
+                files if len(files) > 1 else files[0],
+                filesystem=filesystem,
+                format="parquet",
+                partitioning="hive",
+            )
         except pa.ArrowInvalid as error:
             raise InvalidInputError(f"{name}: not a Parquet dataset ({error})") from None
         return _Source(name, dataset=dataset)
@@ -261,7 +312,8 @@ def convert_table(
 
     Args:
         source: a Parquet file, a directory of them (hive partitions such as ``day=1/`` become
-            columns), a glob (``data/*.parquet``), a list of files, or Arrow data: a
+            columns), a glob (``data/*.parquet``), a list of files, any of them as a URL read
+            through fsspec (``s3://bucket/lake/``), or Arrow data: a
             ``pyarrow.Table``, ``RecordBatch``, ``pyarrow.dataset.Dataset``, ``RecordBatchReader``
             or any object with ``__arrow_c_stream__`` (polars, DuckDB, pandas). A stream is read
             once, so it needs a fitted ``encoder``.
@@ -282,7 +334,8 @@ def convert_table(
             default) for all cores. The encoder's own ``n_threads`` sizes the encoding.
         progress: ``True`` for a progress bar, or a callable receiving the rows done, over both
             passes when the encoder is fitted here.
-        storage_options: passed to the writers, for a ``target`` URL.
+        storage_options: options of the fsspec file system of a ``source`` or ``target`` URL
+            (``s3://``, ``gs://``, ``memory://``...): credentials, endpoint.
 
     Returns:
         A :class:`TableConversion`: rows written, feature dimension, files, encoder.
@@ -297,7 +350,7 @@ def convert_table(
     sharded = rows_per_shard is not None or n_shards is not None
     if manifest is not False and not sharded:
         raise InvalidInputError("a manifest lists shards: give rows_per_shard or n_shards")
-    table = _open(source)
+    table = _open(source, storage_options)
     encoder, needs_fit = _fitted(encoder)
     if needs_fit and table.dataset is None:
         raise InvalidInputError(
@@ -310,7 +363,7 @@ def convert_table(
     n_rows = table.n_rows
     passes = 2 if needs_fit else 1
     options: dict[str, Any] = {"n_threads": n_threads}
-    if storage_options is not None:
+    if storage_options is not None and "://" in os.fspath(target):
         options["storage_options"] = storage_options
     with progress_callback(progress, None if n_rows is None else passes * n_rows, "rows") as callback:
         done = 0
