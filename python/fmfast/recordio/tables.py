@@ -252,14 +252,16 @@ def _located(error: InvalidInputError, source: _Source, fragment: Any, first_row
     """``error`` (about a row of a batch) retold with the file, row group and row in the file or table."""
     message = str(error)
     # The encoder numbers rows from the batch's start; the reader wants them from the file's.
-    message, numbered = _ROW.subn(lambda m: f"row {first_row + int(m.group(1)):,}", message, count=1)
-    if not numbered:
-        message = f"rows from {first_row:,}: {message}"
+    match = _ROW.search(message)
+    if match is None:
+        row, message = first_row, f"rows from {first_row}: {message}"
+    else:
+        row = first_row + int(match.group(1))
+        message = f"{message[: match.start()]}row {row}{message[match.end() :]}"
     path = getattr(fragment, "path", None)
     where = source.name if path is None else path
-    metadata = getattr(fragment, "metadata", None) if numbered else None
+    metadata = getattr(fragment, "metadata", None)
     if metadata is not None:
-        row = int(_ROW.search(message).group(1).replace(",", ""))  # type: ignore[union-attr]
         ends = np.cumsum([metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)])
         where += f", row group {int(np.searchsorted(ends, row, side='right'))}"
     return InvalidInputError(f"{where}: {message}")
