@@ -380,3 +380,16 @@ def test_a_file_of_a_directory_that_is_not_parquet_is_named(tmp_path, table):
             tmp_path / "lake", tmp_path / "out", encoder=declared(), label="rating", n_shards=2
         )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lake"]
+
+
+def test_a_missing_column_is_refused_before_any_pass(tmp_path, parquet_file, table):
+    encoder = declared().one_hot("country")
+    for source in [parquet_file, table]:
+        with pytest.raises(
+            InvalidInputError, match="no column 'country'; the columns are user, item, rating"
+        ):
+            fmfast.convert_table(source, tmp_path / "a.recordio", encoder=encoder, label="rating")
+    fitted = declared().fit(table)
+    with pytest.raises(InvalidInputError, match="the stream: no column 'score'"):
+        fmfast.convert_table(table.to_reader(), tmp_path / "a.recordio", encoder=fitted, label="score")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ratings.parquet"]

@@ -127,6 +127,15 @@ class _Source:
         with self._reading():
             return int(self.dataset.count_rows())
 
+    def check_columns(self, columns: list[str]) -> None:
+        """Refuse, before reading anything, a table that lacks one of ``columns``."""
+        schema = self.stream.schema if self.dataset is None else self.dataset.schema
+        missing = [c for c in columns if c not in schema.names]
+        if missing:
+            raise InvalidInputError(
+                f"{self.name}: no column {missing[0]!r}; the columns are {', '.join(schema.names)}"
+            )
+
     def batches(self, columns: list[str], batch_size: int, use_threads: bool) -> Iterator[tuple[Any, Any]]:
         """``(batch, fragment)`` in the table's order; the fragment is ``None`` for a stream."""
         with self._reading():
@@ -155,10 +164,6 @@ class _Source:
                 yield batch, None
             return
         assert self.dataset is not None
-        missing = [c for c in columns if c not in self.dataset.schema.names]
-        if missing:
-            names = ", ".join(self.dataset.schema.names)
-            raise InvalidInputError(f"{self.name}: no column {missing[0]!r}; the columns are {names}")
         # Little read-ahead, and no pre-buffering: pyarrow pre-buffers every row group of a file
         # it opens (memory grows with the file); without, it holds a few batches at a time.
         scanner = self.dataset.scanner(
@@ -361,6 +366,7 @@ def convert_table(
         )
     fit_columns = [block.name for block in encoder.blocks]
     columns = list(dict.fromkeys(fit_columns + ([] if label is None else [label])))
+    table.check_columns(columns)
     use_threads = n_threads != 1
     n_rows = table.n_rows
     passes = 2 if needs_fit else 1
