@@ -90,6 +90,12 @@ bench-fm: setup
 bench-ratings: setup
 	$(PY) benches/ratings_report.py $(BENCH_RATINGS_ARGS)
 
+# Parquet to RecordIO shards (20M generated rows, cached in .cache/): fmfast.convert_table on 1 and 2 threads, peak
+# memory at 2M and 20M rows, the pure-Python route on a sample, scaled. BENCH_TABLES_ARGS: e.g. `--rows 2000000`, `--spark`.
+.PHONY: bench-tables
+bench-tables: setup
+	SAGEMAKER_SUPPRESS_V2_WARNING=1 $(PY) benches/table_report.py $(BENCH_TABLES_ARGS)
+
 clean:
 	cargo clean
 	rm -f python/fmfast/_fmfast*.so

@@ -3,7 +3,8 @@
 * RecordIO-protobuf training data: :func:`write_recordio`, :func:`read_recordio`,
   :func:`iter_recordio`, :class:`RecordIOWriter`, :func:`write_recordio_shards`, and drop-in
   replacements for the SageMaker SDK writers (:func:`write_spmatrix_to_sparse_tensor`,
-  :func:`write_numpy_to_dense_tensor`).
+  :func:`write_numpy_to_dense_tensor`); Arrow tables and Parquet datasets converted, streamed
+  (:func:`convert_table`).
 * Factorization Machines at SageMaker's semantics, trained locally: :class:`FactorizationMachine`.
 * SageMaker FM models: :func:`read_sagemaker_model`, :func:`write_sagemaker_model`,
   :class:`SageMakerFM`, and MXNet ``.params`` files (:func:`read_mxnet_params`, :func:`write_mxnet_params`).
@@ -49,6 +50,7 @@ from fmfast.interop import (
 )
 from fmfast.recordio import (
     RecordIOWriter,
+    convert_table,
     encode_recordio,
     iter_recordio,
     read_recordio,
@@ -81,6 +83,7 @@ __all__ = [
     "SageMakerFM",
     "UnsupportedContentTypeError",
     "__version__",
+    "convert_table",
     "dump_params",
     "encode_recordio",
     "iter_recordio",

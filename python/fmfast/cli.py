@@ -9,6 +9,7 @@ Examples::
     fmfast convert test.csv test.recordio --columns train.recordio.columns.json   # same columns
     fmfast convert train.libsvm train.recordio    # libSVM/libFM text
     fmfast convert X.npz train.recordio --labels y.npy
+    fmfast convert lake/ train/ --label rating --one-hot user,item --multi-hot genres --shards 8 --manifest
     fmfast inspect train.recordio
     fmfast serve model.tar.gz --port 8080             # a local endpoint with the SageMaker contract
     fmfast predict model.fmfast requests.recordio responses.jsonl   # batch transform
@@ -50,8 +51,10 @@ from fmfast.recordio.convert import (
     read_columns,
 )
 from fmfast.recordio.inspection import inspect_recordio
+from fmfast.recordio.tables import convert_table, encoder_path, is_table_path
 from fmfast.recsys.datasets import Ratings, synthetic_ratings
 from fmfast.recsys.evaluation import leave_n_out, ndcg_at_k, precision_at_k, random_split, temporal_split
+from fmfast.recsys.features import FeatureEncoder
 from fmfast.recsys.implicit import sample_negatives
 from fmfast.recsys.ratings import RatingsData, read_ratings
 from fmfast.recsys.recommend import most_popular, one_hot, recommend
@@ -400,7 +403,17 @@ def _recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``fmfast convert``'s options for Parquet input: how the columns become features.
+_BLOCK_OPTIONS = {"one_hot": "one_hot", "multi_hot": "multi_hot", "numeric": "numeric"}
+_TABLE_OPTIONS = ("label", "encoder", "shards", "rows_per_shard", "manifest", *_BLOCK_OPTIONS)
+
+
 def _convert(args: argparse.Namespace) -> int:
+    if args.format == "parquet" or (args.format == "auto" and is_table_path(args.input)):
+        return _convert_table(args)
+    given = [name for name in _TABLE_OPTIONS if getattr(args, name) not in (None, [], False)]
+    if given:
+        raise _UsageError(f"--{given[0].replace('_', '-')} applies to Parquet input only")
     check_writable(args.output)
     delimiter = {"tab": "\t", "\\t": "\t"}.get(args.delimiter, args.delimiter)
     kind = detect_format(args.input) if args.format == "auto" else args.format
@@ -419,6 +432,44 @@ def _convert(args: argparse.Namespace) -> int:
     print(f"wrote {rows:,} records to {args.output} ({_megabytes(Path(args.output).stat().st_size)})")
     if kind == "csv":
         print(f"column ids in {columns_path(args.output)}")
+    return 0
+
+
+def _convert_table(args: argparse.Namespace) -> int:
+    """``fmfast convert`` of a Parquet file, directory or glob: encoder from the options or ``--encoder``."""
+    text_options = ("labels", "n_features", "zero_based", "delimiter", "columns")
+    misplaced = [name for name in text_options if getattr(args, name) is not None]
+    if misplaced:
+        raise _UsageError(f"--{misplaced[0].replace('_', '-')} does not apply to Parquet input")
+    blocks = [(kind, name) for kind in _BLOCK_OPTIONS for name in getattr(args, kind)]
+    if args.encoder is not None and blocks:
+        raise _UsageError("--encoder declares the features already: drop --one-hot, --multi-hot, --numeric")
+    if args.encoder is None and not blocks:
+        raise _UsageError("declare the features (--one-hot, --multi-hot, --numeric) or give --encoder")
+    encoder: Any = args.encoder
+    if encoder is None:
+        encoder = FeatureEncoder()
+        for kind, name in blocks:
+            getattr(encoder, kind)(name)
+    result = convert_table(
+        args.input,
+        args.output,
+        encoder=encoder,
+        label=args.label,
+        n_shards=args.shards,
+        rows_per_shard=args.rows_per_shard,
+        manifest=args.manifest or False,
+        progress=not args.quiet,
+    )
+    size = sum(path.stat().st_size for path in result.paths)
+    files = f"{len(result.paths)} shards in " if args.shards or args.rows_per_shard else ""
+    print(
+        f"wrote {result.n_rows:,} records of {result.n_features:,} features to {files}{args.output} "
+        f"({_megabytes(size)})"
+    )
+    if args.encoder is None:
+        result.encoder.save(encoder_path(args.output))
+        print(f"encoder in {encoder_path(args.output)} (--encoder for a test set)")
     return 0
 
 
@@ -515,6 +566,44 @@ def _vocabulary_options(command: argparse.ArgumentParser, what: str) -> None:
     )
 
 
+def _names(text: str) -> list[str]:
+    """A comma-separated list of column names."""
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _table_options(convert: argparse.ArgumentParser) -> None:
+    """``fmfast convert``'s options for Parquet input."""
+    table = convert.add_argument_group("Parquet input")
+    table.add_argument("--label", help="the column of labels (default: unlabelled records)")
+    for kind, what in [
+        ("one_hot", "one id per row"),
+        ("multi_hot", "a list of ids per row"),
+        ("numeric", "a number per row, min-max scaled"),
+    ]:
+        flag = f"--{kind.replace('_', '-')}"
+        table.add_argument(
+            flag, dest=kind, type=_names, action="extend", default=[], metavar="COLUMNS",
+            help=f"{kind.replace('_', '-')} features of these comma-separated columns ({what})",
+        )  # fmt: skip
+    table.add_argument(
+        "--encoder",
+        help="a FeatureEncoder saved as JSON (the <output>.encoder.json of an earlier conversion), "
+        "instead of fitting one in a first pass",
+    )
+    shards = table.add_mutually_exclusive_group()
+    shards.add_argument("--shards", type=_within(int, 1), help="write this many shards (output: a directory)")
+    shards.add_argument(
+        "--rows-per-shard", type=_within(int, 1), help="write shards of this many rows (output: a directory)"
+    )
+    table.add_argument(
+        "--manifest",
+        nargs="?",
+        const=True,
+        metavar="PREFIX",
+        help="also write a SageMaker manifest.json listing the shards under PREFIX (default: the output)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``fmfast`` command."""
     parser = _Parser(prog="fmfast", description=__doc__)
@@ -568,11 +657,22 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--delimiter", help="field separator of the input (default: detected)")
     split.set_defaults(run=_split)
 
-    convert = commands.add_parser("convert", help="convert libSVM/libFM, CSV triples or .npz to RecordIO")
-    convert.add_argument("input", help="libSVM/libFM text, CSV rating triples or a .npz matrix")
-    convert.add_argument("output", help="the RecordIO file to write")
+    convert = commands.add_parser(
+        "convert", help="convert libSVM/libFM, CSV triples, .npz or Parquet tables to RecordIO"
+    )
     convert.add_argument(
-        "--format", choices=["auto", *FORMATS], default="auto", help="input format; auto: from the suffix"
+        "input",
+        help="libSVM/libFM text, CSV rating triples, a .npz matrix, or Parquet: a file, a directory "
+        "(hive partitions included) or a quoted glob",
+    )
+    convert.add_argument(
+        "output", help="the RecordIO file to write, or with --shards/--rows-per-shard a directory"
+    )
+    convert.add_argument(
+        "--format",
+        choices=["auto", *FORMATS, "parquet"],
+        default="auto",
+        help="input format; auto: from the suffix (a directory or a glob: parquet)",
     )
     convert.add_argument("--labels", help=".npy labels for an .npz input")
     convert.add_argument(
@@ -594,6 +694,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="field separator of CSV input, 'tab' for a tab (default: '::', tab, ',' or ';' detected)",
     )
     _vocabulary_options(convert, "a test set converted")
+    _table_options(convert)
     convert.add_argument("--quiet", action="store_true", help="no progress bar")
     convert.set_defaults(run=_convert)
 

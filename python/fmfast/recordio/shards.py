@@ -6,10 +6,11 @@ whole (see :func:`fmfast._atomic.atomic_directory`), so readers never see a part
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,9 @@ import numpy as np
 
 from fmfast._atomic import atomic_directory, is_temporary
 from fmfast._inputs import as_csr
+from fmfast._progress import progress_callback
 from fmfast.exceptions import InvalidInputError
-from fmfast.recordio.codec import write_recordio
+from fmfast.recordio.codec import RecordIOWriter
 
 #: Name of the SageMaker ``ManifestFile`` written next to the shards.
 MANIFEST_NAME = "manifest.json"
@@ -56,7 +58,7 @@ def write_recordio_shards(
         prefix: file name prefix; names are ``{prefix}-00000-of-00004.recordio`` and so on.
         manifest_prefix: when given (an S3 URI such as ``s3://bucket/train/``), also write a
             SageMaker ``ManifestFile`` (``manifest.json``) listing the shards under that prefix.
-        **options: passed to :func:`fmfast.write_recordio` (``dtype``, ``n_threads``, ...).
+        **options: passed to :func:`fmfast.write_recordio` (``dtype``, ``n_threads``, ``progress``, ...).
 
     Returns:
         The paths of the shards, in order.
@@ -64,24 +66,165 @@ def write_recordio_shards(
     Raises:
         InvalidInputError: bad arguments, or a ``directory`` holding files of its own.
     """
-    if n_shards < 1:
-        raise InvalidInputError(f"n_shards must be at least 1, got {n_shards}")
     csr = as_csr(X)
     label_array = None if labels is None else np.asarray(labels)
     if label_array is not None and label_array.shape[:1] != (csr.shape[0],):
         raise InvalidInputError(f"{csr.shape[0]} rows but labels of shape {label_array.shape}")
+    progress = options.pop("progress", None)
+    with (
+        progress_callback(progress, csr.shape[0], "rows") as callback,
+        shard_set_writer(
+            directory,
+            n_shards=n_shards,
+            n_rows=csr.shape[0],
+            prefix=prefix,
+            manifest_prefix=manifest_prefix,
+            **options,
+        ) as shards,
+    ):
+        shards.write(csr, label_array, progress=callback)
+    return shards.paths
+
+
+class ShardSetWriter:
+    """Writes the rows given chunk by chunk into consecutive shards; made by :func:`shard_set_writer`.
+
+    A shard ends at a fixed row count (``rows_per_shard``) or at the bounds that split a known
+    number of rows into ``n_shards`` shards whose sizes differ by at most one; a chunk that
+    crosses a bound is split there. Shards are written under provisional names and renamed when
+    the set is finished, since the ``-of-N`` in their names may be known only then.
+    """
+
+    def __init__(
+        self, directory: Path, ends: list[int] | None, rows_per_shard: int | None, **options: Any
+    ) -> None:
+        self._directory = directory
+        self._ends = ends
+        self._rows_per_shard = rows_per_shard
+        self._options = options
+        self._writer: RecordIOWriter | None = None
+        self._shard_end = 0
+        self._files: list[Path] = []
+        self._n_cols: int | None = None
+        self._labelled: bool | None = None
+        self.rows_written = 0
+        #: The shards' final paths, once the set is finished.
+        self.paths: list[Path] = []
+
+    def write(self, X: Any, labels: Any = None, *, progress: Callable[[int], object] | None = None) -> None:
+        """Append the rows of ``X`` (and their labels), starting new shards at the bounds.
+
+        ``progress``, when given, receives the rows of this call written so far.
+        """
+        csr = as_csr(X)
+        label_array = None if labels is None else np.asarray(labels)
+        if self._ends is not None and self.rows_written + csr.shape[0] > self._ends[-1]:
+            raise InvalidInputError(
+                f"{self.rows_written + csr.shape[0]:,} rows written to a shard set of {self._ends[-1]:,}"
+            )
+        if self._n_cols is not None and csr.shape[1] != self._n_cols:
+            raise InvalidInputError(f"chunk has {csr.shape[1]} columns, earlier chunks {self._n_cols}")
+        if self._labelled is not None and (label_array is not None) != self._labelled:
+            raise InvalidInputError("either every chunk has labels or none does")
+        self._n_cols, self._labelled = csr.shape[1], label_array is not None
+        start = 0
+        while start < csr.shape[0]:
+            if self._writer is None or self.rows_written == self._shard_end:
+                self._next_shard()
+                continue
+            stop = min(csr.shape[0], start + self._shard_end - self.rows_written)
+            report = None if progress is None else lambda n, done=start: progress(done + n)
+            part_labels = None if label_array is None else label_array[start:stop]
+            self._writer.write(csr[start:stop], part_labels, progress=report)
+            self.rows_written += stop - start
+            start = stop
+
+    def _next_shard(self) -> None:
+        """Close the shard in progress and open the next, which ends at the next bound."""
+        if self._writer is not None:
+            self._writer.close()
+        index = len(self._files)
+        if self._ends is not None:
+            self._shard_end = self._ends[index]
+        else:
+            assert self._rows_per_shard is not None
+            self._shard_end = self.rows_written + self._rows_per_shard
+        self._files.append(self._directory / f"{index:05d}.part")
+        self._writer = RecordIOWriter(self._files[-1], **self._options)
+
+    def _finish(self, prefix: str) -> list[str]:
+        """Close the last shard, write the empty ones still due, give every shard its name."""
+        if self._ends is not None and self.rows_written != self._ends[-1]:
+            raise InvalidInputError(
+                f"{self.rows_written:,} rows written to a shard set of {self._ends[-1]:,}: "
+                "the set is incomplete"
+            )
+        while self._writer is None or (self._ends is not None and len(self._files) < len(self._ends)):
+            self._next_shard()
+        self._writer.close()
+        names = [shard_name(index, len(self._files), prefix) for index in range(len(self._files))]
+        for file, name in zip(self._files, names, strict=True):
+            file.rename(self._directory / name)
+        return names
+
+    def _abort(self) -> None:
+        if self._writer is not None:
+            self._writer.abort()
+
+
+@contextmanager
+def shard_set_writer(
+    directory: str | os.PathLike[str],
+    *,
+    n_shards: int | None = None,
+    n_rows: int | None = None,
+    rows_per_shard: int | None = None,
+    prefix: str = "part",
+    manifest_prefix: str | None = None,
+    **options: Any,
+) -> Iterator[ShardSetWriter]:
+    """A :class:`ShardSetWriter` whose set replaces ``directory`` whole when the block succeeds.
+
+    Shards are sized by ``rows_per_shard``, or by ``n_shards`` over the ``n_rows`` rows that the
+    block must then write, exactly. As with :func:`write_recordio_shards`, nothing of the set
+    appears until the block ends without error, and ``manifest_prefix`` adds a manifest.
+    ``options`` are :class:`fmfast.RecordIOWriter`'s.
+
+    Example:
+        >>> with shard_set_writer("train/", rows_per_shard=1_000_000) as shards:  # doctest: +SKIP
+        ...     for X_chunk, y_chunk in chunks:
+        ...         shards.write(X_chunk, y_chunk)
+
+    Raises:
+        InvalidInputError: neither or both of ``n_shards`` and ``rows_per_shard``, sizes below 1,
+            ``n_shards`` without ``n_rows``, more or fewer rows than ``n_rows``, or a
+            ``directory`` holding files of its own.
+    """
+    if (n_shards is None) == (rows_per_shard is None):
+        raise InvalidInputError("give either n_shards or rows_per_shard")
+    ends = None
+    if n_shards is not None:
+        if n_shards < 1:
+            raise InvalidInputError(f"n_shards must be at least 1, got {n_shards}")
+        if n_rows is None:
+            raise InvalidInputError("n_shards needs the number of rows; give rows_per_shard instead")
+        ends = [int(end) for end in np.arange(1, n_shards + 1) * n_rows // n_shards]
+    if rows_per_shard is not None and rows_per_shard < 1:
+        raise InvalidInputError(f"rows_per_shard must be at least 1, got {rows_per_shard}")
     out = Path(directory)
     _check_replaceable(out)
-    bounds = np.arange(n_shards + 1) * csr.shape[0] // n_shards
-    names = [shard_name(index, n_shards, prefix) for index in range(n_shards)]
     with atomic_directory(out) as temp:
-        for name, (start, stop) in zip(names, itertools.pairwise(bounds), strict=True):
-            shard_labels = None if label_array is None else label_array[start:stop]
-            write_recordio(temp / name, csr[start:stop], shard_labels, **options)
+        shards = ShardSetWriter(temp, ends, rows_per_shard, **options)
+        try:
+            yield shards
+            names = shards._finish(prefix)
+        except BaseException:
+            shards._abort()
+            raise
         if manifest_prefix is not None:
             manifest = [{"prefix": manifest_prefix}, *names]
             (temp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1))
-    return [out / name for name in names]
+    shards.paths = [out / name for name in names]
 
 
 def _check_replaceable(directory: Path) -> None:
