@@ -10,7 +10,7 @@ the SDK's. The differences, all deliberate:
 * refused input (shapes, label count, dtypes, values) leaves the file as it was: the checks
   happen before the first byte is written, except into a real file written at its end, which is
   cut back to where it was;
-* ``file`` may be a path, written atomically;
+* ``file`` may be a path, written atomically, or a store's URL (``s3://...``, uploaded atomically);
 * a file object that is a real file (``open(..., "wb")``, ``"ab"``, ``"r+b"``) is written from
   Rust through its descriptor, at its position, which is left after the data as the SDK leaves
   it: the bytes never pass through Python, as fast as :func:`fmfast.write_recordio`. Other file

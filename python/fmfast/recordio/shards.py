@@ -2,6 +2,9 @@
 
 A shard set is written into a temporary directory and then replaces the target directory as a
 whole (see :func:`fmfast._atomic.atomic_directory`), so readers never see a partial or mixed set.
+On an object store (a URL), where a prefix cannot be renamed, the old set is deleted, the shards
+are uploaded one by one and the manifest last; readers refuse the incomplete set that a prefix
+holds meanwhile (see :mod:`fmfast._storage`).
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from fmfast._atomic import atomic_directory, is_temporary
+from fmfast._atomic import atomic_directory, atomic_output, is_temporary
 from fmfast._inputs import as_csr
+from fmfast._storage import StorageOptions, is_url, join, list_files, local_path
 from fmfast.exceptions import InvalidInputError
 from fmfast.recordio.codec import write_recordio
 
@@ -40,13 +44,19 @@ def write_recordio_shards(
     n_shards: int,
     prefix: str = "part",
     manifest_prefix: str | None = None,
+    storage_options: StorageOptions = None,
     **options: Any,
-) -> list[Path]:
+) -> list[Any]:
     """Write ``X`` as ``n_shards`` RecordIO files of consecutive rows whose sizes differ by at most one.
 
     The set replaces ``directory`` as a whole, atomically: until the last shard is written the
     directory keeps its old contents, and a failure or a kill leaves it as it was. So that nothing
     else is lost, an existing ``directory`` may hold only ``.recordio`` files and a manifest.
+
+    ``directory`` may be a store's prefix (``s3://bucket/train/``), opened with
+    ``storage_options``: the old set is deleted, the shards uploaded one by one, then the manifest
+    (always written there, its prefix ``directory`` unless ``manifest_prefix`` says otherwise).
+    Readers refuse the prefix while it holds an incomplete set; a failure leaves it empty.
 
     Args:
         directory: where the shards go (created if missing; replaced if it holds an earlier set).
@@ -56,10 +66,11 @@ def write_recordio_shards(
         prefix: file name prefix; names are ``{prefix}-00000-of-00004.recordio`` and so on.
         manifest_prefix: when given (an S3 URI such as ``s3://bucket/train/``), also write a
             SageMaker ``ManifestFile`` (``manifest.json``) listing the shards under that prefix.
+        storage_options: options of the store's fsspec file system, for a URL.
         **options: passed to :func:`fmfast.write_recordio` (``dtype``, ``n_threads``, ...).
 
     Returns:
-        The paths of the shards, in order.
+        The paths (URLs, for a store) of the shards, in order.
 
     Raises:
         InvalidInputError: bad arguments, or a ``directory`` holding files of its own.
@@ -70,37 +81,60 @@ def write_recordio_shards(
     label_array = None if labels is None else np.asarray(labels)
     if label_array is not None and label_array.shape[:1] != (csr.shape[0],):
         raise InvalidInputError(f"{csr.shape[0]} rows but labels of shape {label_array.shape}")
-    out = Path(directory)
-    _check_replaceable(out)
+    out = str(directory).rstrip("/") if is_url(directory) else Path(local_path(directory))
+    if isinstance(out, str):
+        _check_replaceable(out, _store_entries(out, storage_options))
+        manifest_prefix = manifest_prefix or f"{out}/"
+    else:
+        _check_replaceable(out, _local_entries(out))
     bounds = np.arange(n_shards + 1) * csr.shape[0] // n_shards
     names = [shard_name(index, n_shards, prefix) for index in range(n_shards)]
-    with atomic_directory(out) as temp:
+    with atomic_directory(out, storage_options) as temp:
         for name, (start, stop) in zip(names, itertools.pairwise(bounds), strict=True):
             shard_labels = None if label_array is None else label_array[start:stop]
-            write_recordio(temp / name, csr[start:stop], shard_labels, **options)
+            write_recordio(
+                join(temp, name), csr[start:stop], shard_labels, storage_options=storage_options, **options
+            )
         if manifest_prefix is not None:
             manifest = [{"prefix": manifest_prefix}, *names]
-            (temp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1))
-    return [out / name for name in names]
+            with atomic_output(join(temp, MANIFEST_NAME), storage_options) as file:
+                file.write(json.dumps(manifest, indent=1).encode())
+    return [join(out, name) for name in names]
 
 
-def _check_replaceable(directory: Path) -> None:
-    """Refuse to replace anything but a missing directory or one that holds only a shard set."""
+def _local_entries(directory: Path) -> list[tuple[str, bool]] | None:
+    """``(name, is a file)`` of each entry of ``directory``; ``None`` if there is no such directory."""
     if not directory.exists():
-        return
+        return None
     if not directory.is_dir():
         raise InvalidInputError(f"{directory} exists and is not a directory")
-    for entry in directory.iterdir():
-        ours = entry.suffix == ".recordio" or entry.name == MANIFEST_NAME or is_temporary(entry.name)
-        if not (entry.is_file() and ours):
+    return [(entry.name, entry.is_file()) for entry in directory.iterdir()]
+
+
+def _store_entries(url: str, storage_options: StorageOptions) -> list[tuple[str, bool]] | None:
+    """``(name, True)`` of each object under the prefix ``url``; ``None`` if there is none."""
+    try:
+        return [(name, True) for name in list_files(url, storage_options)]
+    except FileNotFoundError:
+        return None
+
+
+def _check_replaceable(directory: Any, entries: list[tuple[str, bool]] | None) -> None:
+    """Refuse to replace anything but a missing directory or one that holds only a shard set."""
+    for name, is_file in entries or []:
+        ours = name.endswith(".recordio") or name == MANIFEST_NAME or is_temporary(name)
+        if not (is_file and ours):
             raise InvalidInputError(
-                f"{directory} holds {entry.name!r}, which is not part of a shard set; the set replaces "
+                f"{directory} holds {name!r}, which is not part of a shard set; the set replaces "
                 "the whole directory: write it to a new or empty one"
             )
 
 
-def recordio_files(directory: str | os.PathLike[str]) -> list[Path]:
+def recordio_files(directory: str | os.PathLike[str], storage_options: StorageOptions = None) -> list[Any]:
     """The RecordIO files of ``directory``, in name order: every visible file but JSON manifests.
+
+    ``directory`` may be a store's prefix (a URL, opened with ``storage_options``); its files are
+    then returned as URLs.
 
     Files named as :func:`shard_name` names them must form whole sets, one per prefix: a missing
     shard, or shards of two sets (``-of-00004`` beside ``-of-00008``), mean the directory holds
@@ -110,11 +144,17 @@ def recordio_files(directory: str | os.PathLike[str]) -> list[Path]:
     Raises:
         InvalidInputError: an incomplete or mixed shard set, or no RecordIO file at all.
     """
-    visible = (p for p in Path(directory).iterdir() if p.is_file() and not p.name.startswith("."))
-    files = sorted(p for p in visible if p.suffix != ".json")
+    base: Any
+    if is_url(directory):
+        base = str(directory).rstrip("/")
+        visible = [name for name in list_files(directory, storage_options) if not name.startswith(".")]
+    else:
+        base = Path(local_path(directory))
+        visible = [p.name for p in base.iterdir() if p.is_file() and not p.name.startswith(".")]
+    files = sorted(name for name in visible if not name.endswith(".json"))
     sets: dict[str, dict[int, set[int]]] = {}
     for file in files:
-        if match := _SHARD_NAME.fullmatch(file.name):
+        if match := _SHARD_NAME.fullmatch(file):
             counts = sets.setdefault(match["prefix"], {})
             counts.setdefault(int(match["count"]), set()).add(int(match["index"]))
     for prefix, counts in sets.items():
@@ -136,4 +176,4 @@ def recordio_files(directory: str | os.PathLike[str]) -> list[Path]:
             )
     if not files:
         raise InvalidInputError(f"{directory} holds no RecordIO files")
-    return files
+    return [join(base, name) for name in files]

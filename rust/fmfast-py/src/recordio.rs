@@ -248,6 +248,44 @@ fn encode_to_fd(
     })
 }
 
+/// A Python binary file object written through its `write` method.
+struct PyFileWriter(Py<PyAny>);
+
+impl Write for PyFileWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        Python::attach(|py| {
+            let written = self.0.call_method1(py, "write", (PyBytes::new(py, buf),))?;
+            // Raw files may write less than given (and say how much); buffered ones return None.
+            Ok::<_, PyErr>(written.extract::<Option<usize>>(py)?.unwrap_or(buf.len()))
+        })
+        .map_err(std::io::Error::other)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Encodes rows into a Python binary file object (an object store's upload) a few MiB at a
+/// time, so that neither the whole encoding nor the whole file is ever held in memory.
+#[pyfunction]
+#[pyo3(signature = (args, file, n_threads=0, progress=None))]
+fn encode_to_file(
+    py: Python<'_>,
+    args: PyRef<'_, EncodeArgs>,
+    file: Py<PyAny>,
+    n_threads: usize,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<()> {
+    let mut out = std::io::BufWriter::with_capacity(4 << 20, PyFileWriter(file));
+    let arrays = args.borrow(py)?;
+    let batch = args.batch(&arrays)?;
+    run(py, n_threads, progress, |monitor| {
+        batch.encode(monitor, |chunk| Ok(out.write_all(chunk)?))?;
+        Ok(out.flush()?)
+    })
+}
+
 /// A RecordIO file written chunk after chunk and renamed into place by `commit`.
 #[pyclass(module = "fmfast._fmfast")]
 struct RecordIOFileWriter {
@@ -402,6 +440,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(encode, m)?)?;
     m.add_function(wrap_pyfunction!(decode, m)?)?;
     m.add_function(wrap_pyfunction!(decode_file, m)?)?;
+    m.add_function(wrap_pyfunction!(encode_to_file, m)?)?;
     #[cfg(unix)]
     m.add_function(wrap_pyfunction!(encode_to_fd, m)?)?;
     m.add_class::<EncodeArgs>()?;
