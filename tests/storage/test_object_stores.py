@@ -12,6 +12,8 @@ import fsspec
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from fmfast._atomic import atomic_directory, atomic_output
+from fmfast._storage import join
 from fmfast.interop.transform import read_model
 
 ROWS = 3_000
@@ -270,3 +272,20 @@ def test_ctrl_c_in_a_process_uploading_leaves_no_object(s3):
         child.kill()
     assert fs.list_multipart_uploads(bucket) == []
     assert objects(root, options) == []
+
+
+def test_atomic_outputs_take_urls(store):
+    """What the other writers (tables, Spark) build on: a file, and a directory of files, on a store."""
+    root, options = store
+    with atomic_output(f"{root}/one.bin", options) as out:
+        out.write(b"first")
+    with pytest.raises(RuntimeError), atomic_output(f"{root}/one.bin", options) as out:
+        out.write(b"second")
+        raise RuntimeError("failed midway")
+    assert fs_of(root, options).cat(f"{root}/one.bin") == b"first"
+    for names in (["a", "b", "c"], ["d"]):
+        with atomic_directory(f"{root}/set", options) as directory:
+            for name in names:
+                with atomic_output(join(directory, name), options) as out:
+                    out.write(name.encode())
+        assert objects(f"{root}/set", options) == names
