@@ -19,7 +19,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, cast
+
+from fmfast._storage import StorageOptions, is_url, local_path, store_directory, store_output
 
 if sys.platform != "win32":
     import fcntl
@@ -83,8 +85,11 @@ def check_writable(path: str | os.PathLike[str]) -> None:
 
     Run before long work whose result goes to ``path``, so that a missing or read-only directory
     is reported at once rather than after the work (and not as the temporary file's name).
+    A store's URL is not checked here: its upload reports the error when it starts.
     """
-    target = Path(path)
+    if is_url(path):
+        return
+    target = Path(local_path(path))
     directory = target.parent
     if not directory.is_dir():
         error = NotADirectoryError if directory.exists() else FileNotFoundError
@@ -97,9 +102,19 @@ def check_writable(path: str | os.PathLike[str]) -> None:
 
 
 @contextmanager
-def atomic_output(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
-    """Yield a binary file that replaces ``path`` only if the block finishes without error."""
-    target = Path(path)
+def atomic_output(
+    path: str | os.PathLike[str], storage_options: StorageOptions = None
+) -> Iterator[IO[bytes]]:
+    """Yield a binary file that replaces ``path`` only if the block finishes without error.
+
+    ``path`` may be a store's URL (:mod:`fmfast._storage`): the file is then a streamed upload,
+    which offers ``write`` only, committed at the end of the block and aborted on any exception.
+    """
+    if is_url(path):
+        with store_output(cast(str, path), storage_options) as upload:
+            yield cast(IO[bytes], upload)
+        return
+    target = Path(local_path(path))
     check_writable(target)
     remove_stale_temporaries(target)
     fd, temp = tempfile.mkstemp(prefix=_PREFIX, suffix=_SUFFIX, dir=target.parent)
@@ -116,15 +131,23 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
 
 
 @contextmanager
-def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_directory(path: str | os.PathLike[str], storage_options: StorageOptions = None) -> Iterator[Any]:
     """Yield an empty directory that replaces the directory ``path`` whole if the block succeeds.
 
     Readers of ``path`` see the old directory or the new one, never a mix: on Linux the two are
     exchanged in one ``renameat2(RENAME_EXCHANGE)``; elsewhere the old one is first moved aside,
     so a kill between the two renames leaves ``path`` absent (the old contents stay in a stale
     temporary until the next write).
+
+    For a store's URL, which has no rename of a prefix, the block gets the URL of the prefix
+    itself (a ``str``: name files in it with :func:`fmfast._storage.join`), emptied of the old
+    files, and must write its manifest last (see :func:`fmfast._storage.store_directory`).
     """
-    target = Path(path)
+    if is_url(path):
+        with store_directory(cast(str, path), storage_options) as prefix:
+            yield prefix
+        return
+    target = Path(local_path(path))
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(target)
     temp = Path(tempfile.mkdtemp(prefix=_PREFIX, suffix=_SUFFIX, dir=target.parent))

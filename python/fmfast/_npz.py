@@ -63,20 +63,27 @@ def _check_member(
         raise error(f"{what} inflates to {inflated} bytes, not the {info.file_size} it declares")
 
 
-def check_npz(path: str | os.PathLike[str], kind: str, error: type[FmFastError] = ModelFormatError) -> None:
+def check_npz(
+    path: str | os.PathLike[str],
+    kind: str,
+    error: type[FmFastError] = ModelFormatError,
+    *,
+    name: str | None = None,
+) -> None:
     """Check that every member of the ``.npz`` at ``path`` holds exactly the array it declares.
 
     Args:
         path: the file.
         kind: what the file should be, for messages ("fmfast model file").
         error: the exception to raise.
+        name: what messages call the file (the URL it was copied from); ``path`` by default.
 
     Raises:
         error: not a zip file; a member that is damaged, holds Python objects, or whose header
             declares another size than it holds; the message names the file and the member.
         OSError: the file cannot be read.
     """
-    where = repr(os.fspath(path))
+    where = repr(name or os.fspath(path))
     file_size = os.stat(path).st_size
     try:
         with zipfile.ZipFile(path) as archive:

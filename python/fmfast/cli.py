@@ -39,6 +39,7 @@ import scipy.sparse as sp
 from fmfast import read_recordio, write_recordio
 from fmfast._atomic import atomic_output, check_writable
 from fmfast._json import loads
+from fmfast._storage import size as storage_size
 from fmfast.exceptions import FmFastError, InvalidInputError
 from fmfast.interop.transform import read_model, transform_file
 from fmfast.recordio.convert import (
@@ -429,7 +430,7 @@ def _convert(args: argparse.Namespace) -> int:
         unknown=args.unknown_ids,
         progress=not args.quiet,
     )
-    print(f"wrote {rows:,} records to {args.output} ({_megabytes(Path(args.output).stat().st_size)})")
+    print(f"wrote {rows:,} records to {args.output} ({_megabytes(storage_size(args.output))})")
     if kind == "csv":
         print(f"column ids in {columns_path(args.output)}")
     return 0

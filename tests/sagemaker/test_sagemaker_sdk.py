@@ -293,13 +293,15 @@ def test_the_signatures_are_the_sdks():
 
 
 @pytest.mark.parametrize("argument", ["output_path", "data_location"])
-def test_an_object_store_url_is_refused_naming_it(tmp_path, argument):
+def test_a_location_that_is_no_url_is_refused_naming_it(tmp_path, argument):
     X, y = np.eye(3, dtype=np.float32), np.ones(3, dtype=np.float32)
-    locations = {"output_path": str(tmp_path), "data_location": str(tmp_path), argument: "s3://bucket/fm/"}
+    locations = {"output_path": str(tmp_path), "data_location": str(tmp_path), argument: "s3:/bucket/fm/"}
     fm = FactorizationMachines(
         "role", 1, "ml.c4.xlarge", num_factors=2, predictor_type="regressor", **locations
     )
-    with pytest.raises(fmfast.InvalidInputError, match=rf"{argument} 's3://bucket/fm/'.*local directories"):
+    with pytest.raises(
+        fmfast.InvalidInputError, match=rf"{argument} 's3:/bucket/fm/' is neither a path nor a URL"
+    ):
         fm.fit(fm.record_set(X, labels=y))
 
 

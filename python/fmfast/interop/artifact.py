@@ -29,15 +29,16 @@ import tarfile
 import zipfile
 import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
+from fmfast import _storage as storage
 from fmfast._atomic import atomic_output
 from fmfast._inputs import check_finite, prepare_rows
 from fmfast._scores import raw_scores, sigmoid
+from fmfast._storage import StorageOptions
 from fmfast.exceptions import InvalidInputError, ModelFormatError
 from fmfast.interop.mxnet_params import read_mxnet_params, write_mxnet_params
 
@@ -338,27 +339,27 @@ def _is_plain_tar(data: bytes) -> bool:
     return len(data) >= 512 and data[257:262] == b"ustar"
 
 
-def _read_source(source: Source, limit: int) -> dict[str, bytes]:
+def _read_source(source: Source, limit: int, storage_options: StorageOptions = None) -> dict[str, bytes]:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return _files_of(bytes(source), limit)
-    path = Path(source)
-    if path.is_dir():
-        for archive in ("model.tar.gz", "model_algo-1"):
-            if (path / archive).is_file():
-                return _read_source(path / archive, limit)
-        files = {}
-        for name in (*_PARAMS_NAMES, *_SYMBOL_NAMES, "meta.json", _SETTINGS_NAME):
-            if (path / name).is_file():
-                files[name] = _read_file(path / name, limit)
-        return files
-    return _files_of(_read_file(path, limit), limit)
+    if not storage.is_directory(source, storage_options):
+        return _files_of(_read_file(source, limit, storage_options), limit)
+    present = set(storage.list_files(source, storage_options))
+    for archive in ("model.tar.gz", "model_algo-1"):
+        if archive in present:
+            return _read_source(storage.join(source, archive), limit, storage_options)
+    return {
+        name: _read_file(storage.join(source, name), limit, storage_options)
+        for name in (*_PARAMS_NAMES, *_SYMBOL_NAMES, "meta.json", _SETTINGS_NAME)
+        if name in present
+    }
 
 
-def _read_file(path: Path, limit: int) -> bytes:
-    size = path.stat().st_size
+def _read_file(path: str | os.PathLike[str], limit: int, storage_options: StorageOptions) -> bytes:
+    size = storage.size(path, storage_options)
     if size > limit:
-        raise ModelFormatError(f"{path} ({size} bytes) exceeds the {limit}-byte limit")
-    return path.read_bytes()
+        raise ModelFormatError(f"{os.fspath(path)} ({size} bytes) exceeds the {limit}-byte limit")
+    return storage.read_bytes(path, storage_options)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -409,16 +410,22 @@ def _weights(params: dict[str, Any]) -> dict[str, np.ndarray]:
 
 
 def read_sagemaker_model(
-    source: Source, *, predictor_type: str | None = None, max_bytes: int = MAX_MEMBER_BYTES
+    source: Source,
+    *,
+    predictor_type: str | None = None,
+    max_bytes: int = MAX_MEMBER_BYTES,
+    storage_options: StorageOptions = None,
 ) -> SageMakerFM:
     """Read a SageMaker FM model from ``model.tar.gz``, ``model_algo-1``, a directory or a params file.
 
     Args:
         source: a path to a ``model.tar.gz``, a ``model_algo-1`` zip, an MXNet params file, or a
             directory holding one of them or the extracted ``params``/``symbol.json``/``meta.json``
-            (also as ``model-0000.params``/``model-symbol.json``); or the bytes of a file.
+            (also as ``model-0000.params``/``model-symbol.json``); or the bytes of a file. Paths
+            may be a store's URLs (``s3://bucket/job/output/model.tar.gz``).
         predictor_type: needed only when neither ``meta.json`` nor a symbol says it.
         max_bytes: refuse archive members (and files) larger than this, in total too.
+        storage_options: options of the store's fsspec file system, for a URL.
 
     Weights may be named with or without the ``arg:`` prefix and stored dense or row_sparse
     (missing rows are zeros, up to :data:`fmfast.interop.mxnet_params.MAX_DENSE_BYTES` an array). The
@@ -431,7 +438,7 @@ def read_sagemaker_model(
             ``meta.json`` or a setting of ``fmfast.json`` of the wrong type.
         OSError: the path cannot be read.
     """
-    files = _read_source(source, max_bytes)
+    files = _read_source(source, max_bytes, storage_options)
     raw = next((files[name] for name in _PARAMS_NAMES if name in files), None)
     if raw is None:
         raise ModelFormatError(f"no params file among {sorted(files)}")
@@ -599,17 +606,20 @@ def sagemaker_model_bytes(model: SageMakerFM) -> bytes:
     return _tar_gz_bytes(members)
 
 
-def write_sagemaker_model(path: str | os.PathLike[str], model: SageMakerFM) -> None:
+def write_sagemaker_model(
+    path: str | os.PathLike[str], model: SageMakerFM, storage_options: StorageOptions = None
+) -> None:
     """Write ``model`` as a SageMaker FM ``model.tar.gz`` at ``path``, atomically.
 
     The archive holds ``model_algo-1`` (a zip of ``symbol.json``, ``params`` with dense float32
     ``arg:v``, ``arg:w1_weight`` (feature_dim, 1) and ``arg:w0_weight`` (1,), and ``meta.json``
     with the hyperparameters as ``training_parameters``), then ``fmfast.json`` with
     ``model.fmfast_params`` if there are any. Member dates are fixed, so the bytes depend only on
-    the model. A failure leaves no file behind.
+    the model. A failure leaves no file behind. ``path`` may be a store's URL, opened with
+    ``storage_options`` (see :mod:`fmfast._storage`).
     """
     data = sagemaker_model_bytes(model)
-    with atomic_output(path) as out:
+    with atomic_output(path, storage_options) as out:
         out.write(data)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from fmfast._atomic import atomic_output
+from fmfast._storage import is_directory, read_bytes
 from fmfast.exceptions import InvalidInputError, ModelFormatError
 from fmfast.interop.inference import (
     JSON,
@@ -38,7 +39,7 @@ _SUFFIX_TYPES = {
 def read_model(path: str | os.PathLike[str]) -> FactorizationMachine:
     """An fmfast model file (:meth:`FactorizationMachine.save`) or a SageMaker FM artifact."""
     name = os.fspath(path)
-    if Path(name).is_dir() or name.endswith((".tar.gz", ".tgz", ".params")):
+    if is_directory(name) or name.endswith((".tar.gz", ".tgz", ".params")):
         return FactorizationMachine.from_sagemaker(path)
     try:
         return FactorizationMachine.load(path)
@@ -97,7 +98,7 @@ def _transform(
                 out.write(serialize_response(model.predict_score(X), model.predictor_type, accept))
                 count += X.shape[0]
         return count
-    X = parse_request(Path(source).read_bytes(), content_type, feature_dim)
+    X = parse_request(read_bytes(source), content_type, feature_dim)
     scores: Any = model.predict_score(X) if X.shape[0] else np.zeros(0)
     with atomic_output(target) as out:
         out.write(serialize_response(scores, model.predictor_type, accept))

@@ -25,6 +25,7 @@ from fmfast import _fmfast
 from fmfast._atomic import remove_stale_temporaries
 from fmfast._inputs import DTypeArg, as_csr, as_dense, as_labels, core_values, csr_indices, tensor_dtype
 from fmfast._progress import Progress, progress_callback
+from fmfast._storage import StorageOptions, StoreOutput, is_url, local_path, open_input, read_bytes
 from fmfast.exceptions import InvalidInputError, RecordIOError
 
 Source = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, np.ndarray, IO[bytes]]
@@ -101,6 +102,22 @@ def encode_recordio(
         return _fmfast.encode(encoding, n_threads, callback)
 
 
+class _Upload:
+    """Encoded chunks streamed to a store's URL, with the interface of ``RecordIOFileWriter``."""
+
+    def __init__(self, url: str, storage_options: StorageOptions) -> None:
+        self._upload = StoreOutput(url, storage_options)
+
+    def write(self, encoding: _fmfast.EncodeArgs, n_threads: int, callback: Any) -> None:
+        _fmfast.encode_to_file(encoding, self._upload, n_threads, callback)
+
+    def commit(self) -> None:
+        self._upload.commit()
+
+    def abort(self) -> None:
+        self._upload.abort()
+
+
 class RecordIOWriter:
     """Write a RecordIO file chunk by chunk, for data larger than memory.
 
@@ -110,6 +127,11 @@ class RecordIOWriter:
     Starting a writer removes the temporary files that killed writers left in the same directory
     (see :mod:`fmfast._atomic` for the rule). The options (``n_threads``: 0, the default, for all
     cores) are :func:`encode_recordio`'s.
+
+    ``path`` may be a store's URL (``s3://bucket/train.recordio``, ``memory://...``; see
+    :mod:`fmfast._storage`), opened with ``storage_options``: the chunks are then uploaded as they
+    are encoded (S3: a multipart upload), and the object appears only when the writer is closed
+    without error; otherwise the upload is aborted and an object already there is left as it was.
 
     Example:
         >>> with RecordIOWriter("train.recordio") as writer:  # doctest: +SKIP
@@ -126,16 +148,21 @@ class RecordIOWriter:
         label_dtype: DTypeArg | None = None,
         check_finite: bool = False,
         n_threads: int = 0,
+        storage_options: StorageOptions = None,
     ) -> None:
-        self.path = Path(path)
+        self.path: str | Path = str(path) if is_url(path) else Path(local_path(path))
         self._options = (layout, dtype, label_dtype, check_finite)
         self._n_threads = n_threads
         self._n_cols: int | None = None
         self._labelled: bool | None = None
         self.rows_written = 0
         self._lock = threading.Lock()
-        remove_stale_temporaries(self.path)
-        self._writer: Any = _fmfast.RecordIOFileWriter(self.path)
+        self._writer: Any
+        if isinstance(self.path, str):
+            self._writer = _Upload(self.path, storage_options)
+        else:
+            remove_stale_temporaries(self.path)
+            self._writer = _fmfast.RecordIOFileWriter(self.path)
 
     def write(self, X: Any, labels: Any = None, *, progress: Progress = None) -> None:
         """Append the rows of ``X`` (and their labels) to the file."""
@@ -186,11 +213,13 @@ def write_recordio(
     check_finite: bool = False,
     n_threads: int = 0,
     progress: Progress = None,
+    storage_options: StorageOptions = None,
 ) -> None:
     """Write the rows of ``X`` to a RecordIO file, from Rust, atomically.
 
     Takes the same options as :func:`encode_recordio`. The bytes never pass through Python, and
-    a failure leaves no partial file.
+    a failure leaves no partial file. ``path`` may be a store's URL, as for
+    :class:`RecordIOWriter`, opened with ``storage_options``.
     """
     with RecordIOWriter(
         path,
@@ -199,6 +228,7 @@ def write_recordio(
         label_dtype=label_dtype,
         check_finite=check_finite,
         n_threads=n_threads,
+        storage_options=storage_options,
     ) as writer:
         writer.write(X, labels, progress=progress)
 
@@ -228,12 +258,25 @@ def _naming_the_file(source: Any) -> Iterator[None]:
         raise
 
 
-def _files(source: str | os.PathLike[str]) -> list[Path]:
-    """The files a path names: itself, or a directory's RecordIO files (a shard set only whole)."""
+def _files(source: str | os.PathLike[str], storage_options: StorageOptions) -> list[Any]:
+    """The files a path or URL names: itself, or a directory's RecordIO files (a shard set only whole)."""
+    from fmfast._storage import is_directory
     from fmfast.recordio.shards import recordio_files  # here: shards imports this module
 
-    path = Path(source)
+    if is_url(source):
+        url = str(source)
+        is_prefix = url.endswith("/") or is_directory(url, storage_options)
+        return recordio_files(url, storage_options) if is_prefix else [url]
+    path = Path(local_path(source))
     return recordio_files(path) if path.is_dir() else [path]
+
+
+def _decode_file(file: Any, n_threads: int, report: Any, storage_options: StorageOptions) -> tuple[Any, ...]:
+    """A whole RecordIO file decoded: mapped by Rust, or an object's bytes fetched in one piece."""
+    if isinstance(file, Path):
+        return _fmfast.decode_file(file, n_threads, report)
+    buffer = np.frombuffer(read_bytes(file, storage_options), dtype=np.uint8)
+    return _fmfast.decode(buffer, n_threads, report)
 
 
 def _check_agrees(first: tuple[sp.csr_array, Any], part: tuple[sp.csr_array, Any], source: Any) -> None:
@@ -247,16 +290,18 @@ def _check_agrees(first: tuple[sp.csr_array, Any], part: tuple[sp.csr_array, Any
 
 
 def read_recordio(
-    source: Source, *, n_threads: int = 0, progress: Progress = None
+    source: Source, *, n_threads: int = 0, progress: Progress = None, storage_options: StorageOptions = None
 ) -> tuple[sp.csr_array, np.ndarray | None]:
     """Decode a whole RecordIO-protobuf stream into a CSR array and labels.
 
     Args:
         source: a path (of a file, a pipe, or a directory whose files are read in name order, as
             :func:`fmfast.recordio.shards.recordio_files` lists them), bytes-like object, uint8 array or
-            binary file object.
+            binary file object; or a store's URL (``s3://bucket/train/``: an object, or a prefix
+            read as a directory is), see :mod:`fmfast._storage`.
         n_threads: worker threads; 0 (the default) for all cores, capped by ``FMFAST_NUM_THREADS``.
         progress: ``True`` for a progress bar, or a callable receiving the records done.
+        storage_options: options of the store's fsspec file system, for a URL.
 
     Returns:
         ``(X, labels)``: a ``scipy.sparse.csr_array`` whose values keep the records' tensor type,
@@ -271,11 +316,11 @@ def read_recordio(
     with progress_callback(progress, None, "records") as callback:
         if _is_path(source):
             parts = []
-            for file in _files(source):
+            for file in _files(source, storage_options):
                 done = sum(X.shape[0] for X, _ in parts)
                 report = None if callback is None else lambda n, done=done: callback(done + n)
                 with _naming_the_file(file):
-                    parts.append(_as_scipy(_fmfast.decode_file(file, n_threads, report)))
+                    parts.append(_as_scipy(_decode_file(file, n_threads, report, storage_options)))
                 _check_agrees(parts[0], parts[-1], source)
             if len(parts) == 1:
                 return parts[0]
@@ -290,7 +335,12 @@ def read_recordio(
 
 
 def iter_recordio(
-    source: Source, batch_size: int = DEFAULT_BATCH_SIZE, *, n_threads: int = 0, progress: Progress = None
+    source: Source,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    *,
+    n_threads: int = 0,
+    progress: Progress = None,
+    storage_options: StorageOptions = None,
 ) -> Iterator[tuple[sp.csr_array, np.ndarray | None]]:
     """Yield ``(X, labels)`` batches of at most ``batch_size`` records, with bounded memory.
 
@@ -299,12 +349,14 @@ def iter_recordio(
 
     Args:
         source: a path (of a file, a pipe, or a directory, read as :func:`read_recordio` reads it), a
-            binary file object, or bytes.
+            binary file object, bytes, or a store's URL (an object or a prefix, streamed: an
+            object's bytes are read a few MiB at a time, never held whole).
         batch_size: the most records a batch holds.
         n_threads: worker threads decoding a batch; 0 (the default) for all cores, capped by
             ``FMFAST_NUM_THREADS``.
         progress: ``True`` for a progress bar, or a callable receiving the records read so far, as
             :func:`read_recordio` takes it.
+        storage_options: options of the store's fsspec file system, for a URL.
 
     Yields:
         ``(X, labels)`` as :func:`read_recordio` returns them, one batch at a time.
@@ -321,9 +373,9 @@ def iter_recordio(
     first = None
     records = 0
     with progress_callback(progress, None, "records") as callback:
-        for stream in _files(source) if _is_path(source) else [source]:
-            reader = _fmfast.RecordIOReader(stream)
-            with _naming_the_file(stream):
+        for stream in _files(source, storage_options) if _is_path(source) else [source]:
+            with _opened(stream, storage_options) as opened, _naming_the_file(stream):
+                reader = _fmfast.RecordIOReader(opened)
                 while (batch := reader.next_batch(batch_size, n_threads)) is not None:
                     part = _as_scipy(batch)
                     first = first or part
@@ -332,3 +384,13 @@ def iter_recordio(
                     if callback is not None:
                         callback(records)
                     yield part
+
+
+@contextmanager
+def _opened(stream: Any, storage_options: StorageOptions) -> Iterator[Any]:
+    """What the Rust reader reads ``stream`` from: a path or file object as it is, a URL opened."""
+    if isinstance(stream, str) and is_url(stream):
+        with open_input(stream, storage_options) as file:
+            yield file
+    else:
+        yield stream

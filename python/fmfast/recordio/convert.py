@@ -28,6 +28,7 @@ from fmfast._atomic import atomic_output
 from fmfast._json import loads
 from fmfast._npz import check_npy, check_npz
 from fmfast._progress import Progress, progress_callback
+from fmfast._storage import local_copy, read_bytes, staged_output
 from fmfast.exceptions import InvalidInputError
 from fmfast.recordio.codec import write_recordio
 from fmfast.recsys.datasets import user_item_one_hot
@@ -133,7 +134,7 @@ def read_columns(path: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
         InvalidInputError: the file is not such a vocabulary.
     """
     try:
-        columns = loads(Path(path).read_bytes(), "it")
+        columns = loads(read_bytes(path), "it")
     except InvalidInputError as error:
         raise InvalidInputError(f"{path} is not a .columns.json file: {error}") from None
     if not (isinstance(columns, dict) and isinstance(columns.get("users"), list)):
@@ -265,8 +266,10 @@ def convert_file(
     """Convert ``source`` to a RecordIO file at ``target``; returns the number of records.
 
     Args:
-        source: the input file.
-        target: the RecordIO file to write; it appears only once the conversion succeeded.
+        source: the input file, or a store's URL (copied to a local temporary file first).
+        target: the RecordIO file to write; it appears only once the conversion succeeded. A
+            store's URL is written locally first, then uploaded (with the ``.columns.json`` of a
+            ``csv`` input), streamed and atomically.
         format: one of :data:`FORMATS`, or ``"auto"`` to pick it with :func:`detect_format`.
         labels: ``.npy`` labels for an ``npz`` input.
         n_features: feature dimension of a ``libsvm``/``libfm`` input (default: inferred).
@@ -284,6 +287,37 @@ def convert_file(
             ``npz`` input or ``.npy`` labels whose arrays are not the size they declare.
         ParseError: a malformed line of a text input, with its ``.line``.
     """
+    # The converters read and write local files, from Rust.
+    with local_copy(source) as local_source, staged_output(target) as local_target:
+        return _convert_file(
+            local_source,
+            local_target,
+            format=format,
+            labels=labels,
+            n_features=n_features,
+            zero_based=zero_based,
+            delimiter=delimiter,
+            columns=columns,
+            unknown=unknown,
+            n_threads=n_threads,
+            progress=progress,
+        )
+
+
+def _convert_file(
+    source: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    *,
+    format: str,
+    labels: str | os.PathLike[str] | None,
+    n_features: int | None,
+    zero_based: bool | None,
+    delimiter: str | None,
+    columns: str | os.PathLike[str] | None,
+    unknown: str,
+    n_threads: int,
+    progress: Progress,
+) -> int:
     kind = detect_format(source) if format == "auto" else format
     if kind not in FORMATS:
         raise InvalidInputError(f"unknown format {kind!r}; expected one of {', '.join(FORMATS)}")

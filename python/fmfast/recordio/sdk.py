@@ -7,17 +7,42 @@ the SDK's. The differences, all deliberate:
   float64 and integer inputs are cast, values beyond float32's range are refused. Pass
   ``dtype="auto"`` for the SDK's choice (Float64Tensor for float64, Int32Tensor for integers);
 * any scipy sparse format and NumPy input are accepted by both writers;
-* every check (shapes, label count, dtypes, values) happens before the first byte is written;
-* ``file`` may be a path, written atomically.
+* refused input (shapes, label count, dtypes, values) leaves the file as it was: the checks
+  happen before the first byte is written, except into a real file written at its end, which is
+  cut back to where it was;
+* ``file`` may be a path, written atomically, or a store's URL (``s3://...``, uploaded atomically);
+* a file object that is a real file (``open(..., "wb")``, ``"ab"``, ``"r+b"``) is written from
+  Rust through its descriptor, at its position, which is left after the data as the SDK leaves
+  it: the bytes never pass through Python, as fast as :func:`fmfast.write_recordio`. Other file
+  objects (``io.BytesIO``, compressed or wrapped files, pipes) get ``write(bytes)``.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import stat
 from typing import IO, Any
 
+from fmfast import _fmfast
 from fmfast._inputs import DTypeArg
-from fmfast.recordio.codec import Layout, encode_recordio, write_recordio
+from fmfast.recordio.codec import Layout, _prepare, encode_recordio, write_recordio
+
+#: File objects whose ``write`` puts bytes unchanged at the descriptor's offset (a subclass, or a
+#: ``gzip.GzipFile``, whose ``fileno()`` is that of the file under it, may not).
+_PLAIN_FILES = (io.FileIO, io.BufferedWriter, io.BufferedRandom)
+
+
+def _descriptor(file: Any) -> int | None:
+    """The descriptor of ``file`` if it is a plain regular file open for writing, else ``None``."""
+    if type(file) not in _PLAIN_FILES or not hasattr(_fmfast, "encode_to_fd"):
+        return None
+    try:
+        fd = file.fileno()
+        writable = file.writable()
+    except (OSError, ValueError):  # io.UnsupportedOperation is an OSError; ValueError: closed
+        return None
+    return fd if writable and stat.S_ISREG(os.fstat(fd).st_mode) else None
 
 
 def _write(
@@ -32,6 +57,15 @@ def _write(
     options = {"layout": layout, "dtype": dtype, "label_dtype": label_dtype, "n_threads": n_threads}
     if isinstance(file, (str, os.PathLike)):
         write_recordio(file, array, labels, **options)
+    elif (fd := _descriptor(file)) is not None:
+        encoding = _prepare(array, labels, layout, dtype, label_dtype, check_finite=False)
+        # Python's buffers are emptied and the descriptor put at the file's position (a read
+        # buffer leaves it further on); after the data, the file object is told where it ended.
+        position = file.tell()
+        file.flush()
+        os.lseek(fd, position, os.SEEK_SET)
+        _fmfast.encode_to_fd(encoding, fd, n_threads)
+        file.seek(os.lseek(fd, 0, os.SEEK_CUR))
     else:
         file.write(encode_recordio(array, labels, **options))
 

@@ -2,6 +2,9 @@
 
 A shard set is written into a temporary directory and then replaces the target directory as a
 whole (see :func:`fmfast._atomic.atomic_directory`), so readers never see a partial or mixed set.
+On an object store (a URL), where a prefix cannot be renamed, the old set is deleted, the shards
+are uploaded one by one and the manifest last; readers refuse the incomplete set that a prefix
+holds meanwhile (see :mod:`fmfast._storage`).
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from fmfast._atomic import atomic_directory, is_temporary
+from fmfast._atomic import atomic_directory, atomic_output, is_temporary
 from fmfast._inputs import as_csr
 from fmfast._progress import progress_callback
+from fmfast._storage import StorageOptions, is_url, join, list_files, local_path, rename
 from fmfast.exceptions import InvalidInputError
 from fmfast.recordio.codec import RecordIOWriter
 
@@ -42,13 +46,19 @@ def write_recordio_shards(
     n_shards: int,
     prefix: str = "part",
     manifest_prefix: str | None = None,
+    storage_options: StorageOptions = None,
     **options: Any,
-) -> list[Path]:
+) -> list[Any]:
     """Write ``X`` as ``n_shards`` RecordIO files of consecutive rows whose sizes differ by at most one.
 
     The set replaces ``directory`` as a whole, atomically: until the last shard is written the
     directory keeps its old contents, and a failure or a kill leaves it as it was. So that nothing
     else is lost, an existing ``directory`` may hold only ``.recordio`` files and a manifest.
+
+    ``directory`` may be a store's prefix (``s3://bucket/train/``), opened with
+    ``storage_options``: the old set is deleted, the shards uploaded one by one, then the manifest
+    (always written there, its prefix ``directory`` unless ``manifest_prefix`` says otherwise).
+    Readers refuse the prefix while it holds an incomplete set; a failure leaves it empty.
 
     Args:
         directory: where the shards go (created if missing; replaced if it holds an earlier set).
@@ -58,10 +68,11 @@ def write_recordio_shards(
         prefix: file name prefix; names are ``{prefix}-00000-of-00004.recordio`` and so on.
         manifest_prefix: when given (an S3 URI such as ``s3://bucket/train/``), also write a
             SageMaker ``ManifestFile`` (``manifest.json``) listing the shards under that prefix.
+        storage_options: options of the store's fsspec file system, for a URL.
         **options: passed to :func:`fmfast.write_recordio` (``dtype``, ``n_threads``, ``progress``, ...).
 
     Returns:
-        The paths of the shards, in order.
+        The paths (URLs, for a store) of the shards, in order.
 
     Raises:
         InvalidInputError: bad arguments, or a ``directory`` holding files of its own.
@@ -79,6 +90,7 @@ def write_recordio_shards(
             n_rows=csr.shape[0],
             prefix=prefix,
             manifest_prefix=manifest_prefix,
+            storage_options=storage_options,
             **options,
         ) as shards,
     ):
@@ -96,20 +108,26 @@ class ShardSetWriter:
     """
 
     def __init__(
-        self, directory: Path, ends: list[int] | None, rows_per_shard: int | None, **options: Any
+        self,
+        directory: Any,
+        ends: list[int] | None,
+        rows_per_shard: int | None,
+        storage_options: StorageOptions,
+        **options: Any,
     ) -> None:
         self._directory = directory
         self._ends = ends
         self._rows_per_shard = rows_per_shard
+        self._storage_options = storage_options
         self._options = options
         self._writer: RecordIOWriter | None = None
         self._shard_end = 0
-        self._files: list[Path] = []
+        self._files: list[Any] = []
         self._n_cols: int | None = None
         self._labelled: bool | None = None
         self.rows_written = 0
-        #: The shards' final paths, once the set is finished.
-        self.paths: list[Path] = []
+        #: The shards' final paths (URLs, on a store), once the set is finished.
+        self.paths: list[Any] = []
 
     def write(self, X: Any, labels: Any = None, *, progress: Callable[[int], object] | None = None) -> None:
         """Append the rows of ``X`` (and their labels), starting new shards at the bounds.
@@ -149,8 +167,9 @@ class ShardSetWriter:
         else:
             assert self._rows_per_shard is not None
             self._shard_end = self.rows_written + self._rows_per_shard
-        self._files.append(self._directory / f"{index:05d}.part")
-        self._writer = RecordIOWriter(self._files[-1], **self._options)
+        # A temporary's name: hidden from readers of a store's prefix, which is written in place.
+        self._files.append(join(self._directory, f".fmfast-shard-{index:05d}.tmp"))
+        self._writer = RecordIOWriter(self._files[-1], storage_options=self._storage_options, **self._options)
 
     def _finish(self, prefix: str) -> list[str]:
         """Close the last shard, write the empty ones still due, give every shard its name."""
@@ -164,7 +183,7 @@ class ShardSetWriter:
         self._writer.close()
         names = [shard_name(index, len(self._files), prefix) for index in range(len(self._files))]
         for file, name in zip(self._files, names, strict=True):
-            file.rename(self._directory / name)
+            rename(file, join(self._directory, name), self._storage_options)
         return names
 
     def _abort(self) -> None:
@@ -181,14 +200,16 @@ def shard_set_writer(
     rows_per_shard: int | None = None,
     prefix: str = "part",
     manifest_prefix: str | None = None,
+    storage_options: StorageOptions = None,
     **options: Any,
 ) -> Iterator[ShardSetWriter]:
     """A :class:`ShardSetWriter` whose set replaces ``directory`` whole when the block succeeds.
 
     Shards are sized by ``rows_per_shard``, or by ``n_shards`` over the ``n_rows`` rows that the
     block must then write, exactly. As with :func:`write_recordio_shards`, nothing of the set
-    appears until the block ends without error, and ``manifest_prefix`` adds a manifest.
-    ``options`` are :class:`fmfast.RecordIOWriter`'s.
+    appears until the block ends without error, and ``manifest_prefix`` adds a manifest (always
+    written on a store's prefix, the commit mark of the set there). ``options`` are
+    :class:`fmfast.RecordIOWriter`'s.
 
     Example:
         >>> with shard_set_writer("train/", rows_per_shard=1_000_000) as shards:  # doctest: +SKIP
@@ -211,10 +232,16 @@ def shard_set_writer(
         ends = [int(end) for end in np.arange(1, n_shards + 1) * n_rows // n_shards]
     if rows_per_shard is not None and rows_per_shard < 1:
         raise InvalidInputError(f"rows_per_shard must be at least 1, got {rows_per_shard}")
-    out = Path(directory)
-    _check_replaceable(out)
-    with atomic_directory(out) as temp:
-        shards = ShardSetWriter(temp, ends, rows_per_shard, **options)
+    out: Any
+    if is_url(directory):
+        out = str(directory).rstrip("/")
+        _check_replaceable(out, _store_entries(out, storage_options))
+        manifest_prefix = manifest_prefix or f"{out}/"
+    else:
+        out = Path(local_path(directory))
+        _check_replaceable(out, _local_entries(out))
+    with atomic_directory(out, storage_options) as temp:
+        shards = ShardSetWriter(temp, ends, rows_per_shard, storage_options, **options)
         try:
             yield shards
             names = shards._finish(prefix)
@@ -222,28 +249,63 @@ def shard_set_writer(
             shards._abort()
             raise
         if manifest_prefix is not None:
-            manifest = [{"prefix": manifest_prefix}, *names]
-            (temp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1))
-    shards.paths = [out / name for name in names]
+            write_manifest(temp, manifest_prefix, names, storage_options)
+    shards.paths = [join(out, name) for name in names]
 
 
-def _check_replaceable(directory: Path) -> None:
-    """Refuse to replace anything but a missing directory or one that holds only a shard set."""
+def write_manifest(
+    directory: str | os.PathLike[str], prefix: str, names: list[str], storage_options: StorageOptions = None
+) -> Any:
+    """Write the SageMaker ``ManifestFile`` (``manifest.json``) listing shards under ``prefix``, atomically.
+
+    Args:
+        directory: where ``manifest.json`` goes, beside the shards (a store's prefix too).
+        prefix: the URI the names are relative to, such as ``s3://bucket/train/``.
+        names: the shard file names, in order.
+        storage_options: options of the store's fsspec file system, for a URL.
+
+    Returns:
+        The path (URL, on a store) of the manifest.
+    """
+    path = join(directory, MANIFEST_NAME)
+    with atomic_output(path, storage_options) as out:
+        out.write(json.dumps([{"prefix": prefix}, *names], indent=1).encode())
+    return path
+
+
+def _local_entries(directory: Path) -> list[tuple[str, bool]] | None:
+    """``(name, is a file)`` of each entry of ``directory``; ``None`` if there is no such directory."""
     if not directory.exists():
-        return
+        return None
     if not directory.is_dir():
         raise InvalidInputError(f"{directory} exists and is not a directory")
-    for entry in directory.iterdir():
-        ours = entry.suffix == ".recordio" or entry.name == MANIFEST_NAME or is_temporary(entry.name)
-        if not (entry.is_file() and ours):
+    return [(entry.name, entry.is_file()) for entry in directory.iterdir()]
+
+
+def _store_entries(url: str, storage_options: StorageOptions) -> list[tuple[str, bool]] | None:
+    """``(name, True)`` of each object under the prefix ``url``; ``None`` if there is none."""
+    try:
+        return [(name, True) for name in list_files(url, storage_options)]
+    except FileNotFoundError:
+        return None
+
+
+def _check_replaceable(directory: Any, entries: list[tuple[str, bool]] | None) -> None:
+    """Refuse to replace anything but a missing directory or one that holds only a shard set."""
+    for name, is_file in entries or []:
+        ours = name.endswith(".recordio") or name == MANIFEST_NAME or is_temporary(name)
+        if not (is_file and ours):
             raise InvalidInputError(
-                f"{directory} holds {entry.name!r}, which is not part of a shard set; the set replaces "
+                f"{directory} holds {name!r}, which is not part of a shard set; the set replaces "
                 "the whole directory: write it to a new or empty one"
             )
 
 
-def recordio_files(directory: str | os.PathLike[str]) -> list[Path]:
+def recordio_files(directory: str | os.PathLike[str], storage_options: StorageOptions = None) -> list[Any]:
     """The RecordIO files of ``directory``, in name order: every visible file but JSON manifests.
+
+    ``directory`` may be a store's prefix (a URL, opened with ``storage_options``); its files are
+    then returned as URLs.
 
     Files named as :func:`shard_name` names them must form whole sets, one per prefix: a missing
     shard, or shards of two sets (``-of-00004`` beside ``-of-00008``), mean the directory holds
@@ -253,11 +315,17 @@ def recordio_files(directory: str | os.PathLike[str]) -> list[Path]:
     Raises:
         InvalidInputError: an incomplete or mixed shard set, or no RecordIO file at all.
     """
-    visible = (p for p in Path(directory).iterdir() if p.is_file() and not p.name.startswith("."))
-    files = sorted(p for p in visible if p.suffix != ".json")
+    base: Any
+    if is_url(directory):
+        base = str(directory).rstrip("/")
+        visible = [name for name in list_files(directory, storage_options) if not name.startswith(".")]
+    else:
+        base = Path(local_path(directory))
+        visible = [p.name for p in base.iterdir() if p.is_file() and not p.name.startswith(".")]
+    files = sorted(name for name in visible if not name.endswith(".json"))
     sets: dict[str, dict[int, set[int]]] = {}
     for file in files:
-        if match := _SHARD_NAME.fullmatch(file.name):
+        if match := _SHARD_NAME.fullmatch(file):
             counts = sets.setdefault(match["prefix"], {})
             counts.setdefault(int(match["count"]), set()).add(int(match["index"]))
     for prefix, counts in sets.items():
@@ -279,4 +347,4 @@ def recordio_files(directory: str | os.PathLike[str]) -> list[Path]:
             )
     if not files:
         raise InvalidInputError(f"{directory} holds no RecordIO files")
-    return files
+    return [join(base, name) for name in files]

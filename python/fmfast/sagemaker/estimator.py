@@ -1,12 +1,13 @@
 """``FactorizationMachines``: the SageMaker SDK 2.x FM estimator, trained by fmfast on this machine.
 
 Code written against ``sagemaker.FactorizationMachines`` runs unchanged but for the import:
-``record_set`` writes RecordIO shards and a manifest to a local directory, ``fit`` trains with
+``record_set`` writes RecordIO shards and a manifest to a directory or prefix, ``fit`` trains with
 :class:`fmfast.FactorizationMachine` and writes ``model.tar.gz`` where SageMaker would
 (``{output_path}/{job_name}/output/model.tar.gz``), and ``deploy`` serves it on 127.0.0.1.
 
 Locations (``output_path``, ``data_location``, the session's ``default_bucket()``) are local
-directories or ``file://`` URLs. Without them everything goes under :data:`DEFAULT_BUCKET`.
+directories, ``file://`` URLs or the URLs of object stores (``s3://bucket/prefix``, with the
+credentials of the environment). Without them everything goes under :data:`DEFAULT_BUCKET`.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fmfast import _storage as storage
 from fmfast.exceptions import InvalidInputError, NotFittedError
 from fmfast.interop.artifact import format_hyperparameters
 from fmfast.sagemaker.model import FactorizationMachinesModel
 from fmfast.sagemaker.predictor import FactorizationMachinesPredictor
-from fmfast.sagemaker.record_set import Channel, RecordSet, local_path, read_channel, write_record_set
+from fmfast.sagemaker.record_set import Channel, RecordSet, read_channel, resolve_location, write_record_set
 from fmfast.training.estimator import FactorizationMachine
 
 #: Where data and models go when neither the arguments nor a session name a place: the local
@@ -246,7 +248,7 @@ class FactorizationMachines:
         missing = [name for name in ("num_factors", "predictor_type") if getattr(self, name) is None]
         if missing:
             raise InvalidInputError(f"SageMaker FM requires the hyperparameters {', '.join(missing)}")
-        output = local_path(self.output_path, "output_path")
+        output = resolve_location(self.output_path, "output_path")
         X, y = read_channel(channels["train"], "train")
         test = read_channel(channels["test"], "test") if "test" in channels else None
         batch = mini_batch_size or self.mini_batch_size
@@ -265,8 +267,9 @@ class FactorizationMachines:
             for metric, value in test_metrics.items():
                 print(f"#test_score ({HOST}) : ({metric!r}, {value})")
             _log_quality("test", test_metrics)
-        artifact = output / name / "output" / "model.tar.gz"
-        artifact.parent.mkdir(parents=True, exist_ok=True)
+        artifact = storage.join(storage.join(storage.join(output, name), "output"), "model.tar.gz")
+        if isinstance(artifact, Path):
+            artifact.parent.mkdir(parents=True, exist_ok=True)
         model.to_sagemaker(artifact)
         self.feature_dim = model.feature_dim_
         self.mini_batch_size = batch

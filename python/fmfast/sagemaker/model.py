@@ -8,7 +8,7 @@ from typing import Any
 from fmfast.interop.serve import ModelScorer
 from fmfast.sagemaker.endpoint import LocalEndpoint
 from fmfast.sagemaker.predictor import FactorizationMachinesPredictor
-from fmfast.sagemaker.record_set import local_path
+from fmfast.sagemaker.record_set import resolve_location
 from fmfast.training.estimator import FactorizationMachine
 
 
@@ -16,8 +16,8 @@ class FactorizationMachinesModel:
     """An FM model artifact that :meth:`deploy` serves on a local endpoint, as the SDK's model class.
 
     Args:
-        model_data: the ``model.tar.gz``, trained by fmfast or by SageMaker: a local path or a
-            ``file://`` URL.
+        model_data: the ``model.tar.gz``, trained by fmfast or by SageMaker: a local path, a
+            ``file://`` URL or a store's URL (``s3://bucket/job/output/model.tar.gz``).
         role: accepted for the SDK's sake and unused.
         sagemaker_session: accepted for the SDK's sake and unused.
         **kwargs: the SDK's other model arguments (``name``, ``env``, ``vpc_config``, ...),
@@ -56,7 +56,7 @@ class FactorizationMachinesModel:
             ModelFormatError: the artifact is damaged or not an FM model.
             OSError: it cannot be read.
         """
-        model = FactorizationMachine.from_sagemaker(local_path(self.model_data, "model_data"))
+        model = FactorizationMachine.from_sagemaker(resolve_location(self.model_data, "model_data"))
         endpoint = LocalEndpoint(ModelScorer(model))
         predictor = FactorizationMachinesPredictor(
             endpoint.url, serializer=serializer, deserializer=deserializer

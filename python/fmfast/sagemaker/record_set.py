@@ -1,7 +1,8 @@
-"""The SDK's ``RecordSet``: RecordIO shards and a manifest on local disk, and the channels ``fit`` reads.
+"""The SDK's ``RecordSet``: RecordIO shards and a manifest, and the channels ``fit`` reads.
 
-Locations are local directories or ``file://`` URLs; an object-store URL (``s3://...``) is refused
-with an error naming it, until fmfast can read and write object stores.
+Locations are local directories, ``file://`` URLs or the URLs of object stores (``s3://...``,
+read and written through fsspec with the credentials of the environment; see
+:mod:`fmfast._storage`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -18,6 +20,7 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 import scipy.sparse as sp
 
+from fmfast import _storage as storage
 from fmfast.exceptions import InvalidInputError
 from fmfast.recordio.codec import read_recordio
 from fmfast.recordio.shards import write_recordio_shards
@@ -27,11 +30,11 @@ Channel = Any
 
 
 class RecordSet:
-    """RecordIO-protobuf training data on local disk, bound to a channel, as the SDK's ``RecordSet``.
+    """RecordIO-protobuf training data bound to a channel, as the SDK's ``RecordSet``.
 
     Args:
         s3_data: the manifest file (``s3_data_type="ManifestFile"``), or a RecordIO file or a
-            directory of them (``"S3Prefix"``): a local path or a ``file://`` URL.
+            directory of them (``"S3Prefix"``): a local path, a ``file://`` URL or a store's URL.
         num_records: number of records.
         feature_dim: number of features of each record.
         s3_data_type: ``"ManifestFile"`` or ``"S3Prefix"``.
@@ -68,20 +71,20 @@ class RecordSet:
         return {self.channel: self}
 
 
-def local_path(location: str | os.PathLike[str], what: str) -> Path:
-    """The local path of a location given as a path or a ``file://`` URL.
+def resolve_location(location: str | os.PathLike[str], what: str) -> Any:
+    """A location as fmfast reads and writes it: the ``Path`` of a path or ``file://`` URL, or a store's URL.
 
     Raises:
-        InvalidInputError: another URL scheme (``s3://`` and the like), naming ``what`` and the URL.
+        InvalidInputError: no URL at all (``s3:/bucket``: a slash missing), naming ``what``.
     """
     text = os.fspath(location)
+    if storage.is_url(text):
+        return text
     scheme = urlparse(text).scheme
     if scheme == "file":
         return Path(unquote(urlparse(text).path))
     if len(scheme) > 1:  # one letter is a Windows drive, not a scheme
-        raise InvalidInputError(
-            f"{what} {text!r}: fmfast reads and writes local directories and file:// URLs only"
-        )
+        raise InvalidInputError(f"{what} {text!r} is neither a path nor a URL (scheme://...)")
     return Path(text)
 
 
@@ -104,9 +107,19 @@ def write_record_set(
     shape = getattr(train, "shape", None)
     if shape is None or len(shape) != 2:
         raise InvalidInputError(f"train must be a 2-D array or sparse matrix, got shape {shape}")
-    root = local_path(data_location, "data_location")
-    root.mkdir(parents=True, exist_ok=True)
+    root = resolve_location(data_location, "data_location")
     stamp = time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime())
+    if isinstance(root, str):
+        # A prefix of its own; the shards' writer deletes what it wrote if it fails.
+        directory: Any = f"{root.rstrip('/')}/{owner}-{stamp}-{uuid.uuid4().hex[:8]}"
+        write_recordio_shards(directory, train, labels, n_shards=n_shards, prefix="matrix")
+        return RecordSet(
+            storage.join(directory, "manifest.json"),
+            num_records=int(shape[0]),
+            feature_dim=int(shape[1]),
+            channel=channel,
+        )
+    root.mkdir(parents=True, exist_ok=True)
     directory = Path(tempfile.mkdtemp(prefix=f"{owner}-{stamp}-", dir=root))
     try:
         write_recordio_shards(
@@ -124,10 +137,10 @@ def write_record_set(
     return RecordSet(str(manifest), num_records=int(shape[0]), feature_dim=int(shape[1]), channel=channel)
 
 
-def _manifest_files(manifest: Path) -> list[Path]:
+def _manifest_files(manifest: Any) -> list[Any]:
     """The files a SageMaker ``ManifestFile`` lists: ``[{"prefix": URL}, "name", ...]``."""
     try:
-        entries = json.loads(manifest.read_text(encoding="utf-8"))
+        entries = json.loads(storage.read_bytes(manifest).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as bad:
         raise InvalidInputError(f"{manifest}: not a JSON manifest ({bad})") from None
     if (
@@ -138,32 +151,31 @@ def _manifest_files(manifest: Path) -> list[Path]:
         or not all(isinstance(name, str) for name in entries[1:])
     ):
         raise InvalidInputError(f'{manifest}: a manifest is [{{"prefix": "..."}}, "name", ...]')
-    prefix = local_path(entries[0]["prefix"], f"the prefix in {manifest}")
-    return [prefix / name for name in entries[1:]]
+    prefix = resolve_location(entries[0]["prefix"], f"the prefix in {manifest}")
+    return [storage.join(prefix, name) for name in entries[1:]]
 
 
-def channel_files(data: Channel) -> list[Path]:
+def channel_files(data: Channel) -> list[Any]:
     """The RecordIO files of a channel: a record set's manifest entries, a file, or a directory's files.
 
     A directory contributes its files in name order, skipping hidden and ``.json`` files (a
     manifest), as :meth:`fmfast.FactorizationMachine.fit` reads one.
     """
     if isinstance(data, RecordSet):
-        location = local_path(data.s3_data, f"the {data.channel} record set")
+        location = resolve_location(data.s3_data, f"the {data.channel} record set")
         if data.s3_data_type == "ManifestFile":
             return _manifest_files(location)
     elif isinstance(data, str | os.PathLike):
-        location = local_path(data, "channel")
+        location = resolve_location(data, "channel")
     else:
-        raise InvalidInputError(
-            f"a channel is a RecordSet, a path or a file:// URL, got {type(data).__name__}"
-        )
-    if location.is_dir():
-        return sorted(
-            p
-            for p in location.iterdir()
-            if p.is_file() and not p.name.startswith(".") and p.suffix != ".json"
-        )
+        raise InvalidInputError(f"a channel is a RecordSet, a path or a URL, got {type(data).__name__}")
+    if storage.is_directory(location):
+        names = storage.list_files(location)
+        return [
+            storage.join(location, name)
+            for name in sorted(names)
+            if not name.startswith(".") and not name.endswith(".json")
+        ]
     return [location]
 
 

@@ -541,20 +541,23 @@ class FactorizationMachine:
     # -- persistence -----------------------------------------------------------------------------
 
     @classmethod
-    def from_sagemaker(cls, source: Any, **params: Any) -> FactorizationMachine:
+    def from_sagemaker(
+        cls, source: Any, *, storage_options: dict[str, Any] | None = None, **params: Any
+    ) -> FactorizationMachine:
         """A fitted model from a SageMaker FM artifact (``model.tar.gz``, ``model_algo-1``, params file).
 
         Hyperparameters come from the artifact's ``meta.json`` (strings, as SageMaker stores
         them, or JSON values) and fmfast's own settings from its ``fmfast.json`` if it has one
         (written by :meth:`to_sagemaker`), then from ``params``. The weights are SageMaker's
         exactly; optimizer state starts fresh, so :meth:`partial_fit` continues training with new
-        moments. Nothing in the artifact is executed.
+        moments. Nothing in the artifact is executed. ``source`` may be a store's URL
+        (``s3://bucket/job/output/model.tar.gz``), opened with ``storage_options``.
 
         Raises:
             ModelFormatError: a damaged, hostile or unsupported artifact, or a stored
                 hyperparameter that is not of its type (the message names it).
         """
-        artifact = read_sagemaker_model(source)
+        artifact = read_sagemaker_model(source, storage_options=storage_options)
         known = set(cls._param_names())
         stored = {**parse_hyperparameters(artifact.hyperparameters), **artifact.fmfast_params}
         settings = {k: v for k, v in stored.items() if k in known}
@@ -570,7 +573,9 @@ class FactorizationMachine:
             model.classes_ = SAGEMAKER_CLASSES
         return model
 
-    def to_sagemaker(self, path: str | os.PathLike[str]) -> None:
+    def to_sagemaker(
+        self, path: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None
+    ) -> None:
         """Write the model as a SageMaker FM ``model.tar.gz`` (float32 weights), atomically.
 
         The artifact loads in MXNet (``mx.nd.load`` / the AWS notebook's ``Module.load`` steps)
@@ -578,7 +583,8 @@ class FactorizationMachine:
         hyperparameters only, as strings, formatted as the SageMaker SDK sends them; fmfast's
         own settings (``optimizer``, ``n_threads``, ``progress``, ``random_state``) go to
         ``fmfast.json`` beside ``model_algo-1``, which SageMaker does not read and
-        :meth:`from_sagemaker` reads back.
+        :meth:`from_sagemaker` reads back. ``path`` may be a store's URL, opened with
+        ``storage_options`` (the upload is aborted on failure).
         """
         state = self._fitted_state()
         params = self.get_params()
@@ -595,9 +601,10 @@ class FactorizationMachine:
                 hyperparameters=hyperparameters,
                 fmfast_params=own,
             ),
+            storage_options,
         )
 
-    def save(self, path: str | os.PathLike[str]) -> None:
+    def save(self, path: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None) -> None:
         """Write the model to ``path`` (exactly that name, no suffix added).
 
         The file is an ``.npz`` of float32 arrays (weights and optimizer state) with a JSON header
@@ -605,16 +612,20 @@ class FactorizationMachine:
         or not at all. Optimizer state is included, so :meth:`partial_fit` can continue.
         Parameters JSON cannot hold are saved as ``None`` (a Generator ``random_state``) or
         ``False`` (a ``progress`` callable). The classifier's ``classes_`` are kept (labels
-        JSON can hold: numbers, strings, booleans).
+        JSON can hold: numbers, strings, booleans). ``path`` may be a store's URL
+        (``s3://bucket/model.fmfast``), opened with ``storage_options``.
         """
-        write_model(self, path)
+        write_model(self, path, storage_options)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> FactorizationMachine:
+    def load(
+        cls, path: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None
+    ) -> FactorizationMachine:
         """Read a model written by :meth:`save`.
 
         Files of format version 1 (float64 arrays) load too, rounded to float32. A damaged file,
         another format or an unknown format version raises :class:`fmfast.ModelFormatError`; a
-        missing or unreadable file raises :class:`OSError`.
+        missing or unreadable file raises :class:`OSError`. ``path`` may be a store's URL,
+        opened with ``storage_options``.
         """
-        return read_model(cls, path)
+        return read_model(cls, path, storage_options)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -146,8 +145,12 @@ def is_recordio_source(X: Any) -> bool:
 
 
 def recordio_batches(source: str | os.PathLike[str], batch_size: int) -> Iterator[tuple[Any, Any]]:
-    """``(X, labels)`` batches of a RecordIO file, or of every file of a directory in name order."""
-    return iter_recordio(Path(source), batch_size)
+    """``(X, labels)`` batches of a RecordIO file, or of every file of a directory in name order.
+
+    A store's URL is streamed as well (:func:`fmfast.iter_recordio`): each epoch reads the objects
+    again, a few MiB at a time, so memory stays bounded by the batch, not the channel.
+    """
+    return iter_recordio(source, batch_size)
 
 
 def config(model: FactorizationMachine, epochs: int) -> _fmfast.FmConfig:

@@ -17,6 +17,7 @@ import numpy as np
 from fmfast import _fmfast
 from fmfast._atomic import atomic_output
 from fmfast._npz import check_npz
+from fmfast._storage import StorageOptions, local_copy
 from fmfast.exceptions import InvalidInputError, ModelFormatError
 from fmfast.training._labels import SAGEMAKER_CLASSES
 from fmfast.training.loop import STATE_ARRAYS, TrainState, aligned, config
@@ -42,7 +43,9 @@ def json_safe(value: Any) -> Any:
     return None
 
 
-def write_model(model: FactorizationMachine, path: str | os.PathLike[str]) -> None:
+def write_model(
+    model: FactorizationMachine, path: str | os.PathLike[str], storage_options: StorageOptions = None
+) -> None:
     """Write ``model`` to ``path`` atomically, as :meth:`fmfast.FactorizationMachine.save` describes."""
     state = model._fitted_state()
     header: dict[str, Any] = {
@@ -58,31 +61,45 @@ def write_model(model: FactorizationMachine, path: str | os.PathLike[str]) -> No
     header["params"]["progress"] = bool(header["params"]["progress"])
     arrays = {name: getattr(state, name) for name in STATE_ARRAYS}
     encoded = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-    with atomic_output(path) as out:
+    with atomic_output(path, storage_options) as out:
         np.savez(out, header=encoded, **arrays)
 
 
-def read_model(cls: type[FactorizationMachine], path: str | os.PathLike[str]) -> FactorizationMachine:
+def read_model(
+    cls: type[FactorizationMachine], path: str | os.PathLike[str], storage_options: StorageOptions = None
+) -> FactorizationMachine:
     """A ``cls`` read from the model file ``path`` (:meth:`fmfast.FactorizationMachine.load`).
+
+    A store's URL is first copied to a local temporary file, which ``np.load`` needs; messages
+    name the URL.
+    """
+    with local_copy(path, storage_options) as copy:
+        return _read_model(cls, copy, os.fspath(path))
+
+
+def _read_model(
+    cls: type[FactorizationMachine], path: str | os.PathLike[str], where: str
+) -> FactorizationMachine:
+    """A ``cls`` read from the model file ``path``, called ``where`` in messages.
 
     Files of format version 1 (float64 arrays) load too, rounded to float32. A damaged file,
     another format or an unknown format version raises :class:`fmfast.ModelFormatError`; a
     missing or unreadable file raises :class:`OSError`.
     """
-    check_npz(path, "fmfast model file")
+    check_npz(path, "fmfast model file", name=where)
     try:
         with np.load(path, allow_pickle=False) as npz:
             header = json.loads(npz["header"].tobytes().decode())
             arrays = {name: npz[name] for name in STATE_ARRAYS if name in npz.files}
     except (ValueError, KeyError, RecursionError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-        raise ModelFormatError(f"{os.fspath(path)!r} is not a readable fmfast model file: {e}") from e
+        raise ModelFormatError(f"{where!r} is not a readable fmfast model file: {e}") from e
     if not isinstance(header, dict) or header.get("format") != MODEL_FORMAT:
         found = header.get("format") if isinstance(header, dict) else None
-        raise ModelFormatError(f"{os.fspath(path)!r} holds format {found!r}, not {MODEL_FORMAT!r}")
+        raise ModelFormatError(f"{where!r} holds format {found!r}, not {MODEL_FORMAT!r}")
     dtype = _ARRAY_DTYPES.get(header.get("version"))
     if dtype is None:
         raise ModelFormatError(
-            f"{os.fspath(path)!r} has format version {header.get('version')!r}; "
+            f"{where!r} has format version {header.get('version')!r}; "
             f"this fmfast reads versions {', '.join(map(str, _ARRAY_DTYPES))}"
         )
     try:
@@ -98,26 +115,26 @@ def read_model(cls: type[FactorizationMachine], path: str | os.PathLike[str]) ->
         ):
             raise ValueError(f"classes {classes.tolist()} are not two sorted labels")
     except (KeyError, TypeError, ValueError, InvalidInputError) as e:
-        raise ModelFormatError(f"{os.fspath(path)!r} has an invalid header or arrays: {e}") from e
+        raise ModelFormatError(f"{where!r} has an invalid header or arrays: {e}") from e
     for name, array in zip(STATE_ARRAYS, stored, strict=True):
         if array.dtype != dtype:
             raise ModelFormatError(
-                f"{os.fspath(path)!r}: array {name!r} has shape {array.shape} and dtype {array.dtype}, "
+                f"{where!r}: array {name!r} has shape {array.shape} and dtype {array.dtype}, "
                 f"expected dtype {np.dtype(dtype)}"
             )
     try:
         state = TrainState(*(aligned(array) for array in stored), t=n_updates)
     except (InvalidInputError, OverflowError) as e:
-        raise ModelFormatError(f"{os.fspath(path)!r} has arrays that do not fit together: {e}") from e
+        raise ModelFormatError(f"{where!r} has arrays that do not fit together: {e}") from e
     # The arrays fit together (TrainState checked that); they must also fit the header.
     if state.factors.shape[1] != model.num_factors:
         raise ModelFormatError(
-            f"{os.fspath(path)!r}: array 'factors' has shape {state.factors.shape}, expected "
+            f"{where!r}: array 'factors' has shape {state.factors.shape}, expected "
             f"num_factors {model.num_factors} (its header's)"
         )
     if state.bias_state.shape[1] != config(model, 1).n_slots:
         raise ModelFormatError(
-            f"{os.fspath(path)!r}: array 'bias_state' has shape {state.bias_state.shape}, expected the "
+            f"{where!r}: array 'bias_state' has shape {state.bias_state.shape}, expected the "
             f"state slots of optimizer {model.optimizer!r} (its header's)"
         )
     model._state = state

@@ -198,6 +198,94 @@ fn filled_bytes<'py>(
     Ok(bytes)
 }
 
+/// Encodes rows straight into the open file descriptor `fd` at its offset, which it leaves after
+/// the data: the SDK drop-ins given a real file, whose bytes then never pass through Python. The
+/// caller flushes its own buffer first. A refused row or Ctrl-C leaves the file as it was.
+#[cfg(unix)]
+#[pyfunction]
+#[pyo3(signature = (args, fd, n_threads=0, progress=None))]
+fn encode_to_fd(
+    py: Python<'_>,
+    args: PyRef<'_, EncodeArgs>,
+    fd: std::os::fd::RawFd,
+    n_threads: usize,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<()> {
+    use std::io::{Seek, SeekFrom};
+    use std::os::fd::BorrowedFd;
+
+    if fd < 0 {
+        return Err(InvalidInputError::new_err(format!("{fd} is not a file descriptor")));
+    }
+    // SAFETY: `fd` is non-negative and names a descriptor the caller's file object holds open
+    // while this call runs; it is only duplicated here, before the interpreter lock is released,
+    // so that the writes below go through a descriptor of our own (sharing the file offset) even
+    // if another thread closes the caller's.
+    let file = std::fs::File::from(unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()?);
+    let start = (&file).stream_position()?;
+    // At the end of the file (`wb`, `ab`: the usual case) the rows are checked as they are
+    // written, and a failure cuts the file back to `start`. Over bytes of the file (`r+b`), which
+    // could not be restored, every row is checked first, as the bytes path does.
+    let at_end = start >= file.metadata()?.len();
+    let arrays = args.borrow(py)?;
+    let batch = args.batch(&arrays)?;
+    run(py, n_threads, progress, |monitor| {
+        let rows = batch.rows()?;
+        if !at_end {
+            encoded_size(&rows, batch.labels, &batch.options)?;
+        }
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, &file);
+        let written = encode_rows(&rows, batch.labels, &batch.options, monitor, |chunk| {
+            Ok(out.write_all(chunk)?)
+        })
+        .and_then(|()| Ok(out.flush()?));
+        if written.is_err() && at_end {
+            drop(out.into_parts()); // what is still buffered is not written
+            file.set_len(start)?;
+            (&file).seek(SeekFrom::Start(start))?;
+        }
+        written
+    })
+}
+
+/// A Python binary file object written through its `write` method.
+struct PyFileWriter(Py<PyAny>);
+
+impl Write for PyFileWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        Python::attach(|py| {
+            let written = self.0.call_method1(py, "write", (PyBytes::new(py, buf),))?;
+            // Raw files may write less than given (and say how much); buffered ones return None.
+            Ok::<_, PyErr>(written.extract::<Option<usize>>(py)?.unwrap_or(buf.len()))
+        })
+        .map_err(std::io::Error::other)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Encodes rows into a Python binary file object (an object store's upload) a few MiB at a
+/// time, so that neither the whole encoding nor the whole file is ever held in memory.
+#[pyfunction]
+#[pyo3(signature = (args, file, n_threads=0, progress=None))]
+fn encode_to_file(
+    py: Python<'_>,
+    args: PyRef<'_, EncodeArgs>,
+    file: Py<PyAny>,
+    n_threads: usize,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<()> {
+    let mut out = std::io::BufWriter::with_capacity(4 << 20, PyFileWriter(file));
+    let arrays = args.borrow(py)?;
+    let batch = args.batch(&arrays)?;
+    run(py, n_threads, progress, |monitor| {
+        batch.encode(monitor, |chunk| Ok(out.write_all(chunk)?))?;
+        Ok(out.flush()?)
+    })
+}
+
 /// A RecordIO file written chunk after chunk and renamed into place by `commit`.
 #[pyclass(module = "fmfast._fmfast")]
 struct RecordIOFileWriter {
@@ -352,6 +440,9 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(encode, m)?)?;
     m.add_function(wrap_pyfunction!(decode, m)?)?;
     m.add_function(wrap_pyfunction!(decode_file, m)?)?;
+    m.add_function(wrap_pyfunction!(encode_to_file, m)?)?;
+    #[cfg(unix)]
+    m.add_function(wrap_pyfunction!(encode_to_fd, m)?)?;
     m.add_class::<EncodeArgs>()?;
     m.add_class::<RecordIOFileWriter>()?;
     m.add_class::<RecordIOReader>()?;
