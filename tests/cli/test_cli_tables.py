@@ -146,7 +146,7 @@ def test_ctrl_c_leaves_no_output_behind(tmp_path):
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     # Wait for the first shards in the temporary directory: the conversion is under way.
-    while not any(tmp_path.glob(".fmfast-*.tmp/*.part")) and time.monotonic() < deadline:
+    while not any(tmp_path.glob(".fmfast-*.tmp/.fmfast-shard-*.tmp")) and time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()
         time.sleep(0.01)
     process.send_signal(signal.SIGINT)

@@ -289,3 +289,35 @@ def test_atomic_outputs_take_urls(store):
                 with atomic_output(join(directory, name), options) as out:
                     out.write(name.encode())
         assert objects(f"{root}/set", options) == names
+
+
+def test_convert_table_from_parquet_on_a_store_to_shards_on_a_store(store):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root, options = store
+    rng = np.random.default_rng(3)
+    table = pa.table(
+        {
+            "user": [f"u{i}" for i in rng.integers(0, 50, 2_500)],
+            "item": rng.integers(0, 80, 2_500),
+            "rating": rng.integers(1, 6, 2_500).astype(np.float32),
+        }
+    )
+    fs = fs_of(root, options)
+    with fs.open(f"{root}/lake/part-0.parquet", "wb") as out:
+        pq.write_table(table, out, row_group_size=700)
+    encoder = fmfast.FeatureEncoder().one_hot("user").one_hot("item")
+    result = fmfast.convert_table(
+        f"{root}/lake/",
+        f"{root}/train/",
+        encoder=encoder,
+        label="rating",
+        rows_per_shard=1_000,
+        storage_options=options,
+    )
+    names = [f"part-0000{i}-of-00003.recordio" for i in range(3)]
+    # Shards of a count known only at the end are renamed on the store; the manifest comes last.
+    assert objects(f"{root}/train", options) == ["manifest.json", *names]
+    expected = (result.encoder.transform(table), table.column("rating").to_numpy())
+    assert_same_rows(fmfast.read_recordio(f"{root}/train/", storage_options=options), expected)

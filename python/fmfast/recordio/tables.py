@@ -22,6 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from fmfast._progress import Progress, progress_callback
+from fmfast._storage import filesystem, is_url, local_path
 from fmfast.exceptions import InvalidInputError
 from fmfast.recordio.codec import RecordIOWriter, encode_recordio
 from fmfast.recordio.shards import shard_set_writer
@@ -107,7 +108,7 @@ class TableConversion:
 
     n_rows: int
     n_features: int
-    paths: list[Path]
+    paths: list[Any]
     encoder: FeatureEncoder
 
 
@@ -201,14 +202,10 @@ def _files(paths: list[str], filesystem: Any) -> list[str]:
 
 def _filesystem(paths: list[str], storage_options: dict[str, Any] | None) -> tuple[Any, list[str]]:
     """The fsspec file system of URLs (``s3://``, ``memory://``...) and their paths on it; ``None``: local."""
-    if not any("://" in path for path in paths):
-        return None, paths
-    try:
-        import fsspec
-    except ImportError:
-        raise InvalidInputError(f"reading {paths[0]} needs fsspec: pip install fsspec") from None
-    filesystem, _ = fsspec.core.url_to_fs(paths[0], **(storage_options or {}))
-    return filesystem, [filesystem._strip_protocol(path) for path in paths]
+    if not any(is_url(path) for path in paths):
+        return None, [os.fspath(local_path(path)) for path in paths]
+    fs, _ = filesystem(paths[0], storage_options)
+    return fs, [fs._strip_protocol(path) for path in paths]
 
 
 def _open(source: TableSource, storage_options: dict[str, Any] | None = None) -> _Source:
@@ -222,12 +219,12 @@ def _open(source: TableSource, storage_options: dict[str, Any] | None = None) ->
         one = isinstance(source, (str, os.PathLike))
         paths = [os.fspath(source)] if one else [os.fspath(p) for p in source]
         name = paths[0] if len(paths) == 1 else f"{paths[0]} and {len(paths) - 1} more"
-        filesystem, paths = _filesystem(paths, storage_options)
-        files = _files(paths, filesystem)
+        fs, paths = _filesystem(paths, storage_options)
+        files = _files(paths, fs)
         try:
             dataset = ds.dataset(
                 files if len(files) > 1 else files[0],
-                filesystem=filesystem,
+                filesystem=fs,
                 format="parquet",
                 partitioning="hive",
             )
@@ -370,9 +367,7 @@ def convert_table(
     use_threads = n_threads != 1
     n_rows = table.n_rows
     passes = 2 if needs_fit else 1
-    options: dict[str, Any] = {"n_threads": n_threads}
-    if storage_options is not None and "://" in os.fspath(target):
-        options["storage_options"] = storage_options
+    options: dict[str, Any] = {"n_threads": n_threads, "storage_options": storage_options}
     with progress_callback(progress, None if n_rows is None else passes * n_rows, "rows") as callback:
         done = 0
 
@@ -399,7 +394,7 @@ def convert_table(
             writer = RecordIOWriter(target, **options)
         with writer as out:
             rows = _write(table, out, encoder, label, columns, batch_size, use_threads, advanced)
-    paths = out.paths if sharded else [Path(target)]
+    paths = out.paths if sharded else [target if is_url(target) else Path(local_path(target))]
     return TableConversion(rows, encoder.n_features, paths, encoder)
 
 
