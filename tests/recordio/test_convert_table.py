@@ -300,7 +300,7 @@ def test_the_shard_set_writer_splits_chunks_at_the_bounds(tmp_path):
 
 MEMORY_CHILD = textwrap.dedent(
     """
-    import json, sys
+    import json, sys, time
     import fmfast, pyarrow.dataset, pyarrow.compute
 
     def peak_kib():  # VmHWM: getrusage's ru_maxrss would carry over the parent's peak across exec
@@ -310,7 +310,7 @@ MEMORY_CHILD = textwrap.dedent(
     before = peak_kib()
     result = fmfast.convert_table(
         sys.argv[1], sys.argv[2], encoder=sys.argv[3], label="rating", rows_per_shard=1_000_000,
-        batch_size=int(sys.argv[4]), n_threads=1,
+        batch_size=int(sys.argv[4]), n_threads=2, progress=lambda rows: time.sleep(0.005),
     )
     print(json.dumps({"rows": result.n_rows, "rise_kib": peak_kib() - before}))
     """
@@ -321,9 +321,10 @@ MEMORY_CHILD = textwrap.dedent(
 def test_memory_stays_bounded_by_the_batch_not_the_table(tmp_path):
     """A 4M-row conversion in a fresh process: its peak RSS rises far less than the table's size.
 
-    In batches of 16K rows on one thread: what each batch costs is fixed (with 64K-row batches
-    and more threads, some 150 MiB here, the allocators' caches included), but must stay well
-    under the table for the test to tell it from the table's growth.
+    In batches of 16K rows: what each batch costs is fixed (with 64K-row batches, some 150 MiB
+    here, the allocators' caches included), but must stay well under the table for the test to
+    tell it from the table's growth. Each batch is slowed down (as by a slow encoder), so that
+    a reader that ran ahead of the writer would pile batches up.
     """
     n_rows, chunk, n_ids = 4_000_000, 500_000, 8
     rng = np.random.default_rng(1)

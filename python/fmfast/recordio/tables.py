@@ -137,10 +137,10 @@ class _Source:
                 f"{self.name}: no column {missing[0]!r}; the columns are {', '.join(schema.names)}"
             )
 
-    def batches(self, columns: list[str], batch_size: int, use_threads: bool) -> Iterator[tuple[Any, Any]]:
+    def batches(self, columns: list[str], batch_size: int) -> Iterator[tuple[Any, Any]]:
         """``(batch, fragment)`` in the table's order; the fragment is ``None`` for a stream."""
         with self._reading():
-            yield from self._scan(columns, batch_size, use_threads)
+            yield from self._scan(columns, batch_size)
 
     @contextmanager
     def _reading(self) -> Iterator[None]:
@@ -156,7 +156,7 @@ class _Source:
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as error:
             raise InvalidInputError(f"{self.name}: cannot read it ({error})") from None
 
-    def _scan(self, columns: list[str], batch_size: int, use_threads: bool) -> Iterator[tuple[Any, Any]]:
+    def _scan(self, columns: list[str], batch_size: int) -> Iterator[tuple[Any, Any]]:
         import pyarrow.dataset as ds
 
         if self.stream is not None:
@@ -165,15 +165,16 @@ class _Source:
                 yield batch, None
             return
         assert self.dataset is not None
-        # Little read-ahead, and no pre-buffering: pyarrow pre-buffers every row group of a file
-        # it opens (memory grows with the file); without, it holds a few batches at a time.
+        # Memory: no pre-buffering, which reads every row group of a file at once, and no threads,
+        # whose read-ahead outruns a slower consumer (the encoder) without bound: 20M rows at 2
+        # threads peaked at 1 GiB. Decoding Parquet is a small share of a conversion's time.
         scanner = self.dataset.scanner(
             columns=columns,
             batch_size=batch_size,
             batch_readahead=2,
             fragment_readahead=1,
             fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=False),
-            use_threads=use_threads,
+            use_threads=False,
         )
         for tagged in scanner.scan_batches():
             yield tagged.record_batch, tagged.fragment
@@ -334,8 +335,8 @@ def convert_table(
             target's own URI, or a string prefix (``s3://bucket/train/``) where they will live.
         prefix: shard file name prefix (``part-00000-of-00004.recordio``).
         batch_size: rows read and encoded at a time; memory grows with it.
-        n_threads: threads of the Parquet reader (1: none) and of the RecordIO writer; 0 (the
-            default) for all cores. The encoder's own ``n_threads`` sizes the encoding.
+        n_threads: threads of the RecordIO writer; 0 (the default) for all cores. The encoder's
+            own ``n_threads`` sizes the encoding; Parquet is decoded on the calling thread.
         progress: ``True`` for a progress bar, or a callable receiving the rows done, over both
             passes when the encoder is fitted here.
         storage_options: options of the fsspec file system of a ``source`` or ``target`` URL
@@ -364,7 +365,6 @@ def convert_table(
     fit_columns = [block.name for block in encoder.blocks]
     columns = list(dict.fromkeys(fit_columns + ([] if label is None else [label])))
     table.check_columns(columns)
-    use_threads = n_threads != 1
     n_rows = table.n_rows
     passes = 2 if needs_fit else 1
     options: dict[str, Any] = {"n_threads": n_threads, "storage_options": storage_options}
@@ -378,7 +378,7 @@ def convert_table(
                 callback(done)
 
         if needs_fit:
-            batches = (batch for batch, _ in table.batches(fit_columns, batch_size, use_threads))
+            batches = (batch for batch, _ in table.batches(fit_columns, batch_size))
             encoder.fit(_counted(batches, advanced, fit_columns, table))
         if sharded:
             writer: Any = shard_set_writer(
@@ -393,7 +393,7 @@ def convert_table(
         else:
             writer = RecordIOWriter(target, **options)
         with writer as out:
-            rows = _write(table, out, encoder, label, columns, batch_size, use_threads, advanced)
+            rows = _write(table, out, encoder, label, columns, batch_size, advanced)
     paths = out.paths if sharded else [target if is_url(target) else Path(local_path(target))]
     return TableConversion(rows, encoder.n_features, paths, encoder)
 
@@ -422,13 +422,12 @@ def _write(
     label: str | None,
     columns: list[str],
     batch_size: int,
-    use_threads: bool,
     advanced: Callable[[int], None],
 ) -> int:
     """Encode ``table`` batch by batch into ``out`` (a writer); returns the rows written."""
     rows = 0
     path, file_row = None, 0
-    for batch, fragment in table.batches(columns, batch_size, use_threads):
+    for batch, fragment in table.batches(columns, batch_size):
         if getattr(fragment, "path", None) != path:
             path, file_row = getattr(fragment, "path", None), 0
         first_row = file_row if path is not None else rows
