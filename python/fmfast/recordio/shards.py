@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from fmfast._atomic import atomic_directory, is_temporary
+from fmfast._atomic import atomic_directory, atomic_output, is_temporary
 from fmfast._inputs import as_csr
 from fmfast.exceptions import InvalidInputError
 from fmfast.recordio.codec import write_recordio
@@ -79,9 +79,25 @@ def write_recordio_shards(
             shard_labels = None if label_array is None else label_array[start:stop]
             write_recordio(temp / name, csr[start:stop], shard_labels, **options)
         if manifest_prefix is not None:
-            manifest = [{"prefix": manifest_prefix}, *names]
-            (temp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1))
+            write_manifest(temp, manifest_prefix, names)
     return [out / name for name in names]
+
+
+def write_manifest(directory: str | os.PathLike[str], prefix: str, names: list[str]) -> Path:
+    """Write the SageMaker ``ManifestFile`` (``manifest.json``) listing shards under ``prefix``, atomically.
+
+    Args:
+        directory: where ``manifest.json`` goes, beside the shards.
+        prefix: the URI the names are relative to, such as ``s3://bucket/train/``.
+        names: the shard file names, in order.
+
+    Returns:
+        The path of the manifest.
+    """
+    path = Path(directory) / MANIFEST_NAME
+    with atomic_output(path) as out:
+        out.write(json.dumps([{"prefix": prefix}, *names], indent=1).encode())
+    return path
 
 
 def _check_replaceable(directory: Path) -> None:
