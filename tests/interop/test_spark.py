@@ -201,3 +201,19 @@ def test_without_pyspark_the_error_names_the_extra(monkeypatch: pytest.MonkeyPat
     monkeypatch.setitem(sys.modules, "pyspark", None)
     with pytest.raises(ImportError, match=r"pip install 'fmfast\[spark\]'"):
         fmfast.spark.fit_encoder(None, encoder())  # type: ignore[arg-type]
+
+
+def test_a_function_that_names_fmfast_is_shipped_to_the_executors(spark: SparkSession) -> None:
+    # Spark pickles a user's function by value with the submodules of its global modules that it
+    # names: `fmfast` and `.transform` ship fmfast.transform, a deprecated path of fmfast.
+    table = ratings(50)
+    state = encoder().fit(table).to_json()
+
+    def count_entries(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        enc = fmfast.FeatureEncoder.from_json(state)
+        for batch in batches:
+            yield pa.record_batch([pa.array([enc.transform(batch).nnz])], ["nnz"])
+
+    df = spark.createDataFrame(table).coalesce(1)
+    found = df.mapInArrow(count_entries, "nnz long").collect()
+    assert sum(row.nnz for row in found) == fmfast.FeatureEncoder.from_json(state).transform(table).nnz
