@@ -76,6 +76,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fmfast._atomic import is_temporary
 from fmfast._inputs import DTypeArg
 from fmfast.exceptions import InvalidInputError
 from fmfast.recordio.codec import RecordIOWriter
@@ -263,9 +264,10 @@ def write_recordio(
     pyspark = _pyspark()
     _check_columns(df, encoder, label)
     directory = Path(path)
-    _prepare_directory(directory, overwrite)
+    _check_directory(directory, overwrite)
     if not encoder._fitted:
         fit_encoder(df, encoder)
+    _clear_directory(directory)
     n_shards = df.rdd.getNumPartitions()
     names = [shard_name(index, n_shards, prefix) for index in range(n_shards)]
     state = df.sparkSession.sparkContext.broadcast(encoder.to_json())
@@ -300,7 +302,7 @@ def write_recordio(
     except BaseException as exc:
         for name in names:
             (directory / name).unlink(missing_ok=True)
-        error = _as_fmfast_error(exc, pyspark)
+        error = _as_fmfast_error(exc)
         if error is exc:
             raise
         raise error from exc
@@ -310,8 +312,8 @@ def write_recordio(
     return [directory / name for name in names]
 
 
-def _prepare_directory(directory: Path, overwrite: bool) -> None:
-    """Create ``directory``, or empty it of an earlier shard set when ``overwrite``; refuse otherwise."""
+def _check_directory(directory: Path, overwrite: bool) -> None:
+    """Refuse a ``directory`` that holds files, unless ``overwrite`` and they are a shard set."""
     if directory.is_dir() and any(directory.iterdir()):
         if not overwrite:
             raise InvalidInputError(
@@ -319,18 +321,25 @@ def _prepare_directory(directory: Path, overwrite: bool) -> None:
                 "the shard set it holds"
             )
         _check_replaceable(directory)
-        for entry in directory.iterdir():
-            entry.unlink()
+
+
+def _clear_directory(directory: Path) -> None:
+    """Create ``directory``, or remove the shard set that :func:`_check_directory` let through."""
     directory.mkdir(parents=True, exist_ok=True)
+    for entry in directory.iterdir():
+        if not is_temporary(entry.name):  # another writer's, or stale: not part of the set
+            entry.unlink()
 
 
-def _as_fmfast_error(exc: BaseException, pyspark: Any) -> BaseException:
+def _as_fmfast_error(exc: BaseException) -> BaseException:
     """An fmfast error raised in a task, as its type on the driver; other errors as they are.
 
     Spark hands the driver a task's Python error as a ``PythonException`` whose message holds the
     task's traceback, ending with the error's class and message.
     """
-    if not isinstance(exc, pyspark.errors.PythonException):
+    from pyspark.errors import PythonException
+
+    if not isinstance(exc, PythonException):
         return exc
     marker = "InvalidInputError: "
     lines = [line for line in str(exc).splitlines() if marker in line]
