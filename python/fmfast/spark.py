@@ -44,7 +44,7 @@ serves other engines, which write the shards of their partitions with it and the
     def write(frame, partition_info=None):
         table = pa.Table.from_pandas(frame, preserve_index=False)
         path = f"/shared/train/{shard_name(partition_info['number'], n)}"
-        rows = write_partition(table.to_batches(), path, encoder=enc, label="rating", n_threads=1)
+        rows = write_partition(table.to_batches(), path, encoder=enc, label="rating")
         return pd.DataFrame({"rows": [rows]})
 
     ddf.map_partitions(write, meta={"rows": "int64"}).compute()
@@ -278,10 +278,12 @@ def write_recordio(
 
         task = pyspark.TaskContext.get()
         index = task.partitionId()
+        fitted = FeatureEncoder.from_json(state.value)
+        fitted.n_threads = task.cpus()  # the cores Spark gave the task (spark.task.cpus), not all
         rows = write_partition(
             batches,
             directory / shard_name(index, n_shards, prefix),
-            encoder=FeatureEncoder.from_json(state.value),
+            encoder=fitted,
             label=label,
             dtype=dtype,
             check_finite=check_finite,
