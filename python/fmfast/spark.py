@@ -134,9 +134,7 @@ def write_partition(
             named by the file and the row in the file.
     """
     with RecordIOWriter(path, dtype=dtype, check_finite=check_finite, n_threads=n_threads) as writer:
-        for batch in batches:
-            if batch.num_rows == 0:
-                continue
+        for batch in _regrouped(batches, ENCODE_ROWS):
             try:
                 _write_batch(writer, encoder, batch, label)
             except InvalidInputError as exc:
@@ -144,9 +142,30 @@ def write_partition(
     return writer.rows_written
 
 
-def _write_batch(
-    writer: RecordIOWriter, encoder: FeatureEncoder, batch: pa.RecordBatch, label: str | None
-) -> None:
+#: The fewest rows :func:`write_partition` encodes at a time (but at the end): Spark hands over Arrow
+#: batches of 10,000 rows, and every ``transform`` has a cost of its own (at 2M rows, batches of
+#: 10,000 took half as much CPU again as batches of 65,536).
+ENCODE_ROWS = 65_536
+
+
+def _regrouped(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
+    """The rows of ``batches`` in order, as tables of at least ``rows`` rows but the last."""
+    import pyarrow as pa
+
+    pending: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        if batch.num_rows:
+            pending.append(batch)
+            count += batch.num_rows
+        if count >= rows:
+            yield pa.Table.from_batches(pending)
+            pending, count = [], 0
+    if pending:
+        yield pa.Table.from_batches(pending)
+
+
+def _write_batch(writer: RecordIOWriter, encoder: FeatureEncoder, batch: pa.Table, label: str | None) -> None:
     """Append one batch's rows: the encoder's features and the label column."""
     labels = None
     if label is not None:

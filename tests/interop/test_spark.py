@@ -146,9 +146,9 @@ def test_a_failing_partition_leaves_no_shard_and_no_manifest(spark: SparkSession
     table = ratings(1000, seed=3)
     enc = encoder().fit(table)
     users = table.column("user").to_pylist()
-    users[700] = "stranger"  # row 200 of the second of two partitions: its second batch of 128 rows
+    users[700] = "stranger"  # row 200 of the second of two partitions, of 500 rows: one batch to encode
     df = spark.createDataFrame(table.set_column(0, "user", pa.array(users))).coalesce(2)
-    message = r"part-00001-of-00002\.recordio: the batch from row 128: block 'user', row 72: unknown value 'stranger'"
+    message = r"part-00001-of-00002\.recordio: the batch from row 0: block 'user', row 200: unknown value 'stranger'"
     with pytest.raises(fmfast.InvalidInputError, match=message):
         fmfast.spark.write_recordio(df, tmp_path / "train", encoder=enc, label="rating")
     assert list((tmp_path / "train").iterdir()) == []
