@@ -24,7 +24,7 @@ a whole set; when a partition fails, the shards written are removed and no manif
 Shard ``i`` holds partition ``i``'s rows in their order, so the shards read in name order (as
 :func:`fmfast.read_recordio` reads a directory) are the DataFrame's rows in partition order. That
 is the order of the table itself where Spark keeps it: a single Parquet file (its row groups in
-order), or ``spark.createDataFrame`` of a pyarrow table or pandas frame. There the shards decode to
+order), or ``spark.createDataFrame`` of a pyarrow table (coalesced or not). There the shards decode to
 exactly the rows that converting the table in one process gives, with the same encoder. Spark does
 not order other partitionings (``repartition``, a shuffle, several files: Spark reads the largest
 first); their shards hold the same rows, in Spark's order.
