@@ -54,6 +54,7 @@ FIRST_RELEASE = {
 }  # fmt: skip
 
 SUB_PACKAGES = ["fmfast.recordio", "fmfast.training", "fmfast.recsys", "fmfast.interop", "fmfast.sagemaker"]
+SUB_PACKAGES += ["fmfast.spark"]
 
 
 def test_every_top_level_name_of_the_first_release_is_still_exported():

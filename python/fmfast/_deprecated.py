@@ -96,6 +96,12 @@ class MovedModule(types.ModuleType):
     def __dir__(self) -> list[str]:
         return dir(importlib.import_module(self._fmfast_new))
 
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        # By name, as pickle takes a module: cloudpickle (Spark, Dask, Ray) ships a function with
+        # the submodules of its global modules whose names it uses, and so takes `fmfast.transform`
+        # along with a function that names `fmfast` and calls a `.transform` method.
+        return importlib.import_module, (self.__name__,)
+
 
 def register_moved_modules() -> None:
     """Make every old module path importable (``import fmfast.evaluation``) without importing it yet."""

@@ -52,6 +52,18 @@ def test_read_and_iter_take_a_directory_as_its_files_in_order(tmp_path: Path) ->
         list(fmfast.iter_recordio(other))
 
 
+def test_a_set_with_empty_shards_reads_as_its_rows(tmp_path: Path) -> None:
+    # More shards than rows, as a Spark partition without rows writes: the empty files have no
+    # kind of record, and agree with any.
+    X, y = data(3)
+    fmfast.write_recordio_shards(tmp_path / "train", X, y, n_shards=5)
+    assert sorted(p.stat().st_size == 0 for p in (tmp_path / "train").iterdir()) == [False] * 3 + [True] * 2
+    X_back, y_back = fmfast.read_recordio(tmp_path / "train")
+    np.testing.assert_array_equal(X_back.toarray(), X)
+    np.testing.assert_array_equal(y_back, y)
+    assert sum(b.shape[0] for b, _ in fmfast.iter_recordio(tmp_path / "train")) == 3
+
+
 def test_a_failed_write_leaves_the_old_set(tmp_path: Path) -> None:
     target = tmp_path / "train"
     fmfast.write_recordio_shards(target, *data(400), n_shards=4)

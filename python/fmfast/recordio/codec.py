@@ -320,7 +320,10 @@ def read_recordio(
                 done = sum(X.shape[0] for X, _ in parts)
                 report = None if callback is None else lambda n, done=done: callback(done + n)
                 with _naming_the_file(file):
-                    parts.append(_as_scipy(_decode_file(file, n_threads, report, storage_options)))
+                    part = _as_scipy(_decode_file(file, n_threads, report, storage_options))
+                if part[0].shape[0] == 0:
+                    continue  # an empty file (a shard of no rows) holds no kind of record to agree with
+                parts.append(part)
                 _check_agrees(parts[0], parts[-1], source)
             if len(parts) == 1:
                 return parts[0]

@@ -232,14 +232,9 @@ def shard_set_writer(
         ends = [int(end) for end in np.arange(1, n_shards + 1) * n_rows // n_shards]
     if rows_per_shard is not None and rows_per_shard < 1:
         raise InvalidInputError(f"rows_per_shard must be at least 1, got {rows_per_shard}")
-    out: Any
-    if is_url(directory):
-        out = str(directory).rstrip("/")
-        _check_replaceable(out, _store_entries(out, storage_options))
+    out = check_replaceable(directory, storage_options)
+    if is_url(out):
         manifest_prefix = manifest_prefix or f"{out}/"
-    else:
-        out = Path(local_path(directory))
-        _check_replaceable(out, _local_entries(out))
     with atomic_directory(out, storage_options) as temp:
         shards = ShardSetWriter(temp, ends, rows_per_shard, storage_options, **options)
         try:
@@ -290,8 +285,23 @@ def _store_entries(url: str, storage_options: StorageOptions) -> list[tuple[str,
         return None
 
 
-def _check_replaceable(directory: Any, entries: list[tuple[str, bool]] | None) -> None:
-    """Refuse to replace anything but a missing directory or one that holds only a shard set."""
+def check_replaceable(directory: str | os.PathLike[str], storage_options: StorageOptions = None) -> Any:
+    """Refuse to replace anything but a missing directory or one that holds only a shard set.
+
+    Returns:
+        ``directory`` as shard writers name it: a ``Path``, or a URL without its final ``/``.
+
+    Raises:
+        InvalidInputError: ``directory`` is a file, or holds a file of its own (a shard set
+            replaces a directory whole, so that file would be lost).
+    """
+    out: Any
+    if is_url(directory):
+        out = str(directory).rstrip("/")
+        entries = _store_entries(out, storage_options)
+    else:
+        out = Path(local_path(directory))
+        entries = _local_entries(out)
     for name, is_file in entries or []:
         ours = name.endswith(".recordio") or name == MANIFEST_NAME or is_temporary(name)
         if not (is_file and ours):
@@ -299,6 +309,7 @@ def _check_replaceable(directory: Any, entries: list[tuple[str, bool]] | None) -
                 f"{directory} holds {name!r}, which is not part of a shard set; the set replaces "
                 "the whole directory: write it to a new or empty one"
             )
+    return out
 
 
 def recordio_files(directory: str | os.PathLike[str], storage_options: StorageOptions = None) -> list[Any]:

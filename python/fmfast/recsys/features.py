@@ -416,6 +416,24 @@ class FeatureEncoder:
         """The encoder that :meth:`save` wrote to ``path``."""
         return cls.from_json(Path(path).read_text(encoding="utf-8"))
 
+    def _fit_aggregates(
+        self, ids: Mapping[str, Any], ranges: Mapping[str, tuple[float, float] | None]
+    ) -> FeatureEncoder:
+        """Fitted from aggregates computed elsewhere (a distributed pass: :mod:`fmfast.spark`).
+
+        ``ids`` holds the distinct ids of each one-hot, multi-hot and implicit block (in any order,
+        missing ids allowed), ``ranges`` the finite ``(min, max)`` of each numeric block (``None``:
+        no finite value). The vocabularies go through the same sort as :meth:`fit`, so the encoder
+        is the one :meth:`fit` would learn from the whole data.
+        """
+        for b in self._blocks:
+            if b.kind == "one_hot" or b.multi:
+                b.vocabulary = _unique(_ids(self._column(ids, b.name), b.name), b.name)
+            elif b.kind == "numeric":
+                b.low, b.high = self._column(ranges, b.name) or (0.0, 1.0)
+        self._fitted = True
+        return self
+
     def __repr__(self) -> str:
         inner = ", ".join(f"{b.kind}({b.name!r})" for b in self._blocks)
         return f"FeatureEncoder([{inner}], handle_unknown={self.handle_unknown!r})"

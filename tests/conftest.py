@@ -1,4 +1,4 @@
-"""A real S3-compatible server on 127.0.0.1 (moto's server mode), started for the tests and stopped after."""
+"""Fixtures shared by the test folders: a real S3-compatible server on 127.0.0.1 (moto's server mode), started for the tests and stopped after, and fsspec's memory store."""
 
 from __future__ import annotations
 
