@@ -26,6 +26,11 @@ use crate::error::{Error, Result};
 use crate::features::{assemble, Block};
 use crate::parallel::Monitor;
 
+/// How many times its number of ids the range of an integer vocabulary may span for a direct
+/// table (`Lookup::Dense`) rather than a hash table: memory stays within a few times the
+/// vocabulary's.
+const DENSE_SPAN: usize = 4;
+
 /// Rows of a column encoded by one parallel task.
 const PIECE_ROWS: usize = 1 << 16;
 
@@ -336,6 +341,13 @@ fn row_of_item(offsets: &[i64], i: usize) -> usize {
 enum Lookup {
     /// No ids: every id is unknown, whatever its type.
     Empty,
+    /// Integer ids that span a range of at most [`DENSE_SPAN`] times their number (item ids
+    /// `0..n`, say): the code of id `i` is `codes[i - first]` (`-1`: absent), one load instead of
+    /// a hash.
+    Dense {
+        first: i64,
+        codes: Vec<i64>,
+    },
     Ints(HashMap<i64, i64, RandomState>),
     Strings(HashMap<Box<str>, i64, RandomState>),
 }
@@ -343,25 +355,42 @@ enum Lookup {
 impl Lookup {
     /// The lookup of `vocabulary`, which must be sorted and unique.
     fn new(name: &str, vocabulary: &Vocabulary) -> Result<Lookup> {
-        fn codes<K: Ord + std::hash::Hash + Eq + Clone>(name: &str, ids: &[K]) -> Result<HashMap<K, i64, RandomState>> {
-            if ids.windows(2).any(|w| w[0] >= w[1]) {
-                return Err(Error::invalid(format!(
-                    "block {}: the vocabulary is not sorted and unique",
-                    repr(name)
-                )));
-            }
-            Ok(ids
-                .iter()
+        fn codes<K: std::hash::Hash + Eq + Clone>(ids: &[K]) -> HashMap<K, i64, RandomState> {
+            ids.iter()
                 .enumerate()
                 .map(|(code, id)| (id.clone(), code as i64))
-                .collect())
+                .collect()
+        }
+        let sorted = match vocabulary {
+            Vocabulary::Ints(ids) => ids.windows(2).all(|w| w[0] < w[1]),
+            Vocabulary::Strings(ids) => ids.windows(2).all(|w| w[0] < w[1]),
+        };
+        if !sorted {
+            return Err(Error::invalid(format!(
+                "block {}: the vocabulary is not sorted and unique",
+                repr(name)
+            )));
         }
         Ok(match vocabulary {
             _ if vocabulary.len() == 0 => Lookup::Empty,
-            Vocabulary::Ints(ids) => Lookup::Ints(codes(name, ids)?),
+            Vocabulary::Ints(ids) => {
+                let (first, last) = (ids[0], ids[ids.len() - 1]);
+                // In i128: the span of two i64 may not fit one.
+                let span = i128::from(last) - i128::from(first) + 1;
+                if span <= (DENSE_SPAN * ids.len()) as i128 {
+                    let mut codes = vec![-1; span as usize];
+                    for (code, &id) in ids.iter().enumerate() {
+                        // `first <= id` and `id - first < span`, which fits `usize`.
+                        codes[(id - first) as usize] = code as i64;
+                    }
+                    Lookup::Dense { first, codes }
+                } else {
+                    Lookup::Ints(codes(ids))
+                }
+            }
             Vocabulary::Strings(ids) => {
                 let ids: Vec<Box<str>> = ids.iter().map(|s| s.as_str().into()).collect();
-                Lookup::Strings(codes(name, &ids)?)
+                Lookup::Strings(codes(&ids))
             }
         })
     }
@@ -370,7 +399,7 @@ impl Lookup {
     fn accepts(&self, kind: IdKind) -> bool {
         match self {
             Lookup::Empty => true,
-            Lookup::Ints(_) => kind != IdKind::Str,
+            Lookup::Dense { .. } | Lookup::Ints(_) => kind != IdKind::Str,
             Lookup::Strings(_) => kind != IdKind::Int,
         }
     }
@@ -378,7 +407,7 @@ impl Lookup {
     fn kind(&self) -> &'static str {
         match self {
             Lookup::Empty => "no ids",
-            Lookup::Ints(_) => "integers",
+            Lookup::Dense { .. } | Lookup::Ints(_) => "integers",
             Lookup::Strings(_) => "strings",
         }
     }
@@ -416,6 +445,10 @@ impl IdVisitor for Coder<'_> {
 
     fn int(&mut self, i: usize, id: i64) -> std::result::Result<(), Bad> {
         let code = match self.lookup {
+            Lookup::Dense { first, codes } => {
+                let index = id.checked_sub(*first).and_then(|i| usize::try_from(i).ok());
+                index.and_then(|i| codes.get(i)).copied().filter(|&code| code >= 0)
+            }
             Lookup::Ints(codes) => codes.get(&id).copied(),
             _ => None,
         };
@@ -1371,6 +1404,28 @@ mod tests {
             Policy::Error,
         );
         assert!(unsorted.is_err());
+    }
+
+    #[test]
+    fn dense_and_hashed_integer_vocabularies_agree() {
+        let ids = Int64Array::from(vec![-3, 0, 2, 4, i64::MAX, i64::MIN, 1]);
+        let b = batch(vec![("c", Arc::new(ids) as ArrayRef)]);
+        for vocabulary in [vec![-3, 0, 2, 4], vec![i64::MIN, -3, 0, 2, 4, i64::MAX]] {
+            let lookup = Lookup::new("c", &Vocabulary::Ints(vocabulary.clone())).unwrap();
+            assert_eq!(matches!(lookup, Lookup::Dense { .. }), vocabulary.len() == 4);
+            let encoder = TableEncoder::new(
+                vec![("c".into(), Encoding::OneHot(Vocabulary::Ints(vocabulary.clone())))],
+                Policy::Ignore,
+                Policy::Error,
+            )
+            .unwrap();
+            let out = encoder.encode(std::slice::from_ref(&b), None, &Unmonitored).unwrap();
+            let expected: Vec<i64> = [-3, 0, 2, 4, i64::MAX, i64::MIN, 1]
+                .iter()
+                .filter_map(|id| vocabulary.iter().position(|v| v == id).map(|p| p as i64))
+                .collect();
+            assert_eq!(out.indices, expected);
+        }
     }
 
     #[test]
