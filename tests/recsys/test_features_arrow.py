@@ -527,3 +527,18 @@ def test_data_that_is_not_a_table() -> None:
         encoder.transform(_IntArray())
     with pytest.raises(InvalidInputError, match="expected a table"):
         _mixed_encoder().fit(_IntArray())
+
+
+def test_a_parquet_dataset_is_fitted_batch_by_batch(tmp_path: Any) -> None:
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    table = _mixed(400)
+    pq.write_table(table.slice(0, 150), tmp_path / "a.parquet", row_group_size=40)
+    pq.write_table(table.slice(150), tmp_path / "b.parquet", row_group_size=64)
+    reader = ds.dataset(tmp_path).scanner(batch_size=33).to_reader()
+    fitted = _mixed_encoder().fit(reader)
+    assert fitted.to_json() == _mixed_encoder().fit(table).to_json()
+    batches = pq.ParquetFile(tmp_path / "b.parquet").iter_batches(batch_size=50)
+    X = sp.vstack([fitted.transform(batch) for batch in batches], format="csr")
+    _assert_same(sp.csr_array(X), fitted.transform(_as_dict(table.slice(150))))

@@ -179,6 +179,9 @@ fn repr(s: &str) -> String {
     out
 }
 
+/// The outcome of visiting an entry (or a column) of ids or numbers.
+type Visit = std::result::Result<(), Bad>;
+
 /// The error for a column of type `data_type` that block `name` cannot read as `what`.
 fn wrong_type(name: &str, data_type: &DataType, what: &str) -> Error {
     Error::invalid(format!(
@@ -189,17 +192,17 @@ fn wrong_type(name: &str, data_type: &DataType, what: &str) -> Error {
 
 /// Receives the ids of a column, entry by entry.
 trait IdVisitor {
-    fn null(&mut self, i: usize) -> std::result::Result<(), Bad>;
-    fn int(&mut self, i: usize, id: i64) -> std::result::Result<(), Bad>;
+    fn null(&mut self, i: usize) -> Visit;
+    fn int(&mut self, i: usize, id: i64) -> Visit;
     /// An integer id that does not fit `i64` (a large `uint64`), shown as text.
-    fn out_of_range(&mut self, i: usize, id: String) -> std::result::Result<(), Bad>;
-    fn str(&mut self, i: usize, id: &str) -> std::result::Result<(), Bad>;
+    fn out_of_range(&mut self, i: usize, id: String) -> Visit;
+    fn str(&mut self, i: usize, id: &str) -> Visit;
     /// A dictionary-encoded column, which each visitor reads in its own way.
-    fn dictionary(&mut self, array: &dyn AnyDictionaryArray) -> std::result::Result<(), Bad>;
+    fn dictionary(&mut self, array: &dyn AnyDictionaryArray) -> Visit;
 }
 
 /// Visits the ids of `array`, whose type [`IdKind::of`] accepts.
-fn visit_ids<V: IdVisitor>(array: &dyn Array, v: &mut V) -> std::result::Result<(), Bad> {
+fn visit_ids<V: IdVisitor>(array: &dyn Array, v: &mut V) -> Visit {
     match array.data_type() {
         DataType::Int8 => visit_ints(array.as_primitive::<Int8Type>(), v),
         DataType::Int16 => visit_ints(array.as_primitive::<Int16Type>(), v),
@@ -218,10 +221,7 @@ fn visit_ids<V: IdVisitor>(array: &dyn Array, v: &mut V) -> std::result::Result<
     }
 }
 
-fn visit_ints<T: ArrowPrimitiveType, V: IdVisitor>(
-    array: &arrow_array::PrimitiveArray<T>,
-    v: &mut V,
-) -> std::result::Result<(), Bad>
+fn visit_ints<T: ArrowPrimitiveType, V: IdVisitor>(array: &arrow_array::PrimitiveArray<T>, v: &mut V) -> Visit
 where
     T::Native: TryInto<i64> + std::fmt::Display,
 {
@@ -239,7 +239,7 @@ where
     Ok(())
 }
 
-fn visit_strs<'a, A: ArrayAccessor<Item = &'a str>, V: IdVisitor>(array: A, v: &mut V) -> std::result::Result<(), Bad> {
+fn visit_strs<'a, A: ArrayAccessor<Item = &'a str>, V: IdVisitor>(array: A, v: &mut V) -> Visit {
     let nulls = array.nulls().filter(|n| n.null_count() > 0);
     for i in 0..array.len() {
         if nulls.is_some_and(|n| n.is_null(i)) {
@@ -252,15 +252,12 @@ fn visit_strs<'a, A: ArrayAccessor<Item = &'a str>, V: IdVisitor>(array: A, v: &
 }
 
 /// Calls `f` with each entry of a numeric `array` as NumPy casts it to `float64` (`None`: null).
-fn visit_numbers(
-    array: &dyn Array,
-    mut f: impl FnMut(usize, Option<f64>) -> std::result::Result<(), Bad>,
-) -> std::result::Result<(), Bad> {
+fn visit_numbers(array: &dyn Array, mut f: impl FnMut(usize, Option<f64>) -> Visit) -> Visit {
     fn each<T: ArrowPrimitiveType>(
         array: &arrow_array::PrimitiveArray<T>,
         cast: impl Fn(T::Native) -> f64,
-        f: &mut impl FnMut(usize, Option<f64>) -> std::result::Result<(), Bad>,
-    ) -> std::result::Result<(), Bad> {
+        f: &mut impl FnMut(usize, Option<f64>) -> Visit,
+    ) -> Visit {
         let nulls = array.nulls().filter(|n| n.null_count() > 0);
         for (i, &value) in array.values().iter().enumerate() {
             f(
@@ -422,7 +419,7 @@ struct Coder<'a> {
 }
 
 impl Coder<'_> {
-    fn found(&mut self, i: usize, code: Option<i64>, show: impl FnOnce() -> String) -> std::result::Result<(), Bad> {
+    fn found(&mut self, i: usize, code: Option<i64>, show: impl FnOnce() -> String) -> Visit {
         match (code, self.unknown) {
             (Some(code), _) => self.codes.push(code),
             (None, Policy::Ignore) => self.codes.push(-1),
@@ -433,7 +430,7 @@ impl Coder<'_> {
 }
 
 impl IdVisitor for Coder<'_> {
-    fn null(&mut self, i: usize) -> std::result::Result<(), Bad> {
+    fn null(&mut self, i: usize) -> Visit {
         match self.null {
             Policy::Ignore => {
                 self.codes.push(-1);
@@ -443,7 +440,7 @@ impl IdVisitor for Coder<'_> {
         }
     }
 
-    fn int(&mut self, i: usize, id: i64) -> std::result::Result<(), Bad> {
+    fn int(&mut self, i: usize, id: i64) -> Visit {
         let code = match self.lookup {
             Lookup::Dense { first, codes } => {
                 let index = id.checked_sub(*first).and_then(|i| usize::try_from(i).ok());
@@ -455,11 +452,11 @@ impl IdVisitor for Coder<'_> {
         self.found(i, code, || id.to_string())
     }
 
-    fn out_of_range(&mut self, i: usize, id: String) -> std::result::Result<(), Bad> {
+    fn out_of_range(&mut self, i: usize, id: String) -> Visit {
         self.found(i, None, || id)
     }
 
-    fn str(&mut self, i: usize, id: &str) -> std::result::Result<(), Bad> {
+    fn str(&mut self, i: usize, id: &str) -> Visit {
         let code = match self.lookup {
             Lookup::Strings(codes) => codes.get(id).copied(),
             _ => None,
@@ -468,7 +465,7 @@ impl IdVisitor for Coder<'_> {
     }
 
     /// Each dictionary value is looked up once; the keys then pick their codes.
-    fn dictionary(&mut self, array: &dyn AnyDictionaryArray) -> std::result::Result<(), Bad> {
+    fn dictionary(&mut self, array: &dyn AnyDictionaryArray) -> Visit {
         const NULL: i64 = -2;
         const UNKNOWN: i64 = -3;
         let values = array.values();
@@ -513,22 +510,22 @@ impl IdVisitor for Coder<'_> {
 struct Shown(Option<String>);
 
 impl IdVisitor for Shown {
-    fn null(&mut self, _: usize) -> std::result::Result<(), Bad> {
+    fn null(&mut self, _: usize) -> Visit {
         Ok(())
     }
-    fn int(&mut self, _: usize, id: i64) -> std::result::Result<(), Bad> {
+    fn int(&mut self, _: usize, id: i64) -> Visit {
         self.0 = Some(id.to_string());
         Ok(())
     }
-    fn out_of_range(&mut self, _: usize, id: String) -> std::result::Result<(), Bad> {
+    fn out_of_range(&mut self, _: usize, id: String) -> Visit {
         self.0 = Some(id);
         Ok(())
     }
-    fn str(&mut self, _: usize, id: &str) -> std::result::Result<(), Bad> {
+    fn str(&mut self, _: usize, id: &str) -> Visit {
         self.0 = Some(repr(id));
         Ok(())
     }
-    fn dictionary(&mut self, _: &dyn AnyDictionaryArray) -> std::result::Result<(), Bad> {
+    fn dictionary(&mut self, _: &dyn AnyDictionaryArray) -> Visit {
         Ok(())
     }
 }
@@ -987,14 +984,14 @@ struct Collector<'a> {
 }
 
 impl IdVisitor for Collector<'_> {
-    fn null(&mut self, i: usize) -> std::result::Result<(), Bad> {
+    fn null(&mut self, i: usize) -> Visit {
         match self.null {
             Policy::Ignore => Ok(()),
             Policy::Error => Err(Bad::Null(i)),
         }
     }
 
-    fn int(&mut self, _: usize, id: i64) -> std::result::Result<(), Bad> {
+    fn int(&mut self, _: usize, id: i64) -> Visit {
         if let IdSet::Empty = self.ids {
             *self.ids = IdSet::Ints(HashSet::default());
         }
@@ -1004,11 +1001,11 @@ impl IdVisitor for Collector<'_> {
         Ok(())
     }
 
-    fn out_of_range(&mut self, i: usize, id: String) -> std::result::Result<(), Bad> {
+    fn out_of_range(&mut self, i: usize, id: String) -> Visit {
         Err(Bad::OutOfRange(i, id))
     }
 
-    fn str(&mut self, _: usize, id: &str) -> std::result::Result<(), Bad> {
+    fn str(&mut self, _: usize, id: &str) -> Visit {
         if let IdSet::Empty = self.ids {
             *self.ids = IdSet::Strings(HashSet::default());
         }
@@ -1021,7 +1018,7 @@ impl IdVisitor for Collector<'_> {
     }
 
     /// Only the values some row refers to join the vocabulary.
-    fn dictionary(&mut self, array: &dyn AnyDictionaryArray) -> std::result::Result<(), Bad> {
+    fn dictionary(&mut self, array: &dyn AnyDictionaryArray) -> Visit {
         let values = array.values();
         // The first row referring to each value, to name it in an error.
         let mut first_use = vec![usize::MAX; values.len()];
@@ -1054,21 +1051,21 @@ impl Used<'_, '_> {
 }
 
 impl IdVisitor for Used<'_, '_> {
-    fn null(&mut self, i: usize) -> std::result::Result<(), Bad> {
+    fn null(&mut self, i: usize) -> Visit {
         self.row(i).map_or(Ok(()), |r| self.inner.null(r))
     }
-    fn int(&mut self, i: usize, id: i64) -> std::result::Result<(), Bad> {
+    fn int(&mut self, i: usize, id: i64) -> Visit {
         self.row(i).map_or(Ok(()), |r| self.inner.int(r, id))
     }
-    fn out_of_range(&mut self, i: usize, id: String) -> std::result::Result<(), Bad> {
+    fn out_of_range(&mut self, i: usize, id: String) -> Visit {
         self.row(i).map_or(Ok(()), |r| self.inner.out_of_range(r, id))
     }
-    fn str(&mut self, i: usize, id: &str) -> std::result::Result<(), Bad> {
+    fn str(&mut self, i: usize, id: &str) -> Visit {
         self.row(i).map_or(Ok(()), |r| self.inner.str(r, id))
     }
     /// A dictionary of dictionaries: not an id type ([`IdKind::of`] takes the values' type, so
     /// this is not reached).
-    fn dictionary(&mut self, _: &dyn AnyDictionaryArray) -> std::result::Result<(), Bad> {
+    fn dictionary(&mut self, _: &dyn AnyDictionaryArray) -> Visit {
         Ok(())
     }
 }

@@ -23,7 +23,8 @@ use crate::errors::{InvalidInputError, PyFmError};
 /// Arrow data handed over by a Python object: a stream of record batches, or one batch.
 enum Source {
     Stream(ArrowArrayStreamReader),
-    Batch(Option<RecordBatch>),
+    /// The batch until it is read.
+    Batch(SchemaRef, Option<RecordBatch>),
 }
 
 impl Source {
@@ -72,7 +73,7 @@ impl Source {
                 ));
             }
             let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(arrow_error)?;
-            return Ok(Source::Batch(Some(batch)));
+            return Ok(Source::Batch(batch.schema(), Some(batch)));
         }
         Err(PyTypeError::new_err(format!(
             "expected Arrow data (an object with __arrow_c_stream__ or __arrow_c_array__), got {}",
@@ -83,7 +84,7 @@ impl Source {
     fn schema(&self) -> SchemaRef {
         match self {
             Source::Stream(stream) => stream.schema(),
-            Source::Batch(batch) => batch.as_ref().map_or_else(|| Arc::new(Schema::empty()), |b| b.schema()),
+            Source::Batch(schema, _) => schema.clone(),
         }
     }
 }
@@ -98,7 +99,7 @@ impl Iterator for Source {
             Source::Stream(stream) => stream
                 .next()
                 .map(|batch| batch.map_err(|e| Error::invalid(format!("reading the Arrow stream failed: {e}")))),
-            Source::Batch(batch) => batch.take().map(Ok),
+            Source::Batch(_, batch) => batch.take().map(Ok),
         }
     }
 }
