@@ -357,6 +357,9 @@ def test_fit_transform_and_json_round_trips_across_input_kinds() -> None:
     table = _mixed()
     by_arrow = _mixed_encoder()
     X = by_arrow.fit_transform(table)
+    reader = pa.RecordBatchReader.from_batches(table.schema, table.to_batches())
+    with pytest.raises(InvalidInputError, match="fit_transform reads its data twice"):
+        _mixed_encoder().fit_transform(reader)
     reloaded = FeatureEncoder.from_json(by_arrow.to_json())
     _assert_same(reloaded.transform(_as_dict(table)), X)
     _assert_same(reloaded.transform(table), X)

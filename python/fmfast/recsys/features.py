@@ -450,9 +450,11 @@ class FeatureEncoder:
     def fit_transform(self, columns: Mapping[str, Any] | Any) -> sp.csr_array:
         """:meth:`fit`, then :meth:`transform` of the same columns.
 
-        Arrow data: a table, batch or data frame; a reader is read once, so fit on it, then transform
-        another.
+        The data is read twice: Arrow data must be a table, batch or data frame, not a reader
+        (which is read once: fit on it, then transform another).
         """
+        if hasattr(columns, "read_next_batch"):
+            raise InvalidInputError("fit_transform reads its data twice, a RecordBatchReader only once")
         return self.fit(columns).transform(columns)
 
     # -- persistence -------------------------------------------------------------------------
