@@ -317,6 +317,10 @@ fn dictionary_keys(keys: &dyn Array) -> Vec<usize> {
 /// The offsets and the ids of a list column (`List` or `LargeList`), the ids sliced to the rows.
 fn list_parts(array: &dyn Array) -> (Vec<i64>, std::sync::Arc<dyn Array>) {
     fn parts<O: OffsetSizeTrait>(list: &arrow_array::GenericListArray<O>) -> (Vec<i64>, std::sync::Arc<dyn Array>) {
+        // An empty column is not validated (see `validate`), so its one offset is not trusted.
+        if list.is_empty() {
+            return (vec![0], list.values().slice(0, 0));
+        }
         let offsets: Vec<i64> = list.value_offsets().iter().map(|o| o.as_usize() as i64).collect();
         let (first, last) = (offsets[0], offsets[offsets.len() - 1]);
         let shifted = offsets.iter().map(|o| o - first).collect();
