@@ -175,3 +175,19 @@ _FeatureBlock = (
 def assemble_features(
     blocks: list[_FeatureBlock], n_rows: int, n_threads: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+# A fitted block for `ArrowEncoder`: (name, kind, vocabulary, normalize, (low, high) or None, edges).
+_ArrowBlock = tuple[str, str, np.ndarray | list[str] | None, bool, tuple[float, float] | None, list[float]]
+
+@final
+class ArrowEncoder:
+    def __new__(cls, blocks: list[_ArrowBlock], handle_unknown: str, handle_null: str) -> ArrowEncoder: ...
+    @property
+    def n_features(self) -> int: ...
+    def encode(
+        self, data: object, label: str | None = None, n_threads: int = 0
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]: ...
+
+def fit_arrow(
+    blocks: list[tuple[str, str]], data: object, handle_null: str, n_threads: int = 0
+) -> list[np.ndarray | list[str] | tuple[float, float] | None]: ...

@@ -34,6 +34,14 @@ __all__ = ["BlockInfo", "FeatureEncoder"]
 _FORMAT = "fmfast.FeatureEncoder"
 _VERSION = 1
 _KINDS = ("one_hot", "multi_hot", "numeric", "bucketed", "implicit")
+# What each kind of block learns from an Arrow column (see `_fmfast.fit_arrow`).
+_ARROW_TARGETS = {
+    "one_hot": "ids",
+    "multi_hot": "lists",
+    "implicit": "lists",
+    "numeric": "range",
+    "bucketed": "numbers",
+}
 
 
 @dataclass(frozen=True)
@@ -84,25 +92,26 @@ def _missing(values: np.ndarray) -> np.ndarray:
     return np.zeros(values.shape, dtype=bool)
 
 
-def _arrow_columns(data: Any) -> Mapping[str, Any] | None:
-    """Arrow data as a dict of columns, or ``None`` when ``data`` is not Arrow data.
+def _is_arrow(data: Any) -> bool:
+    """Whether ``data`` is Arrow data: an object with the Arrow PyCapsule interface."""
+    return hasattr(data, "__arrow_c_stream__") or hasattr(data, "__arrow_c_array__")
 
-    Takes a ``pyarrow.Table``, ``RecordBatch``, ``RecordBatchReader`` (read whole) or any object
-    with the Arrow PyCapsule interface (``__arrow_c_stream__`` / ``__arrow_c_array__``).
-    """
-    if not any(hasattr(data, a) for a in ("__arrow_c_stream__", "__arrow_c_array__", "read_all")):
+
+def _arrow_vocabulary(b: _Block) -> np.ndarray | list[str] | None:
+    """``b``'s vocabulary as the Arrow encoder takes it: int64 ids or a list of strings."""
+    v = b.vocabulary
+    if v is None:
         return None
-    import pyarrow as pa
-
-    table = data.read_all() if isinstance(data, pa.RecordBatchReader) else pa.table(data)
-    columns: dict[str, Any] = {}
-    for name, column in zip(table.column_names, table.columns, strict=True):
-        kind = column.type
-        if pa.types.is_list(kind) or pa.types.is_large_list(kind):
-            columns[name] = column.to_pylist()
-        else:
-            columns[name] = column.to_numpy(zero_copy_only=False)
-    return columns
+    if v.size == 0:
+        return np.empty(0, dtype=np.int64)
+    if v.dtype.kind == "U":
+        strings: list[str] = v.tolist()
+        return strings
+    if v.dtype.kind in "iu" and int(v.max()) <= np.iinfo(np.int64).max:
+        return np.ascontiguousarray(v, dtype=np.int64)
+    raise InvalidInputError(
+        f"block {b.name!r}: a vocabulary of {v.dtype} ids cannot encode Arrow data (integer or string ids)"
+    )
 
 
 def _ids(values: Any, name: str) -> np.ndarray:
@@ -168,18 +177,36 @@ class FeatureEncoder:
     Declare blocks with :meth:`one_hot`, :meth:`multi_hot`, :meth:`numeric`, :meth:`bucketed`
     and :meth:`implicit` (each returns the encoder, so calls chain), then :meth:`fit` and
     :meth:`transform`. ``handle_unknown="error"`` raises :class:`~fmfast.InvalidInputError` for an
-    id not seen by ``fit``; ``"ignore"`` gives it no entry. Missing ids (``None``, NaN) never have
-    an entry. ``n_threads`` sizes the pool that assembles rows; 0 (the default) for all cores, capped
-    by ``FMFAST_NUM_THREADS``.
+    id not seen by ``fit``; ``"ignore"`` gives it no entry. Missing ids (``None``, NaN) in a dict of
+    columns never have an entry. ``n_threads`` sizes the pool that assembles rows; 0 (the default)
+    for all cores, capped by ``FMFAST_NUM_THREADS``.
+
+    Columns come as a dict (or any mapping) of NumPy arrays and lists, or as Arrow data: a
+    ``pyarrow.Table``, ``RecordBatch`` or ``RecordBatchReader``, or anything with the Arrow PyCapsule
+    interface (``__arrow_c_stream__``, ``__arrow_c_array__``: pandas and polars data frames, DuckDB
+    results), read in Rust without a copy and without per-row Python. Arrow ids may be integers,
+    strings (``string``, ``large_string``, ``string_view``) or dictionary-encoded; a multi-hot or
+    implicit block takes a ``list`` or ``large_list`` of ids; numeric and bucketed blocks take
+    integers or floats. Either kind of input encodes the same values to the same matrix, whichever
+    kind the encoder was fitted on. An Arrow null is an :class:`~fmfast.InvalidInputError` naming the
+    block and the row (counted from the start of the stream) with ``handle_null="error"`` (the
+    default); ``"ignore"`` gives it no entry, like ``None`` in a dict (a null list is an empty row).
+    pandas hands NaN over as null.
     """
 
-    def __init__(self, handle_unknown: str = "error", n_threads: int = 0) -> None:
+    def __init__(self, handle_unknown: str = "error", n_threads: int = 0, handle_null: str = "error") -> None:
         if handle_unknown not in ("error", "ignore"):
             raise InvalidInputError(f"handle_unknown must be 'error' or 'ignore', got {handle_unknown!r}")
+        if handle_null not in ("error", "ignore"):
+            raise InvalidInputError(f"handle_null must be 'error' or 'ignore', got {handle_null!r}")
         self.handle_unknown = handle_unknown
+        self.handle_null = handle_null
         self.n_threads = n_threads
         self._blocks: list[_Block] = []
         self._fitted = False
+        # The Rust encoder of Arrow data (vocabularies as hash tables), built on first use for the
+        # fitted state and the policies it is keyed by.
+        self._arrow: tuple[tuple[str, str], Any] | None = None
 
     # -- declaring blocks -------------------------------------------------------------------
 
@@ -188,6 +215,7 @@ class FeatureEncoder:
             raise InvalidInputError(f"block {block.name!r} is declared twice")
         self._blocks.append(block)
         self._fitted = False
+        self._arrow = None
         return self
 
     def one_hot(self, name: str) -> FeatureEncoder:
@@ -262,11 +290,17 @@ class FeatureEncoder:
             raise InvalidInputError(f"block {name!r}: column missing from the input")
         return columns[name]
 
-    def fit(self, columns: Mapping[str, Any]) -> FeatureEncoder:
-        """Learns vocabularies (sorted unique ids) and numeric ranges from ``columns``; returns self."""
-        columns = _arrow_columns(columns) or columns
+    def fit(self, columns: Mapping[str, Any] | Any) -> FeatureEncoder:
+        """Learns vocabularies (sorted unique ids) and numeric ranges from ``columns``; returns self.
+
+        Arrow data is read in one streamed pass (a reader over a Parquet dataset, say), in memory
+        that grows with the vocabularies, not the rows. A failed ``fit`` leaves the encoder as it was.
+        """
         if not self._blocks:
             raise InvalidInputError("no blocks declared")
+        self._arrow = None
+        if _is_arrow(columns):
+            return self._fit_arrow(columns)
         for b in self._blocks:
             raw = self._column(columns, b.name)
             if b.kind == "one_hot":
@@ -280,21 +314,51 @@ class FeatureEncoder:
         self._fitted = True
         return self
 
+    def _fit_arrow(self, data: Any) -> FeatureEncoder:
+        targets = [(b.name, _ARROW_TARGETS[b.kind]) for b in self._blocks]
+        learned = _fmfast.fit_arrow(targets, data, self.handle_null, self.n_threads)
+        for b, value in zip(self._blocks, learned, strict=True):
+            if b.kind == "numeric":
+                b.low, b.high = (0.0, 1.0) if value is None else value
+            elif b.kind != "bucketed":
+                # As `_unique` makes it: int64 ids, strings as a NumPy unicode array.
+                b.vocabulary = np.asarray(value) if len(value) else np.asarray([])
+        self._fitted = True
+        return self
+
+    def _arrow_encoder(self) -> Any:
+        """The Rust encoder of Arrow data for the fitted state and the current policies."""
+        key = (self.handle_unknown, self.handle_null)
+        if self._arrow is None or self._arrow[0] != key:
+            blocks = [
+                (
+                    b.name,
+                    b.kind,
+                    _arrow_vocabulary(b),
+                    b.normalize,
+                    (b.low, b.high) if b.kind == "numeric" and b.scale == "minmax" else None,
+                    b.edges,
+                )
+                for b in self._blocks
+            ]
+            self._arrow = (key, _fmfast.ArrowEncoder(blocks, *key))
+        return self._arrow[1]
+
     def _check_fitted(self) -> None:
         if not self._fitted:
             raise InvalidInputError("the FeatureEncoder is not fitted: call fit() first")
 
     @staticmethod
-    def _numbers(raw: Any, name: str) -> np.ndarray:
+    def _numbers(raw: Any, name: str, what: str = "block") -> np.ndarray:
         try:
             values = np.asarray(raw, dtype=np.float64)
         except (TypeError, ValueError) as exc:
-            raise InvalidInputError(f"block {name!r}: values are not numbers ({exc})") from None
+            raise InvalidInputError(f"{what} {name!r}: values are not numbers ({exc})") from None
         if values.ndim != 1:
-            raise InvalidInputError(f"block {name!r}: expected one value per row, got shape {values.shape}")
+            raise InvalidInputError(f"{what} {name!r}: expected one value per row, got shape {values.shape}")
         if np.isinf(values).any():
             row = int(np.flatnonzero(np.isinf(values))[0])
-            raise InvalidInputError(f"block {name!r}, row {row}: value {values[row]} is not finite")
+            raise InvalidInputError(f"{what} {name!r}, row {row}: value {values[row]} is not finite")
         return values
 
     def _codes(self, b: _Block, values: np.ndarray, indptr: np.ndarray | None) -> np.ndarray:
@@ -310,10 +374,15 @@ class FeatureEncoder:
                 )
         return codes
 
-    def transform(self, columns: Mapping[str, Any]) -> sp.csr_array:
-        """Encodes ``columns`` (one entry per block name) as an ``n_rows x n_features`` float32 CSR array."""
+    def transform(self, columns: Mapping[str, Any] | Any) -> sp.csr_array:
+        """Encodes ``columns`` (one entry per block name) as an ``n_rows x n_features`` float32 CSR array.
+
+        Arrow data is encoded whole: every batch of a stream, in order.
+        """
         self._check_fitted()
-        columns = _arrow_columns(columns) or columns
+        if _is_arrow(columns):
+            indptr, indices, data, _ = self._arrow_encoder().encode(columns, None, self.n_threads)
+            return sp.csr_array((data, indices, indptr), shape=(len(indptr) - 1, self.n_features))
         specs: list[Any] = []
         n_rows: int | None = None
         offset = 0
@@ -347,8 +416,45 @@ class FeatureEncoder:
         indptr, indices, data = _fmfast.assemble_features(specs, n_rows, self.n_threads)
         return sp.csr_array((data, indices, indptr), shape=(n_rows, offset))
 
-    def fit_transform(self, columns: Mapping[str, Any]) -> sp.csr_array:
-        """:meth:`fit`, then :meth:`transform` of the same columns."""
+    def transform_arrays(
+        self, columns: Mapping[str, Any] | Any, label: str | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """:meth:`transform` as CSR arrays ``(indptr, indices, data)``, and column ``label`` as labels.
+
+        ``indptr`` and ``indices`` are int64, ``data`` and the labels float32 (``None`` without
+        ``label``). The entry point for writing batches out (one call per Arrow batch, no SciPy matrix built):
+        every row needs a finite label, or :class:`~fmfast.InvalidInputError` names the row.
+        """
+        self._check_fitted()
+        if _is_arrow(columns):
+            arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]
+            arrays = self._arrow_encoder().encode(columns, label, self.n_threads)
+            return arrays
+        matrix = self.transform(columns)
+        labels = None
+        if label is not None:
+            if label not in columns:
+                raise InvalidInputError(f"label column {label!r} missing from the input")
+            values = self._numbers(columns[label], label, "label column")
+            if np.isnan(values).any():
+                row = int(np.flatnonzero(np.isnan(values))[0])
+                raise InvalidInputError(f"label column {label!r}, row {row}: value nan is not finite")
+            labels = values.astype(np.float32)
+        return (
+            matrix.indptr.astype(np.int64, copy=False),
+            matrix.indices.astype(np.int64, copy=False),
+            matrix.data,
+            labels,
+        )
+
+    def fit_transform(self, columns: Mapping[str, Any] | Any) -> sp.csr_array:
+        """:meth:`fit`, then :meth:`transform` of the same columns.
+
+        The data is read twice: Arrow data must be a table, batch or data frame, not a reader
+        (which is read once: fit on it, then transform another).
+        """
+        if hasattr(columns, "read_next_batch"):
+            raise InvalidInputError("fit_transform reads its data twice, a RecordBatchReader only once")
         return self.fit(columns).transform(columns)
 
     # -- persistence -------------------------------------------------------------------------
@@ -372,6 +478,7 @@ class FeatureEncoder:
             "format": _FORMAT,
             "version": _VERSION,
             "handle_unknown": self.handle_unknown,
+            "handle_null": self.handle_null,
             "fitted": self._fitted,
             "blocks": blocks,
         }
@@ -384,7 +491,9 @@ class FeatureEncoder:
             state = loads(text, "the FeatureEncoder document")
             if state.get("format") != _FORMAT or state.get("version") != _VERSION:
                 raise ValueError(f"not a {_FORMAT} version {_VERSION} document")
-            encoder = cls(handle_unknown=state["handle_unknown"])
+            encoder = cls(
+                handle_unknown=state["handle_unknown"], handle_null=state.get("handle_null", "error")
+            )
             for item in state["blocks"]:
                 if item["kind"] not in _KINDS:
                     raise ValueError(f"unknown block kind {item['kind']!r}")

@@ -4,6 +4,7 @@
 //! * [`recordio`]: SageMaker's RecordIO-protobuf training format, encoded and decoded in parallel.
 //! * [`fm`]: Factorization Machines at SageMaker's semantics: scoring, gradients, optimizers, training.
 //! * [`features`]: assembling a CSR feature matrix from one-hot, multi-hot and numeric blocks.
+//! * [`tables`]: encoding Arrow record batches into feature matrices, and learning their vocabularies.
 //! * [`memory`]: large fresh buffers (allocations that fail as errors, huge-page hints, zeroing in
 //!   parallel).
 //! * [`parallel`]: thread pools sized by the caller and the between-chunk progress/interrupt hook.
@@ -32,6 +33,7 @@ pub mod memory;
 pub mod parallel;
 pub mod recordio;
 mod simd;
+pub mod tables;
 pub mod text;
 pub mod topk;
 

@@ -9,6 +9,7 @@ mod features;
 mod fm;
 mod fm_contract;
 mod recordio;
+mod tables;
 mod text;
 mod topk;
 
@@ -22,5 +23,6 @@ fn _fmfast(m: &Bound<'_, PyModule>) -> PyResult<()> {
     text::register(m)?;
     topk::register(m)?;
     features::register(m)?;
+    tables::register(m)?;
     Ok(())
 }
