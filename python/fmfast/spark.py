@@ -176,6 +176,8 @@ def fit_encoder(df: DataFrame, encoder: FeatureEncoder) -> FeatureEncoder:
     Learns what :meth:`FeatureEncoder.fit <fmfast.FeatureEncoder.fit>` learns from the whole
     table: each id block's sorted distinct ids (one Spark job per block, reading that column; only
     the distinct ids reach the driver) and each numeric block's finite range (one job for all).
+    Nulls are skipped here, whatever the encoder's ``handle_null``: an encoder that refuses them
+    does so when the partitions are encoded, naming the shard and the row.
 
     Raises:
         InvalidInputError: no blocks, a block's column missing or of a type it cannot take, or an
