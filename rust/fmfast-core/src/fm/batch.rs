@@ -26,7 +26,7 @@ pub(super) struct Data<'a, I, T> {
 }
 
 /// Rows between two progress reports.
-const PROGRESS_ROWS: u64 = 1 << 16;
+pub(super) const PROGRESS_ROWS: u64 = 1 << 16;
 /// `marks` value of a feature without a gradient slot.
 pub(super) const NO_SLOT: u32 = u32::MAX;
 /// Busy-wait rounds at a barrier before yielding the core to others.
@@ -601,6 +601,7 @@ mod tests {
             batch_size: n,
             optimizer: Optimizer::new(OptimizerKind::Sgd),
             adaptive_threads: false,
+            deterministic: true,
         };
         let mut state = OptimizerState::new(&mut [], &mut [], &mut [], 0);
         let mut scratch = Scratch::new(n, weights.k, threads).unwrap();
