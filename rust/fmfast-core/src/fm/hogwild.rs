@@ -1,8 +1,9 @@
 //! Concurrent mini-batches (Hogwild-style), the schedule of [`TrainConfig::deterministic`] `false`.
 //!
-//! The threads of a segment claim its mini-batches one at a time, in order, from a counter, and
-//! each trains the batch it holds while the others train theirs, against the one shared model,
-//! without locks or barriers: a thread that the operating system pauses holds up nobody. A
+//! The threads claim an epoch's mini-batches one at a time, in order, from a counter, and each
+//! trains the batch it holds while the others train theirs, against the one shared model,
+//! without locks or barriers: they meet only at the epoch's end (for its checkpoint), so a thread
+//! that starts late or that the operating system pauses holds up nobody. A
 //! [`Worker`] trains a batch in three steps:
 //!
 //! 1. gather: it numbers the batch's features in order of first occurrence, copies their rows of
@@ -32,7 +33,7 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use super::batch::{Data, Trainer, NO_SLOT, PROGRESS_ROWS};
+use super::batch::{Data, Slots, Trainer, NO_SLOT, PROGRESS_ROWS};
 use super::config::{EpochStats, OptimizerState, TrainConfig};
 use super::model::WeightsMut;
 use super::schedule::Schedule;
@@ -56,17 +57,18 @@ pub(super) struct Worker {
     indptr: Vec<i64>,
     indices: Vec<i64>,
     /// The copy that trains: bias, `w`, `V` and their state, one row per number.
-    bias: f32,
+    bias: Vec<f32>,
     linear: Vec<f32>,
     factors: Vec<f32>,
     bias_state: Vec<f32>,
     linear_state: Vec<f32>,
     factor_state: Vec<f32>,
     /// The weights as gathered, to write back the difference.
-    gathered_bias: f32,
+    gathered_bias: Vec<f32>,
     gathered_linear: Vec<f32>,
     gathered_factors: Vec<f32>,
     scratch: Scratch,
+    slots: Slots,
     /// [`Trainer`]'s per-feature marks, one per number.
     marks: Vec<AtomicU32>,
     /// The statistics of the batches trained since the last [`Worker::take_stats`].
@@ -82,16 +84,17 @@ impl Worker {
             features: Vec::new(),
             indptr: Vec::new(),
             indices: Vec::new(),
-            bias: 0.0,
+            bias: vec![0.0],
             linear: Vec::new(),
             factors: Vec::new(),
             bias_state: Vec::new(),
             linear_state: Vec::new(),
             factor_state: Vec::new(),
-            gathered_bias: 0.0,
+            gathered_bias: vec![0.0],
             gathered_linear: Vec::new(),
             gathered_factors: Vec::new(),
             scratch: Scratch::new(batch_rows, k, 1)?,
+            slots: Slots::default(),
             marks: Vec::new(),
             stats: Mutex::new(vec![EpochStats::default()]),
         })
@@ -119,7 +122,13 @@ impl Worker {
         self.gather(data.x, rows.clone(), model);
         let k = model.k;
         let entries = data.x.row_range(rows.start).start..data.x.row_range(rows.end - 1).end;
-        let x = match CsrView::new(&self.indptr, &self.indices, entries.len(), self.features.len() as u64) {
+        // Every column is a number below the count, by construction.
+        let x = match CsrView::new_columns_unchecked(
+            &self.indptr,
+            &self.indices,
+            entries.len(),
+            self.features.len() as u64,
+        ) {
             Ok(x) => x,
             Err(err) => return Some((err, t)),
         };
@@ -129,7 +138,8 @@ impl Worker {
             labels: data.labels.slice(rows.clone()),
             sample_weight: data.sample_weight.map(|w| &w[rows.clone()]),
         };
-        let mut weights = match WeightsMut::new(&mut self.bias, &mut self.linear, &mut self.factors, k) {
+        // The bias was gathered: one value.
+        let mut weights = match WeightsMut::new(&mut self.bias[0], &mut self.linear, &mut self.factors, k) {
             Ok(weights) => weights,
             Err(err) => return Some((err, t)),
         };
@@ -147,7 +157,7 @@ impl Worker {
             &self.stats,
             t,
         );
-        if let Some((err, t)) = trainer.run_on(1) {
+        if let Some((err, t)) = trainer.run_here(&mut self.slots) {
             return Some((renumbered(err, epoch, batch, rows.start), t));
         }
         self.scatter(model);
@@ -178,13 +188,13 @@ impl Worker {
         if self.marks.len() < n {
             self.marks.resize_with(n, || AtomicU32::new(NO_SLOT));
         }
-        self.bias = load(m.bias, 0);
+        load_rows(&mut self.bias, m.bias, &[0], 1);
         load_rows(&mut self.bias_state, m.bias_state, &[0], ns);
         load_rows(&mut self.linear, m.linear, &self.features, 1);
         load_rows(&mut self.factors, m.factors, &self.features, k);
         load_rows(&mut self.linear_state, m.linear_state, &self.features, ns);
         load_rows(&mut self.factor_state, m.factor_state, &self.features, ns * k);
-        self.gathered_bias = self.bias;
+        self.gathered_bias.clone_from(&self.bias);
         self.gathered_linear.clone_from(&self.linear);
         self.gathered_factors.clone_from(&self.factors);
     }
@@ -192,22 +202,12 @@ impl Worker {
     /// Step 3: writes the trained rows back (weights as differences, state as computed).
     fn scatter(&mut self, m: SharedModel) {
         let (k, ns) = (m.k, self.n_slots);
-        merge(m.bias, 0, self.gathered_bias, self.bias);
-        store_rows(&self.bias_state, m.bias_state, &[0], ns);
-        for (n, &i) in self.features.iter().enumerate() {
-            let i = i as usize;
-            merge(m.linear, i, self.gathered_linear[n], self.linear[n]);
-            for f in 0..k {
-                merge(
-                    m.factors,
-                    i * k + f,
-                    self.gathered_factors[n * k + f],
-                    self.factors[n * k + f],
-                );
-            }
-        }
-        store_rows(&self.linear_state, m.linear_state, &self.features, ns);
-        store_rows(&self.factor_state, m.factor_state, &self.features, ns * k);
+        merge_rows(m.bias, &[0], 1, &self.gathered_bias, &self.bias);
+        store_rows(m.bias_state, &[0], ns, &self.bias_state);
+        merge_rows(m.linear, &self.features, 1, &self.gathered_linear, &self.linear);
+        merge_rows(m.factors, &self.features, k, &self.gathered_factors, &self.factors);
+        store_rows(m.linear_state, &self.features, ns, &self.linear_state);
+        store_rows(m.factor_state, &self.features, ns * k, &self.factor_state);
         // Numbers are per batch (a failed batch leaves them: training stops then).
         for &i in &self.features {
             self.number[i as usize] = NO_SLOT;
@@ -215,46 +215,54 @@ impl Worker {
     }
 }
 
-/// The shared value `at` of `p`.
+/// Rows `rows` (of `width` values each) of the shared `p`, one atomic at a time.
+///
+/// Every function below takes rows whose indices were validated against the model (the features
+/// of a validated CSR view, or row 0 of the bias), in arrays whose lengths `train::check_config`
+/// checked; during a concurrent segment, every access to the model is atomic.
 #[inline(always)]
-fn load(p: Ptr<f32>, at: usize) -> f32 {
-    // SAFETY: in bounds (the features were validated against d; the lengths by
-    // `train::check_config`); during a concurrent segment every access is atomic.
-    f32::from_bits(unsafe { p.atomic(at) }.load(Ordering::Relaxed))
+fn shared_rows(p: Ptr<f32>, rows: &[u32], width: usize) -> impl Iterator<Item = &[AtomicU32]> {
+    rows.iter().map(move |&row| {
+        // SAFETY: in bounds and atomic only, as the documentation above says.
+        unsafe { p.atomics(row as usize * width, width) }
+    })
 }
 
-/// `into` becomes rows `rows` (of `width` values each) of `p`, in that order.
+/// `into` becomes rows `rows` of `p`, in that order.
 fn load_rows(into: &mut Vec<f32>, p: Ptr<f32>, rows: &[u32], width: usize) {
     into.clear();
-    for &row in rows {
-        let start = row as usize * width;
-        into.extend((start..start + width).map(|at| load(p, at)));
+    into.reserve(rows.len() * width);
+    for shared in shared_rows(p, rows, width) {
+        into.extend(shared.iter().map(|a| f32::from_bits(a.load(Ordering::Relaxed))));
     }
 }
 
-/// Rows `rows` of `p` (of `width` values each) become `from`, in that order.
-fn store_rows(from: &[f32], p: Ptr<f32>, rows: &[u32], width: usize) {
-    for (&row, values) in rows.iter().zip(from.chunks_exact(width.max(1))) {
-        for (at, &value) in (row as usize * width..).zip(values) {
-            // SAFETY: as in `load`.
-            unsafe { p.atomic(at) }.store(value.to_bits(), Ordering::Relaxed);
+/// Rows `rows` of `p` become `from`'s, in that order.
+fn store_rows(p: Ptr<f32>, rows: &[u32], width: usize, from: &[f32]) {
+    for (shared, values) in shared_rows(p, rows, width).zip(from.chunks_exact(width.max(1))) {
+        for (a, &value) in shared.iter().zip(values) {
+            a.store(value.to_bits(), Ordering::Relaxed);
         }
     }
 }
 
-/// Writes `new` over the shared value `at` of `p`, which was `old` when gathered: exactly, if no
-/// other thread changed it since; else as its current value plus `new − old`.
-#[inline(always)]
-fn merge(p: Ptr<f32>, at: usize, old: f32, new: f32) {
-    // SAFETY: as in `load`.
-    let shared = unsafe { p.atomic(at) };
-    let now = shared.load(Ordering::Relaxed);
-    let value = if now == old.to_bits() {
-        new
-    } else {
-        f32::from_bits(now) + (new - old)
-    };
-    shared.store(value.to_bits(), Ordering::Relaxed);
+/// Writes `new` over rows `rows` of `p`, which held `old` when gathered: each value exactly, if
+/// no other thread changed it since; else as its current value plus `new − old`.
+fn merge_rows(p: Ptr<f32>, rows: &[u32], width: usize, old: &[f32], new: &[f32]) {
+    let rows = shared_rows(p, rows, width)
+        .zip(old.chunks_exact(width))
+        .zip(new.chunks_exact(width));
+    for ((shared, old), new) in rows {
+        for ((a, &old), &new) in shared.iter().zip(old).zip(new) {
+            let now = a.load(Ordering::Relaxed);
+            let value = if now == old.to_bits() {
+                new
+            } else {
+                f32::from_bits(now) + (new - old)
+            };
+            a.store(value.to_bits(), Ordering::Relaxed);
+        }
+    }
 }
 
 /// A batch's error as the whole fit names it: its epoch, its batch, and its row of the data (the
@@ -277,7 +285,8 @@ fn renumbered(err: Error, epoch: usize, batch: usize, first_row: usize) -> Error
     }
 }
 
-/// What a concurrent segment shares beside the model: the fit's progress and the epoch's totals.
+/// A concurrent segment (an epoch, see `super::train`) and what its threads share beside the
+/// model: the monitor and the fit's progress.
 pub(super) struct Segment<'a, M: ?Sized> {
     pub(super) monitor: &'a M,
     pub(super) epoch: usize,
@@ -322,6 +331,12 @@ pub(super) fn run_segment<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
             }
             let rows = batch * config.batch_size..((batch + 1) * config.batch_size).min(n_rows);
             let t = segment.t0 + (segment.epoch * segment.per_epoch + batch) as u64;
+            // A segment is a whole epoch (no thread waits for the others before it ends), so
+            // Ctrl-C is asked for between batches.
+            if segment.monitor.stop_requested() {
+                fail(Error::Interrupted, t);
+                return;
+            }
             let n = rows.len() as u64;
             if let Some((err, t)) = worker.train_batch(data, config, model, segment.epoch, batch, rows, t) {
                 fail(err, t);

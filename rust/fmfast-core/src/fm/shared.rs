@@ -20,7 +20,7 @@
 //! # The concurrent schedule
 //! With `deterministic = false` ([`super::hogwild`]) the threads of a segment read and write the
 //! shared weights and state at the same time, without any ownership: during such a segment every
-//! access to them is a relaxed atomic one ([`Ptr::atomic`]), never a plain read or write, so the
+//! access to them is a relaxed atomic one ([`Ptr::atomics`]), never a plain read or write, so the
 //! races it allows (a lost or mixed update, never a torn value) are not undefined behaviour. Each
 //! thread's batch is trained by [`super::batch::Trainer`] on a copy of its own, under the first
 //! invariant.
@@ -135,25 +135,29 @@ impl<E> Ptr<E> {
     }
 }
 
-// `Ptr::atomic` views an `f32` as an `AtomicU32`: same size, and alignment no stricter.
+// `Ptr::atomics` views an `f32` as an `AtomicU32`: same size, and alignment no stricter.
 const _: () = assert!(
     std::mem::size_of::<f32>() == std::mem::size_of::<AtomicU32>()
         && std::mem::align_of::<AtomicU32>() <= std::mem::align_of::<f32>()
 );
 
 impl Ptr<f32> {
-    /// Element `at` as an atomic (its bits), for the concurrent schedule.
+    /// `len` elements from `at` as atomics (their bits), for the concurrent schedule.
     ///
     /// # Safety
-    /// In bounds, and while the result lives every access to the element, from any thread, is
+    /// In bounds, and while the result lives every access to these elements, from any thread, is
     /// atomic (the concurrent schedule's invariant, in the module documentation).
     #[inline(always)]
-    pub(super) unsafe fn atomic<'a>(self, at: usize) -> &'a AtomicU32 {
-        debug_assert!(at < self.len, "{at} >= {}", self.len);
+    pub(super) unsafe fn atomics<'a>(self, at: usize, len: usize) -> &'a [AtomicU32] {
+        debug_assert!(
+            at.checked_add(len).is_some_and(|end| end <= self.len),
+            "{at}+{len} > {}",
+            self.len
+        );
         // SAFETY: in bounds (caller) of the slice `self` was made from, which outlives the
         // segment, and aligned for `AtomicU32` (the assertion above); only atomic accesses
         // meanwhile (caller).
-        unsafe { AtomicU32::from_ptr(self.start.add(at).cast::<u32>()) }
+        unsafe { std::slice::from_raw_parts(self.start.add(at).cast::<AtomicU32>(), len) }
     }
 }
 

@@ -223,7 +223,12 @@ fn train<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
         "the statistics of every epoch",
     )?);
     let done = AtomicU64::new(0);
-    let segment_batches = (SEGMENT_ROWS / config.batch_size).max(1);
+    let segment_batches = match crew {
+        Crew::Shared { .. } => (SEGMENT_ROWS / config.batch_size).max(1),
+        // Concurrent threads meet only at epoch ends (for the checkpoint), and ask for Ctrl-C
+        // between batches: a thread that starts late or is paused holds up nobody.
+        Crew::Concurrent(_) => batches,
+    };
     for epoch in 0..config.epochs {
         for first in (0..batches).step_by(segment_batches) {
             // Progress is reported every 65,536 rows, which wide rows and many factors stretch
