@@ -166,6 +166,7 @@ def config(model: FactorizationMachine, epochs: int) -> _fmfast.FmConfig:
         clip_gradient=model.clip_gradient,
         eps=model.eps,
         rescale_grad=model.rescale_grad,
+        deterministic=model.deterministic,
     )
 
 
