@@ -42,7 +42,7 @@ const SMALL_STATE: usize = 32;
 /// on results). The model is far larger than the caches and each batch touches rows spread
 /// over all of it, so training waits on memory unless the loads are started ahead.
 #[inline(always)]
-fn prefetch<E>(ptr: *const E, len: usize) {
+pub(super) fn prefetch<E>(ptr: *const E, len: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};

@@ -33,7 +33,7 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use super::batch::{Data, Slots, Trainer, NO_SLOT, PROGRESS_ROWS};
+use super::batch::{prefetch, Data, Slots, Trainer, NO_SLOT, PROGRESS_ROWS};
 use super::config::{EpochStats, OptimizerState, TrainConfig};
 use super::model::WeightsMut;
 use super::schedule::Schedule;
@@ -43,6 +43,9 @@ use crate::csr::{CsrIndex, CsrView};
 use crate::error::{Error, Result};
 use crate::memory::try_filled;
 use crate::parallel::{Monitor, Unmonitored};
+
+/// Features looked ahead when prefetching the rows to gather.
+const PREFETCH_FEATURES: usize = 16;
 
 /// One thread's copy of the part of the model that its current batch touches, and the buffers
 /// that train it.
@@ -190,10 +193,30 @@ impl Worker {
         }
         load_rows(&mut self.bias, m.bias, &[0], 1);
         load_rows(&mut self.bias_state, m.bias_state, &[0], ns);
-        load_rows(&mut self.linear, m.linear, &self.features, 1);
-        load_rows(&mut self.factors, m.factors, &self.features, k);
-        load_rows(&mut self.linear_state, m.linear_state, &self.features, ns);
-        load_rows(&mut self.factor_state, m.factor_state, &self.features, ns * k);
+        for part in [
+            &mut self.linear,
+            &mut self.factors,
+            &mut self.linear_state,
+            &mut self.factor_state,
+        ] {
+            part.clear();
+        }
+        for (n, &i) in self.features.iter().enumerate() {
+            // The rows are spread over the whole model: start loading those a few features
+            // ahead (as the deterministic schedule does).
+            if let Some(&ahead) = self.features.get(n + PREFETCH_FEATURES) {
+                let ahead = ahead as usize;
+                prefetch(m.linear.hint(ahead), 1);
+                prefetch(m.factors.hint(ahead * k), k);
+                prefetch(m.linear_state.hint(ahead * ns), ns);
+                prefetch(m.factor_state.hint(ahead * ns * k), ns * k);
+            }
+            let i = [i];
+            extend_rows(&mut self.linear, m.linear, &i, 1);
+            extend_rows(&mut self.factors, m.factors, &i, k);
+            extend_rows(&mut self.linear_state, m.linear_state, &i, ns);
+            extend_rows(&mut self.factor_state, m.factor_state, &i, ns * k);
+        }
         self.gathered_bias.clone_from(&self.bias);
         self.gathered_linear.clone_from(&self.linear);
         self.gathered_factors.clone_from(&self.factors);
@@ -231,7 +254,12 @@ fn shared_rows(p: Ptr<f32>, rows: &[u32], width: usize) -> impl Iterator<Item = 
 /// `into` becomes rows `rows` of `p`, in that order.
 fn load_rows(into: &mut Vec<f32>, p: Ptr<f32>, rows: &[u32], width: usize) {
     into.clear();
-    into.reserve(rows.len() * width);
+    extend_rows(into, p, rows, width);
+}
+
+/// Appends rows `rows` of `p` to `into`, in that order.
+#[inline(always)]
+fn extend_rows(into: &mut Vec<f32>, p: Ptr<f32>, rows: &[u32], width: usize) {
     for shared in shared_rows(p, rows, width) {
         into.extend(shared.iter().map(|a| f32::from_bits(a.load(Ordering::Relaxed))));
     }
