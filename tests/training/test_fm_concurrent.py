@@ -2,7 +2,7 @@
 
 The concurrent schedule is not reproducible bit for bit, so these tests hold it to the quality of
 the deterministic one: on a generated problem with a held-out part, the test loss of 2 concurrent
-threads must lie within ``TOLERANCE`` (relative) of the deterministic fit's, for every optimizer,
+threads must not exceed the deterministic fit's by more than ``TOLERANCE`` (relative), for every optimizer,
 both predictor types, and every training path (``fit`` in memory, ``partial_fit``, ``eval_set``
 epochs, ``fit`` from RecordIO).
 """
@@ -17,7 +17,7 @@ import pytest
 import scipy.sparse as sp
 from fmfast import FactorizationMachine, InvalidInputError
 
-#: Largest relative gap allowed between the test losses of the two schedules.
+#: Largest relative excess allowed of the concurrent schedule's test loss over the deterministic one's.
 TOLERANCE = 0.03
 
 
@@ -69,7 +69,7 @@ def held_out_loss(model: FactorizationMachine, X: sp.csr_array, y: np.ndarray) -
 
 def assert_same_quality(concurrent: float, deterministic: float, untrained: float) -> None:
     assert deterministic < 0.95 * untrained, (deterministic, untrained)
-    assert abs(concurrent - deterministic) <= TOLERANCE * deterministic, (concurrent, deterministic)
+    assert concurrent <= (1 + TOLERANCE) * deterministic, (concurrent, deterministic)
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam", "adagrad"])

@@ -695,7 +695,11 @@ mod tests {
             let p = planted(problem(3000, 30, 4, task, 21), task, 22);
             for kind in [OptimizerKind::Sgd, OptimizerKind::Adam, OptimizerKind::AdaGrad] {
                 let mut config = config(task, kind, 8, 20);
-                let lr = if kind == OptimizerKind::Sgd { 0.05 } else { 0.02 };
+                let lr = match kind {
+                    OptimizerKind::Sgd => 0.05,
+                    OptimizerKind::Adam => 0.02,
+                    OptimizerKind::AdaGrad => 0.1,
+                };
                 (config.optimizer.linear.lr, config.optimizer.factors.lr) = (lr, lr);
                 let start = loss_of(&p, task, &p.start(kind));
                 let deterministic = loss_of(&p, task, &p.fit(&config, 4).unwrap());
@@ -703,13 +707,13 @@ mod tests {
                 let concurrent = p.fit(&config, 4).unwrap();
                 let reached = loss_of(&p, task, &concurrent);
                 // Both learn (the loss falls by more than half), and the concurrent schedule
-                // ends within 5% of the deterministic one's loss.
+                // ends no worse than 5% above the deterministic one's loss (plus 1% of the start).
                 assert!(
                     deterministic < 0.5 * start,
                     "{task:?} {kind:?}: {start} -> {deterministic}"
                 );
                 assert!(
-                    (reached - deterministic).abs() <= 0.05 * deterministic + 0.01 * start,
+                    reached <= 1.05 * deterministic + 0.01 * start,
                     "{task:?} {kind:?}: concurrent {reached}, deterministic {deterministic}"
                 );
                 assert_eq!((concurrent.t, concurrent.stats.len()), (8 * 150, 8));
