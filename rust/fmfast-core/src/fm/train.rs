@@ -752,11 +752,19 @@ mod tests {
         let concurrent = p.fit(&config, 4).unwrap();
         // (1 − 2·lr)^(n / batch) = e^−0.4: the residual goes from −1 to about −0.67.
         assert!((deterministic + 0.670).abs() < 0.01, "{deterministic}");
-        assert!(
-            (residual(&concurrent) - deterministic).abs() < 0.02,
-            "{} vs {deterministic}",
-            residual(&concurrent)
-        );
+        let reached = residual(&concurrent);
+        if cfg!(miri) {
+            // Miri emulates the C++ memory model, in which a relaxed load may return a value older
+            // than another thread's last store (x86 never does), and switches threads between any
+            // two instructions: far more updates are lost than on hardware. It checks that
+            // training progressed by a third of the deterministic progress, and the races' soundness.
+            assert!(
+                reached + 1.0 > (deterministic + 1.0) / 3.0,
+                "{reached} vs {deterministic}"
+            );
+        } else {
+            assert!((reached - deterministic).abs() < 0.02, "{reached} vs {deterministic}");
+        }
         // Adam, where the state (m, v) is written back by the last writer: nothing turns NaN.
         config.optimizer = Optimizer::new(OptimizerKind::Adam);
         let adam = p.fit(&config, 4).unwrap();
@@ -773,7 +781,7 @@ mod tests {
     }
 
     #[test]
-    #[cfg_attr(miri, ignore = "too slow for miri: needs several segments of SEGMENT_ROWS rows")]
+    #[cfg_attr(miri, ignore = "too slow for miri: 20,000 rows an epoch, to reach a progress report")]
     fn an_interrupted_concurrent_fit_keeps_its_last_complete_epoch() {
         let p = problem(20_000, 6, 3, Task::Regressor, 4);
         let mut held = p.start(OptimizerKind::Adam);
