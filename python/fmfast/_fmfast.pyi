@@ -71,6 +71,7 @@ class FmConfig:
         clip_gradient: float | None = None,
         eps: float | None = None,
         rescale_grad: float | None = None,
+        deterministic: bool | None = None,
     ) -> FmConfig: ...
     @property
     def n_slots(self) -> int: ...

@@ -83,12 +83,14 @@ def interrupt(code: str, *, cwd: Path, delay: float = 0.5) -> dict[str, Any]:
     return report
 
 
-@pytest.mark.parametrize("n_threads", [1, 2])
-def test_ctrl_c_stops_an_in_memory_fit_at_the_last_complete_epoch(tmp_path, n_threads) -> None:
+@pytest.mark.parametrize(("n_threads", "deterministic"), [(1, True), (2, True), (2, False)])
+def test_ctrl_c_stops_an_in_memory_fit_at_the_last_complete_epoch(tmp_path, n_threads, deterministic) -> None:
     report = interrupt(
         f"""
         X, y = rows(200_000)
-        model = fmfast.FactorizationMachine("regressor", 64, epochs=40, n_threads={n_threads})
+        model = fmfast.FactorizationMachine(
+            "regressor", 64, epochs=40, n_threads={n_threads}, deterministic={deterministic}
+        )
         ready()
         try:
             model.fit(X, y)
@@ -128,8 +130,12 @@ def test_ctrl_c_before_the_first_epoch_ends_leaves_the_model_unfitted(tmp_path) 
     assert report["history"] == [] and "not fitted" in report["error"]
 
 
-@pytest.mark.parametrize("eval_set", [False, True])
-def test_ctrl_c_stops_a_fit_from_recordio_at_the_last_complete_epoch(tmp_path, eval_set) -> None:
+@pytest.mark.parametrize(
+    ("eval_set", "n_threads", "deterministic"), [(False, 1, True), (True, 1, True), (False, 2, False)]
+)
+def test_ctrl_c_stops_a_fit_from_recordio_at_the_last_complete_epoch(
+    tmp_path, eval_set, n_threads, deterministic
+) -> None:
     # Epoch by epoch from Python, each streamed in reads of 262,000 rows, then 38,000: the signal
     # falls early in a big read, which takes seconds with 256 factors, and all three loops (epochs,
     # reads, the core's) must stop promptly.
@@ -140,7 +146,9 @@ def test_ctrl_c_stops_a_fit_from_recordio_at_the_last_complete_epoch(tmp_path, e
         def progress(done):
             if done > 300_000:
                 ready()
-        model = fmfast.FactorizationMachine("regressor", 256, epochs=40, n_threads=1, progress=progress)
+        model = fmfast.FactorizationMachine(
+            "regressor", 256, epochs=40, n_threads={n_threads}, deterministic={deterministic}, progress=progress
+        )
         try:
             model.fit("train.recordio", eval_set=(X[:1000], y[:1000]) if {eval_set} else None)
         except KeyboardInterrupt:

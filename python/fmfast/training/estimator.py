@@ -16,7 +16,9 @@ Design choices, shared with the NumPy reference :mod:`fmfast.training._reference
   between calls.
 * Rows are visited in stored order each epoch, without shuffling (SageMaker reads its training
   channel sequentially); shuffle the rows yourself if you want otherwise.
-* Results are bit-identical for every ``n_threads``: the core sums every gradient in row order.
+* With ``deterministic=True`` (the default) results are bit-identical for every ``n_threads``: the
+  core sums every gradient in row order. ``deterministic=False`` lets the threads train different
+  mini-batches at once (Hogwild-style): faster on several cores, not reproducible bit for bit.
 * Weights and optimizer state are float32, as SageMaker FM (MXNet) keeps them; the core computes
   in float64 and rounds each new value when it stores it.
 """
@@ -157,8 +159,22 @@ class FactorizationMachine:
         rescale_grad (float or None): Gradient scale; ``None`` averages over the mini-batch.
         optimizer (str): ``"adam"``, ``"sgd"`` or ``"adagrad"``: the update rule (SageMaker FM uses Adam).
         n_threads (int): Threads for training and scoring, at most 1024; 0 uses every core (capped by
-            ``FMFAST_NUM_THREADS``), and training then times stretches of batches on all of them and on one
-            and keeps whichever is faster (more threads do not always pay). Results do not depend on it.
+            ``FMFAST_NUM_THREADS``). Deterministic training times stretches of batches on all of them and on
+            one and keeps whichever is faster (more threads do not always pay); results do not depend on it.
+        deterministic (bool): ``True`` (the default): every thread works on the same mini-batch, in a
+            fixed order, so results are bit-identical for every ``n_threads`` and equal the NumPy
+            reference; training measures, every few dozen batches, whether one thread is faster than
+            all of them and uses it then (results do not change). ``False``: each thread trains
+            mini-batches of its own at the same time against the shared weights, without locks
+            (Hogwild-style, as xLearn and LightFM train, and SageMaker across instances): no thread
+            waits for another, and accuracy is that of the deterministic schedule within noise (test
+            RMSE on MovieLens-100K within 0.0001), but results vary from run to run, and each thread
+            copies its batch's rows of the model in and out, which costs 1.3x the work per sample at
+            ``num_factors=8`` and 2.1x at 64 with Adam. The default is ``True`` because it is
+            reproducible (scikit-learn's checks and searches, and the parity with SageMaker, expect a
+            fixed seed to give a fixed model) and because, measured on two cores, the concurrent
+            schedule did not yet run faster; see ``docs/design/training.md``. With one thread both
+            train the same.
         random_state (int, numpy Generator or None): Seed of the initial weights.
         progress (bool or callable): ``True`` draws a progress bar (one per fit, over all its epochs, with
             the last epoch's metrics); a callable receives the number of rows done so far in the call.
@@ -205,6 +221,7 @@ class FactorizationMachine:
         rescale_grad: float | None = None,
         optimizer: str = "adam",
         n_threads: int = 0,
+        deterministic: bool = True,
         random_state: int | np.random.Generator | None = None,
         progress: Progress = False,
     ) -> None:
@@ -235,6 +252,7 @@ class FactorizationMachine:
         self.rescale_grad = rescale_grad
         self.optimizer = optimizer
         self.n_threads = n_threads
+        self.deterministic = deterministic
         self.random_state = random_state
         self.progress = progress
 
@@ -581,7 +599,7 @@ class FactorizationMachine:
         The artifact loads in MXNet (``mx.nd.load`` / the AWS notebook's ``Module.load`` steps)
         and back through :meth:`from_sagemaker`. Its ``meta.json`` holds SageMaker's
         hyperparameters only, as strings, formatted as the SageMaker SDK sends them; fmfast's
-        own settings (``optimizer``, ``n_threads``, ``progress``, ``random_state``) go to
+        own settings (``optimizer``, ``n_threads``, ``deterministic``, ``progress``, ``random_state``) go to
         ``fmfast.json`` beside ``model_algo-1``, which SageMaker does not read and
         :meth:`from_sagemaker` reads back. ``path`` may be a store's URL, opened with
         ``storage_options`` (the upload is aborted on failure).

@@ -4,7 +4,8 @@ Weights are drawn here (``np.random.default_rng(random_state)``: bias, then ``w`
 float64, rounded to float32) and handed to the Rust core, which updates them in place and keeps
 nothing between calls. A matrix is trained in one call of the core; RecordIO input is streamed,
 whole mini-batches at a time. Each function takes the estimator whose hyperparameters it reads and
-whose fitted attributes it sets.
+whose fitted attributes it sets. RecordIO reads are decoded one ahead, on a thread of their own,
+while the core trains on the current one (:mod:`fmfast._read_ahead`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,6 +21,7 @@ import numpy as np
 from fmfast import _fmfast
 from fmfast._inputs import Rows, prepare_rows, vector
 from fmfast._progress import FitProgress
+from fmfast._read_ahead import read_ahead
 from fmfast.exceptions import InvalidInputError
 from fmfast.recordio import iter_recordio
 from fmfast.training._labels import checked_labels
@@ -119,8 +122,9 @@ def sagemaker_metrics(
 
 EpochStats = tuple[int, float, int, int, int, int]
 #: Rows read at a time from RecordIO input while training, at most (whole mini-batches, at least
-#: one): what a streamed pass holds in memory. Each read is one call to the core, whose thread
-#: chooser measures the first 64 mini-batches of every call.
+#: one): a streamed pass holds two reads in memory (the one it trains on and the next, decoded
+#: meanwhile). Each read is one call to the core, whose thread chooser (deterministic schedule)
+#: measures the first 64 mini-batches of every call.
 _ROWS_PER_READ = 1 << 18
 
 
@@ -169,6 +173,7 @@ def config(model: FactorizationMachine, epochs: int) -> _fmfast.FmConfig:
         clip_gradient=model.clip_gradient,
         eps=model.eps,
         rescale_grad=model.rescale_grad,
+        deterministic=model.deterministic,
     )
 
 
@@ -315,14 +320,20 @@ def train_epoch(
     state: TrainState | None = None
     total: EpochStats = (0, 0.0, 0, 0, 0, 0)
     batch = int(model.mini_batch_size)
-    for X_batch, labels in recordio_batches(X, max(1, _ROWS_PER_READ // batch) * batch):
-        if labels is None:
-            raise InvalidInputError(f"the records of {X} carry no labels")
-        rows = prepare_rows(X_batch)
-        if state is None:
-            state = working_state(model, rows.n_cols)
-        _, (stats,), _ = train_rows(model, rows, labels, None, state, 1, progress.callback())
-        total = add_stats(total, stats)
+    # The next read is decoded while the core trains on this one (both without the interpreter lock).
+    reads = read_ahead(recordio_batches(X, max(1, _ROWS_PER_READ // batch) * batch))
+    with closing(reads):
+        for X_batch, labels in reads:
+            if labels is None:
+                raise InvalidInputError(f"the records of {X} carry no labels")
+            rows = prepare_rows(X_batch)
+            if state is None:
+                state = working_state(model, rows.n_cols)
+            _, (stats,), _ = train_rows(model, rows, labels, None, state, 1, progress.callback())
+            total = add_stats(total, stats)
+            # Let go of this read before asking for the next, whose successor is then read: two
+            # reads in memory at most.
+            del X_batch, labels, rows
     if state is None:
         raise InvalidInputError(f"{X} holds no records")
     model._state = state

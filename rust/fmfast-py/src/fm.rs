@@ -51,8 +51,7 @@ fn fit_epochs(
     progress: Option<Py<PyAny>>,
     checkpoint: Option<PyRef<'_, FmState>>,
 ) -> PyResult<(u64, Vec<PyEpochStats>, Option<PyErr>)> {
-    // n_threads = 0 leaves the count to fmfast: all cores, or one where measurement says so.
-    let config = config.train_config(n_threads == 0);
+    let config = config.train_config();
     let mut state = state.arrays(py)?;
     let mut checkpoint = checkpoint.map(|held| held.arrays(py)).transpose()?;
     let indices = IndexSlices::new(&csr)?;

@@ -51,6 +51,19 @@ fn text(value: &Bound<'_, PyAny>, name: &str) -> PyResult<String> {
         .map_err(|_| InvalidInputError::new_err(format!("{name} must be a string, got {}", shown(value))))
 }
 
+/// `value` as a `bool` (`None`: `default`); anything else, even `0` or `1`, is an error.
+fn flag(value: Option<&Bound<'_, PyAny>>, name: &str, default: bool) -> PyResult<bool> {
+    match value {
+        None => Ok(default),
+        Some(v) if v.is_none() => Ok(default),
+        Some(v) if v.is_instance_of::<PyBool>() => Ok(v.is_truthy()?),
+        Some(v) => Err(InvalidInputError::new_err(format!(
+            "{name} must be True or False, got {}",
+            shown(v)
+        ))),
+    }
+}
+
 /// `repr(value)`, as the messages of Python's own checks show a value.
 fn shown(value: &Bound<'_, PyAny>) -> String {
     value.repr().map_or_else(|_| "?".to_owned(), |r| r.to_string())
@@ -65,7 +78,7 @@ pub struct FmConfig {
 #[pymethods]
 impl FmConfig {
     #[new]
-    #[pyo3(signature = (*, predictor_type, optimizer, epochs, mini_batch_size, bias_lr, linear_lr, factors_lr, bias_wd, linear_wd, factors_wd, clip_gradient=None, eps=None, rescale_grad=None))]
+    #[pyo3(signature = (*, predictor_type, optimizer, epochs, mini_batch_size, bias_lr, linear_lr, factors_lr, bias_wd, linear_wd, factors_wd, clip_gradient=None, eps=None, rescale_grad=None, deterministic=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         predictor_type: &Bound<'_, PyAny>,
@@ -81,6 +94,7 @@ impl FmConfig {
         clip_gradient: Option<&Bound<'_, PyAny>>,
         eps: Option<&Bound<'_, PyAny>>,
         rescale_grad: Option<&Bound<'_, PyAny>>,
+        deterministic: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let core = |e: fmfast_core::Error| PyErr::from(PyFmError(e));
         let task = Task::parse(&text(predictor_type, "predictor_type")?).map_err(core)?;
@@ -109,6 +123,7 @@ impl FmConfig {
                 batch_size: count(batch_size)?,
                 optimizer: rule,
                 adaptive_threads: false,
+                deterministic: flag(deterministic, "deterministic", true)?,
             },
         })
     }
@@ -121,10 +136,12 @@ impl FmConfig {
 }
 
 impl FmConfig {
-    /// The core's configuration; `adaptive_threads` when the caller left the thread count to fmfast.
-    pub fn train_config(&self, adaptive_threads: bool) -> TrainConfig {
+    /// The core's configuration. The deterministic schedule measures whether its threads pay
+    /// (`adaptive_threads`), for any thread count: its results do not depend on it, and an
+    /// explicit `n_threads = 2` must not run slower than one thread when the cores are busy.
+    pub fn train_config(&self) -> TrainConfig {
         TrainConfig {
-            adaptive_threads,
+            adaptive_threads: self.config.deterministic,
             ..self.config.clone()
         }
     }

@@ -26,7 +26,7 @@ pub(super) struct Data<'a, I, T> {
 }
 
 /// Rows between two progress reports.
-const PROGRESS_ROWS: u64 = 1 << 16;
+pub(super) const PROGRESS_ROWS: u64 = 1 << 16;
 /// `marks` value of a feature without a gradient slot.
 pub(super) const NO_SLOT: u32 = u32::MAX;
 /// Busy-wait rounds at a barrier before yielding the core to others.
@@ -42,7 +42,7 @@ const SMALL_STATE: usize = 32;
 /// on results). The model is far larger than the caches and each batch touches rows spread
 /// over all of it, so training waits on memory unless the loads are started ahead.
 #[inline(always)]
-fn prefetch<E>(ptr: *const E, len: usize) {
+pub(super) fn prefetch<E>(ptr: *const E, len: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
@@ -79,7 +79,7 @@ const OWNER_BLOCK: usize = 32;
 
 /// Gradient slots of the features one thread updates in the current batch.
 #[derive(Default)]
-struct Slots {
+pub(super) struct Slots {
     /// The features, in order of first occurrence.
     features: Vec<u32>,
     /// `k + 2` sums of each, side by side: `∂/∂wᵢ = Σ_r g_r x_ri`, `Σ_r g_r x_ri²`, then
@@ -163,25 +163,31 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
     /// it, with the update count at that point.
     pub(super) fn run_on(self, threads: usize) -> Option<(Error, u64)> {
         if threads == 1 {
-            self.run();
-        } else {
-            rayon::broadcast(|context| {
-                if context.index() < threads {
-                    self.run();
-                }
-            });
+            return self.run_here(&mut Slots::default());
         }
+        rayon::broadcast(|context| {
+            if context.index() < threads {
+                self.run(&mut Slots::default());
+            }
+        });
+        self.failure.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs the segment on this thread alone with `slots` (kept by a caller that trains many
+    /// segments of one batch, so that their buffers are not allocated again each time).
+    pub(super) fn run_here(self, slots: &mut Slots) -> Option<(Error, u64)> {
+        self.run(slots);
         self.failure.into_inner().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Claims and runs tasks until none is left or training stops.
-    fn run(&self) {
+    fn run(&self, slots: &mut Slots) {
         #[cfg(target_arch = "x86_64")]
         if let Some(token) = Avx2::detect() {
             // SAFETY: the token proves that the CPU has AVX2.
-            return unsafe { self.run_avx2(token) };
+            return unsafe { self.run_avx2(token, slots) };
         }
-        self.run_body();
+        self.run_body(slots);
     }
 
     /// [`Trainer::run_body`] compiled for AVX2 (4 lanes of `f64`). FMA is not enabled, and rustc
@@ -191,14 +197,13 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
     /// The CPU must support AVX2 (the token says so).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn run_avx2(&self, _: Avx2) {
-        self.run_body();
+    unsafe fn run_avx2(&self, _: Avx2, slots: &mut Slots) {
+        self.run_body(slots);
     }
 
     #[inline(always)]
-    fn run_body(&self) {
+    fn run_body(&self, slots: &mut Slots) {
         let schedule = &self.schedule;
-        let mut slots = Slots::default();
         loop {
             let id = self.claimed.fetch_add(1, Ordering::Relaxed);
             if id >= schedule.total() || self.stop.load(Ordering::Relaxed) {
@@ -208,7 +213,7 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
             if !self.wait_for(task.phase_start) {
                 return;
             }
-            self.run_task(&task, &mut slots);
+            self.run_task(&task, slots);
             self.finished.fetch_add(1, Ordering::Release);
         }
     }
@@ -601,6 +606,7 @@ mod tests {
             batch_size: n,
             optimizer: Optimizer::new(OptimizerKind::Sgd),
             adaptive_threads: false,
+            deterministic: true,
         };
         let mut state = OptimizerState::new(&mut [], &mut [], &mut [], 0);
         let mut scratch = Scratch::new(n, weights.k, threads).unwrap();

@@ -21,6 +21,11 @@ pub struct TrainConfig {
     /// train them (more threads do not always pay: small batches, small `k`, shared cores); with
     /// `false`, every thread of the pool takes part. Results are the same either way.
     pub adaptive_threads: bool,
+    /// `true`: every thread works on the same mini-batch, and results are bit-identical for every
+    /// thread count. `false`: each thread trains mini-batches of its own at the same time against
+    /// the shared weights, without locks (`super::hogwild`): faster on several cores, but results
+    /// depend on how the threads happened to interleave. One thread trains the same either way.
+    pub deterministic: bool,
 }
 
 /// Optimizer state (`f32`, see [`super::optim`]) owned by the caller, weight-major: the [`super::OptimizerKind::n_slots`] slots

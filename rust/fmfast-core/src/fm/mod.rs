@@ -17,7 +17,8 @@
 //!   [`train`] cuts each epoch into segments; `schedule` numbers the tasks of a segment's batches
 //!   and chooses how many threads run them; `batch` holds those threads and the two phases of a
 //!   mini-batch; `shared` is the one place where those threads share the weights and buffers
-//!   through raw pointers.
+//!   through raw pointers. `hogwild` is the other schedule: threads training mini-batches of their
+//!   own at the same time (`deterministic = false`).
 //! * [`checkpoint`]: the copy of the model that [`fit_epochs`] takes at epoch ends, so that an
 //!   interrupted fit keeps its last complete epoch.
 //!
@@ -28,6 +29,7 @@
 mod batch;
 pub mod checkpoint;
 pub mod config;
+mod hogwild;
 pub mod model;
 pub mod optim;
 mod schedule;

@@ -16,6 +16,16 @@
 //!
 //! Each `unsafe` call site names which of these cases it is, and `debug_assert!`s check the
 //! bounds here and the ownership there (they run in `cargo test` and under miri).
+//!
+//! # The concurrent schedule
+//! With `deterministic = false` ([`super::hogwild`]) the threads of a segment read and write the
+//! shared weights and state at the same time, without any ownership: during such a segment every
+//! access to them is a relaxed atomic one ([`Ptr::atomics`]), never a plain read or write, so the
+//! races it allows (a lost or mixed update, never a torn value) are not undefined behaviour. Each
+//! thread's batch is trained by [`super::batch::Trainer`] on a copy of its own, under the first
+//! invariant.
+
+use std::sync::atomic::AtomicU32;
 
 use super::config::OptimizerState;
 use super::model::WeightsMut;
@@ -122,6 +132,32 @@ impl<E> Ptr<E> {
         );
         // SAFETY: in bounds (caller); the calling task owns these elements (caller).
         unsafe { std::slice::from_raw_parts_mut(self.start.add(at), len) }
+    }
+}
+
+// `Ptr::atomics` views an `f32` as an `AtomicU32`: same size, and alignment no stricter.
+const _: () = assert!(
+    std::mem::size_of::<f32>() == std::mem::size_of::<AtomicU32>()
+        && std::mem::align_of::<AtomicU32>() <= std::mem::align_of::<f32>()
+);
+
+impl Ptr<f32> {
+    /// `len` elements from `at` as atomics (their bits), for the concurrent schedule.
+    ///
+    /// # Safety
+    /// In bounds, and while the result lives every access to these elements, from any thread, is
+    /// atomic (the concurrent schedule's invariant, in the module documentation).
+    #[inline(always)]
+    pub(super) unsafe fn atomics<'a>(self, at: usize, len: usize) -> &'a [AtomicU32] {
+        debug_assert!(
+            at.checked_add(len).is_some_and(|end| end <= self.len),
+            "{at}+{len} > {}",
+            self.len
+        );
+        // SAFETY: in bounds (caller) of the slice `self` was made from, which outlives the
+        // segment, and aligned for `AtomicU32` (the assertion above); only atomic accesses
+        // meanwhile (caller).
+        unsafe { std::slice::from_raw_parts(self.start.add(at).cast::<AtomicU32>(), len) }
     }
 }
 
