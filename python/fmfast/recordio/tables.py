@@ -50,24 +50,6 @@ def is_table_path(path: str | os.PathLike[str]) -> bool:
     return Path(text).suffix.lower() in (".parquet", ".pq") or os.path.isdir(text) or glob.has_magic(text)
 
 
-def _float_labels(batch: pa.RecordBatch, label: str) -> np.ndarray:
-    """The ``label`` column of ``batch`` as float64, refusing a missing column, text or nulls."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if label not in batch.schema.names:
-        names = ", ".join(batch.schema.names)
-        raise InvalidInputError(f"label column {label!r} missing; the columns are {names}")
-    column = batch.column(label)
-    if column.null_count:
-        row = pc.index(column.is_null(), True).as_py()
-        raise InvalidInputError(f"label column {label!r}, row {row}: no label (null)")
-    kind = column.type
-    if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)):
-        raise InvalidInputError(f"label column {label!r} holds {kind}, not numbers")
-    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
-
-
 def batch_rows(
     encoder: FeatureEncoder, batch: Any, label: str | None
 ) -> tuple[sp.csr_array, np.ndarray | None]:
@@ -82,14 +64,18 @@ def batch_rows(
         label: the column of numeric labels, or ``None`` for unlabelled rows.
 
     Raises:
-        InvalidInputError: values the encoder refuses, a missing label column, null or non-numeric labels.
+        InvalidInputError: values the encoder refuses, a missing label column, labels that are
+            null, not numbers or not finite.
     """
     import pyarrow as pa
 
     if not isinstance(batch, (pa.RecordBatch, pa.Table)):
         batch = pa.record_batch(batch) if hasattr(batch, "__arrow_c_array__") else pa.table(batch)
-    X = encoder.transform(batch)
-    return X, None if label is None else _float_labels(batch, label)
+    # One call into the encoder's Rust path: the CSR arrays and the labels it checked (no SciPy
+    # matrix built and validated on the way).
+    indptr, indices, data, labels = encoder.transform_arrays(batch, label)
+    X = sp.csr_array((data, indices, indptr), shape=(len(indptr) - 1, encoder.n_features))
+    return X, labels
 
 
 def encode_batch(encoder: FeatureEncoder, batch: Any, label: str | None, *, n_threads: int = 0) -> bytes:
