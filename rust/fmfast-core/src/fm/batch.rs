@@ -480,9 +480,9 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
         }
         if parts == 1 {
             for (offset, &gr) in g.iter().enumerate() {
-                let row = rows.start + offset;
-                let values = &data.values[x.row_range(row)];
-                for (&column, &value) in x.row_indices(row).iter().zip(values) {
+                let range = x.row_range(rows.start + offset);
+                let values = &data.values[range.clone()];
+                for (&column, &value) in x.indices()[range].iter().zip(values) {
                     self.add_entry(factors, column, value, row_s(offset), gr, slots);
                 }
             }
@@ -562,17 +562,11 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
         let ns = kind.n_slots();
         debug_assert_eq!(ns, self.n_slots);
         let mut finite = true;
-        let ahead = slots
-            .features
-            .iter()
-            .skip(PREFETCH_FEATURES)
-            .map(Some)
-            .chain(std::iter::repeat(None));
-        let features = slots.features.iter().zip(ahead);
-        for ((&i, next), sums) in features.zip(slots.sums.chunks_exact_mut(k + 2)) {
-            let (head, grad) = sums.split_at_mut(2);
+        let features = slots.features.iter().zip(slots.sums.chunks_exact(k + 2));
+        for (j, (&i, sums)) in features.enumerate() {
+            let (head, grad) = sums.split_at(2);
             let (linear_grad, squares) = (head[0], head[1]);
-            if let Some(&next) = next {
+            if let Some(&next) = slots.features.get(j + PREFETCH_FEATURES) {
                 let next = next as usize;
                 prefetch(m.linear.hint(next), 1);
                 prefetch(m.linear_state.hint(next * ns), ns);
@@ -602,12 +596,10 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
                 )
             };
             let (first, second) = self::slots(w_state, 1);
-            finite &= linear_rule.apply_as(kind, &[linear_grad], w, first, second);
-            for (grad, &v) in grad.iter_mut().zip(v.iter()) {
-                *grad -= squares * f64::from(v);
-            }
+            finite &= linear_rule.apply_as(kind, w, first, second, |_, _| linear_grad);
+            // ∂/∂v_if = Σ_r g_r x_ri s_rf − v_if Σ_r g_r x_ri², formed as the update reads v_if.
             let (first, second) = self::slots(v_state, k);
-            finite &= factor_rule.apply_as(kind, grad, v, first, second);
+            finite &= factor_rule.apply_as(kind, v, first, second, |f, v| grad[f] - squares * v);
         }
         finite
     }

@@ -220,20 +220,23 @@ impl Rule {
     /// when the rule keeps fewer). Returns whether every updated weight is finite (as `f32`).
     #[inline(always)]
     pub(crate) fn apply(&self, grads: &[f64], weights: &mut [f32], first: &mut [f32], second: &mut [f32]) -> bool {
-        self.apply_as(self.kind, grads, weights, first, second)
+        let grads = &grads[..weights.len()];
+        self.apply_as(self.kind, weights, first, second, |j, _| grads[j])
     }
 
-    /// [`Rule::apply`] with the rule's kind given by the caller: a hot loop that matches on the
-    /// kind once outside and passes it here as a constant gets each rule's code without the match
-    /// (and its state offsets as constants).
+    /// [`Rule::apply`] with the rule's kind given by the caller, and weight `j`'s gradient given
+    /// by `grad(j, w_j)` from its value before the update. A hot loop that matches on the kind
+    /// once outside and passes it here as a constant gets each rule's code without the match (and
+    /// its state offsets as constants); one whose gradient depends on the weight computes it in
+    /// the same pass.
     #[inline(always)]
     pub(crate) fn apply_as(
         &self,
         kind: OptimizerKind,
-        grads: &[f64],
         weights: &mut [f32],
         first: &mut [f32],
         second: &mut [f32],
+        grad: impl Fn(usize, f64) -> f64,
     ) -> bool {
         debug_assert_eq!(kind, self.kind, "a rule applied as another kind");
         let Rule {
@@ -248,17 +251,18 @@ impl Rule {
         let mut finite = true;
         match kind {
             OptimizerKind::Sgd => {
-                for (w, &g) in weights.iter_mut().zip(grads) {
+                for (j, w) in weights.iter_mut().enumerate() {
                     let old = f64::from(*w);
+                    let g = grad(j, old);
                     *w = (old - lr * (g.clamp(-clip, clip) + wd * old)) as f32;
                     finite &= w.is_finite();
                 }
             }
             OptimizerKind::Adam => {
                 let state = first.iter_mut().zip(second.iter_mut());
-                for ((w, &g), (m, v)) in weights.iter_mut().zip(grads).zip(state) {
+                for (j, (w, (m, v))) in weights.iter_mut().zip(state).enumerate() {
                     let old = f64::from(*w);
-                    let g = (g + wd * old).clamp(-clip, clip);
+                    let g = (grad(j, old) + wd * old).clamp(-clip, clip);
                     let new_m = beta1 * f64::from(*m) + (1.0 - beta1) * g;
                     let new_v = beta2 * f64::from(*v) + (1.0 - beta2) * g * g;
                     (*m, *v) = (new_m as f32, new_v as f32);
@@ -267,9 +271,9 @@ impl Rule {
                 }
             }
             OptimizerKind::AdaGrad => {
-                for ((w, &g), h) in weights.iter_mut().zip(grads).zip(first.iter_mut()) {
+                for (j, (w, h)) in weights.iter_mut().zip(first.iter_mut()).enumerate() {
                     let old = f64::from(*w);
-                    let g = g.clamp(-clip, clip);
+                    let g = grad(j, old).clamp(-clip, clip);
                     let new_h = f64::from(*h) + g * g;
                     *h = new_h as f32;
                     *w = (old - lr * (g / (new_h + eps).sqrt() + wd * old)) as f32;
