@@ -348,6 +348,25 @@ mod tests {
     }
 
     #[test]
+    fn every_k_gets_its_own_factors_and_the_same_scores() {
+        for k in 1..=70 {
+            assert_eq!(with_factors!(k, factors => factors.k()), k);
+        }
+        // A row with a repeated column, scored with k = 8 as a constant and as a run-time value.
+        let (d, k) = (7, 8);
+        let linear: Vec<f32> = (0..d).map(|i| 0.37 * i as f32 - 1.1).collect();
+        let factors: Vec<f32> = (0..d * k).map(|i| ((i * 13 % 17) as f32 - 8.0) / 7.0).collect();
+        let w = Weights::new(0.3, &linear, &factors, k).unwrap();
+        let (columns, values) = ([0i64, 3, 6, 3], [1.5f64, -0.25, 3.0, 1e-3]);
+        let (mut fixed, mut any) = (vec![0.0; k], vec![0.0; k]);
+        let by_fixed = w.score_row_as(Fixed::<8>, &columns, &values, &mut fixed);
+        let by_any = w.score_row_as(AnyK(k), &columns, &values, &mut any);
+        assert_eq!(by_fixed.to_bits(), by_any.to_bits());
+        let bits = |s: &[f64]| s.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&fixed), bits(&any));
+    }
+
+    #[test]
     fn rejects_mismatched_shapes() {
         let linear = [0.0; 4];
         assert!(Weights::new(0.0, &linear, &[0.0; 7], 2).is_err());
