@@ -25,6 +25,10 @@ setting (Adam, ``mini_batch_size=100``, 131 epochs, lr 0.001, ``linear_wd=factor
 k = 8, 80/20 split of ``default_rng(42)``) is trained on 2 threads with both schedules, and the
 test RMSEs are compared (the issue's bound: within 0.003).
 
+Small batches: on the generated set, fmfast on one thread at k = 8 and ``--small-batches`` (default 1 and
+100; ``mini_batch_size=1`` is the per-sample granularity of libFM and xLearn), against twice the peers'
+one-thread speeds measured on the same machine for issue 17 (libFM and xLearn are not installed here).
+
 Memory: during one 2-thread fmfast fit, the growth of the process's peak RSS (reset through
 ``/proc/self/clear_refs`` before the fit) is compared with the bytes of the model and its
 optimizer state, and the CSR arrays fmfast hands to the core are checked to be X's own buffers.
@@ -53,6 +57,10 @@ PARAMS = {"predictor_type": "regressor", "epochs": 1, "mini_batch_size": 1000, "
 #: The issue's targets with 2 threads: samples/s at k = 8 and k = 64, and the ratio to the reference.
 TARGETS = {8: 18e6, 64: 5e6}
 TARGET_RATIO = 10.0
+#: Issue 17: the per-sample peers' one-thread samples/s on the 5M set at k = 8 (the upper end of libFM SGD's
+#: 4.0-5.0 M; xLearn has AdaGrad, the nearest to Adam); fmfast's small batches should run at least twice these.
+SMALL_BATCH_PEERS = {"sgd": ("libFM SGD", 5.0e6), "adam": ("xLearn AdaGrad", 1.5e6)}
+SMALL_BATCH_K = 8
 MIB = 1 << 20
 
 
@@ -98,10 +106,17 @@ MOVIELENS_RMSE_GAP = 0.003
 
 
 def fit_fmfast(
-    X: Any, y: Any, k: int, optimizer: str, threads: int, deterministic: bool = True
+    X: Any,
+    y: Any,
+    k: int,
+    optimizer: str,
+    threads: int,
+    deterministic: bool = True,
+    batch: int = PARAMS["mini_batch_size"],
 ) -> FactorizationMachine:
+    params = {**PARAMS, "mini_batch_size": batch}
     model = FactorizationMachine(
-        num_factors=k, optimizer=optimizer, n_threads=threads, deterministic=deterministic, **PARAMS
+        num_factors=k, optimizer=optimizer, n_threads=threads, deterministic=deterministic, **params
     )
     return model.fit(X, y)
 
@@ -165,6 +180,52 @@ def measure(
                     flush=True,
                 )
     return results
+
+
+def measure_small_batches(X: Any, y: np.ndarray, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """One-thread samples/s at k = 8 and each of ``--small-batches``, for every optimizer."""
+    results = []
+    for optimizer in args.optimizers:
+        for batch in args.small_batches:
+            seconds = []
+            for _ in range(args.repeat):
+                start = time.perf_counter()
+                fit_fmfast(X, y, SMALL_BATCH_K, optimizer, 1, batch=batch)
+                seconds.append(time.perf_counter() - start)
+            median = X.shape[0] / statistics.median(seconds)
+            results.append(
+                {
+                    "optimizer": optimizer,
+                    "k": SMALL_BATCH_K,
+                    "mini_batch_size": batch,
+                    "samples_per_s_median": median,
+                    "samples_per_s_max": X.shape[0] / min(seconds),
+                    "runs": len(seconds),
+                }
+            )
+            print(
+                f"small batches {optimizer:>5} k={SMALL_BATCH_K} mini_batch_size={batch:<5}: "
+                f"{median / 1e6:7.2f} M samples/s (median of {len(seconds)})",
+                file=sys.stderr,
+                flush=True,
+            )
+    return results
+
+
+def render_small_batches(results: list[dict[str, Any]]) -> str:
+    """The small-batch table, with each row against twice its per-sample peer (issue 17's target)."""
+    lines = [
+        "| optimizer | k | mini_batch_size | M samples/s (median) | (best) | peer (1 thread) | target 2x peer |",
+        "|---|---:|---:|---:|---:|---|---|",
+    ]
+    for r in results:
+        peer, speed = SMALL_BATCH_PEERS.get(r["optimizer"], ("-", float("nan")))
+        met = "met" if r["samples_per_s_median"] >= 2 * speed else "NOT met"
+        lines.append(
+            f"| {r['optimizer']} | {r['k']} | {r['mini_batch_size']} | {r['samples_per_s_median'] / 1e6:.2f} | "
+            f"{r['samples_per_s_max'] / 1e6:.2f} | {peer} {speed / 1e6:.1f} | {met} |"
+        )
+    return "\n".join(lines)
 
 
 def measure_memory(X: Any, y: np.ndarray, k: int, optimizer: str) -> dict[str, Any]:
@@ -264,6 +325,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--modes", nargs="+", choices=sorted(MODES), default=list(MODES))
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--reference-repeat", type=int, default=1)
+    parser.add_argument("--small-batches", type=int, nargs="*", default=[1, 100])
     parser.add_argument("--movielens", default=os.environ.get("FMFAST_MOVIELENS"))
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
@@ -300,8 +362,12 @@ def main(argv: list[str] | None = None) -> None:
         report["movielens"] = {"data": name, **movielens_accuracy(X_ml, y_ml, args.reference_repeat)}
     for k in args.k:
         report["memory"].append(measure_memory(X, y, k, args.optimizers[0]))
+    report["small_batches"] = measure_small_batches(X, y, args)
     print()
     print(render(report))
+    if report["small_batches"]:
+        print()
+        print(render_small_batches(report["small_batches"]))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
 

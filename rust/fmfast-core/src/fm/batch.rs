@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use super::config::{EpochStats, TrainConfig};
-use super::model::{Task, Weights};
+use super::model::{with_factors, Factors, Task, Weights};
+use super::optim::{OptimizerKind, Rule, Rules};
 use super::schedule::{Job, Schedule};
 use super::shared::{SharedModel, SharedScratch};
 use super::{log_loss, sigmoid, Feature};
@@ -46,16 +47,14 @@ pub(super) fn prefetch<E>(ptr: *const E, len: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let bytes = len * std::mem::size_of::<E>();
-        if bytes == 0 {
-            return;
-        }
-        let start = ptr.cast::<i8>();
         // Every 64-byte line from the one holding the first byte to the one holding the last.
-        let mut offset = -((start as usize % 64) as isize);
-        while offset < bytes as isize {
+        let skew = ptr as usize % 64;
+        let line = ptr.cast::<i8>().wrapping_sub(skew);
+        let end = skew + len * std::mem::size_of::<E>();
+        let mut offset = 0;
+        while offset < end {
             // SAFETY: prefetching never faults; the address is only a hint.
-            unsafe { _mm_prefetch(start.wrapping_offset(offset), _MM_HINT_T0) };
+            unsafe { _mm_prefetch(line.wrapping_add(offset), _MM_HINT_T0) };
             offset += 64;
         }
     }
@@ -83,7 +82,9 @@ pub(super) struct Slots {
     /// The features, in order of first occurrence.
     features: Vec<u32>,
     /// `k + 2` sums of each, side by side: `∂/∂wᵢ = Σ_r g_r x_ri`, `Σ_r g_r x_ri²`, then
-    /// `Σ_r g_r x_ri s_r` (`∂/∂vᵢ` is this less `Σ_r g_r x_ri² · vᵢ`).
+    /// `Σ_r g_r x_ri s_r` (`∂/∂vᵢ` is this less `Σ_r g_r x_ri² · vᵢ`). Sized for every entry of
+    /// the batch before it is gathered and never shrunk, so that a feature's first entry writes
+    /// its sums in place; only the first `features.len()` are the batch's.
     sums: Vec<f64>,
 }
 
@@ -269,12 +270,13 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
             return;
         }
         let mut finite = true;
+        let rules = self.config.optimizer.rules(t);
         if task.part == 0 {
             let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
-            finite &= self.add_stats_and_update_bias(n, t, &mut stats[task.epoch]);
+            finite &= self.add_stats_and_update_bias(n, &rules.bias, &mut stats[task.epoch]);
         }
         self.add_gradients(task.part, schedule.parts, task.rows.clone(), slots);
-        finite &= self.update_features(task.part, schedule.parts, t, slots);
+        finite &= self.update_features(task.part, schedule.parts, &rules, slots);
         if !finite {
             self.fail(diverged("a weight".to_string()), t);
             return;
@@ -291,7 +293,13 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
     /// Phase 1 for batch rows `share` (of `n` from `start`): `s`, ŷ, loss and `g_r`.
     #[inline(always)]
     fn score_rows(&self, start: usize, share: Range<usize>, n: usize) {
-        let (data, k, m, ns) = (self.data, self.model.k, &self.model, self.n_slots);
+        with_factors!(self.model.k, factors => self.score_rows_as(factors, start, share, n))
+    }
+
+    /// [`Trainer::score_rows`] with `k` given as `factors`.
+    #[inline(always)]
+    fn score_rows_as<F: Factors>(&self, factors: F, start: usize, share: Range<usize>, n: usize) {
+        let (data, k, m, ns) = (self.data, factors.k(), &self.model, self.n_slots);
         let x = data.x;
         // SAFETY: no thread writes the weights in this phase; each writes its own rows of scratch.
         let view = unsafe {
@@ -319,7 +327,13 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
             )
         };
         let mut bad = false;
-        let end = start + first + len;
+        // One task scores the whole batch with one part: it goes on with the rows after it (the
+        // next batches'), so small batches are prefetched too. With several, each its share.
+        let end = if self.schedule.parts == 1 {
+            x.n_rows()
+        } else {
+            start + first + len
+        };
         for (offset, s) in s.chunks_exact_mut(k).enumerate() {
             let row = start + first + offset;
             if row + PREFETCH_ROWS < end {
@@ -340,7 +354,7 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
                     }
                 }
             }
-            let score = view.score_row(x.row_indices(row), &data.values[x.row_range(row)], s);
+            let score = view.score_row_as(factors, x.row_indices(row), &data.values[x.row_range(row)], s);
             scores[offset] = score;
             if !score.is_finite() {
                 bad = true;
@@ -384,7 +398,7 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
 
     /// Thread 0, phase 2: statistics and bias gradient in row order, then the bias update.
     #[inline(always)]
-    fn add_stats_and_update_bias(&self, n: usize, t: u64, stats: &mut EpochStats) -> bool {
+    fn add_stats_and_update_bias(&self, n: usize, rule: &Rule, stats: &mut EpochStats) -> bool {
         let (sc, m) = (&self.scratch, &self.model);
         // SAFETY: after the barrier, only read; the bias and its state are part 0's alone.
         let (g, loss, outcome, bias, bias_state) = unsafe {
@@ -412,11 +426,8 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
             stats.false_negatives += counts[3];
         }
         stats.rows += n as u64;
-        let optimizer = &self.config.optimizer;
         let (first, second) = slots(bias_state, 1);
-        optimizer
-            .rule(optimizer.bias, t)
-            .apply(&[bias_grad], bias, first, second)
+        rule.apply(&[bias_grad], bias, first, second)
     }
 
     /// Phase 1, with several parts: files the entries of batch rows `share` (the batch starts at
@@ -446,25 +457,42 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
     /// Phase 2, first half: sums the gradients of part `part` of `parts`'s features in row order.
     #[inline(always)]
     fn add_gradients(&self, part: usize, parts: usize, rows: Range<usize>, slots: &mut Slots) {
-        let (data, k) = (self.data, self.model.k);
+        with_factors!(self.model.k, factors => self.add_gradients_as(factors, part, parts, rows, slots))
+    }
+
+    /// [`Trainer::add_gradients`] with `k` given as `factors`.
+    #[inline(always)]
+    fn add_gradients_as<F: Factors>(
+        &self,
+        factors: F,
+        part: usize,
+        parts: usize,
+        rows: Range<usize>,
+        slots: &mut Slots,
+    ) {
+        let (data, k) = (self.data, factors.k());
         let x = data.x;
         let n = rows.len();
         // SAFETY: after the barrier the scratch buffers are only read.
         let (s, g) = unsafe { (self.scratch.s.slice(0, n * k), self.scratch.g.slice(0, n)) };
         let row_s = |offset: usize| &s[offset * k..(offset + 1) * k];
         slots.features.clear();
-        slots.sums.clear();
+        // At most one slot an entry (of this part's: fewer with several parts).
+        let entries = x.row_range(rows.start).start..x.row_range(rows.end - 1).end;
+        let needed = entries.len() * (k + 2);
+        if slots.sums.len() < needed {
+            slots.sums.resize(needed, 0.0);
+        }
         if parts == 1 {
             for (offset, &gr) in g.iter().enumerate() {
-                let row = rows.start + offset;
-                let values = &data.values[x.row_range(row)];
-                for (&column, &value) in x.row_indices(row).iter().zip(values) {
-                    self.add_entry(column, value, row_s(offset), gr, slots);
+                let range = x.row_range(rows.start + offset);
+                let values = &data.values[range.clone()];
+                for (&column, &value) in x.indices()[range].iter().zip(values) {
+                    self.add_entry(factors, column, value, row_s(offset), gr, slots);
                 }
             }
             return;
         }
-        let entries = x.row_range(rows.start).start..x.row_range(rows.end - 1).end;
         let (columns, values) = (&x.indices()[entries.clone()], &data.values[entries]);
         let tasks = n.div_ceil(self.schedule.rows_per_task);
         for task in 0..tasks {
@@ -472,28 +500,33 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
             let list = unsafe { self.scratch.entries.slice(task * parts + part, 1) };
             for &(offset, entry) in &list[0] {
                 let (offset, entry) = (offset as usize, entry as usize);
-                self.add_entry(columns[entry], values[entry], row_s(offset), g[offset], slots);
+                self.add_entry(factors, columns[entry], values[entry], row_s(offset), g[offset], slots);
             }
         }
     }
 
     /// Adds one entry's gradient (`column`, `value`, and its row's `s` and `g_r`) to the slots.
     #[inline(always)]
-    fn add_entry(&self, column: I, value: T, s: &[f64], gr: f64, slots: &mut Slots) {
+    fn add_entry<F: Factors>(&self, factors: F, column: I, value: T, s: &[f64], gr: f64, slots: &mut Slots) {
         // Columns were validated against d when the view was built.
         let i = column.to_u64().unwrap_or(0) as usize;
         let x = value.to_f64();
         let gx = gr * x;
+        let stride = factors.k() + 2;
         let slot = self.marks[i].load(Ordering::Relaxed);
         if slot == NO_SLOT {
             // The feature's first entry in the batch starts its sums (no zeroing first).
-            self.marks[i].store(slots.features.len() as u32, Ordering::Relaxed);
+            let slot = slots.features.len();
+            self.marks[i].store(slot as u32, Ordering::Relaxed);
             slots.features.push(i as u32);
-            slots.sums.extend([gx, gx * x]);
-            slots.sums.extend(s.iter().map(|&s| gx * s));
+            let sums = &mut slots.sums[slot * stride..(slot + 1) * stride];
+            sums[0] = gx;
+            sums[1] = gx * x;
+            for (acc, &s) in sums[2..].iter_mut().zip(s) {
+                *acc = gx * s;
+            }
             return;
         }
-        let stride = self.model.k + 2;
         let sums = &mut slots.sums[slot as usize * stride..(slot as usize + 1) * stride];
         sums[0] += gx;
         sums[1] += gx * x;
@@ -505,26 +538,40 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
     /// Phase 2, second half: updates the rows of `w`, `V` and state of the slots' features (those
     /// of part `part` of `parts`).
     #[inline(always)]
-    fn update_features(&self, part: usize, parts: usize, t: u64, slots: &mut Slots) -> bool {
-        let (k, m) = (self.model.k, &self.model);
-        let optimizer = &self.config.optimizer;
-        let (linear_rule, factor_rule) = (
-            optimizer.rule(optimizer.linear, t),
-            optimizer.rule(optimizer.factors, t),
-        );
-        let ns = self.n_slots;
+    fn update_features(&self, part: usize, parts: usize, rules: &Rules, slots: &mut Slots) -> bool {
+        // One copy of the loop per rule, each without the rule's match and with its state's
+        // offsets as constants.
+        with_factors!(self.model.k, factors => match rules.factors.kind() {
+            OptimizerKind::Sgd => self.update_features_as(OptimizerKind::Sgd, factors, part, parts, rules, slots),
+            OptimizerKind::Adam => self.update_features_as(OptimizerKind::Adam, factors, part, parts, rules, slots),
+            OptimizerKind::AdaGrad => {
+                self.update_features_as(OptimizerKind::AdaGrad, factors, part, parts, rules, slots)
+            }
+        })
+    }
+
+    /// [`Trainer::update_features`] for rules of kind `kind` (a constant where it is inlined) and
+    /// `k` given as `factors`.
+    #[inline(always)]
+    fn update_features_as<F: Factors>(
+        &self,
+        kind: OptimizerKind,
+        factors: F,
+        part: usize,
+        parts: usize,
+        rules: &Rules,
+        slots: &mut Slots,
+    ) -> bool {
+        let (k, m) = (factors.k(), &self.model);
+        let (linear_rule, factor_rule) = (&rules.linear, &rules.factors);
+        let ns = kind.n_slots();
+        debug_assert_eq!(ns, self.n_slots);
         let mut finite = true;
-        let ahead = slots
-            .features
-            .iter()
-            .skip(PREFETCH_FEATURES)
-            .map(Some)
-            .chain(std::iter::repeat(None));
-        let features = slots.features.iter().zip(ahead);
-        for ((&i, next), sums) in features.zip(slots.sums.chunks_exact_mut(k + 2)) {
-            let (head, grad) = sums.split_at_mut(2);
+        let features = slots.features.iter().zip(slots.sums.chunks_exact(k + 2));
+        for (j, (&i, sums)) in features.enumerate() {
+            let (head, grad) = sums.split_at(2);
             let (linear_grad, squares) = (head[0], head[1]);
-            if let Some(&next) = next {
+            if let Some(&next) = slots.features.get(j + PREFETCH_FEATURES) {
                 let next = next as usize;
                 prefetch(m.linear.hint(next), 1);
                 prefetch(m.linear_state.hint(next * ns), ns);
@@ -554,12 +601,10 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
                 )
             };
             let (first, second) = self::slots(w_state, 1);
-            finite &= linear_rule.apply(&[linear_grad], w, first, second);
-            for (grad, &v) in grad.iter_mut().zip(v.iter()) {
-                *grad -= squares * f64::from(v);
-            }
+            finite &= linear_rule.apply_as(kind, w, first, second, |_, _| linear_grad);
+            // ∂/∂v_if = Σ_r g_r x_ri s_rf − v_if Σ_r g_r x_ri², formed as the update reads v_if.
             let (first, second) = self::slots(v_state, k);
-            finite &= factor_rule.apply(grad, v, first, second);
+            finite &= factor_rule.apply_as(kind, v, first, second, |f, v| grad[f] - squares * v);
         }
         finite
     }

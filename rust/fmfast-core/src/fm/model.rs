@@ -7,6 +7,66 @@ use crate::csr::{CsrIndex, CsrView, Values};
 use crate::error::{Error, Result};
 use crate::parallel::Monitor;
 
+/// The number of factors `k` of the loops over factors: a constant ([`Fixed`]) for the sizes
+/// [`with_factors!`] names, so that those loops compile to straight SIMD code without loop
+/// control, or a run-time value ([`AnyK`]). Same arithmetic in the same order either way.
+pub(crate) trait Factors: Copy {
+    /// `k`.
+    fn k(self) -> usize;
+}
+
+/// `k = K`, known when compiling.
+#[derive(Clone, Copy)]
+pub(crate) struct Fixed<const K: usize>;
+
+impl<const K: usize> Factors for Fixed<K> {
+    #[inline(always)]
+    fn k(self) -> usize {
+        K
+    }
+}
+
+/// `k` known at run time only.
+#[derive(Clone, Copy)]
+pub(crate) struct AnyK(pub(crate) usize);
+
+impl Factors for AnyK {
+    #[inline(always)]
+    fn k(self) -> usize {
+        self.0
+    }
+}
+
+/// Runs `$body` with `$f` bound to the [`Factors`] of `$k`: [`Fixed`] for 8, 16, 32 and 64 (the
+/// usual sizes), [`AnyK`] otherwise, so that generic code is instantiated once for each.
+macro_rules! with_factors {
+    ($k:expr, $f:ident => $body:expr) => {
+        match $k {
+            8 => {
+                let $f = $crate::fm::model::Fixed::<8>;
+                $body
+            }
+            16 => {
+                let $f = $crate::fm::model::Fixed::<16>;
+                $body
+            }
+            32 => {
+                let $f = $crate::fm::model::Fixed::<32>;
+                $body
+            }
+            64 => {
+                let $f = $crate::fm::model::Fixed::<64>;
+                $body
+            }
+            k => {
+                let $f = $crate::fm::model::AnyK(k);
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_factors;
+
 /// What the model predicts, and so which loss training minimises.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Task {
@@ -79,7 +139,21 @@ impl<'a> Weights<'a> {
     /// additions remains.
     #[inline(always)]
     pub(crate) fn score_row<I: CsrIndex, T: Feature>(&self, columns: &[I], values: &[T], s: &mut [f64]) -> f64 {
-        let k = self.k;
+        self.score_row_as(AnyK(self.k), columns, values, s)
+    }
+
+    /// [`Weights::score_row`] with `k` given as `factors` (a constant where [`Fixed`]).
+    #[inline(always)]
+    pub(crate) fn score_row_as<F: Factors, I: CsrIndex, T: Feature>(
+        &self,
+        factors: F,
+        columns: &[I],
+        values: &[T],
+        s: &mut [f64],
+    ) -> f64 {
+        let k = factors.k();
+        debug_assert_eq!(k, self.k);
+        let s = &mut s[..k];
         s.fill(0.0);
         let mut linear = self.bias;
         let mut squares = 0.0;
@@ -271,6 +345,25 @@ mod tests {
                 got[row]
             );
         }
+    }
+
+    #[test]
+    fn every_k_gets_its_own_factors_and_the_same_scores() {
+        for k in 1..=70 {
+            assert_eq!(with_factors!(k, factors => factors.k()), k);
+        }
+        // A row with a repeated column, scored with k = 8 as a constant and as a run-time value.
+        let (d, k) = (7, 8);
+        let linear: Vec<f32> = (0..d).map(|i| 0.37 * i as f32 - 1.1).collect();
+        let factors: Vec<f32> = (0..d * k).map(|i| ((i * 13 % 17) as f32 - 8.0) / 7.0).collect();
+        let w = Weights::new(0.3, &linear, &factors, k).unwrap();
+        let (columns, values) = ([0i64, 3, 6, 3], [1.5f64, -0.25, 3.0, 1e-3]);
+        let (mut fixed, mut any) = (vec![0.0; k], vec![0.0; k]);
+        let by_fixed = w.score_row_as(Fixed::<8>, &columns, &values, &mut fixed);
+        let by_any = w.score_row_as(AnyK(k), &columns, &values, &mut any);
+        assert_eq!(by_fixed.to_bits(), by_any.to_bits());
+        let bits = |s: &[f64]| s.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&fixed), bits(&any));
     }
 
     #[test]

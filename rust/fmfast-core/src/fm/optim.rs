@@ -155,19 +155,31 @@ impl Optimizer {
         Ok(())
     }
 
-    /// The rule of one group for update number `t` (1-based).
-    pub(crate) fn rule(&self, group: Group, t: u64) -> Rule {
-        let lr = match self.kind {
-            OptimizerKind::Adam => {
-                // As MXNet: lr *= sqrt(1 - beta2^t) / (1 - beta1^t).
-                let t = t as f64;
-                group.lr * ((1.0 - self.beta2.powf(t)).sqrt() / (1.0 - self.beta1.powf(t)))
-            }
-            _ => group.lr,
-        };
+    /// The rules of the three groups for update number `t` (1-based), with Adam's two powers
+    /// computed once (they cost as much as a sample's update at `mini_batch_size=1`).
+    pub(crate) fn rules(&self, t: u64) -> Rules {
+        let correction = self.lr_correction(t);
+        Rules {
+            bias: self.rule_corrected(self.bias, correction),
+            linear: self.rule_corrected(self.linear, correction),
+            factors: self.rule_corrected(self.factors, correction),
+        }
+    }
+
+    /// The factor of every learning rate at update `t`: Adam's bias correction, else none.
+    fn lr_correction(&self, t: u64) -> Option<f64> {
+        (self.kind == OptimizerKind::Adam).then(|| {
+            // As MXNet: lr *= sqrt(1 - beta2^t) / (1 - beta1^t).
+            let t = t as f64;
+            (1.0 - self.beta2.powf(t)).sqrt() / (1.0 - self.beta1.powf(t))
+        })
+    }
+
+    /// The rule of `group` with its learning rate scaled by `correction`.
+    fn rule_corrected(&self, group: Group, correction: Option<f64>) -> Rule {
         Rule {
             kind: self.kind,
-            lr,
+            lr: correction.map_or(group.lr, |c| group.lr * c),
             wd: group.wd,
             beta1: self.beta1,
             beta2: self.beta2,
@@ -175,6 +187,14 @@ impl Optimizer {
             clip: self.clip_gradient.unwrap_or(f64::INFINITY),
         }
     }
+}
+
+/// The rules of the bias, linear and factor groups at one step.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Rules {
+    pub(crate) bias: Rule,
+    pub(crate) linear: Rule,
+    pub(crate) factors: Rule,
 }
 
 /// One group's update at one step, with Adam's bias correction folded into `lr`.
@@ -190,10 +210,35 @@ pub(crate) struct Rule {
 }
 
 impl Rule {
+    /// The update rule.
+    #[inline(always)]
+    pub(crate) fn kind(&self) -> OptimizerKind {
+        self.kind
+    }
+
     /// Updates `weights` with `grads` (same length); `first`/`second` are the state slots (empty
     /// when the rule keeps fewer). Returns whether every updated weight is finite (as `f32`).
     #[inline(always)]
     pub(crate) fn apply(&self, grads: &[f64], weights: &mut [f32], first: &mut [f32], second: &mut [f32]) -> bool {
+        let grads = &grads[..weights.len()];
+        self.apply_as(self.kind, weights, first, second, |j, _| grads[j])
+    }
+
+    /// [`Rule::apply`] with the rule's kind given by the caller, and weight `j`'s gradient given
+    /// by `grad(j, w_j)` from its value before the update. A hot loop that matches on the kind
+    /// once outside and passes it here as a constant gets each rule's code without the match (and
+    /// its state offsets as constants); one whose gradient depends on the weight computes it in
+    /// the same pass.
+    #[inline(always)]
+    pub(crate) fn apply_as(
+        &self,
+        kind: OptimizerKind,
+        weights: &mut [f32],
+        first: &mut [f32],
+        second: &mut [f32],
+        grad: impl Fn(usize, f64) -> f64,
+    ) -> bool {
+        debug_assert_eq!(kind, self.kind, "a rule applied as another kind");
         let Rule {
             lr,
             wd,
@@ -204,19 +249,20 @@ impl Rule {
             ..
         } = *self;
         let mut finite = true;
-        match self.kind {
+        match kind {
             OptimizerKind::Sgd => {
-                for (w, &g) in weights.iter_mut().zip(grads) {
+                for (j, w) in weights.iter_mut().enumerate() {
                     let old = f64::from(*w);
+                    let g = grad(j, old);
                     *w = (old - lr * (g.clamp(-clip, clip) + wd * old)) as f32;
                     finite &= w.is_finite();
                 }
             }
             OptimizerKind::Adam => {
                 let state = first.iter_mut().zip(second.iter_mut());
-                for ((w, &g), (m, v)) in weights.iter_mut().zip(grads).zip(state) {
+                for (j, (w, (m, v))) in weights.iter_mut().zip(state).enumerate() {
                     let old = f64::from(*w);
-                    let g = (g + wd * old).clamp(-clip, clip);
+                    let g = (grad(j, old) + wd * old).clamp(-clip, clip);
                     let new_m = beta1 * f64::from(*m) + (1.0 - beta1) * g;
                     let new_v = beta2 * f64::from(*v) + (1.0 - beta2) * g * g;
                     (*m, *v) = (new_m as f32, new_v as f32);
@@ -225,9 +271,9 @@ impl Rule {
                 }
             }
             OptimizerKind::AdaGrad => {
-                for ((w, &g), h) in weights.iter_mut().zip(grads).zip(first.iter_mut()) {
+                for (j, (w, h)) in weights.iter_mut().zip(first.iter_mut()).enumerate() {
                     let old = f64::from(*w);
-                    let g = g.clamp(-clip, clip);
+                    let g = grad(j, old).clamp(-clip, clip);
                     let new_h = f64::from(*h) + g * g;
                     *h = new_h as f32;
                     *w = (old - lr * (g / (new_h + eps).sqrt() + wd * old)) as f32;
@@ -247,7 +293,7 @@ mod tests {
     fn adam_first_step_moves_by_about_lr() {
         let mut optimizer = Optimizer::new(OptimizerKind::Adam);
         optimizer.linear = Group { lr: 0.1, wd: 0.0 };
-        let rule = optimizer.rule(optimizer.linear, 1);
+        let rule = optimizer.rules(1).linear;
         let (mut w, mut m, mut v) = ([1.0, 1.0], [0.0, 0.0], [0.0, 0.0]);
         assert!(rule.apply(&[2.0, -0.5], &mut w, &mut m, &mut v));
         // m = 0.1 g, v = 0.001 g², lr_t = 0.1 · √0.001 / 0.1: the step is 0.1 · sign(g) (less
@@ -258,10 +304,10 @@ mod tests {
 
     #[test]
     fn weights_and_state_are_computed_in_f64_and_rounded_when_stored() {
-        let optimizer = Optimizer::new(OptimizerKind::Adam);
-        let group = Group { lr: 0.1, wd: 0.0 };
+        let mut optimizer = Optimizer::new(OptimizerKind::Adam);
+        optimizer.factors = Group { lr: 0.1, wd: 0.0 };
         let (mut w, mut m, mut v) = ([0.0f32], [0.0f32], [0.0f32]);
-        optimizer.rule(group, 1).apply(&[0.1], &mut w, &mut m, &mut v);
+        optimizer.rules(1).factors.apply(&[0.1], &mut w, &mut m, &mut v);
         let (m64, v64): (f64, f64) = ((1.0 - 0.9) * 0.1, (1.0 - 0.999) * 0.1 * 0.1);
         assert_eq!((m[0], v[0]), (m64 as f32, v64 as f32));
         let step = 0.1 * ((1.0 - 0.999f64).sqrt() / (1.0 - 0.9)) * m64 / (v64.sqrt() + 1e-8);
@@ -272,14 +318,14 @@ mod tests {
     fn sgd_and_adagrad_clip_and_decay() {
         let mut optimizer = Optimizer::new(OptimizerKind::Sgd);
         optimizer.clip_gradient = Some(1.0);
-        let group = Group { lr: 0.5, wd: 0.1 };
+        optimizer.bias = Group { lr: 0.5, wd: 0.1 };
         let mut w = [2.0];
-        optimizer.rule(group, 1).apply(&[10.0], &mut w, &mut [], &mut []);
+        optimizer.rules(1).bias.apply(&[10.0], &mut w, &mut [], &mut []);
         assert_eq!(w[0], (2.0 - 0.5 * (1.0 + 0.2)) as f32);
 
         optimizer.kind = OptimizerKind::AdaGrad;
         let (mut w, mut h) = ([2.0], [3.0]);
-        optimizer.rule(group, 7).apply(&[-10.0], &mut w, &mut h, &mut []);
+        optimizer.rules(7).bias.apply(&[-10.0], &mut w, &mut h, &mut []);
         assert_eq!(h[0], 4.0);
         let expected = 2.0 - 0.5 * (-1.0 / (4.0f64 + 1e-7).sqrt() + 0.2);
         assert_eq!(w[0], expected as f32);
