@@ -18,6 +18,7 @@
 //!   and chooses how many threads run them; `batch` holds those threads and the two phases of a
 //!   mini-batch; `shared` is the one place where those threads share the weights and buffers
 //!   through raw pointers.
+//! * [`bayes`]: Bayesian FM by Gibbs sampling (MCMC) and ALS, sweeping one coordinate at a time.
 //! * [`checkpoint`]: the copy of the model that [`fit_epochs`] takes at epoch ends, so that an
 //!   interrupted fit keeps its last complete epoch.
 //!
@@ -26,6 +27,7 @@
 //! may be any [`crate::csr::Values`] type; they are read as `f64`.
 
 mod batch;
+pub mod bayes;
 pub mod checkpoint;
 pub mod config;
 pub mod model;
