@@ -172,7 +172,14 @@ def test_to_sagemaker_writes_sagemakers_keys_only_and_keeps_fmfast_settings(tmp_
         training = json.loads(archive.read("meta.json"))["training_parameters"]
     # The SDK sends its own hyperparameters only: fmfast's settings are not among them.
     assert training == sdk_hyperparameters({**model.get_params(), "feature_dim": 12})
-    assert json.loads(own) == {"optimizer": "sgd", "n_threads": 1, "progress": False, "random_state": 5}
+    assert json.loads(own) == {
+        "optimizer": "sgd",
+        "n_threads": 1,
+        "progress": False,
+        "random_state": 5,
+        "burn_in": 0,
+        "posterior_samples": 100,
+    }
     again = fmfast.FactorizationMachine.from_sagemaker(path)
     assert again.get_params() == model.get_params()
     np.testing.assert_array_equal(again.predict(X), model.predict(X))

@@ -345,7 +345,15 @@ def test_hyperparameter_names_match_the_sagemaker_sdk() -> None:
     ours = set(FactorizationMachine("regressor", 2).get_params())
     assert len(sdk) == 24 and sdk <= ours
     # mini_batch_size is an argument of the SDK's fit(); the rest are local-only.
-    assert ours - sdk == {"mini_batch_size", "optimizer", "n_threads", "random_state", "progress"}
+    assert ours - sdk == {
+        "mini_batch_size",
+        "optimizer",
+        "n_threads",
+        "random_state",
+        "progress",
+        "burn_in",
+        "posterior_samples",
+    }
 
 
 @pytest.mark.parametrize("classifier", [False, True])

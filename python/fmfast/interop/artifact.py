@@ -76,7 +76,14 @@ HYPERPARAMETERS: dict[str, type] = {
 }
 #: The settings of :class:`fmfast.FactorizationMachine` that SageMaker has no hyperparameter for,
 #: and their types: what ``fmfast.json`` may hold.
-FMFAST_SETTINGS: dict[str, type] = {"optimizer": str, "n_threads": int, "progress": bool, "random_state": int}
+FMFAST_SETTINGS: dict[str, type] = {
+    "optimizer": str,
+    "n_threads": int,
+    "progress": bool,
+    "random_state": int,
+    "burn_in": int,
+    "posterior_samples": int,
+}
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 
 Source = str | os.PathLike[str] | bytes | bytearray | memoryview
