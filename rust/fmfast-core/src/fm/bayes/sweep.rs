@@ -75,24 +75,32 @@ impl Cell {
     }
 }
 
-fn cells(values: impl Iterator<Item = f64>) -> Vec<Cell> {
-    values.map(|v| Cell(AtomicU64::new(v.to_bits()))).collect()
+impl Cell {
+    fn new(value: f64) -> Self {
+        Cell(AtomicU64::new(value.to_bits()))
+    }
+}
+
+/// What a sweep reads and writes of one row, side by side: a coordinate's entries are rows in
+/// no order that caches like, and one line then serves all three.
+struct Row {
+    /// `y − ŷ`.
+    e: Cell,
+    /// `Σᵢ v_if x_ri` for the factor being swept.
+    q: Cell,
+    /// The row's weight (1 when none were given).
+    r: f64,
 }
 
 /// The state of a chain between coordinates: caches, hyperparameters and the draws.
 pub(crate) struct Chain<'a> {
     design: &'a Design,
-    /// Row weights (ones when none were given).
-    weight: &'a [f64],
     /// Group of each feature, and the number of features in each group.
     groups: &'a [u32],
     group_sizes: Vec<usize>,
     method: Method,
     draws: Draws,
-    /// `y − ŷ` per row.
-    e: Vec<Cell>,
-    /// `Σᵢ v_if x_ri` per row for the factor being swept.
-    q: Vec<Cell>,
+    rows: Vec<Row>,
     /// Noise precision.
     pub(crate) alpha: f64,
     /// Per group: the prior of its linear weights; of its factors, `[group * k + f]`.
@@ -101,8 +109,8 @@ pub(crate) struct Chain<'a> {
 }
 
 impl<'a> Chain<'a> {
-    /// A chain whose residuals are `residuals`; `groups` holds the group of each feature (the
-    /// groups are `0..=max`).
+    /// A chain whose rows have residuals `residuals` and weights `weight`; `groups` holds the
+    /// group of each feature (the groups are `0..=max`).
     pub(crate) fn new(
         design: &'a Design,
         weight: &'a [f64],
@@ -123,13 +131,19 @@ impl<'a> Chain<'a> {
         };
         Chain {
             design,
-            weight,
             groups,
             group_sizes,
             method,
             draws: Draws::new(seed),
-            e: cells(residuals.iter().copied()),
-            q: cells(std::iter::repeat_n(0.0, residuals.len())),
+            rows: residuals
+                .iter()
+                .zip(weight)
+                .map(|(&e, &r)| Row {
+                    e: Cell::new(e),
+                    q: Cell::new(0.0),
+                    r,
+                })
+                .collect(),
             alpha: 1.0,
             linear_priors: vec![start; n_groups],
             factor_priors: vec![start; n_groups * k],
@@ -138,7 +152,7 @@ impl<'a> Chain<'a> {
 
     /// The current residuals `y − ŷ`.
     pub(crate) fn residuals(&self) -> impl Iterator<Item = f64> + '_ {
-        self.e.iter().map(Cell::get)
+        self.rows.iter().map(|row| row.e.get())
     }
 
     /// One sweep (number `sweep` of the fit) over every parameter of `w`.
@@ -147,7 +161,7 @@ impl<'a> Chain<'a> {
         let mcmc = matches!(self.method, Method::Mcmc);
         if mcmc {
             let (mut n, mut sse) = (0.0, 0.0);
-            for (e, &r) in self.e.iter().zip(self.weight) {
+            for Row { e, r, .. } in &self.rows {
                 n += r;
                 sse += r * e.get() * e.get();
             }
@@ -155,7 +169,7 @@ impl<'a> Chain<'a> {
         }
         // Bias: h = 1 on every row.
         let (mut ae, mut b) = (0.0, 0.0);
-        for (e, &r) in self.e.iter().zip(self.weight) {
+        for Row { e, r, .. } in &self.rows {
             ae += r * e.get();
             b += r;
         }
@@ -173,7 +187,7 @@ impl<'a> Chain<'a> {
         let new = self.conditional(old, ae, b, prior, stream(Kind::Bias), 0);
         *w.bias = new as f32;
         let delta = f64::from(*w.bias) - old;
-        for e in &self.e {
+        for Row { e, .. } in &self.rows {
             e.set(e.get() - delta);
         }
         // Linear weights.
@@ -329,8 +343,9 @@ impl<'a> Chain<'a> {
         let (rows, xs) = self.design.column(i);
         let (mut ae, mut b) = (0.0, 0.0);
         for (&row, &x) in rows.iter().zip(xs) {
-            let rx = self.weight[row as usize] * x;
-            ae += rx * self.e[row as usize].get();
+            let row = &self.rows[row as usize];
+            let rx = row.r * x;
+            ae += rx * row.e.get();
             b += rx * x;
         }
         let prior = match self.method {
@@ -343,7 +358,7 @@ impl<'a> Chain<'a> {
         let new = self.conditional(old, ae, b, prior, stream, i as u64) as f32;
         let delta = f64::from(new) - old;
         for (&row, &x) in rows.iter().zip(xs) {
-            let e = &self.e[row as usize];
+            let e = &self.rows[row as usize].e;
             e.set(e.get() - delta * x);
         }
         new
@@ -356,10 +371,10 @@ impl<'a> Chain<'a> {
         let (rows, xs) = self.design.column(i);
         let (mut ae, mut b) = (0.0, 0.0);
         for (&row, &x) in rows.iter().zip(xs) {
-            let row = row as usize;
-            let h = x * (self.q[row].get() - old * x);
-            let rh = self.weight[row] * h;
-            ae += rh * self.e[row].get();
+            let row = &self.rows[row as usize];
+            let h = x * (row.q.get() - old * x);
+            let rh = row.r * h;
+            ae += rh * row.e.get();
             b += rh * h;
         }
         let prior = match self.method {
@@ -373,8 +388,7 @@ impl<'a> Chain<'a> {
         let delta = f64::from(new) - old;
         if delta != 0.0 {
             for (&row, &x) in rows.iter().zip(xs) {
-                let row = row as usize;
-                let (e, q) = (&self.e[row], &self.q[row]);
+                let Row { e, q, .. } = &self.rows[row as usize];
                 let h = x * (q.get() - old * x);
                 e.set(e.get() - delta * h);
                 q.set(q.get() + delta * x);
@@ -385,17 +399,20 @@ impl<'a> Chain<'a> {
 
     /// `q_r = Σᵢ v_if x_ri` of every row, in parallel over rows.
     fn fill_factor_cache(&self, factors: &[f32], k: usize, f: usize) {
-        self.q.par_chunks(ROWS_PER_TASK).enumerate().for_each(|(task, chunk)| {
-            let first = task * ROWS_PER_TASK;
-            for (offset, q) in chunk.iter().enumerate() {
-                let (columns, xs) = self.design.row(first + offset);
-                let sum = columns
-                    .iter()
-                    .zip(xs)
-                    .map(|(&i, &x)| f64::from(factors[i as usize * k + f]) * x)
-                    .sum();
-                q.set(sum);
-            }
-        });
+        self.rows
+            .par_chunks(ROWS_PER_TASK)
+            .enumerate()
+            .for_each(|(task, chunk)| {
+                let first = task * ROWS_PER_TASK;
+                for (offset, Row { q, .. }) in chunk.iter().enumerate() {
+                    let (columns, xs) = self.design.row(first + offset);
+                    let sum = columns
+                        .iter()
+                        .zip(xs)
+                        .map(|(&i, &x)| f64::from(factors[i as usize * k + f]) * x)
+                        .sum();
+                    q.set(sum);
+                }
+            });
     }
 }
