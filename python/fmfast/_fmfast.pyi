@@ -116,6 +116,40 @@ def fm_fit_epochs(
     progress: _Progress = None,
     checkpoint: FmState | None = None,
 ) -> tuple[int, list[_EpochStats], BaseException | None]: ...
+
+@final
+class BayesConfig:
+    def __new__(
+        cls,
+        *,
+        optimizer: str,
+        epochs: int,
+        burn_in: int,
+        posterior_samples: int,
+        bias_wd: float,
+        linear_wd: float,
+        factors_wd: float,
+        seed: int,
+    ) -> BayesConfig: ...
+    @property
+    def kept(self) -> int: ...
+
+def fm_fit_bayes(
+    n_cols: int,
+    csr: tuple[np.ndarray, np.ndarray],
+    data: np.ndarray,
+    labels: np.ndarray,
+    sample_weight: np.ndarray | None,
+    groups: np.ndarray,
+    state: FmState,
+    sample_bias: np.ndarray,
+    sample_linear: np.ndarray,
+    sample_factors: np.ndarray,
+    config: BayesConfig,
+    eval_set: tuple[tuple[np.ndarray, np.ndarray], np.ndarray, np.ndarray] | None = None,
+    n_threads: int = 0,
+    progress: _Progress = None,
+) -> tuple[list[tuple[float, float | None, bool]], BaseException | None]: ...
 def fm_predict(
     n_cols: int,
     csr: tuple[np.ndarray, np.ndarray],

@@ -308,3 +308,29 @@ def _with_dir(root: Path, name: str) -> Path:
     """``root``, after making the empty folder ``root/name`` where a child writes its output."""
     (root / name).mkdir()
     return root
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_ctrl_c_stops_an_mcmc_fit_between_sweeps_keeping_its_samples(tmp_path, n_threads) -> None:
+    report = interrupt(
+        f"""
+        X, y = rows(200_000)
+        model = fmfast.FactorizationMachine(
+            "regressor", 8, epochs=1000, optimizer="mcmc", posterior_samples=1000, n_threads={n_threads}
+        )
+        ready()
+        try:
+            model.fit(X, y)
+        except KeyboardInterrupt:
+            report(
+                sweeps=len(model.history_),
+                kept=0 if model._posterior is None else len(model._posterior.bias),
+                finite=bool(np.isfinite(model.predict(X[:100])).all()),
+            )
+        """,
+        cwd=tmp_path,
+        delay=1.5,  # past the first sweep, however busy the machine
+    )
+    assert report["latency"] < LATENCY_S
+    assert 1 <= report["sweeps"] < 1000
+    assert report["kept"] == report["sweeps"] and report["finite"]

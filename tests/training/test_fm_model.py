@@ -352,6 +352,8 @@ def test_hyperparameter_names_match_the_sagemaker_sdk() -> None:
         "deterministic",
         "random_state",
         "progress",
+        "burn_in",
+        "posterior_samples",
     }
 
 

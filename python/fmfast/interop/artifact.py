@@ -83,6 +83,8 @@ FMFAST_SETTINGS: dict[str, type] = {
     "deterministic": bool,
     "progress": bool,
     "random_state": int,
+    "burn_in": int,
+    "posterior_samples": int,
 }
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 

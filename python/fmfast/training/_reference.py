@@ -198,3 +198,175 @@ def fit(
         tp, fp, tn, fn = (int(c) for c in confusion)
         history.append(metrics(params["predictor_type"], loss_sum, n, (tp, fp, tn, fn)))
     return state, history
+
+
+# -- ALS and MCMC (fmfast.training.bayes) -------------------------------------------------------
+#
+# The sweeps of the core's rust/fmfast-core/src/fm/bayes, one coordinate at a time in column order
+# (the core's block-parallel runs give the same numbers), with the same draws: each is a pure
+# function of (seed, stream, index), SplitMix64's mixer over 64-bit words, replayed here with
+# Python integers.
+
+_MASK = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+_GAMMA_SLOT = 1 << 20
+#: The kinds of draws of a sweep; sweep s draws kind k from stream 8 s + k.
+_ALPHA, _BIAS, _LINEAR_PRECISION, _LINEAR_MEAN, _LINEAR, _FACTOR_PRECISION, _FACTOR_MEAN, _FACTOR = range(8)
+
+
+def _mix(z: int) -> int:
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+    return z ^ (z >> 31)
+
+
+class Draws:
+    """The core's draws of one seed: uniform in (0, 1], normal (Box-Muller), Gamma (Marsaglia-Tsang)."""
+
+    def __init__(self, seed: int) -> None:
+        self.key = _mix((seed + _GOLDEN) & _MASK)
+
+    def uniform(self, stream: int, index: int) -> float:
+        """``((bits >> 11) + 1) / 2**53`` of the 64 bits at ``(stream, index)``."""
+        bits = _mix((_mix((self.key + stream) & _MASK) + index) & _MASK)
+        return ((bits >> 11) + 1) / float(1 << 53)
+
+    def normal(self, stream: int, index: int) -> float:
+        """Box-Muller of the uniforms at ``2 index`` and ``2 index + 1``."""
+        u1, u2 = self.uniform(stream, 2 * index), self.uniform(stream, 2 * index + 1)
+        return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
+
+    def gamma(self, stream: int, slot: int, shape: float, rate: float) -> float:
+        """Gamma(``shape`` ≥ 1, ``rate``), Marsaglia and Tsang's method.
+
+        Attempt ``t`` reads the normal at ``slot·2²⁰ + 2t`` and the uniform at twice the next index.
+        """
+        d = shape - 1.0 / 3.0
+        c = 1.0 / math.sqrt(9.0 * d)
+        for attempt in range(_GAMMA_SLOT // 2):
+            index = slot * _GAMMA_SLOT + 2 * attempt
+            z = self.normal(stream, index)
+            v = 1.0 + c * z
+            if v <= 0.0:
+                continue
+            v = v * v * v
+            if math.log(self.uniform(stream, 2 * (index + 1))) < 0.5 * z * z + d - d * v + d * math.log(v):
+                return d * v / rate
+        return shape / rate
+
+
+def _prior_draws(
+    draws: Draws,
+    values: np.ndarray,
+    groups: np.ndarray,
+    previous: list[tuple[float, float]],
+    sweep: int,
+    kinds: tuple[int, int],
+    slot: Any,
+) -> list[tuple[float, float]]:
+    """Each group's ``(mean, precision)`` from its Normal-Gamma hyperprior given ``values``."""
+    drawn = []
+    for g, (mu, _) in enumerate(previous):
+        theta = values[groups == g].astype(np.float64)
+        n = float(theta.size)
+        squares = float(np.sum((theta - mu) ** 2))
+        precision = draws.gamma(
+            8 * sweep + kinds[0], slot(g), 0.5 * (n + 2.0), 0.5 * (1.0 + mu * mu + squares)
+        )
+        mean = float(theta.sum()) / (n + 1.0) + draws.normal(8 * sweep + kinds[1], slot(g)) / math.sqrt(
+            (n + 1.0) * precision
+        )
+        drawn.append((mean, precision))
+    return drawn
+
+
+def bayes_sweeps(
+    X: Any,
+    y: np.ndarray,
+    weights: dict[str, np.ndarray],
+    optimizer: str,
+    sweeps: int,
+    *,
+    groups: np.ndarray | None = None,
+    sample_weight: np.ndarray | None = None,
+    wd: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """``sweeps`` sweeps of ALS (``wd``: bias, linear and factor decays) or MCMC (``seed``) from ``weights``.
+
+    Returns the last sweep's weights (float32 ``bias`` ``(1,)``, ``linear``, ``factors``): the
+    core's, to rounding of the float64 sums.
+    """
+    X = sp.csc_array(X, dtype=np.float64)
+    n, d = X.shape
+    bias = weights["bias"].astype(np.float32).copy()
+    linear = weights["linear"].astype(np.float32).copy()
+    factors = weights["factors"].astype(np.float32).copy()
+    k = factors.shape[1]
+    groups = np.zeros(d, np.int64) if groups is None else np.asarray(groups)
+    n_groups = int(groups.max()) + 1
+    r = np.ones(n) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    mcmc = optimizer == "mcmc"
+    lam = tuple(w * r.sum() for w in wd)
+    draws = Draws(seed)
+    e = np.asarray(y, np.float64) - predict(
+        sp.csr_array(X), {"bias": bias, "linear": linear, "factors": factors}
+    )
+    alpha = 1.0
+    linear_priors = [(0.0, 1.0)] * n_groups
+    factor_priors = [[(0.0, 1.0)] * n_groups for _ in range(k)]
+
+    def conditional(
+        theta: float, ae: float, b: float, prior: tuple[float, float], stream: int, index: int
+    ) -> float:
+        a = alpha if mcmc else 1.0
+        precision = a * b + prior[1]
+        if precision <= 0.0:
+            return theta
+        mean = (a * (ae + theta * b) + prior[1] * prior[0]) / precision
+        return mean + draws.normal(stream, index) / math.sqrt(precision) if mcmc else mean
+
+    for s in range(sweeps):
+        if mcmc:
+            alpha = draws.gamma(8 * s + _ALPHA, 0, 1.0 + 0.5 * r.sum(), 1.0 + 0.5 * float(np.sum(r * e * e)))
+        old = float(bias[0])
+        bias[0] = conditional(
+            old, float(np.sum(r * e)), float(r.sum()), (0.0, 0.0 if mcmc else lam[0]), 8 * s + _BIAS, 0
+        )
+        e -= float(bias[0]) - old
+        if mcmc:
+            linear_priors = _prior_draws(
+                draws, linear, groups, linear_priors, s, (_LINEAR_PRECISION, _LINEAR_MEAN), lambda g: g
+            )
+        for i in range(d):
+            rows, x = X.indices[X.indptr[i] : X.indptr[i + 1]], X.data[X.indptr[i] : X.indptr[i + 1]]
+            old = float(linear[i])
+            prior = linear_priors[groups[i]] if mcmc else (0.0, lam[1])
+            rx = r[rows] * x
+            linear[i] = conditional(old, float(rx @ e[rows]), float(rx @ x), prior, 8 * s + _LINEAR, i)
+            e[rows] -= (float(linear[i]) - old) * x
+        for f in range(k):
+            q = sp.csr_array(X) @ factors[:, f].astype(np.float64)
+            if mcmc:
+                factor_priors[f] = _prior_draws(
+                    draws,
+                    factors[:, f],
+                    groups,
+                    factor_priors[f],
+                    s,
+                    (_FACTOR_PRECISION, _FACTOR_MEAN),
+                    lambda g, f=f: g * k + f,
+                )
+            for i in range(d):
+                rows, x = X.indices[X.indptr[i] : X.indptr[i + 1]], X.data[X.indptr[i] : X.indptr[i + 1]]
+                old = float(factors[i, f])
+                h = x * (q[rows] - old * x)
+                prior = factor_priors[f][groups[i]] if mcmc else (0.0, lam[2])
+                rh = r[rows] * h
+                factors[i, f] = conditional(
+                    old, float(rh @ e[rows]), float(rh @ h), prior, 8 * s + _FACTOR, i * k + f
+                )
+                delta = float(factors[i, f]) - old
+                e[rows] -= delta * h
+                q[rows] += delta * x
+    return {"bias": bias, "linear": linear, "factors": factors}

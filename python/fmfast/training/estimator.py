@@ -49,7 +49,9 @@ from fmfast.interop.artifact import (
 )
 from fmfast.training._labels import SAGEMAKER_CLASSES, as_target, checked_labels, classes_of, encode
 from fmfast.training._sklearn import not_fitted_error, tags
+from fmfast.training.bayes import Groups, bayes_config, fit_bayes
 from fmfast.training.loop import (
+    BAYES_OPTIMIZERS,
     TrainState,
     aligned,
     config,
@@ -75,7 +77,7 @@ _INT_RANGES = {
     "n_threads": (0, 1024),
 }
 #: What a training call replaces, and a failed one puts back.
-_FITTED_ATTRIBUTES = ("_state", "history_", "best_epoch_", "classes_")
+_FITTED_ATTRIBUTES = ("_state", "history_", "best_epoch_", "classes_", "_posterior")
 
 
 class _ClassifierMethod:
@@ -96,6 +98,24 @@ class _ClassifierMethod:
             raise AttributeError(
                 f"{type(model).__name__} with predictor_type={model.predictor_type!r} has no "
                 f"{self.method.__name__}: it is a method of the binary_classifier"
+            )
+        return types.MethodType(self.method, model)
+
+
+class _GradientMethod(_ClassifierMethod):
+    """A method of the gradient optimizers only: looked up on an ALS or MCMC model, ``AttributeError``.
+
+    ``hasattr(model, "partial_fit")`` is then ``False``, which tells scikit-learn (its checks,
+    its incremental helpers) that the model fits whole.
+    """
+
+    def __get__(self, model: Any, owner: type | None = None) -> Any:
+        if model is None:
+            return self
+        if model.optimizer in BAYES_OPTIMIZERS:
+            raise AttributeError(
+                f"{type(model).__name__} with optimizer={model.optimizer!r} has no {self.method.__name__}: "
+                "ALS and MCMC fit whole"
             )
         return types.MethodType(self.method, model)
 
@@ -157,7 +177,16 @@ class FactorizationMachine:
         clip_gradient (float or None): Clip gradients to ``±clip_gradient``.
         eps (float or None): Adam's (default 1e-8) or AdaGrad's (default 1e-7) ε.
         rescale_grad (float or None): Gradient scale; ``None`` averages over the mini-batch.
-        optimizer (str): ``"adam"``, ``"sgd"`` or ``"adagrad"``: the update rule (SageMaker FM uses Adam).
+        optimizer (str): ``"adam"``, ``"sgd"`` or ``"adagrad"``: the update rule (SageMaker FM uses Adam); or,
+            for the regressor, ``"als"`` (alternating least squares: each sweep sets every coordinate to its
+            exact minimiser of the mean squared error plus the ``*_wd`` decays) or ``"mcmc"`` (Bayesian FM by
+            Gibbs sampling, libFM's, with no learning rate or regularisation to tune: priors per group of
+            features and the noise are sampled). Both count ``epochs`` as sweeps, start from the
+            ``*_init_*`` weights, and take ``groups`` in :meth:`fit` (see :mod:`fmfast.training.bayes`).
+        burn_in (int): MCMC: first sweeps whose samples are not kept (below ``epochs``).
+        posterior_samples (int): MCMC: most samples kept, evenly spaced after the burn-in and the last
+            sweep's always; :meth:`predict` averages their predictions. Each holds ``feature_dim x
+            (num_factors + 1)`` float32 values.
         n_threads (int): Threads for training and scoring, at most 1024; 0 uses every core (capped by
             ``FMFAST_NUM_THREADS``). Deterministic training times stretches of batches on all of them and on
             one and keeps whichever is faster (more threads do not always pay); results do not depend on it.
@@ -168,7 +197,7 @@ class FactorizationMachine:
             mini-batches of its own at the same time against the shared weights, without locks
             (Hogwild-style, as xLearn and LightFM train, and SageMaker across instances): no thread
             waits for another, and accuracy is that of the deterministic schedule within noise (test
-            RMSE on MovieLens-100K within 0.0001), but results vary from run to run, and each thread
+            RMSE on MovieLens-100K within 0.0005), but results vary from run to run, and each thread
             copies its batch's rows of the model in and out, which costs 1.3x the work per sample at
             ``num_factors=8`` and 2.1x at 64 with Adam. The default is ``True`` because it is
             reproducible (scikit-learn's checks and searches, and the parity with SageMaker, expect a
@@ -220,6 +249,8 @@ class FactorizationMachine:
         eps: float | None = None,
         rescale_grad: float | None = None,
         optimizer: str = "adam",
+        burn_in: int = 0,
+        posterior_samples: int = 100,
         n_threads: int = 0,
         deterministic: bool = True,
         random_state: int | np.random.Generator | None = None,
@@ -251,6 +282,8 @@ class FactorizationMachine:
         self.eps = eps
         self.rescale_grad = rescale_grad
         self.optimizer = optimizer
+        self.burn_in = burn_in
+        self.posterior_samples = posterior_samples
         self.n_threads = n_threads
         self.deterministic = deterministic
         self.random_state = random_state
@@ -297,8 +330,12 @@ class FactorizationMachine:
 
     def _check_params(self) -> None:
         """Refuse a parameter training cannot use, before anything is read or drawn."""
-        # The hyperparameters of training are the core's to check (FmConfig); the rest are Python's.
-        config(self, self.epochs)
+        # The hyperparameters of training are the core's to check (FmConfig, BayesConfig); the rest
+        # are Python's.
+        if self.optimizer in BAYES_OPTIMIZERS:
+            bayes_config(self)
+        else:
+            config(self, self.epochs)
         for name, (low, high) in _INT_RANGES.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or not low <= value <= high:
@@ -368,6 +405,7 @@ class FactorizationMachine:
         *,
         eval_set: tuple[Any, Any] | None = None,
         early_stopping_rounds: int | None = None,
+        groups: Groups = None,
     ) -> FactorizationMachine:
         """Train from freshly initialised weights for ``epochs`` passes over ``X``.
 
@@ -384,7 +422,11 @@ class FactorizationMachine:
                 ``history_`` with an ``eval_`` prefix. SageMaker has no such channel: an extra.
             early_stopping_rounds: stop when the eval loss (``rmse``, or the cross entropy of
                 the classifier) has not improved for this many epochs, and keep the weights of
-                the best epoch (``best_epoch_``). Needs ``eval_set``.
+                the best epoch (``best_epoch_``). Needs ``eval_set``; not for ALS and MCMC.
+            groups: ALS and MCMC only: the groups of features that share a prior (libFM's
+                ``-meta``): a fitted :class:`~fmfast.FeatureEncoder` (each block a group), its
+                ``blocks()``, or one label per column; ``None``, one group. MCMC's ``eval_set``
+                metrics are those of the running posterior mean, as :meth:`predict` would give.
 
         Ctrl-C stops training between blocks of mini-batches and leaves the model, its optimizer
         state and ``history_`` at the last complete epoch (unfitted when none had ended), then
@@ -394,15 +436,24 @@ class FactorizationMachine:
         """
         if early_stopping_rounds is not None and (eval_set is None or early_stopping_rounds < 1):
             raise InvalidInputError("early_stopping_rounds needs an eval_set and must be at least 1")
+        bayes = self.optimizer in BAYES_OPTIMIZERS
+        if (early_stopping_rounds is not None and bayes) or (groups is not None and not bayes):
+            raise InvalidInputError(
+                "groups is an argument of optimizer='als' and 'mcmc', early_stopping_rounds not"
+            )
         self._check_params()
-        self._state = None
+        self._state, self._posterior = None, None
         y = self._encoded_target(y)
         self.best_epoch_: int | None = None
         self.history_: list[dict[str, float]] = []
         with fit_progress(self.progress, int(self.epochs)) as progress:
-            fit_epochs(self, X, y, sample_weight, eval_set, early_stopping_rounds, progress)
+            if bayes:
+                fit_bayes(self, X, y, sample_weight, eval_set, groups, progress)
+            else:
+                fit_epochs(self, X, y, sample_weight, eval_set, early_stopping_rounds, progress)
         return self
 
+    @_GradientMethod
     @_unchanged_on_error
     def partial_fit(
         self, X: Any, y: Any = None, sample_weight: Any = None, *, classes: Any = None
@@ -416,6 +467,7 @@ class FactorizationMachine:
         """
         history = self.history_ if getattr(self, "_state", None) is not None else []
         y = self._encoded_target(y, classes)
+        self._posterior = None
         with fit_progress(self.progress, 1) as progress:
             stats = train_epoch(self, X, y, sample_weight, progress)
             self.history_ = extend_history(history, self.predictor_type, [stats])
@@ -460,6 +512,9 @@ class FactorizationMachine:
         rows = prepare_rows(X)
         check_finite(rows)
         self._check_n_features(rows.n_cols, state)
+        posterior = getattr(self, "_posterior", None)
+        if posterior is not None:
+            return posterior.scores(rows, int(self.n_threads))
         return raw_scores(
             rows,
             float(state.bias[0]),
@@ -599,10 +654,13 @@ class FactorizationMachine:
         The artifact loads in MXNet (``mx.nd.load`` / the AWS notebook's ``Module.load`` steps)
         and back through :meth:`from_sagemaker`. Its ``meta.json`` holds SageMaker's
         hyperparameters only, as strings, formatted as the SageMaker SDK sends them; fmfast's
-        own settings (``optimizer``, ``n_threads``, ``deterministic``, ``progress``, ``random_state``) go to
+        own settings (``optimizer``, ``n_threads``, ``deterministic``, ``progress``, ``random_state``, and MCMC's ``burn_in`` and ``posterior_samples``) go to
         ``fmfast.json`` beside ``model_algo-1``, which SageMaker does not read and
         :meth:`from_sagemaker` reads back. ``path`` may be a store's URL, opened with
-        ``storage_options`` (the upload is aborted on failure).
+        ``storage_options`` (the upload is aborted on failure). An MCMC model is written as the
+        posterior mean of its parameters, whose predictions differ from :meth:`predict`'s (the mean
+        of the kept samples' predictions; the pairwise term is not linear in the factors): on
+        MovieLens-100K the difference is small (docs/design/bayes.md).
         """
         state = self._fitted_state()
         params = self.get_params()

@@ -29,6 +29,8 @@ from fmfast.training._labels import checked_labels
 if TYPE_CHECKING:
     from fmfast.training.estimator import FactorizationMachine
 
+#: Optimizers that sweep coordinates (:mod:`fmfast.training.bayes`) and keep no optimizer state.
+BAYES_OPTIMIZERS = ("als", "mcmc")
 #: The arrays of a :class:`TrainState`, as a model file names them.
 STATE_ARRAYS = ("bias", "linear", "factors", "bias_state", "linear_state", "factors_state")
 #: Values drawn at a time when initialising weights.
@@ -177,6 +179,11 @@ def config(model: FactorizationMachine, epochs: int) -> _fmfast.FmConfig:
     )
 
 
+def optimizer_slots(model: FactorizationMachine) -> int:
+    """Optimizer state values per weight of ``model``'s optimizer (none for ALS and MCMC)."""
+    return 0 if model.optimizer in BAYES_OPTIMIZERS else config(model, 1).n_slots
+
+
 def initial_state(model: FactorizationMachine, feature_dim: int) -> TrainState:
     """Freshly drawn weights of ``feature_dim`` features, with zero optimizer state."""
     check_weights_fit_memory(feature_dim, int(model.num_factors))
@@ -212,7 +219,7 @@ def state_from(
 
     The weights must be float32, 64-byte aligned and not shared: the core updates them in place.
     """
-    (d, k), slots = factors.shape, config(model, 1).n_slots
+    (d, k), slots = factors.shape, optimizer_slots(model)
     return TrainState(
         bias=bias,
         linear=linear,
@@ -233,7 +240,7 @@ def working_state(model: FactorizationMachine, n_cols: int) -> TrainState:
     state: TrainState | None = getattr(model, "_state", None)
     if state is None:
         return initial_state(model, n_cols)
-    if state.bias_state.shape[1] != config(model, 1).n_slots or state.factors.shape[1] != model.num_factors:
+    if state.bias_state.shape[1] != optimizer_slots(model) or state.factors.shape[1] != model.num_factors:
         raise InvalidInputError("optimizer or num_factors changed since the model was fitted; call fit")
     return state.copy()
 

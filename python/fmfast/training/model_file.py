@@ -20,7 +20,8 @@ from fmfast._npz import check_npz
 from fmfast._storage import StorageOptions, local_copy
 from fmfast.exceptions import InvalidInputError, ModelFormatError
 from fmfast.training._labels import SAGEMAKER_CLASSES
-from fmfast.training.loop import STATE_ARRAYS, TrainState, aligned, config
+from fmfast.training.bayes import POSTERIOR_ARRAYS, Posterior
+from fmfast.training.loop import STATE_ARRAYS, TrainState, aligned, optimizer_slots
 
 if TYPE_CHECKING:
     from fmfast.training.estimator import FactorizationMachine
@@ -60,6 +61,9 @@ def write_model(
         header["classes"] = model.classes_.tolist()
     header["params"]["progress"] = bool(header["params"]["progress"])
     arrays = {name: getattr(state, name) for name in STATE_ARRAYS}
+    posterior: Posterior | None = getattr(model, "_posterior", None)
+    if posterior is not None:
+        arrays.update(posterior.arrays())
     encoded = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     with atomic_output(path, storage_options) as out:
         np.savez(out, header=encoded, **arrays)
@@ -90,7 +94,7 @@ def _read_model(
     try:
         with np.load(path, allow_pickle=False) as npz:
             header = json.loads(npz["header"].tobytes().decode())
-            arrays = {name: npz[name] for name in STATE_ARRAYS if name in npz.files}
+            arrays = {name: npz[name] for name in STATE_ARRAYS + POSTERIOR_ARRAYS if name in npz.files}
     except (ValueError, KeyError, RecursionError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise ModelFormatError(f"{where!r} is not a readable fmfast model file: {e}") from e
     if not isinstance(header, dict) or header.get("format") != MODEL_FORMAT:
@@ -132,13 +136,35 @@ def _read_model(
             f"{where!r}: array 'factors' has shape {state.factors.shape}, expected "
             f"num_factors {model.num_factors} (its header's)"
         )
-    if state.bias_state.shape[1] != config(model, 1).n_slots:
+    if state.bias_state.shape[1] != optimizer_slots(model):
         raise ModelFormatError(
             f"{where!r}: array 'bias_state' has shape {state.bias_state.shape}, expected the "
             f"state slots of optimizer {model.optimizer!r} (its header's)"
         )
     model._state = state
+    model._posterior = read_posterior(path, arrays, state)
     model.history_ = history
     if model.predictor_type == "binary_classifier":
         model.classes_ = classes
     return model
+
+
+def read_posterior(
+    path: str | os.PathLike[str], arrays: dict[str, np.ndarray], state: TrainState
+) -> Posterior | None:
+    """The kept samples of an MCMC model among a model file's ``arrays``, checked against ``state``."""
+    if not any(name in arrays for name in POSTERIOR_ARRAYS):
+        return None
+    try:
+        posterior = Posterior(*(arrays[name] for name in POSTERIOR_ARRAYS))
+    except KeyError as e:
+        raise ModelFormatError(f"{os.fspath(path)!r} lacks array {e} of the posterior samples") from e
+    s, (d, k) = posterior.bias.shape[0] if posterior.bias.ndim == 1 else -1, state.factors.shape
+    expected = {"posterior_bias": (s,), "posterior_linear": (s, d), "posterior_factors": (s, d, k)}
+    for name, array in posterior.arrays().items():
+        if array.dtype != np.float32 or array.shape != expected[name] or s < 1:
+            raise ModelFormatError(
+                f"{os.fspath(path)!r}: array {name!r} has shape {array.shape} and dtype {array.dtype}, "
+                f"expected float32 {expected[name]}"
+            )
+    return posterior

@@ -3,6 +3,7 @@
 use pyo3::prelude::*;
 
 mod arrays;
+mod bayes;
 mod detached;
 mod errors;
 mod features;
@@ -20,6 +21,7 @@ fn _fmfast(m: &Bound<'_, PyModule>) -> PyResult<()> {
     recordio::register(m)?;
     fm::register(m)?;
     fm_contract::register(m)?;
+    bayes::register(m)?;
     text::register(m)?;
     topk::register(m)?;
     features::register(m)?;

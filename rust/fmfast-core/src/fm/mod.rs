@@ -19,6 +19,7 @@
 //!   mini-batch; `shared` is the one place where those threads share the weights and buffers
 //!   through raw pointers. `hogwild` is the other schedule: threads training mini-batches of their
 //!   own at the same time (`deterministic = false`).
+//! * [`bayes`]: Bayesian FM by Gibbs sampling (MCMC) and ALS, sweeping one coordinate at a time.
 //! * [`checkpoint`]: the copy of the model that [`fit_epochs`] takes at epoch ends, so that an
 //!   interrupted fit keeps its last complete epoch.
 //!
@@ -27,6 +28,7 @@
 //! may be any [`crate::csr::Values`] type; they are read as `f64`.
 
 mod batch;
+pub mod bayes;
 pub mod checkpoint;
 pub mod config;
 mod hogwild;

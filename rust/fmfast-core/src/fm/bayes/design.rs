@@ -1,0 +1,131 @@
+//! The design matrix as the sweeps read it, built once per fit: by rows (to recompute the factor
+//! caches) and by columns (each coordinate's entries), values as `f64`, and the runs of columns
+//! that share no row: the blocks that block Gibbs (or ALS) updates at the same time.
+
+use crate::csr::{CsrIndex, CsrView};
+use crate::error::{Error, Result};
+use crate::fm::Feature;
+
+/// `X` by rows and by columns: the columns and values of row `r` are
+/// `row_columns[row_start[r]..row_start[r + 1]]` and `row_values[...]`; the rows and values of
+/// column `j`, `rows[start[j]..start[j + 1]]` and `values[...]`, rows increasing.
+pub(crate) struct Design {
+    row_start: Vec<usize>,
+    row_columns: Vec<u32>,
+    row_values: Vec<f64>,
+    start: Vec<usize>,
+    rows: Vec<u32>,
+    values: Vec<f64>,
+    /// Consecutive column ranges, covering every column in order, within which no two columns
+    /// have an entry in the same row.
+    pub(crate) runs: Vec<std::ops::Range<usize>>,
+}
+
+impl Design {
+    /// The design of `x` (whose values are `values`): at most 2³² − 1 rows, and columns that
+    /// `Weights` accepted (below 2³²).
+    pub(crate) fn new<I: CsrIndex, T: Feature>(x: &CsrView<'_, I>, values: &[T]) -> Result<Self> {
+        let n_rows = x.n_rows();
+        if u32::try_from(n_rows).is_err() {
+            return Err(Error::invalid(format!(
+                "optimizer 'als' and 'mcmc' train on at most 2^32 - 1 rows, got {n_rows}"
+            )));
+        }
+        // The view checked every column against n_cols, which Weights checked against usize.
+        let d = x.n_cols() as usize;
+        let column = |i: I| i.to_u64().unwrap_or(0) as usize;
+        let mut start = vec![0usize; d + 1];
+        for &i in x.indices() {
+            start[column(i) + 1] += 1;
+        }
+        for j in 0..d {
+            start[j + 1] += start[j];
+        }
+        let nnz = start[d];
+        let mut next = start[..d].to_vec();
+        let (mut rows, mut column_values) = (vec![0u32; nnz], vec![0.0; nnz]);
+        for row in 0..n_rows {
+            let range = x.row_range(row);
+            for (&i, &v) in x.row_indices(row).iter().zip(&values[range]) {
+                let slot = &mut next[column(i)];
+                rows[*slot] = row as u32;
+                column_values[*slot] = v.to_f64();
+                *slot += 1;
+            }
+        }
+        let runs = exclusive_runs(&start, &rows, n_rows);
+        let row_start = (0..=n_rows)
+            .map(|r| if r == n_rows { nnz } else { x.row_range(r).start })
+            .collect();
+        Ok(Design {
+            row_start,
+            row_columns: x.indices().iter().map(|&i| column(i) as u32).collect(),
+            row_values: values.iter().map(|v| v.to_f64()).collect(),
+            start,
+            rows,
+            values: column_values,
+            runs,
+        })
+    }
+
+    /// The columns and values of row `r`.
+    #[inline]
+    pub(crate) fn row(&self, r: usize) -> (&[u32], &[f64]) {
+        let range = self.row_start[r]..self.row_start[r + 1];
+        (&self.row_columns[range.clone()], &self.row_values[range])
+    }
+
+    /// The rows and values of column `j`.
+    #[inline]
+    pub(crate) fn column(&self, j: usize) -> (&[u32], &[f64]) {
+        let range = self.start[j]..self.start[j + 1];
+        (&self.rows[range.clone()], &self.values[range])
+    }
+}
+
+/// Cuts the columns, in order, into maximal runs whose columns share no row (greedy, O(nnz)):
+/// the users of a one-hot user block form one run, the movies another.
+fn exclusive_runs(start: &[usize], rows: &[u32], n_rows: usize) -> Vec<std::ops::Range<usize>> {
+    let d = start.len() - 1;
+    // The run (numbered from 1) that last took each row.
+    let mut taken_by = vec![0usize; n_rows];
+    let mut runs = Vec::new();
+    let mut first = 0;
+    for j in 0..d {
+        let column = &rows[start[j]..start[j + 1]];
+        let run = runs.len() + 1;
+        if column.iter().any(|&r| taken_by[r as usize] == run) {
+            runs.push(first..j);
+            first = j;
+        }
+        let run = runs.len() + 1;
+        for &r in column {
+            taken_by[r as usize] = run;
+        }
+    }
+    if d > 0 {
+        runs.push(first..d);
+    }
+    runs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_and_runs_of_one_hot_blocks() {
+        // Rows: (user 0, item 3), (user 1, item 3), (user 0, item 4); column 2 is empty; then an
+        // implicit block (5, 6) present together in row 0.
+        let indptr = [0i64, 4, 6, 8];
+        let indices = [0i64, 3, 5, 6, 1, 3, 0, 4];
+        let values = [1.0f32, 1.0, 0.5, 0.5, 1.0, 2.0, 1.0, 1.0];
+        let x = CsrView::new(&indptr, &indices, values.len(), 7).unwrap();
+        let c = Design::new(&x, &values).unwrap();
+        assert_eq!(c.column(0), (&[0u32, 2][..], &[1.0, 1.0][..]));
+        assert_eq!(c.column(3), (&[0u32, 1][..], &[1.0, 2.0][..]));
+        assert!(c.column(2).0.is_empty());
+        assert_eq!(c.row(1), (&[1u32, 3][..], &[1.0, 2.0][..]));
+        assert_eq!(c.runs, vec![0..3, 3..5, 5..6, 6..7]);
+    }
+}

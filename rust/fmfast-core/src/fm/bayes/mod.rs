@@ -1,0 +1,334 @@
+//! Bayesian Factorization Machines by Gibbs sampling (MCMC) and their alternating least squares
+//! (ALS), one sweep structure for both (Rendle 2012, libFM's `-method mcmc` and `-method als`).
+//!
+//! * `design`: `X` by rows and by columns, and its runs of columns that share no row.
+//! * [`draws`]: the random numbers, a pure function of what they are drawn for.
+//! * `sweep`: one sweep over every parameter (the caches, the conditionals, the priors).
+//!
+//! [`fit_bayes`] runs the sweeps of a fit: it keeps every `thin`-th sample after the burn-in (the
+//! last sweep's always) in caller-owned arrays, so that predictions on new data average the
+//! kept samples' predictions, and reports the error of the running posterior mean of the
+//! predictions after every sweep. Everything is exact for every thread count: a fit gives the
+//! same numbers on one thread as on many.
+
+mod design;
+pub mod draws;
+mod sweep;
+
+use super::model::{check_values, predict, Weights, WeightsMut};
+use crate::csr::{CsrIndex, CsrView, Values};
+use crate::error::{Error, Result};
+use crate::parallel::{Monitor, Unmonitored};
+use design::Design;
+use sweep::Chain;
+
+/// How each coordinate is set.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Method {
+    /// The conditional mode: coordinate descent on the objective of SageMaker's weight decays
+    /// (`*_wd`), `mean(r · (y − ŷ)²) + Σ wd θ²` over the rows' weights `r`, the mean loss SGD
+    /// and Adam minimise: each coordinate's L2 strength on the summed loss is `λ = wd · Σ r`.
+    Als { bias: f64, linear: f64, factors: f64 },
+    /// A draw from the conditional posterior; priors and noise precision are sampled too.
+    Mcmc,
+}
+
+/// What one call to [`fit_bayes`] does.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BayesConfig {
+    /// ALS or MCMC.
+    pub method: Method,
+    /// Sweeps over every parameter (`epochs`).
+    pub sweeps: usize,
+    /// MCMC: first sweeps whose samples are not kept.
+    pub burn_in: usize,
+    /// MCMC: most samples kept, evenly spaced among the sweeps after the burn-in.
+    pub posterior_samples: usize,
+    /// Seed of the draws.
+    pub seed: u64,
+}
+
+impl BayesConfig {
+    /// Checks the counts: at least one sweep; MCMC keeps at least one sample after its burn-in.
+    pub fn validate(&self) -> Result<()> {
+        if self.sweeps == 0 {
+            return Err(Error::invalid("epochs (the number of sweeps) must be at least 1"));
+        }
+        if let Method::Als { bias, linear, factors } = self.method {
+            for (name, value) in [("bias_wd", bias), ("linear_wd", linear), ("factors_wd", factors)] {
+                if !(value.is_finite() && value >= 0.0) {
+                    return Err(Error::invalid(format!(
+                        "{name} must be a finite number >= 0, got {value}"
+                    )));
+                }
+            }
+        } else if self.burn_in >= self.sweeps || self.posterior_samples == 0 {
+            return Err(Error::invalid(format!(
+                "optimizer 'mcmc' needs burn_in ({}) below epochs ({}) and posterior_samples ({}) of at least 1",
+                self.burn_in, self.sweeps, self.posterior_samples
+            )));
+        }
+        Ok(())
+    }
+
+    /// Sweeps between two kept samples.
+    fn thin(&self) -> usize {
+        (self.sweeps - self.burn_in).div_ceil(self.posterior_samples)
+    }
+
+    /// Number of samples a complete fit keeps: 0 for ALS.
+    pub fn kept(&self) -> usize {
+        match self.method {
+            Method::Als { .. } => 0,
+            Method::Mcmc => (self.sweeps - self.burn_in).div_ceil(self.thin()),
+        }
+    }
+
+    /// Whether the sample of sweep `s` (from 0) is kept: every `thin`-th after the burn-in,
+    /// counted back from the last.
+    fn keeps(&self, s: usize) -> bool {
+        matches!(self.method, Method::Mcmc) && s >= self.burn_in && (self.sweeps - 1 - s) % self.thin() == 0
+    }
+}
+
+/// Caller-owned arrays of the kept samples: `kept` biases, `kept × d` linear weights and
+/// `kept × d × k` factors.
+pub struct Samples<'a> {
+    pub bias: &'a mut [f32],
+    pub linear: &'a mut [f32],
+    pub factors: &'a mut [f32],
+}
+
+/// The error of a sweep: `Σ (y − ŷ)²` over the training rows and, when an evaluation set was
+/// given, over its rows, ŷ the running mean of the kept samples' predictions (the sweep's own
+/// before the first sample is kept, and always for ALS); and whether its sample was kept.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct SweepStats {
+    pub train_sse: f64,
+    pub eval_sse: Option<f64>,
+    pub kept: bool,
+}
+
+/// An evaluation set: its labels and a function that scores its rows with given weights.
+pub struct EvalSet<'a> {
+    pub labels: &'a [f64],
+    pub score: &'a (dyn Fn(&Weights<'_>) -> Result<Vec<f64>> + Sync),
+}
+
+/// The data of a fit: CSR rows, their labels, optional row weights, and the group of each
+/// feature (`groups[i] < n_groups`; its priors are shared within a group).
+pub struct BayesData<'a, I> {
+    pub x: CsrView<'a, I>,
+    pub values: Values<'a>,
+    pub labels: &'a [f64],
+    pub sample_weight: Option<&'a [f64]>,
+    pub groups: &'a [u32],
+}
+
+/// Runs `config.sweeps` sweeps from the weights `w` (left at the last sweep's), filling `samples`
+/// with the kept ones and pushing each sweep's statistics to `stats`. Stopped by `monitor`
+/// (Ctrl-C), it returns [`Error::Interrupted`] with the complete sweeps' statistics and samples in
+/// place, and `w` part-way through a sweep.
+pub fn fit_bayes<I: CsrIndex, M: Monitor + ?Sized>(
+    data: &BayesData<'_, I>,
+    w: &mut WeightsMut<'_>,
+    samples: &mut Samples<'_>,
+    eval: Option<&EvalSet<'_>>,
+    config: &BayesConfig,
+    monitor: &M,
+    stats: &mut Vec<SweepStats>,
+) -> Result<()> {
+    config.validate()?;
+    let (n, d, k) = (data.x.n_rows(), w.linear.len(), w.k);
+    w.view().check_columns(data.x.n_cols())?;
+    check_values(&data.x, data.values.len())?;
+    if data.labels.len() != n || data.sample_weight.is_some_and(|r| r.len() != n) || data.groups.len() != d {
+        return Err(Error::invalid(format!(
+            "{n} rows and {d} features need as many labels, row weights and feature groups"
+        )));
+    }
+    let kept = config.kept();
+    if samples.bias.len() != kept || samples.linear.len() != kept * d || samples.factors.len() != kept * d * k {
+        return Err(Error::invalid(format!("the sample arrays must hold {kept} samples")));
+    }
+    let ones;
+    let weight = match data.sample_weight {
+        Some(r) => r,
+        None => {
+            ones = vec![1.0; n];
+            &ones
+        }
+    };
+    let design = with_values!(data.values, v => Design::new(&data.x, v))?;
+    let fitted = predict(&data.x, data.values, &w.view(), &Unmonitored)?;
+    let residuals: Vec<f64> = data.labels.iter().zip(&fitted).map(|(y, p)| y - p).collect();
+    let method = match config.method {
+        Method::Als { bias, linear, factors } => {
+            let total: f64 = weight.iter().sum();
+            Method::Als {
+                bias: bias * total,
+                linear: linear * total,
+                factors: factors * total,
+            }
+        }
+        Method::Mcmc => Method::Mcmc,
+    };
+    let mut chain = Chain::new(&design, weight, data.groups, k, method, config.seed, &residuals);
+    // Running sums of the kept samples' predictions.
+    let mut train_sum = vec![0.0; n];
+    let mut eval_sum = eval.map(|set| vec![0.0; set.labels.len()]);
+    let mut n_kept = 0;
+    for s in 0..config.sweeps {
+        chain.sweep(s as u64, w, monitor)?;
+        let keep = config.keeps(s);
+        let sse_of = |labels: &[f64], predicted: &mut dyn Iterator<Item = f64>| -> f64 {
+            labels.iter().zip(predicted).map(|(y, p)| (y - p) * (y - p)).sum()
+        };
+        let train = data.labels.iter().zip(chain.residuals()).map(|(y, e)| y - e);
+        let train_sse = if keep {
+            for (sum, p) in train_sum.iter_mut().zip(train) {
+                *sum += p;
+            }
+            let mean = (n_kept + 1) as f64;
+            sse_of(data.labels, &mut train_sum.iter().map(|s| s / mean))
+        } else if n_kept > 0 {
+            sse_of(data.labels, &mut train_sum.iter().map(|s| s / n_kept as f64))
+        } else {
+            sse_of(data.labels, &mut train.into_iter())
+        };
+        if !train_sse.is_finite() {
+            return Err(Error::invalid(format!(
+                "sweep {s}: the training error is not finite (check X and y for extreme values)"
+            )));
+        }
+        let eval_sse = match (eval, eval_sum.as_mut()) {
+            (Some(set), Some(sum)) => Some(if keep || n_kept == 0 {
+                let predicted = (set.score)(&w.view())?;
+                if keep {
+                    for (s, p) in sum.iter_mut().zip(&predicted) {
+                        *s += p;
+                    }
+                    let mean = (n_kept + 1) as f64;
+                    sse_of(set.labels, &mut sum.iter().map(|s| s / mean))
+                } else {
+                    sse_of(set.labels, &mut predicted.into_iter())
+                }
+            } else {
+                sse_of(set.labels, &mut sum.iter().map(|s| s / n_kept as f64))
+            }),
+            _ => None,
+        };
+        if keep {
+            samples.bias[n_kept] = *w.bias;
+            samples.linear[n_kept * d..(n_kept + 1) * d].copy_from_slice(w.linear);
+            samples.factors[n_kept * d * k..(n_kept + 1) * d * k].copy_from_slice(w.factors);
+            n_kept += 1;
+        }
+        stats.push(SweepStats {
+            train_sse,
+            eval_sse,
+            kept: keep,
+        });
+        monitor.progress(((s + 1) * n) as u64)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parallel::with_threads;
+
+    /// One-hot user + item rows (300 users, 200 items: runs long enough for the pool) and ratings.
+    fn ratings(n: usize) -> (Vec<i64>, Vec<i64>, Vec<f32>, Vec<f64>) {
+        let mut state = 12345u64;
+        let mut next = |m: u64| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) % m
+        };
+        let mut indices = Vec::new();
+        let mut labels = Vec::new();
+        for _ in 0..n {
+            let (u, i) = (next(300), next(200));
+            indices.extend([u as i64, 300 + i as i64]);
+            labels.push(1.0 + ((u * 7 + i * 3) % 5) as f64);
+        }
+        let indptr = (0..=n as i64).map(|r| 2 * r).collect();
+        (indptr, indices, vec![1.0; 2 * n], labels)
+    }
+
+    fn fit(method: Method, sweeps: usize, threads: usize) -> (Vec<f32>, Vec<SweepStats>) {
+        // Under miri, fewer rows: the runs of columns are as long (300 users, 200 items).
+        let (indptr, indices, values, labels) = ratings(if cfg!(miri) { 200 } else { 4000 });
+        let (d, k) = (500, 3);
+        let x = CsrView::new(&indptr, &indices, values.len(), d as u64).unwrap();
+        let groups: Vec<u32> = (0..d as u32).map(|i| u32::from(i >= 300)).collect();
+        let mut bias = 0.0f32;
+        let mut linear = vec![0.0f32; d];
+        let mut factors: Vec<f32> = (0..d * k).map(|i| ((i * 37 % 17) as f32 - 8.0) / 80.0).collect();
+        let config = BayesConfig {
+            method,
+            sweeps,
+            burn_in: 0,
+            posterior_samples: 2,
+            seed: 9,
+        };
+        let kept = config.kept();
+        let (mut sb, mut sl, mut sf) = (vec![0.0; kept], vec![0.0; kept * d], vec![0.0; kept * d * k]);
+        let mut stats = Vec::new();
+        with_threads(threads, || {
+            let mut w = WeightsMut::new(&mut bias, &mut linear, &mut factors, k)?;
+            let data = BayesData {
+                x,
+                values: Values::F32(&values),
+                labels: &labels,
+                sample_weight: None,
+                groups: &groups,
+            };
+            let mut samples = Samples {
+                bias: &mut sb,
+                linear: &mut sl,
+                factors: &mut sf,
+            };
+            fit_bayes(&data, &mut w, &mut samples, None, &config, &Unmonitored, &mut stats)
+        })
+        .unwrap();
+        factors.extend(sf);
+        (factors, stats)
+    }
+
+    #[test]
+    fn block_parallel_sweeps_are_the_sequential_ones_for_every_thread_count() {
+        for method in [
+            Method::Mcmc,
+            Method::Als {
+                bias: 0.0,
+                linear: 1e-3,
+                factors: 1e-3,
+            },
+        ] {
+            // Under miri (slow), one sweep on two threads.
+            let (sweeps, threads): (usize, &[usize]) = if cfg!(miri) { (1, &[2]) } else { (4, &[2, 3]) };
+            let one = fit(method, sweeps, 1);
+            for &threads in threads {
+                assert_eq!(one, fit(method, sweeps, threads), "{method:?} on {threads} threads");
+            }
+        }
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "too slow for miri: the block-parallel test runs the same code")]
+    fn als_sweeps_never_raise_the_training_error() {
+        let method = Method::Als {
+            bias: 0.0,
+            linear: 0.0,
+            factors: 0.0,
+        };
+        let (_, stats) = fit(method, 6, 2);
+        for pair in stats.windows(2) {
+            assert!(pair[1].train_sse <= pair[0].train_sse * (1.0 + 1e-12), "{stats:?}");
+        }
+    }
+}

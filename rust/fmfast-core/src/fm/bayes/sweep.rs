@@ -1,0 +1,418 @@
+//! One sweep of ALS or Gibbs sampling over every parameter, libFM's way: an error cache
+//! `e_r = y_r − ŷ_r` per row and, for the factor `f` being swept, `q_r = Σᵢ v_if x_ri`, so that each
+//! coordinate θ costs O(entries of its column).
+//!
+//! ŷ is linear in each θ: `ŷ = g_θ + θ h_θ(x)` with `h = 1` (bias), `xᵢ` (`wᵢ`) and
+//! `xᵢ (q − v_if xᵢ)` (`v_if`). With row weights `r`, noise precision `α` and a normal prior
+//! `N(μ, 1/λ)` on θ, θ's conditional posterior is normal with
+//!
+//! ```text
+//! precision p = α Σ r h² + λ,   mean m = (α Σ r h (e + θ h) + λ μ) / p.
+//! ```
+//!
+//! MCMC draws θ ← m + z / √p, z from [`Draws`]; ALS sets θ ← m with `α = 1`, `μ = 0` and its
+//! fixed λ: the exact minimiser of `Σ r (y − ŷ)² + λ θ²` in θ. Each new θ is stored as `f32`
+//! and the caches move by what was stored: `e −= Δθ h`, `q += Δθ xᵢ`.
+//!
+//! Order of a sweep: (MCMC) α, then `w0`, then (MCMC) the linear priors of every group, then
+//! every `wᵢ`; then for each factor f: `q`, (MCMC) the priors of factor f of every group, every
+//! `v_if`. Coordinates go in column order, one [`Design::runs`] at a time: the columns of a run
+//! share no row, so their conditionals do not depend on each other and their updates touch
+//! different rows of `e` and `q`: the threads take them at the same time, each row of the caches
+//! written by one thread (relaxed atomics, so that no `unsafe` is needed), and the result is
+//! exactly the sequential one, for every thread count.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::prelude::*;
+
+use super::design::Design;
+use super::draws::Draws;
+use super::Method;
+use crate::error::{Error, Result};
+use crate::fm::model::WeightsMut;
+use crate::parallel::Monitor;
+
+/// Columns of a run below which it is swept on one thread (scheduling would cost more).
+const PARALLEL_COLUMNS: usize = 64;
+/// Rows per task when the factor cache is recomputed.
+const ROWS_PER_TASK: usize = 4096;
+/// Columns swept on one thread between two checks for Ctrl-C.
+const COLUMNS_PER_CHECK: usize = 256;
+
+/// What each draw of a sweep is for: the stream of sweep `s` is `8 s + kind`.
+#[derive(Clone, Copy)]
+enum Kind {
+    Alpha = 0,
+    Bias = 1,
+    LinearPrecision = 2,
+    LinearMean = 3,
+    Linear = 4,
+    FactorPrecision = 5,
+    FactorMean = 6,
+    Factor = 7,
+}
+
+/// A normal prior `N(mean, 1/precision)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Prior {
+    pub(crate) mean: f64,
+    pub(crate) precision: f64,
+}
+
+/// An `f64` shared between threads that never write the same one at the same time.
+struct Cell(AtomicU64);
+
+impl Cell {
+    #[inline]
+    fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
+
+    #[inline]
+    fn set(&self, value: f64) {
+        self.0.store(value.to_bits(), Ordering::Relaxed);
+    }
+}
+
+impl Cell {
+    fn new(value: f64) -> Self {
+        Cell(AtomicU64::new(value.to_bits()))
+    }
+}
+
+/// What a sweep reads and writes of one row, side by side: a coordinate's entries are rows in
+/// no order that caches like, and one line then serves all three.
+struct Row {
+    /// `y − ŷ`.
+    e: Cell,
+    /// `Σᵢ v_if x_ri` for the factor being swept.
+    q: Cell,
+    /// The row's weight (1 when none were given).
+    r: f64,
+}
+
+/// The state of a chain between coordinates: caches, hyperparameters and the draws.
+pub(crate) struct Chain<'a> {
+    design: &'a Design,
+    /// Group of each feature, and the number of features in each group.
+    groups: &'a [u32],
+    group_sizes: Vec<usize>,
+    method: Method,
+    draws: Draws,
+    rows: Vec<Row>,
+    /// Noise precision.
+    pub(crate) alpha: f64,
+    /// Per group: the prior of its linear weights; of its factors, `[group * k + f]`.
+    pub(crate) linear_priors: Vec<Prior>,
+    pub(crate) factor_priors: Vec<Prior>,
+}
+
+impl<'a> Chain<'a> {
+    /// A chain whose rows have residuals `residuals` and weights `weight`; `groups` holds the
+    /// group of each feature (the groups are `0..=max`).
+    pub(crate) fn new(
+        design: &'a Design,
+        weight: &'a [f64],
+        groups: &'a [u32],
+        k: usize,
+        method: Method,
+        seed: u64,
+        residuals: &[f64],
+    ) -> Self {
+        let n_groups = groups.iter().map(|&g| g as usize + 1).max().unwrap_or(1);
+        let mut group_sizes = vec![0; n_groups];
+        for &g in groups {
+            group_sizes[g as usize] += 1;
+        }
+        let start = Prior {
+            mean: 0.0,
+            precision: 1.0,
+        };
+        Chain {
+            design,
+            groups,
+            group_sizes,
+            method,
+            draws: Draws::new(seed),
+            rows: residuals
+                .iter()
+                .zip(weight)
+                .map(|(&e, &r)| Row {
+                    e: Cell::new(e),
+                    q: Cell::new(0.0),
+                    r,
+                })
+                .collect(),
+            alpha: 1.0,
+            linear_priors: vec![start; n_groups],
+            factor_priors: vec![start; n_groups * k],
+        }
+    }
+
+    /// The current residuals `y − ŷ`.
+    pub(crate) fn residuals(&self) -> impl Iterator<Item = f64> + '_ {
+        self.rows.iter().map(|row| row.e.get())
+    }
+
+    /// One sweep (number `sweep` of the fit) over every parameter of `w`.
+    pub(crate) fn sweep<M: Monitor + ?Sized>(&mut self, sweep: u64, w: &mut WeightsMut<'_>, monitor: &M) -> Result<()> {
+        let stream = |kind: Kind| 8 * sweep + kind as u64;
+        let mcmc = matches!(self.method, Method::Mcmc);
+        if mcmc {
+            let (mut n, mut sse) = (0.0, 0.0);
+            for Row { e, r, .. } in &self.rows {
+                n += r;
+                sse += r * e.get() * e.get();
+            }
+            self.alpha = self.draws.gamma(stream(Kind::Alpha), 0, 1.0 + 0.5 * n, 1.0 + 0.5 * sse);
+        }
+        // Bias: h = 1 on every row.
+        let (mut ae, mut b) = (0.0, 0.0);
+        for Row { e, r, .. } in &self.rows {
+            ae += r * e.get();
+            b += r;
+        }
+        let prior = match self.method {
+            Method::Als { bias, .. } => Prior {
+                mean: 0.0,
+                precision: bias,
+            },
+            Method::Mcmc => Prior {
+                mean: 0.0,
+                precision: 0.0,
+            },
+        };
+        let old = f64::from(*w.bias);
+        let new = self.conditional(old, ae, b, prior, stream(Kind::Bias), 0);
+        *w.bias = new as f32;
+        let delta = f64::from(*w.bias) - old;
+        for Row { e, .. } in &self.rows {
+            e.set(e.get() - delta);
+        }
+        // Linear weights.
+        if mcmc {
+            self.linear_priors = self.draw_priors(
+                w.linear,
+                1,
+                0,
+                stream(Kind::LinearPrecision),
+                stream(Kind::LinearMean),
+                &self.linear_priors,
+            );
+        }
+        let mut scratch = Vec::new();
+        let linear = stream(Kind::Linear);
+        self.sweep_runs(w.linear, 1, 0, &mut scratch, monitor, |chain, i, old| {
+            chain.update_linear(i, old, linear)
+        })?;
+        // Factors, one f at a time.
+        let k = w.k;
+        for f in 0..k {
+            self.fill_factor_cache(w.factors, k, f);
+            if mcmc {
+                let priors: Vec<Prior> = (0..self.group_sizes.len())
+                    .map(|g| self.factor_priors[g * k + f])
+                    .collect();
+                let drawn = self.draw_priors(
+                    w.factors,
+                    k,
+                    f,
+                    stream(Kind::FactorPrecision),
+                    stream(Kind::FactorMean),
+                    &priors,
+                );
+                for (g, prior) in drawn.into_iter().enumerate() {
+                    self.factor_priors[g * k + f] = prior;
+                }
+            }
+            let factor = stream(Kind::Factor);
+            self.sweep_runs(w.factors, k, f, &mut scratch, monitor, |chain, i, old| {
+                chain.update_factor(i, k, f, old, factor)
+            })?;
+        }
+        Ok(())
+    }
+
+    /// θ's new value from `ae = Σ r h e`, `b = Σ r h²` and its prior: the conditional mode (ALS)
+    /// or a draw (MCMC, the normal at `(stream, index)`).
+    #[inline]
+    fn conditional(&self, theta: f64, ae: f64, b: f64, prior: Prior, stream: u64, index: u64) -> f64 {
+        let (alpha, noise) = match self.method {
+            Method::Als { .. } => (1.0, None),
+            Method::Mcmc => (self.alpha, Some((stream, index))),
+        };
+        let precision = alpha * b + prior.precision;
+        if precision <= 0.0 {
+            // ALS without regularisation on a column without entries: nothing to fit.
+            return theta;
+        }
+        let mean = (alpha * (ae + theta * b) + prior.precision * prior.mean) / precision;
+        match noise {
+            Some((stream, index)) => mean + self.draws.normal(stream, index) / precision.sqrt(),
+            None => mean,
+        }
+    }
+
+    /// The prior of each group for column `f` of `values` (`d × stride`), drawn from its
+    /// Normal-Gamma hyperprior (`μ₀ = 0`, `γ₀ = 1`, `α_λ = β_λ = 1`, libFM's) given the current
+    /// values: λ ~ Gamma((n + 2) / 2, (1 + γ₀ μ² + Σ (θ − μ)²) / 2) with the previous μ, then
+    /// μ ~ N(Σ θ / (n + γ₀), 1 / ((n + γ₀) λ)). Group `g`'s slot is `g · stride + f`.
+    fn draw_priors(
+        &self,
+        values: &[f32],
+        stride: usize,
+        f: usize,
+        precision_stream: u64,
+        mean_stream: u64,
+        previous: &[Prior],
+    ) -> Vec<Prior> {
+        let n_groups = self.group_sizes.len();
+        let mut sum = vec![0.0; n_groups];
+        let mut squares = vec![0.0; n_groups];
+        for (i, &g) in self.groups.iter().enumerate() {
+            let theta = f64::from(values[i * stride + f]);
+            let g = g as usize;
+            sum[g] += theta;
+            let deviation = theta - previous[g].mean;
+            squares[g] += deviation * deviation;
+        }
+        (0..n_groups)
+            .map(|g| {
+                let n = self.group_sizes[g] as f64;
+                let mu = previous[g].mean;
+                let slot = (g * stride + f) as u64;
+                let precision = self.draws.gamma(
+                    precision_stream,
+                    slot,
+                    0.5 * (n + 2.0),
+                    0.5 * (1.0 + mu * mu + squares[g]),
+                );
+                let mean = sum[g] / (n + 1.0) + self.draws.normal(mean_stream, slot) / ((n + 1.0) * precision).sqrt();
+                Prior { mean, precision }
+            })
+            .collect()
+    }
+
+    /// Updates column `f` of `values` (`d × stride`, feature-major) run by run; `update(chain, i,
+    /// old)` returns feature `i`'s new value, moving the caches. The columns of a long run go to
+    /// the pool's threads; their new values are stored once the run is done.
+    fn sweep_runs<M: Monitor + ?Sized>(
+        &self,
+        values: &mut [f32],
+        stride: usize,
+        f: usize,
+        scratch: &mut Vec<f32>,
+        monitor: &M,
+        update: impl Fn(&Self, usize, f64) -> f32 + Sync,
+    ) -> Result<()> {
+        let mut since_check = 0;
+        for run in &self.design.runs {
+            if run.len() >= PARALLEL_COLUMNS {
+                scratch.clear();
+                scratch.extend(run.clone().map(|i| values[i * stride + f]));
+                scratch
+                    .par_iter_mut()
+                    .with_min_len(PARALLEL_COLUMNS / 2)
+                    .enumerate()
+                    .for_each(|(offset, value)| *value = update(self, run.start + offset, f64::from(*value)));
+                for (i, &value) in run.clone().zip(scratch.iter()) {
+                    values[i * stride + f] = value;
+                }
+                since_check = COLUMNS_PER_CHECK;
+            } else {
+                for i in run.clone() {
+                    values[i * stride + f] = update(self, i, f64::from(values[i * stride + f]));
+                }
+                since_check += run.len();
+            }
+            if since_check >= COLUMNS_PER_CHECK {
+                since_check = 0;
+                if monitor.stop_requested() {
+                    return Err(Error::Interrupted);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `wᵢ`'s new value (h = xᵢ; its draw is the normal `(stream, i)`); moves `e` by what is
+    /// stored.
+    #[inline]
+    fn update_linear(&self, i: usize, old: f64, stream: u64) -> f32 {
+        let (rows, xs) = self.design.column(i);
+        let (mut ae, mut b) = (0.0, 0.0);
+        for (&row, &x) in rows.iter().zip(xs) {
+            let row = &self.rows[row as usize];
+            let rx = row.r * x;
+            ae += rx * row.e.get();
+            b += rx * x;
+        }
+        let prior = match self.method {
+            Method::Als { linear, .. } => Prior {
+                mean: 0.0,
+                precision: linear,
+            },
+            Method::Mcmc => self.linear_priors[self.groups[i] as usize],
+        };
+        let new = self.conditional(old, ae, b, prior, stream, i as u64) as f32;
+        let delta = f64::from(new) - old;
+        for (&row, &x) in rows.iter().zip(xs) {
+            let e = &self.rows[row as usize].e;
+            e.set(e.get() - delta * x);
+        }
+        new
+    }
+
+    /// `v_if`'s new value (h = xᵢ (q − v_if xᵢ); its draw is the normal `(stream, i · k + f)`);
+    /// moves `e` and `q` by what is stored.
+    #[inline]
+    fn update_factor(&self, i: usize, k: usize, f: usize, old: f64, stream: u64) -> f32 {
+        let (rows, xs) = self.design.column(i);
+        let (mut ae, mut b) = (0.0, 0.0);
+        for (&row, &x) in rows.iter().zip(xs) {
+            let row = &self.rows[row as usize];
+            let h = x * (row.q.get() - old * x);
+            let rh = row.r * h;
+            ae += rh * row.e.get();
+            b += rh * h;
+        }
+        let prior = match self.method {
+            Method::Als { factors, .. } => Prior {
+                mean: 0.0,
+                precision: factors,
+            },
+            Method::Mcmc => self.factor_priors[self.groups[i] as usize * k + f],
+        };
+        let new = self.conditional(old, ae, b, prior, stream, (i * k + f) as u64) as f32;
+        let delta = f64::from(new) - old;
+        if delta != 0.0 {
+            for (&row, &x) in rows.iter().zip(xs) {
+                let Row { e, q, .. } = &self.rows[row as usize];
+                let h = x * (q.get() - old * x);
+                e.set(e.get() - delta * h);
+                q.set(q.get() + delta * x);
+            }
+        }
+        new
+    }
+
+    /// `q_r = Σᵢ v_if x_ri` of every row, in parallel over rows.
+    fn fill_factor_cache(&self, factors: &[f32], k: usize, f: usize) {
+        self.rows
+            .par_chunks(ROWS_PER_TASK)
+            .enumerate()
+            .for_each(|(task, chunk)| {
+                let first = task * ROWS_PER_TASK;
+                for (offset, Row { q, .. }) in chunk.iter().enumerate() {
+                    let (columns, xs) = self.design.row(first + offset);
+                    let sum = columns
+                        .iter()
+                        .zip(xs)
+                        .map(|(&i, &x)| f64::from(factors[i as usize * k + f]) * x)
+                        .sum();
+                    q.set(sum);
+                }
+            });
+    }
+}

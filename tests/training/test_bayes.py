@@ -1,0 +1,283 @@
+"""ALS and MCMC (Bayesian FM): the core's sweeps against the NumPy reference and the closed form,
+what sampling recovers from data of a known FM, determinism per thread count, and the estimator
+around them (eval_set, save/load, to_sagemaker, errors)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from fmfast import FactorizationMachine, FeatureEncoder, InvalidInputError
+from fmfast.training import _reference as ref
+
+RTOL, ATOL = 1e-5, 1e-9
+
+
+def one_hot_fm(
+    n: int, n_users: int, n_items: int, k: int = 2, noise: float = 0.3, seed: int = 0
+) -> tuple[sp.csr_array, np.ndarray, np.ndarray]:
+    """Rows of one-hot user + item from a known FM: ``(X, y, the noise-free ŷ)``."""
+    rng = np.random.default_rng(seed)
+    users, items = rng.integers(0, n_users, n), rng.integers(0, n_items, n)
+    w = rng.normal(0, 0.3, n_users + n_items)
+    V = rng.normal(0, 0.6, (n_users + n_items, k))
+    truth = 3.0 + w[users] + w[n_users + items] + (V[users] * V[n_users + items]).sum(axis=1)
+    indices = np.column_stack([users, n_users + items]).ravel()
+    X = sp.csr_array(
+        (np.ones(2 * n, np.float32), indices, np.arange(0, 2 * n + 1, 2)), shape=(n, n_users + n_items)
+    )
+    return X, truth + rng.normal(0, noise, n), truth
+
+
+def small_data(seed: int = 0) -> tuple[sp.csr_array, np.ndarray, np.ndarray]:
+    """Random sparse rows with real values, an empty column and two groups: ``(X, y, groups)``."""
+    rng = np.random.default_rng(seed)
+    X = sp.random_array((80, 12), density=0.3, rng=rng, format="csr", dtype=np.float64)
+    X = sp.csr_array(X.toarray() * (np.arange(12) != 5))  # column 5 never occurs
+    y = X @ rng.normal(size=12) + rng.normal(0, 0.2, 80)
+    return X, y, np.arange(12) % 2
+
+
+def initial_weights(model: FactorizationMachine, d: int) -> tuple[dict, int]:
+    """The weights and the seed a fit of ``model`` starts from."""
+    state = ref.initial_state({**model.get_params(), "optimizer": "sgd"}, d)
+    return state, int(np.random.default_rng(model.random_state).integers(2**63))
+
+
+def weights_of(model: FactorizationMachine) -> dict:
+    return {"bias": np.array([model.w0_], np.float32), "linear": model.w_, "factors": model.V_}
+
+
+def assert_weights_close(got: dict, expected: dict) -> None:
+    for name in ("bias", "linear", "factors"):
+        np.testing.assert_allclose(got[name], expected[name], rtol=RTOL, atol=ATOL, err_msg=name)
+
+
+def test_one_als_step_is_the_closed_form_coordinate_minimiser() -> None:
+    # After a sweep, the last coordinate swept (v of the last feature, last factor) minimises the
+    # objective Σ (y - ŷ)² + λ θ² with everything else fixed; the objective is quadratic in it,
+    # so three evaluations give its minimiser in closed form.
+    X, y, _ = small_data()
+    wd = (0.01, 0.02, 0.05)
+    model = FactorizationMachine(
+        num_factors=3, epochs=1, optimizer="als", random_state=1, factors_init_sigma=0.1
+    )
+    model.set_params(bias_wd=wd[0], linear_wd=wd[1], factors_wd=wd[2]).fit(X, y)
+    lam = wd[2] * len(y)
+    fitted = weights_of(model)
+
+    def objective(theta: float) -> float:
+        weights = {name: array.astype(np.float64) for name, array in fitted.items()}
+        weights["factors"][-1, -1] = theta
+        residual = y - ref.predict(X, weights)
+        return float(residual @ residual + lam * theta**2)
+
+    a, b, c = objective(-1.0), objective(0.0), objective(1.0)
+    minimiser = (a - c) / (2.0 * (a - 2.0 * b + c))
+    assert fitted["factors"][-1, -1] == pytest.approx(minimiser, rel=1e-5)
+    # Every coordinate of the sweep: the reference's sweep.
+    start, _ = initial_weights(model, X.shape[1])
+    assert_weights_close(fitted, ref.bayes_sweeps(X, y, start, "als", 1, wd=wd))
+
+
+def test_als_sweeps_lower_the_objective_and_match_the_reference() -> None:
+    X, y, _ = small_data(1)
+    params = {
+        "num_factors": 2,
+        "optimizer": "als",
+        "random_state": 0,
+        "factors_init_sigma": 0.1,
+        "factors_wd": 0.01,
+    }
+    losses = [FactorizationMachine(epochs=e, **params).fit(X, y).history_[-1]["rmse"] for e in (1, 2, 5)]
+    assert losses[0] > losses[1] > losses[2]
+    model = FactorizationMachine(epochs=5, **params).fit(X, y, sample_weight=np.linspace(0.5, 2.0, len(y)))
+    start, _ = initial_weights(model, X.shape[1])
+    expected = ref.bayes_sweeps(
+        X, y, start, "als", 5, sample_weight=np.linspace(0.5, 2.0, len(y)), wd=(0.01, 0.001, 0.01)
+    )
+    assert_weights_close(weights_of(model), expected)
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_mcmc_draws_what_the_reference_draws_for_a_seed(grouped) -> None:
+    X, y, groups = small_data(2)
+    model = FactorizationMachine(
+        num_factors=3, epochs=4, optimizer="mcmc", posterior_samples=1, random_state=3, n_threads=1
+    )
+    model.fit(X, y, groups=groups if grouped else None)
+    start, seed = initial_weights(model, X.shape[1])
+    expected = ref.bayes_sweeps(X, y, start, "mcmc", 4, groups=groups if grouped else None, seed=seed)
+    # posterior_samples=1 keeps the last sweep's sample only: the weights are that sample.
+    assert_weights_close(weights_of(model), expected)
+
+
+def test_reference_draws_have_their_moments() -> None:
+    draws = ref.Draws(11)
+    normals = np.array([draws.normal(1, i) for i in range(20_000)])
+    gammas = np.array([draws.gamma(2, s, 3.0, 2.0) for s in range(5_000)])
+    assert abs(normals.mean()) < 0.03 and abs(normals.std() - 1.0) < 0.03
+    assert abs(gammas.mean() - 1.5) < 0.03 and abs(gammas.var() - 0.75) < 0.06
+
+
+def test_mcmc_recovers_a_known_fm_and_beats_a_tuned_sgd_fit() -> None:
+    X, y, truth = one_hot_fm(6000, 120, 80)
+    train, valid, test = slice(0, 4000), slice(4000, 5000), slice(5000, None)
+    mcmc = FactorizationMachine(num_factors=2, epochs=300, optimizer="mcmc", burn_in=50, random_state=0)
+    mcmc.fit(X[train], y[train], groups=np.r_[np.zeros(120), np.ones(80)])
+    predicted = mcmc.predict(X[test])
+    # The posterior predictive mean is close to the noise-free truth (noise sd 0.3) ...
+    assert np.sqrt(np.mean((predicted - truth[test]) ** 2)) < 0.2
+    mcmc_rmse = mcmc.evaluate(X[test], y[test])["rmse"]
+    # ... and beats Adam with its learning rate and decays chosen on a validation split.
+    best = (np.inf, None)
+    for lr in (0.01, 0.03):
+        for wd in (1e-4, 1e-3, 1e-2):
+            adam = FactorizationMachine(
+                num_factors=2,
+                epochs=60,
+                mini_batch_size=50,
+                bias_lr=lr,
+                linear_lr=lr,
+                factors_lr=lr,
+                linear_wd=wd,
+                factors_wd=wd,
+                factors_init_sigma=0.1,
+                random_state=0,
+            )
+            adam.fit(X[train], y[train], eval_set=(X[valid], y[valid]), early_stopping_rounds=5)
+            best = min(best, (adam.history_[adam.best_epoch_]["eval_rmse"], adam), key=lambda b: b[0])
+    adam_rmse = best[1].evaluate(X[test], y[test])["rmse"]
+    assert mcmc_rmse < adam_rmse, (mcmc_rmse, adam_rmse)
+
+
+def test_sampling_is_the_same_for_every_thread_count_and_run() -> None:
+    # 300 users and 200 items: one-hot runs long enough for the block-parallel path.
+    X, y, _ = one_hot_fm(3000, 300, 200, seed=4)
+    fits = [
+        FactorizationMachine(num_factors=4, epochs=6, optimizer="mcmc", random_state=5, n_threads=n).fit(X, y)
+        for n in (1, 2, 2, 3)
+    ]
+    for other in fits[1:]:
+        np.testing.assert_array_equal(other._posterior.factors, fits[0]._posterior.factors)
+        assert other.history_ == fits[0].history_
+    X_new = X[:50]
+    np.testing.assert_array_equal(fits[0].predict(X_new), fits[3].predict(X_new))
+
+
+def test_another_seed_draws_another_chain_of_the_same_posterior() -> None:
+    X, y, truth = one_hot_fm(3000, 60, 40, seed=6)
+    rmse = []
+    for seed in (0, 1):
+        model = FactorizationMachine(
+            num_factors=2, epochs=150, optimizer="mcmc", burn_in=30, random_state=seed
+        )
+        model.fit(X[:2500], y[:2500])
+        rmse.append(np.sqrt(np.mean((model.predict(X[2500:]) - truth[2500:]) ** 2)))
+        assert not np.array_equal(model.V_, FactorizationMachine().get_params())  # fitted
+    assert abs(rmse[0] - rmse[1]) < 0.03, rmse
+
+
+def test_eval_set_reports_the_running_posterior_mean_and_predict_averages_the_kept_samples() -> None:
+    X, y, _ = one_hot_fm(2000, 40, 30, seed=7)
+    model = FactorizationMachine(
+        num_factors=2, epochs=10, optimizer="mcmc", burn_in=3, posterior_samples=3, random_state=0
+    )
+    model.fit(X[:1500], y[:1500], eval_set=(X[1500:], y[1500:]))
+    assert [e["epoch"] for e in model.history_] == list(range(10))
+    # thin = ceil(7 / 3) = 3: sweeps 3, 6 and 9 are kept.
+    posterior = model._posterior
+    assert posterior.bias.shape == (3,) and posterior.factors.shape == (3, 70, 2)
+    each = [
+        ref.predict(X[1500:], {"bias": np.array([b]), "linear": w, "factors": V})
+        for b, w, V in zip(posterior.bias, posterior.linear, posterior.factors, strict=True)
+    ]
+    mean = np.mean(each, axis=0)
+    np.testing.assert_allclose(model.predict(X[1500:]), mean, rtol=1e-10)
+    assert model.history_[-1]["eval_rmse"] == pytest.approx(
+        np.sqrt(np.mean((mean - y[1500:]) ** 2)), rel=1e-9
+    )
+    assert model.history_[6]["eval_rmse"] == pytest.approx(
+        np.sqrt(np.mean((np.mean(each[:2], axis=0) - y[1500:]) ** 2)), rel=1e-9
+    )
+    assert model.history_[7]["eval_rmse"] == model.history_[6]["eval_rmse"]
+    # The estimator's weights are the posterior mean of the parameters.
+    np.testing.assert_allclose(model.V_, posterior.factors.mean(axis=0, dtype=np.float64), rtol=1e-6)
+
+
+def test_groups_from_a_feature_encoder() -> None:
+    X, y, _ = one_hot_fm(1000, 20, 15, seed=8)
+    users, items = X.indices[0::2], X.indices[1::2] - 20
+    enc = FeatureEncoder().one_hot("user").one_hot("item")
+    X_enc = enc.fit_transform({"user": users, "item": items})
+    by_encoder = FactorizationMachine(num_factors=2, epochs=5, optimizer="mcmc", random_state=0)
+    by_labels = FactorizationMachine(num_factors=2, epochs=5, optimizer="mcmc", random_state=0)
+    by_encoder.fit(X_enc, y, groups=enc)
+    by_labels.fit(X_enc, y, groups=np.repeat(["user", "item"], [b.size for b in enc.blocks]))
+    np.testing.assert_array_equal(by_encoder.V_, by_labels.V_)
+    ungrouped = FactorizationMachine(num_factors=2, epochs=5, optimizer="mcmc", random_state=0).fit(X_enc, y)
+    assert not np.array_equal(ungrouped.V_, by_encoder.V_)
+
+
+@pytest.mark.parametrize("optimizer", ["als", "mcmc"])
+def test_save_load_and_to_sagemaker_keep_what_predict_needs(tmp_path, optimizer) -> None:
+    X, y, _ = one_hot_fm(800, 20, 10, seed=9)
+    model = FactorizationMachine(
+        num_factors=2, epochs=20, optimizer=optimizer, random_state=0, factors_init_sigma=0.1
+    )
+    model.fit(X, y)
+    model.save(tmp_path / "model.fmfast")
+    loaded = FactorizationMachine.load(tmp_path / "model.fmfast")
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    assert loaded.history_ == model.history_
+    model.to_sagemaker(tmp_path / "model.tar.gz")
+    artifact = FactorizationMachine.from_sagemaker(tmp_path / "model.tar.gz")
+    np.testing.assert_array_equal(artifact.V_, model.V_)  # the posterior mean for MCMC
+
+
+def test_a_damaged_posterior_in_a_model_file_is_refused(tmp_path) -> None:
+    X, y, _ = one_hot_fm(300, 10, 10, seed=10)
+    FactorizationMachine(num_factors=2, epochs=4, optimizer="mcmc", random_state=0).fit(X, y).save(
+        tmp_path / "m"
+    )
+    with np.load(tmp_path / "m") as npz:
+        arrays = dict(npz)
+    arrays["posterior_factors"] = arrays["posterior_factors"][:, :3]
+    np.savez(tmp_path / "bad.npz", **arrays)
+    from fmfast import ModelFormatError
+
+    with pytest.raises(ModelFormatError, match="posterior_factors"):
+        FactorizationMachine.load(tmp_path / "bad.npz")
+
+
+@pytest.mark.parametrize(
+    ("params", "fit_kwargs", "message"),
+    [
+        ({"predictor_type": "binary_classifier"}, {}, "'regressor' only"),
+        ({"burn_in": 5, "epochs": 5}, {}, "burn_in"),
+        ({"posterior_samples": 0}, {}, "posterior_samples must be"),
+        ({"factors_wd": -1.0, "optimizer": "als"}, {}, "factors_wd must be"),
+        ({}, {"groups": np.zeros(3)}, "one label per column"),
+        ({}, {"early_stopping_rounds": 2}, "early_stopping_rounds"),
+    ],
+)
+def test_bad_settings_are_refused_and_leave_the_model_as_it_was(params, fit_kwargs, message) -> None:
+    X, y, _ = one_hot_fm(200, 10, 10, seed=11)
+    y_fit = (y > 3).astype(int) if params.get("predictor_type") == "binary_classifier" else y
+    settings = {"optimizer": "mcmc", "num_factors": 2, "epochs": 3, **params}
+    model = FactorizationMachine(**settings)
+    eval_set = (X, y_fit) if "early_stopping_rounds" in fit_kwargs else None
+    with pytest.raises(InvalidInputError, match=message):
+        model.fit(X, y_fit, eval_set=eval_set, **fit_kwargs)
+    assert not model.__sklearn_is_fitted__()
+
+
+def test_partial_fit_and_recordio_input_are_refused(tmp_path) -> None:
+    X, y, _ = one_hot_fm(200, 10, 10, seed=12)
+    model = FactorizationMachine(num_factors=2, epochs=3, optimizer="als")
+    with pytest.raises(AttributeError, match="fit whole"):
+        model.partial_fit(X, y)
+    with pytest.raises(InvalidInputError, match="read_recordio"):
+        model.fit(str(tmp_path / "train.recordio"))
+    with pytest.raises(InvalidInputError, match="groups is an argument"):
+        FactorizationMachine(num_factors=2).fit(X, y, groups=np.zeros(X.shape[1]))
