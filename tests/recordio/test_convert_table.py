@@ -252,7 +252,7 @@ def test_null_labels_missing_columns_and_bad_sources_are_refused(tmp_path, table
     ratings = table.column("rating").to_pylist()
     ratings[7] = None
     nulls = table.set_column(2, "rating", pa.array(ratings))
-    with pytest.raises(InvalidInputError, match="the table: label column 'rating', row 7: no label"):
+    with pytest.raises(InvalidInputError, match="the table: label column 'rating', row 7: null"):
         fmfast.convert_table(nulls, tmp_path / "a.recordio", encoder=encoder, label="rating")
     with pytest.raises(InvalidInputError, match="no column 'score'; the columns are user, item"):
         fmfast.convert_table(table, tmp_path / "a.recordio", encoder=encoder, label="score")

@@ -651,15 +651,15 @@ class FactorizationMachine:
     ) -> None:
         """Write the model as a SageMaker FM ``model.tar.gz`` (float32 weights), atomically.
 
-        The artifact loads in MXNet (``mx.nd.load`` / the AWS notebook's ``Module.load`` steps)
-        and back through :meth:`from_sagemaker`. Its ``meta.json`` holds SageMaker's
-        hyperparameters only, as strings, formatted as the SageMaker SDK sends them; fmfast's
-        own settings (``optimizer``, ``n_threads``, ``deterministic``, ``progress``, ``random_state``,
-        and MCMC's ``burn_in`` and ``posterior_samples``) go to ``fmfast.json`` beside ``model_algo-1``, which SageMaker does not read and
-        :meth:`from_sagemaker` reads back. ``path`` may be a store's URL, opened with
+        The artifact loads in MXNet (``mx.nd.load`` / the AWS notebook's ``Module.load`` steps) and
+        back through :meth:`from_sagemaker`. Its ``meta.json`` holds SageMaker's hyperparameters only,
+        as strings, formatted as the SageMaker SDK sends them; fmfast's own settings (``optimizer``,
+        ``n_threads``, ``deterministic``, ``progress``, ``random_state``, and MCMC's ``burn_in`` and
+        ``posterior_samples``) go to ``fmfast.json`` beside ``model_algo-1``, which SageMaker does not
+        read and :meth:`from_sagemaker` reads back. ``path`` may be a store's URL, opened with
         ``storage_options`` (the upload is aborted on failure). An MCMC model is written as the
-        posterior mean of its parameters, whose predictions differ from :meth:`predict`'s (the mean
-        of the kept samples' predictions; the pairwise term is not linear in the factors): on
+        posterior mean of its parameters, whose predictions differ from :meth:`predict`'s (the mean of
+        the kept samples' predictions; the pairwise term is not linear in the factors): on
         MovieLens-100K the difference is small (docs/design/bayes.md).
         """
         state = self._fitted_state()
