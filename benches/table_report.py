@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -173,13 +174,24 @@ def _child_spark(path: Path, threads: int) -> dict[str, Any]:
     import fmfast.spark  # the Spark writer of issue 15
     from pyspark.sql import SparkSession
 
-    spark = SparkSession.builder.master(f"local[{threads}]").getOrCreate()
+    os.environ["PYSPARK_PYTHON"] = sys.executable  # the executors' Python: this one, with fmfast
+    spark = (
+        SparkSession.builder.master(f"local[{threads}]")
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.ui.showConsoleProgress", "false")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
     encoder = fmfast.FeatureEncoder.load(encoder_path())
+    rows = int(spark.read.parquet(str(path)).count())  # from the Parquet footers, outside the timing
 
     def convert(folder: Path) -> int:
         df = spark.read.parquet(str(path))
-        fmfast.spark.write_recordio(df, (folder / "shards").as_uri(), encoder=encoder, label="rating")
-        return int(df.count())
+        fmfast.spark.write_recordio(df, folder / "shards", encoder=encoder, label="rating")
+        return rows
 
     try:
         return {**_measured(convert), "cpu_seconds": None, "peak_mib": None}  # the JVM's are not ours

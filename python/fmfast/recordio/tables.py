@@ -13,7 +13,7 @@ import glob
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
@@ -22,6 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from fmfast._progress import Progress, progress_callback
+from fmfast._read_ahead import read_ahead
 from fmfast._storage import filesystem, is_url, local_path
 from fmfast.exceptions import InvalidInputError
 from fmfast.recordio.codec import RecordIOWriter, encode_recordio
@@ -401,6 +402,25 @@ def _counted(
     return pa.RecordBatchReader.from_batches(schema, counting())
 
 
+def _encoded(
+    table: _Source, encoder: FeatureEncoder, label: str | None, columns: list[str], batch_size: int
+) -> Iterator[tuple[sp.csr_array, np.ndarray | None]]:
+    """The rows and labels of ``table``'s batches, in order; errors name the file, row group and row."""
+    rows = 0
+    path, file_row = None, 0
+    for batch, fragment in table.batches(columns, batch_size):
+        if getattr(fragment, "path", None) != path:
+            path, file_row = getattr(fragment, "path", None), 0
+        first_row = file_row if path is not None else rows
+        try:
+            encoded = batch_rows(encoder, batch, label)
+        except InvalidInputError as error:
+            raise _located(error, table, fragment, first_row) from None
+        yield encoded
+        rows += batch.num_rows
+        file_row += batch.num_rows
+
+
 def _write(
     table: _Source,
     out: Any,
@@ -410,19 +430,15 @@ def _write(
     batch_size: int,
     advanced: Callable[[int], None],
 ) -> int:
-    """Encode ``table`` batch by batch into ``out`` (a writer); returns the rows written."""
+    """Encode ``table`` batch by batch into ``out`` (a writer); returns the rows written.
+
+    The next batch is read and encoded on a thread of its own while this one is written (both
+    stages run in Rust without the interpreter lock): two batches in memory at most.
+    """
     rows = 0
-    path, file_row = None, 0
-    for batch, fragment in table.batches(columns, batch_size):
-        if getattr(fragment, "path", None) != path:
-            path, file_row = getattr(fragment, "path", None), 0
-        first_row = file_row if path is not None else rows
-        try:
-            X, labels = batch_rows(encoder, batch, label)
-        except InvalidInputError as error:
-            raise _located(error, table, fragment, first_row) from None
-        out.write(X, labels)
-        rows += batch.num_rows
-        file_row += batch.num_rows
-        advanced(batch.num_rows)
+    with closing(read_ahead(_encoded(table, encoder, label, columns, batch_size))) as encoded:
+        for X, labels in encoded:
+            out.write(X, labels)
+            rows += X.shape[0]
+            advanced(X.shape[0])
     return rows
