@@ -256,7 +256,9 @@ def test_null_labels_missing_columns_and_bad_sources_are_refused(tmp_path, table
         fmfast.convert_table(nulls, tmp_path / "a.recordio", encoder=encoder, label="rating")
     with pytest.raises(InvalidInputError, match="no column 'score'; the columns are user, item"):
         fmfast.convert_table(table, tmp_path / "a.recordio", encoder=encoder, label="score")
-    with pytest.raises(InvalidInputError, match="label column 'user': an Arrow column of type Utf8 cannot be labels"):
+    with pytest.raises(
+        InvalidInputError, match="label column 'user': an Arrow column of type Utf8 cannot be labels"
+    ):
         fmfast.convert_table(table, tmp_path / "a.recordio", encoder=encoder, label="user")
     with pytest.raises(FileNotFoundError, match="No file matches the pattern"):
         fmfast.convert_table(
