@@ -121,3 +121,12 @@ def test_sizes_beyond_memory_fail_as_typed_errors_not_aborts() -> None:
     # Refused before allocating where the weights exceed physical memory, else when NumPy fails.
     assert lines[1].startswith("model "), lines
     assert "num_factors" in lines[1] and "lower num_factors or the number of features" in lines[1]
+
+
+@pytest.mark.parametrize("optimizer", ["als", "mcmc"])
+def test_a_feature_dimension_beyond_memory_is_refused_by_the_sweeps_before_any_allocation(optimizer) -> None:
+    # 10^11 columns: the group codes alone would take 373 GiB (once an untyped MemoryError).
+    X = sp.csr_array(([1.0], [0], [0, 1]), shape=(1, 10**11))
+    model = FactorizationMachine("regressor", optimizer=optimizer, num_factors=4)
+    with pytest.raises(InvalidInputError, match="lower num_factors or the number of features"):
+        model.fit(X, np.ones(1))

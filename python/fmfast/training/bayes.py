@@ -15,7 +15,6 @@ are the posterior mean of the parameters.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -29,7 +28,15 @@ from fmfast._scores import raw_scores
 from fmfast.exceptions import InvalidInputError
 from fmfast.recsys.features import BlockInfo, FeatureEncoder
 from fmfast.training._labels import checked_labels
-from fmfast.training.loop import aligned, aligned_zeros, initial_state, is_recordio_source, sagemaker_metrics
+from fmfast.training.loop import (
+    aligned,
+    aligned_zeros,
+    check_weights_fit_memory,
+    initial_state,
+    is_recordio_source,
+    physical_memory,
+    sagemaker_metrics,
+)
 
 if TYPE_CHECKING:
     from fmfast.training.estimator import FactorizationMachine
@@ -133,11 +140,8 @@ def feature_groups(groups: Groups, n_cols: int) -> np.ndarray:
 def check_samples_fit_memory(kept: int, feature_dim: int, num_factors: int) -> None:
     """Refuse, before allocating them, kept samples larger than half the machine's memory."""
     nbytes = kept * feature_dim * (num_factors + 1) * np.dtype(np.float32).itemsize
-    try:
-        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError):
-        return
-    if nbytes > memory // 2:
+    memory = physical_memory()
+    if memory is not None and nbytes > memory // 2:
         raise InvalidInputError(
             f"{kept} posterior samples of feature_dim {feature_dim} x num_factors {num_factors} need "
             f"{nbytes / 2**30:.1f} GiB, more than half this machine's {memory / 2**30:.1f} GiB: "
@@ -178,6 +182,8 @@ def fit_bayes(
     weights = None if sample_weight is None else vector(sample_weight, rows.n_rows, "sample_weight")
     if weights is not None and not weights.any():
         raise InvalidInputError("every sample_weight is zero: there is nothing to learn from")
+    # Before anything of the feature dimension's size is allocated (the group codes first).
+    check_weights_fit_memory(rows.n_cols, int(model.num_factors))
     codes = feature_groups(groups, rows.n_cols)
     evaluation = None
     if eval_set is not None:

@@ -60,6 +60,14 @@ def aligned_zeros(shape: tuple[int, ...]) -> np.ndarray:
     return buffer[start : start + nbytes].view(np.float32).reshape(shape)
 
 
+def physical_memory() -> int | None:
+    """This machine's physical memory in bytes; ``None`` where the system does not tell."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return None
+
+
 def check_weights_fit_memory(feature_dim: int, num_factors: int) -> None:
     """Refuse, before allocating them, weights larger than the machine's physical memory.
 
@@ -67,11 +75,8 @@ def check_weights_fit_memory(feature_dim: int, num_factors: int) -> None:
     otherwise make ``fit`` draw hundreds of GB of weights.
     """
     nbytes = feature_dim * (num_factors + 1) * np.dtype(np.float32).itemsize
-    try:
-        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError):
-        return
-    if nbytes > memory:
+    memory = physical_memory()
+    if memory is not None and nbytes > memory:
         raise InvalidInputError(
             f"feature_dim {feature_dim} with num_factors {num_factors} needs {nbytes / 2**30:.1f} GiB of "
             f"weights, more than this machine's {memory / 2**30:.1f} GiB of memory (the feature dimension "
