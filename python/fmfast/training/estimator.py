@@ -197,7 +197,10 @@ class FactorizationMachine:
             mini-batches of its own at the same time against the shared weights, without locks
             (Hogwild-style, as xLearn and LightFM train, and SageMaker across instances): no thread
             waits for another, and accuracy is that of the deterministic schedule within noise (test
-            RMSE on MovieLens-100K within 0.0005), but results vary from run to run, and each thread
+            RMSE on MovieLens-100K within 0.0005) where mini-batches rarely share features; where
+            most do (a few hundred features), Adam loses some (its moments are written back by the
+            last thread, not summed: a small binary classifier's log loss up to 5% higher), and
+            results vary from run to run, and each thread
             copies its batch's rows of the model in and out, which costs 1.3x the work per sample at
             ``num_factors=8`` and 2.1x at 64 with Adam. The default is ``True`` because it is
             reproducible (scikit-learn's checks and searches, and the parity with SageMaker, expect a
