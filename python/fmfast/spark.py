@@ -280,7 +280,7 @@ def write_recordio(
     pyspark = _pyspark()
     _check_columns(df, encoder, label)
     directory = _check_directory(path, overwrite, storage_options)
-    if not encoder._fitted:
+    if not encoder.fitted:
         fit_encoder(df, encoder)
     _clear_directory(directory, storage_options)
     n_shards = df.rdd.getNumPartitions()

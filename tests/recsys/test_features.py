@@ -216,3 +216,11 @@ def test_zero_rows() -> None:
     X = enc.transform({"u": [], "r": [], "x": []})
     assert X.shape == (0, enc.n_features)
     assert X.nnz == 0
+
+
+def test_fitted_says_whether_the_encoder_has_learned() -> None:
+    encoder = FeatureEncoder().one_hot("user")
+    assert not encoder.fitted
+    assert encoder.fit({"user": ["a", "b"]}).fitted
+    assert FeatureEncoder.from_json(encoder.to_json()).fitted
+    assert not encoder.one_hot("item").fitted  # a new block needs a new fit

@@ -263,7 +263,7 @@ def _fitted(encoder: FeatureEncoder | str | os.PathLike[str]) -> tuple[FeatureEn
         return FeatureEncoder.load(encoder), False
     if not isinstance(encoder, FeatureEncoder):
         raise InvalidInputError(f"encoder must be a FeatureEncoder or a saved one's path, not {encoder!r}")
-    if encoder._fitted:
+    if encoder.fitted:
         return encoder, False
     copy = FeatureEncoder.from_json(encoder.to_json())
     copy.n_threads = encoder.n_threads

@@ -268,6 +268,11 @@ class FeatureEncoder:
         """Total number of columns."""
         return sum(b.size for b in self._blocks)
 
+    @property
+    def fitted(self) -> bool:
+        """Whether :meth:`fit` has learned the vocabularies and ranges (a loaded encoder's as saved)."""
+        return self._fitted
+
     def feature_names(self) -> list[str]:
         """Name of each column, by index: ``"block=value"`` (``"block"`` for a numeric block)."""
         self._check_fitted()
