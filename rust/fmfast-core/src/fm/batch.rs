@@ -62,6 +62,16 @@ pub(super) fn prefetch<E>(ptr: *const E, len: usize) {
     let _ = (ptr, len);
 }
 
+/// Starts loading all that the update of feature `i` touches: its weight and `k` factors, and
+/// their optimizer state (`ns` slots each).
+#[inline(always)]
+pub(super) fn prefetch_feature(m: &SharedModel, i: usize, k: usize, ns: usize) {
+    prefetch(m.linear.hint(i), 1);
+    prefetch(m.linear_state.hint(i * ns), ns);
+    prefetch(m.factors.hint(i * k), k);
+    prefetch(m.factor_state.hint(i * ns * k), ns * k);
+}
+
 /// Which part of the features, among `parts`, feature `i` belongs to: a multiplicative hash of
 /// its block of [`OWNER_BLOCK`] consecutive features, so that one-hot blocks spread evenly while
 /// the marks, weights and state of neighbouring features, which share cache lines, are written by
@@ -572,11 +582,7 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
             let (head, grad) = sums.split_at(2);
             let (linear_grad, squares) = (head[0], head[1]);
             if let Some(&next) = slots.features.get(j + PREFETCH_FEATURES) {
-                let next = next as usize;
-                prefetch(m.linear.hint(next), 1);
-                prefetch(m.linear_state.hint(next * ns), ns);
-                prefetch(m.factors.hint(next * k), k);
-                prefetch(m.factor_state.hint(next * ns * k), ns * k);
+                prefetch_feature(m, next as usize, k, ns);
             }
             let i = i as usize;
             debug_assert_eq!(

@@ -33,7 +33,7 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use super::batch::{prefetch, Data, Slots, Trainer, NO_SLOT, PROGRESS_ROWS};
+use super::batch::{prefetch_feature, Data, Slots, Trainer, NO_SLOT, PROGRESS_ROWS};
 use super::config::{EpochStats, OptimizerState, TrainConfig};
 use super::model::WeightsMut;
 use super::schedule::Schedule;
@@ -207,11 +207,7 @@ impl Worker {
             // The rows are spread over the whole model: start loading those a few features
             // ahead (as the deterministic schedule does).
             if let Some(&ahead) = self.features.get(n + PREFETCH_FEATURES) {
-                let ahead = ahead as usize;
-                prefetch(m.linear.hint(ahead), 1);
-                prefetch(m.factors.hint(ahead * k), k);
-                prefetch(m.linear_state.hint(ahead * ns), ns);
-                prefetch(m.factor_state.hint(ahead * ns * k), ns * k);
+                prefetch_feature(&m, ahead as usize, k, ns);
             }
             let i = [i];
             extend_rows(&mut self.linear, m.linear, &i, 1);
