@@ -130,6 +130,7 @@ class BayesConfig:
         linear_wd: float,
         factors_wd: float,
         seed: int,
+        als_regularization: str = "fixed",
     ) -> BayesConfig: ...
     @property
     def kept(self) -> int: ...

@@ -280,6 +280,48 @@ def _prior_draws(
     return drawn
 
 
+def _expected_priors(
+    values: np.ndarray, variances: np.ndarray, groups: np.ndarray, n_groups: int
+) -> list[tuple[float, float]]:
+    """Adaptive ALS: each group's ``(mean, precision)``: the means of what MCMC draws, ``θ² + s`` for ``θ²``.
+
+    ``μ = Σθ / (n + 1)``, then ``λ = (n + 2) / (1 + μ² + Σ ((θ - μ)² + s))``.
+    """
+    priors = []
+    for g in range(n_groups):
+        theta = values[groups == g].astype(np.float64)
+        mean = float(theta.sum()) / (theta.size + 1.0)
+        squares = float(np.sum((theta - mean) ** 2 + variances[groups == g]))
+        priors.append((mean, (theta.size + 2.0) / (1.0 + mean * mean + squares)))
+    return priors
+
+
+def _prediction_variance(
+    X: sp.csc_array, factors: np.ndarray, linear_var: np.ndarray, factors_var: np.ndarray
+) -> np.ndarray:
+    """Adaptive ALS: each row's ``Var ŷ`` when the coordinates are independent (means, variances).
+
+    Written as the sum over pairs it is (the core uses an O(nnz) rearrangement of it).
+    """
+    rows = sp.csr_array(X)
+    out = np.zeros(rows.shape[0])
+    for row in range(rows.shape[0]):
+        cols = rows.indices[rows.indptr[row] : rows.indptr[row + 1]]
+        x = rows.data[rows.indptr[row] : rows.indptr[row + 1]]
+        out[row] = float(np.sum(x * x * linear_var[cols]))
+        mu = factors[cols].astype(np.float64) * x[:, None]
+        tau = factors_var[cols] * (x * x)[:, None]
+        for a in range(len(cols)):
+            for b in range(a + 1, len(cols)):
+                # Var(a_a a_b) and, for each third term c, Cov(a_a a_b, a_a a_c) and Cov(a_a a_b, a_b a_c).
+                second = (mu[a] ** 2 + tau[a]) * (mu[b] ** 2 + tau[b]) - mu[a] ** 2 * mu[b] ** 2
+                out[row] += float(np.sum(second))
+                for c in range(len(cols)):
+                    if c not in (a, b):
+                        out[row] += float(np.sum(tau[a] * mu[b] * mu[c] + tau[b] * mu[a] * mu[c]))
+    return out
+
+
 def bayes_sweeps(
     X: Any,
     y: np.ndarray,
@@ -289,10 +331,13 @@ def bayes_sweeps(
     *,
     groups: np.ndarray | None = None,
     sample_weight: np.ndarray | None = None,
-    wd: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    wd: tuple[float, float, float] | None = (0.0, 0.0, 0.0),
     seed: int = 0,
 ) -> dict[str, np.ndarray]:
-    """``sweeps`` sweeps of ALS (``wd``: bias, linear and factor decays) or MCMC (``seed``) from ``weights``.
+    """``sweeps`` sweeps of ALS or MCMC (``seed``) from ``weights``.
+
+    ALS: ``wd`` holds the bias, linear and factor decays; ``None`` is adaptive ALS (the strengths
+    and the noise re-estimated every sweep, each coordinate's variance kept).
 
     Returns the last sweep's weights (float32 ``bias`` ``(1,)``, ``linear``, ``factors``): the
     core's, to rounding of the float64 sums.
@@ -307,7 +352,10 @@ def bayes_sweeps(
     n_groups = int(groups.max()) + 1
     r = np.ones(n) if sample_weight is None else np.asarray(sample_weight, np.float64)
     mcmc = optimizer == "mcmc"
-    lam = tuple(w * r.sum() for w in wd)
+    adaptive = optimizer == "als" and wd is None
+    lam = (0.0, 0.0, 0.0) if wd is None else tuple(w * r.sum() for w in wd)
+    # Adaptive ALS: the variance of each linear weight and factor.
+    linear_var, factors_var = np.zeros(d), np.zeros((d, k))
     draws = Draws(seed)
     e = np.asarray(y, np.float64) - predict(
         sp.csr_array(X), {"bias": bias, "linear": linear, "factors": factors}
@@ -317,10 +365,16 @@ def bayes_sweeps(
     factor_priors = [[(0.0, 1.0)] * n_groups for _ in range(k)]
 
     def conditional(
-        theta: float, ae: float, b: float, prior: tuple[float, float], stream: int, index: int
+        theta: float,
+        ae: float,
+        b: float,
+        prior: tuple[float, float],
+        stream: int,
+        index: int,
+        spread: float = 0.0,
     ) -> float:
-        a = alpha if mcmc else 1.0
-        precision = a * b + prior[1]
+        a = alpha if mcmc or adaptive else 1.0
+        precision = a * (b + spread) + prior[1]
         if precision <= 0.0:
             return theta
         mean = (a * (ae + theta * b) + prior[1] * prior[0]) / precision
@@ -329,6 +383,9 @@ def bayes_sweeps(
     for s in range(sweeps):
         if mcmc:
             alpha = draws.gamma(8 * s + _ALPHA, 0, 1.0 + 0.5 * r.sum(), 1.0 + 0.5 * float(np.sum(r * e * e)))
+        elif adaptive:
+            spread = _prediction_variance(X, factors, linear_var, factors_var)
+            alpha = (1.0 + 0.5 * r.sum()) / (1.0 + 0.5 * float(np.sum(r * (e * e + spread))))
         old = float(bias[0])
         bias[0] = conditional(
             old, float(np.sum(r * e)), float(r.sum()), (0.0, 0.0 if mcmc else lam[0]), 8 * s + _BIAS, 0
@@ -338,12 +395,15 @@ def bayes_sweeps(
             linear_priors = _prior_draws(
                 draws, linear, groups, linear_priors, s, (_LINEAR_PRECISION, _LINEAR_MEAN), lambda g: g
             )
+        elif adaptive:
+            linear_priors = _expected_priors(linear, linear_var, groups, n_groups)
         for i in range(d):
             rows, x = X.indices[X.indptr[i] : X.indptr[i + 1]], X.data[X.indptr[i] : X.indptr[i + 1]]
             old = float(linear[i])
-            prior = linear_priors[groups[i]] if mcmc else (0.0, lam[1])
+            prior = linear_priors[groups[i]] if mcmc or adaptive else (0.0, lam[1])
             rx = r[rows] * x
             linear[i] = conditional(old, float(rx @ e[rows]), float(rx @ x), prior, 8 * s + _LINEAR, i)
+            linear_var[i] = 1.0 / (alpha * float(rx @ x) + prior[1])
             e[rows] -= (float(linear[i]) - old) * x
         for f in range(k):
             q = sp.csr_array(X) @ factors[:, f].astype(np.float64)
@@ -357,15 +417,26 @@ def bayes_sweeps(
                     (_FACTOR_PRECISION, _FACTOR_MEAN),
                     lambda g, f=f: g * k + f,
                 )
+            elif adaptive:
+                sigma = sp.csr_array(X).power(2) @ factors_var[:, f]
+                factor_priors[f] = _expected_priors(factors[:, f], factors_var[:, f], groups, n_groups)
             for i in range(d):
                 rows, x = X.indices[X.indptr[i] : X.indptr[i + 1]], X.data[X.indptr[i] : X.indptr[i + 1]]
                 old = float(factors[i, f])
                 h = x * (q[rows] - old * x)
-                prior = factor_priors[f][groups[i]] if mcmc else (0.0, lam[2])
+                prior = factor_priors[f][groups[i]] if mcmc or adaptive else (0.0, lam[2])
                 rh = r[rows] * h
+                spread = 0.0
+                if adaptive:
+                    # The uncertainty of h through the row's other factors.
+                    spread = float(r[rows] @ (x * x * (sigma[rows] - x * x * factors_var[i, f])))
                 factors[i, f] = conditional(
-                    old, float(rh @ e[rows]), float(rh @ h), prior, 8 * s + _FACTOR, i * k + f
+                    old, float(rh @ e[rows]), float(rh @ h), prior, 8 * s + _FACTOR, i * k + f, spread
                 )
+                if adaptive:
+                    variance = 1.0 / (alpha * (float(rh @ h) + spread) + prior[1])
+                    sigma[rows] += (variance - factors_var[i, f]) * x * x
+                    factors_var[i, f] = variance
                 delta = float(factors[i, f]) - old
                 e[rows] -= delta * h
                 q[rows] += delta * x

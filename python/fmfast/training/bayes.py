@@ -2,7 +2,9 @@
 
 ``optimizer="als"`` and ``"mcmc"`` sweep the parameters one coordinate at a time, as libFM does
 (:mod:`fmfast.training._reference` holds the same sweeps in NumPy). ALS sets each coordinate to
-the minimiser of the squared error plus SageMaker's weight decays; MCMC draws it from its
+the minimiser of the squared error plus L2 penalties: adaptive ones by default (re-estimated every
+sweep, mean-field variational Bayes with MCMC's priors), SageMaker's weight decays with
+``als_regularization="fixed"``; MCMC draws it from its
 conditional posterior, with a normal prior per group of features whose mean and precision are
 sampled too (Normal-Gamma hyperpriors), as is the noise precision: nothing to tune but the number
 of sweeps (``epochs``). A fit of MCMC keeps up to ``posterior_samples`` samples, evenly spaced
@@ -95,12 +97,17 @@ def bayes_config(model: FactorizationMachine, seed: int = 0) -> _fmfast.BayesCon
         if isinstance(value, bool) or not isinstance(value, int | float | np.number):
             raise InvalidInputError(f"{name} must be a finite number >= 0, got {value!r}")
         decays[name] = float(value)
+    if not isinstance(model.als_regularization, str):
+        raise InvalidInputError(
+            f"als_regularization must be 'adaptive' or 'fixed', got {model.als_regularization!r}"
+        )
     return _fmfast.BayesConfig(
         optimizer=model.optimizer,
         epochs=int(model.epochs),
         burn_in=int(model.burn_in),
         posterior_samples=int(model.posterior_samples),
         seed=seed,
+        als_regularization=model.als_regularization,
         **decays,
     )
 

@@ -179,14 +179,22 @@ class FactorizationMachine:
         rescale_grad (float or None): Gradient scale; ``None`` averages over the mini-batch.
         optimizer (str): ``"adam"``, ``"sgd"`` or ``"adagrad"``: the update rule (SageMaker FM uses Adam); or,
             for the regressor, ``"als"`` (alternating least squares: each sweep sets every coordinate to its
-            exact minimiser of the mean squared error plus the ``*_wd`` decays) or ``"mcmc"`` (Bayesian FM by
-            Gibbs sampling, libFM's, with no learning rate or regularisation to tune: priors per group of
-            features and the noise are sampled). Both count ``epochs`` as sweeps, start from the
-            ``*_init_*`` weights, and take ``groups`` in :meth:`fit` (see :mod:`fmfast.training.bayes`).
+            exact minimiser of the squared error plus L2 penalties, see ``als_regularization``) or
+            ``"mcmc"`` (Bayesian FM by Gibbs sampling, libFM's, with no learning rate or regularisation to
+            tune: priors per group of features and the noise are sampled). Both count ``epochs`` as
+            sweeps, start from the ``*_init_*`` weights, and take ``groups`` in :meth:`fit` (see
+            :mod:`fmfast.training.bayes`).
         burn_in (int): MCMC: first sweeps whose samples are not kept (below ``epochs``).
         posterior_samples (int): MCMC: most samples kept, evenly spaced after the burn-in and the last
             sweep's always; :meth:`predict` averages their predictions. Each holds ``feature_dim x
             (num_factors + 1)`` float32 values.
+        als_regularization (str): ALS's penalties. ``"adaptive"`` (the default): nothing to tune; the
+            strength of each group of features (per factor) and the noise level are re-estimated every
+            sweep from the current parameters and their uncertainty (mean-field variational Bayes with
+            MCMC's priors), and the ``*_wd`` are not used. It needs a starting spread at the priors'
+            scale, ``factors_init_sigma=1.0``: from SageMaker's 0.001 most factors are switched off.
+            ``"fixed"``: the ``*_wd`` decays, with the meaning they have for SGD and Adam (the objective
+            is the mean squared error plus ``Σ wd θ²``).
         n_threads (int): Threads for training and scoring, at most 1024; 0 uses every core (capped by
             ``FMFAST_NUM_THREADS``). Deterministic training times stretches of batches on all of them and on
             one and keeps whichever is faster (more threads do not always pay); results do not depend on it.
@@ -254,6 +262,7 @@ class FactorizationMachine:
         optimizer: str = "adam",
         burn_in: int = 0,
         posterior_samples: int = 100,
+        als_regularization: str = "adaptive",
         n_threads: int = 0,
         deterministic: bool = True,
         random_state: int | np.random.Generator | None = None,
@@ -287,6 +296,7 @@ class FactorizationMachine:
         self.optimizer = optimizer
         self.burn_in = burn_in
         self.posterior_samples = posterior_samples
+        self.als_regularization = als_regularization
         self.n_threads = n_threads
         self.deterministic = deterministic
         self.random_state = random_state
@@ -657,8 +667,9 @@ class FactorizationMachine:
         The artifact loads in MXNet (``mx.nd.load`` / the AWS notebook's ``Module.load`` steps) and
         back through :meth:`from_sagemaker`. Its ``meta.json`` holds SageMaker's hyperparameters only,
         as strings, formatted as the SageMaker SDK sends them; fmfast's own settings (``optimizer``,
-        ``n_threads``, ``deterministic``, ``progress``, ``random_state``, and MCMC's ``burn_in`` and
-        ``posterior_samples``) go to ``fmfast.json`` beside ``model_algo-1``, which SageMaker does not
+        ``n_threads``, ``deterministic``, ``progress``, ``random_state``, ``als_regularization``, and
+        MCMC's ``burn_in`` and ``posterior_samples``) go to ``fmfast.json`` beside ``model_algo-1``,
+        which SageMaker does not
         read and :meth:`from_sagemaker` reads back. ``path`` may be a store's URL, opened with
         ``storage_options`` (the upload is aborted on failure). An MCMC model is written as the
         posterior mean of its parameters, whose predictions differ from :meth:`predict`'s (the mean of

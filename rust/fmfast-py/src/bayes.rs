@@ -21,7 +21,7 @@ pub struct PyBayesConfig {
 #[pymethods]
 impl PyBayesConfig {
     #[new]
-    #[pyo3(signature = (*, optimizer, epochs, burn_in, posterior_samples, bias_wd, linear_wd, factors_wd, seed))]
+    #[pyo3(signature = (*, optimizer, epochs, burn_in, posterior_samples, bias_wd, linear_wd, factors_wd, seed, als_regularization="fixed"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         optimizer: &str,
@@ -32,15 +32,22 @@ impl PyBayesConfig {
         linear_wd: f64,
         factors_wd: f64,
         seed: u64,
+        als_regularization: &str,
     ) -> PyResult<Self> {
-        let method = match optimizer {
-            "als" => Method::Als {
+        let method = match (optimizer, als_regularization) {
+            ("als", "fixed") => Method::Als {
                 bias: bias_wd,
                 linear: linear_wd,
                 factors: factors_wd,
             },
-            "mcmc" => Method::Mcmc,
-            other => {
+            ("als", "adaptive") => Method::AdaptiveAls,
+            ("als", other) => {
+                return Err(InvalidInputError::new_err(format!(
+                    "als_regularization must be 'adaptive' or 'fixed', got {other:?}"
+                )))
+            }
+            ("mcmc", _) => Method::Mcmc,
+            (other, _) => {
                 return Err(InvalidInputError::new_err(format!(
                     "optimizer must be 'als' or 'mcmc' here, got {other:?}"
                 )))

@@ -1,5 +1,7 @@
 //! Bayesian Factorization Machines by Gibbs sampling (MCMC) and their alternating least squares
-//! (ALS), one sweep structure for both (Rendle 2012, libFM's `-method mcmc` and `-method als`).
+//! (ALS), one sweep structure for both (Rendle 2012, libFM's `-method mcmc` and `-method als`),
+//! and adaptive ALS: ALS whose L2 strengths are re-estimated every sweep (mean-field variational
+//! Bayes with MCMC's priors).
 //!
 //! * `design`: `X` by rows and by columns, and its runs of columns that share no row.
 //! * [`draws`]: the random numbers, a pure function of what they are drawn for.
@@ -29,6 +31,12 @@ pub enum Method {
     /// (`*_wd`), `mean(r · (y − ŷ)²) + Σ wd θ²` over the rows' weights `r`, the mean loss SGD
     /// and Adam minimise: each coordinate's L2 strength on the summed loss is `λ = wd · Σ r`.
     Als { bias: f64, linear: f64, factors: f64 },
+    /// ALS whose L2 strengths tune themselves: mean-field variational Bayes with MCMC's priors.
+    /// Each coordinate is set to the mean of its approximate posterior, whose precision also
+    /// counts the variances of the factors it multiplies; every sweep re-estimates the noise
+    /// precision and each group's priors (per factor) as the means of the distributions MCMC
+    /// draws them from, the variances added to the squares. Nothing is chosen by hand.
+    AdaptiveAls,
     /// A draw from the conditional posterior; priors and noise precision are sampled too.
     Mcmc,
 }
@@ -62,7 +70,7 @@ impl BayesConfig {
                     )));
                 }
             }
-        } else if self.burn_in >= self.sweeps || self.posterior_samples == 0 {
+        } else if matches!(self.method, Method::Mcmc) && (self.burn_in >= self.sweeps || self.posterior_samples == 0) {
             return Err(Error::invalid(format!(
                 "optimizer 'mcmc' needs burn_in ({}) below epochs ({}) and posterior_samples ({}) of at least 1",
                 self.burn_in, self.sweeps, self.posterior_samples
@@ -79,7 +87,7 @@ impl BayesConfig {
     /// Number of samples a complete fit keeps: 0 for ALS.
     pub fn kept(&self) -> usize {
         match self.method {
-            Method::Als { .. } => 0,
+            Method::Als { .. } | Method::AdaptiveAls => 0,
             Method::Mcmc => (self.sweeps - self.burn_in).div_ceil(self.thin()),
         }
     }
@@ -171,7 +179,7 @@ pub fn fit_bayes<I: CsrIndex, M: Monitor + ?Sized>(
                 factors: factors * total,
             }
         }
-        Method::Mcmc => Method::Mcmc,
+        other => other,
     };
     let mut chain = Chain::new(&design, weight, data.groups, k, method, config.seed, &residuals);
     // Running sums of the kept samples' predictions.
@@ -303,6 +311,7 @@ mod tests {
     fn block_parallel_sweeps_are_the_sequential_ones_for_every_thread_count() {
         for method in [
             Method::Mcmc,
+            Method::AdaptiveAls,
             Method::Als {
                 bias: 0.0,
                 linear: 1e-3,

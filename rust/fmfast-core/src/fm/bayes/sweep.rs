@@ -14,9 +14,15 @@
 //! fixed λ: the exact minimiser of `Σ r (y − ŷ)² + λ θ²` in θ. Each new θ is stored as `f32`
 //! and the caches move by what was stored: `e −= Δθ h`, `q += Δθ xᵢ`.
 //!
-//! Order of a sweep: (MCMC) α, then `w0`, then (MCMC) the linear priors of every group, then
-//! every `wᵢ`; then for each factor f: `q`, (MCMC) the priors of factor f of every group, every
-//! `v_if`. Coordinates go in column order, one [`Design::runs`] at a time: the columns of a run
+//! Adaptive ALS (mean-field variational Bayes) sets θ ← m too, with MCMC's priors and α, and
+//! keeps θ's variance `s = 1/p`: a factor's `h` is uncertain through the other factors it
+//! multiplies, `Var h = xᵢ² (σ − xᵢ² s_if)` with the row cache `σ_r = Σᵢ x_ri² s_if`, so `p`
+//! gains `α Σ r Var h` (the mean `m` does not change). Where MCMC draws α and the priors,
+//! adaptive ALS takes the means of the same distributions, the variances added to the squares.
+//!
+//! Order of a sweep: (MCMC, adaptive ALS) α, then `w0`, then (MCMC, adaptive ALS) the linear
+//! priors of every group, then every `wᵢ`; then for each factor f: `q` (and `σ`), (MCMC,
+//! adaptive ALS) the priors of factor f of every group, every `v_if`. Coordinates go in column order, one [`Design::runs`] at a time: the columns of a run
 //! share no row, so their conditionals do not depend on each other and their updates touch
 //! different rows of `e` and `q`: the threads take them at the same time, each row of the caches
 //! written by one thread (relaxed atomics, so that no `unsafe` is needed), and the result is
@@ -92,6 +98,15 @@ struct Row {
     r: f64,
 }
 
+/// Adaptive ALS's variances: of each linear weight, of each factor (`d × k`), and per row
+/// `σ_r = Σᵢ x_ri² s_if` for the factor being swept. Written like the caches: one thread per
+/// coordinate, one per row within a run.
+struct Variances {
+    linear: Vec<Cell>,
+    factors: Vec<Cell>,
+    rows: Vec<Cell>,
+}
+
 /// The state of a chain between coordinates: caches, hyperparameters and the draws.
 pub(crate) struct Chain<'a> {
     design: &'a Design,
@@ -101,6 +116,8 @@ pub(crate) struct Chain<'a> {
     method: Method,
     draws: Draws,
     rows: Vec<Row>,
+    /// Adaptive ALS only.
+    variances: Option<Variances>,
     /// Noise precision.
     pub(crate) alpha: f64,
     /// Per group: the prior of its linear weights; of its factors, `[group * k + f]`.
@@ -129,8 +146,18 @@ impl<'a> Chain<'a> {
             mean: 0.0,
             precision: 1.0,
         };
+        let variances = matches!(method, Method::AdaptiveAls).then(|| {
+            // Start from points: the initial weights, no variance.
+            let zeros = |len: usize| (0..len).map(|_| Cell::new(0.0)).collect();
+            Variances {
+                linear: zeros(groups.len()),
+                factors: zeros(groups.len() * k),
+                rows: zeros(residuals.len()),
+            }
+        });
         Chain {
             design,
+            variances,
             groups,
             group_sizes,
             method,
@@ -159,13 +186,18 @@ impl<'a> Chain<'a> {
     pub(crate) fn sweep<M: Monitor + ?Sized>(&mut self, sweep: u64, w: &mut WeightsMut<'_>, monitor: &M) -> Result<()> {
         let stream = |kind: Kind| 8 * sweep + kind as u64;
         let mcmc = matches!(self.method, Method::Mcmc);
-        if mcmc {
+        let adaptive = self.variances.is_some();
+        if mcmc || adaptive {
             let (mut n, mut sse) = (0.0, 0.0);
             for Row { e, r, .. } in &self.rows {
                 n += r;
                 sse += r * e.get() * e.get();
             }
-            self.alpha = self.draws.gamma(stream(Kind::Alpha), 0, 1.0 + 0.5 * n, 1.0 + 0.5 * sse);
+            let shape = 1.0 + 0.5 * n;
+            self.alpha = match &self.variances {
+                None => self.draws.gamma(stream(Kind::Alpha), 0, shape, 1.0 + 0.5 * sse),
+                Some(variances) => shape / (1.0 + 0.5 * (sse + self.prediction_variance(variances, w.factors, w.k))),
+            };
         }
         // Bias: h = 1 on every row.
         let (mut ae, mut b) = (0.0, 0.0);
@@ -178,13 +210,13 @@ impl<'a> Chain<'a> {
                 mean: 0.0,
                 precision: bias,
             },
-            Method::Mcmc => Prior {
+            Method::AdaptiveAls | Method::Mcmc => Prior {
                 mean: 0.0,
                 precision: 0.0,
             },
         };
         let old = f64::from(*w.bias);
-        let new = self.conditional(old, ae, b, prior, stream(Kind::Bias), 0);
+        let (new, _) = self.conditional(old, ae, b, 0.0, prior, stream(Kind::Bias), 0);
         *w.bias = new as f32;
         let delta = f64::from(*w.bias) - old;
         for Row { e, .. } in &self.rows {
@@ -200,6 +232,8 @@ impl<'a> Chain<'a> {
                 stream(Kind::LinearMean),
                 &self.linear_priors,
             );
+        } else if let Some(variances) = &self.variances {
+            self.linear_priors = self.expected_priors(w.linear, &variances.linear, 1, 0);
         }
         let mut scratch = Vec::new();
         let linear = stream(Kind::Linear);
@@ -225,6 +259,14 @@ impl<'a> Chain<'a> {
                 for (g, prior) in drawn.into_iter().enumerate() {
                     self.factor_priors[g * k + f] = prior;
                 }
+            } else if let Some(variances) = &self.variances {
+                for (g, prior) in self
+                    .expected_priors(w.factors, &variances.factors, k, f)
+                    .into_iter()
+                    .enumerate()
+                {
+                    self.factor_priors[g * k + f] = prior;
+                }
             }
             let factor = stream(Kind::Factor);
             self.sweep_runs(w.factors, k, f, &mut scratch, monitor, |chain, i, old| {
@@ -234,24 +276,106 @@ impl<'a> Chain<'a> {
         Ok(())
     }
 
-    /// θ's new value from `ae = Σ r h e`, `b = Σ r h²` and its prior: the conditional mode (ALS)
-    /// or a draw (MCMC, the normal at `(stream, index)`).
+    /// θ's new value and precision from `ae = Σ r h e`, `b = Σ r h²`, `spread = Σ r Var h`
+    /// (adaptive ALS; 0 otherwise) and its prior: the conditional mode (ALS) or a draw (MCMC,
+    /// the normal at `(stream, index)`).
     #[inline]
-    fn conditional(&self, theta: f64, ae: f64, b: f64, prior: Prior, stream: u64, index: u64) -> f64 {
+    #[allow(clippy::too_many_arguments)]
+    fn conditional(
+        &self,
+        theta: f64,
+        ae: f64,
+        b: f64,
+        spread: f64,
+        prior: Prior,
+        stream: u64,
+        index: u64,
+    ) -> (f64, f64) {
         let (alpha, noise) = match self.method {
             Method::Als { .. } => (1.0, None),
+            Method::AdaptiveAls => (self.alpha, None),
             Method::Mcmc => (self.alpha, Some((stream, index))),
         };
-        let precision = alpha * b + prior.precision;
+        let precision = alpha * (b + spread) + prior.precision;
         if precision <= 0.0 {
             // ALS without regularisation on a column without entries: nothing to fit.
-            return theta;
+            return (theta, precision);
         }
         let mean = (alpha * (ae + theta * b) + prior.precision * prior.mean) / precision;
-        match noise {
+        let new = match noise {
             Some((stream, index)) => mean + self.draws.normal(stream, index) / precision.sqrt(),
             None => mean,
+        };
+        (new, precision)
+    }
+
+    /// Adaptive ALS: `Σ r Var ŷ` under the mean-field posterior (independent coordinates, means
+    /// `m`, variances `s`). With `aᵢ = v_if xᵢ` (mean `μᵢ`, variance `τᵢ`) and `cᵢ = μᵢ² + τᵢ`, the
+    /// pairwise term `Σ_{i<j} aᵢ aⱼ` of factor f has variance
+    /// `½((Σ c)² − Σ c²) − ½((Σ μ²)² − Σ μ⁴) + Σᵢ τᵢ ((Σ μ − μᵢ)² − (Σ μ² − μᵢ²))`;
+    /// the linear term adds `Σ xᵢ² s_wᵢ`. O(k · nnz), rows in parallel, summed in a fixed order.
+    fn prediction_variance(&self, variances: &Variances, factors: &[f32], k: usize) -> f64 {
+        let chunks: Vec<f64> = self
+            .rows
+            .par_chunks(ROWS_PER_TASK)
+            .enumerate()
+            .map(|(task, chunk)| {
+                let mut total = 0.0;
+                for (offset, row) in chunk.iter().enumerate() {
+                    let (columns, xs) = self.design.row(task * ROWS_PER_TASK + offset);
+                    let mut variance: f64 = columns
+                        .iter()
+                        .zip(xs)
+                        .map(|(&i, &x)| x * x * variances.linear[i as usize].get())
+                        .sum();
+                    for f in 0..k {
+                        let moments = |i: u32, x: f64| {
+                            let slot = i as usize * k + f;
+                            (f64::from(factors[slot]) * x, variances.factors[slot].get() * x * x)
+                        };
+                        let (mut s1, mut s2, mut s4, mut c1, mut c2) = (0.0, 0.0, 0.0, 0.0, 0.0);
+                        for (&i, &x) in columns.iter().zip(xs) {
+                            let (mu, tau) = moments(i, x);
+                            let (mu2, c) = (mu * mu, mu * mu + tau);
+                            (s1, s2, s4, c1, c2) = (s1 + mu, s2 + mu2, s4 + mu2 * mu2, c1 + c, c2 + c * c);
+                        }
+                        variance += 0.5 * (c1 * c1 - c2) - 0.5 * (s2 * s2 - s4);
+                        for (&i, &x) in columns.iter().zip(xs) {
+                            let (mu, tau) = moments(i, x);
+                            variance += tau * ((s1 - mu) * (s1 - mu) - (s2 - mu * mu));
+                        }
+                    }
+                    total += row.r * variance;
+                }
+                total
+            })
+            .collect();
+        chunks.iter().sum()
+    }
+
+    /// Adaptive ALS: each group's prior for column `f` of `values` (`d × stride`, variances
+    /// alike): the means of what MCMC draws (see [`Chain::draw_priors`]) with `θ² + s` for `θ²`:
+    /// `μ = Σ θ / (n + γ₀)`, then `λ = (n + 2) / (1 + μ² + Σ ((θ − μ)² + s))`.
+    fn expected_priors(&self, values: &[f32], variances: &[Cell], stride: usize, f: usize) -> Vec<Prior> {
+        let n_groups = self.group_sizes.len();
+        let mut sum = vec![0.0; n_groups];
+        for (i, &g) in self.groups.iter().enumerate() {
+            sum[g as usize] += f64::from(values[i * stride + f]);
         }
+        let means: Vec<f64> = (0..n_groups)
+            .map(|g| sum[g] / (self.group_sizes[g] as f64 + 1.0))
+            .collect();
+        let mut squares = vec![0.0; n_groups];
+        for (i, &g) in self.groups.iter().enumerate() {
+            let deviation = f64::from(values[i * stride + f]) - means[g as usize];
+            squares[g as usize] += deviation * deviation + variances[i * stride + f].get();
+        }
+        (0..n_groups)
+            .map(|g| Prior {
+                mean: means[g],
+                precision: (self.group_sizes[g] as f64 + 2.0) / (1.0 + means[g] * means[g] + squares[g]),
+            })
+            .collect()
     }
 
     /// The prior of each group for column `f` of `values` (`d × stride`), drawn from its
@@ -353,9 +477,13 @@ impl<'a> Chain<'a> {
                 mean: 0.0,
                 precision: linear,
             },
-            Method::Mcmc => self.linear_priors[self.groups[i] as usize],
+            Method::AdaptiveAls | Method::Mcmc => self.linear_priors[self.groups[i] as usize],
         };
-        let new = self.conditional(old, ae, b, prior, stream, i as u64) as f32;
+        let (new, precision) = self.conditional(old, ae, b, 0.0, prior, stream, i as u64);
+        if let Some(variances) = &self.variances {
+            variances.linear[i].set(1.0 / precision);
+        }
+        let new = new as f32;
         let delta = f64::from(new) - old;
         for (&row, &x) in rows.iter().zip(xs) {
             let e = &self.rows[row as usize].e;
@@ -382,9 +510,30 @@ impl<'a> Chain<'a> {
                 mean: 0.0,
                 precision: factors,
             },
-            Method::Mcmc => self.factor_priors[self.groups[i] as usize * k + f],
+            Method::AdaptiveAls | Method::Mcmc => self.factor_priors[self.groups[i] as usize * k + f],
         };
-        let new = self.conditional(old, ae, b, prior, stream, (i * k + f) as u64) as f32;
+        let slot = i * k + f;
+        let spread = self.variances.as_ref().map_or(0.0, |variances| {
+            // Σ r Var h over the column, then σ_r moves to the new variance.
+            let own = variances.factors[slot].get();
+            rows.iter()
+                .zip(xs)
+                .map(|(&row, &x)| {
+                    let x2 = x * x;
+                    self.rows[row as usize].r * x2 * (variances.rows[row as usize].get() - x2 * own)
+                })
+                .sum()
+        });
+        let (new, precision) = self.conditional(old, ae, b, spread, prior, stream, slot as u64);
+        if let Some(variances) = &self.variances {
+            let change = 1.0 / precision - variances.factors[slot].get();
+            variances.factors[slot].set(1.0 / precision);
+            for (&row, &x) in rows.iter().zip(xs) {
+                let sigma = &variances.rows[row as usize];
+                sigma.set(sigma.get() + change * x * x);
+            }
+        }
+        let new = new as f32;
         let delta = f64::from(new) - old;
         if delta != 0.0 {
             for (&row, &x) in rows.iter().zip(xs) {
@@ -397,8 +546,25 @@ impl<'a> Chain<'a> {
         new
     }
 
-    /// `q_r = Σᵢ v_if x_ri` of every row, in parallel over rows.
+    /// `q_r = Σᵢ v_if x_ri` of every row (and adaptive ALS's `σ_r`), in parallel over rows.
     fn fill_factor_cache(&self, factors: &[f32], k: usize, f: usize) {
+        if let Some(variances) = &self.variances {
+            variances
+                .rows
+                .par_chunks(ROWS_PER_TASK)
+                .enumerate()
+                .for_each(|(task, chunk)| {
+                    for (offset, sigma) in chunk.iter().enumerate() {
+                        let (columns, xs) = self.design.row(task * ROWS_PER_TASK + offset);
+                        let sum = columns
+                            .iter()
+                            .zip(xs)
+                            .map(|(&i, &x)| variances.factors[i as usize * k + f].get() * x * x)
+                            .sum();
+                        sigma.set(sum);
+                    }
+                });
+        }
         self.rows
             .par_chunks(ROWS_PER_TASK)
             .enumerate()
