@@ -84,6 +84,15 @@ From Ray, whose blocks are Arrow tables: ``Dataset.map_batches(fn, batch_format=
     ray.get([write.remote(ref, f"/shared/train/{name}") for ref, name in zip(refs, names)])
     write_manifest("/shared/train", "s3://bucket/train/", names)
 
+Data already in Parquet needs neither engine's reader, as with :func:`convert_table`: each task
+runs the single-process :func:`fmfast.convert_table` on its own consecutive run of the files (as
+``dask.delayed(write)(i)`` or ``ray.remote(write).remote(i)``), then the manifest as above::
+
+    def write(i):
+        files_i = files[i * len(files) // n : (i + 1) * len(files) // n]
+        path = f"/shared/train/{shard_name(i, n)}"
+        return fmfast.convert_table(files_i, path, encoder=enc, label="rating").n_rows
+
 Shards go to a directory that every executor and the driver reach: local mode, or a shared file
 system.
 """
@@ -429,7 +438,7 @@ def convert_table(
 
     from fmfast.recordio import tables
 
-    _pyspark()
+    pyspark = _pyspark()
     table = tables._open(source, storage_options)
     if not isinstance(table.dataset, ds.FileSystemDataset):
         raise InvalidInputError(
@@ -453,8 +462,6 @@ def convert_table(
     layout = (table.dataset.schema, table.dataset.format, table.dataset.filesystem)
 
     def run(key: str, state: Broadcast[str]) -> list[tuple[int, int]]:
-        pyspark = _pyspark()
-
         def convert(shard: tuple[int, _Run]) -> tuple[int, int]:
             """The task: its run of row groups to its shard, as one process converts a table."""
             index, part = shard

@@ -294,6 +294,10 @@ def test_the_parquet_files_route_names_the_bad_row_and_leaves_nothing(
             spark, tmp_path / "bad.parquet", tmp_path / "train", encoder=enc, label="rating", n_shards=3
         )
     assert list((tmp_path / "train").iterdir()) == []
+    with pytest.raises(fmfast.InvalidInputError, match="n_shards must be at least 1, got 0"):
+        fmfast.spark.convert_table(
+            spark, tmp_path / "bad.parquet", tmp_path / "train", encoder=enc, label="rating", n_shards=0
+        )
     with pytest.raises(fmfast.InvalidInputError, match="is not Parquet files"):
         fmfast.spark.convert_table(spark, table, tmp_path / "train", encoder=enc, label="rating")
     with pytest.raises(fmfast.InvalidInputError, match="no column 'score'"):
