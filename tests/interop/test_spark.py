@@ -4,8 +4,10 @@ distributed vocabulary is FeatureEncoder.fit's, the manifest comes last, and fai
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -246,3 +248,98 @@ def test_shards_go_straight_to_an_s3_prefix(spark: SparkSession, s3, tmp_path: P
         zip(table.column("rating").to_numpy().tolist(), map(tuple, expected.toarray().tolist()), strict=True)
     )
     assert len(got_rows) == 1200 and got_rows == want_rows
+
+
+def write_days(directory: Path, days: dict[int, pa.Table]) -> None:
+    """A hive-partitioned Parquet dataset: ``day=<d>/`` per table, two files each, row groups of 100."""
+    for day, table in days.items():
+        (directory / f"day={day}").mkdir(parents=True)
+        half = table.num_rows // 2
+        for i, part in enumerate([table.slice(0, half), table.slice(half)]):
+            pq.write_table(part, directory / f"day={day}" / f"part-{i}.parquet", row_group_size=100)
+
+
+def test_the_parquet_files_route_writes_the_single_process_bytes(spark: SparkSession, tmp_path: Path) -> None:
+    table = ratings(1500, seed=5)
+    write_days(tmp_path / "lake", {1: table.slice(0, 700), 2: table.slice(700)})
+    enc = encoder()  # not fitted: Spark fits it over the same files
+    shards = fmfast.spark.convert_table(
+        spark, tmp_path / "lake", tmp_path / "train", encoder=enc, label="day", n_shards=4
+    )
+    assert shards == [tmp_path / "train" / shard_name(i, 4) for i in range(4)]
+    assert enc.to_json() == encoder().fit(table).to_json()
+    # Runs of whole row groups, about equal: the shards split files, and one spans two of them.
+    sizes = [fmfast.read_recordio(path)[0].shape[0] for path in shards]
+    assert sum(sizes) == 1500 and max(sizes) - min(sizes) <= 100
+    fmfast.convert_table(tmp_path / "lake", tmp_path / "single.recordio", encoder=enc, label="day")
+    assert b"".join(path.read_bytes() for path in shards) == (tmp_path / "single.recordio").read_bytes()
+    # The label is the hive partition's value, from the directory names.
+    _, y = fmfast.read_recordio(tmp_path / "train")
+    np.testing.assert_array_equal(y, [1] * 700 + [2] * 800)
+    manifest = json.loads((tmp_path / "train" / MANIFEST_NAME).read_text())
+    assert manifest == [{"prefix": f"{(tmp_path / 'train').resolve()}/"}, *(path.name for path in shards)]
+
+
+def test_the_parquet_files_route_names_the_bad_row_and_leaves_nothing(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    table = ratings(1000, seed=6)
+    enc = encoder().fit(table)
+    users = table.column("user").to_pylist()
+    users[555] = "stranger"  # in the shard of row groups 3 to 6 of the one file
+    pq.write_table(table.set_column(0, "user", pa.array(users)), tmp_path / "bad.parquet", row_group_size=100)
+    message = r"bad\.parquet, row group 5: block 'user', row 555: unknown value 'stranger'"
+    with pytest.raises(fmfast.InvalidInputError, match=message):
+        fmfast.spark.convert_table(
+            spark, tmp_path / "bad.parquet", tmp_path / "train", encoder=enc, label="rating", n_shards=3
+        )
+    assert list((tmp_path / "train").iterdir()) == []
+    with pytest.raises(fmfast.InvalidInputError, match="n_shards must be at least 1, got 0"):
+        fmfast.spark.convert_table(
+            spark, tmp_path / "bad.parquet", tmp_path / "train", encoder=enc, label="rating", n_shards=0
+        )
+    with pytest.raises(fmfast.InvalidInputError, match="is not Parquet files"):
+        fmfast.spark.convert_table(spark, table, tmp_path / "train", encoder=enc, label="rating")
+    with pytest.raises(fmfast.InvalidInputError, match="no column 'score'"):
+        fmfast.spark.convert_table(
+            spark, tmp_path / "bad.parquet", tmp_path / "train", encoder=enc, label="score"
+        )
+
+
+def test_a_worker_process_decodes_the_encoder_once(spark: SparkSession) -> None:
+    state = spark.sparkContext.broadcast(encoder().fit(ratings(50)).to_json())
+
+    def decoded(key: str) -> list[tuple[int, int]]:
+        def task(_: Iterator[int]) -> Iterator[tuple[int, int]]:
+            yield os.getpid(), id(fmfast.spark._task_encoder(key, state, 1))
+
+        return spark.sparkContext.parallelize(range(8), 8).mapPartitions(task).collect()
+
+    try:
+        first, again = decoded("job-1"), decoded("job-2")
+    finally:
+        state.destroy()
+    # Spark reuses its Python workers: eight tasks, but one encoder per worker process and job.
+    for found in (first, again):
+        by_process = {pid: {encoder_id for p, encoder_id in found if p == pid} for pid, _ in found}
+        assert len(found) == 8 and all(len(ids) == 1 for ids in by_process.values())
+        assert len(by_process) <= 2
+    assert not {encoder_id for _, encoder_id in first} & {encoder_id for _, encoder_id in again}
+
+
+def test_spark_calls_raise_no_pandas_warning(spark: SparkSession, tmp_path: Path) -> None:
+    table = ratings(100, seed=7)
+    pq.write_table(table, tmp_path / "ratings.parquet")
+    df = spark.read.parquet(str(tmp_path / "ratings.parquet"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fmfast.spark.write_recordio(df, tmp_path / "train", encoder=encoder(), label="rating")
+    assert [str(w.message) for w in caught if "pandas" in str(w.message)] == []
+
+
+def test_a_file_in_the_place_of_the_directory_is_refused(spark: SparkSession, tmp_path: Path) -> None:
+    (tmp_path / "train").write_bytes(b"mine")
+    df = spark.createDataFrame(ratings(10))
+    with pytest.raises(fmfast.InvalidInputError, match="exists and is not a directory"):
+        fmfast.spark.write_recordio(df, tmp_path / "train", encoder=encoder(), label="rating")
+    assert (tmp_path / "train").read_bytes() == b"mine"

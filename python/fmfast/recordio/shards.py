@@ -285,6 +285,21 @@ def _store_entries(url: str, storage_options: StorageOptions) -> list[tuple[str,
         return None
 
 
+def directory_entries(
+    directory: Any, storage_options: StorageOptions = None
+) -> list[tuple[str, bool]] | None:
+    """``(name, is a file)`` of each entry of ``directory``, a local one or a store's prefix (a URL).
+
+    Returns ``None`` if there is no such directory (no object under the prefix).
+
+    Raises:
+        InvalidInputError: a local ``directory`` that is a file.
+    """
+    if is_url(directory):
+        return _store_entries(str(directory).rstrip("/"), storage_options)
+    return _local_entries(Path(local_path(directory)))
+
+
 def check_replaceable(directory: str | os.PathLike[str], storage_options: StorageOptions = None) -> Any:
     """Refuse to replace anything but a missing directory or one that holds only a shard set.
 
@@ -295,14 +310,8 @@ def check_replaceable(directory: str | os.PathLike[str], storage_options: Storag
         InvalidInputError: ``directory`` is a file, or holds a file of its own (a shard set
             replaces a directory whole, so that file would be lost).
     """
-    out: Any
-    if is_url(directory):
-        out = str(directory).rstrip("/")
-        entries = _store_entries(out, storage_options)
-    else:
-        out = Path(local_path(directory))
-        entries = _local_entries(out)
-    for name, is_file in entries or []:
+    out: Any = str(directory).rstrip("/") if is_url(directory) else Path(local_path(directory))
+    for name, is_file in directory_entries(out, storage_options) or []:
         ours = name.endswith(".recordio") or name == MANIFEST_NAME or is_temporary(name)
         if not (is_file and ours):
             raise InvalidInputError(

@@ -241,6 +241,17 @@ _ROW = re.compile(r"\brow (\d+)")
 def _located(error: InvalidInputError, source: _Source, fragment: Any, first_row: int) -> InvalidInputError:
     """``error`` (about a row of a batch) retold with the file, row group and row in the file or table."""
     message = str(error)
+    metadata = getattr(fragment, "metadata", None)
+    ends = (
+        None
+        if metadata is None
+        else np.cumsum([metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)])
+    )
+    groups = getattr(fragment, "row_groups", None)
+    if ends is not None and groups and groups[0].id > 0:
+        # A fragment of some of the file's row groups (fmfast.spark.convert_table's tasks read such)
+        # starts past the others.
+        first_row += int(ends[groups[0].id - 1])
     # The encoder numbers rows from the batch's start; the reader wants them from the file's.
     match = _ROW.search(message)
     if match is None:
@@ -250,9 +261,7 @@ def _located(error: InvalidInputError, source: _Source, fragment: Any, first_row
         message = f"{message[: match.start()]}row {row}{message[match.end() :]}"
     path = getattr(fragment, "path", None)
     where = source.name if path is None else path
-    metadata = getattr(fragment, "metadata", None)
-    if metadata is not None:
-        ends = np.cumsum([metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)])
+    if ends is not None:
         where += f", row group {int(np.searchsorted(ends, row, side='right'))}"
     return InvalidInputError(f"{where}: {message}")
 
