@@ -136,11 +136,33 @@ pub fn encode_rows(
     labels: Option<Values>,
     options: &EncodeOptions,
     monitor: &dyn Monitor,
+    sink: impl FnMut(&[u8]) -> Result<()> + Send,
+) -> Result<()> {
+    encode_rows_reusing(&mut StageBuffers::default(), rows, labels, options, monitor, sink)
+}
+
+/// The buffers that [`encode_rows_reusing`] encodes into: about two stages of records (~16 MB for
+/// typical float32 rows). A writer that encodes batch after batch keeps them, so that a batch
+/// reuses the memory of the one before rather than allocating it again, growing it by doubling
+/// (zeroing and copying) and taking a page fault for every 4 KiB of it.
+#[derive(Default)]
+pub struct StageBuffers {
+    writing: Vec<StageBuffer>,
+    encoding: Vec<StageBuffer>,
+}
+
+/// [`encode_rows`] into `buffers`, left holding their memory for the next call.
+pub fn encode_rows_reusing(
+    buffers: &mut StageBuffers,
+    rows: &Rows,
+    labels: Option<Values>,
+    options: &EncodeOptions,
+    monitor: &dyn Monitor,
     mut sink: impl FnMut(&[u8]) -> Result<()> + Send,
 ) -> Result<()> {
     let n_rows = rows.n_rows();
     check_labels(n_rows, labels)?;
-    let (mut writing, mut encoding) = (Vec::<StageBuffer>::new(), Vec::<StageBuffer>::new());
+    let StageBuffers { writing, encoding } = buffers;
     let mut n_writing = 0;
     let mut done = 0;
     while done < n_rows {
@@ -165,7 +187,7 @@ pub fn encode_rows(
         );
         written?;
         encoded?;
-        std::mem::swap(&mut writing, &mut encoding);
+        std::mem::swap(writing, encoding);
         n_writing = tasks.len();
         done = stage.end;
         if done % BLOCK_ROWS == 0 || done == n_rows {
@@ -721,6 +743,34 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(err.contains("1 indices but 2 values"), "{err}");
+    }
+
+    #[test]
+    fn buffers_reused_by_later_calls_leave_nothing_of_earlier_ones() {
+        // Wide rows first (large buffers), then narrower ones and fewer: stale bytes would show.
+        let mut buffers = StageBuffers::default();
+        for (n, width) in [(STAGE_ROWS + 5000, 9usize), (TASK_ROWS + 3, 2), (7, 0)] {
+            let indptr: Vec<i64> = (0..=n).map(|r| (r * width) as i64).collect();
+            let indices: Vec<i64> = (0..n * width).map(|i| (i % 1000) as i64).collect();
+            let values: Vec<f32> = (0..n * width).map(|i| i as f32).collect();
+            let labels: Vec<f32> = (0..n).map(|i| i as f32).collect();
+            let rows = Rows::csr(&indptr, &indices, Values::F32(&values), 1000).unwrap();
+            let labels = Some(Values::F32(&labels));
+            let mut reused = Vec::new();
+            encode_rows_reusing(
+                &mut buffers,
+                &rows,
+                labels,
+                &EncodeOptions::default(),
+                &Unmonitored,
+                |chunk| {
+                    reused.extend_from_slice(chunk);
+                    Ok(())
+                },
+            )
+            .unwrap();
+            assert_eq!(reused, encoded(&rows, labels).unwrap(), "{n} rows of {width}");
+        }
     }
 
     #[test]
