@@ -88,6 +88,21 @@ def as_csr(X: Any) -> sp.csr_array | sp.csr_matrix:
     return csr
 
 
+def row_slice(csr: sp.csr_array | sp.csr_matrix, start: int, stop: int) -> sp.csr_array | sp.csr_matrix:
+    """Rows ``start:stop`` of ``csr``, sharing its indices and values (``csr[start:stop]`` copies them).
+
+    All the rows are ``csr`` itself; otherwise ``indptr`` is new (rebased to start at 0), and the
+    values and indices are views, but for a part under half of them, which scipy copies (so that a
+    small part does not hold a large array alive).
+    """
+    if start == 0 and stop == csr.shape[0]:
+        return csr
+    first, last = int(csr.indptr[start]), int(csr.indptr[stop])
+    indptr = csr.indptr[start : stop + 1] - csr.indptr.dtype.type(first)
+    parts = (csr.data[first:last], csr.indices[first:last], indptr)
+    return type(csr)(parts, shape=(stop - start, csr.shape[1]), copy=False)
+
+
 def as_dense(X: Any) -> np.ndarray:
     """Any matrix as a C-contiguous 2-D array."""
     dense = X.toarray() if sp.issparse(X) else np.asarray(X)

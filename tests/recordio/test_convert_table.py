@@ -18,7 +18,9 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+import scipy.sparse as sp
 from fmfast import FeatureEncoder, InvalidInputError
+from fmfast._inputs import row_slice
 from fmfast.recordio.shards import shard_set_writer
 from fmfast.recordio.tables import batch_rows, encode_batch
 
@@ -298,6 +300,36 @@ def test_the_shard_set_writer_splits_chunks_at_the_bounds(tmp_path):
             shards.write(X[:3], np.ones(3))
             shards.write(X[3:])
     assert not (tmp_path / "c").exists()
+
+
+def test_shards_hold_the_same_bytes_for_every_thread_count(tmp_path, parquet_file, table):
+    """Batches that cross shard bounds are split there (as views); the bytes depend on no thread count."""
+    encoder = declared().fit(table)
+    whole = encode_batch(encoder, table, "rating", n_threads=1)
+    for threads in (1, 2, 3):
+        encoder.n_threads = threads
+        result = fmfast.convert_table(
+            parquet_file,
+            tmp_path / f"t{threads}",
+            encoder=encoder,
+            label="rating",
+            rows_per_shard=300,
+            batch_size=64,
+            n_threads=threads,
+        )
+        assert b"".join(p.read_bytes() for p in result.paths) == whole
+
+
+def test_a_row_slice_shares_the_rows_values_and_indices():
+    X = sp.random(40, 9, density=0.3, format="csr", dtype=np.float32, random_state=0)
+    for matrix in (sp.csr_array(X), X):
+        for start, stop in [(0, 40), (5, 23), (39, 40), (7, 7)]:
+            part = row_slice(matrix, start, stop)
+            assert type(part) is type(matrix) and part.shape == (stop - start, 9)
+            assert (part != matrix[start:stop]).nnz == 0
+        assert row_slice(matrix, 0, 40) is matrix
+        most = row_slice(matrix, 5, 40)
+        assert np.shares_memory(most.data, matrix.data) and np.shares_memory(most.indices, matrix.indices)
 
 
 MEMORY_CHILD = textwrap.dedent(

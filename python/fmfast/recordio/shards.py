@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from fmfast._atomic import atomic_directory, atomic_output, is_temporary
-from fmfast._inputs import as_csr
+from fmfast._inputs import as_csr, row_slice
 from fmfast._progress import progress_callback
 from fmfast._storage import StorageOptions, is_url, join, list_files, local_path, rename
 from fmfast.exceptions import InvalidInputError
@@ -153,7 +153,7 @@ class ShardSetWriter:
             stop = min(csr.shape[0], start + self._shard_end - self.rows_written)
             report = None if progress is None else lambda n, done=start: progress(done + n)
             part_labels = None if label_array is None else label_array[start:stop]
-            self._writer.write(csr[start:stop], part_labels, progress=report)
+            self._writer.write(row_slice(csr, start, stop), part_labels, progress=report)
             self.rows_written += stop - start
             start = stop
 

@@ -8,8 +8,8 @@ use std::sync::Mutex;
 use fmfast_core::memory::zeroed_in_parallel;
 use fmfast_core::recordio::decode::Decoded;
 use fmfast_core::recordio::{
-    decode_buffer, encode_into, encode_rows, encoded_size, open_input, read_input, AtomicFile, EncodeOptions,
-    RecordStream, Rows,
+    decode_buffer, encode_into, encode_rows, encode_rows_reusing, encoded_size, open_input, read_input, AtomicFile,
+    EncodeOptions, RecordStream, Rows, StageBuffers,
 };
 use fmfast_core::Error;
 use numpy::PyReadonlyArray1;
@@ -138,13 +138,14 @@ impl Batch<'_> {
         Ok(rows)
     }
 
-    /// Validates the rows and encodes them, handing bytes to `sink` in order.
+    /// Validates the rows and encodes them into `buffers`, handing bytes to `sink` in order.
     fn encode(
         &self,
+        buffers: &mut StageBuffers,
         monitor: &PyMonitor,
         sink: impl FnMut(&[u8]) -> fmfast_core::Result<()> + Send,
     ) -> fmfast_core::Result<()> {
-        encode_rows(&self.rows()?, self.labels, &self.options, monitor, sink)
+        encode_rows_reusing(buffers, &self.rows()?, self.labels, &self.options, monitor, sink)
     }
 }
 
@@ -281,7 +282,7 @@ fn encode_to_file(
     let arrays = args.borrow(py)?;
     let batch = args.batch(&arrays)?;
     run(py, n_threads, progress, |monitor| {
-        batch.encode(monitor, |chunk| Ok(out.write_all(chunk)?))?;
+        batch.encode(&mut StageBuffers::default(), monitor, |chunk| Ok(out.write_all(chunk)?))?;
         Ok(out.flush()?)
     })
 }
@@ -290,6 +291,8 @@ fn encode_to_file(
 #[pyclass(module = "fmfast._fmfast")]
 struct RecordIOFileWriter {
     file: Option<AtomicFile>,
+    /// Reused by every chunk (released with the file).
+    buffers: StageBuffers,
 }
 
 #[pymethods]
@@ -298,6 +301,7 @@ impl RecordIOFileWriter {
     fn new(path: std::path::PathBuf) -> PyResult<Self> {
         Ok(RecordIOFileWriter {
             file: Some(AtomicFile::create(path).map_err(PyFmError)?),
+            buffers: StageBuffers::default(),
         })
     }
 
@@ -310,19 +314,20 @@ impl RecordIOFileWriter {
         n_threads: usize,
         progress: Option<Py<PyAny>>,
     ) -> PyResult<()> {
-        let file = self
-            .file
+        let RecordIOFileWriter { file, buffers } = self;
+        let file = file
             .as_mut()
             .ok_or_else(|| FmFastError::new_err("the writer is closed"))?;
         let arrays = args.borrow(py)?;
         let batch = args.batch(&arrays)?;
         run(py, n_threads, progress, |monitor| {
-            batch.encode(monitor, |chunk| Ok(file.write_all(chunk)?))
+            batch.encode(buffers, monitor, |chunk| Ok(file.write_all(chunk)?))
         })
     }
 
     /// Makes the file appear under its name.
     fn commit(&mut self, py: Python<'_>) -> PyResult<()> {
+        self.buffers = StageBuffers::default();
         match self.file.take() {
             Some(file) => py.detach(|| file.commit()).map_err(|e| PyFmError(e).into()),
             None => Err(FmFastError::new_err("the writer is closed")),
@@ -332,6 +337,7 @@ impl RecordIOFileWriter {
     /// Discards everything written; the target is left as it was.
     fn abort(&mut self) {
         self.file = None;
+        self.buffers = StageBuffers::default();
     }
 }
 

@@ -136,11 +136,33 @@ pub fn encode_rows(
     labels: Option<Values>,
     options: &EncodeOptions,
     monitor: &dyn Monitor,
+    sink: impl FnMut(&[u8]) -> Result<()> + Send,
+) -> Result<()> {
+    encode_rows_reusing(&mut StageBuffers::default(), rows, labels, options, monitor, sink)
+}
+
+/// The buffers that [`encode_rows_reusing`] encodes into: about two stages of records (~16 MB for
+/// typical float32 rows). A writer that encodes batch after batch keeps them, so that a batch
+/// reuses the memory of the one before rather than allocating it again, growing it by doubling
+/// (zeroing and copying) and taking a page fault for every 4 KiB of it.
+#[derive(Default)]
+pub struct StageBuffers {
+    writing: Vec<StageBuffer>,
+    encoding: Vec<StageBuffer>,
+}
+
+/// [`encode_rows`] into `buffers`, left holding their memory for the next call.
+pub fn encode_rows_reusing(
+    buffers: &mut StageBuffers,
+    rows: &Rows,
+    labels: Option<Values>,
+    options: &EncodeOptions,
+    monitor: &dyn Monitor,
     mut sink: impl FnMut(&[u8]) -> Result<()> + Send,
 ) -> Result<()> {
     let n_rows = rows.n_rows();
     check_labels(n_rows, labels)?;
-    let (mut writing, mut encoding) = (Vec::<StageBuffer>::new(), Vec::<StageBuffer>::new());
+    let StageBuffers { writing, encoding } = buffers;
     let mut n_writing = 0;
     let mut done = 0;
     while done < n_rows {
@@ -165,7 +187,7 @@ pub fn encode_rows(
         );
         written?;
         encoded?;
-        std::mem::swap(&mut writing, &mut encoding);
+        std::mem::swap(writing, encoding);
         n_writing = tasks.len();
         done = stage.end;
         if done % BLOCK_ROWS == 0 || done == n_rows {
@@ -331,11 +353,81 @@ fn encode_range(
     range: Range<usize>,
     out: &mut impl Sink,
 ) -> Result<()> {
+    let template = Template::new(rows, options);
+    let enc = Encoder {
+        labels,
+        options,
+        template: &template,
+    };
     with_values!(rows.values, values => match rows.layout {
-        Layout::CsrI32(csr) => encode_sparse(out, csr, values, labels, options, range),
-        Layout::CsrI64(csr) => encode_sparse(out, csr, values, labels, options, range),
-        Layout::Dense { n_cols, .. } => encode_dense(out, n_cols, values, labels, options, range),
+        Layout::CsrI32(csr) => encode_sparse(out, csr, values, &enc, range),
+        Layout::CsrI64(csr) => encode_sparse(out, csr, values, &enc, range),
+        Layout::Dense { n_cols, .. } => encode_dense(out, n_cols, values, &enc, range),
     })
+}
+
+/// What every record of a call shares: the labels, the options and the constant bytes.
+struct Encoder<'a> {
+    labels: Option<Values<'a>>,
+    options: &'a EncodeOptions,
+    template: &'a Template,
+}
+
+/// A few bytes that every record repeats, written as one slice.
+#[derive(Clone, Copy, Default)]
+struct Piece {
+    bytes: [u8; 16],
+    len: usize,
+}
+
+impl Piece {
+    /// The bytes `write` puts (at most 16).
+    fn of(write: impl FnOnce(&mut Put)) -> Self {
+        let mut bytes = [0; 16];
+        let mut put = Put::new(&mut bytes);
+        write(&mut put);
+        let len = put.pos();
+        Piece { bytes, len }
+    }
+
+    #[inline(always)]
+    fn bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// The bytes computed once per call rather than per record.
+struct Template {
+    /// A sparse tensor's `shape = [n_cols]` field (empty for dense rows).
+    shape: Piece,
+    /// The label entry up to its packed value, for each byte count of that value (1 to 10:
+    /// float32 and float64 take 4 and 8, an int32 varint 1 to 10).
+    label_heads: [Piece; 11],
+}
+
+impl Template {
+    fn new(rows: &Rows, options: &EncodeOptions) -> Self {
+        let n_cols = match rows.layout {
+            Layout::CsrI32(csr) => Some(csr.n_cols()),
+            Layout::CsrI64(csr) => Some(csr.n_cols()),
+            Layout::Dense { .. } => None,
+        };
+        let shape = Piece::of(|out| {
+            if let Some(n_cols) = n_cols {
+                out.len_header(3, varint_len(n_cols));
+                out.varint(n_cols);
+            }
+        });
+        let mut label_heads = [Piece::default(); 11];
+        for (label_len, head) in label_heads.iter_mut().enumerate().skip(1) {
+            *head = Piece::of(|out| {
+                let tensor = len_field_size(label_len);
+                put_entry_header(out, 2, options.labels, tensor, entry_len(tensor));
+                out.len_header(1, label_len);
+            });
+        }
+        Template { shape, label_heads }
+    }
 }
 
 /// What [`put_record`] hands a planned record to: a place to write it, or a byte count.
@@ -346,7 +438,7 @@ trait Sink {
         plan: &Plan,
         features: &Features<S>,
         label: Option<Values>,
-        options: &EncodeOptions,
+        enc: &Encoder,
     ) -> Result<()>;
 }
 
@@ -357,19 +449,19 @@ impl<O: Out> Sink for O {
         plan: &Plan,
         features: &Features<S>,
         label: Option<Values>,
-        options: &EncodeOptions,
+        enc: &Encoder,
     ) -> Result<()> {
         let out = self
             .next(plan.framed())
             .ok_or_else(|| Error::invalid("the input arrays changed while they were being encoded"))?;
-        write_record(&mut Put::new(out), plan, features, label, options);
+        write_record(&mut Put::new(out), plan, features, label, enc);
         Ok(())
     }
 }
 
 impl Sink for SizeOnly {
     #[inline]
-    fn record<S: Scalar>(&mut self, plan: &Plan, _: &Features<S>, _: Option<Values>, _: &EncodeOptions) -> Result<()> {
+    fn record<S: Scalar>(&mut self, plan: &Plan, _: &Features<S>, _: Option<Values>, _: &Encoder) -> Result<()> {
         self.0 += plan.framed();
         Ok(())
     }
@@ -379,8 +471,7 @@ fn encode_sparse<I: CsrIndex, S: Scalar>(
     out: &mut impl Sink,
     csr: CsrView<I>,
     values: &[S],
-    labels: Option<Values>,
-    options: &EncodeOptions,
+    enc: &Encoder,
     range: Range<usize>,
 ) -> Result<()> {
     // Each row's keys are written as varints here first, which also gives their size.
@@ -403,9 +494,9 @@ fn encode_sparse<I: CsrIndex, S: Scalar>(
         let n_key_bytes = put.pos();
         let features = Features {
             values: &values[csr.row_range(row)],
-            keys: Some((&keys[..n_key_bytes], n_cols)),
+            keys: Some(&keys[..n_key_bytes]),
         };
-        put_record(out, row, &features, labels, options)?;
+        put_record(out, row, &features, enc)?;
     }
     Ok(())
 }
@@ -414,8 +505,7 @@ fn encode_dense<S: Scalar>(
     out: &mut impl Sink,
     n_cols: usize,
     values: &[S],
-    labels: Option<Values>,
-    options: &EncodeOptions,
+    enc: &Encoder,
     range: Range<usize>,
 ) -> Result<()> {
     for row in range {
@@ -423,16 +513,16 @@ fn encode_dense<S: Scalar>(
             values: &values[row * n_cols..(row + 1) * n_cols],
             keys: None,
         };
-        put_record(out, row, &features, labels, options)?;
+        put_record(out, row, &features, enc)?;
     }
     Ok(())
 }
 
 /// One row's features: its values and, when sparse, its column keys (already encoded as packed
-/// varints) and the column count.
+/// varints).
 struct Features<'a, S> {
     values: &'a [S],
-    keys: Option<(&'a [u8], u64)>,
+    keys: Option<&'a [u8]>,
 }
 
 /// A record's byte counts, computed once and used for both its size and its content.
@@ -443,6 +533,10 @@ struct Plan {
     keys: usize,
     /// The feature tensor message.
     tensor: usize,
+    /// The features' `Value` message, around the tensor.
+    value: usize,
+    /// The features' map entry, around the `Value`.
+    entry: usize,
     /// Packed label value, when there is a label.
     label: Option<usize>,
     /// The `Record` message.
@@ -458,27 +552,19 @@ impl Plan {
 }
 
 impl<S: Scalar> Features<'_, S> {
-    /// Size of the `Float32Tensor`/`Float64Tensor`/`Int32Tensor` message.
-    #[inline]
-    fn tensor_len(&self, values: usize, keys: usize) -> usize {
-        let shape = self.keys.map_or(0, |(_, n_cols)| len_field_size(varint_len(n_cols)));
-        len_field_size(values) + len_field_size(keys) + shape
-    }
-
-    #[inline]
-    fn put_tensor(&self, out: &mut Put, plan: &Plan, kind: TensorKind) {
+    #[inline(always)]
+    fn put_tensor(&self, out: &mut Put, plan: &Plan, kind: TensorKind, template: &Template) {
         if plan.values > 0 {
             out.len_header(1, plan.values);
             put_packed(out, kind, self.values, plan.values);
         }
-        if let Some((keys, n_cols)) = self.keys {
+        if let Some(keys) = self.keys {
             if plan.keys > 0 {
                 out.len_header(2, plan.keys);
                 out.bytes(keys);
             }
-            out.len_header(3, varint_len(n_cols));
-            out.varint(n_cols);
         }
+        out.bytes(template.shape.bytes());
     }
 }
 
@@ -515,45 +601,66 @@ fn does_not_fit<S: Scalar>(row: usize, what: &str, values: &[S], i: usize, kind:
     ))
 }
 
+/// Size of the `Value { kind: <tensor of tensor_len bytes> }` message.
+#[inline(always)]
+fn value_len(tensor_len: usize) -> usize {
+    1 + varint_len(tensor_len as u64) + tensor_len
+}
+
+/// Size of a map entry `{key: "values", value: Value{tensor}}` around a value of `value_len`.
+#[inline(always)]
+fn entry_len_of_value(value_len: usize) -> usize {
+    ENTRY_KEY.len() + 1 + varint_len(value_len as u64) + value_len
+}
+
 /// Size of a map entry `{key: "values", value: Value{tensor}}` around a tensor of `tensor_len`.
 #[inline]
 fn entry_len(tensor_len: usize) -> usize {
-    let value_len = 1 + varint_len(tensor_len as u64) + tensor_len;
-    len_field_size(VALUES_KEY.len()) + 1 + varint_len(value_len as u64) + value_len
+    entry_len_of_value(value_len(tensor_len))
 }
 
-/// Writes `map_field { "values": Value { kind: <tensor of tensor_len bytes> } }`'s header.
+/// The map entry's key field, `key: "values"`: the same in every entry.
+const ENTRY_KEY: [u8; 2 + VALUES_KEY.len()] = {
+    let mut key = [0; 2 + VALUES_KEY.len()];
+    key[0] = super::wire::tag(1, super::wire::LEN);
+    key[1] = VALUES_KEY.len() as u8;
+    let mut i = 0;
+    while i < VALUES_KEY.len() {
+        key[2 + i] = VALUES_KEY[i];
+        i += 1;
+    }
+    key
+};
+
+/// Writes `map_field { "values": Value { kind: <tensor of tensor_len bytes> } }`'s header, whose
+/// entry is `entry` bytes long.
 #[inline(always)]
-fn put_entry_header(out: &mut Put, map_field: u8, kind: TensorKind, tensor_len: usize) {
-    out.len_header(map_field, entry_len(tensor_len));
-    out.len_header(1, VALUES_KEY.len());
-    out.bytes(VALUES_KEY);
-    out.len_header(2, 1 + varint_len(tensor_len as u64) + tensor_len);
+fn put_entry_header(out: &mut Put, map_field: u8, kind: TensorKind, tensor_len: usize, entry: usize) {
+    out.len_header(map_field, entry);
+    out.bytes(&ENTRY_KEY);
+    out.len_header(2, value_len(tensor_len));
     out.len_header(kind.field(), tensor_len);
 }
 
 /// Validates and sizes one record, and hands it to `out`.
 #[inline]
-fn put_record<S: Scalar>(
-    out: &mut impl Sink,
-    row: usize,
-    features: &Features<S>,
-    labels: Option<Values>,
-    options: &EncodeOptions,
-) -> Result<()> {
+fn put_record<S: Scalar>(out: &mut impl Sink, row: usize, features: &Features<S>, enc: &Encoder) -> Result<()> {
+    let options = enc.options;
     let values = checked_values_len(row, "value", features.values, options.features, options.check_finite)?;
-    let keys = features.keys.map_or(0, |(keys, _)| keys.len());
-    let tensor = features.tensor_len(values, keys);
-    let label_values = labels.map(|labels| labels.slice(row..row + 1));
+    let keys = features.keys.map_or(0, <[u8]>::len);
+    let tensor = len_field_size(values) + len_field_size(keys) + enc.template.shape.len;
+    let value = value_len(tensor);
+    let entry = entry_len_of_value(value);
+    let label_values = enc.labels.map(|labels| labels.slice(row..row + 1));
     let label = match label_values {
         Some(l) => Some(with_values!(l, l => {
             checked_values_len(row, "label", l, options.labels, options.check_finite)
         })?),
         None => None,
     };
-    let mut payload = len_field_size(entry_len(tensor));
+    let mut payload = 1 + varint_len(entry as u64) + entry;
     if let Some(label) = label {
-        payload += len_field_size(entry_len(len_field_size(label)));
+        payload += enc.template.label_heads[label].len + label;
     }
     if payload > MAX_PAYLOAD {
         return Err(too_large(row, payload));
@@ -562,10 +669,12 @@ fn put_record<S: Scalar>(
         values,
         keys,
         tensor,
+        value,
+        entry,
         label,
         payload,
     };
-    out.record(&plan, features, label_values, options)
+    out.record(&plan, features, label_values, enc)
 }
 
 #[cold]
@@ -578,20 +687,17 @@ fn too_large(row: usize, payload: usize) -> Error {
 
 /// Writes one framed record of `plan` into `out`, which holds exactly `plan.framed()` bytes.
 #[inline]
-fn write_record<S: Scalar>(
-    out: &mut Put,
-    plan: &Plan,
-    features: &Features<S>,
-    label: Option<Values>,
-    options: &EncodeOptions,
-) {
-    out.bytes(&MAGIC.to_le_bytes());
-    out.bytes(&(plan.payload as u32).to_le_bytes());
-    put_entry_header(out, 1, options.features, plan.tensor);
-    features.put_tensor(out, plan, options.features);
+fn write_record<S: Scalar>(out: &mut Put, plan: &Plan, features: &Features<S>, label: Option<Values>, enc: &Encoder) {
+    let options = enc.options;
+    out.bytes(&(u64::from(MAGIC) | (plan.payload as u64) << 32).to_le_bytes());
+    out.len_header(1, plan.entry);
+    out.bytes(&ENTRY_KEY);
+    out.len_header(2, plan.value);
+    out.len_header(options.features.field(), plan.tensor);
+    features.put_tensor(out, plan, options.features, enc.template);
     if let (Some(label), Some(label_len)) = (label, plan.label) {
-        put_entry_header(out, 2, options.labels, len_field_size(label_len));
-        out.len_header(1, label_len);
+        // Every label of a call has the same head up to its value, for the value's byte count.
+        out.bytes(enc.template.label_heads[label_len].bytes());
         with_values!(label, l => put_packed(out, options.labels, l, label_len));
     }
     out.zero_rest();
@@ -637,6 +743,34 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(err.contains("1 indices but 2 values"), "{err}");
+    }
+
+    #[test]
+    fn buffers_reused_by_later_calls_leave_nothing_of_earlier_ones() {
+        // Wide rows first (large buffers), then narrower ones and fewer: stale bytes would show.
+        let mut buffers = StageBuffers::default();
+        for (n, width) in [(STAGE_ROWS + 5000, 9usize), (TASK_ROWS + 3, 2), (7, 0)] {
+            let indptr: Vec<i64> = (0..=n).map(|r| (r * width) as i64).collect();
+            let indices: Vec<i64> = (0..n * width).map(|i| (i % 1000) as i64).collect();
+            let values: Vec<f32> = (0..n * width).map(|i| i as f32).collect();
+            let labels: Vec<f32> = (0..n).map(|i| i as f32).collect();
+            let rows = Rows::csr(&indptr, &indices, Values::F32(&values), 1000).unwrap();
+            let labels = Some(Values::F32(&labels));
+            let mut reused = Vec::new();
+            encode_rows_reusing(
+                &mut buffers,
+                &rows,
+                labels,
+                &EncodeOptions::default(),
+                &Unmonitored,
+                |chunk| {
+                    reused.extend_from_slice(chunk);
+                    Ok(())
+                },
+            )
+            .unwrap();
+            assert_eq!(reused, encoded(&rows, labels).unwrap(), "{n} rows of {width}");
+        }
     }
 
     #[test]

@@ -23,10 +23,22 @@ pub fn open_input(path: &Path) -> Result<File> {
 }
 
 /// A file being written atomically. Writes of 64 KiB or more go straight to the file.
+///
+/// The bytes are streamed to the disk as they come (on Linux): each [`WRITEBACK_WINDOW`] written
+/// is handed to the disk at once, and the window two behind it, written by then, is dropped from
+/// the page cache. Left to the kernel, a file of gigabytes fills the page cache with dirty pages,
+/// each taken from memory that must first be reclaimed (on a VM, backed by the host), and the
+/// writer is throttled once too many are dirty: writing 1 GB took 1.8 s of system time that way,
+/// against 0.3 s streamed (`docs/benchmarks.md`). The file then costs the page cache two windows.
 pub struct AtomicFile {
     target: PathBuf,
     writer: BufWriter<NamedTempFile>,
+    /// Bytes handed to `writer` so far.
+    written: u64,
 }
+
+/// Bytes of a file handed to the disk at a time (see [`AtomicFile`]).
+pub const WRITEBACK_WINDOW: u64 = 8 << 20;
 
 impl AtomicFile {
     /// Starts writing what will become `target`.
@@ -47,6 +59,7 @@ impl AtomicFile {
         Ok(AtomicFile {
             target,
             writer: BufWriter::with_capacity(64 << 10, temp),
+            written: 0,
         })
     }
 
@@ -68,18 +81,85 @@ impl AtomicFile {
     }
 }
 
+impl AtomicFile {
+    /// Counts `n` more bytes written, streaming every window that they complete to the disk.
+    fn advance(&mut self, n: usize) {
+        let before = self.written;
+        self.written += n as u64;
+        let file = self.writer.get_ref().as_file();
+        for end in (before / WRITEBACK_WINDOW + 1..=self.written / WRITEBACK_WINDOW).map(|w| w * WRITEBACK_WINDOW) {
+            writeback::start(file, end - WRITEBACK_WINDOW);
+            if let Some(old) = end.checked_sub(3 * WRITEBACK_WINDOW) {
+                writeback::finish_and_drop(file, old);
+            }
+        }
+    }
+}
+
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.writer.write(buf)
+        let n = self.writer.write(buf)?;
+        self.advance(n);
+        Ok(n)
     }
 
     fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        self.writer.write_all(buf)
+        self.writer.write_all(buf)?;
+        self.advance(buf.len());
+        Ok(())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.writer.flush()
     }
+}
+
+/// Streaming a file's windows to the disk ([`AtomicFile`]). Both calls are hints: the data is
+/// written whether or not they succeed (an error of the disk surfaces as it did without them,
+/// that is not at all, since [`AtomicFile::commit`] does not fsync), so their errors are ignored.
+#[cfg(target_os = "linux")]
+mod writeback {
+    use std::fs::File;
+    use std::os::fd::AsRawFd;
+
+    use super::WRITEBACK_WINDOW;
+
+    /// Starts writing out the window at `offset`, without waiting.
+    pub fn start(file: &File, offset: u64) {
+        // SAFETY: the descriptor stays open while `file` is borrowed; sync_file_range touches no
+        // memory of ours.
+        unsafe {
+            libc::sync_file_range(
+                file.as_raw_fd(),
+                offset as libc::off64_t,
+                WRITEBACK_WINDOW as libc::off64_t,
+                libc::SYNC_FILE_RANGE_WRITE,
+            )
+        };
+    }
+
+    /// Waits until the window at `offset` is on the disk, then drops it from the page cache
+    /// (only clean pages are dropped: hence the wait).
+    pub fn finish_and_drop(file: &File, offset: u64) {
+        let (fd, start, len) = (
+            file.as_raw_fd(),
+            offset as libc::off64_t,
+            WRITEBACK_WINDOW as libc::off64_t,
+        );
+        let all = libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+        // SAFETY: as in `start`; posix_fadvise touches no memory of ours either.
+        unsafe {
+            libc::sync_file_range(fd, start, len, all);
+            libc::posix_fadvise(fd, start, len, libc::POSIX_FADV_DONTNEED);
+        }
+    }
+}
+
+/// Elsewhere the page cache is left to the system.
+#[cfg(not(target_os = "linux"))]
+mod writeback {
+    pub fn start(_file: &std::fs::File, _offset: u64) {}
+    pub fn finish_and_drop(_file: &std::fs::File, _offset: u64) {}
 }
 
 /// Takes an exclusive `flock` on `file`, released when it is closed.
@@ -188,6 +268,39 @@ mod tests {
         assert_eq!(file_error(err), (missing, io::ErrorKind::NotFound));
         let err = open_input(dir.path()).unwrap_err();
         assert_eq!(file_error(err), (dir.path().to_path_buf(), io::ErrorKind::IsADirectory));
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "too slow for miri: writes several windows")]
+    fn a_file_streamed_out_window_by_window_keeps_every_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..4 * WRITEBACK_WINDOW as u32 + 777)
+            .map(|i| (i % 253) as u8)
+            .collect();
+        let target = dir.path().join("out.recordio");
+        let mut out = AtomicFile::create(&target).unwrap();
+        // Pieces small and large, so that windows end inside the buffer and inside a big write.
+        let mut rest = &data[..];
+        for size in [1usize, 70_000, 5 << 20, 3, 9 << 20].iter().cycle() {
+            let (head, tail) = rest.split_at((*size).min(rest.len()));
+            out.write_all(head).unwrap();
+            rest = tail;
+            if rest.is_empty() {
+                break;
+            }
+        }
+        assert_eq!(out.written, data.len() as u64);
+        out.commit().unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), data);
+        // Aborted after its windows went out, the file leaves nothing behind.
+        let mut dropped = AtomicFile::create(dir.path().join("dropped.recordio")).unwrap();
+        dropped.write_all(&data).unwrap();
+        drop(dropped);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["out.recordio"]);
     }
 
     #[test]

@@ -17,7 +17,9 @@ pub mod tensor;
 pub mod wire;
 
 pub use decode::{decode_buffer, decode_records, Decoded, FeatureValues};
-pub use encode::{encode_into, encode_rows, encoded_size, EncodeOptions, EncodedSize, Rows};
+pub use encode::{
+    encode_into, encode_rows, encode_rows_reusing, encoded_size, EncodeOptions, EncodedSize, Rows, StageBuffers,
+};
 pub use file::{open_input, read_input, AtomicFile};
 pub use frame::{split_frames, Frame, FrameScanner, MAGIC};
 pub use stream::RecordStream;
