@@ -48,6 +48,11 @@ pub(super) fn prefetch<E>(ptr: *const E, len: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // An empty slice has no line (SGD's state): without this, the loop below still ran its
+        // setup and fetched the line its pointer falls in, twice an entry and a feature.
+        if len == 0 {
+            return;
+        }
         // Every 64-byte line from the one holding the first byte to the one holding the last.
         let skew = ptr as usize % 64;
         let line = ptr.cast::<i8>().wrapping_sub(skew);
