@@ -134,7 +134,7 @@ impl Lanes for Avx2 {
 }
 
 /// The AVX2 loops: whole groups of four factors in the lanes of a `__m256d`, the remainder
-/// (k not a multiple of four) by [`Scalar`]'s code.
+/// (k not a multiple of four) one factor at a time with the scalar code's operations.
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2 {
     use std::arch::x86_64::*;
