@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use super::config::{EpochStats, TrainConfig};
+use super::lanes::{Lanes, Scalar};
 use super::model::{with_factors, Factors, Task, Weights};
 use super::optim::{OptimizerKind, Rule, Rules};
 use super::schedule::{Job, Schedule};
@@ -47,6 +48,11 @@ pub(super) fn prefetch<E>(ptr: *const E, len: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // An empty slice has no line (SGD's state): without this, the loop below still ran its
+        // setup and fetched the line its pointer falls in, twice an entry and a feature.
+        if len == 0 {
+            return;
+        }
         // Every 64-byte line from the one holding the first byte to the one holding the last.
         let skew = ptr as usize % 64;
         let line = ptr.cast::<i8>().wrapping_sub(skew);
@@ -198,22 +204,23 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
             // SAFETY: the token proves that the CPU has AVX2.
             return unsafe { self.run_avx2(token, slots) };
         }
-        self.run_body(slots);
+        self.run_body(slots, Scalar);
     }
 
-    /// [`Trainer::run_body`] compiled for AVX2 (4 lanes of `f64`). FMA is not enabled, and rustc
-    /// never contracts a multiply and an add anyway, so results are those of the portable build.
+    /// [`Trainer::run_body`] compiled for AVX2, with the loops over factors in its lanes
+    /// ([`Lanes`]). FMA is not enabled, and rustc never contracts a multiply and an add anyway,
+    /// so results are those of the portable build.
     ///
     /// # Safety
     /// The CPU must support AVX2 (the token says so).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn run_avx2(&self, _: Avx2, slots: &mut Slots) {
-        self.run_body(slots);
+    unsafe fn run_avx2(&self, token: Avx2, slots: &mut Slots) {
+        self.run_body(slots, token);
     }
 
     #[inline(always)]
-    fn run_body(&self, slots: &mut Slots) {
+    fn run_body<L: Lanes>(&self, slots: &mut Slots, lanes: L) {
         let schedule = &self.schedule;
         loop {
             let id = self.claimed.fetch_add(1, Ordering::Relaxed);
@@ -224,7 +231,7 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
             if !self.wait_for(task.phase_start) {
                 return;
             }
-            self.run_task(&task, slots);
+            self.run_task(&task, slots, lanes);
             self.finished.fetch_add(1, Ordering::Release);
         }
     }
@@ -255,11 +262,11 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
     }
 
     #[inline(always)]
-    fn run_task(&self, task: &Job, slots: &mut Slots) {
+    fn run_task<L: Lanes>(&self, task: &Job, slots: &mut Slots, lanes: L) {
         let schedule = &self.schedule;
         let n = task.rows.len();
         if let Some(share) = &task.share {
-            self.score_rows(task.rows.start, share.clone(), n);
+            self.score_rows(lanes, task.rows.start, share.clone(), n);
             if schedule.parts > 1 {
                 self.sort_entries(task.rows.start, share.clone());
             }
@@ -285,8 +292,8 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
             let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
             finite &= self.add_stats_and_update_bias(n, &rules.bias, &mut stats[task.epoch]);
         }
-        self.add_gradients(task.part, schedule.parts, task.rows.clone(), slots);
-        finite &= self.update_features(task.part, schedule.parts, &rules, slots);
+        self.add_gradients(lanes, task.part, schedule.parts, task.rows.clone(), slots);
+        finite &= self.update_features(lanes, task.part, schedule.parts, &rules, slots);
         if !finite {
             self.fail(diverged("a weight".to_string()), t);
             return;
@@ -302,13 +309,13 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
 
     /// Phase 1 for batch rows `share` (of `n` from `start`): `s`, ŷ, loss and `g_r`.
     #[inline(always)]
-    fn score_rows(&self, start: usize, share: Range<usize>, n: usize) {
-        with_factors!(self.model.k, factors => self.score_rows_as(factors, start, share, n))
+    fn score_rows<L: Lanes>(&self, lanes: L, start: usize, share: Range<usize>, n: usize) {
+        with_factors!(self.model.k, factors => self.score_rows_as(factors, lanes, start, share, n))
     }
 
     /// [`Trainer::score_rows`] with `k` given as `factors`.
     #[inline(always)]
-    fn score_rows_as<F: Factors>(&self, factors: F, start: usize, share: Range<usize>, n: usize) {
+    fn score_rows_as<F: Factors, L: Lanes>(&self, factors: F, lanes: L, start: usize, share: Range<usize>, n: usize) {
         let (data, k, m, ns) = (self.data, factors.k(), &self.model, self.n_slots);
         let x = data.x;
         // SAFETY: no thread writes the weights in this phase; each writes its own rows of scratch.
@@ -364,7 +371,7 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
                     }
                 }
             }
-            let score = view.score_row_as(factors, x.row_indices(row), &data.values[x.row_range(row)], s);
+            let score = view.score_row_as(factors, lanes, x.row_indices(row), &data.values[x.row_range(row)], s);
             scores[offset] = score;
             if !score.is_finite() {
                 bad = true;
@@ -466,15 +473,16 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
 
     /// Phase 2, first half: sums the gradients of part `part` of `parts`'s features in row order.
     #[inline(always)]
-    fn add_gradients(&self, part: usize, parts: usize, rows: Range<usize>, slots: &mut Slots) {
-        with_factors!(self.model.k, factors => self.add_gradients_as(factors, part, parts, rows, slots))
+    fn add_gradients<L: Lanes>(&self, lanes: L, part: usize, parts: usize, rows: Range<usize>, slots: &mut Slots) {
+        with_factors!(self.model.k, factors => self.add_gradients_as(factors, lanes, part, parts, rows, slots))
     }
 
     /// [`Trainer::add_gradients`] with `k` given as `factors`.
     #[inline(always)]
-    fn add_gradients_as<F: Factors>(
+    fn add_gradients_as<F: Factors, L: Lanes>(
         &self,
         factors: F,
+        lanes: L,
         part: usize,
         parts: usize,
         rows: Range<usize>,
@@ -498,7 +506,7 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
                 let range = x.row_range(rows.start + offset);
                 let values = &data.values[range.clone()];
                 for (&column, &value) in x.indices()[range].iter().zip(values) {
-                    self.add_entry(factors, column, value, row_s(offset), gr, slots);
+                    self.add_entry(factors, lanes, column, value, row_s(offset), gr, slots);
                 }
             }
             return;
@@ -510,14 +518,25 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
             let list = unsafe { self.scratch.entries.slice(task * parts + part, 1) };
             for &(offset, entry) in &list[0] {
                 let (offset, entry) = (offset as usize, entry as usize);
-                self.add_entry(factors, columns[entry], values[entry], row_s(offset), g[offset], slots);
+                let (column, value) = (columns[entry], values[entry]);
+                self.add_entry(factors, lanes, column, value, row_s(offset), g[offset], slots);
             }
         }
     }
 
     /// Adds one entry's gradient (`column`, `value`, and its row's `s` and `g_r`) to the slots.
     #[inline(always)]
-    fn add_entry<F: Factors>(&self, factors: F, column: I, value: T, s: &[f64], gr: f64, slots: &mut Slots) {
+    #[allow(clippy::too_many_arguments)]
+    fn add_entry<F: Factors, L: Lanes>(
+        &self,
+        factors: F,
+        lanes: L,
+        column: I,
+        value: T,
+        s: &[f64],
+        gr: f64,
+        slots: &mut Slots,
+    ) {
         // Columns were validated against d when the view was built.
         let i = column.to_u64().unwrap_or(0) as usize;
         let x = value.to_f64();
@@ -532,30 +551,30 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
             let sums = &mut slots.sums[slot * stride..(slot + 1) * stride];
             sums[0] = gx;
             sums[1] = gx * x;
-            for (acc, &s) in sums[2..].iter_mut().zip(s) {
-                *acc = gx * s;
-            }
+            lanes.set_scaled(&mut sums[2..], s, gx);
             return;
         }
         let sums = &mut slots.sums[slot as usize * stride..(slot as usize + 1) * stride];
         sums[0] += gx;
         sums[1] += gx * x;
-        for (acc, &s) in sums[2..].iter_mut().zip(s) {
-            *acc += gx * s;
-        }
+        lanes.add_scaled(&mut sums[2..], s, gx);
     }
 
     /// Phase 2, second half: updates the rows of `w`, `V` and state of the slots' features (those
     /// of part `part` of `parts`).
     #[inline(always)]
-    fn update_features(&self, part: usize, parts: usize, rules: &Rules, slots: &mut Slots) -> bool {
+    fn update_features<L: Lanes>(&self, lanes: L, part: usize, parts: usize, rules: &Rules, slots: &mut Slots) -> bool {
         // One copy of the loop per rule, each without the rule's match and with its state's
         // offsets as constants.
         with_factors!(self.model.k, factors => match rules.factors.kind() {
-            OptimizerKind::Sgd => self.update_features_as(OptimizerKind::Sgd, factors, part, parts, rules, slots),
-            OptimizerKind::Adam => self.update_features_as(OptimizerKind::Adam, factors, part, parts, rules, slots),
+            OptimizerKind::Sgd => {
+                self.update_features_as(OptimizerKind::Sgd, factors, lanes, part, parts, rules, slots)
+            }
+            OptimizerKind::Adam => {
+                self.update_features_as(OptimizerKind::Adam, factors, lanes, part, parts, rules, slots)
+            }
             OptimizerKind::AdaGrad => {
-                self.update_features_as(OptimizerKind::AdaGrad, factors, part, parts, rules, slots)
+                self.update_features_as(OptimizerKind::AdaGrad, factors, lanes, part, parts, rules, slots)
             }
         })
     }
@@ -563,10 +582,12 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
     /// [`Trainer::update_features`] for rules of kind `kind` (a constant where it is inlined) and
     /// `k` given as `factors`.
     #[inline(always)]
-    fn update_features_as<F: Factors>(
+    #[allow(clippy::too_many_arguments)]
+    fn update_features_as<F: Factors, L: Lanes>(
         &self,
         kind: OptimizerKind,
         factors: F,
+        lanes: L,
         part: usize,
         parts: usize,
         rules: &Rules,
@@ -610,7 +631,7 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
             finite &= linear_rule.apply_as(kind, w, first, second, |_, _| linear_grad);
             // ∂/∂v_if = Σ_r g_r x_ri s_rf − v_if Σ_r g_r x_ri², formed as the update reads v_if.
             let (first, second) = self::slots(v_state, k);
-            finite &= factor_rule.apply_as(kind, v, first, second, |f, v| grad[f] - squares * v);
+            finite &= lanes.step(factor_rule, kind, v, first, second, grad, squares);
         }
         finite
     }
@@ -670,12 +691,12 @@ mod tests {
         for id in 0..schedule.total() {
             let task = schedule.job(id);
             if task.share.is_some() {
-                trainer.run_task(&task, &mut slots);
+                trainer.run_task(&task, &mut slots, Scalar);
             }
         }
         let mut sums = HashMap::new();
         for part in 0..schedule.parts {
-            trainer.add_gradients(part, schedule.parts, 0..n, &mut slots);
+            trainer.add_gradients(Scalar, part, schedule.parts, 0..n, &mut slots);
             for (&i, feature_sums) in slots.features.iter().zip(slots.sums.chunks_exact(weights.k + 2)) {
                 marks[i as usize].store(NO_SLOT, Ordering::Relaxed);
                 let bits = feature_sums.iter().map(|v| v.to_bits()).collect();
@@ -685,41 +706,146 @@ mod tests {
         sums
     }
 
+    /// 300 rows: feature 0 in every row and three of 40 others, values spread over six orders of
+    /// magnitude, so that each feature's f64 sums depend on the order of their terms; labels and
+    /// initial factors (k of them) drawn alike.
+    struct Problem {
+        indptr: Vec<i64>,
+        indices: Vec<i64>,
+        values: Vec<f64>,
+        labels: Vec<f64>,
+        factors: Vec<f32>,
+    }
+
+    impl Problem {
+        const ROWS: usize = 300;
+        const FEATURES: usize = 41;
+
+        fn new(k: usize) -> Self {
+            let (mut indptr, mut indices, mut values) = (vec![0i64], vec![], vec![]);
+            let mut next = 1u64;
+            let mut draw = || {
+                next = next
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                (next >> 11) as f64 / (1u64 << 53) as f64
+            };
+            for row in 0..Self::ROWS as i64 {
+                indices.extend([0, 1 + row % 40, 1 + (row * 7 + 3) % 40, 1 + (row * 13 + 5) % 40]);
+                for _ in 0..4 {
+                    values.push(10f64.powf(6.0 * draw() - 3.0));
+                }
+                indptr.push(indices.len() as i64);
+            }
+            let labels = (0..Self::ROWS).map(|_| 5.0 * draw()).collect();
+            let factors = (0..Self::FEATURES * k).map(|_| (draw() - 0.5) as f32).collect();
+            Problem {
+                indptr,
+                indices,
+                values,
+                labels,
+                factors,
+            }
+        }
+
+        fn x(&self) -> CsrView<'_, i64> {
+            CsrView::new(&self.indptr, &self.indices, self.values.len(), Self::FEATURES as u64).unwrap()
+        }
+    }
+
     #[test]
     fn each_part_gathers_its_entries_in_row_order() {
-        // 300 rows: feature 0 in every row and three of 40 others, values spread over six orders of
-        // magnitude, so that each feature's f64 sums depend on the order of their terms.
-        let (n, d, k) = (300, 41, 3);
-        let (mut indptr, mut indices, mut values) = (vec![0i64], vec![], vec![]);
-        let mut next = 1u64;
-        let mut draw = || {
-            next = next
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (next >> 11) as f64 / (1u64 << 53) as f64
-        };
-        for row in 0..n {
-            indices.extend([0, 1 + row % 40, 1 + (row * 7 + 3) % 40, 1 + (row * 13 + 5) % 40]);
-            for _ in 0..4 {
-                values.push(10f64.powf(6.0 * draw() - 3.0));
-            }
-            indptr.push(indices.len() as i64);
-        }
-        let labels: Vec<f64> = (0..n).map(|_| 5.0 * draw()).collect();
-        let x = CsrView::new(&indptr, &indices, values.len(), d as u64).unwrap();
+        let (d, k) = (Problem::FEATURES, 3);
+        let problem = Problem::new(k);
+        let x = problem.x();
         let data = Data {
             x: &x,
-            values: &values,
-            labels: Values::F64(&labels),
+            values: &problem.values,
+            labels: Values::F64(&problem.labels),
             sample_weight: None,
         };
-        let (mut bias, mut linear) = (0.1f32, vec![0.05f32; d]);
-        let mut factors: Vec<f32> = (0..d * k).map(|_| (draw() - 0.5) as f32).collect();
+        let (mut bias, mut linear, mut factors) = (0.1f32, vec![0.05f32; d], problem.factors.clone());
         let mut weights = WeightsMut::new(&mut bias, &mut linear, &mut factors, k).unwrap();
         let one = gathered_sums(&data, &mut weights, 1);
         assert_eq!(one.len(), d);
         for threads in [2, 3] {
             assert_eq!(one, gathered_sums(&data, &mut weights, threads), "{threads} threads");
+        }
+    }
+
+    /// The bits of the weights and state after one epoch of batches of 7 rows of [`Problem`] with
+    /// `kind` and `k` factors, trained on one thread with the loops over factors run by `lanes`.
+    fn trained_bits(lanes: impl Lanes, kind: OptimizerKind, k: usize) -> Vec<u32> {
+        let (n, d, batch) = (Problem::ROWS, Problem::FEATURES, 7);
+        let problem = Problem::new(k);
+        let x = problem.x();
+        let data = Data {
+            x: &x,
+            values: &problem.values,
+            labels: Values::F64(&problem.labels),
+            sample_weight: None,
+        };
+        let mut optimizer = Optimizer::new(kind);
+        // Values up to 1e3 would diverge unclipped; most gradients still fall inside the clip.
+        optimizer.factors.lr = 0.01;
+        optimizer.clip_gradient = Some(10.0);
+        let config = TrainConfig {
+            task: Task::Regressor,
+            epochs: 1,
+            batch_size: batch,
+            optimizer,
+            adaptive_threads: false,
+            deterministic: true,
+        };
+        let ns = kind.n_slots();
+        let (mut bias, mut linear, mut factors) = (0.1f32, vec![0.05f32; d], problem.factors.clone());
+        let (mut bias_state, mut linear_state, mut factor_state) =
+            (vec![0.0; ns], vec![0.0; d * ns], vec![0.0; d * ns * k]);
+        {
+            let mut weights = WeightsMut::new(&mut bias, &mut linear, &mut factors, k).unwrap();
+            let mut state = OptimizerState::new(&mut bias_state, &mut linear_state, &mut factor_state, 0);
+            let mut scratch = Scratch::new(batch, k, 1).unwrap();
+            let marks: Vec<AtomicU32> = (0..d).map(|_| AtomicU32::new(NO_SLOT)).collect();
+            let stats = Mutex::new(vec![EpochStats::default()]);
+            let (model, shared) = (
+                SharedModel::new(&mut weights, &mut state),
+                SharedScratch::new(&mut scratch),
+            );
+            let schedule = Schedule::new(n, &config, 1, 0, 0..n.div_ceil(batch));
+            let trainer = Trainer::new(&data, &config, &Unmonitored, schedule, model, shared, &marks, &stats, 0);
+            let mut slots = Slots::default();
+            // The order in which one thread claims the tasks (`run_body`).
+            for id in 0..schedule.total() {
+                trainer.run_task(&schedule.job(id), &mut slots, lanes);
+            }
+            assert!(trainer.failure.lock().unwrap().is_none());
+        }
+        let arrays = [
+            &[bias][..],
+            &linear,
+            &factors,
+            &bias_state,
+            &linear_state,
+            &factor_state,
+        ];
+        arrays.iter().flat_map(|a| a.iter().map(|v| v.to_bits())).collect()
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_trains_the_scalar_bits() {
+        // Without AVX2 the trainer runs `Scalar` alone: nothing to compare.
+        let Some(token) = Avx2::detect() else { return };
+        for kind in [OptimizerKind::Sgd, OptimizerKind::Adam, OptimizerKind::AdaGrad] {
+            for k in [3, 8, 65] {
+                let scalar = trained_bits(Scalar, kind, k);
+                // The factors moved (they follow the bias and the linear weights).
+                let initial = Problem::new(k).factors;
+                let factors = &scalar[1 + Problem::FEATURES..];
+                let moved = initial.iter().zip(factors).all(|(a, &b)| a.to_bits() != b);
+                assert!(moved, "{kind:?}, k = {k}");
+                assert_eq!(scalar, trained_bits(token, kind, k), "{kind:?}, k = {k}");
+            }
         }
     }
 

@@ -2,6 +2,7 @@
 
 use rayon::prelude::*;
 
+use super::lanes::{Lanes, Scalar};
 use super::Feature;
 use crate::csr::{CsrIndex, CsrView, Values};
 use crate::error::{Error, Result};
@@ -139,14 +140,16 @@ impl<'a> Weights<'a> {
     /// additions remains.
     #[inline(always)]
     pub(crate) fn score_row<I: CsrIndex, T: Feature>(&self, columns: &[I], values: &[T], s: &mut [f64]) -> f64 {
-        self.score_row_as(AnyK(self.k), columns, values, s)
+        self.score_row_as(AnyK(self.k), Scalar, columns, values, s)
     }
 
-    /// [`Weights::score_row`] with `k` given as `factors` (a constant where [`Fixed`]).
+    /// [`Weights::score_row`] with `k` given as `factors` (a constant where [`Fixed`]) and the
+    /// loops over factors run by `lanes` (the same bits whichever).
     #[inline(always)]
-    pub(crate) fn score_row_as<F: Factors, I: CsrIndex, T: Feature>(
+    pub(crate) fn score_row_as<F: Factors, L: Lanes, I: CsrIndex, T: Feature>(
         &self,
         factors: F,
+        lanes: L,
         columns: &[I],
         values: &[T],
         s: &mut [f64],
@@ -163,12 +166,9 @@ impl<'a> Weights<'a> {
             let x = x.to_f64();
             linear += f64::from(self.linear[i]) * x;
             let v = &self.factors[i * k..(i + 1) * k];
-            for (sf, &v) in s.iter_mut().zip(v) {
-                *sf += f64::from(v) * x;
-            }
-            squares += x * x * sum_of_squares(v);
+            squares += x * x * lanes.add_row(s, v, x);
         }
-        linear + 0.5 * (sum_of_squares(s) - squares)
+        linear + 0.5 * (lanes.sum_of_squares(s) - squares)
     }
 }
 
@@ -359,8 +359,8 @@ mod tests {
         let w = Weights::new(0.3, &linear, &factors, k).unwrap();
         let (columns, values) = ([0i64, 3, 6, 3], [1.5f64, -0.25, 3.0, 1e-3]);
         let (mut fixed, mut any) = (vec![0.0; k], vec![0.0; k]);
-        let by_fixed = w.score_row_as(Fixed::<8>, &columns, &values, &mut fixed);
-        let by_any = w.score_row_as(AnyK(k), &columns, &values, &mut any);
+        let by_fixed = w.score_row_as(Fixed::<8>, Scalar, &columns, &values, &mut fixed);
+        let by_any = w.score_row_as(AnyK(k), Scalar, &columns, &values, &mut any);
         assert_eq!(by_fixed.to_bits(), by_any.to_bits());
         let bits = |s: &[f64]| s.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&fixed), bits(&any));

@@ -283,6 +283,86 @@ impl Rule {
         }
         finite
     }
+
+    /// [`Rule::apply_as`] of a row whose gradient is `grad_j − decay·w_j` (a factor row's), four
+    /// weights at a time in AVX2's `f64` lanes, each lane with the scalar code's operations in its
+    /// order (so the same bits); a remainder of fewer than four by [`Rule::apply_as`].
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub(crate) fn apply_avx2(
+        &self,
+        kind: OptimizerKind,
+        weights: &mut [f32],
+        first: &mut [f32],
+        second: &mut [f32],
+        grad: &[f64],
+        decay: f64,
+    ) -> bool {
+        use super::lanes::avx2::{clamp, load, store_narrowed, widen};
+        use std::arch::x86_64::*;
+
+        debug_assert_eq!(kind, self.kind, "a rule applied as another kind");
+        let n = weights.len();
+        let body = n - n % 4;
+        let grad = &grad[..n];
+        let splat = _mm256_set1_pd;
+        let (lr, wd, eps, factor) = (splat(self.lr), splat(self.wd), splat(self.eps), splat(decay));
+        let (beta1, beta2) = (splat(self.beta1), splat(self.beta2));
+        let (rest1, rest2) = (splat(1.0 - self.beta1), splat(1.0 - self.beta2));
+        let limit = splat(self.clip);
+        // `w − w` of every new weight, added up: NaN exactly where one is not finite.
+        let mut spread = _mm_setzero_ps();
+        let (first_body, first_rest) = first.split_at_mut(body.min(first.len()));
+        let (second_body, second_rest) = second.split_at_mut(body.min(second.len()));
+        let fours = weights[..body].chunks_exact_mut(4).zip(grad[..body].chunks_exact(4));
+        match kind {
+            OptimizerKind::Sgd => {
+                for (w4, g4) in fours {
+                    let old = widen(w4);
+                    let g = _mm256_sub_pd(load(g4), _mm256_mul_pd(factor, old));
+                    let step = _mm256_add_pd(clamp(g, limit), _mm256_mul_pd(wd, old));
+                    let narrow = store_narrowed(w4, _mm256_sub_pd(old, _mm256_mul_pd(lr, step)));
+                    spread = _mm_add_ps(spread, _mm_sub_ps(narrow, narrow));
+                }
+            }
+            OptimizerKind::Adam => {
+                let state = first_body.chunks_exact_mut(4).zip(second_body.chunks_exact_mut(4));
+                for ((w4, g4), (m4, v4)) in fours.zip(state) {
+                    let old = widen(w4);
+                    let g = _mm256_sub_pd(load(g4), _mm256_mul_pd(factor, old));
+                    let g = clamp(_mm256_add_pd(g, _mm256_mul_pd(wd, old)), limit);
+                    let m = _mm256_mul_pd(beta1, widen(m4));
+                    let m = _mm256_add_pd(m, _mm256_mul_pd(rest1, g));
+                    let v = _mm256_mul_pd(beta2, widen(v4));
+                    let v = _mm256_add_pd(v, _mm256_mul_pd(_mm256_mul_pd(rest2, g), g));
+                    store_narrowed(m4, m);
+                    store_narrowed(v4, v);
+                    let step = _mm256_div_pd(_mm256_mul_pd(lr, m), _mm256_add_pd(_mm256_sqrt_pd(v), eps));
+                    let narrow = store_narrowed(w4, _mm256_sub_pd(old, step));
+                    spread = _mm_add_ps(spread, _mm_sub_ps(narrow, narrow));
+                }
+            }
+            OptimizerKind::AdaGrad => {
+                for ((w4, g4), h4) in fours.zip(first_body.chunks_exact_mut(4)) {
+                    let old = widen(w4);
+                    let g = _mm256_sub_pd(load(g4), _mm256_mul_pd(factor, old));
+                    let g = clamp(g, limit);
+                    let h = _mm256_add_pd(widen(h4), _mm256_mul_pd(g, g));
+                    store_narrowed(h4, h);
+                    let scaled = _mm256_div_pd(g, _mm256_sqrt_pd(_mm256_add_pd(h, eps)));
+                    let step = _mm256_mul_pd(lr, _mm256_add_pd(scaled, _mm256_mul_pd(wd, old)));
+                    let narrow = store_narrowed(w4, _mm256_sub_pd(old, step));
+                    spread = _mm_add_ps(spread, _mm_sub_ps(narrow, narrow));
+                }
+            }
+        }
+        let finite = _mm_movemask_ps(_mm_cmpunord_ps(spread, spread)) == 0;
+        let rest = self.apply_as(kind, &mut weights[body..], first_rest, second_rest, |j, w| {
+            grad[body + j] - decay * w
+        });
+        finite & rest
+    }
 }
 
 #[cfg(test)]
