@@ -10,6 +10,7 @@ a one-element tensor.
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import threading
 from collections.abc import Iterator
@@ -279,14 +280,16 @@ def _decode_file(file: Any, n_threads: int, report: Any, storage_options: Storag
     return _fmfast.decode(buffer, n_threads, report)
 
 
-def _check_agrees(first: tuple[sp.csr_array, Any], part: tuple[sp.csr_array, Any], source: Any) -> None:
-    """Refuse a file of a directory whose records differ in kind from the first file's."""
+def _kind(part: tuple[sp.csr_array, Any]) -> str:
+    """What the files of a directory must share: the columns, value type and presence of labels."""
+    X, labels = part
+    return f"{X.shape[1]} {X.dtype} features {'with' if labels is not None else 'without'} labels"
 
-    def kind(X: sp.csr_array, labels: Any) -> str:
-        return f"{X.shape[1]} {X.dtype} features {'with' if labels is not None else 'without'} labels"
 
-    if kind(*part) != kind(*first):
-        raise InvalidInputError(f"the files of {source} differ: {kind(*part)} after {kind(*first)}")
+def _check_agrees(first: str, part: tuple[sp.csr_array, Any], source: Any) -> None:
+    """Refuse a file of a directory whose records differ in kind (:func:`_kind`) from the first file's."""
+    if _kind(part) != first:
+        raise InvalidInputError(f"the files of {source} differ: {_kind(part)} after {first}")
 
 
 def read_recordio(
@@ -324,7 +327,7 @@ def read_recordio(
                 if part[0].shape[0] == 0:
                     continue  # an empty file (a shard of no rows) holds no kind of record to agree with
                 parts.append(part)
-                _check_agrees(parts[0], parts[-1], source)
+                _check_agrees(_kind(parts[0]), part, source)
             if len(parts) == 1:
                 return parts[0]
             if not parts:
@@ -371,17 +374,39 @@ def iter_recordio(
     """
     if batch_size < 1:
         raise InvalidInputError(f"batch_size must be at least 1, got {batch_size}")
+    yield from read_batches(
+        source,
+        itertools.repeat(batch_size),
+        n_threads=n_threads,
+        progress=progress,
+        storage_options=storage_options,
+    )
+
+
+def read_batches(
+    source: Source,
+    sizes: Iterator[int],
+    *,
+    n_threads: int = 0,
+    progress: Progress = None,
+    storage_options: StorageOptions = None,
+) -> Iterator[tuple[sp.csr_array, np.ndarray | None]]:
+    """:func:`iter_recordio` with a size of its own for every batch: the next of ``sizes`` (each at least 1).
+
+    Streamed training reads a small first batch, which nothing overlaps, and larger ones after it.
+    """
     if isinstance(source, (bytes, bytearray, memoryview, np.ndarray)):
         source = io.BytesIO(bytes(source))
-    first = None
+    # Only the kind of the first batch is kept (its arrays would be a third read held in memory).
+    first: str | None = None
     records = 0
     with progress_callback(progress, None, "records") as callback:
         for stream in _files(source, storage_options) if _is_path(source) else [source]:
             with _opened(stream, storage_options) as opened, _naming_the_file(stream):
                 reader = _fmfast.RecordIOReader(opened)
-                while (batch := reader.next_batch(batch_size, n_threads)) is not None:
+                while (batch := reader.next_batch(next(sizes), n_threads)) is not None:
                     part = _as_scipy(batch)
-                    first = first or part
+                    first = first or _kind(part)
                     _check_agrees(first, part, source)
                     records += part[0].shape[0]
                     if callback is not None:

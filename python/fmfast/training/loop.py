@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterator
-from contextlib import closing
+from contextlib import closing, nullcontext
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,7 +23,7 @@ from fmfast._inputs import Rows, prepare_rows, vector
 from fmfast._progress import FitProgress
 from fmfast._read_ahead import read_ahead
 from fmfast.exceptions import InvalidInputError
-from fmfast.recordio import iter_recordio
+from fmfast.recordio.codec import read_batches
 from fmfast.training._labels import checked_labels
 
 if TYPE_CHECKING:
@@ -133,6 +133,8 @@ EpochStats = tuple[int, float, int, int, int, int]
 #: meanwhile). Each read is one call to the core, whose thread chooser (deterministic schedule)
 #: measures the first 64 mini-batches of every call.
 _ROWS_PER_READ = 1 << 18
+#: Rows of a streamed pass's first read, at most (see :func:`read_sizes`).
+_FIRST_READ_ROWS = 1 << 15
 
 
 def add_stats(a: EpochStats, b: EpochStats) -> EpochStats:
@@ -155,13 +157,30 @@ def is_recordio_source(X: Any) -> bool:
     return isinstance(X, str | os.PathLike)
 
 
-def recordio_batches(source: str | os.PathLike[str], batch_size: int) -> Iterator[tuple[Any, Any]]:
-    """``(X, labels)`` batches of a RecordIO file, or of every file of a directory in name order.
+def read_sizes(mini_batch_size: int) -> Iterator[int]:
+    """Rows of each read of a streamed pass: whole mini-batches, doubling up to :data:`_ROWS_PER_READ`.
 
-    A store's URL is streamed as well (:func:`fmfast.iter_recordio`): each epoch reads the objects
-    again, a few MiB at a time, so memory stays bounded by the batch, not the channel.
+    The first read holds about :data:`_FIRST_READ_ROWS` rows, every read at least one mini-batch.
+    Nothing overlaps the first read's decoding (training waits for it), so it is small; each later
+    one is decoded while the one before is trained on.
     """
-    return iter_recordio(source, batch_size)
+    size = max(1, _FIRST_READ_ROWS // mini_batch_size) * mini_batch_size
+    full = max(1, _ROWS_PER_READ // mini_batch_size) * mini_batch_size
+    while True:
+        yield min(size, full)
+        size *= 2
+
+
+def recordio_batches(
+    source: str | os.PathLike[str], mini_batch_size: int, n_threads: int
+) -> Iterator[tuple[Any, Any]]:
+    """``(X, labels)`` reads of a RecordIO file, or of every file of a directory in name order.
+
+    Reads are sized by :func:`read_sizes` and decoded on ``n_threads`` threads. A store's URL is
+    streamed as well (:func:`fmfast.iter_recordio`): each epoch reads the objects again, a few MiB
+    at a time, so memory stays bounded by the read, not the channel.
+    """
+    return read_batches(source, read_sizes(mini_batch_size), n_threads=n_threads)
 
 
 def config(model: FactorizationMachine, epochs: int) -> _fmfast.FmConfig:
@@ -317,35 +336,92 @@ def train(
     return stats, stopped
 
 
+class StreamedPasses:
+    """Passes over a RecordIO source, all read through one pipeline (:func:`fmfast._read_ahead.read_ahead`).
+
+    Each read is decoded while the core trains on the one before it (both without the interpreter
+    lock), on as many threads as training uses, and so is the next pass's first read while this
+    pass's last is trained on (or evaluated after): only a fit's first read waits for decoding.
+    At most two reads are held, as in one pass. Close it to stop the reader early.
+    """
+
+    def __init__(self, model: FactorizationMachine, source: Any, passes: int) -> None:
+        def reads() -> Iterator[tuple[int, tuple[Any, Any]]]:
+            for number in range(passes):
+                for read in recordio_batches(source, int(model.mini_batch_size), int(model.n_threads)):
+                    yield number, read
+                    del read
+
+        self._pipeline = read_ahead(reads())
+        # The first read of the next pass, taken from the pipeline when it ended this one.
+        self._pending: tuple[int, tuple[Any, Any]] | None = None
+
+    def next_pass(self) -> Iterator[tuple[Any, Any]]:
+        """The ``(X, labels)`` reads of the next pass."""
+        number = None
+        while True:
+            item = self._pending or next(self._pipeline, None)
+            self._pending = None
+            if item is None:
+                return
+            if number is not None and item[0] != number:
+                self._pending = item
+                return
+            number, read = item
+            # No reference is kept to a read once the caller asks for the next.
+            del item
+            yield read
+            del read
+
+    def close(self) -> None:
+        """Stop reading (the read in progress is dropped)."""
+        self._pending = None
+        self._pipeline.close()  # type: ignore[attr-defined]
+
+
 def train_epoch(
-    model: FactorizationMachine, X: Any, y: Any, sample_weight: Any, progress: FitProgress
+    model: FactorizationMachine,
+    X: Any,
+    y: Any,
+    sample_weight: Any,
+    progress: FitProgress,
+    passes: StreamedPasses | None = None,
 ) -> EpochStats:
-    """One pass over ``X`` (a matrix, or RecordIO streamed batch by batch) from the current weights."""
+    """One pass over ``X`` (a matrix, or RecordIO streamed read by read) from the current weights.
+
+    For RecordIO, the pass is the next of ``passes``, or one read on its own when ``None``.
+    """
     if not is_recordio_source(X):
         (stats,), _ = train(model, X, y, sample_weight, 1, progress)
         return stats
     if y is not None or sample_weight is not None:
         raise InvalidInputError("labels come from the RecordIO records: pass y=None and no sample_weight")
     model._check_params()
-    # Whole mini-batches per streamed batch, so the updates are those of the data in memory; one
-    # working copy of the weights for the whole pass.
+    if passes is None:
+        with closing(StreamedPasses(model, X, 1)) as own:
+            return _train_pass(model, X, own.next_pass(), progress)
+    return _train_pass(model, X, passes.next_pass(), progress)
+
+
+def _train_pass(
+    model: FactorizationMachine, X: Any, reads: Iterator[tuple[Any, Any]], progress: FitProgress
+) -> EpochStats:
+    """Trains on the reads of one pass over ``X``."""
+    # Whole mini-batches per read, so the updates are those of the data in memory; one working
+    # copy of the weights for the whole pass.
     state: TrainState | None = None
     total: EpochStats = (0, 0.0, 0, 0, 0, 0)
-    batch = int(model.mini_batch_size)
-    # The next read is decoded while the core trains on this one (both without the interpreter lock).
-    reads = read_ahead(recordio_batches(X, max(1, _ROWS_PER_READ // batch) * batch))
-    with closing(reads):
-        for X_batch, labels in reads:
-            if labels is None:
-                raise InvalidInputError(f"the records of {X} carry no labels")
-            rows = prepare_rows(X_batch)
-            if state is None:
-                state = working_state(model, rows.n_cols)
-            _, (stats,), _ = train_rows(model, rows, labels, None, state, 1, progress.callback())
-            total = add_stats(total, stats)
-            # Let go of this read before asking for the next, whose successor is then read: two
-            # reads in memory at most.
-            del X_batch, labels, rows
+    for X_batch, labels in reads:
+        if labels is None:
+            raise InvalidInputError(f"the records of {X} carry no labels")
+        rows = prepare_rows(X_batch)
+        if state is None:
+            state = working_state(model, rows.n_cols)
+        _, (stats,), _ = train_rows(model, rows, labels, None, state, 1, progress.callback())
+        total = add_stats(total, stats)
+        # Let go of this read before asking for the next, whose successor is then read: two
+        # reads in memory at most.
+        del X_batch, labels, rows
     if state is None:
         raise InvalidInputError(f"{X} holds no records")
     model._state = state
@@ -370,10 +446,26 @@ def fit_epochs(
         if stopped is not None:
             raise stopped
         return
+    passes = StreamedPasses(model, X, int(model.epochs)) if is_recordio_source(X) else None
+    with closing(passes) if passes is not None else nullcontext():
+        _fit_passes(model, X, y, sample_weight, eval_set, early_stopping_rounds, progress, passes)
+
+
+def _fit_passes(
+    model: FactorizationMachine,
+    X: Any,
+    y: Any,
+    sample_weight: Any,
+    eval_set: tuple[Any, Any] | None,
+    early_stopping_rounds: int | None,
+    progress: FitProgress,
+    passes: StreamedPasses | None,
+) -> None:
+    """The epochs of :meth:`fit` one call at a time (RecordIO ``passes``, an evaluation set)."""
     history: list[dict[str, float]] = []
     best: tuple[float, int, TrainState] | None = None
     for epoch in range(int(model.epochs)):
-        epoch_stats = train_epoch(model, X, y, sample_weight, progress)
+        epoch_stats = train_epoch(model, X, y, sample_weight, progress, passes)
         history = extend_history(history, model.predictor_type, [epoch_stats])
         # Kept current, so that a fit stopped by Ctrl-C keeps the history of the epochs it keeps.
         model.history_ = history

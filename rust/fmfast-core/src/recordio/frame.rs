@@ -147,18 +147,35 @@ pub struct FrameScanner<'a> {
 impl<'a> FrameScanner<'a> {
     /// Starts at the beginning of `bytes`; `base_offset` is added to every reported offset.
     pub fn new(bytes: &'a [u8], base_offset: u64) -> Self {
+        Self::resuming(bytes, base_offset, 0)
+    }
+
+    /// As [`FrameScanner::new`], for bytes that start at record `record` of a longer stream (a
+    /// stream read a batch at a time): records are numbered from it.
+    pub fn resuming(bytes: &'a [u8], base_offset: u64, record: u64) -> Self {
         FrameScanner {
             bytes,
             pos: 0,
-            record: 0,
+            record,
             base_offset,
         }
+    }
+
+    /// Bytes of `bytes` scanned so far (the end of the last record returned).
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Bytes of `bytes` not scanned yet.
+    pub fn remaining(&self) -> usize {
+        self.bytes.len() - self.pos
     }
 
     /// The next `max_records` records (fewer at the end, none once done).
     pub fn next_block(&mut self, max_records: usize) -> Result<Vec<Frame<'a>>> {
         let bytes = self.bytes;
-        let mut frames = Vec::new();
+        // Sized once (a frame takes at least a header): no regrowth, no copies.
+        let mut frames = Vec::with_capacity(max_records.min(self.remaining() / HEADER));
         let mut assembler = Assembler::default();
         let mut start = self.pos;
         while self.pos < bytes.len() && (frames.len() < max_records || assembler.is_open()) {

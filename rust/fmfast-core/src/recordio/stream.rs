@@ -1,27 +1,38 @@
 //! Bounded-memory reading of a RecordIO stream from any `Read`, a batch of records at a time.
+//!
+//! The stream is read in large pieces into one buffer reused from batch to batch; the frame
+//! headers are followed through it (a few instructions a record) until it holds a batch of whole
+//! records, which are then split into frames ([`FrameScanner`]: the checks and errors of a buffer
+//! in memory) and decoded in place. Bytes read past the batch stay for the next one.
 
-use std::borrow::Cow;
 use std::io::Read;
-use std::ops::Range;
 
-use super::decode::{decode_records, Decoded, Signature};
-use super::frame::{padded, past_end, Assembler, Frame, Header, HEADER};
-use crate::error::{Error, Result};
+use super::decode::{decode_scanned, DecodeScratch, Decoded, Signature};
+use super::frame::{padded, FrameScanner, Header, HEADER};
+use crate::error::Result;
 use crate::parallel::Monitor;
 
-/// Reads whole records from a byte stream; memory is bounded by one batch.
+/// The least and the most bytes asked of the reader at a time: large reads cost one call for
+/// thousands of records; an upper bound keeps a hostile or mistaken length from making a read
+/// (and the buffer) larger than the data that actually arrives.
+const MIN_READ: usize = 64 << 10;
+const MAX_READ: usize = 64 << 20;
+
+/// Reads whole records from a byte stream; memory is bounded by one batch (and one read).
 pub struct RecordStream<R> {
     reader: R,
+    /// Offset in the stream of `buffer[0]`.
     offset: u64,
+    /// Index of the record that starts at `buffer[0]`.
     record: u64,
     signature: Option<Signature>,
-    /// The current batch's payloads, back to back (kept between batches to reuse its memory).
-    arena: Vec<u8>,
+    /// Bytes read and not yet decoded, from `buffer[0]` on (kept between batches to reuse its memory).
+    buffer: Vec<u8>,
+    /// Whether the reader has reported its end.
+    at_end: bool,
+    /// The decoder's intermediate arrays, kept from batch to batch.
+    scratch: DecodeScratch,
 }
-
-/// Where a record of the current batch lies: its index, the offset of its first header, and its
-/// payload's bytes in the arena.
-type Span = (u64, u64, Range<usize>);
 
 impl<R: Read> RecordStream<R> {
     /// Starts reading `reader` from its current position, counted as byte offset 0.
@@ -31,105 +42,78 @@ impl<R: Read> RecordStream<R> {
             offset: 0,
             record: 0,
             signature: None,
-            arena: Vec::new(),
+            buffer: Vec::new(),
+            at_end: false,
+            scratch: DecodeScratch::default(),
         }
     }
 
-    /// Reads up to `max_records` records (fewer, or none, at the end of the stream) into the
-    /// arena, one after another, so that a batch costs no allocation per record.
-    fn read_records(&mut self, max_records: usize) -> Result<Vec<Span>> {
-        self.arena.clear();
-        let mut spans = Vec::new();
-        let mut assembler = Assembler::default();
-        let mut start = self.offset;
-        while spans.len() < max_records {
-            let at = self.offset;
-            let Some(header) = self.read_header()? else {
-                if assembler.is_open() {
-                    return Err(Error::recordio(
-                        self.record,
-                        start,
-                        "multi-part record has no last part",
-                    ));
+    /// Reads until the buffer holds `max_records` whole records (or the stream ends); returns
+    /// the bytes they take. Only headers are looked at (and checked, so that a corrupt one stops
+    /// reading at once); the frames are split and checked again by the caller.
+    fn fill(&mut self, max_records: usize) -> Result<usize> {
+        let (mut pos, mut records) = (0, 0);
+        loop {
+            while records < max_records {
+                let Some(bytes) = self.buffer.get(pos..pos + HEADER) else {
+                    break;
+                };
+                let bytes: [u8; HEADER] = bytes.try_into().unwrap_or_default();
+                let header = Header::parse(bytes, self.record + records as u64, self.offset + pos as u64)?;
+                let next = pos + HEADER + padded(header.len);
+                if next > self.buffer.len() {
+                    break;
                 }
-                break;
+                pos = next;
+                // The first and middle parts of a record in parts do not end it.
+                records += usize::from(!matches!(header.flag, 1 | 2));
+            }
+            if records == max_records || self.at_end {
+                return Ok(pos);
+            }
+            // Enough for the records still missing at the mean size of those read so far.
+            let want = match records {
+                0 => MIN_READ.max(self.buffer.len() - pos),
+                // Saturating: `max_records` may be any size a caller asks for.
+                _ => (pos / records)
+                    .saturating_mul(max_records - records)
+                    .saturating_add(MIN_READ),
             };
-            // `take` + `read_to_end` grows the arena only as data arrives: a hostile length
-            // cannot make us allocate more than the stream holds.
-            let wanted = padded(header.len) as u64;
-            let body = self.arena.len();
-            (&mut self.reader).take(wanted).read_to_end(&mut self.arena)?;
-            let got = self.arena.len() - body;
-            if (got as u64) < wanted {
-                return Err(past_end(self.record, at, header.len, got));
-            }
-            self.offset += HEADER as u64 + wanted;
-            if !assembler.is_open() {
-                start = at;
-            }
-            self.arena.truncate(body + header.len);
-            // A single-part record stays where it was read; the parts of a multi-part one are
-            // joined by the assembler and copied back once complete.
-            let joined = match assembler.push(header, &self.arena[body..], self.record, at)? {
-                None => {
-                    self.arena.truncate(body);
-                    continue;
-                }
-                Some(Cow::Borrowed(_)) => None,
-                Some(Cow::Owned(joined)) => Some(joined),
-            };
-            if let Some(joined) = joined {
-                self.arena.truncate(body);
-                self.arena.extend_from_slice(&joined);
-            }
-            spans.push((self.record, start, body..self.arena.len()));
-            self.record += 1;
-        }
-        Ok(spans)
-    }
-
-    /// The next header, or `None` at a clean end of stream.
-    fn read_header(&mut self) -> Result<Option<Header>> {
-        let mut bytes = [0u8; HEADER];
-        let mut got = 0;
-        while got < HEADER {
-            match self.reader.read(&mut bytes[got..]) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        match got {
-            0 => Ok(None),
-            HEADER => Header::parse(bytes, self.record, self.offset).map(Some),
-            _ => Err(Error::recordio(
-                self.record,
-                self.offset,
-                format!("truncated header: {got} bytes left, 8 needed"),
-            )),
+            let (before, want) = (self.buffer.len(), want.min(MAX_READ));
+            // Room for the whole read, kept from batch to batch (no regrowth, no new pages); `take`
+            // + `read_to_end` then fills only what arrives.
+            self.buffer.reserve(want);
+            (&mut self.reader).take(want as u64).read_to_end(&mut self.buffer)?;
+            self.at_end = self.buffer.len() == before;
         }
     }
 
     /// Decodes the next batch of up to `max_records` records, `None` at the end of the stream.
     /// Every batch must agree with the first on feature dimension, tensor types and labels.
     pub fn next_batch(&mut self, max_records: usize, monitor: &dyn Monitor) -> Result<Option<Decoded>> {
-        let spans = self.read_records(max_records.max(1))?;
-        let frames: Vec<Frame<'_>> = spans
-            .into_iter()
-            .map(|(record, offset, span)| Frame {
-                record,
-                offset,
-                payload: Cow::Borrowed(&self.arena[span]),
-            })
-            .collect();
-        let Some(first) = frames.first() else { return Ok(None) };
-        let (record, offset) = (first.record, first.offset);
-        let decoded = decode_records(&frames, monitor)?;
+        let max_records = max_records.max(1);
+        let whole = self.fill(max_records)?;
+        // At the end of the stream, the bytes after the last whole record (a truncated one) are
+        // scanned too, to be reported as the frames of a buffer are.
+        let bytes = if self.at_end {
+            &self.buffer[..]
+        } else {
+            &self.buffer[..whole]
+        };
+        let mut scanner = FrameScanner::resuming(bytes, self.offset, self.record);
+        let decoded = decode_scanned(&mut scanner, max_records, &mut self.scratch, monitor)?;
+        if decoded.n_rows == 0 {
+            return Ok(None);
+        }
+        let used = scanner.position();
+        // The batch starts with a whole record, at the start of the buffer.
         match &self.signature {
-            Some(signature) => signature.check(&decoded.signature(), record, offset)?,
+            Some(signature) => signature.check(&decoded.signature(), self.record, self.offset)?,
             None => self.signature = Some(decoded.signature()),
         }
+        self.record += decoded.n_rows as u64;
+        self.offset += used as u64;
+        self.buffer.drain(..used);
         Ok(Some(decoded))
     }
 }
@@ -207,12 +191,68 @@ mod tests {
         }
     }
 
+    /// A reader that hands over at most `step` bytes a call, as pipes and sockets may.
+    struct Trickle<'a> {
+        bytes: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(self.step).min(self.bytes.len());
+            buf[..n].copy_from_slice(&self.bytes[..n]);
+            self.bytes = &self.bytes[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn short_reads_and_records_across_reads_decode_as_the_whole_buffer() {
+        // More than one read's worth of bytes (MIN_READ), handed over a few bytes at a time, so
+        // that records and headers are cut at every place by the ends of reads.
+        let bytes: Vec<u8> = (0..4000u32)
+            .flat_map(|i| record((i % 100) as u8, i as f32, 100))
+            .collect();
+        assert!(bytes.len() > MIN_READ);
+        let expected = decode_buffer(&bytes, &Unmonitored).unwrap();
+        for (step, batch) in [(7, 1000), (3, 4000), (1 << 20, 999)] {
+            let mut stream = RecordStream::new(Trickle { bytes: &bytes, step });
+            let (mut rows, mut values) = (0, Vec::new());
+            while let Some(decoded) = stream.next_batch(batch, &Unmonitored).unwrap() {
+                rows += decoded.n_rows;
+                if let FeatureValues::F32(more) = decoded.values {
+                    values.extend(more);
+                }
+            }
+            assert_eq!(rows, 4000, "step {step}");
+            assert_eq!(FeatureValues::F32(values), expected.values, "step {step}");
+        }
+    }
+
+    #[test]
+    fn a_truncated_last_record_is_reported_where_it_starts() {
+        let mut bytes: Vec<u8> = (0..3).flat_map(|i| record(i, 1.0, 8)).collect();
+        let whole = bytes.len();
+        bytes.extend_from_slice(&record(1, 1.0, 8)[..20]);
+        let mut stream = RecordStream::new(Trickle { bytes: &bytes, step: 5 });
+        assert_eq!(stream.next_batch(3, &Unmonitored).unwrap().map(|d| d.n_rows), Some(3));
+        let err = stream.next_batch(3, &Unmonitored).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("record 3 at byte offset {whole}: length")),
+            "{err}"
+        );
+    }
+
     #[test]
     fn a_hostile_length_is_an_error_not_an_allocation() {
         let mut bytes = MAGIC.to_le_bytes().to_vec();
         bytes.extend_from_slice(&((1u32 << 29) - 1).to_le_bytes());
         bytes.extend_from_slice(&[0; 16]);
-        let err = RecordStream::new(&bytes[..]).read_records(1).err().unwrap().to_string();
+        let err = RecordStream::new(&bytes[..])
+            .next_batch(1, &Unmonitored)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(
             err.contains("length 536870911 runs past the end of the data (16 bytes left"),
             "{err}"

@@ -30,19 +30,52 @@ pub(super) const BLOCK_RECORDS: usize = 1 << 16;
 pub fn decode_records(frames: &[Frame], monitor: &dyn Monitor) -> Result<Decoded> {
     let payload_bytes = frames.iter().map(|f| f.payload.len()).sum();
     let mut blocks = frames.chunks(BLOCK_RECORDS);
-    decode_blocks(|| Ok(blocks.next()), payload_bytes, monitor)
+    decode_blocks(
+        || Ok(blocks.next()),
+        payload_bytes,
+        &mut DecodeScratch::default(),
+        monitor,
+    )
 }
 
 /// Decodes a whole RecordIO stream held in memory, a block of frames at a time.
 pub fn decode_buffer(bytes: &[u8], monitor: &dyn Monitor) -> Result<Decoded> {
-    let mut scanner = FrameScanner::new(bytes, 0);
+    decode_scanned(
+        &mut FrameScanner::new(bytes, 0),
+        usize::MAX,
+        &mut DecodeScratch::default(),
+        monitor,
+    )
+}
+
+/// The tasks' intermediate arrays, kept from call to call by a caller that decodes a stream a batch
+/// at a time: memory freed between batches would be given back to the system and mapped (page
+/// faults, zeroing) again for the next.
+#[derive(Default)]
+pub struct DecodeScratch {
+    narrow: Vec<Chunk<i32>>,
+    wide: Vec<Chunk<i64>>,
+}
+
+/// Decodes the next `max_records` records (fewer at the end) that `scanner` finds, a block of
+/// frames at a time (each block's frames are found while the previous block is decoded); the
+/// scanner is left after the last of them.
+pub fn decode_scanned(
+    scanner: &mut FrameScanner,
+    max_records: usize,
+    scratch: &mut DecodeScratch,
+    monitor: &dyn Monitor,
+) -> Result<Decoded> {
+    let size_bound = scanner.remaining();
+    let mut left = max_records;
     decode_blocks(
         || {
-            scanner
-                .next_block(BLOCK_RECORDS)
-                .map(|block| (!block.is_empty()).then_some(block))
+            let block = scanner.next_block(BLOCK_RECORDS.min(left))?;
+            left -= block.len();
+            Ok((!block.is_empty()).then_some(block))
         },
-        bytes.len(),
+        size_bound,
+        scratch,
         monitor,
     )
 }
@@ -51,6 +84,7 @@ pub fn decode_buffer(bytes: &[u8], monitor: &dyn Monitor) -> Result<Decoded> {
 fn decode_blocks<'f, B: Deref<Target = [Frame<'f>]> + Send + Sync>(
     mut next: impl FnMut() -> Result<Option<B>> + Send,
     size_bound: usize,
+    scratch: &mut DecodeScratch,
     monitor: &dyn Monitor,
 ) -> Result<Decoded> {
     let first = next()?;
@@ -64,10 +98,12 @@ fn decode_blocks<'f, B: Deref<Target = [Frame<'f>]> + Send + Sync>(
     };
     // Every stored value takes at least one payload byte, so `size_bound` also bounds nnz.
     let decoded = if n_cols <= i32::MAX as u64 && size_bound <= i32::MAX as usize {
-        let (n_rows, indptr, indices, values, labels) = decode_as::<i32, B>(first, next, size_bound, monitor)?;
+        let (n_rows, indptr, indices, values, labels) =
+            decode_as::<i32, B>(first, next, size_bound, &mut scratch.narrow, monitor)?;
         (n_rows, Indices::I32 { indptr, indices }, values, labels)
     } else {
-        let (n_rows, indptr, indices, values, labels) = decode_as::<i64, B>(first, next, size_bound, monitor)?;
+        let (n_rows, indptr, indices, values, labels) =
+            decode_as::<i64, B>(first, next, size_bound, &mut scratch.wide, monitor)?;
         (n_rows, Indices::I64 { indptr, indices }, values, labels)
     };
     let (n_rows, indices, values, labels) = decoded;
@@ -86,6 +122,7 @@ fn decode_as<'f, I: CsrIndex, B: Deref<Target = [Frame<'f>]> + Send + Sync>(
     first: Option<B>,
     mut next: impl FnMut() -> Result<Option<B>> + Send,
     size_bound: usize,
+    all_chunks: &mut Vec<Chunk<I>>,
     monitor: &dyn Monitor,
 ) -> Result<Parts<I>> {
     let zero = I::from_u64(0).ok_or_else(|| Error::invalid("index type cannot hold 0"))?;
@@ -93,8 +130,7 @@ fn decode_as<'f, I: CsrIndex, B: Deref<Target = [Frame<'f>]> + Send + Sync>(
     let (mut indices, mut values, mut labels) = (Vec::new(), None::<FeatureValues>, None::<FeatureValues>);
     let mut signature: Option<Signature> = None;
     let mut block = first;
-    // Reused from block to block.
-    let mut all_chunks: Vec<Chunk<I>> = Vec::new();
+    // Reused from block to block (and from call to call, by a stream).
     while let Some(frames) = block {
         let n_tasks = frames.len().div_ceil(TASK_RECORDS);
         if all_chunks.len() < n_tasks {

@@ -16,7 +16,7 @@ mod canonical;
 mod decoded;
 mod record;
 
-pub use assemble::{decode_buffer, decode_records};
+pub use assemble::{decode_buffer, decode_records, decode_scanned, DecodeScratch};
 pub use decoded::{Decoded, FeatureValues, Indices, Signature, MAX_FEATURE_DIM};
 
 #[cfg(test)]

@@ -130,7 +130,12 @@ impl<I: CsrIndex> Chunk<I> {
             .values
             .get_or_insert_with(|| FeatureValues::reuse(spare, TensorKind::Float32, capacity));
         if let FeatureValues::F32(values) = values {
-            values.extend(record.values.chunks_exact(4).map(|b| f32::from_le_bytes(fixed(b))));
+            // A loop rather than `extend` over an iterator: this runs for every record, and the
+            // call `extend` makes costs more than its few values.
+            values.reserve(n_values);
+            for bytes in record.values.chunks_exact(4) {
+                values.push(f32::from_le_bytes(fixed(bytes)));
+            }
         }
         if let Some(label) = record.label {
             let spare = &mut self.spare.1;
