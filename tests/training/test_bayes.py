@@ -205,6 +205,29 @@ def test_eval_set_reports_the_running_posterior_mean_and_predict_averages_the_ke
     np.testing.assert_allclose(model.V_, posterior.factors.mean(axis=0, dtype=np.float64), rtol=1e-6)
 
 
+def test_an_implicit_block_is_swept_the_same_on_every_thread_count() -> None:
+    # Each row also holds the items its user rated (an implicit-feedback block, 1/sqrt(n)): its
+    # columns share rows and hold more entries (~3,000) than one task sums (2,048), so each is
+    # cut into fixed chunks that the threads sum and update: the draws stay those of one thread.
+    X, y, _ = one_hot_fm(3000, 30, 20, seed=14)
+    users, items = X.indices[0::2], X.indices[1::2] - 30
+    rated = sp.csr_array((np.ones(3000), (users, items)), shape=(30, 20))
+    rated.data[:] = 1.0
+    rated = sp.csr_array(rated.multiply(1.0 / np.sqrt(rated.sum(axis=1))[:, None]))
+    X_implicit = sp.hstack([X, rated[users]], format="csr")
+    assert np.diff(X_implicit[:, 50:].tocsc().indptr).max() > 2048
+    groups = np.repeat([0, 1, 2], [30, 20, 20])
+    fits = [
+        FactorizationMachine(num_factors=3, epochs=4, optimizer="mcmc", random_state=15, n_threads=n).fit(
+            X_implicit, y, groups=groups
+        )
+        for n in (1, 2, 3)
+    ]
+    for other in fits[1:]:
+        np.testing.assert_array_equal(other._posterior.factors, fits[0]._posterior.factors)
+        assert other.history_ == fits[0].history_
+
+
 def test_groups_from_a_feature_encoder() -> None:
     X, y, _ = one_hot_fm(1000, 20, 15, seed=8)
     users, items = X.indices[0::2], X.indices[1::2] - 20

@@ -259,12 +259,32 @@ mod tests {
         (indptr, indices, vec![1.0; 2 * n], labels)
     }
 
-    fn fit(method: Method, sweeps: usize, threads: usize) -> (Vec<f32>, Vec<SweepStats>) {
+    /// The rows of [`ratings`] with two more columns in every row (an implicit-feedback block's
+    /// columns share rows like these): columns longer than one task's entries.
+    fn with_dense_columns(
+        (indptr, indices, values, labels): (Vec<i64>, Vec<i64>, Vec<f32>, Vec<f64>),
+    ) -> (Vec<i64>, Vec<i64>, Vec<f32>, Vec<f64>) {
+        let (mut new_indices, mut new_values) = (Vec::new(), Vec::new());
+        for r in 0..labels.len() {
+            let range = indptr[r] as usize..indptr[r + 1] as usize;
+            new_indices.extend_from_slice(&indices[range.clone()]);
+            new_values.extend_from_slice(&values[range]);
+            new_indices.extend([500, 501]);
+            new_values.extend([(r % 7) as f32 / 7.0, 0.3]);
+        }
+        let indptr = (0..=labels.len() as i64).map(|r| 4 * r).collect();
+        (indptr, new_indices, new_values, labels)
+    }
+
+    fn fit(method: Method, sweeps: usize, threads: usize, dense: bool) -> (Vec<f32>, Vec<SweepStats>) {
         // Under miri, fewer rows: the runs of columns are as long (300 users, 200 items).
-        let (indptr, indices, values, labels) = ratings(if cfg!(miri) { 200 } else { 4000 });
-        let (d, k) = (500, 3);
+        let rows = ratings(if cfg!(miri) { 200 } else { 4000 });
+        let (indptr, indices, values, labels) = if dense { with_dense_columns(rows) } else { rows };
+        let (d, k) = (if dense { 502 } else { 500 }, 3);
         let x = CsrView::new(&indptr, &indices, values.len(), d as u64).unwrap();
-        let groups: Vec<u32> = (0..d as u32).map(|i| u32::from(i >= 300)).collect();
+        let groups: Vec<u32> = (0..d as u32)
+            .map(|i| u32::from(i >= 300) + u32::from(i >= 500))
+            .collect();
         let mut bias = 0.0f32;
         let mut linear = vec![0.0f32; d];
         let mut factors: Vec<f32> = (0..d * k).map(|i| ((i * 37 % 17) as f32 - 8.0) / 80.0).collect();
@@ -311,9 +331,15 @@ mod tests {
         ] {
             // Under miri (slow), one sweep on two threads.
             let (sweeps, threads): (usize, &[usize]) = if cfg!(miri) { (1, &[2]) } else { (4, &[2, 3]) };
-            let one = fit(method, sweeps, 1);
-            for &threads in threads {
-                assert_eq!(one, fit(method, sweeps, threads), "{method:?} on {threads} threads");
+            for dense in [false, true] {
+                let one = fit(method, sweeps, 1, dense);
+                for &threads in threads {
+                    assert_eq!(
+                        one,
+                        fit(method, sweeps, threads, dense),
+                        "{method:?} on {threads} threads, dense columns: {dense}"
+                    );
+                }
             }
         }
     }
@@ -326,7 +352,7 @@ mod tests {
             linear: 0.0,
             factors: 0.0,
         };
-        let (_, stats) = fit(method, 6, 2);
+        let (_, stats) = fit(method, 6, 2, true);
         for pair in stats.windows(2) {
             assert!(pair[1].train_sse <= pair[0].train_sse * (1.0 + 1e-12), "{stats:?}");
         }
