@@ -115,14 +115,17 @@ pub struct EvalSet<'a> {
     pub score: &'a (dyn Fn(&Weights<'_>) -> Result<Vec<f64>> + Sync),
 }
 
-/// The data of a fit: CSR rows, their labels, optional row weights, and the group of each
-/// feature (`groups[i] < n_groups`; its priors are shared within a group).
+/// The data of a fit: CSR rows, their labels, optional row weights, the group of each feature
+/// (`groups[i] < n_groups`; its priors are shared within a group), and the range each sweep's
+/// predictions are clipped to before they are averaged and scored (libFM clips every sample's
+/// predictions to the training labels' range; `None`: not clipped).
 pub struct BayesData<'a, I> {
     pub x: CsrView<'a, I>,
     pub values: Values<'a>,
     pub labels: &'a [f64],
     pub sample_weight: Option<&'a [f64]>,
     pub groups: &'a [u32],
+    pub clip: Option<(f64, f64)>,
 }
 
 /// Runs `config.sweeps` sweeps from the weights `w` (left at the last sweep's), filling `samples`
@@ -173,6 +176,11 @@ pub fn fit_bayes<I: CsrIndex, M: Monitor + ?Sized>(
         }
         Method::Mcmc => Method::Mcmc,
     };
+    let (low, high) = data.clip.unwrap_or((f64::NEG_INFINITY, f64::INFINITY));
+    if low.is_nan() || high.is_nan() || low > high {
+        return Err(Error::invalid(format!("the clipping range [{low}, {high}] is empty")));
+    }
+    let clip = |p: f64| p.clamp(low, high);
     let mut chain = Chain::new(&design, weight, data.groups, k, method, config.seed, &residuals);
     // Running sums of the kept samples' predictions.
     let mut train_sum = vec![0.0; n];
@@ -184,7 +192,7 @@ pub fn fit_bayes<I: CsrIndex, M: Monitor + ?Sized>(
         let sse_of = |labels: &[f64], predicted: &mut dyn Iterator<Item = f64>| -> f64 {
             labels.iter().zip(predicted).map(|(y, p)| (y - p) * (y - p)).sum()
         };
-        let train = data.labels.iter().zip(chain.residuals()).map(|(y, e)| y - e);
+        let train = data.labels.iter().zip(chain.residuals()).map(|(y, e)| clip(y - e));
         let train_sse = if keep {
             for (sum, p) in train_sum.iter_mut().zip(train) {
                 *sum += p;
@@ -203,15 +211,15 @@ pub fn fit_bayes<I: CsrIndex, M: Monitor + ?Sized>(
         }
         let eval_sse = match (eval, eval_sum.as_mut()) {
             (Some(set), Some(sum)) => Some(if keep || n_kept == 0 {
-                let predicted = (set.score)(&w.view())?;
+                let mut predicted = (set.score)(&w.view())?.into_iter().map(clip);
                 if keep {
-                    for (s, p) in sum.iter_mut().zip(&predicted) {
+                    for (s, p) in sum.iter_mut().zip(&mut predicted) {
                         *s += p;
                     }
                     let mean = (n_kept + 1) as f64;
                     sse_of(set.labels, &mut sum.iter().map(|s| s / mean))
                 } else {
-                    sse_of(set.labels, &mut predicted.into_iter())
+                    sse_of(set.labels, &mut predicted)
                 }
             } else {
                 sse_of(set.labels, &mut sum.iter().map(|s| s / n_kept as f64))
@@ -306,6 +314,7 @@ mod tests {
                 labels: &labels,
                 sample_weight: None,
                 groups: &groups,
+                clip: None,
             };
             let mut samples = Samples {
                 bias: &mut sb,
