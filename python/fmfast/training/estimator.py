@@ -186,7 +186,8 @@ class FactorizationMachine:
         burn_in (int): MCMC: first sweeps whose samples are not kept (below ``epochs``).
         posterior_samples (int): MCMC: most samples kept, evenly spaced after the burn-in and the last
             sweep's always; :meth:`predict` averages their predictions. Each holds ``feature_dim x
-            (num_factors + 1)`` float32 values.
+            (num_factors + 1)`` float32 values. The default keeps every sweep of a fit of up to 1,000,
+            as libFM averages every sweep (more samples, less Monte Carlo noise in the mean).
         n_threads (int): Threads for training and scoring, at most 1024; 0 uses every core (capped by
             ``FMFAST_NUM_THREADS``). Deterministic training times stretches of batches on all of them and on
             one and keeps whichever is faster (more threads do not always pay); results do not depend on it.
@@ -253,7 +254,7 @@ class FactorizationMachine:
         rescale_grad: float | None = None,
         optimizer: str = "adam",
         burn_in: int = 0,
-        posterior_samples: int = 100,
+        posterior_samples: int = 1000,
         n_threads: int = 0,
         deterministic: bool = True,
         random_state: int | np.random.Generator | None = None,
