@@ -150,6 +150,7 @@ def fm_fit_bayes(
     eval_set: tuple[tuple[np.ndarray, np.ndarray], np.ndarray, np.ndarray] | None = None,
     n_threads: int = 0,
     progress: _Progress = None,
+    clip: tuple[float, float] | None = None,
 ) -> tuple[list[tuple[float, float | None, bool]], BaseException | None]: ...
 def fm_predict(
     n_cols: int,

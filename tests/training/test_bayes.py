@@ -248,7 +248,11 @@ def test_eval_set_reports_the_running_posterior_mean_and_predict_averages_the_ke
     posterior = model._posterior
     assert posterior.bias.shape == (3,) and posterior.factors.shape == (3, 70, 2)
     each = [
-        ref.predict(X[1500:], {"bias": np.array([b]), "linear": w, "factors": V})
+        np.clip(
+            ref.predict(X[1500:], {"bias": np.array([b]), "linear": w, "factors": V}),
+            y[:1500].min(),
+            y[:1500].max(),
+        )
         for b, w, V in zip(posterior.bias, posterior.linear, posterior.factors, strict=True)
     ]
     mean = np.mean(each, axis=0)
@@ -262,6 +266,54 @@ def test_eval_set_reports_the_running_posterior_mean_and_predict_averages_the_ke
     assert model.history_[7]["eval_rmse"] == model.history_[6]["eval_rmse"]
     # The estimator's weights are the posterior mean of the parameters.
     np.testing.assert_allclose(model.V_, posterior.factors.mean(axis=0, dtype=np.float64), rtol=1e-6)
+
+
+def test_each_samples_predictions_are_clipped_to_the_range_of_the_training_labels() -> None:
+    X, y, _ = one_hot_fm(2000, 40, 30, seed=13)
+    y = np.clip(np.round(y), 2.0, 4.0)  # bounded, as ratings are
+    weight = np.ones(1500)
+    y[0], weight[0] = 50.0, 0.0  # a row of weight 0 does not widen the range
+    model = FactorizationMachine(
+        num_factors=2, epochs=12, optimizer="mcmc", posterior_samples=4, random_state=0
+    )
+    model.fit(X[:1500], y[:1500], sample_weight=weight, eval_set=(X[1500:], y[1500:]))
+    posterior = model._posterior
+    np.testing.assert_array_equal(posterior.clip, [2.0, 4.0])
+    raw = np.array(
+        [
+            ref.predict(X[1500:], {"bias": np.array([b]), "linear": w, "factors": V})
+            for b, w, V in zip(posterior.bias, posterior.linear, posterior.factors, strict=True)
+        ]
+    )
+    assert (raw < 2.0).any() and (raw > 4.0).any()  # so that clipping changes something
+    mean = np.clip(raw, 2.0, 4.0).mean(axis=0)
+    np.testing.assert_allclose(model.predict(X[1500:]), mean, rtol=1e-10)
+    assert model.history_[-1]["eval_rmse"] == pytest.approx(
+        np.sqrt(np.mean((mean - y[1500:]) ** 2)), rel=1e-9
+    )
+
+
+def test_an_implicit_block_is_swept_the_same_on_every_thread_count() -> None:
+    # Each row also holds the items its user rated (an implicit-feedback block, 1/sqrt(n)): its
+    # columns share rows and hold more entries (~3,000) than one task sums (2,048), so each is
+    # cut into fixed chunks that the threads sum and update: the draws stay those of one thread.
+    X, y, _ = one_hot_fm(3000, 30, 20, seed=14)
+    users, items = X.indices[0::2], X.indices[1::2] - 30
+    rated = sp.csr_array((np.ones(3000), (users, items)), shape=(30, 20))
+    rated.data[:] = 1.0
+    rated = sp.csr_array(rated.multiply(1.0 / np.sqrt(rated.sum(axis=1))[:, None]))
+    X_implicit = sp.hstack([X, rated[users]], format="csr")
+    assert np.diff(X_implicit[:, 50:].tocsc().indptr).max() > 2048
+    groups = np.repeat([0, 1, 2], [30, 20, 20])
+    fits = [
+        FactorizationMachine(num_factors=3, epochs=4, optimizer="mcmc", random_state=15, n_threads=n).fit(
+            X_implicit, y, groups=groups
+        )
+        for n in (1, 2, 3)
+    ]
+    for other in fits[1:]:
+        np.testing.assert_array_equal(other._posterior.factors, fits[0]._posterior.factors)
+        assert other.history_ == fits[0].history_
 
 
 def test_groups_from_a_feature_encoder() -> None:
@@ -307,6 +359,13 @@ def test_a_damaged_posterior_in_a_model_file_is_refused(tmp_path) -> None:
 
     with pytest.raises(ModelFormatError, match="posterior_factors"):
         FactorizationMachine.load(tmp_path / "bad.npz")
+    with np.load(tmp_path / "m") as npz:
+        arrays = dict(npz)
+    low, high = arrays["posterior_clip"]
+    arrays["posterior_clip"] = np.array([high + 1.0, low])
+    np.savez(tmp_path / "empty_range.npz", **arrays)
+    with pytest.raises(ModelFormatError, match="clipping range"):
+        FactorizationMachine.load(tmp_path / "empty_range.npz")
 
 
 @pytest.mark.parametrize(

@@ -187,7 +187,8 @@ class FactorizationMachine:
         burn_in (int): MCMC: first sweeps whose samples are not kept (below ``epochs``).
         posterior_samples (int): MCMC: most samples kept, evenly spaced after the burn-in and the last
             sweep's always; :meth:`predict` averages their predictions. Each holds ``feature_dim x
-            (num_factors + 1)`` float32 values.
+            (num_factors + 1)`` float32 values. The default keeps every sweep of a fit of up to 1,000,
+            as libFM averages every sweep (more samples, less Monte Carlo noise in the mean).
         als_regularization (str): ALS's penalties. ``"adaptive"`` (the default): nothing to tune; the
             strength of each group of features (per factor) and the noise level are re-estimated every
             sweep from the current parameters and their uncertainty (mean-field variational Bayes with
@@ -261,7 +262,7 @@ class FactorizationMachine:
         rescale_grad: float | None = None,
         optimizer: str = "adam",
         burn_in: int = 0,
-        posterior_samples: int = 100,
+        posterior_samples: int = 1000,
         als_regularization: str = "adaptive",
         n_threads: int = 0,
         deterministic: bool = True,

@@ -160,11 +160,21 @@ def read_posterior(
     except KeyError as e:
         raise ModelFormatError(f"{os.fspath(path)!r} lacks array {e} of the posterior samples") from e
     s, (d, k) = posterior.bias.shape[0] if posterior.bias.ndim == 1 else -1, state.factors.shape
-    expected = {"posterior_bias": (s,), "posterior_linear": (s, d), "posterior_factors": (s, d, k)}
+    expected = {
+        "posterior_bias": (np.float32, (s,)),
+        "posterior_linear": (np.float32, (s, d)),
+        "posterior_factors": (np.float32, (s, d, k)),
+        "posterior_clip": (np.float64, (2,)),
+    }
     for name, array in posterior.arrays().items():
-        if array.dtype != np.float32 or array.shape != expected[name] or s < 1:
+        dtype, shape = expected[name]
+        if array.dtype != dtype or array.shape != shape or s < 1:
             raise ModelFormatError(
                 f"{os.fspath(path)!r}: array {name!r} has shape {array.shape} and dtype {array.dtype}, "
-                f"expected float32 {expected[name]}"
+                f"expected {np.dtype(dtype)} {shape}"
             )
+    if not posterior.clip[0] <= posterior.clip[1]:
+        raise ModelFormatError(
+            f"{os.fspath(path)!r}: the posterior's clipping range {posterior.clip} is empty"
+        )
     return posterior

@@ -81,9 +81,10 @@ type PyEvalSet<'py> = (PyIndices<'py>, PyValues<'py>, PyReadonlyArray1<'py, f64>
 /// place, left at the last sweep's); the kept samples go to `sample_bias` `(s,)`,
 /// `sample_linear` `(s, d)` and `sample_factors` `(s, d, k)`, `s` the config's `kept`. Returns
 /// each complete sweep's statistics and `None`, or, when Ctrl-C (or `progress`) stopped it after
-/// a sweep had ended, the statistics so far and the exception.
+/// a sweep had ended, the statistics so far and the exception. `clip`: the `(low, high)` each
+/// sweep's predictions are clipped to before they are averaged and scored.
 #[pyfunction]
-#[pyo3(name = "fm_fit_bayes", signature = (n_cols, csr, data, labels, sample_weight, groups, state, sample_bias, sample_linear, sample_factors, config, eval_set=None, n_threads=0, progress=None))]
+#[pyo3(name = "fm_fit_bayes", signature = (n_cols, csr, data, labels, sample_weight, groups, state, sample_bias, sample_linear, sample_factors, config, eval_set=None, n_threads=0, progress=None, clip=None))]
 #[allow(clippy::too_many_arguments)]
 fn fit_bayes(
     py: Python<'_>,
@@ -101,6 +102,7 @@ fn fit_bayes(
     eval_set: Option<PyEvalSet<'_>>,
     n_threads: usize,
     progress: Option<Py<PyAny>>,
+    clip: Option<(f64, f64)>,
 ) -> PyResult<(Vec<PySweepStats>, Option<PyErr>)> {
     let config = config.config.clone();
     let mut arrays = state.arrays(py)?;
@@ -130,7 +132,7 @@ fn fit_bayes(
         let eval = eval_labels.map(|labels| EvalSet { labels, score: &score });
         let mut stats: Vec<SweepStats> = Vec::new();
         let fitted = with_csr!(indices, values.len(), n_cols, x => bayes::fit_bayes(
-            &BayesData { x, values, labels, sample_weight, groups },
+            &BayesData { x, values, labels, sample_weight, groups, clip },
             &mut weights,
             &mut samples,
             eval.as_ref(),

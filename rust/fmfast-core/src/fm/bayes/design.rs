@@ -47,7 +47,15 @@ impl Design {
         for row in 0..n_rows {
             let range = x.row_range(row);
             for (&i, &v) in x.row_indices(row).iter().zip(&values[range]) {
-                let slot = &mut next[column(i)];
+                let j = column(i);
+                let slot = &mut next[j];
+                // A column holds each row at most once: the sweeps share its entries between
+                // threads, and a repeated entry makes ŷ quadratic in the coordinate.
+                if *slot > start[j] && rows[*slot - 1] == row as u32 {
+                    return Err(Error::invalid(format!(
+                        "row {row} has column {j} twice: optimizer 'als' and 'mcmc' need each column at most once a row (sum duplicates first)"
+                    )));
+                }
                 rows[*slot] = row as u32;
                 column_values[*slot] = v.to_f64();
                 *slot += 1;
@@ -127,5 +135,13 @@ mod tests {
         assert!(c.column(2).0.is_empty());
         assert_eq!(c.row(1), (&[1u32, 3][..], &[1.0, 2.0][..]));
         assert_eq!(c.runs, vec![0..3, 3..5, 5..6, 6..7]);
+    }
+
+    #[test]
+    fn a_column_twice_in_a_row_is_refused() {
+        let (indptr, indices, values) = ([0i64, 1, 3], [0i64, 1, 1], [1.0f32; 3]);
+        let x = CsrView::new(&indptr, &indices, values.len(), 2).unwrap();
+        let message = Design::new(&x, &values).err().unwrap().to_string();
+        assert!(message.contains("row 1 has column 1 twice"), "{message}");
     }
 }

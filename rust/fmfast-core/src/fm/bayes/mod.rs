@@ -123,14 +123,17 @@ pub struct EvalSet<'a> {
     pub score: &'a (dyn Fn(&Weights<'_>) -> Result<Vec<f64>> + Sync),
 }
 
-/// The data of a fit: CSR rows, their labels, optional row weights, and the group of each
-/// feature (`groups[i] < n_groups`; its priors are shared within a group).
+/// The data of a fit: CSR rows, their labels, optional row weights, the group of each feature
+/// (`groups[i] < n_groups`; its priors are shared within a group), and the range each sweep's
+/// predictions are clipped to before they are averaged and scored (libFM clips every sample's
+/// predictions to the training labels' range; `None`: not clipped).
 pub struct BayesData<'a, I> {
     pub x: CsrView<'a, I>,
     pub values: Values<'a>,
     pub labels: &'a [f64],
     pub sample_weight: Option<&'a [f64]>,
     pub groups: &'a [u32],
+    pub clip: Option<(f64, f64)>,
 }
 
 /// Runs `config.sweeps` sweeps from the weights `w` (left at the last sweep's), filling `samples`
@@ -181,6 +184,11 @@ pub fn fit_bayes<I: CsrIndex, M: Monitor + ?Sized>(
         }
         other => other,
     };
+    let (low, high) = data.clip.unwrap_or((f64::NEG_INFINITY, f64::INFINITY));
+    if low.is_nan() || high.is_nan() || low > high {
+        return Err(Error::invalid(format!("the clipping range [{low}, {high}] is empty")));
+    }
+    let clip = |p: f64| p.clamp(low, high);
     let mut chain = Chain::new(&design, weight, data.groups, k, method, config.seed, &residuals);
     // Running sums of the kept samples' predictions.
     let mut train_sum = vec![0.0; n];
@@ -192,7 +200,7 @@ pub fn fit_bayes<I: CsrIndex, M: Monitor + ?Sized>(
         let sse_of = |labels: &[f64], predicted: &mut dyn Iterator<Item = f64>| -> f64 {
             labels.iter().zip(predicted).map(|(y, p)| (y - p) * (y - p)).sum()
         };
-        let train = data.labels.iter().zip(chain.residuals()).map(|(y, e)| y - e);
+        let train = data.labels.iter().zip(chain.residuals()).map(|(y, e)| clip(y - e));
         let train_sse = if keep {
             for (sum, p) in train_sum.iter_mut().zip(train) {
                 *sum += p;
@@ -211,15 +219,15 @@ pub fn fit_bayes<I: CsrIndex, M: Monitor + ?Sized>(
         }
         let eval_sse = match (eval, eval_sum.as_mut()) {
             (Some(set), Some(sum)) => Some(if keep || n_kept == 0 {
-                let predicted = (set.score)(&w.view())?;
+                let mut predicted = (set.score)(&w.view())?.into_iter().map(clip);
                 if keep {
-                    for (s, p) in sum.iter_mut().zip(&predicted) {
+                    for (s, p) in sum.iter_mut().zip(&mut predicted) {
                         *s += p;
                     }
                     let mean = (n_kept + 1) as f64;
                     sse_of(set.labels, &mut sum.iter().map(|s| s / mean))
                 } else {
-                    sse_of(set.labels, &mut predicted.into_iter())
+                    sse_of(set.labels, &mut predicted)
                 }
             } else {
                 sse_of(set.labels, &mut sum.iter().map(|s| s / n_kept as f64))
@@ -267,12 +275,32 @@ mod tests {
         (indptr, indices, vec![1.0; 2 * n], labels)
     }
 
-    fn fit(method: Method, sweeps: usize, threads: usize) -> (Vec<f32>, Vec<SweepStats>) {
+    /// The rows of [`ratings`] with two more columns in every row (an implicit-feedback block's
+    /// columns share rows like these): columns longer than one task's entries.
+    fn with_dense_columns(
+        (indptr, indices, values, labels): (Vec<i64>, Vec<i64>, Vec<f32>, Vec<f64>),
+    ) -> (Vec<i64>, Vec<i64>, Vec<f32>, Vec<f64>) {
+        let (mut new_indices, mut new_values) = (Vec::new(), Vec::new());
+        for r in 0..labels.len() {
+            let range = indptr[r] as usize..indptr[r + 1] as usize;
+            new_indices.extend_from_slice(&indices[range.clone()]);
+            new_values.extend_from_slice(&values[range]);
+            new_indices.extend([500, 501]);
+            new_values.extend([(r % 7) as f32 / 7.0, 0.3]);
+        }
+        let indptr = (0..=labels.len() as i64).map(|r| 4 * r).collect();
+        (indptr, new_indices, new_values, labels)
+    }
+
+    fn fit(method: Method, sweeps: usize, threads: usize, dense: bool) -> (Vec<f32>, Vec<SweepStats>) {
         // Under miri, fewer rows: the runs of columns are as long (300 users, 200 items).
-        let (indptr, indices, values, labels) = ratings(if cfg!(miri) { 200 } else { 4000 });
-        let (d, k) = (500, 3);
+        let rows = ratings(if cfg!(miri) { 200 } else { 4000 });
+        let (indptr, indices, values, labels) = if dense { with_dense_columns(rows) } else { rows };
+        let (d, k) = (if dense { 502 } else { 500 }, 3);
         let x = CsrView::new(&indptr, &indices, values.len(), d as u64).unwrap();
-        let groups: Vec<u32> = (0..d as u32).map(|i| u32::from(i >= 300)).collect();
+        let groups: Vec<u32> = (0..d as u32)
+            .map(|i| u32::from(i >= 300) + u32::from(i >= 500))
+            .collect();
         let mut bias = 0.0f32;
         let mut linear = vec![0.0f32; d];
         let mut factors: Vec<f32> = (0..d * k).map(|i| ((i * 37 % 17) as f32 - 8.0) / 80.0).collect();
@@ -294,6 +322,7 @@ mod tests {
                 labels: &labels,
                 sample_weight: None,
                 groups: &groups,
+                clip: None,
             };
             let mut samples = Samples {
                 bias: &mut sb,
@@ -320,9 +349,15 @@ mod tests {
         ] {
             // Under miri (slow), one sweep on two threads.
             let (sweeps, threads): (usize, &[usize]) = if cfg!(miri) { (1, &[2]) } else { (4, &[2, 3]) };
-            let one = fit(method, sweeps, 1);
-            for &threads in threads {
-                assert_eq!(one, fit(method, sweeps, threads), "{method:?} on {threads} threads");
+            for dense in [false, true] {
+                let one = fit(method, sweeps, 1, dense);
+                for &threads in threads {
+                    assert_eq!(
+                        one,
+                        fit(method, sweeps, threads, dense),
+                        "{method:?} on {threads} threads, dense columns: {dense}"
+                    );
+                }
             }
         }
     }
@@ -335,7 +370,7 @@ mod tests {
             linear: 0.0,
             factors: 0.0,
         };
-        let (_, stats) = fit(method, 6, 2);
+        let (_, stats) = fit(method, 6, 2, true);
         for pair in stats.windows(2) {
             assert!(pair[1].train_sse <= pair[0].train_sse * (1.0 + 1e-12), "{stats:?}");
         }

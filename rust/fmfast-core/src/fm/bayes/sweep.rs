@@ -26,7 +26,10 @@
 //! share no row, so their conditionals do not depend on each other and their updates touch
 //! different rows of `e` and `q`: the threads take them at the same time, each row of the caches
 //! written by one thread (relaxed atomics, so that no `unsafe` is needed), and the result is
-//! exactly the sequential one, for every thread count.
+//! exactly the sequential one, for every thread count. A column of a short run (the
+//! implicit-feedback block's columns share rows) is itself shared by the threads when it is long:
+//! its sums are cut into fixed chunks added in order, its cache updates touch distinct rows; the
+//! result is again the same for every thread count.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -43,6 +46,9 @@ use crate::parallel::Monitor;
 const PARALLEL_COLUMNS: usize = 64;
 /// Rows per task when the factor cache is recomputed.
 const ROWS_PER_TASK: usize = 4096;
+/// Entries of a column one task sums or updates; longer columns are shared by the pool's threads
+/// (under miri, few: its small tests then reach the shared path too).
+const ENTRIES_PER_TASK: usize = if cfg!(miri) { 64 } else { 2048 };
 /// Columns swept on one thread between two checks for Ctrl-C.
 const COLUMNS_PER_CHECK: usize = 256;
 
@@ -464,14 +470,11 @@ impl<'a> Chain<'a> {
     /// stored.
     #[inline]
     fn update_linear(&self, i: usize, old: f64, stream: u64) -> f32 {
-        let (rows, xs) = self.design.column(i);
-        let (mut ae, mut b) = (0.0, 0.0);
-        for (&row, &x) in rows.iter().zip(xs) {
-            let row = &self.rows[row as usize];
+        let column = self.design.column(i);
+        let (ae, b) = self.column_sums(column, |row, x| {
             let rx = row.r * x;
-            ae += rx * row.e.get();
-            b += rx * x;
-        }
+            (rx * row.e.get(), rx * x)
+        });
         let prior = match self.method {
             Method::Als { linear, .. } => Prior {
                 mean: 0.0,
@@ -485,10 +488,7 @@ impl<'a> Chain<'a> {
         }
         let new = new as f32;
         let delta = f64::from(new) - old;
-        for (&row, &x) in rows.iter().zip(xs) {
-            let e = &self.rows[row as usize].e;
-            e.set(e.get() - delta * x);
-        }
+        self.update_entries(column, |row, x| row.e.set(row.e.get() - delta * x));
         new
     }
 
@@ -496,15 +496,12 @@ impl<'a> Chain<'a> {
     /// moves `e` and `q` by what is stored.
     #[inline]
     fn update_factor(&self, i: usize, k: usize, f: usize, old: f64, stream: u64) -> f32 {
-        let (rows, xs) = self.design.column(i);
-        let (mut ae, mut b) = (0.0, 0.0);
-        for (&row, &x) in rows.iter().zip(xs) {
-            let row = &self.rows[row as usize];
+        let column = self.design.column(i);
+        let (ae, b) = self.column_sums(column, |row, x| {
             let h = x * (row.q.get() - old * x);
             let rh = row.r * h;
-            ae += rh * row.e.get();
-            b += rh * h;
-        }
+            (rh * row.e.get(), rh * h)
+        });
         let prior = match self.method {
             Method::Als { factors, .. } => Prior {
                 mean: 0.0,
@@ -513,6 +510,9 @@ impl<'a> Chain<'a> {
             Method::AdaptiveAls | Method::Mcmc => self.factor_priors[self.groups[i] as usize * k + f],
         };
         let slot = i * k + f;
+        // Adaptive ALS's variance terms index `variances.rows` by row, so they run over the column
+        // in one pass, in order (deterministic; the implicit block's parallel chunks are MCMC's).
+        let (rows, xs) = column;
         let spread = self.variances.as_ref().map_or(0.0, |variances| {
             // Σ r Var h over the column, then σ_r moves to the new variance.
             let own = variances.factors[slot].get();
@@ -536,14 +536,55 @@ impl<'a> Chain<'a> {
         let new = new as f32;
         let delta = f64::from(new) - old;
         if delta != 0.0 {
-            for (&row, &x) in rows.iter().zip(xs) {
-                let Row { e, q, .. } = &self.rows[row as usize];
+            self.update_entries(column, |Row { e, q, .. }, x| {
                 let h = x * (q.get() - old * x);
                 e.set(e.get() - delta * h);
                 q.set(q.get() + delta * x);
-            }
+            });
         }
         new
+    }
+
+    /// `Σ term(row, x)` (two sums at once) over a column's entries. A column longer than
+    /// [`ENTRIES_PER_TASK`] is cut into chunks of that many, summed by the pool's threads and
+    /// added in order: the same sums for every thread count (the implicit-feedback block's
+    /// columns share rows, so they are swept one at a time, each by every thread).
+    #[inline]
+    fn column_sums(&self, (rows, xs): (&[u32], &[f64]), term: impl Fn(&Row, f64) -> (f64, f64) + Sync) -> (f64, f64) {
+        let sums = |(rows, xs): (&[u32], &[f64])| {
+            rows.iter().zip(xs).fold((0.0, 0.0), |(a, b), (&row, &x)| {
+                let (ta, tb) = term(&self.rows[row as usize], x);
+                (a + ta, b + tb)
+            })
+        };
+        if rows.len() <= ENTRIES_PER_TASK {
+            return sums((rows, xs));
+        }
+        let chunks: Vec<(f64, f64)> = rows
+            .par_chunks(ENTRIES_PER_TASK)
+            .zip(xs.par_chunks(ENTRIES_PER_TASK))
+            .map(sums)
+            .collect();
+        chunks.iter().fold((0.0, 0.0), |(a, b), (ta, tb)| (a + ta, b + tb))
+    }
+
+    /// Runs `update(row, x)` on each entry of a column, in chunks of [`ENTRIES_PER_TASK`] on the
+    /// pool's threads when it is longer. A column holds each row at most once ([`Design`] checks),
+    /// so each row is written by one thread and the result does not depend on the order.
+    #[inline]
+    fn update_entries(&self, (rows, xs): (&[u32], &[f64]), update: impl Fn(&Row, f64) + Sync) {
+        let run = |(rows, xs): (&[u32], &[f64])| {
+            for (&row, &x) in rows.iter().zip(xs) {
+                update(&self.rows[row as usize], x);
+            }
+        };
+        if rows.len() <= ENTRIES_PER_TASK {
+            run((rows, xs));
+        } else {
+            rows.par_chunks(ENTRIES_PER_TASK)
+                .zip(xs.par_chunks(ENTRIES_PER_TASK))
+                .for_each(run);
+        }
     }
 
     /// `q_r = Σᵢ v_if x_ri` of every row (and adaptive ALS's `σ_r`), in parallel over rows.
