@@ -10,8 +10,8 @@ the ratings, the first 80% train), ``num_factors=8``, ``random_state=0``; test R
 * MCMC on one-hot user + movie, groups from the ``FeatureEncoder`` (user, movie), default settings;
 * MCMC with the encoder's implicit-feedback block (the movies each user rated in the training rows,
   ``1/sqrt(n)``), groups user, movie, implicit, default settings;
-* ALS on one-hot user + movie with its default adaptive regularisation, groups from the encoder,
-  ``factors_init_sigma=1.0`` (as its docstring asks), 100 sweeps, and its test RMSE for
+* ALS on one-hot user + movie with its defaults (adaptive regularisation, the factors started at
+  its priors' scale), groups from the encoder, 100 sweeps, and its test RMSE for
   ``random_state`` 0 to 4 (the spread over seeds);
 * ALS with fixed decays (``als_regularization="fixed"``), its ``linear_wd`` and ``factors_wd``
   chosen on a validation split (the last 10% of the permuted training rows), then refitted on the
@@ -117,12 +117,10 @@ def accuracy(wheel: str, sweeps: int, implicit_sweeps: int, models: list[str]) -
 
 
 def adaptive_als(X_train: Any, y_train: Any, X_test: Any, y_test: Any, groups: Any) -> dict[str, Any]:
-    """ALS as its docstring says to run it, nothing chosen; the test RMSE of the other seeds beside."""
+    """ALS with its defaults, nothing chosen; the test RMSE of the other seeds beside."""
     runs = []
     for seed in range(ALS_SEEDS):
-        als = FactorizationMachine(
-            "regressor", 8, epochs=ALS_SWEEPS, optimizer="als", factors_init_sigma=1.0, random_state=seed
-        )
+        als = FactorizationMachine("regressor", 8, epochs=ALS_SWEEPS, optimizer="als", random_state=seed)
         runs.append(fit_timed(als, X_train, y_train, X_test, y_test, groups))
     return {**runs[0], "rmse_by_seed": [round(run["rmse"], 4) for run in runs]}
 

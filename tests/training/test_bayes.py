@@ -130,6 +130,27 @@ def test_adaptive_als_matches_the_reference(grouped) -> None:
     assert not np.allclose(fixed.V_, model.V_)
 
 
+@pytest.mark.parametrize(
+    ("settings", "sigma"),
+    [
+        ({"optimizer": "als"}, 1.0),
+        ({"optimizer": "als", "als_regularization": "fixed"}, 0.001),
+        ({"optimizer": "mcmc"}, 0.001),
+        ({"optimizer": "adam"}, 0.001),
+    ],
+)
+def test_the_default_factor_spread_is_the_optimizers(settings, sigma) -> None:
+    # factors_init_sigma=None: adaptive ALS starts at its priors' scale, the rest at SageMaker's.
+    X, y, _ = small_data(3)
+    common = {"num_factors": 3, "epochs": 2, "random_state": 4, "n_threads": 1, **settings}
+    default = FactorizationMachine(**common).fit(X, y)
+    explicit = FactorizationMachine(**common, factors_init_sigma=sigma).fit(X, y)
+    other = FactorizationMachine(**common, factors_init_sigma=sigma * 2).fit(X, y)
+    np.testing.assert_array_equal(default.V_, explicit.V_)
+    assert not np.array_equal(default.V_, other.V_)
+    assert default.get_params()["factors_init_sigma"] is None
+
+
 def test_adaptive_als_beats_every_fixed_decay_on_data_of_a_known_fm() -> None:
     # Nothing chosen: adaptive ALS recovers the noise-free FM better than fixed decays over two
     # decades, even with the best of them picked by their error against the truth.

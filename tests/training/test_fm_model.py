@@ -92,7 +92,7 @@ def test_get_params_set_params_and_clone() -> None:
     assert (
         defaults["bias_wd"] == 0.01 and defaults["linear_wd"] == 0.001 and defaults["factors_wd"] == 0.00001
     )
-    assert defaults["factors_init_sigma"] == 0.001 and defaults["optimizer"] == "adam"
+    assert defaults["factors_init_sigma"] is None and defaults["optimizer"] == "adam"  # 0.001 for Adam
     clone = type(m)(**m.get_params())
     assert clone.get_params() == params
     X, y = data()

@@ -33,7 +33,11 @@ BETA1, BETA2 = 0.9, 0.999
 def _draw(rng: np.random.Generator, params: dict[str, Any], group: str, shape: tuple[int, ...]) -> np.ndarray:
     method = params[f"{group}_init_method"]
     if method == "normal":
-        return rng.normal(0.0, params[f"{group}_init_sigma"], shape)
+        sigma = params[f"{group}_init_sigma"]
+        if sigma is None:  # factors only: adaptive ALS starts at its priors' scale, the rest at SageMaker's
+            adaptive = params["optimizer"] == "als" and params.get("als_regularization") == "adaptive"
+            sigma = 1.0 if adaptive else 0.001
+        return rng.normal(0.0, sigma, shape)
     if method == "uniform":
         scale = params[f"{group}_init_scale"]
         return rng.uniform(-scale, scale, shape)

@@ -173,7 +173,9 @@ class FactorizationMachine:
         bias_init_scale, bias_init_sigma, bias_init_value (float or None): Parameters of the bias's
             initialiser (``*_init_scale`` and ``*_init_value`` are required by ``uniform`` and ``constant``).
         linear_init_scale, linear_init_sigma, linear_init_value (float or None): The same for ``w``.
-        factors_init_scale, factors_init_sigma, factors_init_value (float or None): The same for ``V``.
+        factors_init_scale, factors_init_sigma, factors_init_value (float or None): The same for ``V``;
+            ``factors_init_sigma=None`` (the default) is SageMaker's 0.001, or 1.0 for adaptive ALS
+            (see ``als_regularization``).
         clip_gradient (float or None): Clip gradients to ``±clip_gradient``.
         eps (float or None): Adam's (default 1e-8) or AdaGrad's (default 1e-7) ε.
         rescale_grad (float or None): Gradient scale; ``None`` averages over the mini-batch.
@@ -193,7 +195,8 @@ class FactorizationMachine:
             strength of each group of features (per factor) and the noise level are re-estimated every
             sweep from the current parameters and their uncertainty (mean-field variational Bayes with
             MCMC's priors), and the ``*_wd`` are not used. It needs a starting spread at the priors'
-            scale, ``factors_init_sigma=1.0``: from SageMaker's 0.001 most factors are switched off.
+            scale, which is what the default ``factors_init_sigma=None`` gives it (1.0): from SageMaker's
+            0.001 most factors are switched off.
             ``"fixed"``: the ``*_wd`` decays, with the meaning they have for SGD and Adam (the objective
             is the mean squared error plus ``Σ wd θ²``).
         n_threads (int): Threads for training and scoring, at most 1024; 0 uses every core (capped by
@@ -255,7 +258,7 @@ class FactorizationMachine:
         linear_init_value: float | None = None,
         factors_init_method: str = "normal",
         factors_init_scale: float | None = None,
-        factors_init_sigma: float = 0.001,
+        factors_init_sigma: float | None = None,
         factors_init_value: float | None = None,
         clip_gradient: float | None = None,
         eps: float | None = None,
@@ -361,13 +364,26 @@ class FactorizationMachine:
                     f"{group}_init_method must be 'normal', 'uniform' or 'constant', got {method!r}"
                 )
             needed = {"normal": "sigma", "uniform": "scale", "constant": "value"}[method]
-            value = getattr(self, f"{group}_init_{needed}")
+            value = self._init_parameter(group, needed)
             if not isinstance(value, int | float | np.number) or not math.isfinite(value):
                 raise InvalidInputError(
                     f"{group}_init_method={method!r} needs a finite {group}_init_{needed}, got {value!r}"
                 )
             if needed != "value" and value < 0:
                 raise InvalidInputError(f"{group}_init_{needed} must be >= 0, got {value!r}")
+
+    def _init_parameter(self, group: str, name: str) -> Any:
+        """``{group}_init_{name}``, with ``factors_init_sigma=None`` resolved for the optimizer.
+
+        Adaptive ALS starts its factors at its priors' scale (1.0): from a small spread it
+        estimates the factors' strengths as large and switches them off. Every other optimizer
+        starts at SageMaker's 0.001.
+        """
+        value = getattr(self, f"{group}_init_{name}")
+        if group == "factors" and name == "sigma" and value is None:
+            adaptive = self.optimizer == "als" and self.als_regularization == "adaptive"
+            return 1.0 if adaptive else 0.001
+        return value
 
     def _fitted_state(self) -> TrainState:
         state: TrainState | None = getattr(self, "_state", None)

@@ -216,11 +216,11 @@ def initial_state(model: FactorizationMachine, feature_dim: int) -> TrainState:
     def sample(group: str, shape: tuple[int, ...]) -> np.ndarray:
         method = getattr(model, f"{group}_init_method")
         if method == "normal":
-            return rng.normal(0.0, float(getattr(model, f"{group}_init_sigma")), shape)
+            return rng.normal(0.0, float(model._init_parameter(group, "sigma")), shape)
         if method == "uniform":
-            scale = float(getattr(model, f"{group}_init_scale"))
+            scale = float(model._init_parameter(group, "scale"))
             return rng.uniform(-scale, scale, shape)
-        return np.full(shape, float(getattr(model, f"{group}_init_value")))
+        return np.full(shape, float(model._init_parameter(group, "value")))
 
     def draw(group: str, shape: tuple[int, ...]) -> np.ndarray:
         # Drawn in float64 blocks of rows (the same numbers as one draw of the whole array)
