@@ -413,40 +413,66 @@ enum Lookup {
     Strings(StringCodes),
 }
 
-/// The codes of string ids: the ids in one buffer and a hash table of their indices, about 14
-/// bytes an id besides the strings (a `HashMap<Box<str>, i64>` takes about 50, and an allocation
-/// per id, whose building cost more time than the table's).
+/// The codes of string ids: the ids in one buffer and a hash table of where each lies and its
+/// code, about 30 bytes an id besides the strings (a `HashMap<Box<str>, i64>` takes about 50,
+/// and an allocation per id, whose building cost more time than the table's). A lookup reads the
+/// table's slot, then the id's bytes: no array of ends in between, one cache miss fewer on a
+/// vocabulary larger than the cache (360 against 225 ns a row with that array).
 #[derive(Debug)]
 struct StringCodes {
-    ids: Strings,
-    codes: HashTable<u32>,
+    bytes: String,
+    slots: HashTable<Slot>,
     hasher: RandomState,
+}
+
+/// An id's bytes (`start..end` of the buffer) and its code.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    start: u32,
+    end: u32,
+    code: u32,
 }
 
 impl StringCodes {
     /// The codes of `ids`, which are unique.
     fn new(name: &str, ids: Strings) -> Result<StringCodes> {
-        if u32::try_from(ids.len()).is_err() {
+        if u32::try_from(ids.bytes.len()).is_err() {
             return Err(Error::invalid(format!(
-                "block {}: a vocabulary of more than 2^32 ids",
+                "block {}: a vocabulary of more than 4 GiB of ids",
                 repr(name)
             )));
         }
         let hasher = RandomState::new();
-        let mut codes = HashTable::with_capacity(ids.len());
-        for (code, id) in ids.iter().enumerate() {
+        let bytes = ids.bytes.as_bytes();
+        let id = |slot: &Slot| bytes.get(slot.start as usize..slot.end as usize).unwrap_or_default();
+        let mut slots = HashTable::with_capacity(ids.len());
+        let mut start = 0;
+        for (code, &end) in ids.ends.iter().enumerate() {
+            // Fit u32: no more ids than bytes, and ends within the buffer (checked above); an
+            // empty id is the one more id than bytes there can be, and codes of up to 2^32 ids
+            // fit u32 as well.
+            let slot = Slot {
+                start: start as u32,
+                end: end as u32,
+                code: code as u32,
+            };
             // The ids are unique: no probe for an equal one.
-            let rehash = |&code: &u32| hasher.hash_one(ids.get(code as usize).unwrap_or_default());
-            codes.insert_unique(hasher.hash_one(id), code as u32, rehash);
+            slots.insert_unique(hasher.hash_one(id(&slot)), slot, |s| hasher.hash_one(id(s)));
+            start = end;
         }
-        Ok(StringCodes { ids, codes, hasher })
+        Ok(StringCodes {
+            bytes: ids.bytes,
+            slots,
+            hasher,
+        })
     }
 
     /// The code of `id`, if it is one of the ids.
     fn get(&self, id: &str) -> Option<i64> {
-        let hash = self.hasher.hash_one(id);
-        let found = self.codes.find(hash, |&code| self.ids.get(code as usize) == Some(id));
-        found.map(|&code| i64::from(code))
+        let (id, bytes) = (id.as_bytes(), self.bytes.as_bytes());
+        let same = |slot: &Slot| bytes.get(slot.start as usize..slot.end as usize) == Some(id);
+        let found = self.slots.find(self.hasher.hash_one(id), same);
+        found.map(|slot| i64::from(slot.code))
     }
 }
 
