@@ -213,8 +213,11 @@ def assemble_features(
     blocks: list[_FeatureBlock], n_rows: int, n_threads: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
 
-# A fitted block for `ArrowEncoder`: (name, kind, vocabulary, normalize, (low, high) or None, edges).
-_ArrowBlock = tuple[str, str, np.ndarray | list[str] | None, bool, tuple[float, float] | None, list[float]]
+# A fitted block for `ArrowEncoder`: (name, kind, vocabulary, normalize, (low, high) or None, edges);
+# a vocabulary is int64 ids, or strings as a unicode array's uint32 code points and its width.
+_ArrowBlock = tuple[
+    str, str, np.ndarray | tuple[np.ndarray, int] | None, bool, tuple[float, float] | None, list[float]
+]
 
 @final
 class ArrowEncoder:

@@ -389,6 +389,68 @@ def test_memory_stays_bounded_by_the_batch_not_the_table(tmp_path):
     assert report["rise_kib"] / 1024 < table_mib / 2 < output_mib, (report, table_mib, output_mib)
 
 
+def write_ratings_parquet(path, n_rows: int, chunk: int = 300_000) -> None:
+    """The benchmark's table, vectorised: 100K string users, 1-5 genres of 20, written by chunks."""
+    import pyarrow.compute as pc
+
+    rng = np.random.default_rng(3)
+    schema = ratings_table(1).schema
+    with pq.ParquetWriter(path, schema) as writer:
+        for first in range(0, n_rows, chunk):
+            n = min(chunk, n_rows - first)
+            offsets = np.zeros(n + 1, dtype=np.int32)
+            np.cumsum(rng.integers(1, 6, n), out=offsets[1:])
+            columns = {
+                "user": pc.binary_join_element_wise(
+                    "u", pc.cast(pa.array(rng.integers(0, 100_000, n)), pa.string()), ""
+                ),
+                "item": rng.integers(0, 1000, n),
+                "rating": rng.integers(1, 6, n).astype(np.float64),
+                "genres": pa.ListArray.from_arrays(offsets, rng.integers(0, 20, offsets[-1])),
+                "age": rng.integers(18, 80, n),
+            }
+            writer.write_table(pa.table(columns, schema=schema), row_group_size=chunk // 2)
+
+
+@pytest.mark.slow
+def test_the_peak_does_not_grow_with_the_rows(tmp_path):
+    """Converting 4x the rows raises the peak RSS by far less than what the extra rows hold.
+
+    Each size in a fresh process, as the benchmark converts it (2 threads, a 100K-user
+    vocabulary), in batches of 16K rows so that both sizes reach the steady state (here 108-114
+    MiB at 500K rows, 120-129 at 2M): a reader that ran ahead without bound, batches kept, or
+    buffers that grew with the rows would add about as much as the extra rows' records (133 MiB),
+    their Arrow columns or their CSR arrays (each over 100 MiB).
+    """
+    users = [f"u{u}" for u in range(100_000)]
+    columns = {
+        "user": users,
+        "item": np.arange(1000),
+        "genres": [[g] for g in range(20)],
+        "age": np.array([18, 79]),
+    }
+    declared().fit(columns).save(tmp_path / "encoder.json")
+    rises, output_mib = {}, {}
+    for n_rows in (500_000, 2_000_000):
+        write_ratings_parquet(tmp_path / f"{n_rows}.parquet", n_rows)
+        out = tmp_path / f"out{n_rows}"
+        command = [
+            sys.executable,
+            "-c",
+            MEMORY_CHILD,
+            tmp_path / f"{n_rows}.parquet",
+            out,
+            tmp_path / "encoder.json",
+        ]
+        done = subprocess.run([*command, "16384"], capture_output=True, text=True, check=True, timeout=300)
+        report = json.loads(done.stdout)
+        assert report["rows"] == n_rows
+        rises[n_rows] = report["rise_kib"] / 1024
+        output_mib[n_rows] = sum(p.stat().st_size for p in out.iterdir()) / 2**20
+    extra_output = output_mib[2_000_000] - output_mib[500_000]
+    assert rises[2_000_000] - rises[500_000] < extra_output / 3, (rises, output_mib)
+
+
 def test_a_dataset_at_a_url_is_read_through_fsspec(tmp_path, table):
     memory = fsspec.filesystem("memory")
     for part in range(2):

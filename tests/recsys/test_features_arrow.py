@@ -365,6 +365,22 @@ def test_fit_transform_and_json_round_trips_across_input_kinds() -> None:
     _assert_same(reloaded.transform(table), X)
 
 
+def test_string_vocabularies_of_any_width_and_script_reach_the_rust_lookup() -> None:
+    # The vocabulary goes to Rust as the unicode array's code points: ids of every width (an
+    # empty one, beyond the basic plane), a byte-swapped array, and strings that are not ids.
+    ids = ["", "a", "é", "日本語", "🙂x", "u" * 40]
+    encoder = FeatureEncoder(handle_unknown="ignore").one_hot("id").fit({"id": np.asarray(ids)})
+    rows = [*ids[::-1], "b", "日本", "🙂"]
+    expected = encoder.transform({"id": np.asarray(rows, dtype=object)})
+    assert expected.nnz == len(ids)
+    _assert_same(encoder.transform(pa.table({"id": rows})), expected)
+    swapped = encoder._blocks[0].vocabulary
+    assert swapped is not None
+    encoder._blocks[0].vocabulary = swapped.astype(swapped.dtype.newbyteorder())
+    encoder._arrow = None
+    _assert_same(encoder.transform(pa.table({"id": pa.array(rows, pa.large_string())})), expected)
+
+
 # -- the per-batch entry point -------------------------------------------------------------------
 
 

@@ -152,13 +152,16 @@ class _Source:
                 yield batch, None
             return
         assert self.dataset is not None
-        # Memory: no pre-buffering, which reads every row group of a file at once, and no threads,
-        # whose read-ahead outruns a slower consumer (the encoder) without bound: 20M rows at 2
-        # threads peaked at 1 GiB. Decoding Parquet is a small share of a conversion's time.
+        # Memory: no pre-buffering, which reads every row group of a file at once, no threads,
+        # whose read-ahead outruns a slower consumer (the encoder) without bound (20M rows at 2
+        # threads peaked at 1 GiB), and no batch read-ahead: with 2 batches its decoded row groups
+        # still grew with the rows (pyarrow's pool: 75 MiB after 2M rows, 145 MiB after 14M),
+        # and our own read-ahead thread already overlaps the scan with the writing. Decoding
+        # Parquet is a small share of a conversion's time.
         scanner = self.dataset.scanner(
             columns=columns,
             batch_size=batch_size,
-            batch_readahead=2,
+            batch_readahead=0,
             fragment_readahead=1,
             fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=False),
             use_threads=False,

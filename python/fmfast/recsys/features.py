@@ -97,16 +97,20 @@ def _is_arrow(data: Any) -> bool:
     return hasattr(data, "__arrow_c_stream__") or hasattr(data, "__arrow_c_array__")
 
 
-def _arrow_vocabulary(b: _Block) -> np.ndarray | list[str] | None:
-    """``b``'s vocabulary as the Arrow encoder takes it: int64 ids or a list of strings."""
+def _arrow_vocabulary(b: _Block) -> np.ndarray | tuple[np.ndarray, int] | None:
+    """``b``'s vocabulary as the Arrow encoder takes it: int64 ids, or strings as their code points.
+
+    Strings go as the unicode array's buffer (uint32 code points, ``width`` a string) and its
+    width: a million ids made no million Python strings on the way (0.1 s and 60 MiB).
+    """
     v = b.vocabulary
     if v is None:
         return None
     if v.size == 0:
         return np.empty(0, dtype=np.int64)
     if v.dtype.kind == "U":
-        strings: list[str] = v.tolist()
-        return strings
+        width = v.dtype.itemsize // 4
+        return np.ascontiguousarray(v, dtype=np.dtype(("U", width))).view(np.uint32), width
     if v.dtype.kind in "iu" and int(v.max()) <= np.iinfo(np.int64).max:
         return np.ascontiguousarray(v, dtype=np.int64)
     raise InvalidInputError(

@@ -9,12 +9,12 @@ use arrow_array::ffi_stream::{ArrowArrayStreamReader, FFI_ArrowArrayStream};
 use arrow_array::{RecordBatch, RecordBatchReader, StructArray};
 use arrow_schema::{ArrowError, DataType, Schema, SchemaRef};
 use fmfast_core::parallel::Monitor;
-use fmfast_core::tables::{Encoding, Learned, Policy, TableEncoder, TableLearner, Target, Vocabulary};
+use fmfast_core::tables::{Encoding, Learned, Policy, Strings, TableEncoder, TableLearner, Target, Vocabulary};
 use fmfast_core::Error;
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyCapsule, PyTuple};
+use pyo3::types::{PyCapsule, PyList, PyTuple};
 use pyo3::IntoPyObjectExt;
 
 use crate::detached::run;
@@ -118,11 +118,35 @@ fn policy(name: &str, value: &str) -> PyResult<Policy> {
     }
 }
 
-/// A vocabulary as Python hands it over: an int64 array or a list of strings.
+/// A vocabulary as Python hands it over: an int64 array, or the code points of a NumPy unicode
+/// array (`U<width>`, viewed as uint32) and its width: no Python string made for each id.
 #[derive(FromPyObject)]
 enum PyVocabulary<'py> {
     Ints(PyReadonlyArray1<'py, i64>),
-    Strings(Vec<String>),
+    Strings(PyReadonlyArray1<'py, u32>, usize),
+}
+
+/// The strings of a NumPy unicode array of `width` code points each, as `points` holds them;
+/// NumPy's trailing padding (NUL) is not part of a string.
+fn ucs4_strings(name: &str, points: &[u32], width: usize) -> PyResult<Strings> {
+    if width == 0 || points.len() % width != 0 {
+        return Err(InvalidInputError::new_err(format!(
+            "block {name:?}: {} code points are not strings of {width}",
+            points.len()
+        )));
+    }
+    let mut strings = Strings::with_capacity(points.len() / width, points.len());
+    for (i, id) in points.chunks_exact(width).enumerate() {
+        let used = id.iter().rposition(|&c| c != 0).map_or(0, |last| last + 1);
+        let id = &id[..used];
+        if id.iter().any(|&c| char::from_u32(c).is_none()) {
+            return Err(InvalidInputError::new_err(format!(
+                "block {name:?}: id {i} of the vocabulary is not valid Unicode"
+            )));
+        }
+        strings.push_chars(id.iter().filter_map(|&c| char::from_u32(c)));
+    }
+    Ok(strings)
 }
 
 /// A fitted block as Python describes it: `(name, kind, vocabulary, normalize, range, edges)`.
@@ -142,7 +166,9 @@ impl PyBlock<'_> {
         let vocabulary = || -> PyResult<Vocabulary> {
             Ok(match &vocabulary {
                 Some(PyVocabulary::Ints(ids)) => Vocabulary::Ints(ids.as_slice()?.to_vec()),
-                Some(PyVocabulary::Strings(ids)) => Vocabulary::Strings(ids.clone()),
+                Some(PyVocabulary::Strings(points, width)) => {
+                    Vocabulary::Strings(ucs4_strings(&name, points.as_slice()?, *width)?)
+                }
                 None => return Err(InvalidInputError::new_err(format!("block {name:?} has no vocabulary"))),
             })
         };
@@ -275,7 +301,7 @@ fn fit_arrow<'py>(
         .into_iter()
         .map(|learned| match learned {
             Learned::Vocabulary(Vocabulary::Ints(ids)) => Ok(ids.into_pyarray(py).into_any()),
-            Learned::Vocabulary(Vocabulary::Strings(ids)) => ids.into_bound_py_any(py),
+            Learned::Vocabulary(Vocabulary::Strings(ids)) => Ok(PyList::new(py, ids.iter())?.into_any()),
             Learned::Range(range) => range.into_bound_py_any(py),
             Learned::Nothing => Ok(py.None().into_bound(py)),
         })
