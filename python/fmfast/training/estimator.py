@@ -210,15 +210,14 @@ class FactorizationMachine:
             (Hogwild-style, as xLearn and LightFM train, and SageMaker across instances): no thread
             waits for another, and accuracy is that of the deterministic schedule within noise (test
             RMSE on MovieLens-100K within 0.0005) where mini-batches rarely share features; where
-            most do (a few hundred features), Adam loses some (its moments are written back by the
-            last thread, not summed: a small binary classifier's log loss up to 5% higher), and
-            results vary from run to run, and each thread
-            copies its batch's rows of the model in and out, which costs 1.3x the work per sample at
-            ``num_factors=8`` and 2.1x at 64 with Adam. The default is ``True`` because it is
-            reproducible (scikit-learn's checks and searches, and the parity with SageMaker, expect a
-            fixed seed to give a fixed model) and because, measured on two cores, the concurrent
-            schedule did not yet run faster; see ``docs/design/training.md``. With one thread both
-            train the same.
+            most do (a few hundred features), results vary from run to run (an update that another
+            thread writes within the same feature's update is lost). Each thread trains its batch
+            directly on the shared weights, copying one row at a time through a small buffer: 1.2x the
+            instructions per sample of one thread at ``num_factors=8`` and 1.3-1.6x at 64. The default
+            is ``True`` because it is reproducible (scikit-learn's checks and searches, and the parity
+            with SageMaker, expect a fixed seed to give a fixed model) and because the concurrent
+            schedule's speed-up on two idle cores is still to be measured; see
+            ``docs/design/training.md``. With one thread both train the same.
         random_state (int, numpy Generator or None): Seed of the initial weights.
         progress (bool or callable): ``True`` draws a progress bar (one per fit, over all its epochs, with
             the last epoch's metrics); a callable receives the number of rows done so far in the call.

@@ -8,10 +8,10 @@ use std::sync::Mutex;
 
 use super::config::{EpochStats, TrainConfig};
 use super::lanes::{Lanes, Scalar};
-use super::model::{with_factors, Factors, Task, Weights};
+use super::model::{with_factors, Factors, Task};
 use super::optim::{OptimizerKind, Rule, Rules};
 use super::schedule::{Job, Schedule};
-use super::shared::{SharedModel, SharedScratch};
+use super::shared::{RowBuffer, SharedModel, SharedScratch};
 use super::{log_loss, sigmoid, Feature};
 use crate::csr::{CsrIndex, CsrView, Values};
 use crate::error::Error;
@@ -102,6 +102,8 @@ pub(super) struct Slots {
     /// the batch before it is gathered and never shrunk, so that a feature's first entry writes
     /// its sums in place; only the first `features.len()` are the batch's.
     sums: Vec<f64>,
+    /// The copies of the rows trained on a concurrent model.
+    buffer: RowBuffer,
 }
 
 /// Training state shared by the threads.
@@ -266,7 +268,7 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
         let schedule = &self.schedule;
         let n = task.rows.len();
         if let Some(share) = &task.share {
-            self.score_rows(lanes, task.rows.start, share.clone(), n);
+            self.score_rows(lanes, task.rows.start, share.clone(), n, &mut slots.buffer);
             if schedule.parts > 1 {
                 self.sort_entries(task.rows.start, share.clone());
             }
@@ -290,7 +292,7 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
         let rules = self.config.optimizer.rules(t);
         if task.part == 0 {
             let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
-            finite &= self.add_stats_and_update_bias(n, &rules.bias, &mut stats[task.epoch]);
+            finite &= self.add_stats_and_update_bias(n, &rules.bias, &mut stats[task.epoch], &mut slots.buffer);
         }
         self.add_gradients(lanes, task.part, schedule.parts, task.rows.clone(), slots);
         finite &= self.update_features(lanes, task.part, schedule.parts, &rules, slots);
@@ -309,24 +311,25 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
 
     /// Phase 1 for batch rows `share` (of `n` from `start`): `s`, ŷ, loss and `g_r`.
     #[inline(always)]
-    fn score_rows<L: Lanes>(&self, lanes: L, start: usize, share: Range<usize>, n: usize) {
-        with_factors!(self.model.k, factors => self.score_rows_as(factors, lanes, start, share, n))
+    fn score_rows<L: Lanes>(&self, lanes: L, start: usize, share: Range<usize>, n: usize, buffer: &mut RowBuffer) {
+        with_factors!(self.model.k, factors => self.score_rows_as(factors, lanes, start, share, n, buffer))
     }
 
     /// [`Trainer::score_rows`] with `k` given as `factors`.
     #[inline(always)]
-    fn score_rows_as<F: Factors, L: Lanes>(&self, factors: F, lanes: L, start: usize, share: Range<usize>, n: usize) {
+    fn score_rows_as<F: Factors, L: Lanes>(
+        &self,
+        factors: F,
+        lanes: L,
+        start: usize,
+        share: Range<usize>,
+        n: usize,
+        buffer: &mut RowBuffer,
+    ) {
         let (data, k, m, ns) = (self.data, factors.k(), &self.model, self.n_slots);
         let x = data.x;
-        // SAFETY: no thread writes the weights in this phase; each writes its own rows of scratch.
-        let view = unsafe {
-            Weights {
-                bias: f64::from(m.bias.slice(0, 1)[0]),
-                linear: m.linear.slice(0, m.d),
-                factors: m.factors.slice(0, m.d * k),
-                k,
-            }
-        };
+        // SAFETY: no thread writes the weights in this phase (unless the model is concurrent).
+        let view = unsafe { m.scorer() };
         let rescale = self.config.optimizer.rescale_grad.unwrap_or(1.0 / n as f64);
         let sc = &self.scratch;
         let (first, len) = (share.start, share.len());
@@ -371,7 +374,14 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
                     }
                 }
             }
-            let score = view.score_row_as(factors, lanes, x.row_indices(row), &data.values[x.row_range(row)], s);
+            let score = view.score_row_as(
+                factors,
+                lanes,
+                x.row_indices(row),
+                &data.values[x.row_range(row)],
+                s,
+                buffer,
+            );
             scores[offset] = score;
             if !score.is_finite() {
                 bad = true;
@@ -415,18 +425,10 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
 
     /// Thread 0, phase 2: statistics and bias gradient in row order, then the bias update.
     #[inline(always)]
-    fn add_stats_and_update_bias(&self, n: usize, rule: &Rule, stats: &mut EpochStats) -> bool {
+    fn add_stats_and_update_bias(&self, n: usize, rule: &Rule, stats: &mut EpochStats, buffer: &mut RowBuffer) -> bool {
         let (sc, m) = (&self.scratch, &self.model);
-        // SAFETY: after the barrier, only read; the bias and its state are part 0's alone.
-        let (g, loss, outcome, bias, bias_state) = unsafe {
-            (
-                sc.g.slice(0, n),
-                sc.loss.slice(0, n),
-                sc.outcome.slice(0, n),
-                m.bias.slice_mut(0, 1),
-                m.bias_state.slice_mut(0, self.n_slots),
-            )
-        };
+        // SAFETY: after the barrier, only read.
+        let (g, loss, outcome) = unsafe { (sc.g.slice(0, n), sc.loss.slice(0, n), sc.outcome.slice(0, n)) };
         let mut bias_grad = 0.0;
         for (&gr, &l) in g.iter().zip(loss) {
             stats.loss_sum += l;
@@ -443,8 +445,14 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
             stats.false_negatives += counts[3];
         }
         stats.rows += n as u64;
+        let rows = [(m.bias, 0, 1), (m.bias_state, 0, self.n_slots)];
+        // SAFETY: the bias and its state are part 0's alone (unless the model is concurrent).
+        let [bias, bias_state] = unsafe { m.rows_mut(rows, buffer) };
         let (first, second) = slots(bias_state, 1);
-        rule.apply(&[bias_grad], bias, first, second)
+        let finite = rule.apply(&[bias_grad], bias, first, second);
+        // SAFETY: as above.
+        unsafe { m.store(rows, buffer) };
+        finite
     }
 
     /// Phase 1, with several parts: files the entries of batch rows `share` (the batch starts at
@@ -618,20 +626,22 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
                 "feature {i} listed twice"
             );
             self.marks[i].store(NO_SLOT, Ordering::Relaxed);
-            // SAFETY: feature i is this thread's alone (`owner`) and appears once in `features`.
-            let (w, w_state, v, v_state) = unsafe {
-                (
-                    m.linear.slice_mut(i, 1),
-                    m.linear_state.slice_mut(i * ns, ns),
-                    m.factors.slice_mut(i * k, k),
-                    m.factor_state.slice_mut(i * ns * k, ns * k),
-                )
-            };
+            let rows = [
+                (m.linear, i, 1),
+                (m.linear_state, i * ns, ns),
+                (m.factors, i * k, k),
+                (m.factor_state, i * ns * k, ns * k),
+            ];
+            // SAFETY: feature i is this thread's alone (`owner`, unless the model is concurrent)
+            // and appears once in `features`.
+            let [w, w_state, v, v_state] = unsafe { m.rows_mut(rows, &mut slots.buffer) };
             let (first, second) = self::slots(w_state, 1);
             finite &= linear_rule.apply_as(kind, w, first, second, |_, _| linear_grad);
             // ∂/∂v_if = Σ_r g_r x_ri s_rf − v_if Σ_r g_r x_ri², formed as the update reads v_if.
             let (first, second) = self::slots(v_state, k);
             finite &= lanes.step(factor_rule, kind, v, first, second, grad, squares);
+            // SAFETY: as above.
+            unsafe { m.store(rows, &slots.buffer) };
         }
         finite
     }

@@ -18,17 +18,23 @@
 //! bounds here and the ownership there (they run in `cargo test` and under miri).
 //!
 //! # The concurrent schedule
-//! With `deterministic = false` ([`super::hogwild`]) the threads of a segment read and write the
-//! shared weights and state at the same time, without any ownership: during such a segment every
-//! access to them is a relaxed atomic one ([`Ptr::atomics`]), never a plain read or write, so the
-//! races it allows (a lost or mixed update, never a torn value) are not undefined behaviour. Each
-//! thread's batch is trained by [`super::batch::Trainer`] on a copy of its own, under the first
-//! invariant.
+//! With `deterministic = false` ([`super::hogwild`]) each thread runs a [`super::batch::Trainer`]
+//! of its own, on mini-batches of its own, against the one shared model, without any ownership:
+//! another thread may read or write any row at any time. Such a model is
+//! [`SharedModel::concurrent`], and the trainer then never takes a slice of it: phase 1 copies
+//! each row's weights ([`Scorer`]) and phase 2 each feature's rows ([`SharedModel::update`]) into
+//! a small buffer of the thread's own ([`RowBuffer`]), one relaxed atomic load per value, and
+//! phase 2 stores them back the same way right after the update. So the races it allows (a lost
+//! or mixed update, never a torn value) are not undefined behaviour, and the batch code runs
+//! unchanged on the copies, which stay in L1.
 
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::config::OptimizerState;
-use super::model::WeightsMut;
+use super::lanes::Lanes;
+use super::model::{Factors, Weights, WeightsMut};
+use super::Feature;
+use crate::csr::CsrIndex;
 use crate::error::Error;
 use crate::memory::try_filled;
 
@@ -172,6 +178,9 @@ pub(super) struct SharedModel {
     pub(super) bias_state: Ptr<f32>,
     pub(super) linear_state: Ptr<f32>,
     pub(super) factor_state: Ptr<f32>,
+    /// Whether other trainers read and write this model at the same time (the concurrent
+    /// schedule): then every access to it is atomic.
+    concurrent: bool,
 }
 
 impl SharedModel {
@@ -185,8 +194,180 @@ impl SharedModel {
             bias_state: Ptr::of(state.bias),
             linear_state: Ptr::of(state.linear),
             factor_state: Ptr::of(state.factors),
+            concurrent: false,
         }
     }
+
+    /// This model as the concurrent schedule shares it: every trainer may read and write any
+    /// value at any time, so each access is a relaxed atomic one (module documentation).
+    pub(super) fn concurrent(self) -> Self {
+        SharedModel {
+            concurrent: true,
+            ..self
+        }
+    }
+
+    /// What phase 1 scores with.
+    ///
+    /// # Safety
+    /// No thread writes the weights while the result lives, unless the model is
+    /// [`SharedModel::concurrent`] (module invariant).
+    #[inline(always)]
+    pub(super) unsafe fn scorer(&self) -> Scorer<'_> {
+        if self.concurrent {
+            // SAFETY: row 0 of the bias, read atomically.
+            let bias = unsafe { self.bias.atomics(0, 1) }[0].load(Ordering::Relaxed);
+            return Scorer::Copied {
+                model: *self,
+                bias: f64::from(f32::from_bits(bias)),
+            };
+        }
+        // SAFETY: in bounds (lengths checked by `train::check_config`); nothing writes them
+        // meanwhile (caller).
+        Scorer::InPlace(unsafe {
+            Weights {
+                bias: f64::from(self.bias.slice(0, 1)[0]),
+                linear: self.linear.slice(0, self.d),
+                factors: self.factors.slice(0, self.d * self.k),
+                k: self.k,
+            }
+        })
+    }
+
+    /// Rows `rows` (each a pointer, its first element and its length) of the model, to update:
+    /// in place, or, if the model is [`SharedModel::concurrent`], copies in `buffer` loaded now,
+    /// one relaxed atomic value at a time, which [`SharedModel::store`] writes back (a store of
+    /// another thread that lands in between is lost). Two calls, not one taking the update as a
+    /// closure: the closure was not inlined, and its optimizer loop lost its specialisation.
+    ///
+    /// # Safety
+    /// In bounds, and, unless the model is concurrent, the rows are the calling task's alone
+    /// while the result lives (module invariant).
+    #[inline(always)]
+    pub(super) unsafe fn rows_mut<'b, const N: usize>(
+        &self,
+        rows: [(Ptr<f32>, usize, usize); N],
+        buffer: &'b mut RowBuffer,
+    ) -> [&'b mut [f32]; N] {
+        let concurrent = self.concurrent;
+        let total = if concurrent {
+            rows.iter().map(|&(_, _, len)| len).sum()
+        } else {
+            0
+        };
+        let mut rest = room(&mut buffer.values, total);
+        rows.map(|(p, at, len)| {
+            if !concurrent {
+                // SAFETY: in bounds, and the task's alone (caller).
+                return unsafe { p.slice_mut(at, len) };
+            }
+            let (copy, tail) = std::mem::take(&mut rest).split_at_mut(len);
+            rest = tail;
+            // SAFETY: in bounds (caller); the model is concurrent: only atomic accesses.
+            load(unsafe { p.atomics(at, len) }, copy);
+            copy
+        })
+    }
+
+    /// Writes back the copies of `rows` that [`SharedModel::rows_mut`] made, one relaxed atomic
+    /// value at a time (nothing to do in place).
+    ///
+    /// # Safety
+    /// As [`SharedModel::rows_mut`], with the same `rows`.
+    #[inline(always)]
+    pub(super) unsafe fn store<const N: usize>(&self, rows: [(Ptr<f32>, usize, usize); N], buffer: &RowBuffer) {
+        if !self.concurrent {
+            return;
+        }
+        let mut copy = &buffer.values[..];
+        for (p, at, len) in rows {
+            let (values, tail) = copy.split_at(len);
+            copy = tail;
+            // SAFETY: in bounds (caller); the model is concurrent: only atomic accesses.
+            for (a, &value) in unsafe { p.atomics(at, len) }.iter().zip(values) {
+                a.store(value.to_bits(), Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Loads `from` into `into` (same length), one relaxed atomic value at a time.
+#[inline(always)]
+fn load(from: &[AtomicU32], into: &mut [f32]) {
+    for (value, a) in into.iter_mut().zip(from) {
+        *value = f32::from_bits(a.load(Ordering::Relaxed));
+    }
+}
+
+/// Phase 1's weights ([`SharedModel::scorer`]).
+pub(super) enum Scorer<'a> {
+    /// The whole model, read in place (the deterministic schedule: nothing writes it in phase 1).
+    InPlace(Weights<'a>),
+    /// A concurrent model, of which each row's weights are copied before it is scored, and the
+    /// bias as the batch started.
+    Copied { model: SharedModel, bias: f64 },
+}
+
+impl Scorer<'_> {
+    /// ŷ of the row of `columns` and `values`, as [`Weights::score_row_as`]: on the model in place,
+    /// or on a copy of the row's weights in `buffer` (the same values in the same order: the
+    /// same arithmetic).
+    #[inline(always)]
+    pub(super) fn score_row_as<F: Factors, L: Lanes, I: CsrIndex, T: Feature>(
+        &self,
+        factors: F,
+        lanes: L,
+        columns: &[I],
+        values: &[T],
+        s: &mut [f64],
+        buffer: &mut RowBuffer,
+    ) -> f64 {
+        let (model, bias) = match self {
+            Scorer::InPlace(weights) => return weights.score_row_as(factors, lanes, columns, values, s),
+            Scorer::Copied { model, bias } => (model, *bias),
+        };
+        let (k, n) = (factors.k(), columns.len());
+        if buffer.ordinals.len() < n {
+            buffer.ordinals.extend(buffer.ordinals.len() as i64..n as i64);
+        }
+        let copy = room(&mut buffer.values, n * (1 + k));
+        let (linear, rest) = copy.split_at_mut(n);
+        for ((&column, w), v) in columns.iter().zip(linear).zip(rest.chunks_exact_mut(k)) {
+            // Columns were validated against d when the view was built; the model is concurrent:
+            // only atomic accesses.
+            let i = column.to_u64().unwrap_or(0) as usize;
+            // SAFETY: in bounds (the view's columns), atomic (module documentation).
+            let (shared_w, shared_v) = unsafe { (model.linear.atomics(i, 1), model.factors.atomics(i * k, k)) };
+            load(shared_w, std::slice::from_mut(w));
+            load(shared_v, v);
+        }
+        let (linear, factors_copy) = copy.split_at(n);
+        let weights = Weights {
+            bias,
+            linear,
+            factors: factors_copy,
+            k,
+        };
+        weights.score_row_as(factors, lanes, &buffer.ordinals[..n], values, s)
+    }
+}
+
+/// A thread's copies of the rows it trains on a [`SharedModel::concurrent`] model (they stay in
+/// L1), never shrunk: one row's weights in phase 1, one feature's rows in phase 2.
+#[derive(Default)]
+pub(super) struct RowBuffer {
+    values: Vec<f32>,
+    /// `0, 1, 2, …`: the columns of a row's copy.
+    ordinals: Vec<i64>,
+}
+
+/// The first `len` values of `values`, grown to hold them.
+#[inline(always)]
+fn room(values: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if values.len() < len {
+        values.resize(len, 0.0);
+    }
+    &mut values[..len]
 }
 
 /// The [`Scratch`] buffers, as raw pointers.

@@ -198,7 +198,7 @@ fn train<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
     let n_rows = data.x.n_rows();
     check_batch_entries(data.x, config.batch_size)?;
     let batch_rows = config.batch_size.min(n_rows);
-    let (k, n_slots) = (weights.k, config.optimizer.kind.n_slots());
+    let k = weights.k;
     let (t0, batches) = (state.t, n_rows.div_ceil(config.batch_size));
     // One thread, or a single batch, trains the same with either schedule: take the
     // deterministic one, so that `deterministic` changes nothing then.
@@ -214,7 +214,7 @@ fn train<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
             chooser: ThreadChooser::new(max_threads, config.adaptive_threads),
         }
     } else {
-        Crew::Concurrent(hogwild::workers(weights.linear.len(), batch_rows, k, n_slots)?)
+        Crew::Concurrent(hogwild::workers(weights.linear.len(), batch_rows, k, config.epochs)?)
     };
     let stats = Mutex::new(try_filled(
         config.epochs,
