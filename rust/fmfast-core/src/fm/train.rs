@@ -735,7 +735,7 @@ mod tests {
     }
 
     #[test]
-    fn concurrent_threads_lose_no_updates_when_every_row_collides() {
+    fn concurrent_threads_keep_most_updates_when_every_row_collides() {
         // Every row is feature 0 with value 1 and label 1, so every batch of every thread updates
         // the same bias, weight and factor row. With SGD the residual `w0 + w − 1` shrinks by
         // (1 − lr_bias − lr_linear) a batch; if concurrent writes erased each other (the last
@@ -766,7 +766,16 @@ mod tests {
                 "{reached} vs {deterministic}"
             );
         } else {
-            assert!((reached - deterministic).abs() < 0.02, "{reached} vs {deterministic}");
+            // A thread that the operating system pauses inside one feature's load→store window
+            // overwrites what the others stored meanwhile (the race the design allows): four
+            // threads on two cores in a loaded test run (CI's debug build) kept 60% of the
+            // progress once, most runs all of it. The last writer winning over whole batches
+            // would keep about a quarter: at least half is the bound that tells them apart.
+            assert!(reached <= deterministic + 0.02, "{reached} vs {deterministic}");
+            assert!(
+                reached + 1.0 > (deterministic + 1.0) / 2.0,
+                "{reached} vs {deterministic}"
+            );
         }
         // Adam, where the state (m, v) is written back by the last writer: nothing turns NaN.
         config.optimizer = Optimizer::new(OptimizerKind::Adam);
