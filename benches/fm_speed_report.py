@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 from fmfast import FactorizationMachine, write_recordio
 from fmfast._inputs import prepare_rows as _prepare_rows
+from fmfast.cli import PRESETS
 from fmfast.training import _reference as ref
 from workloads import ALL_THREADS, movielens, ratings_one_hot
 
@@ -86,19 +87,14 @@ def _reset_peak() -> bool:
 
 #: ``--modes`` as the estimator's ``deterministic``, and the implementation name each reports.
 MODES = {"deterministic": (True, "fmfast"), "concurrent": (False, "fmfast-concurrent")}
-#: The README's MovieLens-100K regression setting (docs/design/accuracy.md).
+#: The README's MovieLens-100K regression setting (docs/design/accuracy.md): the CLI's
+#: ``--preset movielens`` settings, Adam, k = 8, 131 epochs.
 MOVIELENS_PARAMS = {
     "predictor_type": "regressor",
     "num_factors": 8,
     "optimizer": "adam",
-    "mini_batch_size": 100,
     "epochs": 131,
-    "bias_lr": 0.001,
-    "linear_lr": 0.001,
-    "factors_lr": 0.001,
-    "linear_wd": 0.001,
-    "factors_wd": 0.001,
-    "factors_init_sigma": 0.01,
+    **PRESETS["movielens"],
     "random_state": 0,
 }
 #: The issue's bound on the test RMSE of 2 concurrent threads against the deterministic result.
