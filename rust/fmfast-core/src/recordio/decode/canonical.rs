@@ -25,6 +25,14 @@ const LABEL_ENTRY: [u8; 16] = [
 ];
 /// The key field of a map entry whose key is "values".
 const VALUES_KEY: [u8; 8] = [0x0a, 6, b'v', b'a', b'l', b'u', b'e', b's'];
+/// The first 14 bytes of a feature entry whose lengths take one byte each, as a little-endian
+/// integer, its three lengths (bytes 1, 11 and 13) zero: `features {"values": Value
+/// {float32_tensor {`.
+const FEATURES_HEAD: u128 = u128::from_le_bytes([
+    0x0a, 0, 0x0a, 6, b'v', b'a', b'l', b'u', b'e', b's', 0x12, 0, 0x12, 0, 0, 0,
+]);
+/// The first 14 bytes of 16.
+const FEATURES_HEAD_MASK: u128 = (1 << 112) - 1;
 
 /// `payload` as a [`Canonical`] record: `features {"values": Value {float32_tensor {values?, keys?,
 /// shape: [dim]}}}` then optionally `label {"values": Value {float32_tensor {values: [label]}}}`,
@@ -36,7 +44,7 @@ const VALUES_KEY: [u8; 8] = [0x0a, 6, b'v', b'a', b'l', b'u', b'e', b's'];
 /// comparison.
 #[inline(always)]
 pub(super) fn canonical(payload: &[u8]) -> Option<Canonical<'_>> {
-    let (entry, rest) = field(payload, 0x0a)?;
+    let (tensor, rest) = features_tensor(payload)?;
     // The fixed parts are compared as integers: one comparison each, no call to `memcmp`.
     let label = match *rest {
         [] => None,
@@ -47,17 +55,6 @@ pub(super) fn canonical(payload: &[u8]) -> Option<Canonical<'_>> {
             Some([b0, b1, b2, b3])
         }
         _ => return None,
-    };
-    let (key, value) = entry.split_at_checked(VALUES_KEY.len())?;
-    if u64::from_le_bytes(fixed(key)) != u64::from_le_bytes(VALUES_KEY) {
-        return None;
-    }
-    // The Value and its float32 tensor each take the rest of the entry.
-    let (value, []) = field(value, 0x12)? else {
-        return None;
-    };
-    let (tensor, []) = field(value, 0x12)? else {
-        return None;
     };
     let (values, tensor) = optional_field(tensor, 0x0a)?;
     let (keys, tensor) = optional_field(tensor, 0x12)?;
@@ -71,6 +68,36 @@ pub(super) fn canonical(payload: &[u8]) -> Option<Canonical<'_>> {
         dim,
         label,
     })
+}
+
+/// The float32 tensor of the feature entry `"values": Value {float32_tensor {...}}` at the start of
+/// `payload`, and the bytes after the entry.
+#[inline(always)]
+fn features_tensor(payload: &[u8]) -> Option<(&[u8], &[u8])> {
+    // An entry under 128 bytes (a sparse row of up to about 12 values) is recognised by one
+    // comparison of its first 14 bytes: its three lengths, one byte each, follow from the first.
+    if let Some(head) = payload.first_chunk::<16>() {
+        let len = head[1];
+        if (12..0x80).contains(&len) {
+            let lengths = u128::from(len) << 8 | u128::from(len - 10) << 88 | u128::from(len - 12) << 104;
+            if u128::from_le_bytes(*head) & FEATURES_HEAD_MASK == FEATURES_HEAD | lengths {
+                return payload.get(14..)?.split_at_checked(usize::from(len - 12));
+            }
+        }
+    }
+    let (entry, rest) = field(payload, 0x0a)?;
+    let (key, value) = entry.split_at_checked(VALUES_KEY.len())?;
+    if u64::from_le_bytes(fixed(key)) != u64::from_le_bytes(VALUES_KEY) {
+        return None;
+    }
+    // The Value and its float32 tensor each take the rest of the entry.
+    let (value, []) = field(value, 0x12)? else {
+        return None;
+    };
+    let (tensor, []) = field(value, 0x12)? else {
+        return None;
+    };
+    Some((tensor, rest))
 }
 
 /// The contents of the length-delimited field `tag` at the start of `bytes`, and the bytes after

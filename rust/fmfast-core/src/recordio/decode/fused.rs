@@ -157,7 +157,7 @@ mod tests {
         keys: [u32; 4],
         dim: u64,
         label: Option<Vec<i8>>,
-        /// Below 8: the SDK's layout; then a key outside the shape, one key too many, another
+        /// Below 8: the SDK's layout (6: a long row); then a key outside the shape, one key too many, another
         /// dimension, float64 values, no shape, no keys (dense), the tensor's fields reversed, an
         /// unknown field in the tensor, a record in two parts.
         variant: u8,
@@ -193,13 +193,21 @@ mod tests {
     /// `spec` as framed bytes.
     fn framed(spec: &Spec) -> Vec<u8> {
         let f32s = |v: &[i8]| -> Vec<u8> { v.iter().flat_map(|&x| f32::from(x).to_le_bytes()).collect() };
-        let mut values = f32s(&spec.values);
+        // Long rows (entries of 128 bytes and more) take lengths of two bytes.
+        let values = if spec.variant == 6 {
+            spec.values.repeat(40)
+        } else {
+            spec.values.clone()
+        };
+        let mut values = f32s(&values);
         if spec.variant == 16 {
             // MXNet's writers split a record where the magic number stands (see `frame`).
             values.splice(0..0, MAGIC.to_le_bytes());
         }
-        let n_keys = (values.len() / 4 + usize::from(spec.variant == 9)).min(4);
-        let mut keys: Vec<u64> = spec.keys[..n_keys].iter().map(|&k| u64::from(k) % spec.dim).collect();
+        let n_keys = values.len() / 4 + usize::from(spec.variant == 9);
+        let mut keys: Vec<u64> = (0..n_keys)
+            .map(|i| (u64::from(spec.keys[i % 4]) + i as u64) % spec.dim)
+            .collect();
         if let (8, Some(key)) = (spec.variant, keys.last_mut()) {
             *key = spec.dim;
         }
