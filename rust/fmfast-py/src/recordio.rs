@@ -405,10 +405,9 @@ impl RecordIOReader {
     #[new]
     fn new(source: &Bound<'_, PyAny>) -> PyResult<Self> {
         let reader: Box<dyn Read + Send> = match source.extract::<std::path::PathBuf>() {
-            Ok(path) => {
-                let file = open_input(&path).map_err(PyFmError)?;
-                Box::new(std::io::BufReader::with_capacity(1 << 20, file))
-            }
+            // Unbuffered: the stream reads 64 KiB or more at a time into a buffer of its own, and a
+            // `BufReader` would copy every byte once more.
+            Ok(path) => Box::new(open_input(&path).map_err(PyFmError)?),
             Err(_) => Box::new(std::io::BufReader::with_capacity(
                 1 << 20,
                 PyFileReader(source.clone().unbind()),

@@ -7,7 +7,7 @@
 
 use std::io::Read;
 
-use super::decode::{decode_scanned, DecodeScratch, Decoded, Signature};
+use super::decode::{decode_scanned, DecodeScratch, Decoded, FusedRows, Signature, PROGRESS_RECORDS};
 use super::frame::{padded, FrameScanner, Header, HEADER};
 use crate::error::Result;
 use crate::parallel::Monitor;
@@ -32,6 +32,8 @@ pub struct RecordStream<R> {
     at_end: bool,
     /// The decoder's intermediate arrays, kept from batch to batch.
     scratch: DecodeScratch,
+    /// Records and values of the last batch the fused decoder gave, to size the next one's arrays.
+    last_batch: (usize, usize),
 }
 
 impl<R: Read> RecordStream<R> {
@@ -45,6 +47,7 @@ impl<R: Read> RecordStream<R> {
             buffer: Vec::new(),
             at_end: false,
             scratch: DecodeScratch::default(),
+            last_batch: (0, 0),
         }
     }
 
@@ -71,27 +74,85 @@ impl<R: Read> RecordStream<R> {
             if records == max_records || self.at_end {
                 return Ok(pos);
             }
-            // Enough for the records still missing at the mean size of those read so far.
-            let want = match records {
-                0 => MIN_READ.max(self.buffer.len() - pos),
-                // Saturating: `max_records` may be any size a caller asks for.
-                _ => (pos / records)
-                    .saturating_mul(max_records - records)
-                    .saturating_add(MIN_READ),
-            };
-            let (before, want) = (self.buffer.len(), want.min(MAX_READ));
-            // Room for the whole read, kept from batch to batch (no regrowth, no new pages); `take`
-            // + `read_to_end` then fills only what arrives.
-            self.buffer.reserve(want);
-            (&mut self.reader).take(want as u64).read_to_end(&mut self.buffer)?;
-            self.at_end = self.buffer.len() == before;
+            self.read_more(pos, records, max_records)?;
         }
+    }
+
+    /// Reads more of the stream into the buffer, which holds `records` whole records in its first
+    /// `pos` bytes and needs `max_records`; sets `at_end` when nothing more arrives.
+    fn read_more(&mut self, pos: usize, records: usize, max_records: usize) -> Result<()> {
+        // Enough for the records still missing at the mean size of those read so far.
+        let want = match records {
+            0 => MIN_READ.max(self.buffer.len() - pos),
+            // Saturating: `max_records` may be any size a caller asks for.
+            _ => (pos / records)
+                .saturating_mul(max_records - records)
+                .saturating_add(MIN_READ),
+        };
+        let (before, want) = (self.buffer.len(), want.min(MAX_READ));
+        // Room for the whole read, kept from batch to batch (no regrowth, no new pages); `take`
+        // + `read_to_end` then fills only what arrives.
+        self.buffer.reserve(want);
+        (&mut self.reader).take(want as u64).read_to_end(&mut self.buffer)?;
+        self.at_end = self.buffer.len() == before;
+        Ok(())
+    }
+
+    /// The next batch of up to `max_records` records decoded by the fused decoder ([`FusedRows`])
+    /// as they are read, and the bytes they take; `None` (the bytes read so far kept in the
+    /// buffer) where the records are not all SDK records that agree: the general decoder decodes
+    /// that batch.
+    fn next_fused(&mut self, max_records: usize, monitor: &dyn Monitor) -> Result<Option<(Decoded, usize)>> {
+        // Room for a batch like the last one (most are full batches of one file's records).
+        let (rows, nnz) = self.last_batch;
+        let scale = |n: usize| n.saturating_mul(max_records.min(rows.max(1))) / rows.max(1);
+        let mut fused = FusedRows::with_capacity(scale(rows), scale(nnz));
+        let mut pos = 0;
+        while fused.n_rows() < max_records {
+            let step = (max_records - fused.n_rows()).min(PROGRESS_RECORDS);
+            let Some((used, records)) = fused.extend(&self.buffer[pos..], step) else {
+                return Ok(None);
+            };
+            pos += used;
+            if records == step {
+                monitor.progress(fused.n_rows() as u64)?;
+            } else if !self.at_end {
+                self.read_more(pos, fused.n_rows(), max_records)?;
+            } else if pos < self.buffer.len() {
+                // A truncated record at the end: the general decoder reports it.
+                return Ok(None);
+            } else {
+                break;
+            }
+        }
+        self.last_batch = (fused.n_rows(), fused.nnz());
+        Ok(fused.finish(pos).map(|decoded| (decoded, pos)))
     }
 
     /// Decodes the next batch of up to `max_records` records, `None` at the end of the stream.
     /// Every batch must agree with the first on feature dimension, tensor types and labels.
     pub fn next_batch(&mut self, max_records: usize, monitor: &dyn Monitor) -> Result<Option<Decoded>> {
         let max_records = max_records.max(1);
+        let (decoded, used) = match self.next_fused(max_records, monitor)? {
+            Some(fused) => fused,
+            None => self.next_general(max_records, monitor)?,
+        };
+        if decoded.n_rows == 0 {
+            return Ok(None);
+        }
+        // The batch starts with a whole record, at the start of the buffer.
+        match &self.signature {
+            Some(signature) => signature.check(&decoded.signature(), self.record, self.offset)?,
+            None => self.signature = Some(decoded.signature()),
+        }
+        self.record += decoded.n_rows as u64;
+        self.offset += used as u64;
+        self.buffer.drain(..used);
+        Ok(Some(decoded))
+    }
+
+    /// The next batch decoded by the general decoder, and the bytes it takes.
+    fn next_general(&mut self, max_records: usize, monitor: &dyn Monitor) -> Result<(Decoded, usize)> {
         let whole = self.fill(max_records)?;
         // At the end of the stream, the bytes after the last whole record (a truncated one) are
         // scanned too, to be reported as the frames of a buffer are.
@@ -102,19 +163,7 @@ impl<R: Read> RecordStream<R> {
         };
         let mut scanner = FrameScanner::resuming(bytes, self.offset, self.record);
         let decoded = decode_scanned(&mut scanner, max_records, &mut self.scratch, monitor)?;
-        if decoded.n_rows == 0 {
-            return Ok(None);
-        }
-        let used = scanner.position();
-        // The batch starts with a whole record, at the start of the buffer.
-        match &self.signature {
-            Some(signature) => signature.check(&decoded.signature(), self.record, self.offset)?,
-            None => self.signature = Some(decoded.signature()),
-        }
-        self.record += decoded.n_rows as u64;
-        self.offset += used as u64;
-        self.buffer.drain(..used);
-        Ok(Some(decoded))
+        Ok((decoded, scanner.position()))
     }
 }
 

@@ -18,7 +18,7 @@ use crate::recordio::tensor::TensorKind;
 /// Records decoded by one parallel task.
 pub(super) const TASK_RECORDS: usize = 4096;
 /// Records decoded between two progress reports (and Ctrl-C checks).
-const PROGRESS_RECORDS: usize = 1 << 17;
+pub(crate) const PROGRESS_RECORDS: usize = 1 << 17;
 /// Records decoded in parallel before their values are appended to the output arrays: few
 /// enough that the tasks' intermediate arrays (reused from block to block, ~6 MB for typical
 /// float32 records) mostly stay in the last-level cache until they are copied, many enough that
@@ -96,8 +96,7 @@ fn decode_blocks<'f, B: Deref<Target = [Frame<'f>]> + Send + Sync>(
         }
         None => 0,
     };
-    // Every stored value takes at least one payload byte, so `size_bound` also bounds nnz.
-    let decoded = if n_cols <= i32::MAX as u64 && size_bound <= i32::MAX as usize {
+    let decoded = if narrow_indices(n_cols, size_bound) {
         let (n_rows, indptr, indices, values, labels) =
             decode_as::<i32, B>(first, next, size_bound, &mut scratch.narrow, monitor)?;
         (n_rows, Indices::I32 { indptr, indices }, values, labels)
@@ -114,6 +113,13 @@ fn decode_blocks<'f, B: Deref<Target = [Frame<'f>]> + Send + Sync>(
         values,
         labels,
     })
+}
+
+/// Whether records of `n_cols` columns in `size_bound` bytes are decoded with int32 indices (as
+/// scipy would index them), not int64: every stored value takes at least one byte, so `size_bound`
+/// also bounds the number of values.
+pub(super) fn narrow_indices(n_cols: u64, size_bound: usize) -> bool {
+    n_cols <= i32::MAX as u64 && size_bound <= i32::MAX as usize
 }
 
 type Parts<I> = (usize, Vec<I>, Vec<I>, FeatureValues, Option<FeatureValues>);

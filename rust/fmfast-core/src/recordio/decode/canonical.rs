@@ -25,6 +25,14 @@ const LABEL_ENTRY: [u8; 16] = [
 ];
 /// The key field of a map entry whose key is "values".
 const VALUES_KEY: [u8; 8] = [0x0a, 6, b'v', b'a', b'l', b'u', b'e', b's'];
+/// The first 14 bytes of a feature entry whose lengths take one byte each, as a little-endian
+/// integer, its three lengths (bytes 1, 11 and 13) zero: `features {"values": Value
+/// {float32_tensor {`.
+const FEATURES_HEAD: u128 = u128::from_le_bytes([
+    0x0a, 0, 0x0a, 6, b'v', b'a', b'l', b'u', b'e', b's', 0x12, 0, 0x12, 0, 0, 0,
+]);
+/// The first 14 bytes of 16.
+const FEATURES_HEAD_MASK: u128 = (1 << 112) - 1;
 
 /// `payload` as a [`Canonical`] record: `features {"values": Value {float32_tensor {values?, keys?,
 /// shape: [dim]}}}` then optionally `label {"values": Value {float32_tensor {values: [label]}}}`,
@@ -34,41 +42,27 @@ const VALUES_KEY: [u8; 8] = [0x0a, 6, b'v', b'a', b'l', b'u', b'e', b's'];
 /// Every record is read here, so it is read as bytes at known places rather than field by field:
 /// each nested message must end where the feature entry ends, and the label entry is one
 /// comparison.
-#[inline]
+#[inline(always)]
 pub(super) fn canonical(payload: &[u8]) -> Option<Canonical<'_>> {
-    let mut at = Fields { bytes: payload, pos: 0 };
-    let entry = at.field(0x0a)?;
-    let end = at.pos;
-    // The fixed parts are compared as integers: one comparison each, no call to `memcmp` (a
-    // label entry of another length gives `fixed`'s zeros, which differ from it).
-    let label = match payload.get(end..)? {
+    let (tensor, rest) = features_tensor(payload)?;
+    // The fixed parts are compared as integers: one comparison each, no call to `memcmp`.
+    let label = match *rest {
         [] => None,
-        [head @ .., b0, b1, b2, b3] if u128::from_le_bytes(fixed(head)) == u128::from_le_bytes(LABEL_ENTRY) => {
-            Some([*b0, *b1, *b2, *b3])
+        [ref head @ .., b0, b1, b2, b3]
+            if head.len() == LABEL_ENTRY.len()
+                && u128::from_le_bytes(fixed(head)) == u128::from_le_bytes(LABEL_ENTRY) =>
+        {
+            Some([b0, b1, b2, b3])
         }
         _ => return None,
     };
-    let mut at = Fields { bytes: entry, pos: 0 };
-    if u64::from_le_bytes(fixed(entry.get(..VALUES_KEY.len())?)) != u64::from_le_bytes(VALUES_KEY) {
+    let (values, tensor) = optional_field(tensor, 0x0a)?;
+    let (keys, tensor) = optional_field(tensor, 0x12)?;
+    let (shape, []) = field(tensor, 0x1a)? else {
         return None;
-    }
-    at.pos = VALUES_KEY.len();
-    // The Value and its float32 tensor each take the rest of the entry.
-    let value = at.field(0x12)?;
-    if at.pos != entry.len() {
-        return None;
-    }
-    let mut at = Fields { bytes: value, pos: 0 };
-    let tensor = at.field(0x12)?;
-    if at.pos != value.len() {
-        return None;
-    }
-    let mut at = Fields { bytes: tensor, pos: 0 };
-    let values = at.optional_field(0x0a)?;
-    let keys = at.optional_field(0x12)?;
-    let shape = at.field(0x1a)?;
+    };
     let (dim, used) = short_varint(shape)?;
-    (used == shape.len() && at.pos == tensor.len() && values.len() % 4 == 0).then_some(Canonical {
+    (used == shape.len() && values.len() % 4 == 0).then_some(Canonical {
         values,
         keys,
         dim,
@@ -76,34 +70,57 @@ pub(super) fn canonical(payload: &[u8]) -> Option<Canonical<'_>> {
     })
 }
 
-/// Length-delimited fields read one after another; every method returns `None` where the bytes
-/// are not what it expects.
-struct Fields<'a> {
-    bytes: &'a [u8],
-    pos: usize,
+/// The float32 tensor of the feature entry `"values": Value {float32_tensor {...}}` at the start of
+/// `payload`, and the bytes after the entry.
+#[inline(always)]
+fn features_tensor(payload: &[u8]) -> Option<(&[u8], &[u8])> {
+    // An entry under 128 bytes (a sparse row of up to about 12 values) is recognised by one
+    // comparison of its first 14 bytes: its three lengths, one byte each, follow from the first.
+    if let Some(head) = payload.first_chunk::<16>() {
+        let len = head[1];
+        if (12..0x80).contains(&len) {
+            let lengths = u128::from(len) << 8 | u128::from(len - 10) << 88 | u128::from(len - 12) << 104;
+            if u128::from_le_bytes(*head) & FEATURES_HEAD_MASK == FEATURES_HEAD | lengths {
+                return payload.get(14..)?.split_at_checked(usize::from(len - 12));
+            }
+        }
+    }
+    let (entry, rest) = field(payload, 0x0a)?;
+    let (key, value) = entry.split_at_checked(VALUES_KEY.len())?;
+    if u64::from_le_bytes(fixed(key)) != u64::from_le_bytes(VALUES_KEY) {
+        return None;
+    }
+    // The Value and its float32 tensor each take the rest of the entry.
+    let (value, []) = field(value, 0x12)? else {
+        return None;
+    };
+    let (tensor, []) = field(value, 0x12)? else {
+        return None;
+    };
+    Some((tensor, rest))
 }
 
-impl<'a> Fields<'a> {
-    /// The contents of the length-delimited field `tag` that comes next.
-    #[inline(always)]
-    fn field(&mut self, tag: u8) -> Option<&'a [u8]> {
-        if *self.bytes.get(self.pos)? != tag {
-            return None;
+/// The contents of the length-delimited field `tag` at the start of `bytes`, and the bytes after
+/// it; `None` when `bytes` starts otherwise.
+#[inline(always)]
+fn field(bytes: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    match *bytes {
+        // A length below 128 (one byte), the usual case, without the general varint.
+        [first, len, ref rest @ ..] if first == tag && len < 0x80 => rest.split_at_checked(usize::from(len)),
+        [first, ref rest @ ..] if first == tag => {
+            let (len, used) = short_varint(rest)?;
+            rest.get(used..)?.split_at_checked(usize::try_from(len).ok()?)
         }
-        let rest = self.bytes.get(self.pos + 1..)?;
-        let (len, used) = short_varint(rest)?;
-        let contents = rest.get(used..)?.get(..usize::try_from(len).ok()?)?;
-        self.pos += 1 + used + contents.len();
-        Some(contents)
+        _ => None,
     }
+}
 
-    /// As [`Fields::field`], or empty contents when the next field is not `tag` (an omitted one).
-    #[inline(always)]
-    fn optional_field(&mut self, tag: u8) -> Option<&'a [u8]> {
-        match self.bytes.get(self.pos) {
-            Some(&next) if next == tag => self.field(tag),
-            _ => Some(&[]),
-        }
+/// As [`field`], or empty contents when `bytes` does not start with `tag` (an omitted field).
+#[inline(always)]
+fn optional_field(bytes: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    match bytes.first() {
+        Some(&first) if first == tag => field(bytes, tag),
+        _ => Some((&[], bytes)),
     }
 }
 

@@ -8,16 +8,21 @@
 //!   every record must share ([`Signature`]).
 //! * `record`: the general decoder, one record at a time, into one task's rows.
 //! * `canonical`: the fast path for records in the exact layout the SageMaker SDK writes.
+//! * `fused`: a run of such records decoded in one pass straight into the output arrays
+//!   ([`FusedRows`]), for a stream read a batch at a time.
 //! * `assemble`: the parallel tasks and the output arrays they are appended to
 //!   ([`decode_records`], [`decode_buffer`]).
 
 mod assemble;
 mod canonical;
 mod decoded;
+mod fused;
 mod record;
 
+pub(crate) use assemble::PROGRESS_RECORDS;
 pub use assemble::{decode_buffer, decode_records, decode_scanned, DecodeScratch};
 pub use decoded::{Decoded, FeatureValues, Indices, Signature, MAX_FEATURE_DIM};
+pub use fused::FusedRows;
 
 #[cfg(test)]
 mod tests {

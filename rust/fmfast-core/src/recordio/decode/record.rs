@@ -68,6 +68,11 @@ impl<I: CsrIndex> Chunk<I> {
         if self.push_canonical(&frame.payload) {
             return Ok(());
         }
+        self.push_general(frame)
+    }
+
+    /// Appends a record of any layout the decoder reads, or reports what is wrong with it.
+    pub(super) fn push_general(&mut self, frame: &Frame) -> Result<()> {
         let at = |message: String| Error::recordio(frame.record, frame.offset, message);
         let (features, label) = split_record(&frame.payload).map_err(at)?;
         let features = features.ok_or_else(|| at("record has no features[\"values\"]".into()))?;
