@@ -131,6 +131,7 @@ class BayesConfig:
         factors_wd: float,
         seed: int,
         als_regularization: str = "fixed",
+        num_chains: int = 1,
     ) -> BayesConfig: ...
     @property
     def kept(self) -> int: ...

@@ -258,6 +258,55 @@ def test_another_seed_draws_another_chain_of_the_same_posterior() -> None:
     assert abs(rmse[0] - rmse[1]) < 0.03, rmse
 
 
+def test_chains_pool_their_samples_the_same_for_every_thread_count() -> None:
+    X, y, _ = one_hot_fm(3000, 300, 200, seed=4)
+    params = {"num_factors": 2, "epochs": 6, "optimizer": "mcmc", "posterior_samples": 3, "random_state": 5}
+    fits = [
+        FactorizationMachine(**params, num_chains=3, n_threads=n).fit(
+            X[:2500], y[:2500], eval_set=(X[2500:], y[2500:])
+        )
+        for n in (1, 2, 3, 3)
+    ]
+    for other in fits[1:]:
+        for name in ("bias", "linear", "factors"):
+            np.testing.assert_array_equal(getattr(other._posterior, name), getattr(fits[0]._posterior, name))
+        assert other.history_ == fits[0].history_
+    pooled = fits[0]._posterior
+    # Sweeps 1, 3 and 5 of each chain, the first kept sweep's samples first: sample 3j + c is
+    # chain c's j-th. The first chain is the fit of one chain (the same seed, the same draws).
+    assert pooled.factors.shape == (9, 500, 2)
+    alone = FactorizationMachine(**params).fit(X[:2500], y[:2500])._posterior
+    np.testing.assert_array_equal(pooled.factors[0::3], alone.factors)
+    for c in (1, 2):
+        assert not np.array_equal(pooled.factors[c::3], alone.factors)
+    # predict, eval_set and the weights average every chain's samples.
+    expected = np.mean(
+        [
+            np.clip(ref.predict(X[2500:], {"bias": np.array([b]), "linear": w, "factors": V}), *pooled.clip)
+            for b, w, V in zip(pooled.bias, pooled.linear, pooled.factors, strict=True)
+        ],
+        axis=0,
+    )
+    np.testing.assert_allclose(fits[0].predict(X[2500:]), expected, rtol=1e-10)
+    assert fits[0].history_[-1]["eval_rmse"] == pytest.approx(
+        fits[0].evaluate(X[2500:], y[2500:])["rmse"], rel=1e-9
+    )
+    np.testing.assert_allclose(fits[0].V_, pooled.factors.mean(axis=0, dtype=np.float64), rtol=1e-6)
+
+
+@pytest.mark.parametrize(("optimizer", "chains"), [("mcmc", 0), ("als", 2), ("mcmc", 2.0)])
+def test_a_refused_number_of_chains_leaves_a_fitted_model_as_it_was(optimizer, chains) -> None:
+    X, y, _ = one_hot_fm(300, 10, 10, seed=14)
+    model = FactorizationMachine(num_factors=2, epochs=4, optimizer="mcmc", num_chains=2, random_state=0)
+    model.fit(X, y)
+    before, history, posterior = model.predict(X), model.history_, model._posterior
+    model.set_params(optimizer=optimizer, num_chains=chains)
+    with pytest.raises(InvalidInputError, match="num_chains must be"):
+        model.fit(X, y)
+    np.testing.assert_array_equal(model.predict(X), before)
+    assert model.history_ is history and model._posterior is posterior
+
+
 def test_eval_set_reports_the_running_posterior_mean_and_predict_averages_the_kept_samples() -> None:
     X, y, _ = one_hot_fm(2000, 40, 30, seed=7)
     model = FactorizationMachine(
@@ -351,15 +400,24 @@ def test_groups_from_a_feature_encoder() -> None:
     assert not np.array_equal(ungrouped.V_, by_encoder.V_)
 
 
-@pytest.mark.parametrize("optimizer", ["als", "mcmc"])
-def test_save_load_and_to_sagemaker_keep_what_predict_needs(tmp_path, optimizer) -> None:
+@pytest.mark.parametrize(("optimizer", "chains"), [("als", 1), ("mcmc", 1), ("mcmc", 3)])
+def test_save_load_and_to_sagemaker_keep_what_predict_needs(tmp_path, optimizer, chains) -> None:
     X, y, _ = one_hot_fm(800, 20, 10, seed=9)
     model = FactorizationMachine(
-        num_factors=2, epochs=20, optimizer=optimizer, random_state=0, factors_init_sigma=0.1
+        num_factors=2,
+        epochs=20,
+        optimizer=optimizer,
+        random_state=0,
+        factors_init_sigma=0.1,
+        num_chains=chains,
     )
     model.fit(X, y)
     model.save(tmp_path / "model.fmfast")
     loaded = FactorizationMachine.load(tmp_path / "model.fmfast")
+    assert loaded.get_params() == model.get_params()
+    if optimizer == "mcmc":  # every chain's samples (20 each)
+        assert loaded._posterior.factors.shape == (20 * chains, 30, 2)
+        np.testing.assert_array_equal(loaded._posterior.factors, model._posterior.factors)
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
     assert loaded.history_ == model.history_
     model.to_sagemaker(tmp_path / "model.tar.gz")
@@ -395,6 +453,8 @@ def test_a_damaged_posterior_in_a_model_file_is_refused(tmp_path) -> None:
         ({"predictor_type": "binary_classifier"}, {}, "'regressor' only"),
         ({"burn_in": 5, "epochs": 5}, {}, "burn_in"),
         ({"posterior_samples": 0}, {}, "posterior_samples must be"),
+        ({"num_chains": 0}, {}, "num_chains must be"),
+        ({"num_chains": 2**32 - 1}, {}, "lower posterior_samples or num_chains"),
         ({"factors_wd": -1.0, "optimizer": "als", "als_regularization": "fixed"}, {}, "factors_wd must be"),
         ({"optimizer": "als", "als_regularization": "auto"}, {}, "als_regularization must be"),
         ({"optimizer": "als", "als_regularization": None}, {}, "als_regularization must be"),

@@ -8,7 +8,9 @@ sweep, mean-field variational Bayes with MCMC's priors), SageMaker's weight deca
 conditional posterior, with a normal prior per group of features whose mean and precision are
 sampled too (Normal-Gamma hyperpriors), as is the noise precision: nothing to tune but the number
 of sweeps (``epochs``). A fit of MCMC keeps up to ``posterior_samples`` samples, evenly spaced
-after ``burn_in`` sweeps; predictions on any data average the predictions of the kept samples (the
+after ``burn_in`` sweeps, from each of its ``num_chains`` independent chains (run side by side on
+the threads, the seed of each derived from ``random_state``): the kept samples of every chain are
+the posterior. Predictions on any data average the predictions of the kept samples (the
 posterior mean of the prediction, not the prediction of the posterior mean: the pairwise term is
 not linear in the factors), each clipped to the training labels' range first, as libFM does. The
 estimator's weights (``w0_``, ``w_``, ``V_``, ``to_sagemaker``) are the posterior mean of the
@@ -104,7 +106,12 @@ def bayes_config(model: FactorizationMachine, seed: int = 0) -> _fmfast.BayesCon
             f"optimizer={model.optimizer!r} trains predictor_type='regressor' only, "
             f"got {model.predictor_type!r}"
         )
-    counts = {"epochs": (1, 2**32 - 1), "burn_in": (0, 2**32 - 1), "posterior_samples": (1, 2**32 - 1)}
+    counts = {
+        "epochs": (1, 2**32 - 1),
+        "burn_in": (0, 2**32 - 1),
+        "posterior_samples": (1, 2**32 - 1),
+        "num_chains": (1, 2**32 - 1),
+    }
     for name, (low, high) in counts.items():
         value = getattr(model, name)
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or not low <= value <= high:
@@ -126,6 +133,7 @@ def bayes_config(model: FactorizationMachine, seed: int = 0) -> _fmfast.BayesCon
         posterior_samples=int(model.posterior_samples),
         seed=seed,
         als_regularization=model.als_regularization,
+        num_chains=int(model.num_chains),
         **decays,
     )
 
@@ -162,15 +170,19 @@ def feature_groups(groups: Groups, n_cols: int) -> np.ndarray:
     return np.argsort(np.argsort(first))[inverse].astype(np.uint32)
 
 
-def check_samples_fit_memory(kept: int, feature_dim: int, num_factors: int) -> None:
-    """Refuse, before allocating them, kept samples larger than half the machine's memory."""
-    nbytes = kept * feature_dim * (num_factors + 1) * np.dtype(np.float32).itemsize
+def check_samples_fit_memory(kept: int, feature_dim: int, num_factors: int, chains: int, n_rows: int) -> None:
+    """Refuse, before allocating them, kept samples and chains larger than half the machine's memory.
+
+    Each of the ``chains`` sweeps its own weights (float32) with its own row caches (24 bytes a row).
+    """
+    sample = feature_dim * (num_factors + 1) * np.dtype(np.float32).itemsize
+    nbytes = kept * sample + chains * (sample + 24 * n_rows)
     memory = physical_memory()
     if memory is not None and nbytes > memory // 2:
         raise InvalidInputError(
-            f"{kept} posterior samples of feature_dim {feature_dim} x num_factors {num_factors} need "
-            f"{nbytes / 2**30:.1f} GiB, more than half this machine's {memory / 2**30:.1f} GiB: "
-            "lower posterior_samples"
+            f"{kept} posterior samples of feature_dim {feature_dim} x num_factors {num_factors} "
+            f"from {chains} chain(s) of {n_rows} rows need {nbytes / 2**30:.1f} GiB, more than half "
+            f"this machine's {memory / 2**30:.1f} GiB: lower posterior_samples or num_chains"
         )
 
 
@@ -186,8 +198,8 @@ def fit_bayes(
     """The sweeps of :meth:`~fmfast.FactorizationMachine.fit` with ``optimizer="als"`` or ``"mcmc"``.
 
     Sets the model's weights (the last sweep's for ALS, the posterior mean for MCMC), its kept
-    samples and ``history_``. Ctrl-C keeps the complete sweeps (MCMC: the samples kept so far,
-    unfitted if none; ALS: the weights as they were when it stopped), then raises.
+    samples (of every chain) and ``history_``. Ctrl-C keeps the complete sweeps (MCMC: the samples
+    kept so far, unfitted if none; ALS: the weights as they were when it stopped), then raises.
     """
     if is_recordio_source(X):
         raise InvalidInputError(
@@ -224,7 +236,8 @@ def fit_bayes(
     seed = int(np.random.default_rng(model.random_state).integers(2**63))
     settings = bayes_config(model, seed)
     k = int(model.num_factors)
-    check_samples_fit_memory(settings.kept, rows.n_cols, k)
+    chains = int(model.num_chains)
+    check_samples_fit_memory(settings.kept, rows.n_cols, k, chains, rows.n_rows)
     posterior = Posterior(
         aligned_zeros((settings.kept,)),
         aligned_zeros((settings.kept, rows.n_cols)),
@@ -256,7 +269,8 @@ def fit_bayes(
         if eval_sse is not None:
             entry["eval_rmse"] = math.sqrt(eval_sse / len(evaluation[2]))  # type: ignore[index]
         history.append(entry)
-    n_kept = sum(kept for _, _, kept in stats)
+    # Every chain keeps the samples of the same sweeps.
+    n_kept = chains * sum(kept for _, _, kept in stats)
     if mcmc and n_kept == 0:
         model._state, model._posterior = None, None
     elif mcmc:

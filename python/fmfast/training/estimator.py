@@ -191,6 +191,11 @@ class FactorizationMachine:
             sweep's always; :meth:`predict` averages their predictions. Each holds ``feature_dim x
             (num_factors + 1)`` float32 values. The default keeps every sweep of a fit of up to 1,000,
             as libFM averages every sweep (more samples, less Monte Carlo noise in the mean).
+        num_chains (int): MCMC: independent chains, each of ``epochs`` sweeps from the same start with
+            its own draws (seeds derived from ``random_state``), run side by side on the ``n_threads``;
+            the samples every chain keeps (``posterior_samples`` each) together are the posterior that
+            :meth:`predict`, ``eval_set`` and the weights average. More chains cost proportionally more
+            sweeps (and memory for the samples) and average away more of the chains' spread.
         als_regularization (str): ALS's penalties. ``"adaptive"`` (the default): nothing to tune; the
             strength of each group of features (per factor) and the noise level are re-estimated every
             sweep from the current parameters and their uncertainty (mean-field variational Bayes with
@@ -265,6 +270,7 @@ class FactorizationMachine:
         optimizer: str = "adam",
         burn_in: int = 0,
         posterior_samples: int = 1000,
+        num_chains: int = 1,
         als_regularization: str = "adaptive",
         n_threads: int = 0,
         deterministic: bool = True,
@@ -299,6 +305,7 @@ class FactorizationMachine:
         self.optimizer = optimizer
         self.burn_in = burn_in
         self.posterior_samples = posterior_samples
+        self.num_chains = num_chains
         self.als_regularization = als_regularization
         self.n_threads = n_threads
         self.deterministic = deterministic
@@ -684,13 +691,12 @@ class FactorizationMachine:
         back through :meth:`from_sagemaker`. Its ``meta.json`` holds SageMaker's hyperparameters only,
         as strings, formatted as the SageMaker SDK sends them; fmfast's own settings (``optimizer``,
         ``n_threads``, ``deterministic``, ``progress``, ``random_state``, ``als_regularization``, and
-        MCMC's ``burn_in`` and ``posterior_samples``) go to ``fmfast.json`` beside ``model_algo-1``,
-        which SageMaker does not
-        read and :meth:`from_sagemaker` reads back. ``path`` may be a store's URL, opened with
-        ``storage_options`` (the upload is aborted on failure). An MCMC model is written as the
-        posterior mean of its parameters, whose predictions differ from :meth:`predict`'s (the mean of
-        the kept samples' predictions; the pairwise term is not linear in the factors): on
-        MovieLens-100K the difference is small (docs/design/bayes.md).
+        MCMC's ``burn_in``, ``posterior_samples`` and ``num_chains``) go to ``fmfast.json`` beside
+        ``model_algo-1``, which SageMaker does not read and :meth:`from_sagemaker` reads back.
+        ``path`` may be a store's URL, opened with ``storage_options`` (the upload is aborted on
+        failure). An MCMC model is written as the posterior mean of its parameters, whose predictions
+        differ from :meth:`predict`'s (the mean of the kept samples' predictions; the pairwise term is
+        not linear in the factors): on MovieLens-100K the difference is small (docs/design/bayes.md).
         """
         state = self._fitted_state()
         params = self.get_params()

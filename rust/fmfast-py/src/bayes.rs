@@ -21,7 +21,7 @@ pub struct PyBayesConfig {
 #[pymethods]
 impl PyBayesConfig {
     #[new]
-    #[pyo3(signature = (*, optimizer, epochs, burn_in, posterior_samples, bias_wd, linear_wd, factors_wd, seed, als_regularization="fixed"))]
+    #[pyo3(signature = (*, optimizer, epochs, burn_in, posterior_samples, bias_wd, linear_wd, factors_wd, seed, als_regularization="fixed", num_chains=1))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         optimizer: &str,
@@ -33,6 +33,7 @@ impl PyBayesConfig {
         factors_wd: f64,
         seed: u64,
         als_regularization: &str,
+        num_chains: usize,
     ) -> PyResult<Self> {
         let method = match (optimizer, als_regularization) {
             ("als", "fixed") => Method::Als {
@@ -59,12 +60,13 @@ impl PyBayesConfig {
             burn_in,
             posterior_samples,
             seed,
+            chains: num_chains,
         };
         config.validate().map_err(PyFmError)?;
         Ok(PyBayesConfig { config })
     }
 
-    /// Number of samples a complete fit keeps (0 for ALS).
+    /// Number of samples a complete fit keeps, over all its chains (0 for ALS).
     #[getter]
     fn kept(&self) -> usize {
         self.config.kept()
