@@ -192,6 +192,46 @@ def test_mcmc_draws_what_the_reference_draws_for_a_seed(grouped) -> None:
     assert_weights_close(weights_of(model), expected)
 
 
+def test_mcmc_with_noise_groups_draws_what_the_reference_draws_on_every_thread_count() -> None:
+    X, y, groups = small_data(3)
+    labels = np.array(["b", "a", "c", "a"])[np.arange(80) % 4]  # codes in order of first appearance
+    fits = [
+        FactorizationMachine(
+            num_factors=3, epochs=4, optimizer="mcmc", posterior_samples=1, random_state=3, n_threads=n
+        ).fit(X, y, groups=groups, noise_groups=labels)
+        for n in (1, 2)
+    ]
+    start, seed = initial_weights(fits[0], X.shape[1])
+    codes = np.array([0, 1, 2, 1])[np.arange(80) % 4]
+    expected = ref.bayes_sweeps(X, y, start, "mcmc", 4, groups=groups, seed=seed, noise_groups=codes)
+    assert_weights_close(weights_of(fits[0]), expected)
+    np.testing.assert_array_equal(fits[1].V_, fits[0].V_)
+    # Another sampler than one noise precision for every row.
+    shared = FactorizationMachine(**fits[0].get_params()).fit(X, y, groups=groups)
+    assert not np.array_equal(shared.V_, fits[0].V_)
+
+
+def test_noise_groups_recover_a_known_fm_of_users_with_different_noise_better() -> None:
+    X, y, truth = one_hot_fm(5000, 100, 60, noise=0.0, seed=15)
+    users = X.indices[0::2]
+    # Half the users rate almost without noise, the other half with a lot.
+    noisy = users % 2 == 1
+    y = truth + np.random.default_rng(16).normal(0.0, np.where(noisy, 1.2, 0.1))
+    train, test = slice(0, 4000), slice(4000, None)
+    error = {}
+    for grouped in (False, True):
+        model = FactorizationMachine(num_factors=2, epochs=200, optimizer="mcmc", burn_in=50, random_state=0)
+        model.fit(
+            X[train],
+            y[train],
+            groups=np.r_[np.zeros(100), np.ones(60)],
+            noise_groups=users[train] if grouped else None,
+        )
+        error[grouped] = np.sqrt(np.mean((model.predict(X[test]) - truth[test]) ** 2))
+    # The precise users' ratings count for more, as they should: closer to the truth.
+    assert error[True] < 0.9 * error[False], error
+
+
 def test_reference_draws_have_their_moments() -> None:
     draws = ref.Draws(11)
     normals = np.array([draws.normal(1, i) for i in range(20_000)])
@@ -459,6 +499,12 @@ def test_a_damaged_posterior_in_a_model_file_is_refused(tmp_path) -> None:
         ({"optimizer": "als", "als_regularization": "auto"}, {}, "als_regularization must be"),
         ({"optimizer": "als", "als_regularization": None}, {}, "als_regularization must be"),
         ({}, {"groups": np.zeros(3)}, "one label per column"),
+        ({}, {"noise_groups": np.zeros(3)}, "one label per row"),
+        (
+            {"optimizer": "als"},
+            {"noise_groups": np.zeros(200)},
+            "noise_groups is an argument of optimizer='mcmc'",
+        ),
         ({}, {"early_stopping_rounds": 2}, "early_stopping_rounds"),
     ],
 )

@@ -165,9 +165,25 @@ def feature_groups(groups: Groups, n_cols: int) -> np.ndarray:
             f"groups must be a FeatureEncoder, its blocks or one label per column ({n_cols}), "
             f"got shape {labels.shape}"
         )
-    # Codes in order of first appearance, as blocks are numbered: the same groups draw the same.
+    return label_codes(labels)
+
+
+def label_codes(labels: np.ndarray) -> np.ndarray:
+    """Codes from 0 (uint32) in order of first appearance, as blocks are numbered."""
     _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
     return np.argsort(np.argsort(first))[inverse].astype(np.uint32)
+
+
+def row_groups(noise_groups: Any, n_rows: int) -> np.ndarray | None:
+    """One noise group code per row (uint32, from 0), or ``None`` (one group for every row)."""
+    if noise_groups is None:
+        return None
+    labels = np.asarray(noise_groups)
+    if labels.ndim != 1 or labels.shape[0] != n_rows:
+        raise InvalidInputError(
+            f"noise_groups must hold one label per row ({n_rows}), got shape {labels.shape}"
+        )
+    return label_codes(labels)
 
 
 def check_samples_fit_memory(kept: int, feature_dim: int, num_factors: int, chains: int, n_rows: int) -> None:
@@ -194,6 +210,7 @@ def fit_bayes(
     eval_set: tuple[Any, Any] | None,
     groups: Groups,
     progress: FitProgress,
+    noise_groups: Any = None,
 ) -> None:
     """The sweeps of :meth:`~fmfast.FactorizationMachine.fit` with ``optimizer="als"`` or ``"mcmc"``.
 
@@ -222,6 +239,7 @@ def fit_bayes(
     # Before anything of the feature dimension's size is allocated (the group codes first).
     check_weights_fit_memory(rows.n_cols, int(model.num_factors))
     codes = feature_groups(groups, rows.n_cols)
+    noise_codes = row_groups(noise_groups, rows.n_rows)
     evaluation = None
     if eval_set is not None:
         eval_rows = prepare_rows(eval_set[0])
@@ -262,6 +280,7 @@ def fit_bayes(
         n_threads=int(model.n_threads),
         progress=progress.callback(),
         clip=tuple(posterior.clip) if mcmc else None,
+        noise_groups=noise_codes,
     )
     history = []
     for sweep, (train_sse, eval_sse, _) in enumerate(stats):

@@ -442,6 +442,7 @@ class FactorizationMachine:
         eval_set: tuple[Any, Any] | None = None,
         early_stopping_rounds: int | None = None,
         groups: Groups = None,
+        noise_groups: Any = None,
     ) -> FactorizationMachine:
         """Train from freshly initialised weights for ``epochs`` passes over ``X``.
 
@@ -463,6 +464,9 @@ class FactorizationMachine:
                 ``-meta``): a fitted :class:`~fmfast.FeatureEncoder` (each block a group), its
                 ``blocks()``, or one label per column; ``None``, one group. MCMC's ``eval_set``
                 metrics are those of the running posterior mean, as :meth:`predict` would give.
+            noise_groups: MCMC only: one label per row; the rows of a label share a noise precision,
+                sampled with its own Gamma(1, 1) prior, instead of one for every row: e.g. the user
+                of each rating (users differ in how noisy their ratings are; docs/design/bayes.md).
 
         Ctrl-C stops training between blocks of mini-batches and leaves the model, its optimizer
         state and ``history_`` at the last complete epoch (unfitted when none had ended), then
@@ -477,6 +481,8 @@ class FactorizationMachine:
             raise InvalidInputError(
                 "groups is an argument of optimizer='als' and 'mcmc', early_stopping_rounds not"
             )
+        if noise_groups is not None and self.optimizer != "mcmc":
+            raise InvalidInputError("noise_groups is an argument of optimizer='mcmc'")
         self._check_params()
         self._state, self._posterior = None, None
         y = self._encoded_target(y)
@@ -484,7 +490,7 @@ class FactorizationMachine:
         self.history_: list[dict[str, float]] = []
         with fit_progress(self.progress, int(self.epochs)) as progress:
             if bayes:
-                fit_bayes(self, X, y, sample_weight, eval_set, groups, progress)
+                fit_bayes(self, X, y, sample_weight, eval_set, groups, progress, noise_groups)
             else:
                 fit_epochs(self, X, y, sample_weight, eval_set, early_stopping_rounds, progress)
         return self

@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::parallel::{Monitor, Unmonitored};
 use design::Design;
 use draws::chain_seed;
-use sweep::Chain;
+use sweep::{Chain, NoiseGroups};
 
 /// How each coordinate is set.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -154,6 +154,10 @@ pub struct BayesData<'a, I> {
     pub sample_weight: Option<&'a [f64]>,
     pub groups: &'a [u32],
     pub clip: Option<(f64, f64)>,
+    /// MCMC: the group of each row (`< n_rows`) whose rows share a noise precision (e.g. the user
+    /// of each rating: users differ in how noisy their ratings are); the groups' precisions share
+    /// a Gamma prior whose rate is sampled too. `None`: one precision for every row.
+    pub noise_groups: Option<&'a [u32]>,
 }
 
 /// Runs `config.sweeps` sweeps from the weights `w` (left at the last sweep's), filling `samples`
@@ -178,6 +182,23 @@ pub fn fit_bayes<I: CsrIndex, M: Monitor + ?Sized>(
             "{n} rows and {d} features need as many labels, row weights and feature groups"
         )));
     }
+    let noise_count = match data.noise_groups {
+        None => None,
+        Some(codes) => {
+            if !matches!(config.method, Method::Mcmc) {
+                return Err(Error::invalid("noise_groups apply to optimizer 'mcmc' only"));
+            }
+            let max = codes.iter().max().map_or(0, |&g| g as usize);
+            if codes.len() != n || max >= n {
+                return Err(Error::invalid(format!(
+                    "noise_groups must hold one group a row ({n}), each below the number of rows, got {} \
+                     codes, the largest {max}",
+                    codes.len()
+                )));
+            }
+            Some(max + 1)
+        }
+    };
     let kept = config.kept();
     if samples.bias.len() != kept || samples.linear.len() != kept * d || samples.factors.len() != kept * d * k {
         return Err(Error::invalid(format!("the sample arrays must hold {kept} samples")));
@@ -229,10 +250,16 @@ pub fn fit_bayes<I: CsrIndex, M: Monitor + ?Sized>(
     .collect();
     let mut states: Vec<Chain<'_>> = (0..chains)
         .map(|c| {
+            let noise = data.noise_groups.zip(noise_count).map(|(of_row, count)| NoiseGroups {
+                of_row,
+                weight,
+                precisions: vec![1.0; count],
+            });
             Chain::new(
                 &design,
                 weight,
                 data.groups,
+                noise,
                 k,
                 method,
                 chain_seed(config.seed, c as u64),
@@ -440,6 +467,7 @@ mod tests {
                 sample_weight: None,
                 groups: &groups,
                 clip: None,
+                noise_groups: None,
             };
             let mut samples = Samples {
                 bias: &mut sb,
