@@ -33,7 +33,8 @@ sweep kept) per seed; chain ``c``'s samples are the posterior's ``c::chains``, s
 4, ... chains pooled (disjoint groups of the fit's chains, every seed) and of their first half and
 quarter of sweeps (the same number of chain-sweeps spent on more, shorter chains) all come from the
 same fits. ``--split valid`` fits on the first 90% of the training rows and scores the last 10%
-(what settings are chosen on); ``test`` fits on the 80% and scores the 20%.
+(what settings are chosen on); ``test`` fits on the 80% and scores the 20%. ``--noise-per-user``
+gives each user's ratings their own noise precision (``fit(..., noise_groups=users)``).
 """
 
 from __future__ import annotations
@@ -208,7 +209,9 @@ def speed(wheel: str, rows: int) -> None:
                 )
 
 
-def chains(wheel: str, features: str, split_name: str, n_chains: int, sweeps: int, seeds: list[int]) -> None:
+def chains(
+    wheel: str, features: str, split_name: str, n_chains: int, sweeps: int, seeds: list[int], by_user: bool
+) -> None:
     data = load_movielens(wheel)
     train, test = split(len(data.ratings))
     if split_name == "valid":
@@ -223,7 +226,10 @@ def chains(wheel: str, features: str, split_name: str, n_chains: int, sweeps: in
             "regressor", 8, epochs=sweeps, optimizer="mcmc", posterior_samples=sweeps, num_chains=n_chains
         )
         start = time.perf_counter()
-        model.set_params(random_state=seed).fit(X_train, data.ratings[train], groups=design.encoder)
+        noise_groups = data.users[train] if by_user else None
+        model.set_params(random_state=seed).fit(
+            X_train, data.ratings[train], groups=design.encoder, noise_groups=noise_groups
+        )
         print(
             f"seed {seed}: {n_chains} chains x {sweeps} sweeps in {time.perf_counter() - start:.1f} s",
             flush=True,
@@ -236,7 +242,10 @@ def chains(wheel: str, features: str, split_name: str, n_chains: int, sweeps: in
                 if j // n_chains < length:
                     sums[length][j % n_chains] += predicted
         means.append({length: total / length for length, total in sums.items()})
-    print(f"\n{features}, {split_name}: RMSE of the pooled chains (mean over disjoint groups and seeds)")
+    noise = ", a noise precision per user" if by_user else ""
+    print(
+        f"\n{features}{noise}, {split_name}: RMSE of the pooled chains (mean over disjoint groups and seeds)"
+    )
     print("| chains | sweeps each | chain-sweeps | RMSE mean | min | max | groups |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     count = 1
@@ -271,11 +280,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--split", choices=("valid", "test"), default="valid", help="(chains)")
     parser.add_argument("--chains", type=int, default=8, help="chains of each fit (chains)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="random_state of each fit (chains)")
+    parser.add_argument(
+        "--noise-per-user", action="store_true", help="fit(noise_groups=the user of each rating) (chains)"
+    )
     args = parser.parse_args(argv)
     if args.what == "accuracy":
         accuracy(args.wheel, args.sweeps, args.implicit_sweeps, args.models)
     elif args.what == "chains":
-        chains(args.wheel, args.features, args.split, args.chains, args.sweeps, args.seeds)
+        chains(
+            args.wheel, args.features, args.split, args.chains, args.sweeps, args.seeds, args.noise_per_user
+        )
     else:
         speed(args.wheel, args.rows)
 
