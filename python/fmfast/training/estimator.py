@@ -465,8 +465,10 @@ class FactorizationMachine:
                 ``blocks()``, or one label per column; ``None``, one group. MCMC's ``eval_set``
                 metrics are those of the running posterior mean, as :meth:`predict` would give.
             noise_groups: MCMC only: one label per row; the rows of a label share a noise precision,
-                sampled with its own Gamma(1, 1) prior, instead of one for every row: e.g. the user
-                of each rating (users differ in how noisy their ratings are; docs/design/bayes.md).
+                sampled, instead of one for every row: e.g. the user of each rating (users differ in
+                how noisy their ratings are). The groups' precisions share a prior whose rate is
+                sampled too, so a group of few rows is pulled towards the others. On MovieLens-100K
+                (one-hot), a precision per user lowers the test RMSE by 0.003 (docs/design/bayes.md).
 
         Ctrl-C stops training between blocks of mini-batches and leaves the model, its optimizer
         state and ``history_`` at the last complete epoch (unfitted when none had ended), then
@@ -698,11 +700,12 @@ class FactorizationMachine:
         as strings, formatted as the SageMaker SDK sends them; fmfast's own settings (``optimizer``,
         ``n_threads``, ``deterministic``, ``progress``, ``random_state``, ``als_regularization``, and
         MCMC's ``burn_in``, ``posterior_samples`` and ``num_chains``) go to ``fmfast.json`` beside
-        ``model_algo-1``, which SageMaker does not read and :meth:`from_sagemaker` reads back.
-        ``path`` may be a store's URL, opened with ``storage_options`` (the upload is aborted on
-        failure). An MCMC model is written as the posterior mean of its parameters, whose predictions
-        differ from :meth:`predict`'s (the mean of the kept samples' predictions; the pairwise term is
-        not linear in the factors): on MovieLens-100K the difference is small (docs/design/bayes.md).
+        ``model_algo-1``, which SageMaker does not
+        read and :meth:`from_sagemaker` reads back. ``path`` may be a store's URL, opened with
+        ``storage_options`` (the upload is aborted on failure). An MCMC model is written as the
+        posterior mean of its parameters, whose predictions differ from :meth:`predict`'s (the mean of
+        the kept samples' predictions; the pairwise term is not linear in the factors): on
+        MovieLens-100K the difference is small (docs/design/bayes.md).
         """
         state = self._fitted_state()
         params = self.get_params()
