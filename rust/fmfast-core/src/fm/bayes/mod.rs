@@ -517,6 +517,62 @@ mod tests {
     }
 
     #[test]
+    fn noise_groups_are_refused_beyond_the_rows_and_for_als() {
+        let (indptr, indices, values, labels) = ratings(20);
+        let x = CsrView::new(&indptr, &indices, values.len(), 500).unwrap();
+        let groups = vec![0u32; 500];
+        let fit = |method, noise: &[u32]| {
+            let (mut bias, mut linear, mut factors) = (0.0f32, vec![0.0f32; 500], vec![0.0f32; 500]);
+            let mut w = WeightsMut::new(&mut bias, &mut linear, &mut factors, 1)?;
+            let config = BayesConfig {
+                method,
+                sweeps: 1,
+                burn_in: 0,
+                posterior_samples: 1,
+                seed: 0,
+                chains: 1,
+            };
+            let kept = config.kept();
+            let (mut sb, mut sl, mut sf) = (vec![0.0; kept], vec![0.0; kept * 500], vec![0.0; kept * 500]);
+            let data = BayesData {
+                x,
+                values: Values::F32(&values),
+                labels: &labels,
+                sample_weight: None,
+                groups: &groups,
+                clip: None,
+                noise_groups: Some(noise),
+            };
+            let mut samples = Samples {
+                bias: &mut sb,
+                linear: &mut sl,
+                factors: &mut sf,
+            };
+            fit_bayes(
+                &data,
+                &mut w,
+                &mut samples,
+                None,
+                &config,
+                &Unmonitored,
+                &mut Vec::new(),
+            )
+        };
+        let by_row: Vec<u32> = (0..20).map(|r| r % 3).collect();
+        assert!(fit(Method::Mcmc, &by_row).is_ok());
+        let mut beyond = by_row.clone();
+        beyond[7] = 20;
+        for (method, noise) in [
+            (Method::Mcmc, &beyond[..]),
+            (Method::Mcmc, &by_row[..19]),
+            (Method::AdaptiveAls, &by_row),
+        ] {
+            let err = fit(method, noise).unwrap_err().to_string();
+            assert!(err.contains("noise_groups"), "{err}");
+        }
+    }
+
+    #[test]
     fn als_runs_one_chain_and_mcmc_at_least_one() {
         let config = |method, chains| BayesConfig {
             method,
