@@ -3,6 +3,8 @@
     pip download --no-deps recbole==1.2.1 -d /tmp/recbole
     python benches/bayes_report.py accuracy --wheel /tmp/recbole/recbole-1.2.1-py3-none-any.whl
     python benches/bayes_report.py speed --wheel /tmp/recbole/recbole-1.2.1-py3-none-any.whl
+    python benches/bayes_report.py chains --wheel /tmp/recbole/recbole-1.2.1-py3-none-any.whl \
+        --features one-hot --split valid --chains 8 --seeds 0 1
 
 ``accuracy``: the 80/20 split of ``benches/movielens_accuracy.py`` (``default_rng(42)`` permutes
 the ratings, the first 80% train), ``num_factors=8``, ``random_state=0``; test RMSE of
@@ -25,6 +27,14 @@ posterior predictive mean (what ``predict`` gives). The test set is never used t
 ``speed``: ratings (rows) per second of one MCMC sweep, from the difference of fits of 1 and
 ``1 + m`` sweeps (so the per-fit set-up is left out), on MovieLens-100K and on the 5,000,000
 generated ratings of ``benches/workloads.py``, k = 8 and 64, 1 and 2 threads.
+
+``chains``: what averaging several MCMC chains is worth. One fit of ``num_chains=--chains`` (every
+sweep kept) per seed; chain ``c``'s samples are the posterior's ``c::chains``, so the RMSE of 1, 2,
+4, ... chains pooled (disjoint groups of the fit's chains, every seed) and of their first half and
+quarter of sweeps (the same number of chain-sweeps spent on more, shorter chains) all come from the
+same fits. ``--split valid`` fits on the first 90% of the training rows and scores the last 10%
+(what settings are chosen on); ``test`` fits on the 80% and scores the 20%. ``--noise-per-user``
+gives each user's ratings their own noise precision (``fit(..., noise_groups=users)``).
 """
 
 from __future__ import annotations
@@ -199,9 +209,64 @@ def speed(wheel: str, rows: int) -> None:
                 )
 
 
+def chains(
+    wheel: str, features: str, split_name: str, n_chains: int, sweeps: int, seeds: list[int], by_user: bool
+) -> None:
+    data = load_movielens(wheel)
+    train, test = split(len(data.ratings))
+    if split_name == "valid":
+        train, test = train[: int(0.9 * len(train))], train[int(0.9 * len(train)) :]
+    design = Design(data, features, train, None, 1.0)
+    X_train, rows, y_test = design(train), prepare_rows(design(test)), data.ratings[test]
+    lengths = sorted({sweeps, sweeps // 2, sweeps // 4} - {0})
+    # means[seed][length][c]: chain c's mean of its first `length` sweeps' clipped predictions.
+    means: list[dict[int, np.ndarray]] = []
+    for seed in seeds:
+        model = FactorizationMachine(
+            "regressor", 8, epochs=sweeps, optimizer="mcmc", posterior_samples=sweeps, num_chains=n_chains
+        )
+        start = time.perf_counter()
+        noise_groups = data.users[train] if by_user else None
+        model.set_params(random_state=seed).fit(
+            X_train, data.ratings[train], groups=design.encoder, noise_groups=noise_groups
+        )
+        print(
+            f"seed {seed}: {n_chains} chains x {sweeps} sweeps in {time.perf_counter() - start:.1f} s",
+            flush=True,
+        )
+        post = model._posterior
+        sums = {length: np.zeros((n_chains, rows.n_rows)) for length in lengths}
+        for j, (bias, linear, factors) in enumerate(zip(post.bias, post.linear, post.factors, strict=True)):
+            predicted = np.clip(raw_scores(rows, float(bias), linear, factors), *post.clip)
+            for length in lengths:
+                if j // n_chains < length:
+                    sums[length][j % n_chains] += predicted
+        means.append({length: total / length for length, total in sums.items()})
+    noise = ", a noise precision per user" if by_user else ""
+    print(
+        f"\n{features}{noise}, {split_name}: RMSE of the pooled chains (mean over disjoint groups and seeds)"
+    )
+    print("| chains | sweeps each | chain-sweeps | RMSE mean | min | max | groups |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    count = 1
+    while count <= n_chains:
+        for length in reversed(lengths):
+            rmse = [
+                float(np.sqrt(np.mean((fit[length][first : first + count].mean(axis=0) - y_test) ** 2)))
+                for fit in means
+                for first in range(0, n_chains - count + 1, count)
+            ]
+            print(
+                f"| {count} | {length} | {count * length} | {np.mean(rmse):.5f} | {min(rmse):.5f} "
+                f"| {max(rmse):.5f} | {len(rmse)} |",
+                flush=True,
+            )
+        count *= 2
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=("accuracy", "speed"))
+    parser.add_argument("what", choices=("accuracy", "speed", "chains"))
     parser.add_argument("--wheel", required=True, help="recbole-1.2.1-py3-none-any.whl (holds ml-100k)")
     parser.add_argument("--sweeps", type=int, default=500, help="MCMC sweeps on one-hot features")
     parser.add_argument(
@@ -211,9 +276,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--models", nargs="+", choices=list(TARGETS), default=list(TARGETS), help="(accuracy)"
     )
+    parser.add_argument("--features", choices=("one-hot", "implicit"), default="one-hot", help="(chains)")
+    parser.add_argument("--split", choices=("valid", "test"), default="valid", help="(chains)")
+    parser.add_argument("--chains", type=int, default=8, help="chains of each fit (chains)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="random_state of each fit (chains)")
+    parser.add_argument(
+        "--noise-per-user", action="store_true", help="fit(noise_groups=the user of each rating) (chains)"
+    )
     args = parser.parse_args(argv)
     if args.what == "accuracy":
         accuracy(args.wheel, args.sweeps, args.implicit_sweeps, args.models)
+    elif args.what == "chains":
+        chains(
+            args.wheel, args.features, args.split, args.chains, args.sweeps, args.seeds, args.noise_per_user
+        )
     else:
         speed(args.wheel, args.rows)
 

@@ -131,6 +131,7 @@ class BayesConfig:
         factors_wd: float,
         seed: int,
         als_regularization: str = "fixed",
+        num_chains: int = 1,
     ) -> BayesConfig: ...
     @property
     def kept(self) -> int: ...
@@ -151,6 +152,7 @@ def fm_fit_bayes(
     n_threads: int = 0,
     progress: _Progress = None,
     clip: tuple[float, float] | None = None,
+    noise_groups: np.ndarray | None = None,
 ) -> tuple[list[tuple[float, float | None, bool]], BaseException | None]: ...
 def fm_predict(
     n_cols: int,

@@ -310,13 +310,14 @@ def _with_dir(root: Path, name: str) -> Path:
     return root
 
 
-@pytest.mark.parametrize("n_threads", [1, 2])
-def test_ctrl_c_stops_an_mcmc_fit_between_sweeps_keeping_its_samples(tmp_path, n_threads) -> None:
+@pytest.mark.parametrize(("n_threads", "chains"), [(1, 1), (2, 1), (2, 3)])
+def test_ctrl_c_stops_an_mcmc_fit_between_sweeps_keeping_its_samples(tmp_path, n_threads, chains) -> None:
     report = interrupt(
         f"""
         X, y = rows(200_000)
         model = fmfast.FactorizationMachine(
-            "regressor", 8, epochs=1000, optimizer="mcmc", posterior_samples=1000, n_threads={n_threads}
+            "regressor", 8, epochs=1000, optimizer="mcmc", posterior_samples=1000, n_threads={n_threads},
+            num_chains={chains}
         )
         ready()
         try:
@@ -333,4 +334,5 @@ def test_ctrl_c_stops_an_mcmc_fit_between_sweeps_keeping_its_samples(tmp_path, n
     )
     assert report["latency"] < LATENCY_S
     assert 1 <= report["sweeps"] < 1000
-    assert report["kept"] == report["sweeps"] and report["finite"]
+    # Every chain's samples of the complete sweeps.
+    assert report["kept"] == report["sweeps"] * chains and report["finite"]

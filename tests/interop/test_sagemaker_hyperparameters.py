@@ -180,6 +180,7 @@ def test_to_sagemaker_writes_sagemakers_keys_only_and_keeps_fmfast_settings(tmp_
         "random_state": 5,
         "burn_in": 0,
         "posterior_samples": 1000,
+        "num_chains": 1,
         "als_regularization": "adaptive",
     }
     again = fmfast.FactorizationMachine.from_sagemaker(path)

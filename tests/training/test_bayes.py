@@ -192,6 +192,46 @@ def test_mcmc_draws_what_the_reference_draws_for_a_seed(grouped) -> None:
     assert_weights_close(weights_of(model), expected)
 
 
+def test_mcmc_with_noise_groups_draws_what_the_reference_draws_on_every_thread_count() -> None:
+    X, y, groups = small_data(3)
+    labels = np.array(["b", "a", "c", "a"])[np.arange(80) % 4]  # codes in order of first appearance
+    fits = [
+        FactorizationMachine(
+            num_factors=3, epochs=4, optimizer="mcmc", posterior_samples=1, random_state=3, n_threads=n
+        ).fit(X, y, groups=groups, noise_groups=labels)
+        for n in (1, 2)
+    ]
+    start, seed = initial_weights(fits[0], X.shape[1])
+    codes = np.array([0, 1, 2, 1])[np.arange(80) % 4]
+    expected = ref.bayes_sweeps(X, y, start, "mcmc", 4, groups=groups, seed=seed, noise_groups=codes)
+    assert_weights_close(weights_of(fits[0]), expected)
+    np.testing.assert_array_equal(fits[1].V_, fits[0].V_)
+    # Another sampler than one noise precision for every row.
+    shared = FactorizationMachine(**fits[0].get_params()).fit(X, y, groups=groups)
+    assert not np.array_equal(shared.V_, fits[0].V_)
+
+
+def test_noise_groups_recover_a_known_fm_of_users_with_different_noise_better() -> None:
+    X, y, truth = one_hot_fm(5000, 100, 60, noise=0.0, seed=15)
+    users = X.indices[0::2]
+    # Half the users rate almost without noise, the other half with a lot.
+    noisy = users % 2 == 1
+    y = truth + np.random.default_rng(16).normal(0.0, np.where(noisy, 1.2, 0.1))
+    train, test = slice(0, 4000), slice(4000, None)
+    error = {}
+    for grouped in (False, True):
+        model = FactorizationMachine(num_factors=2, epochs=200, optimizer="mcmc", burn_in=50, random_state=0)
+        model.fit(
+            X[train],
+            y[train],
+            groups=np.r_[np.zeros(100), np.ones(60)],
+            noise_groups=users[train] if grouped else None,
+        )
+        error[grouped] = np.sqrt(np.mean((model.predict(X[test]) - truth[test]) ** 2))
+    # The precise users' ratings count for more, as they should: closer to the truth.
+    assert error[True] < 0.9 * error[False], error
+
+
 def test_reference_draws_have_their_moments() -> None:
     draws = ref.Draws(11)
     normals = np.array([draws.normal(1, i) for i in range(20_000)])
@@ -256,6 +296,55 @@ def test_another_seed_draws_another_chain_of_the_same_posterior() -> None:
         rmse.append(np.sqrt(np.mean((model.predict(X[2500:]) - truth[2500:]) ** 2)))
         assert not np.array_equal(model.V_, FactorizationMachine().get_params())  # fitted
     assert abs(rmse[0] - rmse[1]) < 0.03, rmse
+
+
+def test_chains_pool_their_samples_the_same_for_every_thread_count() -> None:
+    X, y, _ = one_hot_fm(3000, 300, 200, seed=4)
+    params = {"num_factors": 2, "epochs": 6, "optimizer": "mcmc", "posterior_samples": 3, "random_state": 5}
+    fits = [
+        FactorizationMachine(**params, num_chains=3, n_threads=n).fit(
+            X[:2500], y[:2500], eval_set=(X[2500:], y[2500:])
+        )
+        for n in (1, 2, 3, 3)
+    ]
+    for other in fits[1:]:
+        for name in ("bias", "linear", "factors"):
+            np.testing.assert_array_equal(getattr(other._posterior, name), getattr(fits[0]._posterior, name))
+        assert other.history_ == fits[0].history_
+    pooled = fits[0]._posterior
+    # Sweeps 1, 3 and 5 of each chain, the first kept sweep's samples first: sample 3j + c is
+    # chain c's j-th. The first chain is the fit of one chain (the same seed, the same draws).
+    assert pooled.factors.shape == (9, 500, 2)
+    alone = FactorizationMachine(**params).fit(X[:2500], y[:2500])._posterior
+    np.testing.assert_array_equal(pooled.factors[0::3], alone.factors)
+    for c in (1, 2):
+        assert not np.array_equal(pooled.factors[c::3], alone.factors)
+    # predict, eval_set and the weights average every chain's samples.
+    expected = np.mean(
+        [
+            np.clip(ref.predict(X[2500:], {"bias": np.array([b]), "linear": w, "factors": V}), *pooled.clip)
+            for b, w, V in zip(pooled.bias, pooled.linear, pooled.factors, strict=True)
+        ],
+        axis=0,
+    )
+    np.testing.assert_allclose(fits[0].predict(X[2500:]), expected, rtol=1e-10)
+    assert fits[0].history_[-1]["eval_rmse"] == pytest.approx(
+        fits[0].evaluate(X[2500:], y[2500:])["rmse"], rel=1e-9
+    )
+    np.testing.assert_allclose(fits[0].V_, pooled.factors.mean(axis=0, dtype=np.float64), rtol=1e-6)
+
+
+@pytest.mark.parametrize(("optimizer", "chains"), [("mcmc", 0), ("als", 2), ("mcmc", 2.0)])
+def test_a_refused_number_of_chains_leaves_a_fitted_model_as_it_was(optimizer, chains) -> None:
+    X, y, _ = one_hot_fm(300, 10, 10, seed=14)
+    model = FactorizationMachine(num_factors=2, epochs=4, optimizer="mcmc", num_chains=2, random_state=0)
+    model.fit(X, y)
+    before, history, posterior = model.predict(X), model.history_, model._posterior
+    model.set_params(optimizer=optimizer, num_chains=chains)
+    with pytest.raises(InvalidInputError, match="num_chains must be"):
+        model.fit(X, y)
+    np.testing.assert_array_equal(model.predict(X), before)
+    assert model.history_ is history and model._posterior is posterior
 
 
 def test_eval_set_reports_the_running_posterior_mean_and_predict_averages_the_kept_samples() -> None:
@@ -351,15 +440,24 @@ def test_groups_from_a_feature_encoder() -> None:
     assert not np.array_equal(ungrouped.V_, by_encoder.V_)
 
 
-@pytest.mark.parametrize("optimizer", ["als", "mcmc"])
-def test_save_load_and_to_sagemaker_keep_what_predict_needs(tmp_path, optimizer) -> None:
+@pytest.mark.parametrize(("optimizer", "chains"), [("als", 1), ("mcmc", 1), ("mcmc", 3)])
+def test_save_load_and_to_sagemaker_keep_what_predict_needs(tmp_path, optimizer, chains) -> None:
     X, y, _ = one_hot_fm(800, 20, 10, seed=9)
     model = FactorizationMachine(
-        num_factors=2, epochs=20, optimizer=optimizer, random_state=0, factors_init_sigma=0.1
+        num_factors=2,
+        epochs=20,
+        optimizer=optimizer,
+        random_state=0,
+        factors_init_sigma=0.1,
+        num_chains=chains,
     )
     model.fit(X, y)
     model.save(tmp_path / "model.fmfast")
     loaded = FactorizationMachine.load(tmp_path / "model.fmfast")
+    assert loaded.get_params() == model.get_params()
+    if optimizer == "mcmc":  # every chain's samples (20 each)
+        assert loaded._posterior.factors.shape == (20 * chains, 30, 2)
+        np.testing.assert_array_equal(loaded._posterior.factors, model._posterior.factors)
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
     assert loaded.history_ == model.history_
     model.to_sagemaker(tmp_path / "model.tar.gz")
@@ -395,10 +493,18 @@ def test_a_damaged_posterior_in_a_model_file_is_refused(tmp_path) -> None:
         ({"predictor_type": "binary_classifier"}, {}, "'regressor' only"),
         ({"burn_in": 5, "epochs": 5}, {}, "burn_in"),
         ({"posterior_samples": 0}, {}, "posterior_samples must be"),
+        ({"num_chains": 0}, {}, "num_chains must be"),
+        ({"num_chains": 2**32 - 1}, {}, "lower posterior_samples or num_chains"),
         ({"factors_wd": -1.0, "optimizer": "als", "als_regularization": "fixed"}, {}, "factors_wd must be"),
         ({"optimizer": "als", "als_regularization": "auto"}, {}, "als_regularization must be"),
         ({"optimizer": "als", "als_regularization": None}, {}, "als_regularization must be"),
         ({}, {"groups": np.zeros(3)}, "one label per column"),
+        ({}, {"noise_groups": np.zeros(3)}, "one label per row"),
+        (
+            {"optimizer": "als"},
+            {"noise_groups": np.zeros(200)},
+            "noise_groups is an argument of optimizer='mcmc'",
+        ),
         ({}, {"early_stopping_rounds": 2}, "early_stopping_rounds"),
     ],
 )

@@ -354,6 +354,7 @@ def test_hyperparameter_names_match_the_sagemaker_sdk() -> None:
         "progress",
         "burn_in",
         "posterior_samples",
+        "num_chains",
         "als_regularization",
     }
 

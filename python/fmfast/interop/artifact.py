@@ -85,6 +85,7 @@ FMFAST_SETTINGS: dict[str, type] = {
     "random_state": int,
     "burn_in": int,
     "posterior_samples": int,
+    "num_chains": int,
     "als_regularization": str,
 }
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}

@@ -216,6 +216,8 @@ _GOLDEN = 0x9E3779B97F4A7C15
 _GAMMA_SLOT = 1 << 20
 #: The kinds of draws of a sweep; sweep s draws kind k from stream 8 s + k.
 _ALPHA, _BIAS, _LINEAR_PRECISION, _LINEAR_MEAN, _LINEAR, _FACTOR_PRECISION, _FACTOR_MEAN, _FACTOR = range(8)
+#: The shape of the Gamma prior that the noise precisions of groups of rows share (the core's).
+_NOISE_SHAPE = 5.0
 
 
 def _mix(z: int) -> int:
@@ -337,11 +339,14 @@ def bayes_sweeps(
     sample_weight: np.ndarray | None = None,
     wd: tuple[float, float, float] | None = (0.0, 0.0, 0.0),
     seed: int = 0,
+    noise_groups: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """``sweeps`` sweeps of ALS or MCMC (``seed``) from ``weights``.
 
     ALS: ``wd`` holds the bias, linear and factor decays; ``None`` is adaptive ALS (the strengths
-    and the noise re-estimated every sweep, each coordinate's variance kept).
+    and the noise re-estimated every sweep, each coordinate's variance kept). MCMC: ``noise_groups``
+    (codes from 0, one a row) gives each group of rows its own noise precision, folded into the
+    rows' weights.
 
     Returns the last sweep's weights (float32 ``bias`` ``(1,)``, ``linear``, ``factors``): the
     core's, to rounding of the float64 sums.
@@ -354,7 +359,7 @@ def bayes_sweeps(
     k = factors.shape[1]
     groups = np.zeros(d, np.int64) if groups is None else np.asarray(groups)
     n_groups = int(groups.max()) + 1
-    r = np.ones(n) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    r = weight = np.ones(n) if sample_weight is None else np.asarray(sample_weight, np.float64)
     mcmc = optimizer == "mcmc"
     adaptive = optimizer == "als" and wd is None
     lam = (0.0, 0.0, 0.0) if wd is None else tuple(w * r.sum() for w in wd)
@@ -365,6 +370,7 @@ def bayes_sweeps(
         sp.csr_array(X), {"bias": bias, "linear": linear, "factors": factors}
     )
     alpha = 1.0
+    precisions = np.ones(0 if noise_groups is None else int(noise_groups.max()) + 1)
     linear_priors = [(0.0, 1.0)] * n_groups
     factor_priors = [[(0.0, 1.0)] * n_groups for _ in range(k)]
 
@@ -385,7 +391,22 @@ def bayes_sweeps(
         return mean + draws.normal(stream, index) / math.sqrt(precision) if mcmc else mean
 
     for s in range(sweeps):
-        if mcmc:
+        if mcmc and noise_groups is not None:
+            # The groups' shared prior Gamma(_NOISE_SHAPE, rate): the rate first, then each group.
+            count = len(precisions)
+            rate = draws.gamma(
+                8 * s + _ALPHA, count, 1.0 + _NOISE_SHAPE * count, 1.0 + float(np.sum(precisions))
+            )
+            n_g = np.bincount(noise_groups, weight, count)
+            sse_g = np.bincount(noise_groups, weight * e * e, count)
+            precisions = np.array(
+                [
+                    draws.gamma(8 * s + _ALPHA, g, _NOISE_SHAPE + 0.5 * n_g[g], rate + 0.5 * sse_g[g])
+                    for g in range(count)
+                ]
+            )
+            r, alpha = weight * precisions[noise_groups], 1.0
+        elif mcmc:
             alpha = draws.gamma(8 * s + _ALPHA, 0, 1.0 + 0.5 * r.sum(), 1.0 + 0.5 * float(np.sum(r * e * e)))
         elif adaptive:
             spread = _prediction_variance(X, factors, linear_var, factors_var)

@@ -8,7 +8,9 @@ sweep, mean-field variational Bayes with MCMC's priors), SageMaker's weight deca
 conditional posterior, with a normal prior per group of features whose mean and precision are
 sampled too (Normal-Gamma hyperpriors), as is the noise precision: nothing to tune but the number
 of sweeps (``epochs``). A fit of MCMC keeps up to ``posterior_samples`` samples, evenly spaced
-after ``burn_in`` sweeps; predictions on any data average the predictions of the kept samples (the
+after ``burn_in`` sweeps, from each of its ``num_chains`` independent chains (run side by side on
+the threads, the seed of each derived from ``random_state``): the kept samples of every chain are
+the posterior. Predictions on any data average the predictions of the kept samples (the
 posterior mean of the prediction, not the prediction of the posterior mean: the pairwise term is
 not linear in the factors), each clipped to the training labels' range first, as libFM does. The
 estimator's weights (``w0_``, ``w_``, ``V_``, ``to_sagemaker``) are the posterior mean of the
@@ -104,7 +106,12 @@ def bayes_config(model: FactorizationMachine, seed: int = 0) -> _fmfast.BayesCon
             f"optimizer={model.optimizer!r} trains predictor_type='regressor' only, "
             f"got {model.predictor_type!r}"
         )
-    counts = {"epochs": (1, 2**32 - 1), "burn_in": (0, 2**32 - 1), "posterior_samples": (1, 2**32 - 1)}
+    counts = {
+        "epochs": (1, 2**32 - 1),
+        "burn_in": (0, 2**32 - 1),
+        "posterior_samples": (1, 2**32 - 1),
+        "num_chains": (1, 2**32 - 1),
+    }
     for name, (low, high) in counts.items():
         value = getattr(model, name)
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or not low <= value <= high:
@@ -126,6 +133,7 @@ def bayes_config(model: FactorizationMachine, seed: int = 0) -> _fmfast.BayesCon
         posterior_samples=int(model.posterior_samples),
         seed=seed,
         als_regularization=model.als_regularization,
+        num_chains=int(model.num_chains),
         **decays,
     )
 
@@ -157,20 +165,40 @@ def feature_groups(groups: Groups, n_cols: int) -> np.ndarray:
             f"groups must be a FeatureEncoder, its blocks or one label per column ({n_cols}), "
             f"got shape {labels.shape}"
         )
-    # Codes in order of first appearance, as blocks are numbered: the same groups draw the same.
+    return label_codes(labels)
+
+
+def label_codes(labels: np.ndarray) -> np.ndarray:
+    """Codes from 0 (uint32) in order of first appearance, as blocks are numbered."""
     _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
     return np.argsort(np.argsort(first))[inverse].astype(np.uint32)
 
 
-def check_samples_fit_memory(kept: int, feature_dim: int, num_factors: int) -> None:
-    """Refuse, before allocating them, kept samples larger than half the machine's memory."""
-    nbytes = kept * feature_dim * (num_factors + 1) * np.dtype(np.float32).itemsize
+def row_groups(noise_groups: Any, n_rows: int) -> np.ndarray | None:
+    """One noise group code per row (uint32, from 0), or ``None`` (one group for every row)."""
+    if noise_groups is None:
+        return None
+    labels = np.asarray(noise_groups)
+    if labels.ndim != 1 or labels.shape[0] != n_rows:
+        raise InvalidInputError(
+            f"noise_groups must hold one label per row ({n_rows}), got shape {labels.shape}"
+        )
+    return label_codes(labels)
+
+
+def check_samples_fit_memory(kept: int, feature_dim: int, num_factors: int, chains: int, n_rows: int) -> None:
+    """Refuse, before allocating them, kept samples and chains larger than half the machine's memory.
+
+    Each of the ``chains`` sweeps its own weights (float32) with its own row caches (24 bytes a row).
+    """
+    sample = feature_dim * (num_factors + 1) * np.dtype(np.float32).itemsize
+    nbytes = kept * sample + chains * (sample + 24 * n_rows)
     memory = physical_memory()
     if memory is not None and nbytes > memory // 2:
         raise InvalidInputError(
-            f"{kept} posterior samples of feature_dim {feature_dim} x num_factors {num_factors} need "
-            f"{nbytes / 2**30:.1f} GiB, more than half this machine's {memory / 2**30:.1f} GiB: "
-            "lower posterior_samples"
+            f"{kept} posterior samples of feature_dim {feature_dim} x num_factors {num_factors} "
+            f"from {chains} chain(s) of {n_rows} rows need {nbytes / 2**30:.1f} GiB, more than half "
+            f"this machine's {memory / 2**30:.1f} GiB: lower posterior_samples or num_chains"
         )
 
 
@@ -182,12 +210,13 @@ def fit_bayes(
     eval_set: tuple[Any, Any] | None,
     groups: Groups,
     progress: FitProgress,
+    noise_groups: Any = None,
 ) -> None:
     """The sweeps of :meth:`~fmfast.FactorizationMachine.fit` with ``optimizer="als"`` or ``"mcmc"``.
 
     Sets the model's weights (the last sweep's for ALS, the posterior mean for MCMC), its kept
-    samples and ``history_``. Ctrl-C keeps the complete sweeps (MCMC: the samples kept so far,
-    unfitted if none; ALS: the weights as they were when it stopped), then raises.
+    samples (of every chain) and ``history_``. Ctrl-C keeps the complete sweeps (MCMC: the samples
+    kept so far, unfitted if none; ALS: the weights as they were when it stopped), then raises.
     """
     if is_recordio_source(X):
         raise InvalidInputError(
@@ -210,6 +239,7 @@ def fit_bayes(
     # Before anything of the feature dimension's size is allocated (the group codes first).
     check_weights_fit_memory(rows.n_cols, int(model.num_factors))
     codes = feature_groups(groups, rows.n_cols)
+    noise_codes = row_groups(noise_groups, rows.n_rows)
     evaluation = None
     if eval_set is not None:
         eval_rows = prepare_rows(eval_set[0])
@@ -224,7 +254,8 @@ def fit_bayes(
     seed = int(np.random.default_rng(model.random_state).integers(2**63))
     settings = bayes_config(model, seed)
     k = int(model.num_factors)
-    check_samples_fit_memory(settings.kept, rows.n_cols, k)
+    chains = int(model.num_chains)
+    check_samples_fit_memory(settings.kept, rows.n_cols, k, chains, rows.n_rows)
     posterior = Posterior(
         aligned_zeros((settings.kept,)),
         aligned_zeros((settings.kept, rows.n_cols)),
@@ -249,6 +280,7 @@ def fit_bayes(
         n_threads=int(model.n_threads),
         progress=progress.callback(),
         clip=tuple(posterior.clip) if mcmc else None,
+        noise_groups=noise_codes,
     )
     history = []
     for sweep, (train_sse, eval_sse, _) in enumerate(stats):
@@ -256,7 +288,8 @@ def fit_bayes(
         if eval_sse is not None:
             entry["eval_rmse"] = math.sqrt(eval_sse / len(evaluation[2]))  # type: ignore[index]
         history.append(entry)
-    n_kept = sum(kept for _, _, kept in stats)
+    # Every chain keeps the samples of the same sweeps.
+    n_kept = chains * sum(kept for _, _, kept in stats)
     if mcmc and n_kept == 0:
         model._state, model._posterior = None, None
     elif mcmc:

@@ -21,7 +21,7 @@ pub struct PyBayesConfig {
 #[pymethods]
 impl PyBayesConfig {
     #[new]
-    #[pyo3(signature = (*, optimizer, epochs, burn_in, posterior_samples, bias_wd, linear_wd, factors_wd, seed, als_regularization="fixed"))]
+    #[pyo3(signature = (*, optimizer, epochs, burn_in, posterior_samples, bias_wd, linear_wd, factors_wd, seed, als_regularization="fixed", num_chains=1))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         optimizer: &str,
@@ -33,6 +33,7 @@ impl PyBayesConfig {
         factors_wd: f64,
         seed: u64,
         als_regularization: &str,
+        num_chains: usize,
     ) -> PyResult<Self> {
         let method = match (optimizer, als_regularization) {
             ("als", "fixed") => Method::Als {
@@ -59,12 +60,13 @@ impl PyBayesConfig {
             burn_in,
             posterior_samples,
             seed,
+            chains: num_chains,
         };
         config.validate().map_err(PyFmError)?;
         Ok(PyBayesConfig { config })
     }
 
-    /// Number of samples a complete fit keeps (0 for ALS).
+    /// Number of samples a complete fit keeps, over all its chains (0 for ALS).
     #[getter]
     fn kept(&self) -> usize {
         self.config.kept()
@@ -82,9 +84,10 @@ type PyEvalSet<'py> = (PyIndices<'py>, PyValues<'py>, PyReadonlyArray1<'py, f64>
 /// `sample_linear` `(s, d)` and `sample_factors` `(s, d, k)`, `s` the config's `kept`. Returns
 /// each complete sweep's statistics and `None`, or, when Ctrl-C (or `progress`) stopped it after
 /// a sweep had ended, the statistics so far and the exception. `clip`: the `(low, high)` each
-/// sweep's predictions are clipped to before they are averaged and scored.
+/// sweep's predictions are clipped to before they are averaged and scored. `noise_groups`: MCMC's
+/// group of each row whose rows share a noise precision (`None`: one for all).
 #[pyfunction]
-#[pyo3(name = "fm_fit_bayes", signature = (n_cols, csr, data, labels, sample_weight, groups, state, sample_bias, sample_linear, sample_factors, config, eval_set=None, n_threads=0, progress=None, clip=None))]
+#[pyo3(name = "fm_fit_bayes", signature = (n_cols, csr, data, labels, sample_weight, groups, state, sample_bias, sample_linear, sample_factors, config, eval_set=None, n_threads=0, progress=None, clip=None, noise_groups=None))]
 #[allow(clippy::too_many_arguments)]
 fn fit_bayes(
     py: Python<'_>,
@@ -103,6 +106,7 @@ fn fit_bayes(
     n_threads: usize,
     progress: Option<Py<PyAny>>,
     clip: Option<(f64, f64)>,
+    noise_groups: Option<PyReadonlyArray1<'_, u32>>,
 ) -> PyResult<(Vec<PySweepStats>, Option<PyErr>)> {
     let config = config.config.clone();
     let mut arrays = state.arrays(py)?;
@@ -112,6 +116,7 @@ fn fit_bayes(
     let labels = labels.as_slice()?;
     let sample_weight = sample_weight.as_ref().map(|w| w.as_slice()).transpose()?;
     let groups = groups.as_slice()?;
+    let noise_groups = noise_groups.as_ref().map(|g| g.as_slice()).transpose()?;
     let mut samples = Samples {
         bias: sample_bias.as_slice_mut()?,
         linear: sample_linear.as_slice_mut()?,
@@ -132,7 +137,7 @@ fn fit_bayes(
         let eval = eval_labels.map(|labels| EvalSet { labels, score: &score });
         let mut stats: Vec<SweepStats> = Vec::new();
         let fitted = with_csr!(indices, values.len(), n_cols, x => bayes::fit_bayes(
-            &BayesData { x, values, labels, sample_weight, groups, clip },
+            &BayesData { x, values, labels, sample_weight, groups, clip, noise_groups },
             &mut weights,
             &mut samples,
             eval.as_ref(),

@@ -12,6 +12,9 @@
 //! * gamma (slot `s`, shape `a ≥ 1`, rate `b`): Marsaglia and Tsang's method; attempt `t` reads
 //!   the normal at index `s · 2²⁰ + 2t` and the uniform at `2 · (s · 2²⁰ + 2t + 1)`, so that
 //!   slots never share numbers.
+//!
+//! Chain `c` of a fit of several chains draws with the seed [`chain_seed`]`(seed, c)`: the first
+//! chain's is `seed` itself, so a fit of one chain draws what it drew before there were chains.
 
 /// SplitMix64's increment (the golden ratio in 64 bits).
 const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -25,6 +28,16 @@ fn mix(z: u64) -> u64 {
     let z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     let z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
+}
+
+/// The seed of chain `chain` (from 0) of a fit seeded `seed`: `seed` for the first chain, a mix of
+/// both for the others (distinct for distinct chains: `mix` is a bijection).
+pub fn chain_seed(seed: u64, chain: u64) -> u64 {
+    if chain == 0 {
+        seed
+    } else {
+        mix(mix(seed.wrapping_add(GOLDEN)) ^ chain)
+    }
 }
 
 /// The draws of one seed.

@@ -10,19 +10,23 @@
 //! [`fit_bayes`] runs the sweeps of a fit: it keeps every `thin`-th sample after the burn-in (the
 //! last sweep's always) in caller-owned arrays, so that predictions on new data average the
 //! kept samples' predictions, and reports the error of the running posterior mean of the
-//! predictions after every sweep. Everything is exact for every thread count: a fit gives the
-//! same numbers on one thread as on many.
+//! predictions after every sweep. MCMC may run several independent chains side by side (one sweep
+//! of each in parallel, then the next): their kept samples together are the posterior. Everything
+//! is exact for every thread count: a fit gives the same numbers on one thread as on many.
 
 mod design;
 pub mod draws;
 mod sweep;
+
+use rayon::prelude::*;
 
 use super::model::{check_values, predict, Weights, WeightsMut};
 use crate::csr::{CsrIndex, CsrView, Values};
 use crate::error::{Error, Result};
 use crate::parallel::{Monitor, Unmonitored};
 use design::Design;
-use sweep::Chain;
+use draws::chain_seed;
+use sweep::{Chain, NoiseGroups};
 
 /// How each coordinate is set.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -52,15 +56,26 @@ pub struct BayesConfig {
     pub burn_in: usize,
     /// MCMC: most samples kept, evenly spaced among the sweeps after the burn-in.
     pub posterior_samples: usize,
-    /// Seed of the draws.
+    /// Seed of the draws (of the first chain; the others' are derived from it).
     pub seed: u64,
+    /// MCMC: independent chains, all from the caller's start, each with its own draws; each keeps
+    /// its samples as one chain would. ALS (deterministic): 1.
+    pub chains: usize,
 }
 
 impl BayesConfig {
-    /// Checks the counts: at least one sweep; MCMC keeps at least one sample after its burn-in.
+    /// Checks the counts: at least one sweep and one chain (one for ALS); MCMC keeps at least one
+    /// sample after its burn-in.
     pub fn validate(&self) -> Result<()> {
         if self.sweeps == 0 {
             return Err(Error::invalid("epochs (the number of sweeps) must be at least 1"));
+        }
+        if self.chains == 0 || (self.chains > 1 && !matches!(self.method, Method::Mcmc)) {
+            return Err(Error::invalid(format!(
+                "num_chains must be at least 1, and 1 for optimizer 'als' (its sweeps draw nothing: \
+                 every chain would be the same), got {}",
+                self.chains
+            )));
         }
         if let Method::Als { bias, linear, factors } = self.method {
             for (name, value) in [("bias_wd", bias), ("linear_wd", linear), ("factors_wd", factors)] {
@@ -84,11 +99,14 @@ impl BayesConfig {
         (self.sweeps - self.burn_in).div_ceil(self.posterior_samples)
     }
 
-    /// Number of samples a complete fit keeps: 0 for ALS.
+    /// Number of samples a complete fit keeps, over all its chains: 0 for ALS (`usize::MAX` when
+    /// it does not fit in a `usize`: no memory holds them).
     pub fn kept(&self) -> usize {
         match self.method {
             Method::Als { .. } | Method::AdaptiveAls => 0,
-            Method::Mcmc => (self.sweeps - self.burn_in).div_ceil(self.thin()),
+            Method::Mcmc => (self.sweeps - self.burn_in)
+                .div_ceil(self.thin())
+                .saturating_mul(self.chains),
         }
     }
 
@@ -100,7 +118,8 @@ impl BayesConfig {
 }
 
 /// Caller-owned arrays of the kept samples: `kept` biases, `kept × d` linear weights and
-/// `kept × d × k` factors.
+/// `kept × d × k` factors. Sample `j · chains + c` is chain `c`'s `j`-th: the samples of the
+/// first sweeps kept come first, whichever chain drew them.
 pub struct Samples<'a> {
     pub bias: &'a mut [f32],
     pub linear: &'a mut [f32],
@@ -108,8 +127,9 @@ pub struct Samples<'a> {
 }
 
 /// The error of a sweep: `Σ (y − ŷ)²` over the training rows and, when an evaluation set was
-/// given, over its rows, ŷ the running mean of the kept samples' predictions (the sweep's own
-/// before the first sample is kept, and always for ALS); and whether its sample was kept.
+/// given, over its rows, ŷ the running mean of the kept samples' predictions, of every chain
+/// (the mean of the chains' sweep before the first sample is kept, and always for ALS); and
+/// whether its samples were kept.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct SweepStats {
     pub train_sse: f64,
@@ -134,6 +154,10 @@ pub struct BayesData<'a, I> {
     pub sample_weight: Option<&'a [f64]>,
     pub groups: &'a [u32],
     pub clip: Option<(f64, f64)>,
+    /// MCMC: the group of each row (`< n_rows`) whose rows share a noise precision (e.g. the user
+    /// of each rating: users differ in how noisy their ratings are); the groups' precisions share
+    /// a Gamma prior whose rate is sampled too. `None`: one precision for every row.
+    pub noise_groups: Option<&'a [u32]>,
 }
 
 /// Runs `config.sweeps` sweeps from the weights `w` (left at the last sweep's), filling `samples`
@@ -158,6 +182,23 @@ pub fn fit_bayes<I: CsrIndex, M: Monitor + ?Sized>(
             "{n} rows and {d} features need as many labels, row weights and feature groups"
         )));
     }
+    let noise_count = match data.noise_groups {
+        None => None,
+        Some(codes) => {
+            if !matches!(config.method, Method::Mcmc) {
+                return Err(Error::invalid("noise_groups apply to optimizer 'mcmc' only"));
+            }
+            let max = codes.iter().max().map_or(0, |&g| g as usize);
+            if codes.len() != n || max >= n {
+                return Err(Error::invalid(format!(
+                    "noise_groups must hold one group a row ({n}), each below the number of rows, got {} \
+                     codes, the largest {max}",
+                    codes.len()
+                )));
+            }
+            Some(max + 1)
+        }
+    };
     let kept = config.kept();
     if samples.bias.len() != kept || samples.linear.len() != kept * d || samples.factors.len() != kept * d * k {
         return Err(Error::invalid(format!("the sample arrays must hold {kept} samples")));
@@ -189,56 +230,86 @@ pub fn fit_bayes<I: CsrIndex, M: Monitor + ?Sized>(
         return Err(Error::invalid(format!("the clipping range [{low}, {high}] is empty")));
     }
     let clip = |p: f64| p.clamp(low, high);
-    let mut chain = Chain::new(&design, weight, data.groups, k, method, config.seed, &residuals);
-    // Running sums of the kept samples' predictions.
-    let mut train_sum = vec![0.0; n];
-    let mut eval_sum = eval.map(|set| vec![0.0; set.labels.len()]);
-    let mut n_kept = 0;
+    let chains = config.chains;
+    // Chain 0 sweeps the caller's weights; the others sweep copies of the same start.
+    let mut copies: Vec<(f32, Vec<f32>, Vec<f32>)> = (1..chains)
+        .map(|_| (*w.bias, w.linear.to_vec(), w.factors.to_vec()))
+        .collect();
+    let mut weights: Vec<WeightsMut<'_>> = std::iter::once(WeightsMut {
+        bias: &mut *w.bias,
+        linear: &mut *w.linear,
+        factors: &mut *w.factors,
+        k,
+    })
+    .chain(copies.iter_mut().map(|(bias, linear, factors)| WeightsMut {
+        bias,
+        linear,
+        factors,
+        k,
+    }))
+    .collect();
+    let mut states: Vec<Chain<'_>> = (0..chains)
+        .map(|c| {
+            let noise = data.noise_groups.zip(noise_count).map(|(of_row, count)| NoiseGroups {
+                of_row,
+                weight,
+                precisions: vec![1.0; count],
+            });
+            Chain::new(
+                &design,
+                weight,
+                data.groups,
+                noise,
+                k,
+                method,
+                chain_seed(config.seed, c as u64),
+                &residuals,
+            )
+        })
+        .collect();
+    let mut train = PooledMean::new(n, chains);
+    let mut evaluated = eval.map(|set| PooledMean::new(set.labels.len(), chains));
+    let mut kept_sweeps = 0;
     for s in 0..config.sweeps {
-        chain.sweep(s as u64, w, monitor)?;
+        // The chains do not depend on each other: each sweeps on the pool's threads at once.
+        states
+            .par_iter_mut()
+            .zip(weights.par_iter_mut())
+            .try_for_each(|(chain, w)| chain.sweep(s as u64, w, monitor))?;
         let keep = config.keeps(s);
-        let sse_of = |labels: &[f64], predicted: &mut dyn Iterator<Item = f64>| -> f64 {
-            labels.iter().zip(predicted).map(|(y, p)| (y - p) * (y - p)).sum()
-        };
-        let train = data.labels.iter().zip(chain.residuals()).map(|(y, e)| clip(y - e));
-        let train_sse = if keep {
-            for (sum, p) in train_sum.iter_mut().zip(train) {
-                *sum += p;
+        // The sweep's predictions count only when they are kept or while none is.
+        if keep || kept_sweeps == 0 {
+            train.start();
+            for chain in &states {
+                train.add(data.labels.iter().zip(chain.residuals()).map(|(y, e)| clip(y - e)));
             }
-            let mean = (n_kept + 1) as f64;
-            sse_of(data.labels, &mut train_sum.iter().map(|s| s / mean))
-        } else if n_kept > 0 {
-            sse_of(data.labels, &mut train_sum.iter().map(|s| s / n_kept as f64))
-        } else {
-            sse_of(data.labels, &mut train.into_iter())
-        };
+        }
+        let train_sse = train.sse(data.labels, keep, kept_sweeps);
         if !train_sse.is_finite() {
             return Err(Error::invalid(format!(
                 "sweep {s}: the training error is not finite (check X and y for extreme values)"
             )));
         }
-        let eval_sse = match (eval, eval_sum.as_mut()) {
-            (Some(set), Some(sum)) => Some(if keep || n_kept == 0 {
-                let mut predicted = (set.score)(&w.view())?.into_iter().map(clip);
-                if keep {
-                    for (s, p) in sum.iter_mut().zip(&mut predicted) {
-                        *s += p;
+        let eval_sse = match (eval, evaluated.as_mut()) {
+            (Some(set), Some(mean)) => {
+                if keep || kept_sweeps == 0 {
+                    mean.start();
+                    for w in &weights {
+                        mean.add((set.score)(&w.view())?.into_iter().map(clip));
                     }
-                    let mean = (n_kept + 1) as f64;
-                    sse_of(set.labels, &mut sum.iter().map(|s| s / mean))
-                } else {
-                    sse_of(set.labels, &mut predicted)
                 }
-            } else {
-                sse_of(set.labels, &mut sum.iter().map(|s| s / n_kept as f64))
-            }),
+                Some(mean.sse(set.labels, keep, kept_sweeps))
+            }
             _ => None,
         };
         if keep {
-            samples.bias[n_kept] = *w.bias;
-            samples.linear[n_kept * d..(n_kept + 1) * d].copy_from_slice(w.linear);
-            samples.factors[n_kept * d * k..(n_kept + 1) * d * k].copy_from_slice(w.factors);
-            n_kept += 1;
+            for (c, w) in weights.iter().enumerate() {
+                let j = kept_sweeps * chains + c;
+                samples.bias[j] = *w.bias;
+                samples.linear[j * d..(j + 1) * d].copy_from_slice(w.linear);
+                samples.factors[j * d * k..(j + 1) * d * k].copy_from_slice(w.factors);
+            }
+            kept_sweeps += 1;
         }
         stats.push(SweepStats {
             train_sse,
@@ -248,6 +319,62 @@ pub fn fit_bayes<I: CsrIndex, M: Monitor + ?Sized>(
         monitor.progress(((s + 1) * n) as u64)?;
     }
     Ok(())
+}
+
+/// The running mean of the kept samples' clipped predictions on some rows, pooled over the chains.
+struct PooledMean {
+    /// Sum over the kept samples.
+    sum: Vec<f64>,
+    /// Sum over the chains of the last sweep's.
+    sweep: Vec<f64>,
+    chains: usize,
+}
+
+impl PooledMean {
+    fn new(rows: usize, chains: usize) -> Self {
+        PooledMean {
+            sum: vec![0.0; rows],
+            sweep: vec![0.0; rows],
+            chains,
+        }
+    }
+
+    /// Starts the sums of a sweep.
+    fn start(&mut self) {
+        self.sweep.fill(0.0);
+    }
+
+    /// Adds one chain's predictions to the sweep's.
+    fn add(&mut self, predictions: impl Iterator<Item = f64>) {
+        for (sum, p) in self.sweep.iter_mut().zip(predictions) {
+            *sum += p;
+        }
+    }
+
+    /// `Σ (y − ŷ)²` of the running mean after a sweep (which is kept or not; `kept_before` sweeps
+    /// were), or of the mean of the sweep's chains while none is kept.
+    fn sse(&mut self, labels: &[f64], keep: bool, kept_before: usize) -> f64 {
+        if keep {
+            for (sum, p) in self.sum.iter_mut().zip(&self.sweep) {
+                *sum += p;
+            }
+        }
+        let kept = kept_before + usize::from(keep);
+        let (sums, count) = if kept > 0 {
+            (&self.sum, kept * self.chains)
+        } else {
+            (&self.sweep, self.chains)
+        };
+        let count = count as f64;
+        labels
+            .iter()
+            .zip(sums)
+            .map(|(y, s)| {
+                let error = y - s / count;
+                error * error
+            })
+            .sum()
+    }
 }
 
 #[cfg(test)]
@@ -292,7 +419,23 @@ mod tests {
         (indptr, new_indices, new_values, labels)
     }
 
+    /// The final factors followed by the kept samples' factors, and each sweep's statistics.
     fn fit(method: Method, sweeps: usize, threads: usize, dense: bool) -> (Vec<f32>, Vec<SweepStats>) {
+        let (mut factors, samples, stats) = fit_chains(method, sweeps, threads, dense, 9, 1);
+        factors.extend(samples);
+        (factors, stats)
+    }
+
+    /// A fit of `chains` chains seeded `seed` keeping 2 samples a chain: the final factors (of the
+    /// first chain), the kept samples' factors and each sweep's statistics.
+    fn fit_chains(
+        method: Method,
+        sweeps: usize,
+        threads: usize,
+        dense: bool,
+        seed: u64,
+        chains: usize,
+    ) -> (Vec<f32>, Vec<f32>, Vec<SweepStats>) {
         // Under miri, fewer rows: the runs of columns are as long (300 users, 200 items).
         let rows = ratings(if cfg!(miri) { 200 } else { 4000 });
         let (indptr, indices, values, labels) = if dense { with_dense_columns(rows) } else { rows };
@@ -309,7 +452,8 @@ mod tests {
             sweeps,
             burn_in: 0,
             posterior_samples: 2,
-            seed: 9,
+            seed,
+            chains,
         };
         let kept = config.kept();
         let (mut sb, mut sl, mut sf) = (vec![0.0; kept], vec![0.0; kept * d], vec![0.0; kept * d * k]);
@@ -323,6 +467,7 @@ mod tests {
                 sample_weight: None,
                 groups: &groups,
                 clip: None,
+                noise_groups: None,
             };
             let mut samples = Samples {
                 bias: &mut sb,
@@ -332,8 +477,117 @@ mod tests {
             fit_bayes(&data, &mut w, &mut samples, None, &config, &Unmonitored, &mut stats)
         })
         .unwrap();
-        factors.extend(sf);
-        (factors, stats)
+        (factors, sf, stats)
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "too slow for miri: the block-parallel test runs the same sweeps")]
+    fn chains_are_the_fits_of_their_seeds_side_by_side_for_every_thread_count() {
+        let (sweeps, chains, seed) = (3, 3, 9);
+        let (first, pooled, stats) = fit_chains(Method::Mcmc, sweeps, 2, true, seed, chains);
+        assert_eq!(stats.len(), sweeps);
+        let per_chain = pooled.len() / chains;
+        assert_eq!(per_chain, 2 * 502 * 3, "two samples a chain");
+        for c in 0..chains {
+            let (last, single, _) = fit_chains(Method::Mcmc, sweeps, 1, true, chain_seed(seed, c as u64), 1);
+            if c == 0 {
+                assert_eq!(first, last, "the caller's weights are the first chain's");
+            }
+            // Sample j of chain c is the pooled sample j * chains + c.
+            let sample = 502 * 3;
+            for j in 0..2 {
+                assert_eq!(
+                    single[j * sample..(j + 1) * sample],
+                    pooled[(j * chains + c) * sample..(j * chains + c + 1) * sample],
+                    "chain {c}, sample {j}"
+                );
+            }
+        }
+        for threads in [1, 4] {
+            let again = fit_chains(Method::Mcmc, sweeps, threads, true, seed, chains);
+            assert_eq!(
+                (&first, &pooled, &stats),
+                (&again.0, &again.1, &again.2),
+                "{threads} threads"
+            );
+        }
+        // The pooled running mean differs from the first chain's alone.
+        let (_, _, alone) = fit_chains(Method::Mcmc, sweeps, 2, true, seed, 1);
+        assert_ne!(stats.last().unwrap().train_sse, alone.last().unwrap().train_sse);
+    }
+
+    #[test]
+    fn noise_groups_are_refused_beyond_the_rows_and_for_als() {
+        let (indptr, indices, values, labels) = ratings(20);
+        let x = CsrView::new(&indptr, &indices, values.len(), 500).unwrap();
+        let groups = vec![0u32; 500];
+        let fit = |method, noise: &[u32]| {
+            let (mut bias, mut linear, mut factors) = (0.0f32, vec![0.0f32; 500], vec![0.0f32; 500]);
+            let mut w = WeightsMut::new(&mut bias, &mut linear, &mut factors, 1)?;
+            let config = BayesConfig {
+                method,
+                sweeps: 1,
+                burn_in: 0,
+                posterior_samples: 1,
+                seed: 0,
+                chains: 1,
+            };
+            let kept = config.kept();
+            let (mut sb, mut sl, mut sf) = (vec![0.0; kept], vec![0.0; kept * 500], vec![0.0; kept * 500]);
+            let data = BayesData {
+                x,
+                values: Values::F32(&values),
+                labels: &labels,
+                sample_weight: None,
+                groups: &groups,
+                clip: None,
+                noise_groups: Some(noise),
+            };
+            let mut samples = Samples {
+                bias: &mut sb,
+                linear: &mut sl,
+                factors: &mut sf,
+            };
+            fit_bayes(
+                &data,
+                &mut w,
+                &mut samples,
+                None,
+                &config,
+                &Unmonitored,
+                &mut Vec::new(),
+            )
+        };
+        let by_row: Vec<u32> = (0..20).map(|r| r % 3).collect();
+        assert!(fit(Method::Mcmc, &by_row).is_ok());
+        let mut beyond = by_row.clone();
+        beyond[7] = 20;
+        for (method, noise) in [
+            (Method::Mcmc, &beyond[..]),
+            (Method::Mcmc, &by_row[..19]),
+            (Method::AdaptiveAls, &by_row),
+        ] {
+            let err = fit(method, noise).unwrap_err().to_string();
+            assert!(err.contains("noise_groups"), "{err}");
+        }
+    }
+
+    #[test]
+    fn als_runs_one_chain_and_mcmc_at_least_one() {
+        let config = |method, chains| BayesConfig {
+            method,
+            sweeps: 2,
+            burn_in: 0,
+            posterior_samples: 2,
+            seed: 0,
+            chains,
+        };
+        assert!(config(Method::Mcmc, 4).validate().is_ok());
+        assert_eq!(config(Method::Mcmc, 4).kept(), 8);
+        for (method, chains) in [(Method::Mcmc, 0), (Method::AdaptiveAls, 2), (Method::AdaptiveAls, 0)] {
+            let err = config(method, chains).validate().unwrap_err().to_string();
+            assert!(err.contains("num_chains must be at least 1"), "{err}");
+        }
     }
 
     #[test]

@@ -100,9 +100,23 @@ struct Row {
     e: Cell,
     /// `Σᵢ v_if x_ri` for the factor being swept.
     q: Cell,
-    /// The row's weight (1 when none were given).
+    /// The row's weight (1 when none were given), times its noise group's precision when the rows
+    /// have several (the sweep's `alpha` is then 1).
     r: f64,
 }
+
+/// MCMC with a noise precision per group of rows (e.g. the user of each rating): the group of each
+/// row, the rows' own weights, and each group's current precision.
+pub(crate) struct NoiseGroups<'a> {
+    pub(crate) of_row: &'a [u32],
+    pub(crate) weight: &'a [f64],
+    pub(crate) precisions: Vec<f64>,
+}
+
+/// Shape of the Gamma prior the groups' noise precisions share: worth `2 × NOISE_SHAPE` rows at
+/// the precision the groups have in common (its rate is drawn), so that a group of few rows is
+/// pulled towards it rather than fitted to them.
+const NOISE_SHAPE: f64 = 5.0;
 
 /// Adaptive ALS's variances: of each linear weight, of each factor (`d × k`), and per row
 /// `σ_r = Σᵢ x_ri² s_if` for the factor being swept. Written like the caches: one thread per
@@ -124,6 +138,8 @@ pub(crate) struct Chain<'a> {
     rows: Vec<Row>,
     /// Adaptive ALS only.
     variances: Option<Variances>,
+    /// MCMC with a noise precision per group of rows.
+    noise: Option<NoiseGroups<'a>>,
     /// Noise precision.
     pub(crate) alpha: f64,
     /// Per group: the prior of its linear weights; of its factors, `[group * k + f]`.
@@ -133,11 +149,14 @@ pub(crate) struct Chain<'a> {
 
 impl<'a> Chain<'a> {
     /// A chain whose rows have residuals `residuals` and weights `weight`; `groups` holds the
-    /// group of each feature (the groups are `0..=max`).
+    /// group of each feature (the groups are `0..=max`); `noise`, the rows' groups of noise
+    /// precision (MCMC), if not one for all.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         design: &'a Design,
         weight: &'a [f64],
         groups: &'a [u32],
+        noise: Option<NoiseGroups<'a>>,
         k: usize,
         method: Method,
         seed: u64,
@@ -164,6 +183,7 @@ impl<'a> Chain<'a> {
         Chain {
             design,
             variances,
+            noise,
             groups,
             group_sizes,
             method,
@@ -193,7 +213,35 @@ impl<'a> Chain<'a> {
         let stream = |kind: Kind| 8 * sweep + kind as u64;
         let mcmc = matches!(self.method, Method::Mcmc);
         let adaptive = self.variances.is_some();
-        if mcmc || adaptive {
+        if let Some(noise) = &mut self.noise {
+            // The groups' precisions share a Gamma(NOISE_SHAPE, b) prior, b with a Gamma(1, 1)
+            // hyperprior, drawn first given the groups' precisions (the last gamma slot); then each
+            // group's precision from its rows' errors, folded into the rows' weights.
+            let count = noise.precisions.len();
+            let rate = self.draws.gamma(
+                stream(Kind::Alpha),
+                count as u64,
+                1.0 + NOISE_SHAPE * count as f64,
+                1.0 + noise.precisions.iter().sum::<f64>(),
+            );
+            let (mut n, mut sse) = (vec![0.0; count], vec![0.0; count]);
+            for ((Row { e, .. }, &g), &r) in self.rows.iter().zip(noise.of_row).zip(noise.weight) {
+                n[g as usize] += r;
+                sse[g as usize] += r * e.get() * e.get();
+            }
+            for (g, precision) in noise.precisions.iter_mut().enumerate() {
+                *precision = self.draws.gamma(
+                    stream(Kind::Alpha),
+                    g as u64,
+                    NOISE_SHAPE + 0.5 * n[g],
+                    rate + 0.5 * sse[g],
+                );
+            }
+            for ((row, &g), &r) in self.rows.iter_mut().zip(noise.of_row).zip(noise.weight) {
+                row.r = r * noise.precisions[g as usize];
+            }
+            self.alpha = 1.0;
+        } else if mcmc || adaptive {
             let (mut n, mut sse) = (0.0, 0.0);
             for Row { e, r, .. } in &self.rows {
                 n += r;
