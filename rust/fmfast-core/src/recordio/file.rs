@@ -44,9 +44,9 @@ pub struct AtomicFile {
     writer: BufWriter<NamedTempFile>,
     /// Bytes handed to `writer` so far.
     written: u64,
-    /// The block being filled while the file is written directly; `None` once it is written
-    /// through `writer` (every byte before it then went out in whole blocks).
-    direct: Option<direct::Block>,
+    /// The blocks of the file while it is written directly; `None` once it is written through
+    /// `writer` (every byte before then went out in whole blocks).
+    direct: Option<direct::Blocks>,
 }
 
 /// Bytes of a file handed to the disk at a time (see [`AtomicFile`]).
@@ -79,7 +79,12 @@ impl AtomicFile {
         // (`fmfast._atomic`) that a live writer owns this file.
         lock_exclusive(temp.as_file()).map_err(Error::file(&target))?;
         // A file system that refuses direct I/O says so here (or at the first block written).
-        let direct = block().filter(|_| direct::set(temp.as_file(), true).is_ok());
+        let direct = match block() {
+            Some(block) if direct::set(temp.as_file(), true).is_ok() => {
+                Some(direct::Blocks::new(temp.as_file(), block).map_err(Error::file(&target))?)
+            }
+            _ => None,
+        };
         Ok(AtomicFile {
             target,
             writer: BufWriter::with_capacity(64 << 10, temp),
@@ -108,28 +113,33 @@ impl AtomicFile {
 }
 
 impl AtomicFile {
-    /// Copies what fits of `buf` into the direct block, writing the block once it is full;
-    /// returns the bytes taken. Without a block, takes none.
+    /// Copies what fits of `buf` into the direct blocks, which are written as they fill; returns
+    /// the bytes taken. Without blocks, takes none.
     fn write_direct(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let Some(block) = &mut self.direct else {
+        let Some(blocks) = &mut self.direct else {
             return Ok(0);
         };
-        let taken = block.fill(buf);
-        if block.is_full() && !block.write_to(self.writer.get_ref().as_file())? {
+        let taken = blocks.fill(buf)?;
+        if blocks.refused() {
+            // Refused part way (file systems may check alignment only when writing): the rest
+            // goes through the page cache, as every byte after it.
             self.end_direct()?;
         }
         Ok(taken)
     }
 
-    /// Leaves direct I/O: the bytes of the block not yet written go through the page cache, and
-    /// so does everything after them.
+    /// Leaves direct I/O once the write in flight has ended: the bytes not yet written go through
+    /// the page cache, and so does everything after them.
     fn end_direct(&mut self) -> io::Result<()> {
-        let Some(block) = self.direct.take() else {
+        let Some(blocks) = self.direct.take() else {
             return Ok(());
         };
+        let rest = blocks.finish()?;
         direct::set(self.writer.get_ref().as_file(), false)?;
-        self.writer.write_all(block.unwritten())?;
-        self.advance(block.unwritten().len());
+        for block in &rest {
+            self.writer.write_all(block.unwritten())?;
+            self.advance(block.unwritten().len());
+        }
         Ok(())
     }
 
@@ -227,6 +237,8 @@ mod writeback {
 mod direct {
     use std::fs::File;
     use std::io::{self, Write};
+    use std::sync::Arc;
+    use std::thread::JoinHandle;
 
     use super::BLOCK;
 
@@ -240,6 +252,8 @@ mod direct {
         /// the capacity it was made with, so it never moves.
         bytes: Vec<u8>,
         start: usize,
+        /// Bytes past the aligned address where the block starts (0 but in tests).
+        offset: usize,
         /// Bytes at the front of the block already in the file.
         written: usize,
     }
@@ -259,6 +273,17 @@ mod direct {
             Block {
                 bytes,
                 start,
+                offset,
+                written: 0,
+            }
+        }
+
+        /// A block of no memory, never filled (what [`Blocks::finish`] leaves behind).
+        fn empty() -> Block {
+            Block {
+                bytes: Vec::new(),
+                start: 0,
+                offset: 0,
                 written: 0,
             }
         }
@@ -301,6 +326,92 @@ mod direct {
             self.bytes.truncate(self.start);
             self.written = 0;
             Ok(true)
+        }
+    }
+
+    /// The blocks of a file written directly: each full block is written on a thread of its own
+    /// while the next one is filled, so that the disk's time overlaps the caller's work (direct
+    /// writes cost the caller no CPU, but wait for the disk). One write at a time, in order.
+    pub struct Blocks {
+        file: Arc<File>,
+        filling: Block,
+        /// The write of the block before `filling`, which hands the block back with its outcome.
+        writing: Option<JoinHandle<Written>>,
+        /// A block the file system refused, holding what it did not write.
+        refused: Option<Block>,
+    }
+
+    /// A block back from its write, and whether the file system took all of it.
+    type Written = (Block, io::Result<bool>);
+
+    impl Blocks {
+        /// Blocks like `block`, written to `file` (opened for direct I/O, at offset 0).
+        pub fn new(file: &File, block: Block) -> io::Result<Blocks> {
+            Ok(Blocks {
+                file: Arc::new(file.try_clone()?),
+                filling: block,
+                writing: None,
+                refused: None,
+            })
+        }
+
+        /// Copies what fits of `buf` into the block being filled; returns the bytes taken. A full
+        /// block goes to a thread that writes it, once the one before is written.
+        pub fn fill(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let taken = self.filling.fill(buf);
+            if self.filling.is_full() {
+                let next = match self.wait()? {
+                    Some(empty) => empty,
+                    None if self.refused.is_some() => return Ok(taken),
+                    None => Block::at(self.filling.offset),
+                };
+                let mut full = std::mem::replace(&mut self.filling, next);
+                let file = Arc::clone(&self.file);
+                let write = move || {
+                    let outcome = full.write_to(&file);
+                    (full, outcome)
+                };
+                self.writing = Some(std::thread::Builder::new().name("fmfast-write".into()).spawn(write)?);
+            }
+            Ok(taken)
+        }
+
+        /// Whether the file system refused a block: the file must go on through the page cache.
+        pub fn refused(&self) -> bool {
+            self.refused.is_some()
+        }
+
+        /// Waits for the write in flight; returns its block, emptied, unless it was refused (then
+        /// kept in `refused`).
+        fn wait(&mut self) -> io::Result<Option<Block>> {
+            let Some(writing) = self.writing.take() else {
+                return Ok(None);
+            };
+            let (block, outcome) = writing
+                .join()
+                .map_err(|_| io::Error::other("the thread writing the file panicked"))?;
+            if outcome? {
+                return Ok(Some(block));
+            }
+            self.refused = Some(block);
+            Ok(None)
+        }
+
+        /// Waits for the write in flight, and returns the blocks whose bytes are still to be
+        /// written, in order: a refused one's rest, then the one being filled.
+        pub fn finish(mut self) -> io::Result<Vec<Block>> {
+            self.wait()?;
+            let filling = std::mem::replace(&mut self.filling, Block::empty());
+            Ok(self.refused.take().into_iter().chain([filling]).collect())
+        }
+    }
+
+    impl Drop for Blocks {
+        /// A file dropped uncommitted waits for its last write (its result no longer matters).
+        fn drop(&mut self) {
+            if let Some(writing) = self.writing.take() {
+                let _ = writing.join();
+            }
         }
     }
 
