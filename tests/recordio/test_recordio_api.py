@@ -100,12 +100,12 @@ def test_chunked_writer_equals_one_write(tmp_path):
 
 
 def test_files_of_several_direct_blocks_are_the_bytes_encoded(tmp_path):
-    # Over two 8 MiB blocks, the size not a multiple of 4096: whole blocks go out with direct I/O
+    # Over four 4 MiB blocks, the size not a multiple of 4096: whole blocks go out with direct I/O
     # (where the file system takes it), the rest through the page cache.
     X = random_csr(np.random.default_rng(7), 200_001, 40, 0.25)
     y = np.random.default_rng(8).standard_normal(X.shape[0]).astype(np.float32)
     expected = fmfast.encode_recordio(X, y)
-    assert len(expected) > 2 * (8 << 20) and len(expected) % 4096
+    assert len(expected) > 4 * (4 << 20) and len(expected) % 4096
     fmfast.write_recordio(tmp_path / "whole.recordio", X, y)
     assert (tmp_path / "whole.recordio").read_bytes() == expected
     with fmfast.RecordIOWriter(tmp_path / "chunks.recordio") as writer:
