@@ -99,6 +99,26 @@ def test_chunked_writer_equals_one_write(tmp_path):
     assert (tmp_path / "chunks.recordio").read_bytes() == fmfast.encode_recordio(X, y)
 
 
+def test_files_of_several_direct_blocks_are_the_bytes_encoded(tmp_path):
+    # Over four 4 MiB blocks, the size not a multiple of 4096: whole blocks go out with direct I/O
+    # (where the file system takes it), the rest through the page cache.
+    X = random_csr(np.random.default_rng(7), 200_001, 40, 0.25)
+    y = np.random.default_rng(8).standard_normal(X.shape[0]).astype(np.float32)
+    expected = fmfast.encode_recordio(X, y)
+    assert len(expected) > 4 * (4 << 20) and len(expected) % 4096
+    fmfast.write_recordio(tmp_path / "whole.recordio", X, y)
+    assert (tmp_path / "whole.recordio").read_bytes() == expected
+    with fmfast.RecordIOWriter(tmp_path / "chunks.recordio") as writer:
+        for start in range(0, X.shape[0], 70_001):
+            writer.write(X[start : start + 70_001], y[start : start + 70_001])
+    assert (tmp_path / "chunks.recordio").read_bytes() == expected
+    with pytest.raises(KeyboardInterrupt):
+        with fmfast.RecordIOWriter(tmp_path / "aborted.recordio") as writer:
+            writer.write(X, y)
+            raise KeyboardInterrupt
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chunks.recordio", "whole.recordio"]
+
+
 def test_chunked_writer_refuses_inconsistent_chunks_and_leaves_nothing(tmp_path):
     target = tmp_path / "chunks.recordio"
     with pytest.raises(fmfast.InvalidInputError, match="chunk has 4 columns, earlier chunks 3"):

@@ -413,11 +413,13 @@ enum Lookup {
     Strings(StringCodes),
 }
 
-/// The codes of string ids: the ids in one buffer and a hash table of where each lies and its
-/// code, about 30 bytes an id besides the strings (a `HashMap<Box<str>, i64>` takes about 50,
-/// and an allocation per id, whose building cost more time than the table's). A lookup reads the
-/// table's slot, then the id's bytes: no array of ends in between, one cache miss fewer on a
-/// vocabulary larger than the cache (360 against 225 ns a row with that array).
+/// The codes of string ids: the ids in one buffer and a hash table of each id's head (its first
+/// [`HEAD`] bytes), where the id lies and its code, about 45 bytes an id besides the strings (a
+/// `HashMap<Box<str>, i64>` takes about 50, and an allocation per id, whose building cost more
+/// time than the table's). A lookup reads the table's slot, and the id's bytes in the buffer only
+/// for an id longer than its head: on a vocabulary larger than the cache, each read is a cache
+/// miss (360 ns a row with an array of ends between slot and bytes, 225 without; a short id, read
+/// from its slot alone, saves the second miss too: `docs/benchmarks.md`).
 #[derive(Debug)]
 struct StringCodes {
     bytes: String,
@@ -425,12 +427,25 @@ struct StringCodes {
     hasher: RandomState,
 }
 
-/// An id's bytes (`start..end` of the buffer) and its code.
+/// Bytes of an id kept in its slot: ids this short (user ids such as `u123456`, short codes) are
+/// compared without reading the buffer.
+const HEAD: usize = 8;
+
+/// An id's head, its bytes (`start..end` of the buffer) and its code.
 #[derive(Debug, Clone, Copy)]
 struct Slot {
+    head: [u8; HEAD],
     start: u32,
     end: u32,
     code: u32,
+}
+
+/// The first [`HEAD`] bytes of `id`, zero-padded.
+fn head(id: &[u8]) -> [u8; HEAD] {
+    let mut head = [0; HEAD];
+    let n = id.len().min(HEAD);
+    head[..n].copy_from_slice(&id[..n]);
+    head
 }
 
 impl StringCodes {
@@ -452,6 +467,7 @@ impl StringCodes {
             // empty id is the one more id than bytes there can be, and codes of up to 2^32 ids
             // fit u32 as well.
             let slot = Slot {
+                head: head(bytes.get(start..end).unwrap_or_default()),
                 start: start as u32,
                 end: end as u32,
                 code: code as u32,
@@ -470,7 +486,13 @@ impl StringCodes {
     /// The code of `id`, if it is one of the ids.
     fn get(&self, id: &str) -> Option<i64> {
         let (id, bytes) = (id.as_bytes(), self.bytes.as_bytes());
-        let same = |slot: &Slot| bytes.get(slot.start as usize..slot.end as usize) == Some(id);
+        let id_head = head(id);
+        // Equal heads and lengths: the same id, unless it is longer than its head.
+        let same = |slot: &Slot| {
+            slot.head == id_head
+                && (slot.end - slot.start) as usize == id.len()
+                && (id.len() <= HEAD || bytes.get(slot.start as usize + HEAD..slot.end as usize) == id.get(HEAD..))
+        };
         let found = self.slots.find(self.hasher.hash_one(id), same);
         found.map(|slot| i64::from(slot.code))
     }
@@ -1554,6 +1576,9 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .chain((0..1000).map(|i| format!("u{i:04}")))
+            // Longer than a slot's head, some alike in it and differing after it.
+            .chain((0..300).map(|i| format!("user-{i:07}")))
+            .chain(["abcdefgh".to_string(), "abcdefgh\0".to_string()])
             .collect();
         let strings: Strings = ids.iter().map(String::as_str).collect();
         assert_eq!(strings.len(), ids.len());
@@ -1563,7 +1588,18 @@ mod tests {
         for (code, id) in ids.iter().enumerate() {
             assert_eq!(codes.get(id), Some(code as i64), "{id:?}");
         }
-        for unknown in ["c", "u", "u10000", "aa", " ", "e"] {
+        for unknown in [
+            "c",
+            "u",
+            "u10000",
+            "aa",
+            " ",
+            "e",
+            "abcdefg",
+            "abcdefgh\0\0",
+            "user-0000300",
+            "user-000029",
+        ] {
             assert_eq!(codes.get(unknown), None, "{unknown:?}");
         }
         let mut chars = Strings::with_capacity(1, 3);
