@@ -32,7 +32,7 @@ pub(super) const PROGRESS_ROWS: u64 = 1 << 16;
 /// `marks` value of a feature without a gradient slot.
 pub(super) const NO_SLOT: u32 = u32::MAX;
 /// Busy-wait rounds at a barrier before yielding the core to others.
-pub(super) const SPINS_BEFORE_YIELD: u32 = 1 << 8;
+const SPINS_BEFORE_YIELD: u32 = 1 << 8;
 
 /// Rows (phase 1) and features (phase 2) looked ahead when prefetching weights and state.
 const PREFETCH_ROWS: usize = 16;

@@ -38,9 +38,9 @@
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 
-use super::batch::{Data, Slots, Trainer, NO_SLOT, PROGRESS_ROWS, SPINS_BEFORE_YIELD};
+use super::batch::{Data, Slots, Trainer, NO_SLOT, PROGRESS_ROWS};
 use super::config::{EpochStats, OptimizerState, TrainConfig};
 use super::model::WeightsMut;
 use super::schedule::Schedule;
@@ -120,7 +120,7 @@ impl Worker {
 pub(super) const ROUND_BATCHES: usize = 4;
 /// Entries per feature of the model that the threads train at least between two merges (a merge
 /// is a pass over every replica of every feature).
-pub(super) const ROUND_ENTRIES_PER_FEATURE: usize = 64;
+pub(super) const ROUND_ENTRIES_PER_FEATURE: usize = 16;
 
 /// Batches per round on `threads` threads, for data of `n_rows` rows and `nnz` entries, a model of
 /// `d` features and batches of `batch_size` rows.
@@ -172,6 +172,7 @@ pub(super) fn run_segment<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
             failure.get_or_insert((err, t));
         }
         stop.store(true, Ordering::Relaxed);
+        meeting.wake();
     };
     rayon::broadcast(|context| {
         let me = context.index();
@@ -229,31 +230,35 @@ pub(super) fn run_segment<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
     failure.into_inner().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Where the threads of a segment meet between rounds: a count of arrivals that only grows.
+/// Where the threads of a segment meet between rounds: a count of arrivals that only grows. A
+/// thread that arrives early sleeps rather than spins: on a loaded machine the thread it waits for
+/// may be waiting for a core, which spinning would keep from it.
 #[derive(Default)]
 struct Meeting {
-    arrived: AtomicUsize,
+    arrived: Mutex<usize>,
+    all_here: Condvar,
 }
 
 impl Meeting {
-    /// Arrives, then waits until `count` arrivals in all (spinning, then yielding the core);
-    /// `false` when training stopped meanwhile.
+    /// Arrives, then waits until `count` arrivals in all; `false` when training stopped
+    /// meanwhile (see [`Meeting::wake`]). The lock orders what each thread wrote before arriving
+    /// before what all read after.
     fn wait(&self, count: usize, stop: &AtomicBool) -> bool {
-        // Release and acquire: what each thread wrote before arriving is visible to all after.
-        self.arrived.fetch_add(1, Ordering::AcqRel);
-        let mut spins = 0u32;
-        while self.arrived.load(Ordering::Acquire) < count {
-            if stop.load(Ordering::Relaxed) {
-                return false;
-            }
-            if spins < SPINS_BEFORE_YIELD {
-                spins += 1;
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
+        let mut arrived = self.arrived.lock().unwrap_or_else(|e| e.into_inner());
+        *arrived += 1;
+        if *arrived >= count {
+            self.all_here.notify_all();
+        }
+        while *arrived < count && !stop.load(Ordering::Relaxed) {
+            arrived = self.all_here.wait(arrived).unwrap_or_else(|e| e.into_inner());
         }
         !stop.load(Ordering::Relaxed)
+    }
+
+    /// Wakes the waiting threads after `stop` was set, so that they see it.
+    fn wake(&self) {
+        let _arrived = self.arrived.lock().unwrap_or_else(|e| e.into_inner());
+        self.all_here.notify_all();
     }
 }
 
@@ -371,8 +376,8 @@ mod tests {
 
     #[test]
     fn rounds_are_long_enough_for_the_merge_and_a_few_batches_a_thread() {
-        // 1M rows of 2 entries over 120,000 features: 64 entries a feature are 3.84M rows.
-        assert_eq!(round_batches(1_000_000, 2_000_000, 120_000, 1000, 2), 3840);
+        // 1M rows of 2 entries over 120,000 features: 16 entries a feature are 960,000 rows.
+        assert_eq!(round_batches(1_000_000, 2_000_000, 120_000, 1000, 2), 960);
         // A small model: 4 batches a thread.
         assert_eq!(round_batches(1_000_000, 2_000_000, 10, 1000, 2), 8);
         assert_eq!(round_batches(10, 0, 0, 1, 1), 4);
