@@ -455,29 +455,44 @@ mod tests {
             seed,
             chains,
         };
-        let kept = config.kept();
-        let (mut sb, mut sl, mut sf) = (vec![0.0; kept], vec![0.0; kept * d], vec![0.0; kept * d * k]);
-        let mut stats = Vec::new();
-        with_threads(threads, || {
+        let (sf, stats) = with_threads(threads, || {
             let mut w = WeightsMut::new(&mut bias, &mut linear, &mut factors, k)?;
-            let data = BayesData {
-                x,
-                values: Values::F32(&values),
-                labels: &labels,
-                sample_weight: None,
-                groups: &groups,
-                clip: None,
-                noise_groups: None,
-            };
-            let mut samples = Samples {
-                bias: &mut sb,
-                linear: &mut sl,
-                factors: &mut sf,
-            };
-            fit_bayes(&data, &mut w, &mut samples, None, &config, &Unmonitored, &mut stats)
+            sample(x, &values, &labels, &groups, None, &mut w, &config)
         })
         .unwrap();
         (factors, sf, stats)
+    }
+
+    /// `fit_bayes` of `x` (unweighted, unclipped) from `w`, its kept samples held in fresh arrays:
+    /// the samples' factors and each sweep's statistics.
+    fn sample(
+        x: CsrView<'_, i64>,
+        values: &[f32],
+        labels: &[f64],
+        groups: &[u32],
+        noise_groups: Option<&[u32]>,
+        w: &mut WeightsMut<'_>,
+        config: &BayesConfig,
+    ) -> Result<(Vec<f32>, Vec<SweepStats>)> {
+        let (kept, d, k) = (config.kept(), w.linear.len(), w.k);
+        let (mut sb, mut sl, mut sf) = (vec![0.0; kept], vec![0.0; kept * d], vec![0.0; kept * d * k]);
+        let data = BayesData {
+            x,
+            values: Values::F32(values),
+            labels,
+            sample_weight: None,
+            groups,
+            clip: None,
+            noise_groups,
+        };
+        let mut samples = Samples {
+            bias: &mut sb,
+            linear: &mut sl,
+            factors: &mut sf,
+        };
+        let mut stats = Vec::new();
+        fit_bayes(&data, w, &mut samples, None, config, &Unmonitored, &mut stats)?;
+        Ok((sf, stats))
     }
 
     #[test]
@@ -532,31 +547,7 @@ mod tests {
                 seed: 0,
                 chains: 1,
             };
-            let kept = config.kept();
-            let (mut sb, mut sl, mut sf) = (vec![0.0; kept], vec![0.0; kept * 500], vec![0.0; kept * 500]);
-            let data = BayesData {
-                x,
-                values: Values::F32(&values),
-                labels: &labels,
-                sample_weight: None,
-                groups: &groups,
-                clip: None,
-                noise_groups: Some(noise),
-            };
-            let mut samples = Samples {
-                bias: &mut sb,
-                linear: &mut sl,
-                factors: &mut sf,
-            };
-            fit_bayes(
-                &data,
-                &mut w,
-                &mut samples,
-                None,
-                &config,
-                &Unmonitored,
-                &mut Vec::new(),
-            )
+            sample(x, &values, &labels, &groups, Some(noise), &mut w, &config)
         };
         let by_row: Vec<u32> = (0..20).map(|r| r % 3).collect();
         assert!(fit(Method::Mcmc, &by_row).is_ok());
