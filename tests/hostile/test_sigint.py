@@ -186,9 +186,11 @@ def test_ctrl_c_stops_fmfast_train_which_writes_the_last_complete_epoch(tmp_path
 
 
 def test_ctrl_c_stops_write_recordio_and_leaves_no_file(tmp_path) -> None:
+    # Sized so that the signal lands mid-write: with direct I/O, 3M rows took 0.15 s on an idle VM,
+    # and a signal 0.1 s after the first progress report came after the file was complete.
     report = interrupt(
         """
-        X, y = rows(3_000_000, per_row=4)
+        X, y = rows(6_000_000, per_row=4)
         done = []
         def progress(n):
             done.append(n)
@@ -199,7 +201,7 @@ def test_ctrl_c_stops_write_recordio_and_leaves_no_file(tmp_path) -> None:
             report(done=done[-1], total=X.shape[0], left=os.listdir("out"))
         """,
         cwd=_with_dir(tmp_path, "out"),
-        delay=0.1,
+        delay=0.05,
     )
     assert report["latency"] < LATENCY_S
     assert report["done"] < report["total"] and report["left"] == []
@@ -255,7 +257,7 @@ def test_ctrl_c_stops_convert_and_leaves_no_file(tmp_path, kind) -> None:
             report(done=done[-1], total=2 * os.path.getsize("source"), left=os.listdir("out"))
         """,
         cwd=_with_dir(tmp_path, "out"),
-        delay=0.1,
+        delay=0.05,
     )
     assert report["latency"] < LATENCY_S
     assert report["done"] < report["total"] and report["left"] == []
