@@ -21,7 +21,8 @@
 //! # Staleness and the merge
 //! A round is at least [`ROUND_BATCHES`] batches a thread and at least [`ROUND_ENTRIES_PER_FEATURE`]
 //! entries per feature of the model (so that the merge, a pass over every replica, stays a small
-//! part of the round's work), and ends at the epoch's end: a thread sees the updates that the
+//! part of the round's work), but no more than an epoch's [`ROUNDS_PER_EPOCH`]th part, and ends at
+//! the epoch's end: a thread sees the updates that the
 //! others make to the features' rows at the next merge, at most one round later (the staleness
 //! bound), and its own at once. At a merge every value of the features' weights and optimizer
 //! state becomes the master's plus the sum of the threads' changes since the last merge (exactly a

@@ -287,30 +287,8 @@ impl SharedModel {
 }
 
 /// Loads `from` into `into` (same length), one relaxed atomic value at a time.
-///
-/// Each four values are written to `into` with one 16-byte store: the AVX2 lanes read the copy
-/// four `f32` at a time, and a 16-byte load of what four 4-byte stores just wrote cannot be
-/// forwarded from them (it waits until they reach the cache: the hottest stall of the concurrent
-/// schedule in a profile, ~10% of its cycles at k = 8).
 #[inline(always)]
 fn load(from: &[AtomicU32], into: &mut [f32]) {
-    let len = from.len().min(into.len());
-    let (from, into) = (&from[..len], &mut into[..len]);
-    #[cfg(target_arch = "x86_64")]
-    let (from, into) = {
-        use std::arch::x86_64::{__m128i, _mm_setr_epi32, _mm_storeu_si128};
-        let whole = len - len % 4;
-        for (four, out) in from[..whole].chunks_exact(4).zip(into[..whole].chunks_exact_mut(4)) {
-            let bits = |i: usize| four[i].load(Ordering::Relaxed) as i32;
-            // SAFETY: SSE2 is part of x86-64; `out` is 4 `f32`s, 16 writable bytes (an unaligned
-            // store needs no alignment), borrowed mutably here alone.
-            unsafe {
-                let values = _mm_setr_epi32(bits(0), bits(1), bits(2), bits(3));
-                _mm_storeu_si128(out.as_mut_ptr().cast::<__m128i>(), values);
-            }
-        }
-        (&from[whole..], &mut into[whole..])
-    };
     for (value, a) in into.iter_mut().zip(from) {
         *value = f32::from_bits(a.load(Ordering::Relaxed));
     }
