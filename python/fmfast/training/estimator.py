@@ -217,13 +217,13 @@ class FactorizationMachine:
             entries per feature, at most an eighth of the epoch, and at each epoch's end) the
             threads meet and add up their changes into the model (as SageMaker does across
             instances); only the bias, which every batch updates, is shared, without locks
-            (Hogwild-style). A thread sees the others' updates at
-            most one round late; accuracy is that of the deterministic schedule within noise (test
-            RMSE on MovieLens-100K within 0.0012), results vary from run to run, and each thread
-            holds a replica of the model and its state. The default is ``True`` because it is
-            reproducible (scikit-learn's checks and searches, and the parity with SageMaker, expect
-            a fixed seed to give a fixed model) and because the concurrent schedule's speed-up on
-            two idle cores is still to be measured; see ``docs/design/training.md``. With one
+            (Hogwild-style). A thread sees the others' updates at most one round late; accuracy
+            is that of the deterministic schedule within noise (test RMSE on MovieLens-100K within
+            0.0012), results vary from run to run, and each thread holds a replica of the model and
+            its state. The default is ``True`` because it is reproducible (scikit-learn's checks and
+            searches, and the parity with SageMaker, expect a fixed seed to give a fixed model) and
+            because on two idle cores neither schedule is clearly faster (2 threads: 1.05-1.54x one
+            thread concurrent, 0.83-1.49x deterministic); see ``docs/design/training.md``. With one
             thread both train the same.
         random_state (int, numpy Generator or None): Seed of the initial weights.
         progress (bool or callable): ``True`` draws a progress bar (one per fit, over all its epochs, with
