@@ -309,9 +309,11 @@ def test_the_parquet_files_route_names_the_bad_row_and_leaves_nothing(
 def test_a_worker_process_decodes_the_encoder_once(spark: SparkSession) -> None:
     state = spark.sparkContext.broadcast(encoder().fit(ratings(50)).to_json())
 
-    def decoded(key: str) -> list[tuple[int, int]]:
-        def task(_: Iterator[int]) -> Iterator[tuple[int, int]]:
-            yield os.getpid(), id(fmfast.spark._task_encoder(key, state, 1))
+    def decoded(key: str) -> list[tuple[int, int, str]]:
+        def task(_: Iterator[int]) -> Iterator[tuple[int, int, str]]:
+            found = fmfast.spark._task_encoder(key, state, 1)
+            # Marked by the first task that gets it: which job's tasks it was decoded for.
+            yield os.getpid(), id(found), found.__dict__.setdefault("decoded_for", key)
 
         return spark.sparkContext.parallelize(range(8), 8).mapPartitions(task).collect()
 
@@ -321,10 +323,12 @@ def test_a_worker_process_decodes_the_encoder_once(spark: SparkSession) -> None:
         state.destroy()
     # Spark reuses its Python workers: eight tasks, but one encoder per worker process and job.
     for found in (first, again):
-        by_process = {pid: {encoder_id for p, encoder_id in found if p == pid} for pid, _ in found}
+        by_process = {pid: {encoder_id for p, encoder_id, _ in found if p == pid} for pid, _, _ in found}
         assert len(found) == 8 and all(len(ids) == 1 for ids in by_process.values())
         assert len(by_process) <= 2
-    assert not {encoder_id for _, encoder_id in first} & {encoder_id for _, encoder_id in again}
+    # The next job decodes its own (the last job's is freed first, so its id may come back: the
+    # mark, not the id, tells them apart).
+    assert {job for _, _, job in first} == {"job-1"} and {job for _, _, job in again} == {"job-2"}
 
 
 def test_spark_calls_raise_no_pandas_warning(spark: SparkSession, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""``deterministic=False``: threads training different mini-batches at once, each on a replica of the model.
+"""``deterministic=False``: threads training different mini-batches at once (Hogwild-style).
 
 The concurrent schedule is not reproducible bit for bit, so these tests hold it to the quality of
 the deterministic one: on a generated problem with a held-out part, the test loss of 2 concurrent

@@ -102,7 +102,7 @@ pub(super) struct Slots {
     /// the batch before it is gathered and never shrunk, so that a feature's first entry writes
     /// its sums in place; only the first `features.len()` are the batch's.
     sums: Vec<f64>,
-    /// The copy of a shared bias ([`SharedModel::replica`]) while it is updated.
+    /// The copies of the rows trained on a concurrent model.
     buffer: RowBuffer,
 }
 
@@ -268,7 +268,7 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
         let schedule = &self.schedule;
         let n = task.rows.len();
         if let Some(share) = &task.share {
-            self.score_rows(lanes, task.rows.start, share.clone(), n);
+            self.score_rows(lanes, task.rows.start, share.clone(), n, &mut slots.buffer);
             if schedule.parts > 1 {
                 self.sort_entries(task.rows.start, share.clone());
             }
@@ -311,16 +311,24 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
 
     /// Phase 1 for batch rows `share` (of `n` from `start`): `s`, ŷ, loss and `g_r`.
     #[inline(always)]
-    fn score_rows<L: Lanes>(&self, lanes: L, start: usize, share: Range<usize>, n: usize) {
-        with_factors!(self.model.k, factors => self.score_rows_as(factors, lanes, start, share, n))
+    fn score_rows<L: Lanes>(&self, lanes: L, start: usize, share: Range<usize>, n: usize, buffer: &mut RowBuffer) {
+        with_factors!(self.model.k, factors => self.score_rows_as(factors, lanes, start, share, n, buffer))
     }
 
     /// [`Trainer::score_rows`] with `k` given as `factors`.
     #[inline(always)]
-    fn score_rows_as<F: Factors, L: Lanes>(&self, factors: F, lanes: L, start: usize, share: Range<usize>, n: usize) {
+    fn score_rows_as<F: Factors, L: Lanes>(
+        &self,
+        factors: F,
+        lanes: L,
+        start: usize,
+        share: Range<usize>,
+        n: usize,
+        buffer: &mut RowBuffer,
+    ) {
         let (data, k, m, ns) = (self.data, factors.k(), &self.model, self.n_slots);
         let x = data.x;
-        // SAFETY: no thread writes the weights but a shared bias in this phase.
+        // SAFETY: no thread writes the weights in this phase (unless the model is concurrent).
         let view = unsafe { m.scorer() };
         let rescale = self.config.optimizer.rescale_grad.unwrap_or(1.0 / n as f64);
         let sc = &self.scratch;
@@ -366,7 +374,14 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
                     }
                 }
             }
-            let score = view.score_row_as(factors, lanes, x.row_indices(row), &data.values[x.row_range(row)], s);
+            let score = view.score_row_as(
+                factors,
+                lanes,
+                x.row_indices(row),
+                &data.values[x.row_range(row)],
+                s,
+                buffer,
+            );
             scores[offset] = score;
             if !score.is_finite() {
                 bad = true;
@@ -430,11 +445,13 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
             stats.false_negatives += counts[3];
         }
         stats.rows += n as u64;
-        // SAFETY: the bias and its state are part 0's alone (unless they are shared).
-        let [bias, bias_state] = unsafe { m.bias_mut(self.n_slots, buffer) };
+        let rows = [(m.bias, 0, 1), (m.bias_state, 0, self.n_slots)];
+        // SAFETY: the bias and its state are part 0's alone (unless the model is concurrent).
+        let [bias, bias_state] = unsafe { m.rows_mut(rows, buffer) };
         let (first, second) = slots(bias_state, 1);
         let finite = rule.apply(&[bias_grad], bias, first, second);
-        m.store_bias(self.n_slots, buffer);
+        // SAFETY: as above.
+        unsafe { m.store(rows, buffer) };
         finite
     }
 
@@ -609,21 +626,22 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
                 "feature {i} listed twice"
             );
             self.marks[i].store(NO_SLOT, Ordering::Relaxed);
-            // SAFETY: feature i is this thread's alone (`owner`, or the thread's own replica) and
-            // appears once in `features`.
-            let [w, w_state, v, v_state] = unsafe {
-                [
-                    m.linear.slice_mut(i, 1),
-                    m.linear_state.slice_mut(i * ns, ns),
-                    m.factors.slice_mut(i * k, k),
-                    m.factor_state.slice_mut(i * ns * k, ns * k),
-                ]
-            };
+            let rows = [
+                (m.linear, i, 1),
+                (m.linear_state, i * ns, ns),
+                (m.factors, i * k, k),
+                (m.factor_state, i * ns * k, ns * k),
+            ];
+            // SAFETY: feature i is this thread's alone (`owner`, unless the model is concurrent)
+            // and appears once in `features`.
+            let [w, w_state, v, v_state] = unsafe { m.rows_mut(rows, &mut slots.buffer) };
             let (first, second) = self::slots(w_state, 1);
             finite &= linear_rule.apply_as(kind, w, first, second, |_, _| linear_grad);
             // ∂/∂v_if = Σ_r g_r x_ri s_rf − v_if Σ_r g_r x_ri², formed as the update reads v_if.
             let (first, second) = self::slots(v_state, k);
             finite &= lanes.step(factor_rule, kind, v, first, second, grad, squares);
+            // SAFETY: as above.
+            unsafe { m.store(rows, &slots.buffer) };
         }
         finite
     }

@@ -18,8 +18,7 @@
 //!   and chooses how many threads run them; `batch` holds those threads and the two phases of a
 //!   mini-batch; `shared` is the one place where those threads share the weights and buffers
 //!   through raw pointers. `hogwild` is the other schedule: threads training mini-batches of their
-//!   own at the same time, each on a replica of the model, merged every round of batches
-//!   (`deterministic = false`). `lanes` holds the loops over one row's k
+//!   own at the same time (`deterministic = false`). `lanes` holds the loops over one row's k
 //!   factors that both run for every entry and feature, scalar and in AVX2's lanes (same bits).
 //! * [`bayes`]: Bayesian FM by Gibbs sampling (MCMC) and ALS, sweeping one coordinate at a time.
 //! * [`checkpoint`]: the copy of the model that [`fit_epochs`] takes at epoch ends, so that an

@@ -19,19 +19,22 @@
 //!
 //! # The concurrent schedule
 //! With `deterministic = false` ([`super::hogwild`]) each thread runs a [`super::batch::Trainer`]
-//! of its own, on mini-batches of its own, on a replica of the model that it alone reads and
-//! writes between two of the schedule's merges, so the batch code runs in place on it as on the
-//! deterministic schedule's model. Only the bias and its state, which every batch updates, stay
-//! shared by all threads ([`SharedModel::replica`]): each access to them is a relaxed atomic load
-//! or store, and the trainer never takes a slice of them but copies them into a small buffer of
-//! its own ([`RowBuffer`]). So the races allowed on the bias (a lost or mixed update, never a torn
-//! value) are not undefined behaviour. The merges run between barriers of the concurrent schedule,
-//! each thread on a range of features of its own in the master and in every replica.
+//! of its own, on mini-batches of its own, against the one shared model, without any ownership:
+//! another thread may read or write any row at any time. Such a model is
+//! [`SharedModel::concurrent`], and the trainer then never takes a slice of it: phase 1 copies
+//! each row's weights ([`Scorer`]) and phase 2 each feature's rows ([`SharedModel::update`]) into
+//! a small buffer of the thread's own ([`RowBuffer`]), one relaxed atomic load per value, and
+//! phase 2 stores them back the same way right after the update. So the races it allows (a lost
+//! or mixed update, never a torn value) are not undefined behaviour, and the batch code runs
+//! unchanged on the copies, which stay in L1.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::config::OptimizerState;
-use super::model::{Weights, WeightsMut};
+use super::lanes::Lanes;
+use super::model::{Factors, Weights, WeightsMut};
+use super::Feature;
+use crate::csr::CsrIndex;
 use crate::error::Error;
 use crate::memory::try_filled;
 
@@ -175,9 +178,9 @@ pub(super) struct SharedModel {
     pub(super) bias_state: Ptr<f32>,
     pub(super) linear_state: Ptr<f32>,
     pub(super) factor_state: Ptr<f32>,
-    /// Whether other trainers read and write the bias and its state at the same time (a replica
-    /// of the concurrent schedule): then every access to them is atomic.
-    shared_bias: bool,
+    /// Whether other trainers read and write this model at the same time (the concurrent
+    /// schedule): then every access to it is atomic.
+    concurrent: bool,
 }
 
 impl SharedModel {
@@ -191,146 +194,193 @@ impl SharedModel {
             bias_state: Ptr::of(state.bias),
             linear_state: Ptr::of(state.linear),
             factor_state: Ptr::of(state.factors),
-            shared_bias: false,
+            concurrent: false,
         }
     }
 
-    /// A thread's replica of this model for the concurrent schedule: the weights and state of the
-    /// features in `replica` (the thread's alone between merges), the bias and its state this
-    /// model's, which every trainer may read and write at any time, so each access to them is a
-    /// relaxed atomic one (module documentation).
-    pub(super) fn replica(self, replica: &mut Replica) -> Self {
+    /// This model as the concurrent schedule shares it: every trainer may read and write any
+    /// value at any time, so each access is a relaxed atomic one (module documentation).
+    pub(super) fn concurrent(self) -> Self {
         SharedModel {
-            linear: Ptr::of(&mut replica.linear),
-            factors: Ptr::of(&mut replica.factors),
-            linear_state: Ptr::of(&mut replica.linear_state),
-            factor_state: Ptr::of(&mut replica.factor_state),
-            shared_bias: true,
+            concurrent: true,
             ..self
         }
     }
 
-    /// The four arrays of a feature's rows (`w`, its state, `V`, its state) and each one's values
-    /// a feature, for merging replicas.
-    pub(super) fn feature_arrays(&self, n_slots: usize) -> [(Ptr<f32>, usize); 4] {
-        [
-            (self.linear, 1),
-            (self.linear_state, n_slots),
-            (self.factors, self.k),
-            (self.factor_state, n_slots * self.k),
-        ]
-    }
-
-    /// What phase 1 scores with: the weights in place, and the bias as it is now.
+    /// What phase 1 scores with.
     ///
     /// # Safety
-    /// No thread writes the weights but the bias while the result lives (module invariant).
+    /// No thread writes the weights while the result lives, unless the model is
+    /// [`SharedModel::concurrent`] (module invariant).
     #[inline(always)]
-    pub(super) unsafe fn scorer(&self) -> Weights<'_> {
-        let bias = if self.shared_bias {
-            // SAFETY: row 0 of the bias, which every access of a replica's trainers reads or
-            // writes atomically (module documentation).
-            f32::from_bits(unsafe { self.bias.atomics(0, 1) }[0].load(Ordering::Relaxed))
-        } else {
-            // SAFETY: in bounds; nothing writes it meanwhile (caller).
-            unsafe { self.bias.slice(0, 1)[0] }
-        };
+    pub(super) unsafe fn scorer(&self) -> Scorer<'_> {
+        if self.concurrent {
+            // SAFETY: row 0 of the bias, read atomically.
+            let bias = unsafe { self.bias.atomics(0, 1) }[0].load(Ordering::Relaxed);
+            return Scorer::Copied {
+                model: *self,
+                bias: f64::from(f32::from_bits(bias)),
+            };
+        }
         // SAFETY: in bounds (lengths checked by `train::check_config`); nothing writes them
         // meanwhile (caller).
-        unsafe {
+        Scorer::InPlace(unsafe {
             Weights {
-                bias: f64::from(bias),
+                bias: f64::from(self.bias.slice(0, 1)[0]),
                 linear: self.linear.slice(0, self.d),
                 factors: self.factors.slice(0, self.d * self.k),
                 k: self.k,
             }
-        }
+        })
     }
 
-    /// The bias and its state, to update: in place, or, if they are shared
-    /// ([`SharedModel::replica`]), copies in `buffer` loaded now, one relaxed atomic value at a
-    /// time, which [`SharedModel::store_bias`] writes back (a store of another thread that lands
-    /// in between is lost).
+    /// Rows `rows` (each a pointer, its first element and its length) of the model, to update:
+    /// in place, or, if the model is [`SharedModel::concurrent`], copies in `buffer` loaded now,
+    /// one relaxed atomic value at a time, which [`SharedModel::store`] writes back (a store of
+    /// another thread that lands in between is lost). Two calls, not one taking the update as a
+    /// closure: the closure was not inlined, and its optimizer loop lost its specialisation.
     ///
     /// # Safety
-    /// Unless they are shared, the bias and its state are the calling task's alone while the
-    /// result lives (module invariant).
+    /// In bounds, and, unless the model is concurrent, the rows are the calling task's alone
+    /// while the result lives (module invariant).
     #[inline(always)]
-    pub(super) unsafe fn bias_mut<'b>(&self, n_slots: usize, buffer: &'b mut RowBuffer) -> [&'b mut [f32]; 2] {
-        if !self.shared_bias {
-            // SAFETY: in bounds (`train::check_config`), and the task's alone (caller).
-            return unsafe { [self.bias.slice_mut(0, 1), self.bias_state.slice_mut(0, n_slots)] };
-        }
-        let copy = room(&mut buffer.values, 1 + n_slots);
-        // SAFETY: in bounds; shared: only atomic accesses (module documentation).
-        unsafe {
-            load(self.bias.atomics(0, 1), &mut copy[..1]);
-            load(self.bias_state.atomics(0, n_slots), &mut copy[1..]);
-        }
-        let (bias, state) = copy.split_at_mut(1);
-        [bias, state]
+    pub(super) unsafe fn rows_mut<'b, const N: usize>(
+        &self,
+        rows: [(Ptr<f32>, usize, usize); N],
+        buffer: &'b mut RowBuffer,
+    ) -> [&'b mut [f32]; N] {
+        let concurrent = self.concurrent;
+        let total = if concurrent {
+            rows.iter().map(|&(_, _, len)| len).sum()
+        } else {
+            0
+        };
+        let mut rest = room(&mut buffer.values, total);
+        rows.map(|(p, at, len)| {
+            if !concurrent {
+                // SAFETY: in bounds, and the task's alone (caller).
+                return unsafe { p.slice_mut(at, len) };
+            }
+            let (copy, tail) = std::mem::take(&mut rest).split_at_mut(len);
+            rest = tail;
+            // SAFETY: in bounds (caller); the model is concurrent: only atomic accesses.
+            load(unsafe { p.atomics(at, len) }, copy);
+            copy
+        })
     }
 
-    /// Writes back the copies that [`SharedModel::bias_mut`] made, one relaxed atomic value at a
-    /// time (nothing to do in place).
+    /// Writes back the copies of `rows` that [`SharedModel::rows_mut`] made, one relaxed atomic
+    /// value at a time (nothing to do in place).
+    ///
+    /// # Safety
+    /// As [`SharedModel::rows_mut`], with the same `rows`.
     #[inline(always)]
-    pub(super) fn store_bias(&self, n_slots: usize, buffer: &RowBuffer) {
-        if !self.shared_bias {
+    pub(super) unsafe fn store<const N: usize>(&self, rows: [(Ptr<f32>, usize, usize); N], buffer: &RowBuffer) {
+        if !self.concurrent {
             return;
         }
-        // SAFETY: in bounds; shared: only atomic accesses (module documentation).
-        let shared = unsafe { [self.bias.atomics(0, 1), self.bias_state.atomics(0, n_slots)] };
-        for (a, &value) in shared.into_iter().flatten().zip(&buffer.values) {
-            a.store(value.to_bits(), Ordering::Relaxed);
+        let mut copy = &buffer.values[..];
+        for (p, at, len) in rows {
+            let (values, tail) = copy.split_at(len);
+            copy = tail;
+            // SAFETY: in bounds (caller); the model is concurrent: only atomic accesses.
+            for (a, &value) in unsafe { p.atomics(at, len) }.iter().zip(values) {
+                a.store(value.to_bits(), Ordering::Relaxed);
+            }
         }
     }
 }
 
 /// Loads `from` into `into` (same length), one relaxed atomic value at a time.
+///
+/// Each four values are written to `into` with one 16-byte store: the AVX2 lanes read the copy
+/// four `f32` at a time, and a 16-byte load of what four 4-byte stores just wrote cannot be
+/// forwarded from them (it waits until they reach the cache: the hottest stall of the concurrent
+/// schedule in a profile, ~10% of its cycles at k = 8).
 #[inline(always)]
 fn load(from: &[AtomicU32], into: &mut [f32]) {
+    let len = from.len().min(into.len());
+    let (from, into) = (&from[..len], &mut into[..len]);
+    #[cfg(target_arch = "x86_64")]
+    let (from, into) = {
+        use std::arch::x86_64::{__m128i, _mm_setr_epi32, _mm_storeu_si128};
+        let whole = len - len % 4;
+        for (four, out) in from[..whole].chunks_exact(4).zip(into[..whole].chunks_exact_mut(4)) {
+            let bits = |i: usize| four[i].load(Ordering::Relaxed) as i32;
+            // SAFETY: SSE2 is part of x86-64; `out` is 4 `f32`s, 16 writable bytes (an unaligned
+            // store needs no alignment), borrowed mutably here alone.
+            unsafe {
+                let values = _mm_setr_epi32(bits(0), bits(1), bits(2), bits(3));
+                _mm_storeu_si128(out.as_mut_ptr().cast::<__m128i>(), values);
+            }
+        }
+        (&from[whole..], &mut into[whole..])
+    };
     for (value, a) in into.iter_mut().zip(from) {
         *value = f32::from_bits(a.load(Ordering::Relaxed));
     }
 }
 
-/// A thread's copy of the shared bias and its state while it updates them
-/// ([`SharedModel::bias_mut`]), never shrunk.
+/// Phase 1's weights ([`SharedModel::scorer`]).
+pub(super) enum Scorer<'a> {
+    /// The whole model, read in place (the deterministic schedule: nothing writes it in phase 1).
+    InPlace(Weights<'a>),
+    /// A concurrent model, of which each row's weights are copied before it is scored, and the
+    /// bias as the batch started.
+    Copied { model: SharedModel, bias: f64 },
+}
+
+impl Scorer<'_> {
+    /// ŷ of the row of `columns` and `values`, as [`Weights::score_row_as`]: on the model in place,
+    /// or on a copy of the row's weights in `buffer` (the same values in the same order: the
+    /// same arithmetic).
+    #[inline(always)]
+    pub(super) fn score_row_as<F: Factors, L: Lanes, I: CsrIndex, T: Feature>(
+        &self,
+        factors: F,
+        lanes: L,
+        columns: &[I],
+        values: &[T],
+        s: &mut [f64],
+        buffer: &mut RowBuffer,
+    ) -> f64 {
+        let (model, bias) = match self {
+            Scorer::InPlace(weights) => return weights.score_row_as(factors, lanes, columns, values, s),
+            Scorer::Copied { model, bias } => (model, *bias),
+        };
+        let (k, n) = (factors.k(), columns.len());
+        if buffer.ordinals.len() < n {
+            buffer.ordinals.extend(buffer.ordinals.len() as i64..n as i64);
+        }
+        let copy = room(&mut buffer.values, n * (1 + k));
+        let (linear, rest) = copy.split_at_mut(n);
+        for ((&column, w), v) in columns.iter().zip(linear).zip(rest.chunks_exact_mut(k)) {
+            // Columns were validated against d when the view was built; the model is concurrent:
+            // only atomic accesses.
+            let i = column.to_u64().unwrap_or(0) as usize;
+            // SAFETY: in bounds (the view's columns), atomic (module documentation).
+            let (shared_w, shared_v) = unsafe { (model.linear.atomics(i, 1), model.factors.atomics(i * k, k)) };
+            load(shared_w, std::slice::from_mut(w));
+            load(shared_v, v);
+        }
+        let (linear, factors_copy) = copy.split_at(n);
+        let weights = Weights {
+            bias,
+            linear,
+            factors: factors_copy,
+            k,
+        };
+        weights.score_row_as(factors, lanes, &buffer.ordinals[..n], values, s)
+    }
+}
+
+/// A thread's copies of the rows it trains on a [`SharedModel::concurrent`] model (they stay in
+/// L1), never shrunk: one row's weights in phase 1, one feature's rows in phase 2.
 #[derive(Default)]
 pub(super) struct RowBuffer {
     values: Vec<f32>,
-}
-
-/// One thread's replica of the weights and optimizer state of every feature (the concurrent
-/// schedule's, [`SharedModel::replica`]); the bias is not replicated.
-pub(super) struct Replica {
-    linear: Vec<f32>,
-    factors: Vec<f32>,
-    linear_state: Vec<f32>,
-    factor_state: Vec<f32>,
-}
-
-impl Replica {
-    /// A copy of `weights` and `state`, or an error when it is beyond memory.
-    pub(super) fn of(weights: &WeightsMut<'_>, state: &OptimizerState<'_>) -> Result<Self, Error> {
-        let copy = |values: &[f32]| -> Result<Vec<f32>, Error> {
-            let mut copy = Vec::new();
-            copy.try_reserve_exact(values.len()).map_err(|_| {
-                let bytes = std::mem::size_of_val(values);
-                Error::invalid(format!(
-                    "cannot allocate a replica of the model ({bytes} bytes) for each thread (deterministic=False)"
-                ))
-            })?;
-            copy.extend_from_slice(values);
-            Ok(copy)
-        };
-        Ok(Replica {
-            linear: copy(weights.linear)?,
-            factors: copy(weights.factors)?,
-            linear_state: copy(state.linear)?,
-            factor_state: copy(state.factors)?,
-        })
-    }
+    /// `0, 1, 2, …`: the columns of a row's copy.
+    ordinals: Vec<i64>,
 }
 
 /// The first `len` values of `values`, grown to hold them.
