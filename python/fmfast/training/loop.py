@@ -376,7 +376,7 @@ class StreamedPasses:
     def close(self) -> None:
         """Stop reading (the read in progress is dropped)."""
         self._pending = None
-        self._pipeline.close()  # type: ignore[attr-defined]
+        self._pipeline.close()
 
 
 def train_epoch(
