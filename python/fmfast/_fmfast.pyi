@@ -19,7 +19,10 @@ class RecordIOError(FmFastError):
     offset: int
     filename: str
 
-class ParseError(FmFastError): ...
+class ParseError(FmFastError):
+    # Set on each instance where it is raised: the 1-based line of the text.
+    line: int
+
 class DivergenceError(FmFastError): ...
 
 @final
