@@ -319,7 +319,7 @@ def train_rows(
     )
     trained = checkpoint if stopped is not None and checkpoint is not None else state
     trained.t = t
-    return trained, [tuple(epoch) for epoch in stats], stopped  # type: ignore[misc]
+    return trained, stats, stopped
 
 
 def train(
