@@ -23,7 +23,10 @@ class ParseError(FmFastError):
     # Set on each instance where it is raised: the 1-based line of the text.
     line: int
 
-class DivergenceError(FmFastError): ...
+class DivergenceError(FmFastError):
+    # Set on each instance where it is raised: where training stopped.
+    epoch: int
+    batch: int
 
 @final
 class EncodeArgs:
