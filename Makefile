@@ -70,6 +70,7 @@ lint: $(INSTALLED)
 	$(BIN)/ruff check python tests benches examples
 	$(BIN)/ruff format --check python tests benches examples
 	$(BIN)/python -m mypy.stubtest fmfast._fmfast --allowlist stubtest-allowlist.txt
+	$(BIN)/python -m mypy python/fmfast
 
 # Benchmarks for real (pytest-benchmark); `make test` only smoke-runs them once.
 bench:

@@ -13,9 +13,10 @@ import sys
 import types
 import warnings
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 #: Module paths of the flat layout (``fmfast.NAME``) and where each module lives now.
 MOVED_MODULES: dict[str, str] = {
@@ -59,7 +60,7 @@ def _warn(old: str, new: str) -> None:
     )
 
 
-def renamed(function: F, old: str) -> F:
+def renamed(function: Callable[P, R], old: str) -> Callable[P, R]:
     """``function`` under its deprecated name ``old`` (qualified): each call warns, then calls it.
 
     The warning names the new name in the old one's namespace (``fmfast.load_params`` →
@@ -68,13 +69,13 @@ def renamed(function: F, old: str) -> F:
     new = f"{old.rsplit('.', 1)[0]}.{function.__name__}"
 
     @functools.wraps(function)
-    def alias(*args: Any, **kwargs: Any) -> Any:
+    def alias(*args: P.args, **kwargs: P.kwargs) -> R:
         _warn(old, new)
         return function(*args, **kwargs)
 
     alias.__name__ = alias.__qualname__ = old.rsplit(".", 1)[-1]
     alias.__doc__ = f"Deprecated alias of :func:`{new}`, removed in the next release."
-    return alias  # type: ignore[return-value]
+    return alias
 
 
 class MovedModule(types.ModuleType):

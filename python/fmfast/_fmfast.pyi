@@ -11,9 +11,22 @@ __version__: str
 
 class FmFastError(Exception): ...
 class InvalidInputError(FmFastError, ValueError): ...
-class RecordIOError(FmFastError): ...
-class ParseError(FmFastError): ...
-class DivergenceError(FmFastError): ...
+
+class RecordIOError(FmFastError):
+    # Set on each instance where it is raised: by the extension (record, offset), by the Python
+    # readers for a path (filename).
+    record: int
+    offset: int
+    filename: str
+
+class ParseError(FmFastError):
+    # Set on each instance where it is raised: the 1-based line of the text.
+    line: int
+
+class DivergenceError(FmFastError):
+    # Set on each instance where it is raised: where training stopped.
+    epoch: int
+    batch: int
 
 @final
 class EncodeArgs:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -19,7 +19,7 @@ T = TypeVar("T")
 _CHUNK, _ERROR, _END = range(3)
 
 
-def read_ahead(chunks: Iterator[T]) -> Iterator[T]:
+def read_ahead(chunks: Iterator[T]) -> Generator[T, None, None]:
     """Yield the items of ``chunks``, each read on a thread of its own while the caller holds the one before.
 
     An exception that reading raises is raised here, at the item where it happened, as it was

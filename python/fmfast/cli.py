@@ -28,10 +28,10 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from inspect import Parameter, signature
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypedDict
 
 import numpy as np
 import scipy.sparse as sp
@@ -66,8 +66,20 @@ def _megabytes(n_bytes: int) -> str:
     return f"{n_bytes / 1e6:,.1f} MB"
 
 
+class _Tuned(TypedDict, total=False):
+    """Hyperparameters of a tuned set: keywords of :class:`fmfast.FactorizationMachine`."""
+
+    mini_batch_size: int
+    bias_lr: float
+    linear_lr: float
+    factors_lr: float
+    linear_wd: float
+    factors_wd: float
+    factors_init_sigma: float
+
+
 #: Settings tuned on a validation split of MovieLens-100K (benches/movielens_accuracy.py).
-DEMO_HYPERPARAMETERS = {
+DEMO_HYPERPARAMETERS: _Tuned = {
     "mini_batch_size": 100,
     "bias_lr": 0.001,
     "linear_lr": 0.001,
@@ -79,7 +91,7 @@ DEMO_HYPERPARAMETERS = {
 
 #: The ranking model: a classifier of rated vs sampled unrated pairs, 64 factors, settings
 #: chosen on a validation hold-out (the 10 ratings before each user's last 10) of MovieLens-100K.
-RANKING_HYPERPARAMETERS = {
+RANKING_HYPERPARAMETERS: _Tuned = {
     "mini_batch_size": 1000,
     "bias_lr": 0.001,
     "linear_lr": 0.001,
@@ -91,7 +103,7 @@ RANKING_NEGATIVES = 4
 HELD_OUT = 10
 
 #: Named sets of hyperparameters for ``train --preset`` (``-H`` overrides them one by one).
-PRESETS = {"movielens": DEMO_HYPERPARAMETERS}
+PRESETS: dict[str, _Tuned] = {"movielens": DEMO_HYPERPARAMETERS}
 
 #: What ``-H NAME=VALUE`` may set, with defaults: the estimator's keyword arguments, except
 #: ``progress`` (the CLI's ``--quiet``).
@@ -279,7 +291,7 @@ def _within(
 def _hyperparameters_epilog() -> str:
     """``train --help``'s list of the ``-H`` names with their defaults, and of the presets."""
 
-    def listed(values: dict[str, Any], indent: str = "  ") -> str:
+    def listed(values: Mapping[str, object], indent: str = "  ") -> str:
         text = " ".join(f"{name}={value}" for name, value in values.items())
         return textwrap.fill(text, width=96, initial_indent=indent, subsequent_indent=indent)
 

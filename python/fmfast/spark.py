@@ -204,8 +204,9 @@ def write_partition(
         InvalidInputError: a value the encoder cannot encode, a missing column or a null label,
             named by the file and the row in the file.
     """
-    options = {"dtype": dtype, "check_finite": check_finite, "n_threads": n_threads}
-    with RecordIOWriter(path, storage_options=storage_options, **options) as writer:
+    with RecordIOWriter(
+        path, dtype=dtype, check_finite=check_finite, n_threads=n_threads, storage_options=storage_options
+    ) as writer:
         for batch in _regrouped(batches, ENCODE_ROWS):
             try:
                 writer.write(*batch_rows(encoder, batch, label))

@@ -168,6 +168,8 @@ def test_load_rejects_damaged_and_foreign_files(tmp_path: Path) -> None:
 
     with pytest.raises(ModelFormatError, match="format version 3; this fmfast reads versions 1, 2"):
         FactorizationMachine.load(rewrite("v3.npz", {"version": 3}))
+    with pytest.raises(ModelFormatError, match=r"format version \[2\]; this fmfast reads"):
+        FactorizationMachine.load(rewrite("list.npz", {"version": [2]}))  # unhashable: was a TypeError
     with pytest.raises(ModelFormatError, match="holds format 'other'"):
         FactorizationMachine.load(rewrite("other.npz", {"format": "other"}))
     with pytest.raises(ModelFormatError, match="array 'factors' has shape"):

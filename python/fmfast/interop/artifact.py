@@ -462,11 +462,12 @@ def read_sagemaker_model(
     if w0.size != 1:
         raise ModelFormatError(f"w0_weight has shape {w0.shape}, expected (1,)")
     meta = _json(files, ("meta.json",))
-    training = {}
+    training: dict[str, Any] = {}
     if meta is not None:
-        training = meta.get("training_parameters", {}) if isinstance(meta, dict) else None
-        if not isinstance(training, dict):
+        found = meta.get("training_parameters", {}) if isinstance(meta, dict) else None
+        if not isinstance(found, dict):
             raise ModelFormatError("meta.json training_parameters is not an object")
+        training = found
     stated = parse_hyperparameters(training)
     settings = _json(files, (_SETTINGS_NAME,))
     if settings is not None and not isinstance(settings, dict):

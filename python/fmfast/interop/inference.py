@@ -250,16 +250,13 @@ def _instances_to_csr(instances: list[Any], feature_dim: int) -> sp.csr_array:
             raise InvalidInputError(
                 f"instance {i} has {lengths[i]} dense features, the model expects {feature_dim}"
             )
-    if len(sparse_rows) == n:
-        key_lengths = lengths
-        keys = _numbers(list(chain.from_iterable(p[1] for p in parsed)), key_lengths, "key", integer=True)  # type: ignore[arg-type]
-    else:
-        dense_keys = list(range(feature_dim))
-        pieces = [dense_keys if keys is None else keys for _, keys, _ in parsed]
-        keys = _numbers(list(chain.from_iterable(pieces)), lengths, "key", integer=True)
+    # A dense row's keys are all the columns (built only when there is such a row).
+    dense_keys = list(range(feature_dim)) if len(sparse_rows) < n else []
+    pieces = [dense_keys if keys is None else keys for _, keys, _ in parsed]
+    columns = _numbers(list(chain.from_iterable(pieces)), lengths, "key", integer=True)
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(lengths, out=indptr[1:])
-    return _checked_csr(values, keys, indptr, feature_dim)
+    return _checked_csr(values, columns, indptr, feature_dim)
 
 
 def _checked_csr(

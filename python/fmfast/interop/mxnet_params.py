@@ -21,7 +21,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import scipy.sparse as sp
@@ -71,7 +71,7 @@ class RowSparse:
         return dense
 
 
-Loaded = np.ndarray | RowSparse | sp.csr_array
+Loaded: TypeAlias = np.ndarray | RowSparse | sp.csr_array
 
 
 class _Reader:

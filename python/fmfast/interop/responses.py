@@ -59,8 +59,14 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
 
 
 def _fields(data: bytes) -> list[tuple[int, int, Any]]:
-    """Top-level protobuf fields of ``data``: ``(number, wire type, value)``."""
-    fields, pos = [], 0
+    """Top-level protobuf fields of ``data``: ``(number, wire type, value)``.
+
+    The value is an ``int`` for a varint (wire type 0) and ``bytes`` otherwise; callers branch on
+    the wire type, which a static type cannot follow, hence ``Any`` in the result.
+    """
+    fields: list[tuple[int, int, Any]] = []
+    pos = 0
+    value: int | bytes
     while pos < len(data):
         key, pos = _varint(data, pos)
         number, wire = key >> 3, key & 7

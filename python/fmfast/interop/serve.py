@@ -135,7 +135,9 @@ def create_app(model: Scorer, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -
         return error(exc.status_code, exc.detail)
 
     routes = [Route("/ping", ping, methods=["GET"]), Route("/invocations", invocations, methods=["POST"])]
-    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    # Starlette types every handler as taking any Exception, which a handler of one class is not.
+    handlers = {HTTPException: http_error}
+    return Starlette(routes=routes, exception_handlers=handlers)  # type: ignore[arg-type]
 
 
 def serve(

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Literal, Union
+from typing import IO, TYPE_CHECKING, Any, Literal, Union
 
 import numpy as np
 import scipy.sparse as sp
@@ -28,6 +28,9 @@ from fmfast._inputs import DTypeArg, as_csr, as_dense, as_labels, core_values, c
 from fmfast._progress import Progress, progress_callback
 from fmfast._storage import StorageOptions, StoreOutput, is_url, local_path, open_input, read_bytes
 from fmfast.exceptions import InvalidInputError, RecordIOError
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeIs  # typing's own from Python 3.13
 
 Source = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, np.ndarray, IO[bytes]]
 Layout = Literal["sparse", "dense"]
@@ -239,7 +242,7 @@ def _as_scipy(decoded: tuple[Any, ...]) -> tuple[sp.csr_array, np.ndarray | None
     return sp.csr_array((data, indices, indptr), shape=(n_rows, n_cols)), labels
 
 
-def _is_path(source: Any) -> bool:
+def _is_path(source: object) -> TypeIs[str | os.PathLike[str]]:
     return isinstance(source, (str, os.PathLike))
 
 
@@ -318,7 +321,7 @@ def read_recordio(
     """
     with progress_callback(progress, None, "records") as callback:
         if _is_path(source):
-            parts = []
+            parts: list[tuple[sp.csr_array, np.ndarray | None]] = []
             for file in _files(source, storage_options):
                 done = sum(X.shape[0] for X, _ in parts)
                 report = None if callback is None else lambda n, done=done: callback(done + n)
@@ -334,9 +337,8 @@ def read_recordio(
                 return sp.csr_array((0, 0), dtype=np.float32), None
             labels = [y for _, y in parts if y is not None]
             return sp.vstack([X for X, _ in parts], format="csr"), np.concatenate(labels) if labels else None
-        if hasattr(source, "read"):
-            source = source.read()  # type: ignore[union-attr]
-        buffer = np.frombuffer(source, dtype=np.uint8)  # type: ignore[arg-type]
+        data = source.read() if hasattr(source, "read") else source
+        buffer = np.frombuffer(data, dtype=np.uint8)
         return _as_scipy(_fmfast.decode(buffer, n_threads, callback))
 
 

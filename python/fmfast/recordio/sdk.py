@@ -22,7 +22,7 @@ from __future__ import annotations
 import io
 import os
 import stat
-from typing import IO, Any
+from typing import IO, Any, TypedDict
 
 from fmfast import _fmfast
 from fmfast._inputs import DTypeArg
@@ -45,6 +45,15 @@ def _descriptor(file: Any) -> int | None:
     return fd if writable and stat.S_ISREG(os.fstat(fd).st_mode) else None
 
 
+class _EncodeOptions(TypedDict):
+    """The keywords ``_write`` hands to both writers of :mod:`fmfast.recordio.codec`."""
+
+    layout: Layout
+    dtype: DTypeArg
+    label_dtype: DTypeArg | None
+    n_threads: int
+
+
 def _write(
     file: IO[bytes] | str | os.PathLike[str],
     array: Any,
@@ -54,7 +63,12 @@ def _write(
     label_dtype: DTypeArg | None,
     n_threads: int,
 ) -> None:
-    options = {"layout": layout, "dtype": dtype, "label_dtype": label_dtype, "n_threads": n_threads}
+    options: _EncodeOptions = {
+        "layout": layout,
+        "dtype": dtype,
+        "label_dtype": label_dtype,
+        "n_threads": n_threads,
+    }
     if isinstance(file, (str, os.PathLike)):
         write_recordio(file, array, labels, **options)
     elif (fd := _descriptor(file)) is not None:

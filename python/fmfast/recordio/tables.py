@@ -117,7 +117,9 @@ class _Source:
 
     def check_columns(self, columns: list[str]) -> None:
         """Refuse, before reading anything, a table that lacks one of ``columns``."""
-        schema = self.stream.schema if self.dataset is None else self.dataset.schema
+        table = self.stream if self.dataset is None else self.dataset
+        assert table is not None  # a source holds one of the two, and a stream is only taken by _scan
+        schema = table.schema
         missing = [c for c in columns if c not in schema.names]
         if missing:
             raise InvalidInputError(
@@ -204,11 +206,10 @@ def _open(source: TableSource, storage_options: dict[str, Any] | None = None) ->
     import pyarrow as pa
     import pyarrow.dataset as ds
 
-    if isinstance(source, (str, os.PathLike)) or (
-        isinstance(source, Sequence) and not isinstance(source, (bytes, bytearray))
-    ):
-        one = isinstance(source, (str, os.PathLike))
-        paths = [os.fspath(source)] if one else [os.fspath(p) for p in source]
+    if isinstance(source, (str, os.PathLike)):
+        source = [source]
+    if isinstance(source, Sequence) and not isinstance(source, (bytes, bytearray)):
+        paths = [os.fspath(p) for p in source]
         name = paths[0] if len(paths) == 1 else f"{paths[0]} and {len(paths) - 1} more"
         fs, paths = _filesystem(paths, storage_options)
         files = _files(paths, fs)

@@ -326,10 +326,14 @@ class FeatureEncoder:
     def _fit_arrow(self, data: Any) -> FeatureEncoder:
         targets = [(b.name, _ARROW_TARGETS[b.kind]) for b in self._blocks]
         learned = _fmfast.fit_arrow(targets, data, self.handle_null, self.n_threads)
+        # Per target: a numeric block's range (None when it saw no value), a vocabulary, or None
+        # for a bucketed block, which learns nothing.
         for b, value in zip(self._blocks, learned, strict=True):
-            if b.kind == "numeric":
-                b.low, b.high = (0.0, 1.0) if value is None else value
-            elif b.kind != "bucketed":
+            if isinstance(value, tuple):
+                b.low, b.high = value
+            elif b.kind == "numeric":
+                b.low, b.high = 0.0, 1.0
+            elif value is not None:
                 # As `_unique` makes it: int64 ids, strings as a NumPy unicode array.
                 b.vocabulary = np.asarray(value) if len(value) else np.asarray([])
         self._fitted = True

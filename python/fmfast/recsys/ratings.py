@@ -79,7 +79,7 @@ _FORMATS: dict[str, tuple[str | None, bool | None]] = {
 def _parse_error(path: str | os.PathLike[str], line: int, message: str) -> ParseError:
     """A :class:`ParseError` naming ``path`` and the 1-based ``line``, with ``.line`` set."""
     err = ParseError(f"{os.fspath(path)}, line {line}: {message}")
-    err.line = line  # type: ignore[attr-defined]
+    err.line = line
     return err
 
 
@@ -90,7 +90,7 @@ def naming_file(path: str | os.PathLike[str]) -> Iterator[None]:
         yield
     except ParseError as err:
         named = ParseError(f"{os.fspath(path)}, {err}")
-        named.line = err.line  # type: ignore[attr-defined]
+        named.line = err.line
         raise named from None
 
 

@@ -35,11 +35,15 @@ def _top_k(
     progress: Any = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The Rust kernel: best ``k`` of ``query_offset + item_offset + ⟨query, item⟩``, as ``(n, k)`` arrays."""
+
+    def f32(a: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(a, dtype=np.float32)
+
     flat_items, flat_scores = _fmfast.top_k(
-        *(
-            np.ascontiguousarray(a, dtype=np.float32)
-            for a in (query_vectors, query_offsets, item_vectors, item_offsets)
-        ),
+        f32(query_vectors),
+        f32(query_offsets),
+        f32(item_vectors),
+        f32(item_offsets),
         k,
         None if exclude is None else csr_indices(exclude),
         n_threads,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing, nullcontext
 from typing import TYPE_CHECKING, Any
 
@@ -100,9 +100,15 @@ class TrainState(_fmfast.FmState):
     for SGD, so that one row's state is contiguous.
     """
 
+    @classmethod
+    def from_arrays(cls, arrays: Iterable[np.ndarray], t: int) -> TrainState:
+        """The state of ``arrays`` (the six :data:`STATE_ARRAYS`, in that order) after ``t`` updates."""
+        bias, linear, factors, bias_state, linear_state, factors_state = arrays
+        return cls(bias, linear, factors, bias_state, linear_state, factors_state, t=t)
+
     def copy(self) -> TrainState:
         """A copy whose arrays are aligned and not shared."""
-        return TrainState(*(aligned(getattr(self, name)) for name in STATE_ARRAYS), t=self.t)
+        return TrainState.from_arrays((aligned(getattr(self, name)) for name in STATE_ARRAYS), self.t)
 
     def __reduce__(self) -> tuple[type[TrainState], tuple[Any, ...]]:
         """Pickled as its arrays and ``t`` (a pickled estimator keeps its weights)."""
@@ -110,7 +116,8 @@ class TrainState(_fmfast.FmState):
 
     def zeros_like(self) -> TrainState:
         """Zeroed arrays of the same shapes (the pages are only taken once written)."""
-        return TrainState(*(aligned_zeros(getattr(self, name).shape) for name in STATE_ARRAYS), t=self.t)
+        zeros = (aligned_zeros(getattr(self, name).shape) for name in STATE_ARRAYS)
+        return TrainState.from_arrays(zeros, self.t)
 
 
 def sagemaker_metrics(
@@ -312,7 +319,7 @@ def train_rows(
     )
     trained = checkpoint if stopped is not None and checkpoint is not None else state
     trained.t = t
-    return trained, [tuple(epoch) for epoch in stats], stopped  # type: ignore[misc]
+    return trained, stats, stopped
 
 
 def train(
@@ -376,7 +383,7 @@ class StreamedPasses:
     def close(self) -> None:
         """Stop reading (the read in progress is dropped)."""
         self._pending = None
-        self._pipeline.close()  # type: ignore[attr-defined]
+        self._pipeline.close()
 
 
 def train_epoch(

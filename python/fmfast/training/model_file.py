@@ -100,10 +100,11 @@ def _read_model(
     if not isinstance(header, dict) or header.get("format") != MODEL_FORMAT:
         found = header.get("format") if isinstance(header, dict) else None
         raise ModelFormatError(f"{where!r} holds format {found!r}, not {MODEL_FORMAT!r}")
-    dtype = _ARRAY_DTYPES.get(header.get("version"))
+    version = header.get("version")
+    dtype = _ARRAY_DTYPES.get(version) if isinstance(version, int) else None
     if dtype is None:
         raise ModelFormatError(
-            f"{where!r} has format version {header.get('version')!r}; "
+            f"{where!r} has format version {version!r}; "
             f"this fmfast reads versions {', '.join(map(str, _ARRAY_DTYPES))}"
         )
     try:
@@ -127,7 +128,7 @@ def _read_model(
                 f"expected dtype {np.dtype(dtype)}"
             )
     try:
-        state = TrainState(*(aligned(array) for array in stored), t=n_updates)
+        state = TrainState.from_arrays((aligned(array) for array in stored), n_updates)
     except (InvalidInputError, OverflowError) as e:
         raise ModelFormatError(f"{where!r} has arrays that do not fit together: {e}") from e
     # The arrays fit together (TrainState checked that); they must also fit the header.
