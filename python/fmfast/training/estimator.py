@@ -49,7 +49,7 @@ from fmfast.interop.artifact import (
 )
 from fmfast.training._labels import SAGEMAKER_CLASSES, as_target, checked_labels, classes_of, encode
 from fmfast.training._sklearn import not_fitted_error, tags
-from fmfast.training.bayes import Groups, bayes_config, fit_bayes
+from fmfast.training.bayes import Groups, Posterior, bayes_config, fit_bayes
 from fmfast.training.loop import (
     BAYES_OPTIMIZERS,
     TrainState,
@@ -89,7 +89,7 @@ class _ClassifierMethod:
 
     def __init__(self, method: Callable[..., Any]) -> None:
         self.method = method
-        update_wrapper(self, method)
+        update_wrapper(self, method)  # type: ignore[arg-type]  # typeshed: the wrapper is a callable; it copies onto any object
 
     def __get__(self, model: Any, owner: type | None = None) -> Any:
         if model is None:
@@ -486,7 +486,8 @@ class FactorizationMachine:
         if noise_groups is not None and self.optimizer != "mcmc":
             raise InvalidInputError("noise_groups is an argument of optimizer='mcmc'")
         self._check_params()
-        self._state, self._posterior = None, None
+        self._state: TrainState | None = None
+        self._posterior: Posterior | None = None
         y = self._encoded_target(y)
         self.best_epoch_: int | None = None
         self.history_: list[dict[str, float]] = []
@@ -556,7 +557,7 @@ class FactorizationMachine:
         rows = prepare_rows(X)
         check_finite(rows)
         self._check_n_features(rows.n_cols, state)
-        posterior = getattr(self, "_posterior", None)
+        posterior: Posterior | None = getattr(self, "_posterior", None)
         if posterior is not None:
             return posterior.scores(rows, int(self.n_threads))
         return raw_scores(
