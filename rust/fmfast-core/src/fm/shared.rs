@@ -252,24 +252,23 @@ impl SharedModel {
         rows: [(Ptr<f32>, usize, usize); N],
         buffer: &'b mut RowBuffer,
     ) -> [&'b mut [f32]; N] {
-        let concurrent = self.concurrent;
-        let total = if concurrent {
-            rows.iter().map(|&(_, _, len)| len).sum()
-        } else {
-            0
-        };
+        if !self.concurrent {
+            // SAFETY: in bounds, and the task's alone (caller).
+            return rows.map(|(p, at, len)| unsafe { p.slice_mut(at, len) });
+        }
+        let total = rows.iter().map(|&(_, _, len)| len).sum();
         let mut rest = room(&mut buffer.values, total);
-        rows.map(|(p, at, len)| {
-            if !concurrent {
-                // SAFETY: in bounds, and the task's alone (caller).
-                return unsafe { p.slice_mut(at, len) };
-            }
-            let (copy, tail) = std::mem::take(&mut rest).split_at_mut(len);
+        // A loop, not a `map` that loads in its closure: LLVM did not inline that `map`, and its
+        // call cost more than the copies (callgrind).
+        let mut copies = [(); N].map(|()| <&mut [f32]>::default());
+        for (copy, (p, at, len)) in copies.iter_mut().zip(rows) {
+            let (row, tail) = std::mem::take(&mut rest).split_at_mut(len);
             rest = tail;
             // SAFETY: in bounds (caller); the model is concurrent: only atomic accesses.
-            racy::load(lanes, unsafe { p.atomics(at, len) }, copy);
-            copy
-        })
+            racy::load(lanes, unsafe { p.atomics(at, len) }, row);
+            *copy = row;
+        }
+        copies
     }
 
     /// Writes back the copies of `rows` that [`SharedModel::rows_mut`] made ([`racy::store`];
