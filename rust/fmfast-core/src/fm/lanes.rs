@@ -17,6 +17,8 @@ pub(crate) use crate::simd::Avx2;
 pub(crate) trait Lanes: Copy {
     /// Whether a value of this type proves that the CPU has AVX, so that code running these
     /// lanes may use VEX-encoded instructions (the copies of [`super::racy`]).
+    // Read by the copies' x86 assembly alone, which miri does not run.
+    #[cfg_attr(any(miri, not(target_arch = "x86_64")), allow(dead_code))]
     const VEX: bool;
 
     /// `s += x·v` factor by factor; returns `Σ_f v_f²` as [`sum_of_squares`] adds it.
