@@ -24,9 +24,10 @@
 //! [`SharedModel::concurrent`], and the trainer then never takes a slice of it: phase 1 copies
 //! each row's weights ([`Scorer`]) and phase 2 each feature's rows ([`SharedModel::update`]) into
 //! a small buffer of the thread's own ([`RowBuffer`]), and phase 2 stores them back right after
-//! the update: four values a move, each as a relaxed atomic access would ([`super::racy`]). So the
-//! races it allows (a lost or mixed update, never a torn value) are not undefined behaviour, and
-//! the batch code runs unchanged on the copies, which stay in L1.
+//! the update: eight or four values a move, each as a relaxed atomic access would, which is what
+//! "atomic" means for these values below ([`super::racy`]). So the races it allows (a lost or
+//! mixed update, never a torn value) are not undefined behaviour, and the batch code runs
+//! unchanged on the copies, which stay in L1.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
