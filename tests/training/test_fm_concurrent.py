@@ -52,7 +52,7 @@ def problem(predictor_type: str) -> tuple[sp.csr_array, np.ndarray, sp.csr_array
     return X[:6000], y[:6000], X[6000:], y[6000:]
 
 
-def fm(predictor_type: str, optimizer: str, **params: object) -> FactorizationMachine:
+def fm(predictor_type: str, optimizer: str, num_factors: int = 4, **params: object) -> FactorizationMachine:
     lr = {"sgd": 0.1, "adam": 0.01, "adagrad": 0.1}[optimizer]
     base: dict[str, object] = {
         "optimizer": optimizer,
@@ -66,7 +66,7 @@ def fm(predictor_type: str, optimizer: str, **params: object) -> FactorizationMa
         "n_threads": 2,
     }
     base.update(params)
-    return FactorizationMachine(predictor_type, 4, **base)  # type: ignore[arg-type]
+    return FactorizationMachine(predictor_type, num_factors, **base)  # type: ignore[arg-type]
 
 
 def held_out_loss(model: FactorizationMachine, X: sp.csr_array, y: np.ndarray) -> float:
@@ -103,6 +103,26 @@ def test_concurrent_batches_train_to_the_quality_of_the_deterministic_schedule(
     )
     assert concurrent.n_updates_ == deterministic.n_updates_ == 6 * 300
     assert len(concurrent.history_) == 6
+
+
+@pytest.mark.parametrize("k", [8, 13, 64])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_rows_of_every_width_train_to_the_quality_of_the_deterministic_schedule(
+    optimizer: str, k: int
+) -> None:
+    # The concurrent copies of the shared rows move 8 values at a time, then 4, then 1 (k = 13
+    # takes all three; Adam's state rows are 2k long).
+    X, y, X_test, y_test = problem("regressor")
+    untrained = held_out_loss(
+        fm("regressor", optimizer, k, epochs=1, bias_lr=0, linear_lr=0, factors_lr=0).fit(X, y),
+        X_test,
+        y_test,
+    )
+    deterministic = fm("regressor", optimizer, k).fit(X, y)
+    concurrent = fm("regressor", optimizer, k, deterministic=False).fit(X, y)
+    assert_same_quality(
+        held_out_loss(concurrent, X_test, y_test), held_out_loss(deterministic, X_test, y_test), untrained
+    )
 
 
 def test_every_training_path_takes_the_concurrent_schedule(tmp_path: Path) -> None:

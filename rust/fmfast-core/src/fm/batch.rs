@@ -292,7 +292,7 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
         let rules = self.config.optimizer.rules(t);
         if task.part == 0 {
             let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
-            finite &= self.add_stats_and_update_bias(n, &rules.bias, &mut stats[task.epoch], &mut slots.buffer);
+            finite &= self.add_stats_and_update_bias(lanes, n, &rules.bias, &mut stats[task.epoch], &mut slots.buffer);
         }
         self.add_gradients(lanes, task.part, schedule.parts, task.rows.clone(), slots);
         finite &= self.update_features(lanes, task.part, schedule.parts, &rules, slots);
@@ -425,7 +425,14 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
 
     /// Thread 0, phase 2: statistics and bias gradient in row order, then the bias update.
     #[inline(always)]
-    fn add_stats_and_update_bias(&self, n: usize, rule: &Rule, stats: &mut EpochStats, buffer: &mut RowBuffer) -> bool {
+    fn add_stats_and_update_bias<L: Lanes>(
+        &self,
+        lanes: L,
+        n: usize,
+        rule: &Rule,
+        stats: &mut EpochStats,
+        buffer: &mut RowBuffer,
+    ) -> bool {
         let (sc, m) = (&self.scratch, &self.model);
         // SAFETY: after the barrier, only read.
         let (g, loss, outcome) = unsafe { (sc.g.slice(0, n), sc.loss.slice(0, n), sc.outcome.slice(0, n)) };
@@ -447,11 +454,11 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
         stats.rows += n as u64;
         let rows = [(m.bias, 0, 1), (m.bias_state, 0, self.n_slots)];
         // SAFETY: the bias and its state are part 0's alone (unless the model is concurrent).
-        let [bias, bias_state] = unsafe { m.rows_mut(rows, buffer) };
+        let [bias, bias_state] = unsafe { m.rows_mut(lanes, rows, buffer) };
         let (first, second) = slots(bias_state, 1);
         let finite = rule.apply(&[bias_grad], bias, first, second);
         // SAFETY: as above.
-        unsafe { m.store(rows, buffer) };
+        unsafe { m.store(lanes, rows, buffer) };
         finite
     }
 
@@ -634,14 +641,14 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
             ];
             // SAFETY: feature i is this thread's alone (`owner`, unless the model is concurrent)
             // and appears once in `features`.
-            let [w, w_state, v, v_state] = unsafe { m.rows_mut(rows, &mut slots.buffer) };
+            let [w, w_state, v, v_state] = unsafe { m.rows_mut(lanes, rows, &mut slots.buffer) };
             let (first, second) = self::slots(w_state, 1);
             finite &= linear_rule.apply_as(kind, w, first, second, |_, _| linear_grad);
             // ∂/∂v_if = Σ_r g_r x_ri s_rf − v_if Σ_r g_r x_ri², formed as the update reads v_if.
             let (first, second) = self::slots(v_state, k);
             finite &= lanes.step(factor_rule, kind, v, first, second, grad, squares);
             // SAFETY: as above.
-            unsafe { m.store(rows, &slots.buffer) };
+            unsafe { m.store(lanes, rows, &slots.buffer) };
         }
         finite
     }

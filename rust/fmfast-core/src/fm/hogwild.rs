@@ -11,9 +11,9 @@
 //! a buffer in L1 (`super::shared`).
 //!
 //! # What the race allows
-//! Every access to the shared model is a relaxed atomic load or store of one `f32`: no value is
-//! ever torn, but a row may be read while another thread writes it (some of its values old, some
-//! new). A batch scores its rows with the weights as they are when each row is scored (stale by
+//! Every access to the shared model is a relaxed atomic load or store, or a vector move that does
+//! what those do for eight or four `f32` at once (`super::racy`): no value is ever torn, but a row
+//! may be read while another thread writes it (some of its values old, some new). A batch scores its rows with the weights as they are when each row is scored (stale by
 //! the updates other threads make meanwhile, at most one batch each). Each feature's update reads
 //! its weights and optimizer state right before and writes them right after (a few dozen
 //! instructions at k = 8), so concurrent updates of a shared feature (the bias, in every batch)

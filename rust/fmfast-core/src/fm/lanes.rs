@@ -15,6 +15,12 @@ pub(crate) use crate::simd::Avx2;
 
 /// The per-factor arithmetic of training, on slices of one row's `k` values.
 pub(crate) trait Lanes: Copy {
+    /// Whether a value of this type proves that the CPU has AVX, so that code running these
+    /// lanes may use VEX-encoded instructions (the copies of [`super::racy`]).
+    // Read by the copies' x86 assembly alone, which miri does not run.
+    #[cfg_attr(any(miri, not(target_arch = "x86_64")), allow(dead_code))]
+    const VEX: bool;
+
     /// `s += x·v` factor by factor; returns `Σ_f v_f²` as [`sum_of_squares`] adds it.
     fn add_row(self, s: &mut [f64], v: &[f32], x: f64) -> f64;
 
@@ -47,6 +53,8 @@ pub(crate) trait Lanes: Copy {
 pub(crate) struct Scalar;
 
 impl Lanes for Scalar {
+    const VEX: bool = false;
+
     #[inline(always)]
     fn add_row(self, s: &mut [f64], v: &[f32], x: f64) -> f64 {
         for (sf, &v) in s.iter_mut().zip(v) {
@@ -92,6 +100,9 @@ impl Lanes for Scalar {
 
 #[cfg(target_arch = "x86_64")]
 impl Lanes for Avx2 {
+    // Only `Avx2::detect` makes one, on a CPU with AVX2 (and so AVX).
+    const VEX: bool = true;
+
     #[inline(always)]
     fn add_row(self, s: &mut [f64], v: &[f32], x: f64) -> f64 {
         // SAFETY: `self` exists only where `detect` found AVX2.

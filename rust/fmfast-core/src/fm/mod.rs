@@ -36,6 +36,7 @@ mod hogwild;
 mod lanes;
 pub mod model;
 pub mod optim;
+mod racy;
 mod schedule;
 mod shared;
 pub mod train;

@@ -23,9 +23,10 @@
 //! another thread may read or write any row at any time. Such a model is
 //! [`SharedModel::concurrent`], and the trainer then never takes a slice of it: phase 1 copies
 //! each row's weights ([`Scorer`]) and phase 2 each feature's rows ([`SharedModel::update`]) into
-//! a small buffer of the thread's own ([`RowBuffer`]), one relaxed atomic load per value, and
-//! phase 2 stores them back the same way right after the update. So the races it allows (a lost
-//! or mixed update, never a torn value) are not undefined behaviour, and the batch code runs
+//! a small buffer of the thread's own ([`RowBuffer`]), and phase 2 stores them back right after
+//! the update: eight or four values a move, each as a relaxed atomic access would, which is what
+//! "atomic" means for these values below ([`super::racy`]). So the races it allows (a lost or
+//! mixed update, never a torn value) are not undefined behaviour, and the batch code runs
 //! unchanged on the copies, which stay in L1.
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -33,6 +34,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use super::config::OptimizerState;
 use super::lanes::Lanes;
 use super::model::{Factors, Weights, WeightsMut};
+use super::racy;
 use super::Feature;
 use crate::csr::CsrIndex;
 use crate::error::Error;
@@ -235,47 +237,53 @@ impl SharedModel {
     }
 
     /// Rows `rows` (each a pointer, its first element and its length) of the model, to update:
-    /// in place, or, if the model is [`SharedModel::concurrent`], copies in `buffer` loaded now,
-    /// one relaxed atomic value at a time, which [`SharedModel::store`] writes back (a store of
-    /// another thread that lands in between is lost). Two calls, not one taking the update as a
-    /// closure: the closure was not inlined, and its optimizer loop lost its specialisation.
+    /// in place, or, if the model is [`SharedModel::concurrent`], copies in `buffer` loaded now
+    /// ([`racy::load`], in the encoding of `lanes`), which [`SharedModel::store`] writes back (a
+    /// store of another thread that lands in between is lost). Two calls, not one taking the
+    /// update as a closure: the closure was not inlined, and its optimizer loop lost its
+    /// specialisation.
     ///
     /// # Safety
     /// In bounds, and, unless the model is concurrent, the rows are the calling task's alone
     /// while the result lives (module invariant).
     #[inline(always)]
-    pub(super) unsafe fn rows_mut<'b, const N: usize>(
+    pub(super) unsafe fn rows_mut<'b, L: Lanes, const N: usize>(
         &self,
+        lanes: L,
         rows: [(Ptr<f32>, usize, usize); N],
         buffer: &'b mut RowBuffer,
     ) -> [&'b mut [f32]; N] {
-        let concurrent = self.concurrent;
-        let total = if concurrent {
-            rows.iter().map(|&(_, _, len)| len).sum()
-        } else {
-            0
-        };
+        if !self.concurrent {
+            // SAFETY: in bounds, and the task's alone (caller).
+            return rows.map(|(p, at, len)| unsafe { p.slice_mut(at, len) });
+        }
+        let total = rows.iter().map(|&(_, _, len)| len).sum();
         let mut rest = room(&mut buffer.values, total);
-        rows.map(|(p, at, len)| {
-            if !concurrent {
-                // SAFETY: in bounds, and the task's alone (caller).
-                return unsafe { p.slice_mut(at, len) };
-            }
-            let (copy, tail) = std::mem::take(&mut rest).split_at_mut(len);
+        // A loop, not a `map` that loads in its closure: LLVM did not inline that `map`, and its
+        // call cost more than the copies (callgrind).
+        let mut copies = [(); N].map(|()| <&mut [f32]>::default());
+        for (copy, (p, at, len)) in copies.iter_mut().zip(rows) {
+            let (row, tail) = std::mem::take(&mut rest).split_at_mut(len);
             rest = tail;
             // SAFETY: in bounds (caller); the model is concurrent: only atomic accesses.
-            load(unsafe { p.atomics(at, len) }, copy);
-            copy
-        })
+            racy::load(lanes, unsafe { p.atomics(at, len) }, row);
+            *copy = row;
+        }
+        copies
     }
 
-    /// Writes back the copies of `rows` that [`SharedModel::rows_mut`] made, one relaxed atomic
-    /// value at a time (nothing to do in place).
+    /// Writes back the copies of `rows` that [`SharedModel::rows_mut`] made ([`racy::store`];
+    /// nothing to do in place).
     ///
     /// # Safety
     /// As [`SharedModel::rows_mut`], with the same `rows`.
     #[inline(always)]
-    pub(super) unsafe fn store<const N: usize>(&self, rows: [(Ptr<f32>, usize, usize); N], buffer: &RowBuffer) {
+    pub(super) unsafe fn store<L: Lanes, const N: usize>(
+        &self,
+        lanes: L,
+        rows: [(Ptr<f32>, usize, usize); N],
+        buffer: &RowBuffer,
+    ) {
         if !self.concurrent {
             return;
         }
@@ -284,40 +292,8 @@ impl SharedModel {
             let (values, tail) = copy.split_at(len);
             copy = tail;
             // SAFETY: in bounds (caller); the model is concurrent: only atomic accesses.
-            for (a, &value) in unsafe { p.atomics(at, len) }.iter().zip(values) {
-                a.store(value.to_bits(), Ordering::Relaxed);
-            }
+            racy::store(lanes, values, unsafe { p.atomics(at, len) });
         }
-    }
-}
-
-/// Loads `from` into `into` (same length), one relaxed atomic value at a time.
-///
-/// Each four values are written to `into` with one 16-byte store: the AVX2 lanes read the copy
-/// four `f32` at a time, and a 16-byte load of what four 4-byte stores just wrote cannot be
-/// forwarded from them (it waits until they reach the cache: the hottest stall of the concurrent
-/// schedule in a profile, ~10% of its cycles at k = 8).
-#[inline(always)]
-fn load(from: &[AtomicU32], into: &mut [f32]) {
-    let len = from.len().min(into.len());
-    let (from, into) = (&from[..len], &mut into[..len]);
-    #[cfg(target_arch = "x86_64")]
-    let (from, into) = {
-        use std::arch::x86_64::{__m128i, _mm_setr_epi32, _mm_storeu_si128};
-        let whole = len - len % 4;
-        for (four, out) in from[..whole].chunks_exact(4).zip(into[..whole].chunks_exact_mut(4)) {
-            let bits = |i: usize| four[i].load(Ordering::Relaxed) as i32;
-            // SAFETY: SSE2 is part of x86-64; `out` is 4 `f32`s, 16 writable bytes (an unaligned
-            // store needs no alignment), borrowed mutably here alone.
-            unsafe {
-                let values = _mm_setr_epi32(bits(0), bits(1), bits(2), bits(3));
-                _mm_storeu_si128(out.as_mut_ptr().cast::<__m128i>(), values);
-            }
-        }
-        (&from[whole..], &mut into[whole..])
-    };
-    for (value, a) in into.iter_mut().zip(from) {
-        *value = f32::from_bits(a.load(Ordering::Relaxed));
     }
 }
 
@@ -360,8 +336,8 @@ impl Scorer<'_> {
             let i = column.to_u64().unwrap_or(0) as usize;
             // SAFETY: in bounds (the view's columns), atomic (module documentation).
             let (shared_w, shared_v) = unsafe { (model.linear.atomics(i, 1), model.factors.atomics(i * k, k)) };
-            load(shared_w, std::slice::from_mut(w));
-            load(shared_v, v);
+            racy::load(lanes, shared_w, std::slice::from_mut(w));
+            racy::load(lanes, shared_v, v);
         }
         let (linear, factors_copy) = copy.split_at(n);
         let weights = Weights {
@@ -412,23 +388,6 @@ impl SharedScratch {
             loss: Ptr::of(&mut scratch.loss),
             outcome: Ptr::of(&mut scratch.outcome),
             entries: Ptr::of(&mut scratch.entries),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn load_copies_every_value_of_every_length() {
-        for len in 0..=11 {
-            let from: Vec<AtomicU32> = (0..len).map(|i| AtomicU32::new((i as f32 + 0.5).to_bits())).collect();
-            let mut into = vec![f32::NAN; len + 1];
-            load(&from, &mut into[..len]);
-            let expected: Vec<f32> = (0..len).map(|i| i as f32 + 0.5).collect();
-            assert_eq!(into[..len], expected[..]);
-            assert!(into[len].is_nan(), "wrote past the end at length {len}");
         }
     }
 }
