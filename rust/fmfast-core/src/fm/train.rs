@@ -9,9 +9,11 @@
 //! An epoch is trained in segments of about `SEGMENT_ROWS` rows. The threads of a segment (at most
 //! one per `MIN_PARALLEL_ROWS` batch rows) stay up for the whole segment and meet at a spinning
 //! barrier twice a batch; no per-batch task is spawned. With
-//! [`TrainConfig::adaptive_threads`], each segment runs on all the threads or on one, whichever
-//! measured faster: two threads can lose to one when a batch is little work (small `k`, a model
-//! that fits the caches) or when the cores are shared, as on small virtual machines.
+//! [`TrainConfig::adaptive_threads`], a model that fits one core's caches (`CACHED_MODEL_BYTES`)
+//! is trained on one thread, where a second would only move the rows each batch updates between
+//! the cores; for a larger one, each segment runs on all the threads or on one, whichever
+//! measured faster: two threads can still lose to one when the cores are shared, as on small
+//! virtual machines.
 //!
 //! With [`TrainConfig::deterministic`] `false` and several threads, the threads of a segment
 //! instead train different mini-batches at the same time, without locks (`super::hogwild`), and
@@ -47,7 +49,7 @@ use super::checkpoint::Checkpoint;
 use super::config::{EpochStats, OptimizerState, TrainConfig};
 use super::hogwild;
 use super::model::{check_values, Task, WeightsMut};
-use super::schedule::{Schedule, ThreadChooser, MIN_PARALLEL_ROWS, SEGMENT_ROWS};
+use super::schedule::{shared_batch_threads, Schedule, ThreadChooser, SEGMENT_ROWS};
 use super::shared::{Scratch, SharedModel, SharedScratch};
 use super::Feature;
 use crate::csr::{CsrIndex, CsrView, Values};
@@ -203,11 +205,14 @@ fn train<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
     // One thread, or a single batch, trains the same with either schedule: take the
     // deterministic one, so that `deterministic` changes nothing then.
     let mut crew = if config.deterministic || rayon::current_num_threads() == 1 || batches == 1 {
-        let max_threads = if batch_rows < MIN_PARALLEL_ROWS {
-            1
-        } else {
-            rayon::current_num_threads().clamp(1, batch_rows / MIN_PARALLEL_ROWS)
-        };
+        let model_bytes = std::mem::size_of::<f32>()
+            * (weights.linear.len() + weights.factors.len() + state.linear.len() + state.factors.len());
+        let max_threads = shared_batch_threads(
+            rayon::current_num_threads(),
+            batch_rows,
+            model_bytes,
+            config.adaptive_threads,
+        );
         Crew::Shared {
             scratch: Scratch::new(batch_rows, k, max_threads)?,
             marks: (0..weights.linear.len()).map(|_| AtomicU32::new(NO_SLOT)).collect(),
@@ -630,8 +635,13 @@ mod tests {
     #[test]
     #[cfg_attr(miri, ignore = "too slow for miri: needs several segments of SEGMENT_ROWS rows")]
     fn adaptive_threads_change_nothing_but_speed() {
-        // Three segments an epoch (of 125 batches), so the chooser runs some on 2 threads, some on 1.
-        let p = problem(3 * SEGMENT_ROWS, 4, 3, Task::Regressor, 8);
+        // Three segments an epoch (of 125 batches), so the chooser runs some on 2 threads, some on 1;
+        // 70,000 features (all but the first three absent), so that the model (Adam, k = 3: 48 bytes
+        // a feature) lies beyond the caches and the chooser measures rather than picking one thread.
+        let mut p = problem(3 * SEGMENT_ROWS, 4, 3, Task::Regressor, 8);
+        p.d = 70_000;
+        p.linear.resize(p.d, 0.1);
+        p.factors.resize(p.d * p.k, 0.1);
         let mut config = config(Task::Regressor, OptimizerKind::Adam, 2, 128);
         let fixed = p.fit(&config, 1).unwrap();
         config.adaptive_threads = true;
