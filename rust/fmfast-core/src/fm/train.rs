@@ -662,6 +662,34 @@ mod tests {
         assert!(last < 0.9 * first, "{first} -> {last}");
     }
 
+    /// Records which pool thread made each progress report.
+    struct ReportingThreads(Mutex<Vec<Option<usize>>>);
+
+    impl Monitor for ReportingThreads {
+        fn progress(&self, _done: u64) -> Result<()> {
+            self.0.lock().unwrap().push(rayon::current_thread_index());
+            Ok(())
+        }
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "too slow for miri: 20 progress reports")]
+    fn an_adaptive_fit_of_a_model_in_the_caches_trains_on_one_thread() {
+        // 20,000 rows an epoch, 66 epochs: 20 progress reports (every 65,536 rows), each made by
+        // the thread that runs part 0 of a batch's updates, and the last one, made by the thread
+        // that called. Threads sharing the batches claim tasks as they come, so on a pool of four
+        // several would report (without the rule, every one of eight runs saw two to four).
+        let p = problem(20_000, 6, 3, Task::Regressor, 4);
+        let mut config = config(Task::Regressor, OptimizerKind::Sgd, 66, 1000);
+        config.adaptive_threads = true;
+        let monitor = ReportingThreads(Mutex::new(vec![]));
+        let fitted = p.fit_monitored(&config, 4, &monitor, None).unwrap();
+        let threads = monitor.0.into_inner().unwrap();
+        assert_eq!(threads.len(), 21);
+        assert!(threads.iter().all(|&thread| thread == threads[0]), "{threads:?}");
+        assert_eq!(fitted, p.fit(&config, 1).unwrap());
+    }
+
     /// `p` with labels planted by a random model of `k` factors (the classifier's: the sign of
     /// its score), so that training has something to find.
     fn planted(mut p: Problem, task: Task, seed: u64) -> Problem {
