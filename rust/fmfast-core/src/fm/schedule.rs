@@ -8,13 +8,15 @@ use super::config::TrainConfig;
 
 /// Batch rows per thread below which training uses fewer threads.
 const MIN_PARALLEL_ROWS: usize = 64;
-/// Bytes of weights and optimizer state up to which a model stays in the caches of the one core
-/// that trains it (this machine: 1 MiB of L2 a core, 32 MiB of L3 shared), so that a second
-/// thread sharing its batches only makes the two cores pass the rows each batch updates back and
-/// forth. Measured on two idle cores (`docs/benchmarks.md`): MovieLens-100K's models (2,625
-/// features; 0.1 MB at SGD k = 8 to 2.0 MB at Adam k = 64) trained at 0.83-0.92x on two threads
-/// in one run (1.12-1.34x in another), the 5M set's (120,000 features; 4.3 to 94 MB) at
-/// 0.99-1.66x. The bound lies between the two.
+/// Bytes of weights and optimizer state up to which a model, small enough to stay in the caches
+/// (this machine: 1 MiB of L2 a core, 32 MiB of L3 shared), trains on one thread when the core
+/// chooses. Two threads on such a model gain only while the cores are free: on this 2-vCPU VM,
+/// MovieLens-100K's models (2,625 features; 0.1 MB at SGD k = 8 to 2.0 MB at Adam k = 64) ran at
+/// 1.5-1.8x one thread in quiet moments and at about 0.6x in its slow periods, and its fits are
+/// too short (7 segments an epoch) for the [`ThreadChooser`]'s probes to pay: they put 32% of an
+/// epoch on the count that loses. One thread gives up the gains and is never slower. The 5M
+/// set's models (120,000 features; 4.3 to 94 MB), whose fits are hundreds of segments, keep the
+/// chooser. The bound lies between the two.
 pub(super) const CACHED_MODEL_BYTES: usize = 3 << 20;
 /// Rows of an epoch trained by one crew of threads (whole batches, at least one; 16 batches of
 /// SageMaker's default size); [`ThreadChooser`] picks each crew's size.

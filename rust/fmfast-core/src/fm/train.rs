@@ -10,10 +10,10 @@
 //! one per `MIN_PARALLEL_ROWS` batch rows) stay up for the whole segment and meet at a spinning
 //! barrier twice a batch; no per-batch task is spawned. With
 //! [`TrainConfig::adaptive_threads`], a model that fits one core's caches (`CACHED_MODEL_BYTES`)
-//! is trained on one thread, where a second would only move the rows each batch updates between
-//! the cores; for a larger one, each segment runs on all the threads or on one, whichever
-//! measured faster: two threads can still lose to one when the cores are shared, as on small
-//! virtual machines.
+//! is trained on one thread: its fits are short, and the probes that tell whether two threads
+//! pay would take a large share of them; for a larger one, each segment runs on all the threads
+//! or on one, whichever measured faster: two threads can lose to one when the cores are shared,
+//! as on small virtual machines.
 //!
 //! With [`TrainConfig::deterministic`] `false` and several threads, the threads of a segment
 //! instead train different mini-batches at the same time, without locks (`super::hogwild`), and
