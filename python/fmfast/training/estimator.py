@@ -206,7 +206,9 @@ class FactorizationMachine:
             is the mean squared error plus ``Σ wd θ²``).
         n_threads (int): Threads for training and scoring, at most 1024; 0 uses every core (capped by
             ``FMFAST_NUM_THREADS``). Deterministic training times stretches of batches on all of them and on
-            one and keeps whichever is faster (more threads do not always pay); results do not depend on it.
+            one and keeps whichever is faster (more threads do not always pay), and trains a model that
+            fits one core's caches (weights and optimizer state up to 3 MiB, as MovieLens-100K's) on one
+            thread; results do not depend on it.
         deterministic (bool): ``True`` (the default): every thread works on the same mini-batch, in a
             fixed order, so results are bit-identical for every ``n_threads`` and equal the NumPy
             reference; training measures, every few dozen batches, whether one thread is faster than

@@ -137,8 +137,8 @@ def sagemaker_metrics(
 EpochStats = tuple[int, float, int, int, int, int]
 #: Rows read at a time from RecordIO input while training, at most (whole mini-batches, at least
 #: one): a streamed pass holds two reads in memory (the one it trains on and the next, decoded
-#: meanwhile). Each read is one call to the core, whose thread chooser (deterministic schedule)
-#: measures the first 64 mini-batches of every call.
+#: meanwhile). Each read is one call to the core, whose thread chooser (deterministic schedule, a
+#: model beyond 3 MiB) measures the first 64 mini-batches of every call.
 _ROWS_PER_READ = 1 << 18
 #: Rows of a streamed pass's first read, at most (see :func:`read_sizes`).
 _FIRST_READ_ROWS = 1 << 15

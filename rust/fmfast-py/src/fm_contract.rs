@@ -136,9 +136,10 @@ impl FmConfig {
 }
 
 impl FmConfig {
-    /// The core's configuration. The deterministic schedule measures whether its threads pay
-    /// (`adaptive_threads`), for any thread count: its results do not depend on it, and an
-    /// explicit `n_threads = 2` must not run slower than one thread when the cores are busy.
+    /// The core's configuration. The deterministic schedule chooses how many of its threads pay
+    /// (`adaptive_threads`: one for a model in one core's caches, else measured), for any thread
+    /// count: its results do not depend on it, and an explicit `n_threads = 2` must not run slower
+    /// than one thread, on a small model or when the cores are busy.
     pub fn train_config(&self) -> TrainConfig {
         TrainConfig {
             adaptive_threads: self.config.deterministic,

@@ -1,12 +1,23 @@
-//! Who trains what: how many threads train each segment of an epoch ([`ThreadChooser`]), and the
-//! numbered tasks into which a segment's mini-batches are cut ([`Schedule`]).
+//! Who trains what: how many threads train a fit ([`shared_batch_threads`]) and each segment of
+//! its epochs ([`ThreadChooser`]), and the numbered tasks into which a segment's mini-batches are
+//! cut ([`Schedule`]).
 
 use std::ops::Range;
 
 use super::config::TrainConfig;
 
 /// Batch rows per thread below which training uses fewer threads.
-pub(super) const MIN_PARALLEL_ROWS: usize = 64;
+const MIN_PARALLEL_ROWS: usize = 64;
+/// Bytes of weights and optimizer state up to which a model, small enough to stay in the caches
+/// (this machine: 1 MiB of L2 a core, 32 MiB of L3 shared), trains on one thread when the core
+/// chooses. Two threads on such a model gain only while the cores are free: on this 2-vCPU VM,
+/// MovieLens-100K's models (2,625 features; 0.1 MB at SGD k = 8 to 2.0 MB at Adam k = 64) ran at
+/// 1.5-1.8x one thread in quiet moments and at about 0.6x in its slow periods, and its fits are
+/// too short (7 segments an epoch) for the [`ThreadChooser`]'s probes to pay: they put 32% of an
+/// epoch on the count that loses. One thread gives up the gains and is never slower. The 5M
+/// set's models (120,000 features; 4.3 to 94 MB), whose fits are hundreds of segments, keep the
+/// chooser. The bound lies between the two.
+pub(super) const CACHED_MODEL_BYTES: usize = 3 << 20;
 /// Rows of an epoch trained by one crew of threads (whole batches, at least one; 16 batches of
 /// SageMaker's default size); [`ThreadChooser`] picks each crew's size.
 pub(super) const SEGMENT_ROWS: usize = 16_000;
@@ -17,6 +28,17 @@ const PROBES: usize = 4;
 /// One thread is chosen only when it took less than this share of the time a row took on all:
 /// short measurements are noisy, and the extra threads usually pay.
 const ONE_THREAD_MARGIN: f64 = 0.9;
+
+/// Threads, of the pool's `max`, that share the batches of a fit with `batch_rows` rows a batch:
+/// at most one per [`MIN_PARALLEL_ROWS`] rows, so that each has a batch share worth the meetings;
+/// and with `adaptive`, one when the model and its optimizer state (`model_bytes`) fit in
+/// [`CACHED_MODEL_BYTES`]. Results do not depend on it: they are identical for every thread count.
+pub(super) fn shared_batch_threads(max: usize, batch_rows: usize, model_bytes: usize, adaptive: bool) -> usize {
+    if adaptive && model_bytes <= CACHED_MODEL_BYTES {
+        return 1;
+    }
+    max.min(batch_rows / MIN_PARALLEL_ROWS).max(1)
+}
 
 /// Chooses how many threads train each segment. With `adaptive` off it is always `max`. With it
 /// on, each [`CHOOSER_CYCLE`] starts with [`PROBES`] segments alternately on `max` threads and on
@@ -178,6 +200,25 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fit_shares_its_batches_only_when_each_thread_gets_work_beyond_the_caches() {
+        let large = 4 * CACHED_MODEL_BYTES;
+        // Large batches of a model beyond the caches: every thread.
+        assert_eq!(shared_batch_threads(2, 1000, large, true), 2);
+        assert_eq!(shared_batch_threads(16, 1000, large, true), 15);
+        // Small batches: at most one thread per `MIN_PARALLEL_ROWS` rows, adaptive or not.
+        assert_eq!(shared_batch_threads(2, 100, large, true), 1);
+        assert_eq!(shared_batch_threads(4, 200, large, false), 3);
+        assert_eq!(shared_batch_threads(2, 10, large, false), 1);
+        // A model that fits the caches (MovieLens-100K's, Adam k = 64: 2,625 · 65 · 12 bytes):
+        // one thread when measuring, every thread when told to use them all.
+        let movielens = 2_625 * 65 * 12;
+        assert_eq!(shared_batch_threads(2, 1000, movielens, true), 1);
+        assert_eq!(shared_batch_threads(2, 1000, CACHED_MODEL_BYTES, true), 1);
+        assert_eq!(shared_batch_threads(2, 1000, CACHED_MODEL_BYTES + 1, true), 2);
+        assert_eq!(shared_batch_threads(2, 1000, movielens, false), 2);
+    }
 
     #[test]
     fn the_chooser_measures_both_counts_then_keeps_the_faster() {

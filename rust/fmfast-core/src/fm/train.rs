@@ -9,9 +9,11 @@
 //! An epoch is trained in segments of about `SEGMENT_ROWS` rows. The threads of a segment (at most
 //! one per `MIN_PARALLEL_ROWS` batch rows) stay up for the whole segment and meet at a spinning
 //! barrier twice a batch; no per-batch task is spawned. With
-//! [`TrainConfig::adaptive_threads`], each segment runs on all the threads or on one, whichever
-//! measured faster: two threads can lose to one when a batch is little work (small `k`, a model
-//! that fits the caches) or when the cores are shared, as on small virtual machines.
+//! [`TrainConfig::adaptive_threads`], a model that fits one core's caches (`CACHED_MODEL_BYTES`)
+//! is trained on one thread: its fits are short, and the probes that tell whether two threads
+//! pay would take a large share of them; for a larger one, each segment runs on all the threads
+//! or on one, whichever measured faster: two threads can lose to one when the cores are shared,
+//! as on small virtual machines.
 //!
 //! With [`TrainConfig::deterministic`] `false` and several threads, the threads of a segment
 //! instead train different mini-batches at the same time, without locks (`super::hogwild`), and
@@ -47,7 +49,7 @@ use super::checkpoint::Checkpoint;
 use super::config::{EpochStats, OptimizerState, TrainConfig};
 use super::hogwild;
 use super::model::{check_values, Task, WeightsMut};
-use super::schedule::{Schedule, ThreadChooser, MIN_PARALLEL_ROWS, SEGMENT_ROWS};
+use super::schedule::{shared_batch_threads, Schedule, ThreadChooser, SEGMENT_ROWS};
 use super::shared::{Scratch, SharedModel, SharedScratch};
 use super::Feature;
 use crate::csr::{CsrIndex, CsrView, Values};
@@ -203,11 +205,14 @@ fn train<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
     // One thread, or a single batch, trains the same with either schedule: take the
     // deterministic one, so that `deterministic` changes nothing then.
     let mut crew = if config.deterministic || rayon::current_num_threads() == 1 || batches == 1 {
-        let max_threads = if batch_rows < MIN_PARALLEL_ROWS {
-            1
-        } else {
-            rayon::current_num_threads().clamp(1, batch_rows / MIN_PARALLEL_ROWS)
-        };
+        let model_bytes = std::mem::size_of::<f32>()
+            * (weights.linear.len() + weights.factors.len() + state.linear.len() + state.factors.len());
+        let max_threads = shared_batch_threads(
+            rayon::current_num_threads(),
+            batch_rows,
+            model_bytes,
+            config.adaptive_threads,
+        );
         Crew::Shared {
             scratch: Scratch::new(batch_rows, k, max_threads)?,
             marks: (0..weights.linear.len()).map(|_| AtomicU32::new(NO_SLOT)).collect(),
@@ -630,8 +635,13 @@ mod tests {
     #[test]
     #[cfg_attr(miri, ignore = "too slow for miri: needs several segments of SEGMENT_ROWS rows")]
     fn adaptive_threads_change_nothing_but_speed() {
-        // Three segments an epoch (of 125 batches), so the chooser runs some on 2 threads, some on 1.
-        let p = problem(3 * SEGMENT_ROWS, 4, 3, Task::Regressor, 8);
+        // Three segments an epoch (of 125 batches), so the chooser runs some on 2 threads, some on 1;
+        // 70,000 features (all but the first three absent), so that the model (Adam, k = 3: 48 bytes
+        // a feature) lies beyond the caches and the chooser measures rather than picking one thread.
+        let mut p = problem(3 * SEGMENT_ROWS, 4, 3, Task::Regressor, 8);
+        p.d = 70_000;
+        p.linear.resize(p.d, 0.1);
+        p.factors.resize(p.d * p.k, 0.1);
         let mut config = config(Task::Regressor, OptimizerKind::Adam, 2, 128);
         let fixed = p.fit(&config, 1).unwrap();
         config.adaptive_threads = true;
@@ -650,6 +660,34 @@ mod tests {
         let last = fitted.stats[19].loss_sum;
         assert_eq!(fitted.stats[0].rows, 500);
         assert!(last < 0.9 * first, "{first} -> {last}");
+    }
+
+    /// Records which pool thread made each progress report.
+    struct ReportingThreads(Mutex<Vec<Option<usize>>>);
+
+    impl Monitor for ReportingThreads {
+        fn progress(&self, _done: u64) -> Result<()> {
+            self.0.lock().unwrap().push(rayon::current_thread_index());
+            Ok(())
+        }
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "too slow for miri: 20 progress reports")]
+    fn an_adaptive_fit_of_a_model_in_the_caches_trains_on_one_thread() {
+        // 20,000 rows an epoch, 66 epochs: 20 progress reports (every 65,536 rows), each made by
+        // the thread that runs part 0 of a batch's updates, and the last one, made by the thread
+        // that called. Threads sharing the batches claim tasks as they come, so on a pool of four
+        // several would report (without the rule, every one of eight runs saw two to four).
+        let p = problem(20_000, 6, 3, Task::Regressor, 4);
+        let mut config = config(Task::Regressor, OptimizerKind::Sgd, 66, 1000);
+        config.adaptive_threads = true;
+        let monitor = ReportingThreads(Mutex::new(vec![]));
+        let fitted = p.fit_monitored(&config, 4, &monitor, None).unwrap();
+        let threads = monitor.0.into_inner().unwrap();
+        assert_eq!(threads.len(), 21);
+        assert!(threads.iter().all(|&thread| thread == threads[0]), "{threads:?}");
+        assert_eq!(fitted, p.fit(&config, 1).unwrap());
     }
 
     /// `p` with labels planted by a random model of `k` factors (the classifier's: the sign of
