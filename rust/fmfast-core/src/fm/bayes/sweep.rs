@@ -100,21 +100,64 @@ struct Row {
     e: Cell,
     /// `Σᵢ v_if x_ri` for the factor being swept.
     q: Cell,
-    /// The row's weight (1 when none were given), times its noise group's precision when the rows
-    /// have several (the sweep's `alpha` is then 1).
+    /// The row's weight (1 when none were given), times its noise precision when the rows have
+    /// their own (the sweep's `alpha` is then 1).
     r: f64,
 }
 
-/// MCMC with a noise precision per group of rows (e.g. the user of each rating): the group of each
-/// row, the rows' own weights, and each group's current precision.
-pub(crate) struct NoiseGroups<'a> {
-    pub(crate) of_row: &'a [u32],
+/// MCMC's noise precisions per row: the product of one precision per factor, each the precision of
+/// the row's level in that factor (e.g. the user of a rating and its movie: users differ in how
+/// noisy their ratings are, movies in how predictable theirs are; Lakshminarayanan, Bouchard and
+/// Archambeau 2011), and the rows' own weights.
+pub(crate) struct RowNoise<'a> {
     pub(crate) weight: &'a [f64],
+    pub(crate) factors: Vec<NoiseFactor<'a>>,
+}
+
+/// One factor of the rows' noise precisions: the level of each row and each level's precision.
+pub(crate) struct NoiseFactor<'a> {
+    pub(crate) of_row: &'a [u32],
     pub(crate) precisions: Vec<f64>,
 }
 
-/// Shape of the Gamma prior the groups' noise precisions share: worth `2 × NOISE_SHAPE` rows at
-/// the precision the groups have in common (its rate is drawn), so that a group of few rows is
+impl RowNoise<'_> {
+    /// Draws each factor's precisions in turn given the others'. The levels of a factor share a
+    /// Gamma(NOISE_SHAPE, b) prior, b with a Gamma(1, 1) hyperprior, drawn first given the levels'
+    /// precisions; then each level's precision given its rows' errors, each row's weighted by the
+    /// other factors' precisions of that row. Factor `j` draws from the gamma slots after factor
+    /// `j − 1`'s: its levels' slots `0..count`, then its rate's.
+    fn draw(&mut self, rows: &[Row], draws: &Draws, stream: u64) {
+        let mut first = 0;
+        for j in 0..self.factors.len() {
+            let count = self.factors[j].precisions.len();
+            let rate = draws.gamma(
+                stream,
+                first + count as u64,
+                1.0 + NOISE_SHAPE * count as f64,
+                1.0 + self.factors[j].precisions.iter().sum::<f64>(),
+            );
+            let (mut n, mut sse) = (vec![0.0; count], vec![0.0; count]);
+            for (i, Row { e, .. }) in rows.iter().enumerate() {
+                let others = self
+                    .factors
+                    .iter()
+                    .enumerate()
+                    .filter(|&(o, _)| o != j)
+                    .fold(1.0, |p, (_, other)| p * other.precisions[other.of_row[i] as usize]);
+                let (level, r) = (self.factors[j].of_row[i] as usize, self.weight[i]);
+                n[level] += r;
+                sse[level] += r * others * e.get() * e.get();
+            }
+            for (c, precision) in self.factors[j].precisions.iter_mut().enumerate() {
+                *precision = draws.gamma(stream, first + c as u64, NOISE_SHAPE + 0.5 * n[c], rate + 0.5 * sse[c]);
+            }
+            first += count as u64 + 1;
+        }
+    }
+}
+
+/// Shape of the Gamma prior the levels of a noise factor share: worth `2 × NOISE_SHAPE` rows at
+/// the precision the levels have in common (its rate is drawn), so that a level of few rows is
 /// pulled towards it rather than fitted to them.
 const NOISE_SHAPE: f64 = 5.0;
 
@@ -138,8 +181,8 @@ pub(crate) struct Chain<'a> {
     rows: Vec<Row>,
     /// Adaptive ALS only.
     variances: Option<Variances>,
-    /// MCMC with a noise precision per group of rows.
-    noise: Option<NoiseGroups<'a>>,
+    /// MCMC with a noise precision per row.
+    noise: Option<RowNoise<'a>>,
     /// Noise precision.
     pub(crate) alpha: f64,
     /// Per group: the prior of its linear weights; of its factors, `[group * k + f]`.
@@ -149,14 +192,14 @@ pub(crate) struct Chain<'a> {
 
 impl<'a> Chain<'a> {
     /// A chain whose rows have residuals `residuals` and weights `weight`; `groups` holds the
-    /// group of each feature (the groups are `0..=max`); `noise`, the rows' groups of noise
-    /// precision (MCMC), if not one for all.
+    /// group of each feature (the groups are `0..=max`); `noise`, the factors of the rows' noise
+    /// precisions (MCMC), if not one for all.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         design: &'a Design,
         weight: &'a [f64],
         groups: &'a [u32],
-        noise: Option<NoiseGroups<'a>>,
+        noise: Option<RowNoise<'a>>,
         k: usize,
         method: Method,
         seed: u64,
@@ -203,6 +246,13 @@ impl<'a> Chain<'a> {
         }
     }
 
+    /// The current precisions of each factor of the rows' noise (none with one for every row).
+    pub(crate) fn noise_precisions(&self) -> impl Iterator<Item = &[f64]> + '_ {
+        self.noise
+            .iter()
+            .flat_map(|noise| noise.factors.iter().map(|factor| &factor.precisions[..]))
+    }
+
     /// The current residuals `y − ŷ`.
     pub(crate) fn residuals(&self) -> impl Iterator<Item = f64> + '_ {
         self.rows.iter().map(|row| row.e.get())
@@ -214,31 +264,11 @@ impl<'a> Chain<'a> {
         let mcmc = matches!(self.method, Method::Mcmc);
         let adaptive = self.variances.is_some();
         if let Some(noise) = &mut self.noise {
-            // The groups' precisions share a Gamma(NOISE_SHAPE, b) prior, b with a Gamma(1, 1)
-            // hyperprior, drawn first given the groups' precisions (the last gamma slot); then each
-            // group's precision from its rows' errors, folded into the rows' weights.
-            let count = noise.precisions.len();
-            let rate = self.draws.gamma(
-                stream(Kind::Alpha),
-                count as u64,
-                1.0 + NOISE_SHAPE * count as f64,
-                1.0 + noise.precisions.iter().sum::<f64>(),
-            );
-            let (mut n, mut sse) = (vec![0.0; count], vec![0.0; count]);
-            for ((Row { e, .. }, &g), &r) in self.rows.iter().zip(noise.of_row).zip(noise.weight) {
-                n[g as usize] += r;
-                sse[g as usize] += r * e.get() * e.get();
-            }
-            for (g, precision) in noise.precisions.iter_mut().enumerate() {
-                *precision = self.draws.gamma(
-                    stream(Kind::Alpha),
-                    g as u64,
-                    NOISE_SHAPE + 0.5 * n[g],
-                    rate + 0.5 * sse[g],
-                );
-            }
-            for ((row, &g), &r) in self.rows.iter_mut().zip(noise.of_row).zip(noise.weight) {
-                row.r = r * noise.precisions[g as usize];
+            noise.draw(&self.rows, &self.draws, stream(Kind::Alpha));
+            for (i, row) in self.rows.iter_mut().enumerate() {
+                row.r = noise.factors.iter().fold(noise.weight[i], |r, factor| {
+                    r * factor.precisions[factor.of_row[i] as usize]
+                });
             }
             self.alpha = 1.0;
         } else if mcmc || adaptive {
