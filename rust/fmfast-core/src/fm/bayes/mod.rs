@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::parallel::{Monitor, Unmonitored};
 use design::Design;
 use draws::chain_seed;
-use sweep::{Chain, NoiseFactor, RowNoise};
+use sweep::{Chain, RowNoise};
 
 /// How each coordinate is set.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -275,16 +275,7 @@ pub fn fit_bayes<I: CsrIndex, M: Monitor + ?Sized>(
     .collect();
     let mut states: Vec<Chain<'_>> = (0..chains)
         .map(|c| {
-            let noise = (!noise_levels.is_empty()).then(|| RowNoise {
-                weight,
-                factors: noise_levels
-                    .iter()
-                    .map(|(of_row, count)| NoiseFactor {
-                        of_row,
-                        precisions: vec![1.0; *count],
-                    })
-                    .collect(),
-            });
+            let noise = (!noise_levels.is_empty()).then(|| RowNoise::new(weight, &noise_levels));
             Chain::new(
                 &design,
                 weight,

@@ -110,49 +110,93 @@ struct Row {
 /// noisy their ratings are, movies in how predictable theirs are; Lakshminarayanan, Bouchard and
 /// Archambeau 2011), and the rows' own weights.
 pub(crate) struct RowNoise<'a> {
-    pub(crate) weight: &'a [f64],
-    pub(crate) factors: Vec<NoiseFactor<'a>>,
+    weight: &'a [f64],
+    factors: Vec<NoiseFactor<'a>>,
+    /// Per row, the product of the precisions of the factors other than the one being drawn.
+    others: Vec<f64>,
 }
 
-/// One factor of the rows' noise precisions: the level of each row and each level's precision.
-pub(crate) struct NoiseFactor<'a> {
-    pub(crate) of_row: &'a [u32],
-    pub(crate) precisions: Vec<f64>,
+/// One factor of the rows' noise precisions: the level of each row, each level's current
+/// precision and the sum of its rows' weights.
+struct NoiseFactor<'a> {
+    of_row: &'a [u32],
+    precisions: Vec<f64>,
+    weights: Vec<f64>,
 }
 
-impl RowNoise<'_> {
-    /// Draws each factor's precisions in turn given the others'. The levels of a factor share a
-    /// Gamma(NOISE_SHAPE, b) prior, b with a Gamma(1, 1) hyperprior, drawn first given the levels'
-    /// precisions; then each level's precision given its rows' errors, each row's weighted by the
-    /// other factors' precisions of that row. Factor `j` draws from the gamma slots after factor
-    /// `j − 1`'s: its levels' slots `0..count`, then its rate's.
-    fn draw(&mut self, rows: &[Row], draws: &Draws, stream: u64) {
+impl<'a> RowNoise<'a> {
+    /// The noise of rows of weights `weight` whose levels in each factor are `levels` (the level
+    /// of each row, and the number of levels), every precision 1.
+    pub(crate) fn new(weight: &'a [f64], levels: &'a [(Vec<u32>, usize)]) -> Self {
+        let factors = levels
+            .iter()
+            .map(|(of_row, count)| {
+                let mut weights = vec![0.0; *count];
+                for (&level, &r) in of_row.iter().zip(weight) {
+                    weights[level as usize] += r;
+                }
+                NoiseFactor {
+                    of_row,
+                    precisions: vec![1.0; *count],
+                    weights,
+                }
+            })
+            .collect();
+        RowNoise {
+            weight,
+            factors,
+            others: vec![0.0; weight.len()],
+        }
+    }
+
+    /// Draws each factor's precisions in turn given the others', then sets each row's weight to
+    /// its own times its precisions. The levels of a factor share a Gamma(NOISE_SHAPE, b) prior, b
+    /// with a Gamma(1, 1) hyperprior, drawn first given the levels' precisions; then each level's
+    /// precision given its rows' errors, each row's weighted by the other factors' precisions of
+    /// that row. Factor `j` draws from the gamma slots after factor `j − 1`'s: its levels' slots
+    /// `0..count`, then its rate's. Plain passes over the rows, one factor at a time.
+    fn draw(&mut self, rows: &mut [Row], draws: &Draws, stream: u64) {
         let mut first = 0;
         for j in 0..self.factors.len() {
-            let count = self.factors[j].precisions.len();
+            self.others.fill(1.0);
+            for other in self.factors.iter().enumerate().filter(|&(o, _)| o != j).map(|(_, f)| f) {
+                for (product, &level) in self.others.iter_mut().zip(other.of_row) {
+                    *product *= other.precisions[level as usize];
+                }
+            }
+            let factor = &mut self.factors[j];
+            let count = factor.precisions.len();
             let rate = draws.gamma(
                 stream,
                 first + count as u64,
                 1.0 + NOISE_SHAPE * count as f64,
-                1.0 + self.factors[j].precisions.iter().sum::<f64>(),
+                1.0 + factor.precisions.iter().sum::<f64>(),
             );
-            let (mut n, mut sse) = (vec![0.0; count], vec![0.0; count]);
-            for (i, Row { e, .. }) in rows.iter().enumerate() {
-                let others = self
-                    .factors
-                    .iter()
-                    .enumerate()
-                    .filter(|&(o, _)| o != j)
-                    .fold(1.0, |p, (_, other)| p * other.precisions[other.of_row[i] as usize]);
-                let (level, r) = (self.factors[j].of_row[i] as usize, self.weight[i]);
-                n[level] += r;
-                sse[level] += r * others * e.get() * e.get();
+            let mut sse = vec![0.0; count];
+            for (((Row { e, .. }, &level), &r), &others) in
+                rows.iter().zip(factor.of_row).zip(self.weight).zip(&self.others)
+            {
+                sse[level as usize] += r * others * e.get() * e.get();
             }
-            for (c, precision) in self.factors[j].precisions.iter_mut().enumerate() {
-                *precision = draws.gamma(stream, first + c as u64, NOISE_SHAPE + 0.5 * n[c], rate + 0.5 * sse[c]);
+            for (c, precision) in factor.precisions.iter_mut().enumerate() {
+                let shape = NOISE_SHAPE + 0.5 * factor.weights[c];
+                *precision = draws.gamma(stream, first + c as u64, shape, rate + 0.5 * sse[c]);
             }
             first += count as u64 + 1;
         }
+        for (row, &r) in rows.iter_mut().zip(self.weight) {
+            row.r = r;
+        }
+        for factor in &self.factors {
+            for (row, &level) in rows.iter_mut().zip(factor.of_row) {
+                row.r *= factor.precisions[level as usize];
+            }
+        }
+    }
+
+    /// Each factor's current precisions.
+    fn precisions(&self) -> impl Iterator<Item = &[f64]> + '_ {
+        self.factors.iter().map(|factor| &factor.precisions[..])
     }
 }
 
@@ -248,9 +292,7 @@ impl<'a> Chain<'a> {
 
     /// The current precisions of each factor of the rows' noise (none with one for every row).
     pub(crate) fn noise_precisions(&self) -> impl Iterator<Item = &[f64]> + '_ {
-        self.noise
-            .iter()
-            .flat_map(|noise| noise.factors.iter().map(|factor| &factor.precisions[..]))
+        self.noise.iter().flat_map(RowNoise::precisions)
     }
 
     /// The current residuals `y − ŷ`.
@@ -264,12 +306,7 @@ impl<'a> Chain<'a> {
         let mcmc = matches!(self.method, Method::Mcmc);
         let adaptive = self.variances.is_some();
         if let Some(noise) = &mut self.noise {
-            noise.draw(&self.rows, &self.draws, stream(Kind::Alpha));
-            for (i, row) in self.rows.iter_mut().enumerate() {
-                row.r = noise.factors.iter().fold(noise.weight[i], |r, factor| {
-                    r * factor.precisions[factor.of_row[i] as usize]
-                });
-            }
+            noise.draw(&mut self.rows, &self.draws, stream(Kind::Alpha));
             self.alpha = 1.0;
         } else if mcmc || adaptive {
             let (mut n, mut sse) = (0.0, 0.0);
