@@ -34,7 +34,16 @@ sweep kept) per seed; chain ``c``'s samples are the posterior's ``c::chains``, s
 quarter of sweeps (the same number of chain-sweeps spent on more, shorter chains) all come from the
 same fits. ``--split valid`` fits on the first 90% of the training rows and scores the last 10%
 (what settings are chosen on); ``test`` fits on the 80% and scores the 20%. ``--noise-per-user``
-gives each user's ratings their own noise precision (``fit(..., noise_groups=users)``).
+gives each user's ratings their own noise precision (``fit(..., noise_groups=users)``); ``--noise``
+sets the estimator's noise model (``per-level``, the default, or ``shared``); ``--lengths`` replaces
+the half and quarter of the sweeps by the running means after these many sweeps.
+
+``noise-proxy``: whether a noise scale per movie adds anything, measured without the sampler (issue
+18's per-level noise, step 1). Validation split, one-hot, per seed: a fit with a noise precision per
+user (``noise_groups``) and one with one precision for every row; from each fit's training residuals
+(``predict``), a scale per movie shrunk with 10 pseudo-rows towards 1 (the per-user fit's residuals
+divided by their user's shrunk variance first, so that the movie's scale multiplies the user's);
+each fit again with ``sample_weight`` = 1 / the movie's scale (mean 1).
 """
 
 from __future__ import annotations
@@ -98,14 +107,16 @@ def fit_timed(
     return result
 
 
-def accuracy(wheel: str, sweeps: int, implicit_sweeps: int, models: list[str]) -> None:
+def accuracy(
+    wheel: str, sweeps: int, implicit_sweeps: int, models: list[str], noise: str = "per-level"
+) -> None:
     data = load_movielens(wheel)
     train, test = split(len(data.ratings))
     y_train, y_test = data.ratings[train], data.ratings[test]
     results: dict[str, dict[str, Any]] = {}
     one_hot = Design(data, "one-hot", train, None, 1.0)
     X_train, X_test = one_hot(train), one_hot(test)
-    mcmc = {"num_factors": 8, "optimizer": "mcmc", "random_state": 0}
+    mcmc = {"num_factors": 8, "optimizer": "mcmc", "random_state": 0, "noise": noise}
     if "MCMC one-hot" in models:
         model = FactorizationMachine(epochs=sweeps, **mcmc)
         results["MCMC one-hot"] = fit_timed(model, X_train, y_train, X_test, y_test, one_hot.encoder)
@@ -210,7 +221,15 @@ def speed(wheel: str, rows: int) -> None:
 
 
 def chains(
-    wheel: str, features: str, split_name: str, n_chains: int, sweeps: int, seeds: list[int], by_user: bool
+    wheel: str,
+    features: str,
+    split_name: str,
+    n_chains: int,
+    sweeps: int,
+    seeds: list[int],
+    by_user: bool,
+    noise: str = "per-level",
+    lengths: list[int] | None = None,
 ) -> None:
     data = load_movielens(wheel)
     train, test = split(len(data.ratings))
@@ -218,12 +237,20 @@ def chains(
         train, test = train[: int(0.9 * len(train))], train[int(0.9 * len(train)) :]
     design = Design(data, features, train, None, 1.0)
     X_train, rows, y_test = design(train), prepare_rows(design(test)), data.ratings[test]
-    lengths = sorted({sweeps, sweeps // 2, sweeps // 4} - {0})
+    lengths = sorted(
+        ({sweeps, sweeps // 2, sweeps // 4} if lengths is None else set(lengths) | {sweeps}) - {0}
+    )
     # means[seed][length][c]: chain c's mean of its first `length` sweeps' clipped predictions.
     means: list[dict[int, np.ndarray]] = []
     for seed in seeds:
         model = FactorizationMachine(
-            "regressor", 8, epochs=sweeps, optimizer="mcmc", posterior_samples=sweeps, num_chains=n_chains
+            "regressor",
+            8,
+            epochs=sweeps,
+            optimizer="mcmc",
+            posterior_samples=sweeps,
+            num_chains=n_chains,
+            noise=noise,
         )
         start = time.perf_counter()
         noise_groups = data.users[train] if by_user else None
@@ -242,9 +269,15 @@ def chains(
                 if j // n_chains < length:
                     sums[length][j % n_chains] += predicted
         means.append({length: total / length for length, total in sums.items()})
-    noise = ", a noise precision per user" if by_user else ""
+        first_chain = {
+            length: round(float(np.sqrt(np.mean((mean[0] - y_test) ** 2))), 5)
+            for length, mean in means[-1].items()
+        }
+        print(f"seed {seed}, chain 0, RMSE after each number of sweeps: {first_chain}", flush=True)
+    model_of_noise = "a noise precision per user" if by_user else f"noise {noise}"
     print(
-        f"\n{features}{noise}, {split_name}: RMSE of the pooled chains (mean over disjoint groups and seeds)"
+        f"\n{features}, {model_of_noise}, {split_name}: RMSE of the pooled chains "
+        "(mean over disjoint groups and seeds)"
     )
     print("| chains | sweeps each | chain-sweeps | RMSE mean | min | max | groups |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
@@ -264,9 +297,51 @@ def chains(
         count *= 2
 
 
+def noise_proxy(wheel: str, sweeps: int, seeds: list[int], shrinkage: float = 10.0) -> None:
+    data = load_movielens(wheel)
+    train, _ = split(len(data.ratings))
+    fitting, valid = train[: int(0.9 * len(train))], train[int(0.9 * len(train)) :]
+    design = Design(data, "one-hot", fitting, None, 1.0)
+    X_fit, X_valid, y_fit, y_valid = (
+        design(fitting),
+        design(valid),
+        data.ratings[fitting],
+        data.ratings[valid],
+    )
+    users, items = data.users[fitting], data.items[fitting]
+
+    def shrunk(codes: np.ndarray, squares: np.ndarray) -> np.ndarray:
+        """Each row's group's mean square, shrunk towards the mean of all."""
+        n = np.bincount(codes)
+        return ((np.bincount(codes, squares, len(n)) + shrinkage * squares.mean()) / (n + shrinkage))[codes]
+
+    print("| seed | per user | per user, movie weights | one | one, movie weights |")
+    print("|---:|---:|---:|---:|---:|")
+
+    def fit(seed: int, noise_groups: Any, weights: Any) -> FactorizationMachine:
+        model = FactorizationMachine(
+            "regressor", 8, epochs=sweeps, optimizer="mcmc", noise="shared", random_state=seed
+        )
+        return model.fit(
+            X_fit, y_fit, sample_weight=weights, groups=design.encoder, noise_groups=noise_groups
+        )
+
+    for seed in seeds:
+        rmse = []
+        for noise_groups in (users, None):
+            first = fit(seed, noise_groups, None)
+            squares = (y_fit - first.predict(X_fit)) ** 2
+            if noise_groups is not None:
+                squares = squares / shrunk(users, squares)
+            weights = squares.mean() / shrunk(items, squares)
+            second = fit(seed, noise_groups, weights / weights.mean())
+            rmse += [model.evaluate(X_valid, y_valid)["rmse"] for model in (first, second)]
+        print(f"| {seed} | " + " | ".join(f"{r:.5f}" for r in rmse) + " |", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=("accuracy", "speed", "chains"))
+    parser.add_argument("what", choices=("accuracy", "speed", "chains", "noise-proxy"))
     parser.add_argument("--wheel", required=True, help="recbole-1.2.1-py3-none-any.whl (holds ml-100k)")
     parser.add_argument("--sweeps", type=int, default=500, help="MCMC sweeps on one-hot features")
     parser.add_argument(
@@ -283,13 +358,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--noise-per-user", action="store_true", help="fit(noise_groups=the user of each rating) (chains)"
     )
+    parser.add_argument(
+        "--noise", choices=("per-level", "shared"), default="per-level", help="MCMC's noise model"
+    )
+    parser.add_argument(
+        "--lengths", type=int, nargs="+", help="sweeps after which to score one chain (chains)"
+    )
     args = parser.parse_args(argv)
     if args.what == "accuracy":
-        accuracy(args.wheel, args.sweeps, args.implicit_sweeps, args.models)
+        accuracy(args.wheel, args.sweeps, args.implicit_sweeps, args.models, args.noise)
     elif args.what == "chains":
         chains(
-            args.wheel, args.features, args.split, args.chains, args.sweeps, args.seeds, args.noise_per_user
+            args.wheel,
+            args.features,
+            args.split,
+            args.chains,
+            args.sweeps,
+            args.seeds,
+            args.noise_per_user,
+            args.noise,
+            args.lengths,
         )
+    elif args.what == "noise-proxy":
+        noise_proxy(args.wheel, args.sweeps, args.seeds)
     else:
         speed(args.wheel, args.rows)
 

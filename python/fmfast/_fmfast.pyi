@@ -145,6 +145,7 @@ class BayesConfig:
         seed: int,
         als_regularization: str = "fixed",
         num_chains: int = 1,
+        noise: str = "shared",
     ) -> BayesConfig: ...
     @property
     def kept(self) -> int: ...
@@ -166,7 +167,7 @@ def fm_fit_bayes(
     progress: _Progress = None,
     clip: tuple[float, float] | None = None,
     noise_groups: np.ndarray | None = None,
-) -> tuple[list[tuple[float, float | None, bool]], BaseException | None]: ...
+) -> tuple[list[tuple[float, float | None, bool]], list[np.ndarray], BaseException | None]: ...
 def fm_predict(
     n_cols: int,
     csr: tuple[np.ndarray, np.ndarray],

@@ -181,6 +181,7 @@ def test_to_sagemaker_writes_sagemakers_keys_only_and_keeps_fmfast_settings(tmp_
         "burn_in": 0,
         "posterior_samples": 1000,
         "num_chains": 1,
+        "noise": "per-level",
         "als_regularization": "adaptive",
     }
     again = fmfast.FactorizationMachine.from_sagemaker(path)

@@ -9,6 +9,7 @@ import pytest
 import scipy.sparse as sp
 from fmfast import FactorizationMachine, FeatureEncoder, InvalidInputError
 from fmfast.training import _reference as ref
+from fmfast.training.bayes import label_codes
 
 RTOL, ATOL = 1e-5, 1e-9
 
@@ -211,6 +212,67 @@ def test_mcmc_with_noise_groups_draws_what_the_reference_draws_on_every_thread_c
     assert not np.array_equal(shared.V_, fits[0].V_)
 
 
+def test_per_level_noise_draws_what_the_reference_draws_on_every_thread_count() -> None:
+    # One-hot users (100 columns: a run the threads share) and items; the default noise model.
+    X, y, _ = one_hot_fm(600, 100, 70, seed=5)
+    groups = np.repeat([0, 1], [100, 70])
+    fits = [
+        FactorizationMachine(
+            num_factors=2, epochs=3, optimizer="mcmc", posterior_samples=1, random_state=4, n_threads=n
+        ).fit(X, y, groups=groups)
+        for n in (1, 2, 3)
+    ]
+    assert fits[0].noise == "per-level"
+    start, seed = initial_weights(fits[0], X.shape[1])
+    expected = ref.bayes_sweeps(X, y, start, "mcmc", 3, groups=groups, seed=seed, noise="per-level")
+    assert_weights_close(weights_of(fits[0]), expected)
+    for fit in fits[1:]:
+        np.testing.assert_array_equal(fit.V_, fits[0].V_)
+        for got, first in zip(fit.noise_precisions_, fits[0].noise_precisions_, strict=True):
+            np.testing.assert_array_equal(got, first)
+    # A precision per user and per item (the last sweep's: one sample kept).
+    assert [p.shape for p in fits[0].noise_precisions_] == [(100,), (70,)]
+    # libFM's one precision for every row draws otherwise; so does a fit of explicit noise_groups,
+    # which replace the one-hot levels.
+    shared = FactorizationMachine(**{**fits[0].get_params(), "noise": "shared"}).fit(X, y, groups=groups)
+    assert shared.noise_precisions_ == []
+    assert not np.array_equal(shared.V_, fits[0].V_)
+    users = X.indices[0::2]
+    explicit = FactorizationMachine(**fits[0].get_params()).fit(X, y, groups=groups, noise_groups=users)
+    codes = label_codes(users)  # numbered in order of first appearance, as fit numbers them
+    by_user = ref.bayes_sweeps(X, y, start, "mcmc", 3, groups=groups, seed=seed, noise_groups=codes)
+    assert_weights_close(weights_of(explicit), by_user)
+    # Without groups (one group, not one-hot) per-level is one precision for every row.
+    alone = FactorizationMachine(**fits[0].get_params()).fit(X, y)
+    shared_alone = FactorizationMachine(**shared.get_params()).fit(X, y)
+    np.testing.assert_array_equal(alone.V_, shared_alone.V_)
+    assert alone.noise_precisions_ == []
+
+
+def test_per_level_noise_recovers_which_users_and_items_are_noisy() -> None:
+    X, y, truth = one_hot_fm(8000, 80, 50, noise=0.0, seed=21)
+    users, items = X.indices[0::2], X.indices[1::2] - 80
+    # Each row's noise precision is its user's times its item's (the model's form).
+    rng = np.random.default_rng(22)
+    user_precision, item_precision = np.exp(rng.normal(0, 0.8, 80)), np.exp(rng.normal(0, 0.6, 50))
+    y = truth + rng.normal(0, 1, 8000) * 0.5 / np.sqrt(user_precision[users] * item_precision[items])
+    train, test = slice(0, 6000), slice(6000, None)
+    error, fits = {}, {}
+    for noise in ("shared", "per-level"):
+        model = FactorizationMachine(
+            num_factors=2, epochs=150, optimizer="mcmc", burn_in=30, noise=noise, random_state=0
+        )
+        fits[noise] = model.fit(X[train], y[train], groups=np.r_[np.zeros(80), np.ones(50)])
+        error[noise] = np.sqrt(np.mean((model.predict(X[test]) - truth[test]) ** 2))
+    user_means, item_means = fits["per-level"].noise_precisions_
+    # The posterior mean of each level's precision follows the truth (log scale: the factors'
+    # scales are determined only in their product) ...
+    assert np.corrcoef(np.log(user_means), np.log(user_precision))[0, 1] > 0.9
+    assert np.corrcoef(np.log(item_means), np.log(item_precision))[0, 1] > 0.9
+    # ... and the precise rows count for more: closer to the noise-free truth.
+    assert error["per-level"] < 0.95 * error["shared"], error
+
+
 def test_noise_groups_recover_a_known_fm_of_users_with_different_noise_better() -> None:
     X, y, truth = one_hot_fm(5000, 100, 60, noise=0.0, seed=15)
     users = X.indices[0::2]
@@ -220,7 +282,9 @@ def test_noise_groups_recover_a_known_fm_of_users_with_different_noise_better() 
     train, test = slice(0, 4000), slice(4000, None)
     error = {}
     for grouped in (False, True):
-        model = FactorizationMachine(num_factors=2, epochs=200, optimizer="mcmc", burn_in=50, random_state=0)
+        model = FactorizationMachine(
+            num_factors=2, epochs=200, optimizer="mcmc", burn_in=50, noise="shared", random_state=0
+        )
         model.fit(
             X[train],
             y[train],
@@ -498,6 +562,8 @@ def test_a_damaged_posterior_in_a_model_file_is_refused(tmp_path) -> None:
         ({"factors_wd": -1.0, "optimizer": "als", "als_regularization": "fixed"}, {}, "factors_wd must be"),
         ({"optimizer": "als", "als_regularization": "auto"}, {}, "als_regularization must be"),
         ({"optimizer": "als", "als_regularization": None}, {}, "als_regularization must be"),
+        ({"noise": "per-user"}, {}, "noise must be 'per-level' or 'shared', got \"per-user\""),
+        ({"noise": None}, {}, "noise must be 'per-level' or 'shared', got None"),
         ({}, {"groups": np.zeros(3)}, "one label per column"),
         ({}, {"noise_groups": np.zeros(3)}, "one label per row"),
         (

@@ -357,6 +357,7 @@ def test_hyperparameter_names_match_the_sagemaker_sdk() -> None:
         "burn_in",
         "posterior_samples",
         "num_chains",
+        "noise",
         "als_regularization",
     }
 

@@ -86,6 +86,7 @@ FMFAST_SETTINGS: dict[str, type] = {
     "burn_in": int,
     "posterior_samples": int,
     "num_chains": int,
+    "noise": str,
     "als_regularization": str,
 }
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}

@@ -216,7 +216,7 @@ _GOLDEN = 0x9E3779B97F4A7C15
 _GAMMA_SLOT = 1 << 20
 #: The kinds of draws of a sweep; sweep s draws kind k from stream 8 s + k.
 _ALPHA, _BIAS, _LINEAR_PRECISION, _LINEAR_MEAN, _LINEAR, _FACTOR_PRECISION, _FACTOR_MEAN, _FACTOR = range(8)
-#: The shape of the Gamma prior that the noise precisions of groups of rows share (the core's).
+#: The shape of the Gamma prior that the levels of a noise factor share (the core's).
 _NOISE_SHAPE = 5.0
 
 
@@ -328,6 +328,22 @@ def _prediction_variance(
     return out
 
 
+def one_hot_levels(X: Any, groups: np.ndarray) -> list[tuple[np.ndarray, int]]:
+    """Each one-hot group's level of every row and its number of levels, groups in order.
+
+    A group is one-hot when every row has exactly one nonzero value among its columns; a row's
+    level is that column's position among the group's, and the group has a level per column.
+    """
+    rows = sp.csr_array(X)
+    rows.eliminate_zeros()
+    levels = []
+    for g in range(int(groups.max()) + 1):
+        part = rows[:, np.flatnonzero(groups == g)]
+        if part.shape[0] and np.all(np.diff(part.indptr) == 1):
+            levels.append((part.indices.astype(np.int64), part.shape[1]))
+    return levels
+
+
 def bayes_sweeps(
     X: Any,
     y: np.ndarray,
@@ -340,13 +356,15 @@ def bayes_sweeps(
     wd: tuple[float, float, float] | None = (0.0, 0.0, 0.0),
     seed: int = 0,
     noise_groups: np.ndarray | None = None,
+    noise: str = "shared",
 ) -> dict[str, np.ndarray]:
     """``sweeps`` sweeps of ALS or MCMC (``seed``) from ``weights``.
 
     ALS: ``wd`` holds the bias, linear and factor decays; ``None`` is adaptive ALS (the strengths
     and the noise re-estimated every sweep, each coordinate's variance kept). MCMC: ``noise_groups``
     (codes from 0, one a row) gives each group of rows its own noise precision, folded into the
-    rows' weights.
+    rows' weights; without it, ``noise="per-level"`` makes a row's precision the product of one per
+    one-hot group of ``groups``, its level's in that group (:func:`one_hot_levels`).
 
     Returns the last sweep's weights (float32 ``bias`` ``(1,)``, ``linear``, ``factors``): the
     core's, to rounding of the float64 sums.
@@ -370,7 +388,11 @@ def bayes_sweeps(
         sp.csr_array(X), {"bias": bias, "linear": linear, "factors": factors}
     )
     alpha = 1.0
-    precisions = np.ones(0 if noise_groups is None else int(noise_groups.max()) + 1)
+    if noise_groups is not None:
+        noise_levels = [(np.asarray(noise_groups), int(np.max(noise_groups)) + 1)]
+    else:
+        noise_levels = one_hot_levels(X, groups) if mcmc and noise == "per-level" else []
+    precisions = [np.ones(count) for _, count in noise_levels]
     linear_priors = [(0.0, 1.0)] * n_groups
     factor_priors = [[(0.0, 1.0)] * n_groups for _ in range(k)]
 
@@ -391,21 +413,35 @@ def bayes_sweeps(
         return mean + draws.normal(stream, index) / math.sqrt(precision) if mcmc else mean
 
     for s in range(sweeps):
-        if mcmc and noise_groups is not None:
-            # The groups' shared prior Gamma(_NOISE_SHAPE, rate): the rate first, then each group.
-            count = len(precisions)
-            rate = draws.gamma(
-                8 * s + _ALPHA, count, 1.0 + _NOISE_SHAPE * count, 1.0 + float(np.sum(precisions))
-            )
-            n_g = np.bincount(noise_groups, weight, count)
-            sse_g = np.bincount(noise_groups, weight * e * e, count)
-            precisions = np.array(
-                [
-                    draws.gamma(8 * s + _ALPHA, g, _NOISE_SHAPE + 0.5 * n_g[g], rate + 0.5 * sse_g[g])
-                    for g in range(count)
-                ]
-            )
-            r, alpha = weight * precisions[noise_groups], 1.0
+        if mcmc and noise_levels:
+            # Each factor's levels given the others': their shared prior Gamma(_NOISE_SHAPE, rate),
+            # the rate first, then each level; factor j's gamma slots follow factor j - 1's.
+            first = 0
+            for j, (levels, count) in enumerate(noise_levels):
+                rate = draws.gamma(
+                    8 * s + _ALPHA,
+                    first + count,
+                    1.0 + _NOISE_SHAPE * count,
+                    1.0 + float(np.sum(precisions[j])),
+                )
+                others = np.ones(n)
+                for o, (other, _) in enumerate(noise_levels):
+                    if o != j:
+                        others = others * precisions[o][other]
+                n_g = np.bincount(levels, weight, count)
+                sse_g = np.bincount(levels, weight * others * e * e, count)
+                precisions[j] = np.array(
+                    [
+                        draws.gamma(
+                            8 * s + _ALPHA, first + g, _NOISE_SHAPE + 0.5 * n_g[g], rate + 0.5 * sse_g[g]
+                        )
+                        for g in range(count)
+                    ]
+                )
+                first += count + 1
+            r, alpha = weight.copy(), 1.0
+            for (levels, _), factor in zip(noise_levels, precisions, strict=True):
+                r = r * factor[levels]
         elif mcmc:
             alpha = draws.gamma(8 * s + _ALPHA, 0, 1.0 + 0.5 * r.sum(), 1.0 + 0.5 * float(np.sum(r * e * e)))
         elif adaptive:

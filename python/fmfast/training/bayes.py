@@ -6,8 +6,9 @@ the minimiser of the squared error plus L2 penalties: adaptive ones by default (
 sweep, mean-field variational Bayes with MCMC's priors), SageMaker's weight decays with
 ``als_regularization="fixed"``; MCMC draws it from its
 conditional posterior, with a normal prior per group of features whose mean and precision are
-sampled too (Normal-Gamma hyperpriors), as is the noise precision: nothing to tune but the number
-of sweeps (``epochs``). A fit of MCMC keeps up to ``posterior_samples`` samples, evenly spaced
+sampled too (Normal-Gamma hyperpriors), as are the noise precisions (by default one per level of
+each one-hot group of features, multiplied: ``noise``): nothing to tune but the number of sweeps
+(``epochs``). A fit of MCMC keeps up to ``posterior_samples`` samples, evenly spaced
 after ``burn_in`` sweeps, from each of its ``num_chains`` independent chains (run side by side on
 the threads, the seed of each derived from ``random_state``): the kept samples of every chain are
 the posterior. Predictions on any data average the predictions of the kept samples (the
@@ -126,6 +127,8 @@ def bayes_config(model: FactorizationMachine, seed: int = 0) -> _fmfast.BayesCon
         raise InvalidInputError(
             f"als_regularization must be 'adaptive' or 'fixed', got {model.als_regularization!r}"
         )
+    if not isinstance(model.noise, str):
+        raise InvalidInputError(f"noise must be 'per-level' or 'shared', got {model.noise!r}")
     return _fmfast.BayesConfig(
         optimizer=model.optimizer,
         epochs=int(model.epochs),
@@ -134,6 +137,8 @@ def bayes_config(model: FactorizationMachine, seed: int = 0) -> _fmfast.BayesCon
         seed=seed,
         als_regularization=model.als_regularization,
         num_chains=int(model.num_chains),
+        # ALS models no noise per row: the setting is MCMC's (and checked for it).
+        noise=model.noise if model.optimizer == "mcmc" else "shared",
         **decays,
     )
 
@@ -215,8 +220,9 @@ def fit_bayes(
     """The sweeps of :meth:`~fmfast.FactorizationMachine.fit` with ``optimizer="als"`` or ``"mcmc"``.
 
     Sets the model's weights (the last sweep's for ALS, the posterior mean for MCMC), its kept
-    samples (of every chain) and ``history_``. Ctrl-C keeps the complete sweeps (MCMC: the samples
-    kept so far, unfitted if none; ALS: the weights as they were when it stopped), then raises.
+    samples (of every chain), ``history_`` and, for MCMC, ``noise_precisions_``. Ctrl-C keeps the
+    complete sweeps (MCMC: the samples kept so far, unfitted if none; ALS: the weights as they
+    were when it stopped), then raises.
     """
     if is_recordio_source(X):
         raise InvalidInputError(
@@ -264,7 +270,7 @@ def fit_bayes(
     )
     mcmc = model.optimizer == "mcmc"
     progress.epoch_rows(rows.n_rows)
-    stats, stopped = _fmfast.fm_fit_bayes(
+    stats, noise_precisions, stopped = _fmfast.fm_fit_bayes(
         rows.n_cols,
         rows.indices,
         rows.data,
@@ -301,6 +307,8 @@ def fit_bayes(
     else:
         model._state, model._posterior = state, None
     model.history_ = history
+    if mcmc:
+        model.noise_precisions_ = noise_precisions
     for entry in history:
         progress.epoch_ended(rows.n_rows, entry)
     if stopped is not None:

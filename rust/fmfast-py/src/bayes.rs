@@ -1,10 +1,10 @@
 //! Bindings of Bayesian FM (MCMC) and ALS: the configuration of a fit, checked when built, and
 //! the fit, which updates caller-owned weights and fills caller-owned sample arrays.
 
-use fmfast_core::fm::bayes::{self, BayesConfig, BayesData, EvalSet, Method, Samples, SweepStats};
+use fmfast_core::fm::bayes::{self, BayesConfig, BayesData, EvalSet, Method, Noise, Samples, SweepStats};
 use fmfast_core::fm::{self as core_fm, Weights};
 use fmfast_core::Error;
-use numpy::{PyReadonlyArray1, PyReadwriteArray1, PyReadwriteArray2, PyReadwriteArray3};
+use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadwriteArray1, PyReadwriteArray2, PyReadwriteArray3};
 use pyo3::prelude::*;
 
 use crate::arrays::{with_csr, IndexSlices, PyIndices, PyValues};
@@ -21,7 +21,7 @@ pub struct PyBayesConfig {
 #[pymethods]
 impl PyBayesConfig {
     #[new]
-    #[pyo3(signature = (*, optimizer, epochs, burn_in, posterior_samples, bias_wd, linear_wd, factors_wd, seed, als_regularization="fixed", num_chains=1))]
+    #[pyo3(signature = (*, optimizer, epochs, burn_in, posterior_samples, bias_wd, linear_wd, factors_wd, seed, als_regularization="fixed", num_chains=1, noise="shared"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         optimizer: &str,
@@ -34,6 +34,7 @@ impl PyBayesConfig {
         seed: u64,
         als_regularization: &str,
         num_chains: usize,
+        noise: &str,
     ) -> PyResult<Self> {
         let method = match (optimizer, als_regularization) {
             ("als", "fixed") => Method::Als {
@@ -54,6 +55,15 @@ impl PyBayesConfig {
                 )))
             }
         };
+        let noise = match noise {
+            "shared" => Noise::Shared,
+            "per-level" => Noise::PerLevel,
+            other => {
+                return Err(InvalidInputError::new_err(format!(
+                    "noise must be 'per-level' or 'shared', got {other:?}"
+                )))
+            }
+        };
         let config = BayesConfig {
             method,
             sweeps: epochs,
@@ -61,6 +71,7 @@ impl PyBayesConfig {
             posterior_samples,
             seed,
             chains: num_chains,
+            noise,
         };
         config.validate().map_err(PyFmError)?;
         Ok(PyBayesConfig { config })
@@ -76,6 +87,9 @@ impl PyBayesConfig {
 /// `(train_sse, eval_sse or None, kept)` of a sweep.
 type PySweepStats = (f64, Option<f64>, bool);
 
+/// The kept samples' mean precision of each level, one array per factor of the rows' noise.
+type PyNoisePrecisions<'py> = Vec<Bound<'py, PyArray1<f64>>>;
+
 /// The rows of an evaluation set: `(csr, data, labels)`, with the training set's columns.
 type PyEvalSet<'py> = (PyIndices<'py>, PyValues<'py>, PyReadonlyArray1<'py, f64>);
 
@@ -85,12 +99,14 @@ type PyEvalSet<'py> = (PyIndices<'py>, PyValues<'py>, PyReadonlyArray1<'py, f64>
 /// each complete sweep's statistics and `None`, or, when Ctrl-C (or `progress`) stopped it after
 /// a sweep had ended, the statistics so far and the exception. `clip`: the `(low, high)` each
 /// sweep's predictions are clipped to before they are averaged and scored. `noise_groups`: MCMC's
-/// group of each row whose rows share a noise precision (`None`: one for all).
+/// group of each row whose rows share a noise precision (`None`: the config's noise model). Also
+/// returns, before the exception, the kept samples' mean precision of each level of each factor of
+/// the rows' noise (an empty list with one precision for every row).
 #[pyfunction]
 #[pyo3(name = "fm_fit_bayes", signature = (n_cols, csr, data, labels, sample_weight, groups, state, sample_bias, sample_linear, sample_factors, config, eval_set=None, n_threads=0, progress=None, clip=None, noise_groups=None))]
 #[allow(clippy::too_many_arguments)]
-fn fit_bayes(
-    py: Python<'_>,
+fn fit_bayes<'py>(
+    py: Python<'py>,
     n_cols: u64,
     csr: PyIndices<'_>,
     data: PyValues<'_>,
@@ -107,7 +123,7 @@ fn fit_bayes(
     progress: Option<Py<PyAny>>,
     clip: Option<(f64, f64)>,
     noise_groups: Option<PyReadonlyArray1<'_, u32>>,
-) -> PyResult<(Vec<PySweepStats>, Option<PyErr>)> {
+) -> PyResult<(Vec<PySweepStats>, PyNoisePrecisions<'py>, Option<PyErr>)> {
     let config = config.config.clone();
     let mut arrays = state.arrays(py)?;
     let (mut weights, _) = arrays.borrow()?;
@@ -121,6 +137,7 @@ fn fit_bayes(
         bias: sample_bias.as_slice_mut()?,
         linear: sample_linear.as_slice_mut()?,
         factors: sample_factors.as_slice_mut()?,
+        noise_precisions: Vec::new(),
     };
     let eval_indices = eval_set.as_ref().map(|(csr, _, _)| IndexSlices::new(csr)).transpose()?;
     let eval_values = eval_set.as_ref().map(|(_, data, _)| data.as_values()).transpose()?;
@@ -152,7 +169,12 @@ fn fit_bayes(
         }
     })?;
     let stats = stats.iter().map(|s| (s.train_sse, s.eval_sse, s.kept)).collect();
-    Ok((stats, stopped))
+    let noise = samples
+        .noise_precisions
+        .into_iter()
+        .map(|means| means.into_pyarray(py))
+        .collect();
+    Ok((stats, noise, stopped))
 }
 
 /// Adds the Bayesian FM functions and classes to the module.

@@ -83,6 +83,55 @@ impl Design {
         (&self.row_columns[range.clone()], &self.row_values[range])
     }
 
+    /// For each one-hot group of features (`groups[j]`, the group of column `j`), in group order:
+    /// the level of each row, the position among the group's columns of the one column where it
+    /// is nonzero, and the number of levels (the group's columns). A group is one-hot when every
+    /// row has exactly one nonzero value among its columns; a fit without rows has none.
+    pub(crate) fn one_hot_levels(&self, groups: &[u32]) -> Vec<(Vec<u32>, usize)> {
+        let n_rows = self.row_start.len() - 1;
+        let n_groups = groups.iter().map(|&g| g as usize + 1).max().unwrap_or(0);
+        let mut position = vec![0u32; groups.len()];
+        let mut sizes = vec![0usize; n_groups];
+        for (j, &g) in groups.iter().enumerate() {
+            position[j] = sizes[g as usize] as u32;
+            sizes[g as usize] += 1;
+        }
+        // Rows with a nonzero value in each group, and whether one had two; counted with the last
+        // row seen in each group (from 1), so that nothing of the rows' size is held per group.
+        let (mut last, mut rows, mut twice) = (vec![0usize; n_groups], vec![0usize; n_groups], vec![false; n_groups]);
+        for r in 0..n_rows {
+            let (columns, xs) = self.row(r);
+            for (&j, &x) in columns.iter().zip(xs) {
+                let g = groups[j as usize] as usize;
+                if x != 0.0 {
+                    twice[g] |= last[g] == r + 1;
+                    rows[g] += usize::from(last[g] != r + 1);
+                    last[g] = r + 1;
+                }
+            }
+        }
+        let one_hot: Vec<usize> = (0..n_groups)
+            .filter(|&g| n_rows > 0 && rows[g] == n_rows && !twice[g])
+            .collect();
+        // One level a row for each one-hot group: no more than the entries.
+        one_hot
+            .into_iter()
+            .map(|g| {
+                let of_row = (0..n_rows)
+                    .map(|r| {
+                        let (columns, xs) = self.row(r);
+                        columns
+                            .iter()
+                            .zip(xs)
+                            .find(|&(&j, &x)| groups[j as usize] as usize == g && x != 0.0)
+                            .map_or(0, |(&j, _)| position[j as usize])
+                    })
+                    .collect();
+                (of_row, sizes[g])
+            })
+            .collect()
+    }
+
     /// The rows and values of column `j`.
     #[inline]
     pub(crate) fn column(&self, j: usize) -> (&[u32], &[f64]) {
@@ -135,6 +184,29 @@ mod tests {
         assert!(c.column(2).0.is_empty());
         assert_eq!(c.row(1), (&[1u32, 3][..], &[1.0, 2.0][..]));
         assert_eq!(c.runs, vec![0..3, 3..5, 5..6, 6..7]);
+    }
+
+    #[test]
+    fn one_hot_groups_give_each_row_its_level() {
+        // Groups: user (columns 0, 1, 5), item (3, 4), implicit (2, 6); rows (user 0, item 3),
+        // (user 1, item 3, implicit 2 and 6), (user 5, item 4), (user 0 twice over a zero, item 4).
+        let indptr = [0i64, 2, 6, 8, 11];
+        let indices = [0i64, 3, 1, 3, 2, 6, 5, 4, 0, 1, 4];
+        let values = [1.0f32, 1.0, 1.0, 2.0, 0.5, 0.5, 1.0, 1.0, 1.0, 0.0, 1.0];
+        let x = CsrView::new(&indptr, &indices, values.len(), 7).unwrap();
+        let design = Design::new(&x, &values).unwrap();
+        let groups = [0u32, 0, 2, 1, 1, 0, 2];
+        assert_eq!(
+            design.one_hot_levels(&groups),
+            vec![(vec![0, 1, 2, 0], 3), (vec![0, 0, 1, 1], 2)],
+            "user and item; the implicit block is in two rows of four"
+        );
+        // A second nonzero user in the last row: users are no longer one-hot.
+        let values = [1.0f32, 1.0, 1.0, 2.0, 0.5, 0.5, 1.0, 1.0, 1.0, 0.3, 1.0];
+        let design = Design::new(&x, &values).unwrap();
+        assert_eq!(design.one_hot_levels(&groups), vec![(vec![0, 0, 1, 1], 2)]);
+        // One group for every column: none.
+        assert!(design.one_hot_levels(&[0; 7]).is_empty());
     }
 
     #[test]

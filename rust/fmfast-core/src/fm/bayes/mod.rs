@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::parallel::{Monitor, Unmonitored};
 use design::Design;
 use draws::chain_seed;
-use sweep::{Chain, NoiseGroups};
+use sweep::{Chain, RowNoise};
 
 /// How each coordinate is set.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -45,6 +45,19 @@ pub enum Method {
     Mcmc,
 }
 
+/// MCMC's model of the noise (without [`BayesData::noise_groups`], which replaces it).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Noise {
+    /// One noise precision for every row (libFM's).
+    Shared,
+    /// A row's noise precision is the product of one precision per one-hot group of features (every
+    /// row has exactly one nonzero value among the group's columns: the user of a rating, its
+    /// movie), the precision of the row's level in that group; the levels of a group share a Gamma
+    /// prior whose rate is drawn. Without one-hot groups (one group for every feature, or none
+    /// one-hot), one precision for every row, as [`Noise::Shared`].
+    PerLevel,
+}
+
 /// What one call to [`fit_bayes`] does.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BayesConfig {
@@ -61,6 +74,8 @@ pub struct BayesConfig {
     /// MCMC: independent chains, all from the caller's start, each with its own draws; each keeps
     /// its samples as one chain would. ALS (deterministic): 1.
     pub chains: usize,
+    /// MCMC's noise model; ALS: [`Noise::Shared`].
+    pub noise: Noise,
 }
 
 impl BayesConfig {
@@ -76,6 +91,9 @@ impl BayesConfig {
                  every chain would be the same), got {}",
                 self.chains
             )));
+        }
+        if self.noise != Noise::Shared && !matches!(self.method, Method::Mcmc) {
+            return Err(Error::invalid("noise 'per-level' applies to optimizer 'mcmc' only"));
         }
         if let Method::Als { bias, linear, factors } = self.method {
             for (name, value) in [("bias_wd", bias), ("linear_wd", linear), ("factors_wd", factors)] {
@@ -119,11 +137,15 @@ impl BayesConfig {
 
 /// Caller-owned arrays of the kept samples: `kept` biases, `kept × d` linear weights and
 /// `kept × d × k` factors. Sample `j · chains + c` is chain `c`'s `j`-th: the samples of the
-/// first sweeps kept come first, whichever chain drew them.
+/// first sweeps kept come first, whichever chain drew them. And the mean over the kept samples of
+/// each level's noise precision, one vector per factor of the rows' noise precisions (the one-hot
+/// groups in order, or the `noise_groups`; none with one precision for every row): the factors'
+/// scales are determined only in their product, a row's precision.
 pub struct Samples<'a> {
     pub bias: &'a mut [f32],
     pub linear: &'a mut [f32],
     pub factors: &'a mut [f32],
+    pub noise_precisions: Vec<Vec<f64>>,
 }
 
 /// The error of a sweep: `Σ (y − ŷ)²` over the training rows and, when an evaluation set was
@@ -156,7 +178,8 @@ pub struct BayesData<'a, I> {
     pub clip: Option<(f64, f64)>,
     /// MCMC: the group of each row (`< n_rows`) whose rows share a noise precision (e.g. the user
     /// of each rating: users differ in how noisy their ratings are); the groups' precisions share
-    /// a Gamma prior whose rate is sampled too. `None`: one precision for every row.
+    /// a Gamma prior whose rate is sampled too. It replaces the config's [`Noise`]. `None`: the
+    /// config's.
     pub noise_groups: Option<&'a [u32]>,
 }
 
@@ -182,23 +205,19 @@ pub fn fit_bayes<I: CsrIndex, M: Monitor + ?Sized>(
             "{n} rows and {d} features need as many labels, row weights and feature groups"
         )));
     }
-    let noise_count = match data.noise_groups {
-        None => None,
-        Some(codes) => {
-            if !matches!(config.method, Method::Mcmc) {
-                return Err(Error::invalid("noise_groups apply to optimizer 'mcmc' only"));
-            }
-            let max = codes.iter().max().map_or(0, |&g| g as usize);
-            if codes.len() != n || max >= n {
-                return Err(Error::invalid(format!(
-                    "noise_groups must hold one group a row ({n}), each below the number of rows, got {} \
-                     codes, the largest {max}",
-                    codes.len()
-                )));
-            }
-            Some(max + 1)
+    if let Some(codes) = data.noise_groups {
+        if !matches!(config.method, Method::Mcmc) {
+            return Err(Error::invalid("noise_groups apply to optimizer 'mcmc' only"));
         }
-    };
+        let max = codes.iter().max().map_or(0, |&g| g as usize);
+        if codes.len() != n || max >= n {
+            return Err(Error::invalid(format!(
+                "noise_groups must hold one group a row ({n}), each below the number of rows, got {} \
+                 codes, the largest {max}",
+                codes.len()
+            )));
+        }
+    }
     let kept = config.kept();
     if samples.bias.len() != kept || samples.linear.len() != kept * d || samples.factors.len() != kept * d * k {
         return Err(Error::invalid(format!("the sample arrays must hold {kept} samples")));
@@ -212,6 +231,12 @@ pub fn fit_bayes<I: CsrIndex, M: Monitor + ?Sized>(
         }
     };
     let design = with_values!(data.values, v => Design::new(&data.x, v))?;
+    // The levels of each factor of the rows' noise precisions, and how many each has.
+    let noise_levels: Vec<(Vec<u32>, usize)> = match (data.noise_groups, config.noise) {
+        (Some(codes), _) => vec![(codes.to_vec(), codes.iter().max().map_or(0, |&g| g as usize + 1))],
+        (None, Noise::PerLevel) => design.one_hot_levels(data.groups),
+        (None, Noise::Shared) => Vec::new(),
+    };
     let fitted = predict(&data.x, data.values, &w.view(), &Unmonitored)?;
     let residuals: Vec<f64> = data.labels.iter().zip(&fitted).map(|(y, p)| y - p).collect();
     let method = match config.method {
@@ -250,11 +275,7 @@ pub fn fit_bayes<I: CsrIndex, M: Monitor + ?Sized>(
     .collect();
     let mut states: Vec<Chain<'_>> = (0..chains)
         .map(|c| {
-            let noise = data.noise_groups.zip(noise_count).map(|(of_row, count)| NoiseGroups {
-                of_row,
-                weight,
-                precisions: vec![1.0; count],
-            });
+            let noise = (!noise_levels.is_empty()).then(|| RowNoise::new(weight, &noise_levels));
             Chain::new(
                 &design,
                 weight,
@@ -270,6 +291,7 @@ pub fn fit_bayes<I: CsrIndex, M: Monitor + ?Sized>(
     let mut train = PooledMean::new(n, chains);
     let mut evaluated = eval.map(|set| PooledMean::new(set.labels.len(), chains));
     let mut kept_sweeps = 0;
+    let mut noise_sums: Vec<Vec<f64>> = noise_levels.iter().map(|&(_, count)| vec![0.0; count]).collect();
     for s in 0..config.sweeps {
         // The chains do not depend on each other: each sweeps on the pool's threads at once.
         states
@@ -310,6 +332,16 @@ pub fn fit_bayes<I: CsrIndex, M: Monitor + ?Sized>(
                 samples.factors[j * d * k..(j + 1) * d * k].copy_from_slice(w.factors);
             }
             kept_sweeps += 1;
+            for chain in &states {
+                for (sums, precisions) in noise_sums.iter_mut().zip(chain.noise_precisions()) {
+                    sums.iter_mut().zip(precisions).for_each(|(sum, p)| *sum += p);
+                }
+            }
+            let count = (kept_sweeps * chains) as f64;
+            samples.noise_precisions = noise_sums
+                .iter()
+                .map(|sums| sums.iter().map(|sum| sum / count).collect())
+                .collect();
         }
         stats.push(SweepStats {
             train_sse,
@@ -421,7 +453,18 @@ mod tests {
 
     /// The final factors followed by the kept samples' factors, and each sweep's statistics.
     fn fit(method: Method, sweeps: usize, threads: usize, dense: bool) -> (Vec<f32>, Vec<SweepStats>) {
-        let (mut factors, samples, stats) = fit_chains(method, sweeps, threads, dense, 9, 1);
+        fit_noise(method, Noise::Shared, sweeps, threads, dense)
+    }
+
+    /// [`fit`] with a noise model.
+    fn fit_noise(
+        method: Method,
+        noise: Noise,
+        sweeps: usize,
+        threads: usize,
+        dense: bool,
+    ) -> (Vec<f32>, Vec<SweepStats>) {
+        let (mut factors, samples, stats) = fit_chains(method, noise, sweeps, threads, dense, 9, 1);
         factors.extend(samples);
         (factors, stats)
     }
@@ -430,6 +473,7 @@ mod tests {
     /// first chain), the kept samples' factors and each sweep's statistics.
     fn fit_chains(
         method: Method,
+        noise: Noise,
         sweeps: usize,
         threads: usize,
         dense: bool,
@@ -454,6 +498,7 @@ mod tests {
             posterior_samples: 2,
             seed,
             chains,
+            noise,
         };
         let (sf, stats) = with_threads(threads, || {
             let mut w = WeightsMut::new(&mut bias, &mut linear, &mut factors, k)?;
@@ -489,6 +534,7 @@ mod tests {
             bias: &mut sb,
             linear: &mut sl,
             factors: &mut sf,
+            noise_precisions: Vec::new(),
         };
         let mut stats = Vec::new();
         fit_bayes(&data, w, &mut samples, None, config, &Unmonitored, &mut stats)?;
@@ -499,12 +545,20 @@ mod tests {
     #[cfg_attr(miri, ignore = "too slow for miri: the block-parallel test runs the same sweeps")]
     fn chains_are_the_fits_of_their_seeds_side_by_side_for_every_thread_count() {
         let (sweeps, chains, seed) = (3, 3, 9);
-        let (first, pooled, stats) = fit_chains(Method::Mcmc, sweeps, 2, true, seed, chains);
+        let (first, pooled, stats) = fit_chains(Method::Mcmc, Noise::Shared, sweeps, 2, true, seed, chains);
         assert_eq!(stats.len(), sweeps);
         let per_chain = pooled.len() / chains;
         assert_eq!(per_chain, 2 * 502 * 3, "two samples a chain");
         for c in 0..chains {
-            let (last, single, _) = fit_chains(Method::Mcmc, sweeps, 1, true, chain_seed(seed, c as u64), 1);
+            let (last, single, _) = fit_chains(
+                Method::Mcmc,
+                Noise::Shared,
+                sweeps,
+                1,
+                true,
+                chain_seed(seed, c as u64),
+                1,
+            );
             if c == 0 {
                 assert_eq!(first, last, "the caller's weights are the first chain's");
             }
@@ -519,7 +573,7 @@ mod tests {
             }
         }
         for threads in [1, 4] {
-            let again = fit_chains(Method::Mcmc, sweeps, threads, true, seed, chains);
+            let again = fit_chains(Method::Mcmc, Noise::Shared, sweeps, threads, true, seed, chains);
             assert_eq!(
                 (&first, &pooled, &stats),
                 (&again.0, &again.1, &again.2),
@@ -527,7 +581,7 @@ mod tests {
             );
         }
         // The pooled running mean differs from the first chain's alone.
-        let (_, _, alone) = fit_chains(Method::Mcmc, sweeps, 2, true, seed, 1);
+        let (_, _, alone) = fit_chains(Method::Mcmc, Noise::Shared, sweeps, 2, true, seed, 1);
         assert_ne!(stats.last().unwrap().train_sse, alone.last().unwrap().train_sse);
     }
 
@@ -546,6 +600,7 @@ mod tests {
                 posterior_samples: 1,
                 seed: 0,
                 chains: 1,
+                noise: Noise::Shared,
             };
             sample(x, &values, &labels, &groups, Some(noise), &mut w, &config)
         };
@@ -572,6 +627,7 @@ mod tests {
             posterior_samples: 2,
             seed: 0,
             chains,
+            noise: Noise::Shared,
         };
         assert!(config(Method::Mcmc, 4).validate().is_ok());
         assert_eq!(config(Method::Mcmc, 4).kept(), 8);
@@ -599,18 +655,67 @@ mod tests {
         } else {
             (&methods, 4, &[2, 3], &[false, true])
         };
+        // MCMC with a noise precision per user and per item too.
+        let noises = |method| match method {
+            Method::Mcmc => &[Noise::Shared, Noise::PerLevel][..],
+            _ => &[Noise::Shared][..],
+        };
         for &method in methods {
-            for &dense in dense {
-                let one = fit(method, sweeps, 1, dense);
-                for &threads in threads {
-                    assert_eq!(
-                        one,
-                        fit(method, sweeps, threads, dense),
-                        "{method:?} on {threads} threads, dense columns: {dense}"
-                    );
+            for &noise in noises(method) {
+                for &dense in dense {
+                    let one = fit_noise(method, noise, sweeps, 1, dense);
+                    for &threads in threads {
+                        assert_eq!(
+                            one,
+                            fit_noise(method, noise, sweeps, threads, dense),
+                            "{method:?}, {noise:?} on {threads} threads, dense columns: {dense}"
+                        );
+                    }
                 }
             }
         }
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "too slow for miri: the block-parallel test runs the same sweeps")]
+    fn per_level_noise_needs_one_hot_groups_and_mcmc() {
+        // The users and items are one-hot groups: per-level noise changes the draws.
+        let shared = fit_noise(Method::Mcmc, Noise::Shared, 2, 2, true);
+        assert_ne!(shared, fit_noise(Method::Mcmc, Noise::PerLevel, 2, 2, true));
+        // One group for every feature is not one-hot: one precision for every row, as shared.
+        let (indptr, indices, values, labels) = ratings(500);
+        let x = CsrView::new(&indptr, &indices, values.len(), 500).unwrap();
+        let fit_one_group = |noise| {
+            let (mut bias, mut linear, mut factors) = (0.0f32, vec![0.0f32; 500], vec![0.01f32; 1000]);
+            let mut w = WeightsMut::new(&mut bias, &mut linear, &mut factors, 2).unwrap();
+            let config = BayesConfig {
+                method: Method::Mcmc,
+                sweeps: 2,
+                burn_in: 0,
+                posterior_samples: 2,
+                seed: 3,
+                chains: 1,
+                noise,
+            };
+            sample(x, &values, &labels, &[0; 500], None, &mut w, &config).unwrap()
+        };
+        assert_eq!(fit_one_group(Noise::Shared), fit_one_group(Noise::PerLevel));
+        let err = BayesConfig {
+            method: Method::AdaptiveAls,
+            sweeps: 2,
+            burn_in: 0,
+            posterior_samples: 2,
+            seed: 0,
+            chains: 1,
+            noise: Noise::PerLevel,
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("noise 'per-level' applies to optimizer 'mcmc' only"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -100,21 +100,108 @@ struct Row {
     e: Cell,
     /// `Σᵢ v_if x_ri` for the factor being swept.
     q: Cell,
-    /// The row's weight (1 when none were given), times its noise group's precision when the rows
-    /// have several (the sweep's `alpha` is then 1).
+    /// The row's weight (1 when none were given), times its noise precision when the rows have
+    /// their own (the sweep's `alpha` is then 1).
     r: f64,
 }
 
-/// MCMC with a noise precision per group of rows (e.g. the user of each rating): the group of each
-/// row, the rows' own weights, and each group's current precision.
-pub(crate) struct NoiseGroups<'a> {
-    pub(crate) of_row: &'a [u32],
-    pub(crate) weight: &'a [f64],
-    pub(crate) precisions: Vec<f64>,
+/// MCMC's noise precisions per row: the product of one precision per factor, each the precision of
+/// the row's level in that factor (e.g. the user of a rating and its movie: users differ in how
+/// noisy their ratings are, movies in how predictable theirs are; Lakshminarayanan, Bouchard and
+/// Archambeau 2011), and the rows' own weights.
+pub(crate) struct RowNoise<'a> {
+    weight: &'a [f64],
+    factors: Vec<NoiseFactor<'a>>,
+    /// Per row, the product of the precisions of the factors other than the one being drawn.
+    others: Vec<f64>,
 }
 
-/// Shape of the Gamma prior the groups' noise precisions share: worth `2 × NOISE_SHAPE` rows at
-/// the precision the groups have in common (its rate is drawn), so that a group of few rows is
+/// One factor of the rows' noise precisions: the level of each row, each level's current
+/// precision and the sum of its rows' weights.
+struct NoiseFactor<'a> {
+    of_row: &'a [u32],
+    precisions: Vec<f64>,
+    weights: Vec<f64>,
+}
+
+impl<'a> RowNoise<'a> {
+    /// The noise of rows of weights `weight` whose levels in each factor are `levels` (the level
+    /// of each row, and the number of levels), every precision 1.
+    pub(crate) fn new(weight: &'a [f64], levels: &'a [(Vec<u32>, usize)]) -> Self {
+        let factors = levels
+            .iter()
+            .map(|(of_row, count)| {
+                let mut weights = vec![0.0; *count];
+                for (&level, &r) in of_row.iter().zip(weight) {
+                    weights[level as usize] += r;
+                }
+                NoiseFactor {
+                    of_row,
+                    precisions: vec![1.0; *count],
+                    weights,
+                }
+            })
+            .collect();
+        RowNoise {
+            weight,
+            factors,
+            others: vec![0.0; weight.len()],
+        }
+    }
+
+    /// Draws each factor's precisions in turn given the others', then sets each row's weight to
+    /// its own times its precisions. The levels of a factor share a Gamma(NOISE_SHAPE, b) prior, b
+    /// with a Gamma(1, 1) hyperprior, drawn first given the levels' precisions; then each level's
+    /// precision given its rows' errors, each row's weighted by the other factors' precisions of
+    /// that row. Factor `j` draws from the gamma slots after factor `j − 1`'s: its levels' slots
+    /// `0..count`, then its rate's. Plain passes over the rows, one factor at a time.
+    fn draw(&mut self, rows: &mut [Row], draws: &Draws, stream: u64) {
+        let mut first = 0;
+        for j in 0..self.factors.len() {
+            self.others.fill(1.0);
+            for other in self.factors.iter().enumerate().filter(|&(o, _)| o != j).map(|(_, f)| f) {
+                for (product, &level) in self.others.iter_mut().zip(other.of_row) {
+                    *product *= other.precisions[level as usize];
+                }
+            }
+            let factor = &mut self.factors[j];
+            let count = factor.precisions.len();
+            let rate = draws.gamma(
+                stream,
+                first + count as u64,
+                1.0 + NOISE_SHAPE * count as f64,
+                1.0 + factor.precisions.iter().sum::<f64>(),
+            );
+            let mut sse = vec![0.0; count];
+            for (((Row { e, .. }, &level), &r), &others) in
+                rows.iter().zip(factor.of_row).zip(self.weight).zip(&self.others)
+            {
+                sse[level as usize] += r * others * e.get() * e.get();
+            }
+            for (c, precision) in factor.precisions.iter_mut().enumerate() {
+                let shape = NOISE_SHAPE + 0.5 * factor.weights[c];
+                *precision = draws.gamma(stream, first + c as u64, shape, rate + 0.5 * sse[c]);
+            }
+            first += count as u64 + 1;
+        }
+        for (row, &r) in rows.iter_mut().zip(self.weight) {
+            row.r = r;
+        }
+        for factor in &self.factors {
+            for (row, &level) in rows.iter_mut().zip(factor.of_row) {
+                row.r *= factor.precisions[level as usize];
+            }
+        }
+    }
+
+    /// Each factor's current precisions.
+    fn precisions(&self) -> impl Iterator<Item = &[f64]> + '_ {
+        self.factors.iter().map(|factor| &factor.precisions[..])
+    }
+}
+
+/// Shape of the Gamma prior the levels of a noise factor share: worth `2 × NOISE_SHAPE` rows at
+/// the precision the levels have in common (its rate is drawn), so that a level of few rows is
 /// pulled towards it rather than fitted to them.
 const NOISE_SHAPE: f64 = 5.0;
 
@@ -138,8 +225,8 @@ pub(crate) struct Chain<'a> {
     rows: Vec<Row>,
     /// Adaptive ALS only.
     variances: Option<Variances>,
-    /// MCMC with a noise precision per group of rows.
-    noise: Option<NoiseGroups<'a>>,
+    /// MCMC with a noise precision per row.
+    noise: Option<RowNoise<'a>>,
     /// Noise precision.
     pub(crate) alpha: f64,
     /// Per group: the prior of its linear weights; of its factors, `[group * k + f]`.
@@ -149,14 +236,14 @@ pub(crate) struct Chain<'a> {
 
 impl<'a> Chain<'a> {
     /// A chain whose rows have residuals `residuals` and weights `weight`; `groups` holds the
-    /// group of each feature (the groups are `0..=max`); `noise`, the rows' groups of noise
-    /// precision (MCMC), if not one for all.
+    /// group of each feature (the groups are `0..=max`); `noise`, the factors of the rows' noise
+    /// precisions (MCMC), if not one for all.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         design: &'a Design,
         weight: &'a [f64],
         groups: &'a [u32],
-        noise: Option<NoiseGroups<'a>>,
+        noise: Option<RowNoise<'a>>,
         k: usize,
         method: Method,
         seed: u64,
@@ -203,6 +290,11 @@ impl<'a> Chain<'a> {
         }
     }
 
+    /// The current precisions of each factor of the rows' noise (none with one for every row).
+    pub(crate) fn noise_precisions(&self) -> impl Iterator<Item = &[f64]> + '_ {
+        self.noise.iter().flat_map(RowNoise::precisions)
+    }
+
     /// The current residuals `y − ŷ`.
     pub(crate) fn residuals(&self) -> impl Iterator<Item = f64> + '_ {
         self.rows.iter().map(|row| row.e.get())
@@ -214,32 +306,7 @@ impl<'a> Chain<'a> {
         let mcmc = matches!(self.method, Method::Mcmc);
         let adaptive = self.variances.is_some();
         if let Some(noise) = &mut self.noise {
-            // The groups' precisions share a Gamma(NOISE_SHAPE, b) prior, b with a Gamma(1, 1)
-            // hyperprior, drawn first given the groups' precisions (the last gamma slot); then each
-            // group's precision from its rows' errors, folded into the rows' weights.
-            let count = noise.precisions.len();
-            let rate = self.draws.gamma(
-                stream(Kind::Alpha),
-                count as u64,
-                1.0 + NOISE_SHAPE * count as f64,
-                1.0 + noise.precisions.iter().sum::<f64>(),
-            );
-            let (mut n, mut sse) = (vec![0.0; count], vec![0.0; count]);
-            for ((Row { e, .. }, &g), &r) in self.rows.iter().zip(noise.of_row).zip(noise.weight) {
-                n[g as usize] += r;
-                sse[g as usize] += r * e.get() * e.get();
-            }
-            for (g, precision) in noise.precisions.iter_mut().enumerate() {
-                *precision = self.draws.gamma(
-                    stream(Kind::Alpha),
-                    g as u64,
-                    NOISE_SHAPE + 0.5 * n[g],
-                    rate + 0.5 * sse[g],
-                );
-            }
-            for ((row, &g), &r) in self.rows.iter_mut().zip(noise.of_row).zip(noise.weight) {
-                row.r = r * noise.precisions[g as usize];
-            }
+            noise.draw(&mut self.rows, &self.draws, stream(Kind::Alpha));
             self.alpha = 1.0;
         } else if mcmc || adaptive {
             let (mut n, mut sse) = (0.0, 0.0);
