@@ -445,8 +445,8 @@ def bayes_sweeps(
         elif mcmc:
             alpha = draws.gamma(8 * s + _ALPHA, 0, 1.0 + 0.5 * r.sum(), 1.0 + 0.5 * float(np.sum(r * e * e)))
         elif adaptive:
-            spread = _prediction_variance(X, factors, linear_var, factors_var)
-            alpha = (1.0 + 0.5 * r.sum()) / (1.0 + 0.5 * float(np.sum(r * (e * e + spread))))
+            predicted_var = _prediction_variance(X, factors, linear_var, factors_var)
+            alpha = (1.0 + 0.5 * r.sum()) / (1.0 + 0.5 * float(np.sum(r * (e * e + predicted_var))))
         old = float(bias[0])
         bias[0] = conditional(
             old, float(np.sum(r * e)), float(r.sum()), (0.0, 0.0 if mcmc else lam[0]), 8 * s + _BIAS, 0

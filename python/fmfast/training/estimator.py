@@ -257,6 +257,9 @@ class FactorizationMachine:
             product of a row's factors is determined, so compare levels within a factor. Not saved.
     """
 
+    #: Set by an MCMC fit only (documented above), hence declared here rather than in ``fit``.
+    noise_precisions_: list[np.ndarray]
+
     def __init__(
         self,
         predictor_type: str = "regressor",
