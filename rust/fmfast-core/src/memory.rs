@@ -11,17 +11,30 @@ use crate::error::{Error, Result};
 /// overflows or the allocation fails. For buffers whose size follows from the caller's arguments
 /// (`num_factors`, `mini_batch_size`, `epochs`): `vec!` would abort the process instead.
 pub fn try_filled<T: Clone>(rows: usize, width: usize, value: T, what: &str) -> Result<Vec<T>> {
-    let too_large = || {
-        Error::invalid(format!(
-            "cannot allocate {what}: {rows} × {width} values of {} bytes",
-            std::mem::size_of::<T>()
-        ))
-    };
+    let too_large = || cannot_allocate::<T>(what, rows, width);
     let len = rows.checked_mul(width).ok_or_else(too_large)?;
     let mut buffer = Vec::new();
     buffer.try_reserve_exact(len).map_err(|_| too_large())?;
     buffer.resize(len, value);
     Ok(buffer)
+}
+
+/// The `len` items of `items` in a vector allocated first, or [`Error::InvalidInput`] naming
+/// `what` when the allocation fails (`collect` and `to_vec` would abort the process instead).
+pub fn try_collect<T>(len: usize, items: impl IntoIterator<Item = T>, what: &str) -> Result<Vec<T>> {
+    let mut buffer = Vec::new();
+    buffer
+        .try_reserve_exact(len)
+        .map_err(|_| cannot_allocate::<T>(what, len, 1))?;
+    buffer.extend(items);
+    Ok(buffer)
+}
+
+fn cannot_allocate<T>(what: &str, rows: usize, width: usize) -> Error {
+    Error::invalid(format!(
+        "cannot allocate {what}: {rows} × {width} values of {} bytes",
+        std::mem::size_of::<T>()
+    ))
 }
 
 /// Size of a transparent huge page on x86-64 and most aarch64 Linux systems.

@@ -5,6 +5,7 @@
 use crate::csr::{CsrIndex, CsrView};
 use crate::error::{Error, Result};
 use crate::fm::Feature;
+use crate::memory::{try_collect, try_filled};
 
 /// `X` by rows and by columns: the columns and values of row `r` are
 /// `row_columns[row_start[r]..row_start[r + 1]]` and `row_values[...]`; the rows and values of
@@ -34,7 +35,7 @@ impl Design {
         // The view checked every column against n_cols, which Weights checked against usize.
         let d = x.n_cols() as usize;
         let column = |i: I| i.to_u64().unwrap_or(0) as usize;
-        let mut start = vec![0usize; d + 1];
+        let mut start = try_filled(d + 1, 1, 0usize, "the design's column starts")?;
         for &i in x.indices() {
             start[column(i) + 1] += 1;
         }
@@ -42,8 +43,9 @@ impl Design {
             start[j + 1] += start[j];
         }
         let nnz = start[d];
-        let mut next = start[..d].to_vec();
-        let (mut rows, mut column_values) = (vec![0u32; nnz], vec![0.0; nnz]);
+        let mut next = try_collect(d, start[..d].iter().copied(), "the design's column starts")?;
+        let mut rows = try_filled(nnz, 1, 0u32, "the design by columns")?;
+        let mut column_values = try_filled(nnz, 1, 0.0, "the design by columns")?;
         for row in 0..n_rows {
             let range = x.row_range(row);
             for (&i, &v) in x.row_indices(row).iter().zip(&values[range]) {
@@ -61,14 +63,16 @@ impl Design {
                 *slot += 1;
             }
         }
-        let runs = exclusive_runs(&start, &rows, n_rows);
-        let row_start = (0..=n_rows)
-            .map(|r| if r == n_rows { nnz } else { x.row_range(r).start })
-            .collect();
+        let runs = exclusive_runs(&start, &rows, n_rows)?;
+        let row_start = try_collect(
+            n_rows + 1,
+            (0..=n_rows).map(|r| if r == n_rows { nnz } else { x.row_range(r).start }),
+            "the design by rows",
+        )?;
         Ok(Design {
             row_start,
-            row_columns: x.indices().iter().map(|&i| column(i) as u32).collect(),
-            row_values: values.iter().map(|v| v.to_f64()).collect(),
+            row_columns: try_collect(nnz, x.indices().iter().map(|&i| column(i) as u32), "the design by rows")?,
+            row_values: try_collect(values.len(), values.iter().map(|v| v.to_f64()), "the design by rows")?,
             start,
             rows,
             values: column_values,
@@ -87,18 +91,20 @@ impl Design {
     /// the level of each row, the position among the group's columns of the one column where it
     /// is nonzero, and the number of levels (the group's columns). A group is one-hot when every
     /// row has exactly one nonzero value among its columns; a fit without rows has none.
-    pub(crate) fn one_hot_levels(&self, groups: &[u32]) -> Vec<(Vec<u32>, usize)> {
+    pub(crate) fn one_hot_levels(&self, groups: &[u32]) -> Result<Vec<(Vec<u32>, usize)>> {
         let n_rows = self.row_start.len() - 1;
         let n_groups = groups.iter().map(|&g| g as usize + 1).max().unwrap_or(0);
-        let mut position = vec![0u32; groups.len()];
-        let mut sizes = vec![0usize; n_groups];
+        let mut position = try_filled(groups.len(), 1, 0u32, "the one-hot groups")?;
+        let mut sizes = try_filled(n_groups, 1, 0usize, "the one-hot groups")?;
         for (j, &g) in groups.iter().enumerate() {
             position[j] = sizes[g as usize] as u32;
             sizes[g as usize] += 1;
         }
         // Rows with a nonzero value in each group, and whether one had two; counted with the last
         // row seen in each group (from 1), so that nothing of the rows' size is held per group.
-        let (mut last, mut rows, mut twice) = (vec![0usize; n_groups], vec![0usize; n_groups], vec![false; n_groups]);
+        let mut last = try_filled(n_groups, 1, 0usize, "the one-hot groups")?;
+        let mut rows = try_filled(n_groups, 1, 0usize, "the one-hot groups")?;
+        let mut twice = try_filled(n_groups, 1, false, "the one-hot groups")?;
         for r in 0..n_rows {
             let (columns, xs) = self.row(r);
             for (&j, &x) in columns.iter().zip(xs) {
@@ -117,17 +123,15 @@ impl Design {
         one_hot
             .into_iter()
             .map(|g| {
-                let of_row = (0..n_rows)
-                    .map(|r| {
-                        let (columns, xs) = self.row(r);
-                        columns
-                            .iter()
-                            .zip(xs)
-                            .find(|&(&j, &x)| groups[j as usize] as usize == g && x != 0.0)
-                            .map_or(0, |(&j, _)| position[j as usize])
-                    })
-                    .collect();
-                (of_row, sizes[g])
+                let levels = (0..n_rows).map(|r| {
+                    let (columns, xs) = self.row(r);
+                    columns
+                        .iter()
+                        .zip(xs)
+                        .find(|&(&j, &x)| groups[j as usize] as usize == g && x != 0.0)
+                        .map_or(0, |(&j, _)| position[j as usize])
+                });
+                Ok((try_collect(n_rows, levels, "the rows' noise levels")?, sizes[g]))
             })
             .collect()
     }
@@ -142,10 +146,10 @@ impl Design {
 
 /// Cuts the columns, in order, into maximal runs whose columns share no row (greedy, O(nnz)):
 /// the users of a one-hot user block form one run, the movies another.
-fn exclusive_runs(start: &[usize], rows: &[u32], n_rows: usize) -> Vec<std::ops::Range<usize>> {
+fn exclusive_runs(start: &[usize], rows: &[u32], n_rows: usize) -> Result<Vec<std::ops::Range<usize>>> {
     let d = start.len() - 1;
     // The run (numbered from 1) that last took each row.
-    let mut taken_by = vec![0usize; n_rows];
+    let mut taken_by = try_filled(n_rows, 1, 0usize, "the design's runs")?;
     let mut runs = Vec::new();
     let mut first = 0;
     for j in 0..d {
@@ -163,7 +167,7 @@ fn exclusive_runs(start: &[usize], rows: &[u32], n_rows: usize) -> Vec<std::ops:
     if d > 0 {
         runs.push(first..d);
     }
-    runs
+    Ok(runs)
 }
 
 #[cfg(test)]
@@ -197,16 +201,16 @@ mod tests {
         let design = Design::new(&x, &values).unwrap();
         let groups = [0u32, 0, 2, 1, 1, 0, 2];
         assert_eq!(
-            design.one_hot_levels(&groups),
+            design.one_hot_levels(&groups).unwrap(),
             vec![(vec![0, 1, 2, 0], 3), (vec![0, 0, 1, 1], 2)],
             "user and item; the implicit block is in two rows of four"
         );
         // A second nonzero user in the last row: users are no longer one-hot.
         let values = [1.0f32, 1.0, 1.0, 2.0, 0.5, 0.5, 1.0, 1.0, 1.0, 0.3, 1.0];
         let design = Design::new(&x, &values).unwrap();
-        assert_eq!(design.one_hot_levels(&groups), vec![(vec![0, 0, 1, 1], 2)]);
+        assert_eq!(design.one_hot_levels(&groups).unwrap(), vec![(vec![0, 0, 1, 1], 2)]);
         // One group for every column: none.
-        assert!(design.one_hot_levels(&[0; 7]).is_empty());
+        assert!(design.one_hot_levels(&[0; 7]).unwrap().is_empty());
     }
 
     #[test]

@@ -23,6 +23,7 @@ use rayon::prelude::*;
 use super::model::{check_values, predict, Weights, WeightsMut};
 use crate::csr::{CsrIndex, CsrView, Values};
 use crate::error::{Error, Result};
+use crate::memory::{try_collect, try_filled};
 use crate::parallel::{Monitor, Unmonitored};
 use design::Design;
 use draws::chain_seed;
@@ -205,6 +206,12 @@ pub fn fit_bayes<I: CsrIndex, M: Monitor + ?Sized>(
             "{n} rows and {d} features need as many labels, row weights and feature groups"
         )));
     }
+    // The groups' priors are held per group: codes beyond the features would size them.
+    if let Some(&g) = data.groups.iter().find(|&&g| g as usize >= d) {
+        return Err(Error::invalid(format!(
+            "feature groups must be numbered below the number of features ({d}), got {g}"
+        )));
+    }
     if let Some(codes) = data.noise_groups {
         if !matches!(config.method, Method::Mcmc) {
             return Err(Error::invalid("noise_groups apply to optimizer 'mcmc' only"));
@@ -226,19 +233,22 @@ pub fn fit_bayes<I: CsrIndex, M: Monitor + ?Sized>(
     let weight = match data.sample_weight {
         Some(r) => r,
         None => {
-            ones = vec![1.0; n];
+            ones = try_filled(n, 1, 1.0, "the row weights")?;
             &ones
         }
     };
     let design = with_values!(data.values, v => Design::new(&data.x, v))?;
     // The levels of each factor of the rows' noise precisions, and how many each has.
     let noise_levels: Vec<(Vec<u32>, usize)> = match (data.noise_groups, config.noise) {
-        (Some(codes), _) => vec![(codes.to_vec(), codes.iter().max().map_or(0, |&g| g as usize + 1))],
-        (None, Noise::PerLevel) => design.one_hot_levels(data.groups),
+        (Some(codes), _) => vec![(
+            try_collect(codes.len(), codes.iter().copied(), "the noise groups")?,
+            codes.iter().max().map_or(0, |&g| g as usize + 1),
+        )],
+        (None, Noise::PerLevel) => design.one_hot_levels(data.groups)?,
         (None, Noise::Shared) => Vec::new(),
     };
     let fitted = predict(&data.x, data.values, &w.view(), &Unmonitored)?;
-    let residuals: Vec<f64> = data.labels.iter().zip(&fitted).map(|(y, p)| y - p).collect();
+    let residuals = try_collect(n, data.labels.iter().zip(&fitted).map(|(y, p)| y - p), "the residuals")?;
     let method = match config.method {
         Method::Als { bias, linear, factors } => {
             let total: f64 = weight.iter().sum();
@@ -258,8 +268,15 @@ pub fn fit_bayes<I: CsrIndex, M: Monitor + ?Sized>(
     let chains = config.chains;
     // Chain 0 sweeps the caller's weights; the others sweep copies of the same start.
     let mut copies: Vec<(f32, Vec<f32>, Vec<f32>)> = (1..chains)
-        .map(|_| (*w.bias, w.linear.to_vec(), w.factors.to_vec()))
-        .collect();
+        .map(|_| {
+            let linear = try_collect(d, w.linear.iter().copied(), "a chain's weights")?;
+            Ok((
+                *w.bias,
+                linear,
+                try_collect(d * k, w.factors.iter().copied(), "a chain's weights")?,
+            ))
+        })
+        .collect::<Result<_>>()?;
     let mut weights: Vec<WeightsMut<'_>> = std::iter::once(WeightsMut {
         bias: &mut *w.bias,
         linear: &mut *w.linear,
@@ -275,7 +292,11 @@ pub fn fit_bayes<I: CsrIndex, M: Monitor + ?Sized>(
     .collect();
     let mut states: Vec<Chain<'_>> = (0..chains)
         .map(|c| {
-            let noise = (!noise_levels.is_empty()).then(|| RowNoise::new(weight, &noise_levels));
+            let noise = if noise_levels.is_empty() {
+                None
+            } else {
+                Some(RowNoise::new(weight, &noise_levels)?)
+            };
             Chain::new(
                 &design,
                 weight,
@@ -287,11 +308,14 @@ pub fn fit_bayes<I: CsrIndex, M: Monitor + ?Sized>(
                 &residuals,
             )
         })
-        .collect();
-    let mut train = PooledMean::new(n, chains);
-    let mut evaluated = eval.map(|set| PooledMean::new(set.labels.len(), chains));
+        .collect::<Result<_>>()?;
+    let mut train = PooledMean::new(n, chains)?;
+    let mut evaluated = eval.map(|set| PooledMean::new(set.labels.len(), chains)).transpose()?;
     let mut kept_sweeps = 0;
-    let mut noise_sums: Vec<Vec<f64>> = noise_levels.iter().map(|&(_, count)| vec![0.0; count]).collect();
+    let mut noise_sums: Vec<Vec<f64>> = noise_levels
+        .iter()
+        .map(|&(_, count)| try_filled(count, 1, 0.0, "the noise levels"))
+        .collect::<Result<_>>()?;
     for s in 0..config.sweeps {
         // The chains do not depend on each other: each sweeps on the pool's threads at once.
         states
@@ -363,12 +387,12 @@ struct PooledMean {
 }
 
 impl PooledMean {
-    fn new(rows: usize, chains: usize) -> Self {
-        PooledMean {
-            sum: vec![0.0; rows],
-            sweep: vec![0.0; rows],
+    fn new(rows: usize, chains: usize) -> Result<Self> {
+        Ok(PooledMean {
+            sum: try_filled(rows, 1, 0.0, "the running mean of the predictions")?,
+            sweep: try_filled(rows, 1, 0.0, "the running mean of the predictions")?,
             chains,
-        }
+        })
     }
 
     /// Starts the sums of a sweep.
@@ -586,11 +610,10 @@ mod tests {
     }
 
     #[test]
-    fn noise_groups_are_refused_beyond_the_rows_and_for_als() {
+    fn groups_are_refused_beyond_the_features_and_noise_groups_beyond_the_rows_and_for_als() {
         let (indptr, indices, values, labels) = ratings(20);
         let x = CsrView::new(&indptr, &indices, values.len(), 500).unwrap();
-        let groups = vec![0u32; 500];
-        let fit = |method, noise: &[u32]| {
+        let fit = |method, groups: &[u32], noise: Option<&[u32]>| {
             let (mut bias, mut linear, mut factors) = (0.0f32, vec![0.0f32; 500], vec![0.0f32; 500]);
             let mut w = WeightsMut::new(&mut bias, &mut linear, &mut factors, 1)?;
             let config = BayesConfig {
@@ -602,10 +625,11 @@ mod tests {
                 chains: 1,
                 noise: Noise::Shared,
             };
-            sample(x, &values, &labels, &groups, Some(noise), &mut w, &config)
+            sample(x, &values, &labels, groups, noise, &mut w, &config)
         };
+        let groups = vec![0u32; 500];
         let by_row: Vec<u32> = (0..20).map(|r| r % 3).collect();
-        assert!(fit(Method::Mcmc, &by_row).is_ok());
+        assert!(fit(Method::Mcmc, &groups, Some(&by_row)).is_ok());
         let mut beyond = by_row.clone();
         beyond[7] = 20;
         for (method, noise) in [
@@ -613,8 +637,18 @@ mod tests {
             (Method::Mcmc, &by_row[..19]),
             (Method::AdaptiveAls, &by_row),
         ] {
-            let err = fit(method, noise).unwrap_err().to_string();
+            let err = fit(method, &groups, Some(noise)).unwrap_err().to_string();
             assert!(err.contains("noise_groups"), "{err}");
+        }
+        // A group code would size the groups' priors: one beyond the features is refused, not allocated.
+        let mut far = groups.clone();
+        far[3] = u32::MAX;
+        for method in [Method::Mcmc, Method::AdaptiveAls] {
+            let err = fit(method, &far, None).unwrap_err().to_string();
+            assert!(
+                err.contains("feature groups must be numbered below the number of features (500), got 4294967295"),
+                "{err}"
+            );
         }
     }
 

@@ -40,6 +40,7 @@ use super::draws::Draws;
 use super::Method;
 use crate::error::{Error, Result};
 use crate::fm::model::WeightsMut;
+use crate::memory::{try_collect, try_filled};
 use crate::parallel::Monitor;
 
 /// Columns of a run below which it is swept on one thread (scheduling would cost more).
@@ -117,36 +118,38 @@ pub(crate) struct RowNoise<'a> {
 }
 
 /// One factor of the rows' noise precisions: the level of each row, each level's current
-/// precision and the sum of its rows' weights.
+/// precision and the sum of its rows' weights, and room for each level's squared errors.
 struct NoiseFactor<'a> {
     of_row: &'a [u32],
     precisions: Vec<f64>,
     weights: Vec<f64>,
+    sse: Vec<f64>,
 }
 
 impl<'a> RowNoise<'a> {
     /// The noise of rows of weights `weight` whose levels in each factor are `levels` (the level
     /// of each row, and the number of levels), every precision 1.
-    pub(crate) fn new(weight: &'a [f64], levels: &'a [(Vec<u32>, usize)]) -> Self {
+    pub(crate) fn new(weight: &'a [f64], levels: &'a [(Vec<u32>, usize)]) -> Result<Self> {
         let factors = levels
             .iter()
             .map(|(of_row, count)| {
-                let mut weights = vec![0.0; *count];
+                let mut weights = try_filled(*count, 1, 0.0, "the noise levels")?;
                 for (&level, &r) in of_row.iter().zip(weight) {
                     weights[level as usize] += r;
                 }
-                NoiseFactor {
+                Ok(NoiseFactor {
                     of_row,
-                    precisions: vec![1.0; *count],
+                    precisions: try_filled(*count, 1, 1.0, "the noise levels")?,
                     weights,
-                }
+                    sse: try_filled(*count, 1, 0.0, "the noise levels")?,
+                })
             })
-            .collect();
-        RowNoise {
+            .collect::<Result<_>>()?;
+        Ok(RowNoise {
             weight,
             factors,
-            others: vec![0.0; weight.len()],
-        }
+            others: try_filled(weight.len(), 1, 0.0, "the rows' noise precisions")?,
+        })
     }
 
     /// Draws each factor's precisions in turn given the others', then sets each row's weight to
@@ -172,15 +175,15 @@ impl<'a> RowNoise<'a> {
                 1.0 + NOISE_SHAPE * count as f64,
                 1.0 + factor.precisions.iter().sum::<f64>(),
             );
-            let mut sse = vec![0.0; count];
+            factor.sse.fill(0.0);
             for (((Row { e, .. }, &level), &r), &others) in
                 rows.iter().zip(factor.of_row).zip(self.weight).zip(&self.others)
             {
-                sse[level as usize] += r * others * e.get() * e.get();
+                factor.sse[level as usize] += r * others * e.get() * e.get();
             }
             for (c, precision) in factor.precisions.iter_mut().enumerate() {
                 let shape = NOISE_SHAPE + 0.5 * factor.weights[c];
-                *precision = draws.gamma(stream, first + c as u64, shape, rate + 0.5 * sse[c]);
+                *precision = draws.gamma(stream, first + c as u64, shape, rate + 0.5 * factor.sse[c]);
             }
             first += count as u64 + 1;
         }
@@ -248,9 +251,9 @@ impl<'a> Chain<'a> {
         method: Method,
         seed: u64,
         residuals: &[f64],
-    ) -> Self {
+    ) -> Result<Self> {
         let n_groups = groups.iter().map(|&g| g as usize + 1).max().unwrap_or(1);
-        let mut group_sizes = vec![0; n_groups];
+        let mut group_sizes = try_filled(n_groups, 1, 0, "the feature groups")?;
         for &g in groups {
             group_sizes[g as usize] += 1;
         }
@@ -258,16 +261,24 @@ impl<'a> Chain<'a> {
             mean: 0.0,
             precision: 1.0,
         };
-        let variances = matches!(method, Method::AdaptiveAls).then(|| {
-            // Start from points: the initial weights, no variance.
-            let zeros = |len: usize| (0..len).map(|_| Cell::new(0.0)).collect();
-            Variances {
-                linear: zeros(groups.len()),
-                factors: zeros(groups.len() * k),
-                rows: zeros(residuals.len()),
+        let variances = match method {
+            Method::AdaptiveAls => {
+                // Start from points: the initial weights, no variance.
+                let zeros = |len: usize| try_collect(len, (0..len).map(|_| Cell::new(0.0)), "the variances");
+                Some(Variances {
+                    linear: zeros(groups.len())?,
+                    factors: zeros(groups.len().saturating_mul(k))?,
+                    rows: zeros(residuals.len())?,
+                })
             }
+            _ => None,
+        };
+        let rows = residuals.iter().zip(weight).map(|(&e, &r)| Row {
+            e: Cell::new(e),
+            q: Cell::new(0.0),
+            r,
         });
-        Chain {
+        Ok(Chain {
             design,
             variances,
             noise,
@@ -275,19 +286,11 @@ impl<'a> Chain<'a> {
             group_sizes,
             method,
             draws: Draws::new(seed),
-            rows: residuals
-                .iter()
-                .zip(weight)
-                .map(|(&e, &r)| Row {
-                    e: Cell::new(e),
-                    q: Cell::new(0.0),
-                    r,
-                })
-                .collect(),
+            rows: try_collect(residuals.len(), rows, "the rows' caches")?,
             alpha: 1.0,
-            linear_priors: vec![start; n_groups],
-            factor_priors: vec![start; n_groups * k],
-        }
+            linear_priors: try_filled(n_groups, 1, start, "the feature groups' priors")?,
+            factor_priors: try_filled(n_groups, k, start, "the feature groups' priors")?,
+        })
     }
 
     /// The current precisions of each factor of the rows' noise (none with one for every row).
