@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from fmfast import FactorizationMachine, FeatureEncoder, InvalidInputError
+from fmfast.recsys.features import BlockInfo
 from fmfast.training import _reference as ref
 from fmfast.training.bayes import label_codes
 
@@ -500,6 +501,10 @@ def test_groups_from_a_feature_encoder() -> None:
     by_encoder.fit(X_enc, y, groups=enc)
     by_labels.fit(X_enc, y, groups=np.repeat(["user", "item"], [b.size for b in enc.blocks]))
     np.testing.assert_array_equal(by_encoder.V_, by_labels.V_)
+    # An empty block (no column) numbers no group: the groups are those of the encoder.
+    with_empty = FactorizationMachine(num_factors=2, epochs=5, optimizer="mcmc", random_state=0)
+    with_empty.fit(X_enc, y, groups=[BlockInfo("unseen", "one_hot", 0, 0), *enc.blocks])
+    np.testing.assert_array_equal(by_encoder.V_, with_empty.V_)
     ungrouped = FactorizationMachine(num_factors=2, epochs=5, optimizer="mcmc", random_state=0).fit(X_enc, y)
     assert not np.array_equal(ungrouped.V_, by_encoder.V_)
 

@@ -163,7 +163,8 @@ def feature_groups(groups: Groups, n_cols: int) -> np.ndarray:
                 f"the blocks cover {sum(b.size for b in groups)} columns but X has {n_cols}"
                 + (f" (column {uncovered[0]} is in none)" if uncovered.size else "")
             )
-        return labels.astype(np.uint32)
+        # Numbered without the empty blocks, so that every code is below the number of columns.
+        return label_codes(labels)
     labels = np.asarray(groups)
     if labels.ndim != 1 or labels.shape[0] != n_cols:
         raise InvalidInputError(
