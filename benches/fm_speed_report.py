@@ -18,7 +18,10 @@ the reference's median. The reference runs ``--reference-repeat`` times (it is s
 
 Both schedules run (``--modes``): ``fmfast`` is ``deterministic=True``, ``fmfast-concurrent``
 ``deterministic=False`` (threads on different mini-batches at once); each row also gives the ratio
-of its speed to the same schedule's on 1 thread. ``fmfast-source`` trains the same epoch from a
+of its speed to the same schedule's on 1 thread. ``fmfast-own-models`` is the machine's ceiling for the
+largest ``--threads``: that many 1-thread fits of the same data at once in this process, each on a model
+of its own (samples/s of them all), so the cores share nothing but the data; its ratio to one fit alone
+is what the threads could gain if they did not share the model. ``fmfast-source`` trains the same epoch from a
 RecordIO file of the data (``fit(path)``, decoding overlapped with training) on the largest
 ``--threads``, against the same fit in memory. On MovieLens-100K (or its stand-in), the README's
 setting (Adam, ``mini_batch_size=100``, 131 epochs, lr 0.001, ``linear_wd=factors_wd=0.001``,
@@ -44,6 +47,7 @@ import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +91,8 @@ def _reset_peak() -> bool:
 
 #: ``--modes`` as the estimator's ``deterministic``, and the implementation name each reports.
 MODES = {"deterministic": (True, "fmfast"), "concurrent": (False, "fmfast-concurrent")}
+#: The machine's ceiling: 1-thread fits at once, each on a model of its own.
+OWN_MODELS = "fmfast-own-models"
 #: The README's MovieLens-100K regression setting (docs/design/accuracy.md): the CLI's
 #: ``--preset movielens`` settings, Adam, k = 8, 131 epochs.
 MOVIELENS_PARAMS = {
@@ -117,6 +123,14 @@ def fit_fmfast(
     return model.fit(X, y)
 
 
+def fit_own_models(X: Any, y: np.ndarray, k: int, optimizer: str, threads: int) -> None:
+    """``threads`` 1-thread fits of ``X`` at once, each on a model of its own (the core releases the GIL)."""
+    with ThreadPoolExecutor(threads) as pool:
+        fits = [pool.submit(fit_fmfast, X, y, k, optimizer, 1) for _ in range(threads)]
+        for fit in fits:
+            fit.result()
+
+
 def fit_reference(X: Any, y: np.ndarray, k: int, optimizer: str) -> None:
     params = FactorizationMachine(num_factors=k, optimizer=optimizer, **PARAMS).get_params()
     ref.fit(X, y, params)
@@ -133,6 +147,8 @@ def measure(
             times: dict[str, list[float]] = {}
             for repeat in range(args.repeat):
                 runs: list[tuple[str, int]] = [(MODES[m][1], t) for m in args.modes for t in args.threads]
+                if max(args.threads) > 1:
+                    runs.append((OWN_MODELS, max(args.threads)))
                 if source is not None:
                     runs.append(("fmfast-source", max(args.threads)))
                 if repeat < args.reference_repeat:
@@ -143,16 +159,24 @@ def measure(
                         fit_reference(X, y, k, optimizer)
                     elif implementation == "fmfast-source":
                         fit_fmfast(source, None, k, optimizer, threads)
+                    elif implementation == OWN_MODELS:
+                        fit_own_models(X, y, k, optimizer, threads)
                     else:
                         fit_fmfast(X, y, k, optimizer, threads, implementation == "fmfast")
-                    times.setdefault(f"{implementation}-t{threads}", []).append(time.perf_counter() - start)
+                    seconds = time.perf_counter() - start
+                    # The own models train `threads` times the rows: their time per data set.
+                    per_data_set = seconds / threads if implementation == OWN_MODELS else seconds
+                    times.setdefault(f"{implementation}-t{threads}", []).append(per_data_set)
             ref_median = rows / statistics.median(times["reference-t1"])
             medians = {label: rows / statistics.median(seconds) for label, seconds in times.items()}
             for label, seconds in times.items():
                 implementation, threads = label.rsplit("-t", 1)
                 median = medians[label]
-                # The same schedule on 1 thread; the RecordIO fit against the same fit in memory.
-                base = f"{implementation}-t1" if implementation != "fmfast-source" else f"fmfast-t{threads}"
+                # The same schedule on 1 thread; the RecordIO fit against the same fit in memory; the
+                # own models against one fit alone.
+                base = {"fmfast-source": f"fmfast-t{threads}", OWN_MODELS: "fmfast-t1"}.get(
+                    implementation, f"{implementation}-t1"
+                )
                 results.append(
                     {
                         "data": name,
@@ -170,7 +194,7 @@ def measure(
                     }
                 )
                 print(
-                    f"{name:>15} {optimizer:>5} k={k:<3} {label:>13}: "
+                    f"{name:>15} {optimizer:>5} k={k:<3} {label:>20}: "
                     f"{median / 1e6:7.2f} M samples/s (median of {len(seconds)})",
                     file=sys.stderr,
                     flush=True,
@@ -294,6 +318,12 @@ def render(report: dict[str, Any]) -> str:
         if target and r["threads"] == 2 and r.get("ratio_vs_base"):
             met = "met" if r["ratio_vs_base"] >= target else "NOT met"
             lines.append(f"  {r['data']} {r['optimizer']} k={r['k']} {r['implementation']}: {met}")
+    for r in report["results"]:
+        if r["implementation"] == OWN_MODELS and r.get("ratio_vs_base"):
+            lines.append(
+                f"  {r['data']} {r['optimizer']} k={r['k']}: {r['threads']} fits on models of their own "
+                f"{r['ratio_vs_base']:.2f}x one fit (the ceiling without a shared model)"
+            )
     if report.get("movielens"):
         m = report["movielens"]
         lines.append(
