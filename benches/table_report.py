@@ -164,7 +164,7 @@ def _child_read(path: Path, threads: int) -> dict[str, Any]:
     import fmfast.recordio.tables as tables
 
     def read(folder: Path) -> int:
-        batches = tables._open(path).batches(COLUMNS, tables.DEFAULT_BATCH_SIZE)
+        batches = tables.open_table(path).batches(COLUMNS, tables.DEFAULT_BATCH_SIZE)
         return sum(batch.num_rows for batch, _ in batches)
 
     return _measured(read)

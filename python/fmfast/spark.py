@@ -440,7 +440,7 @@ def convert_table(
     from fmfast.recordio import tables
 
     pyspark = _pyspark()
-    table = tables._open(source, storage_options)
+    table = tables.open_table(source, storage_options)
     if not isinstance(table.dataset, ds.FileSystemDataset):
         raise InvalidInputError(
             f"{table.name} is not Parquet files, which the executors could read: convert Arrow data with "

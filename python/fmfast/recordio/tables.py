@@ -100,7 +100,7 @@ class TableConversion:
 
 
 @dataclass
-class _Source:
+class OpenedTable:
     """A table to read in batches: a dataset (re-readable), or a one-shot stream."""
 
     name: str
@@ -201,8 +201,12 @@ def _filesystem(paths: list[str], storage_options: dict[str, Any] | None) -> tup
     return fs, [fs._strip_protocol(path) for path in paths]
 
 
-def _open(source: TableSource, storage_options: dict[str, Any] | None = None) -> _Source:
-    """The table that ``source`` names or holds."""
+def open_table(source: TableSource, storage_options: dict[str, Any] | None = None) -> OpenedTable:
+    """The table that ``source`` names or holds, opened to read in batches.
+
+    The one place that resolves a :data:`TableSource` (paths, globs, URLs, Arrow data):
+    :func:`convert_table` and :func:`fmfast.spark.convert_table` both open their source here.
+    """
     import pyarrow as pa
     import pyarrow.dataset as ds
 
@@ -222,17 +226,17 @@ def _open(source: TableSource, storage_options: dict[str, Any] | None = None) ->
             )
         except pa.ArrowInvalid as error:
             raise InvalidInputError(f"{name}: not a Parquet dataset ({error})") from None
-        return _Source(name, dataset=dataset)
+        return OpenedTable(name, dataset=dataset)
     if isinstance(source, ds.Dataset):
-        return _Source("the dataset", dataset=source)
+        return OpenedTable("the dataset", dataset=source)
     if isinstance(source, pa.RecordBatch):
         source = pa.Table.from_batches([source])
     if isinstance(source, pa.Table):
-        return _Source("the table", dataset=ds.dataset(source))
+        return OpenedTable("the table", dataset=ds.dataset(source))
     if isinstance(source, pa.RecordBatchReader) or hasattr(source, "__arrow_c_stream__"):
-        return _Source("the stream", stream=pa.RecordBatchReader.from_stream(source))
+        return OpenedTable("the stream", stream=pa.RecordBatchReader.from_stream(source))
     if hasattr(source, "__arrow_c_array__"):
-        return _Source("the batch", dataset=ds.dataset(pa.Table.from_batches([pa.record_batch(source)])))
+        return OpenedTable("the batch", dataset=ds.dataset(pa.Table.from_batches([pa.record_batch(source)])))
     raise InvalidInputError(
         f"cannot read a table from {type(source).__name__}: give a Parquet path, a directory, a glob, "
         "or Arrow data (Table, RecordBatch, RecordBatchReader, an object with __arrow_c_stream__)"
@@ -242,7 +246,9 @@ def _open(source: TableSource, storage_options: dict[str, Any] | None = None) ->
 _ROW = re.compile(r"\brow (\d+)")
 
 
-def _located(error: InvalidInputError, source: _Source, fragment: Any, first_row: int) -> InvalidInputError:
+def _located(
+    error: InvalidInputError, source: OpenedTable, fragment: Any, first_row: int
+) -> InvalidInputError:
     """``error`` (about a row of a batch) retold with the file, row group and row in the file or table."""
     message = str(error)
     metadata = getattr(fragment, "metadata", None)
@@ -355,7 +361,7 @@ def convert_table(
     sharded = rows_per_shard is not None or n_shards is not None
     if manifest is not False and not sharded:
         raise InvalidInputError("a manifest lists shards: give rows_per_shard or n_shards")
-    table = _open(source, storage_options)
+    table = open_table(source, storage_options)
     encoder, needs_fit = _fitted(encoder)
     if needs_fit and table.dataset is None:
         raise InvalidInputError(
@@ -399,7 +405,7 @@ def convert_table(
 
 
 def _counted(
-    batches: Iterator[Any], advanced: Callable[[int], None], columns: list[str], table: _Source
+    batches: Iterator[Any], advanced: Callable[[int], None], columns: list[str], table: OpenedTable
 ) -> pa.RecordBatchReader:
     """A reader of ``batches`` that reports the rows it hands out."""
     import pyarrow as pa
@@ -416,7 +422,7 @@ def _counted(
 
 
 def _encoded(
-    table: _Source, encoder: FeatureEncoder, label: str | None, columns: list[str], batch_size: int
+    table: OpenedTable, encoder: FeatureEncoder, label: str | None, columns: list[str], batch_size: int
 ) -> Iterator[tuple[sp.csr_array, np.ndarray | None]]:
     """The rows and labels of ``table``'s batches, in order; errors name the file, row group and row."""
     rows = 0
@@ -435,7 +441,7 @@ def _encoded(
 
 
 def _write(
-    table: _Source,
+    table: OpenedTable,
     out: Any,
     encoder: FeatureEncoder,
     label: str | None,
