@@ -12,6 +12,7 @@ use super::assemble::narrow_indices;
 use super::canonical::{canonical, push_keys, short_head, LABEL_ENTRY_WORD};
 use super::decoded::{fixed, Decoded, FeatureValues, Indices};
 use crate::recordio::frame::{padded, Header, HEADER, MAGIC, MAX_PAYLOAD};
+use crate::recordio::pool::ArrayPool;
 use crate::recordio::wire::put_varint;
 
 /// CSR arrays (and labels) filled record by record by [`FusedRows::extend`].
@@ -27,15 +28,15 @@ pub struct FusedRows {
 }
 
 impl FusedRows {
-    /// Empty arrays with room for `rows` records of `nnz` values in all.
-    pub fn with_capacity(rows: usize, nnz: usize) -> Self {
-        let mut indptr = Vec::with_capacity(rows + 1);
+    /// Empty arrays with room for `rows` records of `nnz` values in all, from `pool`'s.
+    pub fn new(pool: &ArrayPool, rows: usize, nnz: usize) -> Self {
+        let mut indptr = pool.take(rows + 1);
         indptr.push(0);
         FusedRows {
             indptr,
-            indices: Vec::with_capacity(nnz),
-            values: Vec::with_capacity(nnz),
-            labels: Vec::with_capacity(rows),
+            indices: pool.take(nnz),
+            values: pool.take(nnz),
+            labels: pool.take(rows),
             signature: None,
             skeleton: None,
         }
@@ -569,11 +570,11 @@ mod tests {
             variant: 0,
         };
         let bytes = framed(&spec).repeat(3);
-        let mut rows = FusedRows::with_capacity(0, 0);
+        let mut rows = FusedRows::new(&ArrayPool::default(), 0, 0);
         assert_eq!(rows.extend(&bytes, 10), Some((bytes.len(), 3)));
         // A frame cut short stops it, with what came before.
         assert_eq!(rows.extend(&bytes[..bytes.len() - 1], 10).map(|r| r.1), Some(2));
         let reversed = framed(&Spec { variant: 14, ..spec });
-        assert_eq!(FusedRows::with_capacity(0, 0).extend(&reversed, 10), None);
+        assert_eq!(FusedRows::new(&ArrayPool::default(), 0, 0).extend(&reversed, 10), None);
     }
 }
