@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import resource
 
 import fmfast
 import numpy as np
@@ -78,6 +79,30 @@ def test_iter_recordio_batches_concatenate_to_the_whole(tmp_path, kind):
     assert all(b[0].shape[1] == 40 for b in batches)
     assert_same_csr(sp.vstack([b[0] for b in batches], format="csr"), sp.csr_array(X))
     np.testing.assert_array_equal(np.concatenate([b[1] for b in batches]), y)
+
+
+def test_iter_recordio_fills_the_memory_of_freed_batches_again(tmp_path):
+    """Once freed, a batch's arrays hold a later batch: fresh memory would cost a page fault every 4 KiB."""
+    n_rows, batch = 1_200_000, 200_000
+    rows = np.arange(n_rows)
+    # Three entries a row: every batch's arrays take the same bytes.
+    columns = np.sort(np.stack([rows % 40, (rows + 1) % 40, (rows + 7) % 40], axis=1), axis=1)
+    X = sp.csr_array((np.ones(3 * n_rows, np.float32), columns.ravel(), np.arange(0, 3 * n_rows + 1, 3)))
+    y = np.arange(n_rows, dtype=np.float32)
+    path = tmp_path / "data.recordio"
+    fmfast.write_recordio(path, X, y)
+    faults = []
+    for start, (X_batch, labels) in zip(
+        range(0, n_rows, batch), fmfast.iter_recordio(path, batch_size=batch), strict=True
+    ):
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
+        # Checks that allocate nothing (the whole is compared in the test above).
+        assert (labels[0], labels[-1], X_batch.nnz) == (start, start + batch - 1, 3 * batch)
+        assert X_batch.indices[-3:].tolist() == columns[start + batch - 1].tolist()
+        del X_batch, labels
+    # 24 bytes of arrays a row: 1,170 pages a batch if each were fresh. The first two batches (the
+    # one held and the one read meanwhile) take fresh memory, the next four theirs.
+    assert faults[-1] - faults[1] < 0.1 * 4 * batch * 24 / 4096, faults
 
 
 def test_iter_recordio_reports_positions_in_the_whole_stream():

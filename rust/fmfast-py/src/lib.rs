@@ -9,6 +9,7 @@ mod errors;
 mod features;
 mod fm;
 mod fm_contract;
+mod lent;
 mod recordio;
 mod tables;
 mod text;

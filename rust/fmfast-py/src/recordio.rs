@@ -3,13 +3,13 @@
 
 use std::io::{Read, Write};
 use std::mem::MaybeUninit;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use fmfast_core::memory::zeroed_in_parallel;
-use fmfast_core::recordio::decode::Decoded;
+use fmfast_core::recordio::decode::{Decoded, Indices};
 use fmfast_core::recordio::{
-    decode_buffer, encode_into, encode_rows, encode_rows_reusing, encoded_size, open_input, read_input, AtomicFile,
-    EncodeOptions, RecordStream, Rows, StageBuffers,
+    decode_buffer, encode_into, encode_rows, encode_rows_reusing, encoded_size, open_input, read_input, ArrayPool,
+    AtomicFile, EncodeOptions, FeatureValues, RecordStream, Rows, StageBuffers,
 };
 use fmfast_core::Error;
 use numpy::PyReadonlyArray1;
@@ -19,6 +19,7 @@ use pyo3::types::{PyBytes, PyTuple};
 use crate::arrays::{indices_to_numpy, tensor_kind, values_to_numpy, IndexSlices, PyIndices, PyValues};
 use crate::detached::{run, PyMonitor};
 use crate::errors::{FmFastError, InvalidInputError, PyFmError};
+use crate::lent::lend;
 
 /// Rows and labels as borrowed from Python, ready to be validated and encoded off the GIL.
 struct Batch<'a> {
@@ -398,6 +399,8 @@ impl Read for PyFileReader {
 #[pyclass(module = "fmfast._fmfast")]
 struct RecordIOReader {
     stream: Mutex<RecordStream<Box<dyn Read + Send>>>,
+    /// The stream's pool, which the arrays of its batches go back to once freed.
+    pool: Arc<ArrayPool>,
 }
 
 #[pymethods]
@@ -413,8 +416,10 @@ impl RecordIOReader {
                 PyFileReader(source.clone().unbind()),
             )),
         };
+        let stream = RecordStream::new(reader);
         Ok(RecordIOReader {
-            stream: Mutex::new(RecordStream::new(reader)),
+            pool: stream.pool(),
+            stream: Mutex::new(stream),
         })
     }
 
@@ -436,7 +441,25 @@ impl RecordIOReader {
                 .map_err(|_| Error::invalid("the reader failed in another thread"))?;
             stream.next_batch(batch_size, monitor)
         })?;
-        decoded.map(|d| decoded_tuple(py, d)).transpose()
+        decoded.map(|d| self.lent_tuple(py, d)).transpose()
+    }
+}
+
+impl RecordIOReader {
+    /// As [`decoded_tuple`], with the int32 and float32 arrays lent ([`lend`]): their memory goes
+    /// back to the stream for its next batches once NumPy frees them.
+    fn lent_tuple<'py>(&self, py: Python<'py>, decoded: Decoded) -> PyResult<Bound<'py, PyTuple>> {
+        let values = |values: FeatureValues| match values {
+            FeatureValues::F32(values) => lend(py, values, &self.pool),
+            other => Ok(values_to_numpy(py, other)),
+        };
+        let (indptr, indices) = match decoded.indices {
+            Indices::I32 { indptr, indices } => (lend(py, indptr, &self.pool)?, lend(py, indices, &self.pool)?),
+            wide => indices_to_numpy(py, wide),
+        };
+        let data = values(decoded.values)?;
+        let labels = decoded.labels.map(values).transpose()?;
+        (decoded.n_rows, decoded.n_cols, indptr, indices, data, labels).into_pyobject(py)
     }
 }
 

@@ -6,12 +6,14 @@
 //! * [`encode`]: rows (sparse or dense) and labels into framed records, in parallel.
 //! * [`decode`]: framed records back into CSR arrays, in parallel.
 //! * [`stream`]: bounded-memory batch reading from any `Read`.
+//! * [`pool`]: arrays of decoded batches given back, for later batches to fill again.
 //! * [`file`](mod@file): input files read whole, with errors that name them; atomic output files.
 
 pub mod decode;
 pub mod encode;
 pub mod file;
 pub mod frame;
+pub mod pool;
 pub mod stream;
 pub mod tensor;
 pub mod wire;
@@ -22,5 +24,6 @@ pub use encode::{
 };
 pub use file::{open_input, read_input, AtomicFile};
 pub use frame::{split_frames, Frame, FrameScanner, MAGIC};
+pub use pool::{ArrayPool, Pooled};
 pub use stream::RecordStream;
 pub use tensor::TensorKind;

@@ -6,9 +6,11 @@
 //! in memory) and decoded in place. Bytes read past the batch stay for the next one.
 
 use std::io::Read;
+use std::sync::Arc;
 
 use super::decode::{decode_scanned, DecodeScratch, Decoded, FusedRows, Signature, PROGRESS_RECORDS};
 use super::frame::{padded, FrameScanner, Header, HEADER};
+use super::pool::ArrayPool;
 use crate::error::Result;
 use crate::parallel::Monitor;
 
@@ -34,6 +36,8 @@ pub struct RecordStream<R> {
     scratch: DecodeScratch,
     /// Records and values of the last batch the fused decoder gave, to size the next one's arrays.
     last_batch: (usize, usize),
+    /// The arrays of earlier batches given back, which the fused decoder fills again.
+    pool: Arc<ArrayPool>,
 }
 
 impl<R: Read> RecordStream<R> {
@@ -48,7 +52,13 @@ impl<R: Read> RecordStream<R> {
             at_end: false,
             scratch: DecodeScratch::default(),
             last_batch: (0, 0),
+            pool: Arc::default(),
         }
+    }
+
+    /// Where the arrays of its batches may be given back once used, for later batches to fill.
+    pub fn pool(&self) -> Arc<ArrayPool> {
+        Arc::clone(&self.pool)
     }
 
     /// Reads until the buffer holds `max_records` whole records (or the stream ends); returns
@@ -106,7 +116,7 @@ impl<R: Read> RecordStream<R> {
         // Room for a batch like the last one (most are full batches of one file's records).
         let (rows, nnz) = self.last_batch;
         let scale = |n: usize| n.saturating_mul(max_records.min(rows.max(1))) / rows.max(1);
-        let mut fused = FusedRows::with_capacity(scale(rows), scale(nnz));
+        let mut fused = FusedRows::new(&self.pool, scale(rows), scale(nnz));
         let mut pos = 0;
         while fused.n_rows() < max_records {
             let step = (max_records - fused.n_rows()).min(PROGRESS_RECORDS);
@@ -171,7 +181,7 @@ impl<R: Read> RecordStream<R> {
 mod tests {
     use super::*;
     use crate::parallel::Unmonitored;
-    use crate::recordio::decode::{decode_buffer, FeatureValues};
+    use crate::recordio::decode::{decode_buffer, FeatureValues, Indices};
     use crate::recordio::frame::{frame, MAGIC};
 
     /// A sparse float32 record with one entry `(key, value)` in a row of `n_cols`.
@@ -204,6 +214,29 @@ mod tests {
             rows.push(batch.n_rows);
         }
         assert_eq!(rows, [2, 2, 1]);
+    }
+
+    #[test]
+    fn arrays_given_back_hold_a_later_batch() {
+        let bytes: Vec<u8> = (0..6).flat_map(|i| record(i, f32::from(i), 8)).collect();
+        let mut stream = RecordStream::new(&bytes[..]);
+        let pool = stream.pool();
+        let first = stream.next_batch(2, &Unmonitored).unwrap().unwrap();
+        let (Indices::I32 { indptr, indices }, FeatureValues::F32(values)) = (first.indices, first.values) else {
+            panic!("SDK records decode to int32 indices and float32 values");
+        };
+        let at = (indptr.as_ptr(), indices.as_ptr(), values.as_ptr());
+        pool.give(indptr);
+        pool.give(indices);
+        pool.give(values);
+        let next = stream.next_batch(2, &Unmonitored).unwrap().unwrap();
+        let (Indices::I32 { indptr, indices }, FeatureValues::F32(values)) = (next.indices, next.values) else {
+            panic!("SDK records decode to int32 indices and float32 values");
+        };
+        // The same memory (`indptr` and `indices` both fit either), holding the next records.
+        assert!([at.0, at.1].contains(&indptr.as_ptr()) && [at.0, at.1].contains(&indices.as_ptr()));
+        assert_eq!((values.as_ptr(), values), (at.2, vec![2.0, 3.0]));
+        assert_eq!((indptr, indices), (vec![0, 1, 2], vec![2, 3]));
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub(super) struct Canonical<'a> {
 const LABEL_ENTRY: [u8; 16] = [
     0x12, 0x12, 0x0a, 6, b'v', b'a', b'l', b'u', b'e', b's', 0x12, 8, 0x12, 6, 0x0a, 4,
 ];
+/// The label entry up to its value ([`LABEL_ENTRY`]) as a little-endian integer.
+pub(super) const LABEL_ENTRY_WORD: u128 = u128::from_le_bytes(LABEL_ENTRY);
 /// The key field of a map entry whose key is "values".
 const VALUES_KEY: [u8; 8] = [0x0a, 6, b'v', b'a', b'l', b'u', b'e', b's'];
 /// The first 14 bytes of a feature entry whose lengths take one byte each, as a little-endian
@@ -74,16 +76,8 @@ pub(super) fn canonical(payload: &[u8]) -> Option<Canonical<'_>> {
 /// `payload`, and the bytes after the entry.
 #[inline(always)]
 fn features_tensor(payload: &[u8]) -> Option<(&[u8], &[u8])> {
-    // An entry under 128 bytes (a sparse row of up to about 12 values) is recognised by one
-    // comparison of its first 14 bytes: its three lengths, one byte each, follow from the first.
-    if let Some(head) = payload.first_chunk::<16>() {
-        let len = head[1];
-        if (12..0x80).contains(&len) {
-            let lengths = u128::from(len) << 8 | u128::from(len - 10) << 88 | u128::from(len - 12) << 104;
-            if u128::from_le_bytes(*head) & FEATURES_HEAD_MASK == FEATURES_HEAD | lengths {
-                return payload.get(14..)?.split_at_checked(usize::from(len - 12));
-            }
-        }
+    if let Some(split) = short_head(payload) {
+        return Some(split);
     }
     let (entry, rest) = field(payload, 0x0a)?;
     let (key, value) = entry.split_at_checked(VALUES_KEY.len())?;
@@ -98,6 +92,23 @@ fn features_tensor(payload: &[u8]) -> Option<(&[u8], &[u8])> {
         return None;
     };
     Some((tensor, rest))
+}
+
+/// As [`features_tensor`] for a feature entry under 128 bytes (a sparse row of up to about 12
+/// values), recognised by one comparison of its first 14 bytes: its three lengths, one byte each,
+/// follow from the first. `None` for any other start.
+#[inline(always)]
+pub(super) fn short_head(payload: &[u8]) -> Option<(&[u8], &[u8])> {
+    let head = payload.first_chunk::<16>()?;
+    let len = head[1];
+    if !(12..0x80).contains(&len) {
+        return None;
+    }
+    let lengths = u128::from(len) << 8 | u128::from(len - 10) << 88 | u128::from(len - 12) << 104;
+    if u128::from_le_bytes(*head) & FEATURES_HEAD_MASK != FEATURES_HEAD | lengths {
+        return None;
+    }
+    payload.get(14..)?.split_at_checked(usize::from(len - 12))
 }
 
 /// The contents of the length-delimited field `tag` at the start of `bytes`, and the bytes after

@@ -9,9 +9,11 @@
 //! owns every rule beyond the layout and reports what is wrong.
 
 use super::assemble::narrow_indices;
-use super::canonical::{canonical, push_keys};
+use super::canonical::{canonical, push_keys, short_head, LABEL_ENTRY_WORD};
 use super::decoded::{fixed, Decoded, FeatureValues, Indices};
-use crate::recordio::frame::{padded, Header, HEADER};
+use crate::recordio::frame::{padded, Header, HEADER, MAGIC, MAX_PAYLOAD};
+use crate::recordio::pool::ArrayPool;
+use crate::recordio::wire::put_varint;
 
 /// CSR arrays (and labels) filled record by record by [`FusedRows::extend`].
 pub struct FusedRows {
@@ -21,19 +23,22 @@ pub struct FusedRows {
     labels: Vec<f32>,
     /// The first record's dimension and whether it has a label, which every later record shares.
     signature: Option<(u64, bool)>,
+    /// The bytes that every later record repeats, taken from the signature ([`Skeleton`]).
+    skeleton: Option<Skeleton>,
 }
 
 impl FusedRows {
-    /// Empty arrays with room for `rows` records of `nnz` values in all.
-    pub fn with_capacity(rows: usize, nnz: usize) -> Self {
-        let mut indptr = Vec::with_capacity(rows + 1);
+    /// Empty arrays with room for `rows` records of `nnz` values in all, from `pool`'s.
+    pub fn new(pool: &ArrayPool, rows: usize, nnz: usize) -> Self {
+        let mut indptr = pool.take(rows + 1);
         indptr.push(0);
         FusedRows {
             indptr,
-            indices: Vec::with_capacity(nnz),
-            values: Vec::with_capacity(nnz),
-            labels: Vec::with_capacity(rows),
+            indices: pool.take(nnz),
+            values: pool.take(nnz),
+            labels: pool.take(rows),
             signature: None,
+            skeleton: None,
         }
     }
 
@@ -52,8 +57,15 @@ impl FusedRows {
     /// the records decoded. `None` (the rows then hold a part of a record) when a frame is not
     /// an SDK record that agrees with the first: the general decoder must decode these bytes.
     pub fn extend(&mut self, bytes: &[u8], max_records: usize) -> Option<(usize, usize)> {
-        let mut pos = 0;
-        for done in 0..max_records {
+        let (mut pos, mut done) = (0, 0);
+        while done < max_records {
+            if let Some(skeleton) = self.skeleton {
+                let (end, repeated) = self.extend_repeated(&skeleton, bytes, pos, max_records - done);
+                (pos, done) = (end, done + repeated);
+                if done == max_records {
+                    break;
+                }
+            }
             let Some(header) = bytes.get(pos..pos + HEADER) else {
                 return Some((pos, done));
             };
@@ -69,8 +81,9 @@ impl FusedRows {
             }
             self.push(payload)?;
             pos = end;
+            done += 1;
         }
-        Some((pos, max_records))
+        Some((pos, done))
     }
 
     /// Appends one record's payload; `None` (and a part of it, perhaps, appended) where it is not
@@ -85,7 +98,10 @@ impl FusedRows {
             // Keys below the dimension then fit the narrow index type (the general decoder's rule
             // is checked again by `finish`, on the bytes decoded).
             None if record.dim > i32::MAX as u64 => return None,
-            None => self.signature = Some(signature),
+            None => {
+                self.signature = Some(signature);
+                self.skeleton = Some(Skeleton::new(record.dim, signature.1));
+            }
         }
         let n_values = record.values.len() / 4;
         let before = self.indices.len();
@@ -102,6 +118,51 @@ impl FusedRows {
         }
         self.indptr.push(i32::try_from(self.indices.len()).ok()?);
         Some(())
+    }
+
+    /// Appends the records from `bytes[pos]` on, up to `max_records`, as long as they are laid out
+    /// as the first one ([`Skeleton::parse`]); returns where the last one ends and how many they
+    /// are. The record after them (another layout, a frame that `bytes` holds only part of, or
+    /// one that [`append_each`] refuses, with nothing of it appended) is left to
+    /// [`FusedRows::push`]. Not inlined: the loop keeps its registers to itself.
+    #[inline(never)]
+    fn extend_repeated(
+        &mut self,
+        skeleton: &Skeleton,
+        bytes: &[u8],
+        mut pos: usize,
+        max_records: usize,
+    ) -> (usize, usize) {
+        let mut done = 0;
+        while done < max_records {
+            let Some(row) = skeleton.parse(bytes, pos) else {
+                break;
+            };
+            let n_values = row.values.len() / 4;
+            let mut at = 0;
+            let keys = append_each(&mut self.indices, n_values, || {
+                let (key, used) = short_key(row.keys_and_shape.get(at..at + 4)?)?;
+                at += used;
+                (u64::from(key) < skeleton.dim).then_some(key as i32)
+            });
+            if !keys || at != row.keys_len {
+                // The keys (if appended) are dropped, and `push` decodes the record again.
+                self.indices.truncate(self.indptr.last().map_or(0, |&end| end as usize));
+                break;
+            }
+            let mut values = row.values.chunks_exact(4);
+            append_each(&mut self.values, n_values, || {
+                Some(f32::from_le_bytes(fixed(values.next()?)))
+            });
+            if let Some(label) = row.label {
+                self.labels.push(label);
+            }
+            // Fits: `finish` refuses a batch of more than `i32::MAX` bytes, and a value takes five.
+            self.indptr.push(self.indices.len() as i32);
+            pos = row.end;
+            done += 1;
+        }
+        (pos, done)
     }
 
     /// The decoded arrays, as the general decoder gives them for the same `size` bytes; `None`
@@ -122,6 +183,131 @@ impl FusedRows {
             labels: has_labels.then_some(FeatureValues::F32(self.labels)),
         })
     }
+}
+
+/// What every record of a run repeats after the first: the shape field of its dimension as the SDK
+/// writes it, and whether a label entry follows the features.
+#[derive(Clone, Copy)]
+struct Skeleton {
+    dim: u64,
+    labelled: bool,
+    /// The shape field's bytes `0x1a, len, varint(dim)`, little-endian, and how many they are.
+    shape: u128,
+    shape_len: usize,
+}
+
+/// A record that [`Skeleton::parse`] recognised.
+struct Repeated<'a> {
+    /// Where its frame ends.
+    end: usize,
+    values: &'a [u8],
+    /// The keys' bytes, then the shape field's.
+    keys_and_shape: &'a [u8],
+    keys_len: usize,
+    label: Option<f32>,
+}
+
+impl Skeleton {
+    fn new(dim: u64, labelled: bool) -> Self {
+        let mut varint = Vec::with_capacity(10);
+        put_varint(&mut varint, dim);
+        let mut field = [0u8; 16];
+        field[0] = 0x1a;
+        field[1] = varint.len() as u8;
+        field[2..2 + varint.len()].copy_from_slice(&varint);
+        Skeleton {
+            dim,
+            labelled,
+            shape: u128::from_le_bytes(field),
+            shape_len: 2 + varint.len(),
+        }
+    }
+
+    /// The record whose frame starts at `bytes[pos]` when it is laid out as the first one:
+    /// a whole frame, a feature entry under 128 bytes ([`short_head`]), `values` and `keys`
+    /// with lengths of one byte, the first record's shape field and label entry (or none).
+    /// `None` for any other record (valid or not) and a frame that `bytes` holds only part of.
+    ///
+    /// Most records are read here, so at known places: the header, the 14 bytes of the head, the
+    /// tensor's last 16 bytes (the shape field and bytes before it) and the label entry are each
+    /// compared whole.
+    #[inline(always)]
+    fn parse<'a>(&self, bytes: &'a [u8], pos: usize) -> Option<Repeated<'a>> {
+        let header = u64::from_le_bytes(fixed(bytes.get(pos..pos + HEADER)?));
+        // A whole record: no continuation flag in the top 3 bits of the length word.
+        let (magic, word) = (header as u32, (header >> 32) as usize);
+        let (len, end) = (word, pos + HEADER + padded(word));
+        if magic != MAGIC || word > MAX_PAYLOAD || end > bytes.len() {
+            return None;
+        }
+        let payload = &bytes[pos + HEADER..pos + HEADER + len];
+        let (tensor, rest) = short_head(payload)?;
+        let label = match *rest {
+            [] if !self.labelled => None,
+            [ref head @ .., b0, b1, b2, b3]
+                if self.labelled && head.len() == 16 && u128::from_le_bytes(fixed(head)) == LABEL_ENTRY_WORD =>
+            {
+                Some(f32::from_le_bytes([b0, b1, b2, b3]))
+            }
+            _ => return None,
+        };
+        let tensor_end = 14 + tensor.len();
+        let [0x0a, values_len, ref tensor @ ..] = *tensor else {
+            return None;
+        };
+        let (values, tensor) = tensor.split_at_checked(usize::from(values_len))?;
+        let [0x12, keys_len, ref keys_and_shape @ ..] = *tensor else {
+            return None;
+        };
+        let tail = u128::from_le_bytes(fixed(payload.get(tensor_end.checked_sub(16)?..tensor_end)?));
+        let keys_len = usize::from(keys_len);
+        let layout = values_len < 0x80 && keys_len < 0x80 && values.len() % 4 == 0;
+        let shape =
+            keys_len + self.shape_len == keys_and_shape.len() && tail >> (8 * (16 - self.shape_len)) == self.shape;
+        (layout && shape).then_some(Repeated {
+            end,
+            values,
+            keys_and_shape,
+            keys_len,
+            label,
+        })
+    }
+}
+
+/// Appends `n` items, each the next of `next`, to `out`; `false`, with nothing appended, as soon
+/// as `next` gives `None`. The items are written into `out`'s spare capacity, reserved once,
+/// without a capacity check each.
+#[inline(always)]
+fn append_each<T>(out: &mut Vec<T>, n: usize, mut next: impl FnMut() -> Option<T>) -> bool {
+    out.reserve(n);
+    let Some(spare) = out.spare_capacity_mut().get_mut(..n) else {
+        return false;
+    };
+    for slot in spare.iter_mut() {
+        let Some(item) = next() else {
+            return false;
+        };
+        slot.write(item);
+    }
+    let len = out.len() + n;
+    // SAFETY: the loop wrote each of the `n` slots after the `len - n` initialised items (it
+    // returns early otherwise), and `reserve` made the capacity at least `len`.
+    unsafe { out.set_len(len) };
+    true
+}
+
+/// The varint at the start of `word` (the next four bytes, or more), and the bytes it takes; `None`
+/// for a varint longer than four bytes. Its length is where the first byte without the
+/// continuation bit is, and its value the low seven bits of each of its bytes.
+#[inline(always)]
+fn short_key(word: &[u8]) -> Option<(u32, usize)> {
+    /// The bits of a varint of 1, 2, 3 and 4 bytes.
+    const MASKS: [u32; 4] = [0x7f, 0x3fff, 0x1f_ffff, 0xfff_ffff];
+    let word = u32::from_le_bytes(fixed(word));
+    let stops = !word & 0x8080_8080;
+    let used = (stops.trailing_zeros() / 8) as usize;
+    let key = (word & 0x7f) | (word >> 1 & 0x7f << 7) | (word >> 2 & 0x7f << 14) | (word >> 3 & 0x7f << 21);
+    Some((key & MASKS.get(used)?, used + 1))
 }
 
 #[cfg(test)]
@@ -165,7 +351,17 @@ mod tests {
 
     /// Records that mostly agree with each other (one dimension, labels or not), some of them not.
     fn specs() -> impl Strategy<Value = Vec<Spec>> {
-        let dims = prop::sample::select(vec![4u64, 300, 300, 70_000, 70_000, 3_000_000_000, 1 << 63]);
+        let dims = prop::sample::select(vec![
+            4u64,
+            300,
+            300,
+            70_000,
+            70_000,
+            5_000_000,
+            300_000_000,
+            3_000_000_000,
+            1 << 63,
+        ]);
         let record = (
             prop::collection::vec(-3i8..4, 0..4),
             any::<[u32; 4]>(),
@@ -374,11 +570,11 @@ mod tests {
             variant: 0,
         };
         let bytes = framed(&spec).repeat(3);
-        let mut rows = FusedRows::with_capacity(0, 0);
+        let mut rows = FusedRows::new(&ArrayPool::default(), 0, 0);
         assert_eq!(rows.extend(&bytes, 10), Some((bytes.len(), 3)));
         // A frame cut short stops it, with what came before.
         assert_eq!(rows.extend(&bytes[..bytes.len() - 1], 10).map(|r| r.1), Some(2));
         let reversed = framed(&Spec { variant: 14, ..spec });
-        assert_eq!(FusedRows::with_capacity(0, 0).extend(&reversed, 10), None);
+        assert_eq!(FusedRows::new(&ArrayPool::default(), 0, 0).extend(&reversed, 10), None);
     }
 }
