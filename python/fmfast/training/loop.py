@@ -356,6 +356,10 @@ class StreamedPasses:
         def reads() -> Iterator[tuple[int, tuple[Any, Any]]]:
             for number in range(passes):
                 for read in recordio_batches(source, int(model.mini_batch_size), int(model.n_threads)):
+                    # scipy caches whether the rows are canonical (sorted, distinct columns), which
+                    # `prepare_rows` asks: scanned here, on the reader's thread, the scan overlaps
+                    # training instead of running on the caller's between two training calls.
+                    read[0].has_canonical_format  # noqa: B018 (the property computes and caches)
                     yield number, read
                     del read
 
