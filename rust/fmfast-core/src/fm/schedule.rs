@@ -1,6 +1,6 @@
-//! Who trains what: how many threads train a fit ([`shared_batch_threads`]) and each segment of
-//! its epochs ([`ThreadChooser`]), and the numbered tasks into which a segment's mini-batches are
-//! cut ([`Schedule`]).
+//! Who trains what: how many threads train a fit ([`shared_batch_threads`]), the segments of its
+//! epochs ([`segment_batches`]) and how many threads train each ([`ThreadChooser`]), and the
+//! numbered tasks into which a segment's mini-batches are cut ([`Schedule`]).
 
 use std::ops::Range;
 
@@ -21,6 +21,14 @@ pub(super) const CACHED_MODEL_BYTES: usize = 3 << 20;
 /// Rows of an epoch trained by one crew of threads (whole batches, at least one; 16 batches of
 /// SageMaker's default size); [`ThreadChooser`] picks each crew's size.
 pub(super) const SEGMENT_ROWS: usize = 16_000;
+/// [`SEGMENT_ROWS`] for the concurrent schedule (`super::hogwild`), whose threads meet only
+/// between segments: at each meeting one thread waits for the other's last batch and the pool is
+/// woken again, so its segments are longer. 64 batches of SageMaker's default size: 1.8-2.7 ms
+/// of two threads at SGD k = 8 on rows shaped like the 5M set's, 9-11 ms at Adam k = 64, of
+/// which a meeting idled a thread for a median 18-101 µs and 245-250 µs (0.3-2.7% and 1.2-1.4%
+/// of the threads' time) in quiet moments (docs/benchmarks.md, "The concurrent schedule's
+/// thread chooser").
+pub(super) const CONCURRENT_SEGMENT_ROWS: usize = 64_000;
 /// Segments between two measurements of both thread counts.
 const CHOOSER_CYCLE: usize = 64;
 /// Measuring segments at the start of a cycle: all threads, one, all, one.
@@ -40,11 +48,24 @@ pub(super) fn shared_batch_threads(max: usize, batch_rows: usize, model_bytes: u
     max.min(batch_rows / MIN_PARALLEL_ROWS).max(1)
 }
 
+/// Batches of `batch_size` rows in a segment: [`CONCURRENT_SEGMENT_ROWS`] for the concurrent
+/// schedule, [`SEGMENT_ROWS`] for the deterministic one, in whole batches, at least one.
+pub(super) fn segment_batches(batch_size: usize, concurrent: bool) -> usize {
+    let rows = if concurrent {
+        CONCURRENT_SEGMENT_ROWS
+    } else {
+        SEGMENT_ROWS
+    };
+    (rows / batch_size).max(1)
+}
+
 /// Chooses how many threads train each segment. With `adaptive` off it is always `max`. With it
 /// on, each [`CHOOSER_CYCLE`] starts with [`PROBES`] segments alternately on `max` threads and on
 /// one, and runs the rest on one thread only if its faster probe beat the faster probe on `max`
 /// by [`ONE_THREAD_MARGIN`] (the faster of two, so that a moment's slowdown of the machine does
-/// not decide). Results do not depend on the choice: they are identical for every thread count.
+/// not decide). It serves both schedules: the deterministic one's results do not depend on the
+/// choice (they are identical for every thread count), and the concurrent one's segments on one
+/// thread are trained as the deterministic schedule trains them.
 pub(super) struct ThreadChooser {
     max: usize,
     adaptive: bool,
@@ -218,6 +239,19 @@ mod tests {
         assert_eq!(shared_batch_threads(2, 1000, CACHED_MODEL_BYTES, true), 1);
         assert_eq!(shared_batch_threads(2, 1000, CACHED_MODEL_BYTES + 1, true), 2);
         assert_eq!(shared_batch_threads(2, 1000, movielens, false), 2);
+    }
+
+    #[test]
+    fn concurrent_segments_are_longer_and_in_whole_batches() {
+        // SageMaker's default batches: 16 a deterministic segment, 64 a concurrent one.
+        assert_eq!(segment_batches(1000, false), 16);
+        assert_eq!(segment_batches(1000, true), 64);
+        // Rows per segment whatever the batch size, in whole batches: one batch at least.
+        assert_eq!(segment_batches(1, true), CONCURRENT_SEGMENT_ROWS);
+        assert_eq!(segment_batches(100, false), SEGMENT_ROWS / 100);
+        assert_eq!(segment_batches(30_000, true), 2);
+        assert_eq!(segment_batches(CONCURRENT_SEGMENT_ROWS + 1, true), 1);
+        assert_eq!(segment_batches(SEGMENT_ROWS + 1, false), 1);
     }
 
     #[test]
