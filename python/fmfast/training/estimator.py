@@ -218,8 +218,8 @@ class FactorizationMachine:
         n_threads (int): Threads for training and scoring, at most 1024; 0 uses every core (capped by
             ``FMFAST_NUM_THREADS``). Training times stretches of batches on all of them and on one and
             keeps whichever is faster (more threads do not always pay: busy cores, threads that share the
-            model's cache lines), so an explicit ``n_threads=2`` is not slower than one thread.
-            Deterministic training also trains a model
+            model's cache lines; a fit too short to measure trains on one thread), so an explicit
+            ``n_threads=2`` is not slower than one thread. Deterministic training also trains a model
             that fits one core's caches (weights and optimizer state up to 3 MiB, as MovieLens-100K's)
             on one thread; its results do not depend on either.
         deterministic (bool): ``True`` (the default): every thread works on the same mini-batch, in a

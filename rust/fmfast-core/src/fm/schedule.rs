@@ -63,27 +63,39 @@ pub(super) fn segment_batches(batch_size: usize, concurrent: bool) -> usize {
 /// on, each [`CHOOSER_CYCLE`] starts with [`PROBES`] segments alternately on `max` threads and on
 /// one, and runs the rest on one thread only if its faster probe beat the faster probe on `max`
 /// by [`ONE_THREAD_MARGIN`] (the faster of two, so that a moment's slowdown of the machine does
-/// not decide). It serves both schedules: the deterministic one's results do not depend on the
-/// choice (they are identical for every thread count), and the concurrent one's segments on one
-/// thread are trained as the deterministic schedule trains them.
+/// not decide). The segments that then run on `max` threads are measured too, and the rest of
+/// the cycle goes to one thread as soon as the faster of the last two loses to the one-thread
+/// probe by the margin: a cycle can last seconds (64 of the concurrent schedule's segments are
+/// about 4 M rows), and the machine may get busy after its probes. A fit of no more segments
+/// than [`PROBES`] would be all probes, with no segment left to use what they found (and its
+/// fixed costs weigh most): it trains on one thread. It serves both schedules: the deterministic
+/// one's results do not depend on the choice (they are identical for every thread count), and
+/// the concurrent one's segments on one thread are trained as the deterministic schedule trains
+/// them.
 pub(super) struct ThreadChooser {
     max: usize,
     adaptive: bool,
     /// Segments trained so far.
     segments: usize,
-    /// The least seconds per row measured in this cycle on one thread and on `max` threads.
+    /// The least seconds per row measured in this cycle on one thread, and on `max` threads by
+    /// the probes, then by the last two segments on them.
     one: f64,
     all: f64,
+    /// Seconds per row of the last segment on `max` threads.
+    last_all: f64,
 }
 
 impl ThreadChooser {
-    pub(super) fn new(max: usize, adaptive: bool) -> Self {
+    /// A chooser of up to `max` threads for a fit of `segments` segments.
+    pub(super) fn new(max: usize, adaptive: bool, segments: usize) -> Self {
+        let max = if adaptive && segments <= PROBES { 1 } else { max };
         ThreadChooser {
             max,
             adaptive: adaptive && max > 1,
             segments: 0,
             one: f64::INFINITY,
             all: f64::INFINITY,
+            last_all: f64::INFINITY,
         }
     }
 
@@ -96,19 +108,22 @@ impl ThreadChooser {
         }
     }
 
-    /// Takes the time per row of the segment just trained (only the probes' count).
+    /// Takes the time per row of the segment just trained (on [`ThreadChooser::next`] threads).
     pub(super) fn record(&mut self, seconds_per_row: f64) {
         let position = self.segments % CHOOSER_CYCLE;
         if position == 0 {
             (self.one, self.all) = (f64::INFINITY, f64::INFINITY);
         }
-        if position < PROBES {
-            let best = if position % 2 == 0 {
-                &mut self.all
-            } else {
-                &mut self.one
-            };
-            *best = best.min(seconds_per_row);
+        let on_all = self.next() == self.max;
+        if position < PROBES && !on_all {
+            self.one = self.one.min(seconds_per_row);
+        } else if position < PROBES {
+            self.all = self.all.min(seconds_per_row);
+        } else if on_all {
+            self.all = self.last_all.min(seconds_per_row);
+        }
+        if on_all {
+            self.last_all = seconds_per_row;
         }
         self.segments += 1;
     }
@@ -256,7 +271,7 @@ mod tests {
 
     #[test]
     fn the_chooser_measures_both_counts_then_keeps_the_faster() {
-        let mut chooser = ThreadChooser::new(4, true);
+        let mut chooser = ThreadChooser::new(4, true, 1000);
         // Probes: 4 threads took 2.0 then (a slow moment) 9.0, one thread 1.0 and 1.5.
         for (threads, seconds) in [(4, 2.0), (1, 1.0), (4, 9.0), (1, 1.5)] {
             assert_eq!(chooser.next(), threads);
@@ -274,10 +289,31 @@ mod tests {
         }
         assert_eq!(chooser.next(), 4);
 
-        let mut fixed = ThreadChooser::new(4, false);
+        // All threads won the probes but lose later (the machine got busy): a single slow segment
+        // does not move the choice, two in a row do, for the rest of the cycle.
+        let mut chooser = ThreadChooser::new(2, true, 1000);
+        let probes = [(2, 1.0), (1, 1.5), (2, 1.1), (1, 1.6)];
+        for (threads, seconds) in probes
+            .into_iter()
+            .chain([(2, 1.0), (2, 2.0), (2, 1.0), (2, 2.0), (2, 1.9)])
+        {
+            assert_eq!(chooser.next(), threads);
+            chooser.record(seconds);
+        }
+        for _ in PROBES + 5..CHOOSER_CYCLE {
+            assert_eq!(chooser.next(), 1);
+            chooser.record(0.1);
+        }
+        assert_eq!(chooser.next(), 2);
+
+        let mut fixed = ThreadChooser::new(4, false, 1000);
         fixed.record(9.0);
         fixed.record(1.0);
         assert_eq!(fixed.next(), 4);
-        assert_eq!(ThreadChooser::new(1, true).next(), 1);
+        assert_eq!(ThreadChooser::new(1, true, 1000).next(), 1);
+        // A fit that the probes would fill: one thread, unless told to use them all.
+        assert_eq!(ThreadChooser::new(4, true, PROBES).next(), 1);
+        assert_eq!(ThreadChooser::new(4, true, PROBES + 1).next(), 4);
+        assert_eq!(ThreadChooser::new(4, false, 1).next(), 4);
     }
 }

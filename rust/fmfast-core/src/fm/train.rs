@@ -227,7 +227,8 @@ fn train<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
         (Crew::Concurrent(workers), rayon::current_num_threads())
     };
     let segment_batches = segment_batches(config.batch_size, matches!(crew, Crew::Concurrent(_)));
-    let mut chooser = ThreadChooser::new(max_threads, config.adaptive_threads);
+    let segments = config.epochs * batches.div_ceil(segment_batches);
+    let mut chooser = ThreadChooser::new(max_threads, config.adaptive_threads, segments);
     let stats = Mutex::new(try_filled(
         config.epochs,
         1,
