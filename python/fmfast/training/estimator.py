@@ -216,19 +216,23 @@ class FactorizationMachine:
             ``"fixed"``: the ``*_wd`` decays, with the meaning they have for SGD and Adam (the objective
             is the mean squared error plus ``Σ wd θ²``).
         n_threads (int): Threads for training and scoring, at most 1024; 0 uses every core (capped by
-            ``FMFAST_NUM_THREADS``). Deterministic training times stretches of batches on all of them and on
-            one and keeps whichever is faster (more threads do not always pay), and trains a model that
-            fits one core's caches (weights and optimizer state up to 3 MiB, as MovieLens-100K's) on one
-            thread; results do not depend on it.
+            ``FMFAST_NUM_THREADS``). Training times stretches of batches on all of them and on one and
+            keeps whichever is faster (more threads do not always pay: busy cores, threads that share the
+            model's cache lines; a fit too short to measure trains on one thread), so an explicit
+            ``n_threads=2`` is not slower than one thread. Deterministic training also trains a model
+            that fits one core's caches (weights and optimizer state up to 3 MiB, as MovieLens-100K's)
+            on one thread; its results do not depend on either.
         deterministic (bool): ``True`` (the default): every thread works on the same mini-batch, in a
             fixed order, so results are bit-identical for every ``n_threads`` and equal the NumPy
             reference; training measures, every few dozen batches, whether one thread is faster than
             all of them and uses it then (results do not change). ``False``: each thread trains
             mini-batches of its own at the same time against the shared weights, without locks
             (Hogwild-style, as xLearn and LightFM train, and SageMaker across instances): no thread
-            waits for another, and accuracy is that of the deterministic schedule within noise (test
-            RMSE on MovieLens-100K within 0.0005) where mini-batches rarely share features; where
-            most do (a few hundred features), results vary from run to run (an update that another
+            waits for another within a stretch of 64,000 rows, whose thread count is chosen as above
+            (a stretch on one thread trains as the deterministic schedule does), and accuracy is that
+            of the deterministic schedule within noise (test RMSE on MovieLens-100K within 0.0005)
+            where mini-batches rarely share features; where most do (a few hundred features), results
+            vary from run to run (an update that another
             thread writes within the same feature's update is lost). Each thread trains its batch
             directly on the shared weights, copying one row at a time through a small buffer: 1.2x the
             instructions per sample of one thread at ``num_factors=8`` and 1.3-1.6x at 64. The default

@@ -136,13 +136,13 @@ impl FmConfig {
 }
 
 impl FmConfig {
-    /// The core's configuration. The deterministic schedule chooses how many of its threads pay
-    /// (`adaptive_threads`: one for a model in one core's caches, else measured), for any thread
-    /// count: its results do not depend on it, and an explicit `n_threads = 2` must not run slower
-    /// than one thread, on a small model or when the cores are busy.
+    /// The core's configuration. Both schedules choose how many of their threads pay
+    /// (`adaptive_threads`: measured; the deterministic one also trains a model in one core's
+    /// caches on one thread), for any thread count: an explicit `n_threads = 2` must not run
+    /// slower than one thread, on a small model or when the cores are busy.
     pub fn train_config(&self) -> TrainConfig {
         TrainConfig {
-            adaptive_threads: self.config.deterministic,
+            adaptive_threads: true,
             ..self.config.clone()
         }
     }

@@ -17,10 +17,11 @@ pub struct TrainConfig {
     pub batch_size: usize,
     /// Update rule and its hyperparameters.
     pub optimizer: Optimizer,
-    /// Deterministic schedule: train a model that fits one core's caches on one thread, and let
-    /// measurement decide, every few dozen batches, whether the pool's threads or a single one
-    /// train a larger one (more threads do not always pay: a model in the caches, shared cores);
-    /// with `false`, every thread of the pool takes part. Results are the same either way.
+    /// Let measurement decide, every few dozen batches, whether the pool's threads or a single
+    /// one train the next ones (more threads do not always pay: a model in the caches, shared
+    /// cores, threads that share one model's cache lines), and in the deterministic schedule
+    /// train a model that fits one core's caches on one thread; with `false`, every thread of the
+    /// pool takes part. Deterministic results are the same either way.
     pub adaptive_threads: bool,
     /// `true`: every thread works on the same mini-batch, and results are bit-identical for every
     /// thread count. `false`: each thread trains mini-batches of its own at the same time against

@@ -1,9 +1,12 @@
 //! Concurrent mini-batches (Hogwild), the schedule of [`TrainConfig::deterministic`] `false`.
 //!
-//! The threads claim an epoch's mini-batches one at a time, in order, from a counter, and each
+//! The threads claim a segment's mini-batches one at a time, in order, from a counter, and each
 //! trains the batch it holds while the others train theirs, against the one shared model,
-//! without locks or barriers: they meet only at the epoch's end (for its checkpoint), so a thread
-//! that starts late or that the operating system pauses holds up nobody. A [`Worker`] trains a
+//! without locks or barriers: they meet only at the segment's end (`CONCURRENT_SEGMENT_ROWS`, for
+//! the thread chooser and, at an epoch's end, its checkpoint), so a thread that starts late or
+//! that the operating system pauses holds up nobody for long. A segment that the chooser gives
+//! one thread is trained by the calling thread alone, batch after batch: as the deterministic
+//! schedule trains it on one thread. A [`Worker`] trains a
 //! batch with the deterministic schedule's own code ([`Trainer`], on this one thread, with its own
 //! scratch, gradient slots and per-feature marks), directly on the shared model, which it holds as
 //! [`SharedModel::concurrent`]: the same scores, gradient sums and lazy updates, in the same
@@ -20,8 +23,8 @@
 //! add up, and the optimizer state (Adam's moments, AdaGrad's sums) follows every update; only an
 //! update that another thread stores within that window is lost (overwritten).
 //!
-//! One thread never takes this path ([`super::train`]): with `n_threads = 1` both schedules are
-//! the same code, and give the same bits.
+//! A pool of one thread never takes this path ([`super::train`]): with `n_threads = 1` both
+//! schedules are the same code, and give the same bits.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -73,8 +76,8 @@ impl Worker {
         std::mem::take(&mut stats[epoch])
     }
 
-    /// Trains batch `batch` of `epoch` on the concurrent `model` (the fit started at update
-    /// count `t0`); on failure, the error and the update count.
+    /// Trains batch `batch` of `epoch` on `model`, concurrent or this thread's alone (the fit
+    /// started at update count `t0`); on failure, the error and the update count.
     fn train_batch<I: CsrIndex, T: Feature>(
         &mut self,
         data: &Data<'_, I, T>,
@@ -101,8 +104,8 @@ impl Worker {
     }
 }
 
-/// A concurrent segment (an epoch, see `super::train`) and what its threads share beside the
-/// model: the monitor and the fit's progress.
+/// A concurrent segment (`super::schedule::segment_batches`) and what its threads share beside
+/// the model: the monitor and the fit's progress.
 pub(super) struct Segment<'a, M: ?Sized> {
     pub(super) monitor: &'a M,
     pub(super) epoch: usize,
@@ -115,18 +118,24 @@ pub(super) struct Segment<'a, M: ?Sized> {
     pub(super) done: &'a AtomicU64,
 }
 
-/// Trains the batches of `segment` on every thread of the current pool, one [`Worker`] each;
-/// adds their statistics to `stats` and returns the first error, with the update count then.
+/// Trains the batches of `segment` on `threads` threads of the current pool, one [`Worker`] each
+/// (one thread: this one, with the first worker); adds their statistics to `stats` and returns
+/// the first error, with the update count then.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn run_segment<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
     data: &Data<'_, I, T>,
     config: &TrainConfig,
     model: SharedModel,
     workers: &[Mutex<Worker>],
+    threads: usize,
     segment: &Segment<'_, M>,
     stats: &mut EpochStats,
 ) -> Option<(Error, u64)> {
     let n_rows = data.x.n_rows();
-    let model = model.concurrent();
+    // One thread has the model to itself: it trains in place, without the racy copies, as the
+    // deterministic schedule does (on a loaded machine the copies made one thread 1.4x slower,
+    // which the chooser would compare two threads against).
+    let model = if threads == 1 { model } else { model.concurrent() };
     let next = AtomicUsize::new(segment.batches.start);
     let stop = AtomicBool::new(false);
     let failure = Mutex::new(None);
@@ -136,10 +145,7 @@ pub(super) fn run_segment<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
         }
         stop.store(true, Ordering::Relaxed);
     };
-    rayon::broadcast(|context| {
-        let Some(worker) = workers.get(context.index()) else {
-            return;
-        };
+    let claim_batches = |worker: &Mutex<Worker>| {
         let mut worker = worker.lock().unwrap_or_else(|e| e.into_inner());
         while !stop.load(Ordering::Relaxed) {
             let batch = next.fetch_add(1, Ordering::Relaxed);
@@ -148,8 +154,8 @@ pub(super) fn run_segment<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
             }
             let rows = batch * config.batch_size..((batch + 1) * config.batch_size).min(n_rows);
             let t = segment.t0 + (segment.epoch * segment.per_epoch + batch) as u64;
-            // A segment is a whole epoch (no thread waits for the others before it ends), so
-            // Ctrl-C is asked for between batches.
+            // Ctrl-C is asked for between batches too: a segment of wide rows or many factors
+            // may last longer than the second within which training must stop.
             if segment.monitor.stop_requested() {
                 fail(Error::Interrupted, t);
                 return;
@@ -166,7 +172,17 @@ pub(super) fn run_segment<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
                 }
             }
         }
-    });
+    };
+    match workers.first() {
+        Some(first) if threads == 1 => claim_batches(first),
+        _ => {
+            rayon::broadcast(|context| {
+                if let Some(worker) = workers[..threads.min(workers.len())].get(context.index()) {
+                    claim_batches(worker);
+                }
+            });
+        }
+    }
     for worker in workers {
         let worker = worker.lock().unwrap_or_else(|e| e.into_inner());
         add(stats, &worker.take_stats(segment.epoch));

@@ -1,6 +1,6 @@
-//! Who trains what: how many threads train a fit ([`shared_batch_threads`]) and each segment of
-//! its epochs ([`ThreadChooser`]), and the numbered tasks into which a segment's mini-batches are
-//! cut ([`Schedule`]).
+//! Who trains what: how many threads train a fit ([`shared_batch_threads`]), the segments of its
+//! epochs ([`segment_batches`]) and how many threads train each ([`ThreadChooser`]), and the
+//! numbered tasks into which a segment's mini-batches are cut ([`Schedule`]).
 
 use std::ops::Range;
 
@@ -21,6 +21,14 @@ pub(super) const CACHED_MODEL_BYTES: usize = 3 << 20;
 /// Rows of an epoch trained by one crew of threads (whole batches, at least one; 16 batches of
 /// SageMaker's default size); [`ThreadChooser`] picks each crew's size.
 pub(super) const SEGMENT_ROWS: usize = 16_000;
+/// [`SEGMENT_ROWS`] for the concurrent schedule (`super::hogwild`), whose threads meet only
+/// between segments: at each meeting one thread waits for the other's last batch and the pool is
+/// woken again, so its segments are longer. 64 batches of SageMaker's default size: 1.8-2.7 ms
+/// of two threads at SGD k = 8 on rows shaped like the 5M set's, 9-11 ms at Adam k = 64, of
+/// which a meeting idled a thread for a median 18-101 µs and 245-250 µs (0.3-2.7% and 1.2-1.4%
+/// of the threads' time) in quiet moments (docs/benchmarks.md, "The concurrent schedule's
+/// thread chooser").
+pub(super) const CONCURRENT_SEGMENT_ROWS: usize = 64_000;
 /// Segments between two measurements of both thread counts.
 const CHOOSER_CYCLE: usize = 64;
 /// Measuring segments at the start of a cycle: all threads, one, all, one.
@@ -40,29 +48,54 @@ pub(super) fn shared_batch_threads(max: usize, batch_rows: usize, model_bytes: u
     max.min(batch_rows / MIN_PARALLEL_ROWS).max(1)
 }
 
+/// Batches of `batch_size` rows in a segment: [`CONCURRENT_SEGMENT_ROWS`] for the concurrent
+/// schedule, [`SEGMENT_ROWS`] for the deterministic one, in whole batches, at least one.
+pub(super) fn segment_batches(batch_size: usize, concurrent: bool) -> usize {
+    let rows = if concurrent {
+        CONCURRENT_SEGMENT_ROWS
+    } else {
+        SEGMENT_ROWS
+    };
+    (rows / batch_size).max(1)
+}
+
 /// Chooses how many threads train each segment. With `adaptive` off it is always `max`. With it
 /// on, each [`CHOOSER_CYCLE`] starts with [`PROBES`] segments alternately on `max` threads and on
 /// one, and runs the rest on one thread only if its faster probe beat the faster probe on `max`
 /// by [`ONE_THREAD_MARGIN`] (the faster of two, so that a moment's slowdown of the machine does
-/// not decide). Results do not depend on the choice: they are identical for every thread count.
+/// not decide). The segments that then run on `max` threads are measured too, and the rest of
+/// the cycle goes to one thread as soon as the faster of the last two loses to the one-thread
+/// probe by the margin: a cycle can last seconds (64 of the concurrent schedule's segments are
+/// about 4 M rows), and the machine may get busy after its probes. A fit of no more segments
+/// than [`PROBES`] would be all probes, with no segment left to use what they found (and its
+/// fixed costs weigh most): it trains on one thread. It serves both schedules: the deterministic
+/// one's results do not depend on the choice (they are identical for every thread count), and
+/// the concurrent one's segments on one thread are trained as the deterministic schedule trains
+/// them.
 pub(super) struct ThreadChooser {
     max: usize,
     adaptive: bool,
     /// Segments trained so far.
     segments: usize,
-    /// The least seconds per row measured in this cycle on one thread and on `max` threads.
+    /// The least seconds per row measured in this cycle on one thread, and on `max` threads by
+    /// the probes, then by the last two segments on them.
     one: f64,
     all: f64,
+    /// Seconds per row of the last segment on `max` threads.
+    last_all: f64,
 }
 
 impl ThreadChooser {
-    pub(super) fn new(max: usize, adaptive: bool) -> Self {
+    /// A chooser of up to `max` threads for a fit of `segments` segments.
+    pub(super) fn new(max: usize, adaptive: bool, segments: usize) -> Self {
+        let max = if adaptive && segments <= PROBES { 1 } else { max };
         ThreadChooser {
             max,
             adaptive: adaptive && max > 1,
             segments: 0,
             one: f64::INFINITY,
             all: f64::INFINITY,
+            last_all: f64::INFINITY,
         }
     }
 
@@ -75,19 +108,22 @@ impl ThreadChooser {
         }
     }
 
-    /// Takes the time per row of the segment just trained (only the probes' count).
+    /// Takes the time per row of the segment just trained (on [`ThreadChooser::next`] threads).
     pub(super) fn record(&mut self, seconds_per_row: f64) {
         let position = self.segments % CHOOSER_CYCLE;
         if position == 0 {
             (self.one, self.all) = (f64::INFINITY, f64::INFINITY);
         }
-        if position < PROBES {
-            let best = if position % 2 == 0 {
-                &mut self.all
-            } else {
-                &mut self.one
-            };
-            *best = best.min(seconds_per_row);
+        let on_all = self.next() == self.max;
+        if position < PROBES && !on_all {
+            self.one = self.one.min(seconds_per_row);
+        } else if position < PROBES {
+            self.all = self.all.min(seconds_per_row);
+        } else if on_all {
+            self.all = self.last_all.min(seconds_per_row);
+        }
+        if on_all {
+            self.last_all = seconds_per_row;
         }
         self.segments += 1;
     }
@@ -221,8 +257,21 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_segments_are_longer_and_in_whole_batches() {
+        // SageMaker's default batches: 16 a deterministic segment, 64 a concurrent one.
+        assert_eq!(segment_batches(1000, false), 16);
+        assert_eq!(segment_batches(1000, true), 64);
+        // Rows per segment whatever the batch size, in whole batches: one batch at least.
+        assert_eq!(segment_batches(1, true), CONCURRENT_SEGMENT_ROWS);
+        assert_eq!(segment_batches(100, false), SEGMENT_ROWS / 100);
+        assert_eq!(segment_batches(30_000, true), 2);
+        assert_eq!(segment_batches(CONCURRENT_SEGMENT_ROWS + 1, true), 1);
+        assert_eq!(segment_batches(SEGMENT_ROWS + 1, false), 1);
+    }
+
+    #[test]
     fn the_chooser_measures_both_counts_then_keeps_the_faster() {
-        let mut chooser = ThreadChooser::new(4, true);
+        let mut chooser = ThreadChooser::new(4, true, 1000);
         // Probes: 4 threads took 2.0 then (a slow moment) 9.0, one thread 1.0 and 1.5.
         for (threads, seconds) in [(4, 2.0), (1, 1.0), (4, 9.0), (1, 1.5)] {
             assert_eq!(chooser.next(), threads);
@@ -240,10 +289,31 @@ mod tests {
         }
         assert_eq!(chooser.next(), 4);
 
-        let mut fixed = ThreadChooser::new(4, false);
+        // All threads won the probes but lose later (the machine got busy): a single slow segment
+        // does not move the choice, two in a row do, for the rest of the cycle.
+        let mut chooser = ThreadChooser::new(2, true, 1000);
+        let probes = [(2, 1.0), (1, 1.5), (2, 1.1), (1, 1.6)];
+        for (threads, seconds) in probes
+            .into_iter()
+            .chain([(2, 1.0), (2, 2.0), (2, 1.0), (2, 2.0), (2, 1.9)])
+        {
+            assert_eq!(chooser.next(), threads);
+            chooser.record(seconds);
+        }
+        for _ in PROBES + 5..CHOOSER_CYCLE {
+            assert_eq!(chooser.next(), 1);
+            chooser.record(0.1);
+        }
+        assert_eq!(chooser.next(), 2);
+
+        let mut fixed = ThreadChooser::new(4, false, 1000);
         fixed.record(9.0);
         fixed.record(1.0);
         assert_eq!(fixed.next(), 4);
-        assert_eq!(ThreadChooser::new(1, true).next(), 1);
+        assert_eq!(ThreadChooser::new(1, true, 1000).next(), 1);
+        // A fit that the probes would fill: one thread, unless told to use them all.
+        assert_eq!(ThreadChooser::new(4, true, PROBES).next(), 1);
+        assert_eq!(ThreadChooser::new(4, true, PROBES + 1).next(), 4);
+        assert_eq!(ThreadChooser::new(4, false, 1).next(), 4);
     }
 }

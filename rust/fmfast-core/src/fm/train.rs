@@ -16,8 +16,12 @@
 //! as on small virtual machines.
 //!
 //! With [`TrainConfig::deterministic`] `false` and several threads, the threads of a segment
-//! instead train different mini-batches at the same time, without locks (`super::hogwild`), and
-//! the thread chooser is not used: no thread waits for another inside a segment.
+//! instead train different mini-batches at the same time, without locks (`super::hogwild`): no
+//! thread waits for another inside a segment, and segments are longer (`CONCURRENT_SEGMENT_ROWS`).
+//! With [`TrainConfig::adaptive_threads`] the same chooser gives each segment all the threads or
+//! one, whichever measured faster (threads that share one model pay for the cache lines that the
+//! other core wrote, at a price that depends on where the host runs them), but every model keeps
+//! it: two concurrent threads gain on a model in the caches too.
 //!
 //! # One mini-batch (`super::batch`)
 //! 1. Each thread, over its contiguous share of the rows: ŷ and `s_f = Σᵢ v_if xᵢ` with the
@@ -49,7 +53,7 @@ use super::checkpoint::Checkpoint;
 use super::config::{EpochStats, OptimizerState, TrainConfig};
 use super::hogwild;
 use super::model::{check_values, Task, WeightsMut};
-use super::schedule::{shared_batch_threads, Schedule, ThreadChooser, SEGMENT_ROWS};
+use super::schedule::{segment_batches, shared_batch_threads, Schedule, ThreadChooser};
 use super::shared::{Scratch, SharedModel, SharedScratch};
 use super::Feature;
 use crate::csr::{CsrIndex, CsrView, Values};
@@ -204,7 +208,7 @@ fn train<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
     let (t0, batches) = (state.t, n_rows.div_ceil(config.batch_size));
     // One thread, or a single batch, trains the same with either schedule: take the
     // deterministic one, so that `deterministic` changes nothing then.
-    let mut crew = if config.deterministic || rayon::current_num_threads() == 1 || batches == 1 {
+    let (mut crew, max_threads) = if config.deterministic || rayon::current_num_threads() == 1 || batches == 1 {
         let model_bytes = std::mem::size_of::<f32>()
             * (weights.linear.len() + weights.factors.len() + state.linear.len() + state.factors.len());
         let max_threads = shared_batch_threads(
@@ -213,14 +217,18 @@ fn train<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
             model_bytes,
             config.adaptive_threads,
         );
-        Crew::Shared {
+        let crew = Crew::Shared {
             scratch: Scratch::new(batch_rows, k, max_threads)?,
             marks: (0..weights.linear.len()).map(|_| AtomicU32::new(NO_SLOT)).collect(),
-            chooser: ThreadChooser::new(max_threads, config.adaptive_threads),
-        }
+        };
+        (crew, max_threads)
     } else {
-        Crew::Concurrent(hogwild::workers(weights.linear.len(), batch_rows, k, config.epochs)?)
+        let workers = hogwild::workers(weights.linear.len(), batch_rows, k, config.epochs)?;
+        (Crew::Concurrent(workers), rayon::current_num_threads())
     };
+    let segment_batches = segment_batches(config.batch_size, matches!(crew, Crew::Concurrent(_)));
+    let segments = config.epochs * batches.div_ceil(segment_batches);
+    let mut chooser = ThreadChooser::new(max_threads, config.adaptive_threads, segments);
     let stats = Mutex::new(try_filled(
         config.epochs,
         1,
@@ -228,12 +236,6 @@ fn train<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
         "the statistics of every epoch",
     )?);
     let done = AtomicU64::new(0);
-    let segment_batches = match crew {
-        Crew::Shared { .. } => (SEGMENT_ROWS / config.batch_size).max(1),
-        // Concurrent threads meet only at epoch ends (for the checkpoint), and ask for Ctrl-C
-        // between batches: a thread that starts late or is paused holds up nobody.
-        Crew::Concurrent(_) => batches,
-    };
     for epoch in 0..config.epochs {
         for first in (0..batches).step_by(segment_batches) {
             // Progress is reported every 65,536 rows, which wide rows and many factors stretch
@@ -247,21 +249,15 @@ fn train<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
             // reads the weights through `weights` and `state`, after which pointers taken before
             // would no longer be valid to write through (miri found this).
             let model = SharedModel::new(weights, state);
+            let rows = (segment.end * config.batch_size).min(n_rows) - segment.start * config.batch_size;
+            let threads = chooser.next();
+            let started = Instant::now();
             let failed = match &mut crew {
-                Crew::Shared {
-                    scratch,
-                    marks,
-                    chooser,
-                } => {
-                    let threads = chooser.next();
-                    let schedule = Schedule::new(n_rows, config, threads, epoch, segment.clone());
+                Crew::Shared { scratch, marks } => {
+                    let schedule = Schedule::new(n_rows, config, threads, epoch, segment);
                     let shared = SharedScratch::new(scratch);
                     let trainer = Trainer::new(data, config, monitor, schedule, model, shared, marks, &stats, t0);
-                    let started = Instant::now();
-                    let failed = trainer.run_on(threads);
-                    let rows = (segment.end * config.batch_size).min(n_rows) - segment.start * config.batch_size;
-                    chooser.record(started.elapsed().as_secs_f64() / rows as f64);
-                    failed
+                    trainer.run_on(threads)
                 }
                 Crew::Concurrent(workers) => {
                     let segment = hogwild::Segment {
@@ -273,9 +269,10 @@ fn train<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
                         done: &done,
                     };
                     let mut stats = stats.lock().unwrap_or_else(|e| e.into_inner());
-                    hogwild::run_segment(data, config, model, workers, &segment, &mut stats[epoch])
+                    hogwild::run_segment(data, config, model, workers, threads, &segment, &mut stats[epoch])
                 }
             };
+            chooser.record(started.elapsed().as_secs_f64() / rows as f64);
             if let Some((err, t)) = failed {
                 state.t = t;
                 return Err(err);
@@ -291,15 +288,12 @@ fn train<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
     Ok(stats.into_inner().unwrap_or_else(|e| e.into_inner()))
 }
 
-/// The threads of a fit and what they keep between segments.
+/// The threads of a fit and what they keep between segments ([`ThreadChooser`] says how many of
+/// them train each).
 enum Crew {
     /// The deterministic schedule: every thread on each batch ([`Trainer`]), their shared
-    /// buffers and per-feature marks, and how many threads each segment gets.
-    Shared {
-        scratch: Scratch,
-        marks: Vec<AtomicU32>,
-        chooser: ThreadChooser,
-    },
+    /// buffers and per-feature marks.
+    Shared { scratch: Scratch, marks: Vec<AtomicU32> },
     /// The concurrent schedule: one worker per thread, each on batches of its own.
     Concurrent(Vec<Mutex<hogwild::Worker>>),
 }
@@ -323,6 +317,7 @@ fn check_batch_entries<I: CsrIndex>(x: &CsrView<'_, I>, batch_size: usize) -> Re
 mod tests {
     use super::*;
     use crate::fm::model::pairwise_score;
+    use crate::fm::schedule::{CONCURRENT_SEGMENT_ROWS, SEGMENT_ROWS};
     use crate::fm::{log_loss, Group, Optimizer, OptimizerKind};
     use crate::parallel::{with_threads, Monitor, Unmonitored};
 
@@ -688,6 +683,95 @@ mod tests {
         assert_eq!(threads.len(), 21);
         assert!(threads.iter().all(|&thread| thread == threads[0]), "{threads:?}");
         assert_eq!(fitted, p.fit(&config, 1).unwrap());
+    }
+
+    #[test]
+    fn a_concurrent_segment_on_one_thread_trains_as_the_deterministic_schedule() {
+        // 13 batches of 10 rows, the whole epoch in one segment that the chooser gave one thread,
+        // in a pool of two: the same bits as the deterministic schedule on one thread.
+        let p = problem(130, 40, 2, Task::Regressor, 7);
+        let config = config(Task::Regressor, OptimizerKind::Adam, 1, 10);
+        let deterministic = p.fit(&config, 1).unwrap();
+        let mut fitted = p.start(OptimizerKind::Adam);
+        let x = p.view();
+        let data = Data {
+            x: &x,
+            values: &p.values,
+            labels: Values::F64(&p.labels),
+            sample_weight: None,
+        };
+        let mut stats = EpochStats::default();
+        let failed = with_threads(2, || {
+            let (mut weights, mut state) = fitted.parts(p.k)?;
+            let workers = hogwild::workers(p.d, 10, p.k, 1)?;
+            let done = AtomicU64::new(0);
+            let segment = hogwild::Segment {
+                monitor: &Unmonitored,
+                epoch: 0,
+                batches: 0..13,
+                per_epoch: 13,
+                t0: 0,
+                done: &done,
+            };
+            let model = SharedModel::new(&mut weights, &mut state);
+            let failed = hogwild::run_segment(&data, &config, model, &workers, 1, &segment, &mut stats);
+            assert_eq!(done.into_inner(), 130);
+            Ok(failed.is_none())
+        });
+        assert!(failed.unwrap());
+        (fitted.t, fitted.stats) = (13, vec![stats]);
+        assert_eq!(fitted, deterministic);
+    }
+
+    /// Makes every thread but the one that called training (the first to ask) wait `delay` each
+    /// time it asks whether to stop (between the batches it trains), and counts those waits.
+    struct SlowOtherThreads {
+        delay: std::time::Duration,
+        caller: std::sync::OnceLock<std::thread::ThreadId>,
+        waits: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Monitor for SlowOtherThreads {
+        fn progress(&self, _done: u64) -> Result<()> {
+            Ok(())
+        }
+
+        fn stop_requested(&self) -> bool {
+            let me = std::thread::current().id();
+            if *self.caller.get_or_init(|| me) != me {
+                self.waits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                std::thread::sleep(self.delay);
+            }
+            false
+        }
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "too slow for miri: 12 segments of CONCURRENT_SEGMENT_ROWS rows")]
+    fn an_adaptive_concurrent_fit_trains_on_one_thread_when_two_are_slower() {
+        // 12 concurrent segments (3 epochs of 4), each of 2 batches. The second thread waits
+        // 400 ms before each batch it trains, far longer than the caller takes for a segment, so
+        // a segment on two threads is slower than one on one. The chooser's first cycle probes
+        // all threads on segments 0 and 2 (the second thread trains at most both batches of
+        // each) and then keeps one thread: at most 4 waits, where every segment on two threads
+        // would make about 12.
+        let batch = CONCURRENT_SEGMENT_ROWS / 2;
+        let p = problem(4 * CONCURRENT_SEGMENT_ROWS, 4, 2, Task::Regressor, 12);
+        let mut config = config(Task::Regressor, OptimizerKind::Sgd, 3, batch);
+        (config.adaptive_threads, config.deterministic) = (true, false);
+        let monitor = SlowOtherThreads {
+            delay: std::time::Duration::from_millis(400),
+            caller: Default::default(),
+            waits: Default::default(),
+        };
+        let fitted = p.fit_monitored(&config, 2, &monitor, None).unwrap();
+        let waits = monitor.waits.into_inner();
+        assert!(waits <= 4, "the second thread trained {waits} batches");
+        assert!(fitted
+            .stats
+            .iter()
+            .all(|s| s.rows == 4 * CONCURRENT_SEGMENT_ROWS as u64));
+        assert_eq!(fitted.t, 3 * 8);
     }
 
     /// `p` with labels planted by a random model of `k` factors (the classifier's: the sign of
