@@ -232,14 +232,15 @@ class FactorizationMachine:
             (a stretch on one thread trains as the deterministic schedule does), and accuracy is that
             of the deterministic schedule within noise (test RMSE on MovieLens-100K within 0.0005)
             where mini-batches rarely share features; where most do (a few hundred features), results
-            vary from run to run (an update that another
-            thread writes within the same feature's update is lost). Each thread trains its batch
-            directly on the shared weights, copying one row at a time through a small buffer: 1.2x the
-            instructions per sample of one thread at ``num_factors=8`` and 1.3-1.6x at 64. The default
-            is ``True`` because it is reproducible (scikit-learn's checks and searches, and the parity
-            with SageMaker, expect a fixed seed to give a fixed model) and because the concurrent
-            schedule's speed-up on two idle cores is still to be measured; see
-            ``docs/design/training.md``. With one thread both train the same.
+            vary from run to run (an update that another thread writes within the same feature's
+            update is lost). Each thread trains its batch directly on the shared weights, copying one
+            row at a time through a small buffer (1.12-1.18x one thread's instructions per sample). On
+            two cores, two threads on one model gained 1.0-1.7x one thread, by the minute, in either
+            schedule (two fits on models of their own gained 2.0x: the threads pay for the model's cache
+            lines that the other core wrote). The default is ``True`` because it is reproducible
+            (scikit-learn's checks and searches, and the parity with SageMaker, expect a fixed seed to
+            give a fixed model) and about as fast; see ``docs/design/training.md``. With one thread
+            both train the same.
         random_state (int, numpy Generator or None): Seed of the initial weights.
         progress (bool or callable): ``True`` draws a progress bar (one per fit, over all its epochs, with
             the last epoch's metrics); a callable receives the number of rows done so far in the call.
