@@ -38,7 +38,7 @@ impl Pooled for f32 {
 }
 
 impl ArrayPool {
-    /// Keeps `array`'s memory for a later [`ArrayPool::take`] (dropped when [`KEPT`] are kept).
+    /// Keeps `array`'s memory for a later [`ArrayPool::take`] (dropped when four of its type are kept already).
     pub fn give<T: Pooled>(&self, mut array: Vec<T>) {
         array.clear();
         if let Ok(mut shelf) = T::shelf(self).lock() {
