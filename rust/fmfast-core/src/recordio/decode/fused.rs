@@ -11,7 +11,7 @@
 use super::assemble::narrow_indices;
 use super::canonical::{canonical, push_keys, short_head, LABEL_ENTRY_WORD};
 use super::decoded::{fixed, Decoded, FeatureValues, Indices};
-use crate::recordio::frame::{padded, Header, HEADER, MAGIC, MAX_PAYLOAD};
+use crate::recordio::frame::{padded, Header, HEADER};
 use crate::recordio::pool::ArrayPool;
 use crate::recordio::wire::put_varint;
 
@@ -233,14 +233,13 @@ impl Skeleton {
     /// compared whole.
     #[inline(always)]
     fn parse<'a>(&self, bytes: &'a [u8], pos: usize) -> Option<Repeated<'a>> {
-        let header = u64::from_le_bytes(fixed(bytes.get(pos..pos + HEADER)?));
-        // A whole record: no continuation flag in the top 3 bits of the length word.
-        let (magic, word) = (header as u32, (header >> 32) as usize);
-        let (len, end) = (word, pos + HEADER + padded(word));
-        if magic != MAGIC || word > MAX_PAYLOAD || end > bytes.len() {
+        let header = Header::parse(fixed(bytes.get(pos..pos + HEADER)?), 0, 0).ok()?;
+        let end = pos + HEADER + padded(header.len);
+        // A whole record (parts are joined by the general decoder), all of it in `bytes`.
+        if header.flag != 0 || end > bytes.len() {
             return None;
         }
-        let payload = &bytes[pos + HEADER..pos + HEADER + len];
+        let payload = &bytes[pos + HEADER..pos + HEADER + header.len];
         let (tensor, rest) = short_head(payload)?;
         let label = match *rest {
             [] if !self.labelled => None,
