@@ -3,18 +3,57 @@
 use fmfast_core::csr::Values;
 use fmfast_core::recordio::decode::{FeatureValues, Indices};
 use fmfast_core::recordio::TensorKind;
-use numpy::{IntoPyArray, PyReadonlyArray1};
+use numpy::{
+    dtype, Element, IntoPyArray, PyArrayDescrMethods, PyReadonlyArray1, PyUntypedArray, PyUntypedArrayMethods,
+};
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
 use crate::errors::InvalidInputError;
 
 /// A contiguous 1-D array of one of the element types the core accepts.
-#[derive(FromPyObject)]
 pub enum PyValues<'py> {
     F32(PyReadonlyArray1<'py, f32>),
     F64(PyReadonlyArray1<'py, f64>),
     I32(PyReadonlyArray1<'py, i32>),
     I64(PyReadonlyArray1<'py, i64>),
+}
+
+/// Whether `ob` is a NumPy array of `T`. The enums below ask it before extracting, instead of
+/// trying each type in turn (`#[derive(FromPyObject)]`): a failed try formats the array's dtype
+/// into its message, which runs numpy's `dtype.__str__`, Python code where a pending Ctrl-C is
+/// raised and then swallowed as unraisable (`fmfast convert` ran to the end, exit status 0,
+/// after a SIGINT).
+fn holds<T: Element>(ob: &Borrowed<'_, '_, PyAny>) -> bool {
+    ob.cast::<PyUntypedArray>()
+        .is_ok_and(|array| array.dtype().is_equiv_to(&dtype::<T>(ob.py())))
+}
+
+/// The error for an argument that is none of the arrays an enum below takes.
+fn unsupported(ob: &Borrowed<'_, '_, PyAny>, expected: &str) -> PyErr {
+    let found = ob.getattr("dtype").map_or_else(
+        |_| format!("a {}", ob.get_type()),
+        |dtype| format!("an array of {dtype}"),
+    );
+    PyTypeError::new_err(format!("expected a 1-D array of {expected}, got {found}"))
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for PyValues<'py> {
+    type Error = PyErr;
+
+    fn extract(ob: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        Ok(if holds::<f32>(&ob) {
+            PyValues::F32(ob.extract()?)
+        } else if holds::<f64>(&ob) {
+            PyValues::F64(ob.extract()?)
+        } else if holds::<i32>(&ob) {
+            PyValues::I32(ob.extract()?)
+        } else if holds::<i64>(&ob) {
+            PyValues::I64(ob.extract()?)
+        } else {
+            return Err(unsupported(&ob, "float32, float64, int32 or int64"));
+        })
+    }
 }
 
 impl PyValues<'_> {
@@ -30,10 +69,25 @@ impl PyValues<'_> {
 }
 
 /// `indptr` and `indices` arrays, both int32 or both int64.
-#[derive(FromPyObject)]
 pub enum PyIndices<'py> {
     I32(PyReadonlyArray1<'py, i32>, PyReadonlyArray1<'py, i32>),
     I64(PyReadonlyArray1<'py, i64>, PyReadonlyArray1<'py, i64>),
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for PyIndices<'py> {
+    type Error = PyErr;
+
+    fn extract(ob: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        let (indptr, indices) = ob.extract::<(Bound<'py, PyAny>, Bound<'py, PyAny>)>()?;
+        let (indptr, indices) = (indptr.as_borrowed(), indices.as_borrowed());
+        if holds::<i32>(&indptr) && holds::<i32>(&indices) {
+            Ok(PyIndices::I32(indptr.extract()?, indices.extract()?))
+        } else if holds::<i64>(&indptr) && holds::<i64>(&indices) {
+            Ok(PyIndices::I64(indptr.extract()?, indices.extract()?))
+        } else {
+            Err(unsupported(&indices, "int32 or int64 indices, as indptr's"))
+        }
+    }
 }
 
 /// `indptr` and `indices` borrowed as slices, validated later (off the interpreter lock).
