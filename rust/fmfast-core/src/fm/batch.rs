@@ -25,9 +25,6 @@ pub(super) struct Data<'a, I, T> {
     pub(super) values: &'a [T],
     pub(super) labels: Values<'a>,
     pub(super) sample_weight: Option<&'a [f64]>,
-    /// The caller's number of each row, when these rows are a reordered copy of its rows (a
-    /// thread's share of a stratum, `super::strata`), so that errors name the row it knows.
-    pub(super) row_numbers: Option<&'a [u32]>,
 }
 
 /// Rows between two progress reports.
@@ -86,7 +83,7 @@ pub(super) fn prefetch_feature(m: &SharedModel, i: usize, k: usize, ns: usize) {
 /// the marks, weights and state of neighbouring features, which share cache lines, are written by
 /// one task (per-feature ownership had two cores writing the same lines: false sharing).
 #[inline(always)]
-pub(super) fn owner(i: usize, parts: usize) -> usize {
+fn owner(i: usize, parts: usize) -> usize {
     let block = (i / OWNER_BLOCK) as u32;
     ((u64::from(block.wrapping_mul(0x9e37_79b9)) * parts as u64) >> 32) as usize
 }
@@ -421,11 +418,7 @@ impl<'a, I: CsrIndex, T: Feature, M: Monitor + ?Sized> Trainer<'a, I, T, M> {
         // SAFETY: after the barrier; nothing writes the scores.
         let scores = unsafe { self.scratch.scores.slice(0, rows.len()) };
         match scores.iter().position(|s| !s.is_finite()) {
-            Some(offset) => {
-                let row = rows.start + offset;
-                let row = self.data.row_numbers.map_or(row, |numbers| numbers[row] as usize);
-                Err(format!("the prediction for row {row}"))
-            }
+            Some(offset) => Err(format!("the prediction for row {}", rows.start + offset)),
             None => Ok(()),
         }
     }
@@ -787,7 +780,6 @@ mod tests {
             values: &problem.values,
             labels: Values::F64(&problem.labels),
             sample_weight: None,
-            row_numbers: None,
         };
         let (mut bias, mut linear, mut factors) = (0.1f32, vec![0.05f32; d], problem.factors.clone());
         let mut weights = WeightsMut::new(&mut bias, &mut linear, &mut factors, k).unwrap();
@@ -809,7 +801,6 @@ mod tests {
             values: &problem.values,
             labels: Values::F64(&problem.labels),
             sample_weight: None,
-            row_numbers: None,
         };
         let mut optimizer = Optimizer::new(kind);
         // Values up to 1e3 would diverge unclipped; most gradients still fall inside the clip.

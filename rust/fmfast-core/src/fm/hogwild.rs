@@ -71,14 +71,14 @@ impl Worker {
     }
 
     /// The statistics of `epoch` gathered since the last call, leaving zeros.
-    pub(super) fn take_stats(&self, epoch: usize) -> EpochStats {
+    fn take_stats(&self, epoch: usize) -> EpochStats {
         let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
         std::mem::take(&mut stats[epoch])
     }
 
     /// Trains batch `batch` of `epoch` on `model`, concurrent or this thread's alone (the fit
     /// started at update count `t0`); on failure, the error and the update count.
-    pub(super) fn train_batch<I: CsrIndex, T: Feature>(
+    fn train_batch<I: CsrIndex, T: Feature>(
         &mut self,
         data: &Data<'_, I, T>,
         config: &TrainConfig,
@@ -191,7 +191,7 @@ pub(super) fn run_segment<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
 }
 
 /// `into` becomes the statistics of both.
-pub(super) fn add(into: &mut EpochStats, more: &EpochStats) {
+fn add(into: &mut EpochStats, more: &EpochStats) {
     into.rows += more.rows;
     into.loss_sum += more.loss_sum;
     into.true_positives += more.true_positives;

@@ -39,7 +39,6 @@ pub mod optim;
 mod racy;
 mod schedule;
 mod shared;
-mod strata;
 pub mod train;
 
 pub use checkpoint::Checkpoint;

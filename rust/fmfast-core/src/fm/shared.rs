@@ -28,15 +28,6 @@
 //! "atomic" means for these values below ([`super::racy`]). So the races it allows (a lost or
 //! mixed update, never a torn value) are not undefined behaviour, and the batch code runs
 //! unchanged on the copies, which stay in L1.
-//!
-//! # The stratified schedule
-//! With `deterministic = false` and rows that the plan stratifies (`super::strata`), each thread
-//! runs a trainer of its own on rows whose features no other thread's rows of the same stratum
-//! hold, and a bias of its own ([`SharedModel::with_bias`]); the threads meet between strata. Such
-//! a model is [`SharedModel::disjoint`]: phase 2 takes slices of its rows in place (no other
-//! thread touches them until the threads meet), and phase 1 copies each row it scores as for a
-//! concurrent model, because the whole-model view it takes otherwise would overlap the rows that
-//! the other threads write meanwhile.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -192,10 +183,6 @@ pub(super) struct SharedModel {
     /// Whether other trainers read and write this model at the same time (the concurrent
     /// schedule): then every access to it is atomic.
     concurrent: bool,
-    /// Whether other trainers write other rows of this model at the same time (the stratified
-    /// schedule): phase 1 then copies each row it scores, as for a concurrent model (a view of
-    /// the whole model would overlap their writes), and phase 2 updates its rows in place.
-    disjoint: bool,
 }
 
 impl SharedModel {
@@ -210,7 +197,6 @@ impl SharedModel {
             linear_state: Ptr::of(state.linear),
             factor_state: Ptr::of(state.factors),
             concurrent: false,
-            disjoint: false,
         }
     }
 
@@ -223,24 +209,6 @@ impl SharedModel {
         }
     }
 
-    /// This model as a thread of the stratified schedule (`super::strata`) shares it: the rows it
-    /// trains are its alone until the threads meet, and other threads train other rows
-    /// meanwhile (module documentation).
-    pub(super) fn disjoint(self) -> Self {
-        SharedModel { disjoint: true, ..self }
-    }
-
-    /// This model with the bias and its state in `bias` and `bias_state` instead: a thread of the
-    /// stratified schedule (`super::strata`) trains a bias of its own, so that the threads of a
-    /// stratum write nothing in common.
-    pub(super) fn with_bias(self, bias: &mut f32, bias_state: &mut [f32]) -> Self {
-        SharedModel {
-            bias: Ptr::of(std::slice::from_mut(bias)),
-            bias_state: Ptr::of(bias_state),
-            ..self
-        }
-    }
-
     /// What phase 1 scores with.
     ///
     /// # Safety
@@ -248,7 +216,7 @@ impl SharedModel {
     /// [`SharedModel::concurrent`] (module invariant).
     #[inline(always)]
     pub(super) unsafe fn scorer(&self) -> Scorer<'_> {
-        if self.concurrent || self.disjoint {
+        if self.concurrent {
             // SAFETY: row 0 of the bias, read atomically.
             let bias = unsafe { self.bias.atomics(0, 1) }[0].load(Ordering::Relaxed);
             return Scorer::Copied {

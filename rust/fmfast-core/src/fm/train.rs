@@ -55,7 +55,6 @@ use super::hogwild;
 use super::model::{check_values, Task, WeightsMut};
 use super::schedule::{segment_batches, shared_batch_threads, Schedule, ThreadChooser};
 use super::shared::{Scratch, SharedModel, SharedScratch};
-use super::strata;
 use super::Feature;
 use crate::csr::{CsrIndex, CsrView, Values};
 use crate::error::{Error, Result};
@@ -97,7 +96,6 @@ pub fn fit_epochs<I: CsrIndex, M: Monitor + ?Sized>(
             values: v,
             labels,
             sample_weight,
-            row_numbers: None,
         };
         train(&data, weights, state, checkpoint, config, monitor)
     })
@@ -208,11 +206,6 @@ fn train<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
     let batch_rows = config.batch_size.min(n_rows);
     let k = weights.k;
     let (t0, batches) = (state.t, n_rows.div_ceil(config.batch_size));
-    if !config.deterministic && rayon::current_num_threads() > 1 && batches > 1 {
-        if let Some(plan) = strata::Plan::new(data, rayon::current_num_threads())? {
-            return strata::train(&plan, data, weights, state, checkpoint, config, monitor);
-        }
-    }
     // One thread, or a single batch, trains the same with either schedule: take the
     // deterministic one, so that `deterministic` changes nothing then.
     let (mut crew, max_threads) = if config.deterministic || rayon::current_num_threads() == 1 || batches == 1 {
@@ -706,7 +699,6 @@ mod tests {
             values: &p.values,
             labels: Values::F64(&p.labels),
             sample_weight: None,
-            row_numbers: None,
         };
         let mut stats = EpochStats::default();
         let failed = with_threads(2, || {
@@ -1110,121 +1102,5 @@ mod tests {
         values[70_000] = f32::INFINITY;
         let err = check_finite(&x, &values).unwrap_err().to_string();
         assert!(err.contains("non-finite value in row 70000: inf"), "{err}");
-    }
-
-    /// `n` one-hot user + item rows (value 1) of `users` users and `items` items: rows that the
-    /// stratified schedule trains (`super::strata`), with the last `wide` rows also holding one
-    /// of 100 further columns (most of them in three buckets: Hogwild's after the strata).
-    fn one_hot(n: usize, users: usize, items: usize, wide: usize, k: usize, seed: u64) -> Problem {
-        let d = users + items + 100;
-        let mut p = problem(1, d, k, Task::Regressor, seed);
-        let mut rng = Rng(seed + 1);
-        let mut draw = |bound: usize| ((rng.next() + 1.0) / 2.0 * bound as f64) as usize % bound;
-        (p.indptr, p.indices) = (vec![0], vec![]);
-        for row in 0..n {
-            p.indices.extend([draw(users) as i64, (users + draw(items)) as i64]);
-            if row >= n - wide {
-                p.indices.push((users + items + draw(100)) as i64);
-            }
-            p.indptr.push(p.indices.len() as i64);
-        }
-        p.values = vec![1.0; p.indices.len()];
-        p.labels = vec![0.0; n];
-        p
-    }
-
-    #[test]
-    #[cfg_attr(miri, ignore = "too slow for miri: the tiny stratified fit runs the same code")]
-    fn stratified_threads_train_to_the_quality_of_the_deterministic_schedule() {
-        for task in [Task::Regressor, Task::BinaryClassifier] {
-            let p = planted(one_hot(20_000, 1000, 300, 1000, 4, 31), task, 32);
-            for kind in [OptimizerKind::Sgd, OptimizerKind::Adam, OptimizerKind::AdaGrad] {
-                let mut config = config(task, kind, 10, 50);
-                let lr = match kind {
-                    OptimizerKind::Sgd => 0.2,
-                    OptimizerKind::Adam => 0.02,
-                    OptimizerKind::AdaGrad => 0.1,
-                };
-                (config.optimizer.linear.lr, config.optimizer.factors.lr) = (lr, lr);
-                let start = loss_of(&p, task, &p.start(kind));
-                let deterministic = loss_of(&p, task, &p.fit(&config, 2).unwrap());
-                config.deterministic = false;
-                let stratified = p.fit(&config, 2).unwrap();
-                let reached = loss_of(&p, task, &stratified);
-                // Both learn, and the stratified schedule (the same rows in another order, two
-                // biases averaged at each stratum's end) goes at least 95% of the deterministic
-                // one's way down (Adam's classifier: 0.702 -> 0.042 against 0.038).
-                assert!(
-                    deterministic < 0.8 * start,
-                    "{task:?} {kind:?}: {start} -> {deterministic}"
-                );
-                assert!(
-                    start - reached >= 0.95 * (start - deterministic),
-                    "{task:?} {kind:?}: {start} -> stratified {reached}, deterministic {deterministic}"
-                );
-                assert_eq!(stratified.stats.len(), 10);
-                assert!(stratified.stats.iter().all(|s| s.rows == 20_000), "{task:?} {kind:?}");
-                // Each group's last batch may be short: more than the 400 batches of the rows'
-                // order an epoch (Hogwild's count), at most one more per group (seven).
-                assert!((4001..=4070).contains(&stratified.t), "{}", stratified.t);
-            }
-        }
-    }
-
-    #[test]
-    fn stratified_threads_give_the_same_bits_every_time() {
-        // Two threads on their own rows of each stratum and their own biases: nothing depends
-        // on how they interleave, or on whether the chooser gives a segment one thread or two
-        // (when every row is stratified: Hogwild trains the rest).
-        let (n, epochs) = if cfg!(miri) { (200, 1) } else { (5000, 3) };
-        let p = one_hot(n, 640, 160, 0, 3, 5);
-        let mut config = config(Task::Regressor, OptimizerKind::Adam, epochs, 10);
-        config.deterministic = false;
-        let first = p.fit(&config, 2).unwrap();
-        assert_eq!(first.stats.iter().map(|s| s.rows).sum::<u64>(), (n * epochs) as u64);
-        // Stratified, not Hogwild: short batches at the groups' ends.
-        assert!(first.t > (n / 10 * epochs) as u64, "{}", first.t);
-        assert_eq!(first, p.fit(&config, 2).unwrap());
-        config.adaptive_threads = true;
-        assert_eq!(first, p.fit(&config, 2).unwrap());
-        // And they trained the model away from its start.
-        assert_ne!(first.factors, p.start(OptimizerKind::Adam).factors);
-    }
-
-    #[test]
-    fn stratified_divergence_names_the_callers_row() {
-        // Row 777's user value is huge: its prediction is the first that overflows.
-        let mut p = one_hot(2000, 640, 160, 0, 2, 8);
-        p.values[2 * 777] = 1e200;
-        let mut config = config(Task::Regressor, OptimizerKind::Sgd, 1, 10);
-        config.deterministic = false;
-        match p.fit(&config, 2) {
-            Err(Error::Diverged { epoch, batch, what }) => {
-                assert_eq!((epoch, what.as_str()), (0, "the prediction for row 777"));
-                assert!(batch < 200 + 7, "{batch}");
-            }
-            other => panic!("expected divergence, got {other:?}"),
-        }
-    }
-
-    #[test]
-    #[cfg_attr(miri, ignore = "too slow for miri: 20,000 rows an epoch, to reach a progress report")]
-    fn an_interrupted_stratified_fit_keeps_its_last_complete_epoch() {
-        let p = one_hot(20_000, 1000, 300, 0, 3, 4);
-        let mut held = p.start(OptimizerKind::Adam);
-        let mut five = config(Task::Regressor, OptimizerKind::Adam, 5, 100);
-        five.deterministic = false;
-        let stopped = p.fit_monitored(&five, 2, &StopAtFirstReport, Some(&mut held));
-        assert!(matches!(stopped, Err(Error::Interrupted)), "{stopped:?}");
-        assert_eq!(held.stats.len(), 3);
-        assert!(held.stats.iter().all(|s| s.rows == 20_000));
-        // The update count of three epochs: 200 batches each, and a short last one per group.
-        assert!((600..=621).contains(&held.t), "{}", held.t);
-        let three = {
-            let mut three = five.clone();
-            three.epochs = 3;
-            p.fit(&three, 2).unwrap()
-        };
-        assert_eq!(held, three);
     }
 }
