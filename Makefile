@@ -66,7 +66,7 @@ test-python: $(INSTALLED) $(MOVIELENS_WHEEL)
 lint: $(INSTALLED)
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
-	RUSTDOCFLAGS="-D warnings" cargo doc -p fmfast-core --no-deps --quiet
+	RUSTDOCFLAGS="-D warnings" cargo doc -p fmfast-core --no-deps --document-private-items --quiet
 	$(BIN)/ruff check python tests benches examples
 	$(BIN)/ruff format --check python tests benches examples
 	$(BIN)/python -m mypy.stubtest fmfast._fmfast --allowlist stubtest-allowlist.txt

@@ -132,8 +132,8 @@ impl ThreadChooser {
 /// Which batch, phase and share of it a task is, from its number; every thread computes the same.
 ///
 /// The tasks cover batches `first..first + count` of one epoch. A batch is `a_tasks(n)` phase-1
-/// tasks (consecutive rows) then `parts` phase-2 tasks (the features whose [`super::batch::owner`] among `parts`
-/// is the task's). A task may start once every task numbered before its phase's first has
+/// tasks (consecutive rows) then `parts` phase-2 tasks (the features whose `batch::owner` among
+/// `parts` is the task's). A task may start once every task numbered before its phase's first has
 /// finished.
 #[derive(Clone, Copy)]
 pub(super) struct Schedule {

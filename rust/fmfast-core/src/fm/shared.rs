@@ -22,9 +22,9 @@
 //! of its own, on mini-batches of its own, against the one shared model, without any ownership:
 //! another thread may read or write any row at any time. Such a model is
 //! [`SharedModel::concurrent`], and the trainer then never takes a slice of it: phase 1 copies
-//! each row's weights ([`Scorer`]) and phase 2 each feature's rows ([`SharedModel::update`]) into
-//! a small buffer of the thread's own ([`RowBuffer`]), and phase 2 stores them back right after
-//! the update: eight or four values a move, each as a relaxed atomic access would, which is what
+//! each row's weights ([`Scorer`]) and phase 2 each feature's rows ([`SharedModel::rows_mut`])
+//! into a small buffer of the thread's own ([`RowBuffer`]), and phase 2 stores them back right
+//! after the update ([`SharedModel::store`]): eight or four values a move, each as a relaxed atomic access would, which is what
 //! "atomic" means for these values below ([`super::racy`]). So the races it allows (a lost or
 //! mixed update, never a torn value) are not undefined behaviour, and the batch code runs
 //! unchanged on the copies, which stay in L1.
