@@ -128,7 +128,12 @@ def fm_fit_epochs(
     n_threads: int = 0,
     progress: _Progress = None,
     checkpoint: FmState | None = None,
+    thread_choice: ThreadChoice | None = None,
 ) -> tuple[int, list[_EpochStats], BaseException | None]: ...
+
+@final
+class ThreadChoice:
+    def __new__(cls) -> ThreadChoice: ...
 
 @final
 class BayesConfig:

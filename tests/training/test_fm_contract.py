@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 from fmfast import _fmfast
 from fmfast._inputs import csr_indices
-from fmfast.exceptions import InvalidInputError
+from fmfast.exceptions import FmFastError, InvalidInputError
 
 HYPERPARAMETERS = {
     "predictor_type": "regressor",
@@ -91,3 +91,24 @@ def test_training_updates_the_state_in_place_and_refuses_it_as_its_own_checkpoin
             3, csr_indices(X), X.data, np.ones(3), None, trained, config, n_threads=1, checkpoint=trained
         )
     np.testing.assert_array_equal(trained.factors, before)
+
+
+def test_a_thread_choice_is_carried_by_one_call_at_a_time() -> None:
+    X = sp.csr_array(np.eye(3, dtype=np.float32))
+    config = _fmfast.FmConfig(**HYPERPARAMETERS)
+    choice = _fmfast.ThreadChoice()
+
+    def fit(progress: object = None, thread_choice: _fmfast.ThreadChoice | None = choice) -> _fmfast.FmState:
+        trained = _fmfast.FmState(**state(), t=0)
+        _fmfast.fm_fit_epochs(
+            3, csr_indices(X), X.data, np.ones(3), None, trained, config, 1, progress, None, thread_choice
+        )
+        return trained
+
+    # Its measurements choose thread counts only: calls that carry it train as calls without it.
+    alone, carried = fit(thread_choice=None), [fit(), fit()]
+    for trained in carried:
+        np.testing.assert_array_equal(trained.factors, alone.factors)
+    # A call made while another holds it (here from that call's progress report) is refused.
+    with pytest.raises(FmFastError, match="the thread choice is in use by another call"):
+        fit(progress=lambda done: fit())

@@ -137,8 +137,8 @@ def sagemaker_metrics(
 EpochStats = tuple[int, float, int, int, int, int]
 #: Rows read at a time from RecordIO input while training, at most (whole mini-batches, at least
 #: one): a streamed pass holds two reads in memory (the one it trains on and the next, decoded
-#: meanwhile). Each read is one call to the core, whose thread chooser (deterministic schedule, a
-#: model beyond 3 MiB) measures the first 64 mini-batches of every call.
+#: meanwhile). Each read is one call to the core; one thread chooser's measurements go on from
+#: call to call (:class:`fmfast._fmfast.ThreadChoice`).
 _ROWS_PER_READ = 1 << 18
 #: Rows of a streamed pass's first read, at most (see :func:`read_sizes`).
 _FIRST_READ_ROWS = 1 << 15
@@ -285,6 +285,7 @@ def train_rows(
     epochs: int,
     progress: Callable[[int], object] | None,
     checkpoint: TrainState | None = None,
+    thread_choice: _fmfast.ThreadChoice | None = None,
 ) -> tuple[TrainState, list[EpochStats], BaseException | None]:
     """Train ``epochs`` passes over ``rows`` into ``state`` (in place).
 
@@ -292,7 +293,9 @@ def train_rows(
     ``None``. ``progress`` gets the rows done so far in this call. With a ``checkpoint``
     (shaped like ``state``), the core copies every epoch's end but the last's into it; when
     Ctrl-C (or ``progress``) stops training after an epoch has ended, ``checkpoint`` holds the
-    model, and the exception comes back, not raised, with the statistics of its epochs.
+    model, and the exception comes back, not raised, with the statistics of its epochs. A
+    ``thread_choice`` carries the core's thread-count measurements from call to call (the reads of
+    a streamed pass).
     """
     if rows.n_rows == 0:
         raise InvalidInputError("X has no rows")
@@ -316,6 +319,7 @@ def train_rows(
         n_threads=int(model.n_threads),
         progress=progress,
         checkpoint=checkpoint,
+        thread_choice=thread_choice,
     )
     trained = checkpoint if stopped is not None and checkpoint is not None else state
     trained.t = t
@@ -422,13 +426,18 @@ def _train_pass(
     # copy of the weights for the whole pass.
     state: TrainState | None = None
     total: EpochStats = (0, 0.0, 0, 0, 0, 0)
+    # The reads are one fit to the core's thread chooser: its probes are paid once a cycle, not
+    # once a read, and the first small reads are not too short to measure.
+    thread_choice = _fmfast.ThreadChoice()
     for X_batch, labels in reads:
         if labels is None:
             raise InvalidInputError(f"the records of {X} carry no labels")
         rows = prepare_rows(X_batch)
         if state is None:
             state = working_state(model, rows.n_cols)
-        _, (stats,), _ = train_rows(model, rows, labels, None, state, 1, progress.callback())
+        _, (stats,), _ = train_rows(
+            model, rows, labels, None, state, 1, progress.callback(), thread_choice=thread_choice
+        )
         total = add_stats(total, stats)
         # Let go of this read before asking for the next, whose successor is then read: two
         # reads in memory at most.

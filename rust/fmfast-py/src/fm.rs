@@ -3,6 +3,8 @@
 //! The Python estimator owns every array (weights and optimizer state) in an `FmState`;
 //! `fit_epochs` borrows them mutably and updates them in place with the interpreter released.
 
+use std::sync::Mutex;
+
 use fmfast_core::csr::Values;
 use fmfast_core::fm::{self, Checkpoint, EpochStats, Weights};
 use fmfast_core::Error;
@@ -11,6 +13,7 @@ use pyo3::prelude::*;
 
 use crate::arrays::{with_csr, IndexSlices, PyIndices, PyValues};
 use crate::detached::{run, run_stoppable};
+use crate::errors::FmFastError;
 use crate::fm_contract::{FmConfig, FmState};
 
 /// `(rows, loss_sum, true_positives, false_positives, true_negatives, false_negatives)`.
@@ -27,6 +30,20 @@ fn stats_tuple(s: &EpochStats) -> PyEpochStats {
     )
 }
 
+/// The thread chooser's measurements, carried from one `fm_fit_epochs` call to the next of a
+/// fit trained read by read ([`fm::ThreadChoice`]); empty until its first call.
+#[pyclass(module = "fmfast._fmfast", name = "ThreadChoice", frozen)]
+#[derive(Default)]
+struct PyThreadChoice(Mutex<fm::ThreadChoice>);
+
+#[pymethods]
+impl PyThreadChoice {
+    #[new]
+    fn new() -> Self {
+        PyThreadChoice::default()
+    }
+}
+
 /// Trains `config.epochs` epochs on CSR rows, updating the arrays of `state` in place; returns
 /// the new update count `t`, the statistics of each epoch and `None`.
 ///
@@ -34,9 +51,10 @@ fn stats_tuple(s: &EpochStats) -> PyEpochStats {
 /// it at the end of every epoch but the last. When Ctrl-C (or an exception raised by `progress`)
 /// stops training after an epoch has ended, `checkpoint` holds the last complete epoch, and the
 /// call returns its `t`, the statistics of its epochs and the exception, for the caller to keep
-/// that model and then raise it.
+/// that model and then raise it. With a `thread_choice`, the thread counts go on from the
+/// measurements of the earlier calls given it.
 #[pyfunction]
-#[pyo3(name = "fm_fit_epochs", signature = (n_cols, csr, data, labels, sample_weight, state, config, n_threads=0, progress=None, checkpoint=None))]
+#[pyo3(name = "fm_fit_epochs", signature = (n_cols, csr, data, labels, sample_weight, state, config, n_threads=0, progress=None, checkpoint=None, thread_choice=None))]
 #[allow(clippy::too_many_arguments)]
 fn fit_epochs(
     py: Python<'_>,
@@ -50,6 +68,7 @@ fn fit_epochs(
     n_threads: usize,
     progress: Option<Py<PyAny>>,
     checkpoint: Option<PyRef<'_, FmState>>,
+    thread_choice: Option<PyRef<'_, PyThreadChoice>>,
 ) -> PyResult<(u64, Vec<PyEpochStats>, Option<PyErr>)> {
     let config = config.train_config();
     let mut state = state.arrays(py)?;
@@ -63,8 +82,15 @@ fn fit_epochs(
         Some(held) => Some(held.borrow().map(|(w, s)| Checkpoint::new(w, s))?),
         None => None,
     };
+    // Not waited for: a call that holds it waits for the interpreter (progress) in turn.
+    let mut held_choice = thread_choice
+        .as_ref()
+        .map(|held| held.0.try_lock())
+        .transpose()
+        .map_err(|_| FmFastError::new_err("the thread choice is in use by another call"))?;
+    let choice = held_choice.as_deref_mut();
     let ((t, stats), stopped) = run_stoppable(py, n_threads, progress, |monitor| {
-        let trained = with_csr!(indices, values.len(), n_cols, x => fm::fit_epochs(
+        let trained = with_csr!(indices, values.len(), n_cols, x => fm::fit_epochs_choosing(
             &x,
             values,
             labels,
@@ -73,6 +99,7 @@ fn fit_epochs(
             &mut opt_state,
             checkpoint.as_mut(),
             &config,
+            choice,
             monitor,
         ));
         match (trained, &checkpoint) {
@@ -116,5 +143,6 @@ fn predict<'py>(
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fit_epochs, m)?)?;
     m.add_function(wrap_pyfunction!(predict, m)?)?;
+    m.add_class::<PyThreadChoice>()?;
     Ok(())
 }

@@ -45,7 +45,8 @@ pub use checkpoint::Checkpoint;
 pub use config::{EpochStats, OptimizerState, TrainConfig};
 pub use model::{predict, Task, Weights, WeightsMut};
 pub use optim::{Group, Optimizer, OptimizerKind};
-pub use train::fit_epochs;
+pub use schedule::ThreadChoice;
+pub use train::{fit_epochs, fit_epochs_choosing};
 
 /// A feature value type, read as `f64`.
 pub trait Feature: Copy + Send + Sync + 'static {

@@ -99,6 +99,11 @@ impl ThreadChooser {
         }
     }
 
+    /// The most threads it gives a segment.
+    pub(super) fn max(&self) -> usize {
+        self.max
+    }
+
     pub(super) fn next(&self) -> usize {
         match self.segments % CHOOSER_CYCLE {
             _ if !self.adaptive => self.max,
@@ -126,6 +131,27 @@ impl ThreadChooser {
             self.last_all = seconds_per_row;
         }
         self.segments += 1;
+    }
+}
+
+/// The thread chooser of a fit that is trained in several calls, one per read of a stream
+/// (`fit(path)`): each call goes on with the measurements of the calls before it, so that a cycle's
+/// probes are paid once for all its segments, not once a call, and no call is too short to measure
+/// (a stream's first reads, of 2 and 4 segments, would otherwise train on one thread). Empty until
+/// the first call; results do not depend on it.
+#[derive(Default)]
+pub struct ThreadChoice(Option<ThreadChooser>);
+
+impl ThreadChoice {
+    /// The chooser of a call whose segments may use up to `max` threads: the one carried from
+    /// earlier calls, made by the first; `None` for a call of another `max` (a last read of
+    /// fewer rows than a batch), which then chooses on its own.
+    pub(super) fn chooser(&mut self, max: usize, adaptive: bool) -> Option<&mut ThreadChooser> {
+        // As many segments as there may be: the stream's length is not known.
+        let chooser = self
+            .0
+            .get_or_insert_with(|| ThreadChooser::new(max, adaptive, usize::MAX));
+        (chooser.max() == max).then_some(chooser)
     }
 }
 
@@ -315,5 +341,26 @@ mod tests {
         assert_eq!(ThreadChooser::new(4, true, PROBES).next(), 1);
         assert_eq!(ThreadChooser::new(4, true, PROBES + 1).next(), 4);
         assert_eq!(ThreadChooser::new(4, false, 1).next(), 4);
+    }
+
+    #[test]
+    fn a_choice_carried_from_call_to_call_measures_as_one_fit() {
+        let mut choice = ThreadChoice::default();
+        // Calls of 2, 2 and 3 segments (a stream's first reads): alone, each would train on one
+        // thread; carried, they probe both counts once, then keep the faster (2 threads here).
+        let mut counts = Vec::new();
+        for (call, segments) in [2, 2, 3].into_iter().enumerate() {
+            for segment in 0..segments {
+                let chooser = choice.chooser(2, true).unwrap();
+                counts.push(chooser.next());
+                chooser.record(if chooser.next() == 2 { 1.0 } else { 1.5 });
+                // A call for another thread count (a last read shorter than a batch) chooses on
+                // its own and leaves the carried measurements as they were.
+                if (call, segment) == (1, 0) {
+                    assert!(choice.chooser(1, true).is_none());
+                }
+            }
+        }
+        assert_eq!(counts, [2, 1, 2, 1, 2, 2, 2]);
     }
 }

@@ -53,7 +53,7 @@ use super::checkpoint::Checkpoint;
 use super::config::{EpochStats, OptimizerState, TrainConfig};
 use super::hogwild;
 use super::model::{check_values, Task, WeightsMut};
-use super::schedule::{segment_batches, shared_batch_threads, Schedule, ThreadChooser};
+use super::schedule::{segment_batches, shared_batch_threads, Schedule, ThreadChoice, ThreadChooser};
 use super::shared::{Scratch, SharedModel, SharedScratch};
 use super::Feature;
 use crate::csr::{CsrIndex, CsrView, Values};
@@ -82,6 +82,35 @@ pub fn fit_epochs<I: CsrIndex, M: Monitor + ?Sized>(
     config: &TrainConfig,
     monitor: &M,
 ) -> Result<Vec<EpochStats>> {
+    fit_epochs_choosing(
+        x,
+        values,
+        labels,
+        sample_weight,
+        weights,
+        state,
+        checkpoint,
+        config,
+        None,
+        monitor,
+    )
+}
+
+/// [`fit_epochs`] as one of the calls that train a fit read by read: with a `choice`, the thread
+/// counts are chosen from what the earlier calls given it measured ([`ThreadChoice`]).
+#[allow(clippy::too_many_arguments)]
+pub fn fit_epochs_choosing<I: CsrIndex, M: Monitor + ?Sized>(
+    x: &CsrView<'_, I>,
+    values: Values<'_>,
+    labels: Values<'_>,
+    sample_weight: Option<&[f64]>,
+    weights: &mut WeightsMut<'_>,
+    state: &mut OptimizerState<'_>,
+    checkpoint: Option<&mut Checkpoint<'_>>,
+    config: &TrainConfig,
+    choice: Option<&mut ThreadChoice>,
+    monitor: &M,
+) -> Result<Vec<EpochStats>> {
     check_config(config, weights, state)?;
     if let Some(checkpoint) = &checkpoint {
         checkpoint.check(weights, state)?;
@@ -97,7 +126,7 @@ pub fn fit_epochs<I: CsrIndex, M: Monitor + ?Sized>(
             labels,
             sample_weight,
         };
-        train(&data, weights, state, checkpoint, config, monitor)
+        train(&data, weights, state, checkpoint, config, choice, monitor)
     })
 }
 
@@ -199,6 +228,7 @@ fn train<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
     state: &mut OptimizerState<'_>,
     mut checkpoint: Option<&mut Checkpoint<'_>>,
     config: &TrainConfig,
+    choice: Option<&mut ThreadChoice>,
     monitor: &M,
 ) -> Result<Vec<EpochStats>> {
     let n_rows = data.x.n_rows();
@@ -228,7 +258,10 @@ fn train<I: CsrIndex, T: Feature, M: Monitor + ?Sized>(
     };
     let segment_batches = segment_batches(config.batch_size, matches!(crew, Crew::Concurrent(_)));
     let segments = config.epochs * batches.div_ceil(segment_batches);
-    let mut chooser = ThreadChooser::new(max_threads, config.adaptive_threads, segments);
+    let mut own = ThreadChooser::new(max_threads, config.adaptive_threads, segments);
+    let chooser = choice
+        .and_then(|choice| choice.chooser(max_threads, config.adaptive_threads))
+        .unwrap_or(&mut own);
     let stats = Mutex::new(try_filled(
         config.epochs,
         1,
