@@ -90,7 +90,7 @@ fn fit_epochs(
         .map_err(|_| FmFastError::new_err("the thread choice is in use by another call"))?;
     let choice = held_choice.as_deref_mut();
     let ((t, stats), stopped) = run_stoppable(py, n_threads, progress, |monitor| {
-        let trained = with_csr!(indices, values.len(), n_cols, x => fm::fit_epochs_choosing(
+        let trained = with_csr!(indices, values.len(), n_cols, x => fm::fit_epochs(
             &x,
             values,
             labels,

@@ -46,7 +46,7 @@ pub use config::{EpochStats, OptimizerState, TrainConfig};
 pub use model::{predict, Task, Weights, WeightsMut};
 pub use optim::{Group, Optimizer, OptimizerKind};
 pub use schedule::ThreadChoice;
-pub use train::{fit_epochs, fit_epochs_choosing};
+pub use train::fit_epochs;
 
 /// A feature value type, read as `f64`.
 pub trait Feature: Copy + Send + Sync + 'static {

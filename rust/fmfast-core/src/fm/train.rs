@@ -69,37 +69,11 @@ use crate::parallel::Monitor;
 /// left as they were at that point. With a `checkpoint`, the weights and state are copied into it
 /// at the end of every epoch but the last, so that a caller whose monitor stopped training
 /// ([`Error::Interrupted`]) can take the model of the last complete epoch from it
-/// ([`Checkpoint::epochs`] says how many epochs it holds).
+/// ([`Checkpoint::epochs`] says how many epochs it holds). A fit trained in several calls, one a
+/// read of a stream, passes each the same `choice`, so that the thread counts are chosen from what
+/// the earlier calls measured ([`ThreadChoice`]); results do not depend on it.
 #[allow(clippy::too_many_arguments)]
 pub fn fit_epochs<I: CsrIndex, M: Monitor + ?Sized>(
-    x: &CsrView<'_, I>,
-    values: Values<'_>,
-    labels: Values<'_>,
-    sample_weight: Option<&[f64]>,
-    weights: &mut WeightsMut<'_>,
-    state: &mut OptimizerState<'_>,
-    checkpoint: Option<&mut Checkpoint<'_>>,
-    config: &TrainConfig,
-    monitor: &M,
-) -> Result<Vec<EpochStats>> {
-    fit_epochs_choosing(
-        x,
-        values,
-        labels,
-        sample_weight,
-        weights,
-        state,
-        checkpoint,
-        config,
-        None,
-        monitor,
-    )
-}
-
-/// [`fit_epochs`] as one of the calls that train a fit read by read: with a `choice`, the thread
-/// counts are chosen from what the earlier calls given it measured ([`ThreadChoice`]).
-#[allow(clippy::too_many_arguments)]
-pub fn fit_epochs_choosing<I: CsrIndex, M: Monitor + ?Sized>(
     x: &CsrView<'_, I>,
     values: Values<'_>,
     labels: Values<'_>,
@@ -482,6 +456,7 @@ mod tests {
                     &mut state,
                     checkpoint,
                     config,
+                    None,
                     monitor,
                 )
             });
